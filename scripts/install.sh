@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what wardgate needs on Debian/Ubuntu: nginx with its modules, and the Python package.
+# Idempotent: apt-get runs only when a package is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEB_PACKAGES=(nginx libnginx-mod-http-js libnginx-mod-http-lua libnginx-mod-http-headers-more-filter
+              libnginx-mod-http-modsecurity modsecurity-crs wrk python3-pip)
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts a system nginx on port 80; wardgate runs its own instances.
+  if command -v systemctl >/dev/null && systemctl is-active -q nginx 2>/dev/null; then
+    $SUDO systemctl disable --now nginx || true
+  fi
+fi
+PY=${PYTHON:-python3}
+$PY -m pip install -q --disable-pip-version-check -e ".[test]"

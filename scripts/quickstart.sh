@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs wardgate and runs the quickstart gateway on http://127.0.0.1:8080 (Ctrl-C stops it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+python3 -m wardgate.verify.echo --host 127.0.0.1 --port 3000 --namespace default --pod echo-0 --quiet &
+ECHO_PID=$!
+trap 'kill $ECHO_PID 2>/dev/null || true' EXIT
+echo "try: curl -H 'Host: localhost' http://127.0.0.1:8080/hello"
+wardgate run -f examples/quickstart --state-dir .wardgate/quickstart

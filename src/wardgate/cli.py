@@ -1,0 +1,197 @@
+"""The `wardgate` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from wardgate import __version__
+from wardgate.errors import InputError
+from wardgate.model import parse
+from wardgate.render.nginx import RenderOptions, render
+from wardgate.sources import load_paths
+from wardgate.status.report import format_table
+from wardgate.translate import Options, translate
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="A Gateway API security gateway on nginx.")
+verify_app = typer.Typer(no_args_is_help=True, help="Run corpora against a real wardgate gateway.")
+app.add_typer(verify_app, name="verify")
+
+Files = Annotated[list[Path], typer.Option("-f", "--file", help="Manifest file or directory (repeatable).")]
+OUTPUT_FORMATS = ("table", "yaml", "json")
+
+
+def _fail_input(exc: InputError) -> None:
+    typer.echo(f"error: {len(exc.problems)} problem(s) in the input:", err=True)
+    for p in exc.problems:
+        typer.echo(f"  {p}", err=True)
+    raise typer.Exit(2)
+
+
+def _status_doc(paths: list[Path], address: str) -> dict[str, Any]:
+    tr = translate(parse(load_paths(paths)), Options(addresses=(address,)))
+    return {"objects": [s.to_dict() for s in tr.statuses], "errors": [],
+            "warnings": [str(p) for p in tr.problems]}
+
+
+def _print(doc: dict[str, Any], output: str) -> None:
+    if output == "json":
+        typer.echo(json.dumps(doc, indent=1, sort_keys=True))
+    elif output == "yaml":
+        typer.echo(yaml.safe_dump(doc, sort_keys=False))
+    else:
+        typer.echo(format_table(doc))
+
+
+@app.command()
+def version() -> None:
+    """Print wardgate's version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def validate(files: Files) -> None:
+    """Check manifests without running anything; exit 2 on invalid input."""
+    try:
+        rs = parse(load_paths(files))
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    tr = translate(rs)
+    for p in tr.problems:
+        typer.echo(f"warning: {p}", err=True)
+    typer.echo(f"ok: {len(rs.objects)} objects, {len(tr.gateways)} gateway(s) to serve")
+
+
+@app.command("render")
+def render_cmd(
+    files: Files,
+    out: Annotated[Path, typer.Option("-o", "--output-dir", help="Directory to write into.")],
+    listen_host: Annotated[str, typer.Option(help="Address nginx listens on.")] = "127.0.0.1",
+    port_offset: Annotated[int, typer.Option(help="Listener port p binds p+N.")] = 0,
+) -> None:
+    """Write each Gateway's nginx files to OUT/<namespace>_<name>/ without running anything."""
+    try:
+        tr = translate(parse(load_paths(files)), Options(addresses=(listen_host,)))
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    for p in tr.problems:
+        typer.echo(f"warning: {p}", err=True)
+    for gw in tr.gateways:
+        target = out / f"{gw.namespace}_{gw.name}"
+        for runtime in ("logs", "run", "tmp"):  # so `nginx -t -p TARGET/ -c TARGET/nginx.conf` works
+            (target / runtime).mkdir(parents=True, exist_ok=True)
+        for rel, text in render(gw, RenderOptions(listen_host, port_offset)).items():
+            path = target / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            if rel.startswith("certs/"):
+                path.chmod(0o600)
+        typer.echo(f"{gw.key}: {target}/nginx.conf")
+
+
+@app.command()
+def status(
+    files: Annotated[list[Path] | None, typer.Option("-f", "--file", help="Compute status from manifests.")]
+    = None,
+    admin: Annotated[str | None, typer.Option(help="Read status from a running `wardgate run`, e.g. "
+                                                   "http://127.0.0.1:9901")] = None,
+    output: Annotated[str, typer.Option("-o", "--output", help="table, yaml or json")] = "table",
+    listen_host: Annotated[str, typer.Option(help="Address reported for Gateways (with -f).")] = "127.0.0.1",
+) -> None:
+    """Print the status conditions of GatewayClasses, Gateways and HTTPRoutes."""
+    if output not in OUTPUT_FORMATS:
+        raise typer.BadParameter(f"-o must be one of {', '.join(OUTPUT_FORMATS)}")
+    if admin:
+        with urllib.request.urlopen(admin.rstrip("/") + "/status", timeout=10) as resp:
+            doc = json.loads(resp.read())
+    elif files:
+        try:
+            doc = _status_doc(files, listen_host)
+        except InputError as exc:
+            _fail_input(exc)
+            return
+    else:
+        raise typer.BadParameter("give -f FILE... or --admin URL")
+    _print(doc, output)
+    if doc.get("errors"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    files: Files,
+    listen_host: Annotated[str, typer.Option(help="Address nginx listens on.")] = "127.0.0.1",
+    port_offset: Annotated[int, typer.Option(help="Listener port p binds p+N (e.g. 8000 without root).")]
+    = 0,
+    state_dir: Annotated[Path, typer.Option(help="Where nginx configs, logs and status live.")]
+    = Path(".wardgate"),
+    admin_port: Annotated[int, typer.Option(help="Admin endpoint port on 127.0.0.1 (0 = any).")] = 9901,
+    address_pool: Annotated[str | None, typer.Option(
+        help="Give each Gateway its own address from this CIDR, e.g. 127.0.100.0/24.")] = None,
+    workers: Annotated[int | None, typer.Option(help="nginx worker processes (default: one per core).")]
+    = None,
+    nginx: Annotated[str, typer.Option(help="nginx binary.")] = "nginx",
+) -> None:
+    """Run one nginx per Gateway, reload on file changes, serve admin endpoints."""
+    from wardgate.runner import Runner, RunnerOptions
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runner = Runner(files, state_dir.absolute(), RunnerOptions(listen_host, port_offset, nginx,
+                                                               worker_processes=workers,
+                                                               address_pool=address_pool))
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        logging.getLogger("wardgate").info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    runner.serve(stop, admin_port=admin_port)
+
+
+@app.command()
+def echo(
+    listen: Annotated[str, typer.Option(help="host:port to serve on.")] = "127.0.0.1:3000",
+    namespace: Annotated[str, typer.Option()] = "default",
+    pod: Annotated[str, typer.Option(help="Name reported as the pod.")] = "echo-0",
+) -> None:
+    """A test backend that answers every request with a JSON echo of it."""
+    from wardgate.verify.echo import main as echo_main
+
+    host, _, port = listen.rpartition(":")
+    raise typer.Exit(echo_main(["--host", host, "--port", port, "--namespace", namespace, "--pod", pod]))
+
+
+@verify_app.command("conformance")
+def verify_conformance(
+    corpus: Annotated[Path, typer.Option(help="Corpus directory (FORMAT.md of the conformance corpus).")],
+    only: Annotated[list[str] | None, typer.Option(help="Run only these tests (repeatable).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+) -> None:
+    """Run a Gateway API conformance corpus against a real wardgate gateway."""
+    from wardgate.verify.conformance import ConformanceOptions, run_conformance
+
+    doc = run_conformance(ConformanceOptions(corpus=corpus, only=list(only or [])))
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=1))
+    s = doc["summary"]
+    raise typer.Exit(0 if s["fail"] == 0 else 1)
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # e.g. `wardgate status | head`
+        sys.exit(0)

@@ -1,0 +1,251 @@
+"""Admin HTTP endpoints for `wardgate run`: /healthz, /readyz, /status, /metrics.
+
+Stdlib server on a daemon thread; it only reads state through the provider callables, so it
+never blocks or mutates the data plane. Bind it to loopback: it has no authentication.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from wardgate.dataplane.nginx import NginxInstance
+
+__all__ = ["AdminServer", "GatewayState", "StateProvider", "StatusProvider", "readiness"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GatewayState:
+    """A snapshot of one gateway's data plane, as the admin endpoints report it."""
+
+    key: str  # e.g. "namespace/name"
+    running: bool  # the nginx master is alive
+    ready: bool  # it serves a successfully applied configuration
+    generation: int
+    reloads: int
+    reload_failures: int
+    restarts: int
+    last_apply_time: float | None
+    last_error: str | None
+
+    @property
+    def up(self) -> bool:
+        """Running, ready, and the most recent apply/restart did not fail."""
+        return self.running and self.ready and self.last_error is None
+
+    @classmethod
+    def from_instance(cls, key: str, inst: NginxInstance, ready: bool | None = None) -> GatewayState:
+        """Snapshot ``inst``. ``ready`` defaults to: running and some config was applied.
+
+        A later rejected config does not make it unready: the last good one keeps serving,
+        and pulling the pod out of service for it would take traffic down.
+        """
+        running = inst.is_running()
+        if ready is None:
+            ready = running and inst.generation > 0
+        return cls(
+            key=key,
+            running=running,
+            ready=ready,
+            generation=inst.generation,
+            reloads=inst.reloads,
+            reload_failures=inst.reload_failures,
+            restarts=inst.restarts,
+            last_apply_time=inst.last_apply_time,
+            last_error=inst.last_error,
+        )
+
+
+StatusProvider = Callable[[], Mapping[str, Any]]
+# returns (per-gateway states, number of translation errors)
+StateProvider = Callable[[], tuple[Sequence[GatewayState], int]]
+
+
+def readiness(states: Sequence[GatewayState]) -> list[str]:
+    """Reasons the process is not ready; empty when every gateway serves."""
+    if not states:
+        return ["no gateway is managed yet"]
+    reasons: list[str] = []
+    for s in states:
+        if not s.running:
+            reasons.append(f"{s.key}: nginx is not running")
+        elif not s.ready:
+            detail = f": {s.last_error}" if s.last_error else ""
+            reasons.append(f"{s.key}: no successfully applied configuration{detail}")
+    return reasons
+
+
+class _StateCollector(Collector):
+    """Reads live state at scrape time, so metrics can never drift from the instances."""
+
+    def __init__(self, provider: StateProvider) -> None:
+        self._provider = provider
+
+    def describe(self) -> Iterator[Metric]:
+        # names only, so the registry can detect clashes
+        return iter(self._families([], 0, with_samples=False))
+
+    def collect(self) -> Iterator[Metric]:
+        states, translation_errors = self._provider()
+        return iter(self._families(states, translation_errors, with_samples=True))
+
+    @staticmethod
+    def _families(
+        states: Sequence[GatewayState], translation_errors: int, with_samples: bool
+    ) -> list[Metric]:
+        lbl = ["gateway"]
+        reloads = CounterMetricFamily("wardgate_reloads", "Successful nginx reloads.", labels=lbl)
+        failures = CounterMetricFamily(
+            "wardgate_reload_failures",
+            "Configurations nginx rejected (nginx -t) or failed to load at reload/start.",
+            labels=lbl,
+        )
+        restarts = CounterMetricFamily(
+            "wardgate_nginx_restarts", "Times a dead nginx master was started again.", labels=lbl
+        )
+        generation = GaugeMetricFamily(
+            "wardgate_config_generation", "Configuration generation now serving.", labels=lbl
+        )
+        age = GaugeMetricFamily(
+            "wardgate_config_age_seconds",
+            "Seconds since the serving configuration was applied.",
+            labels=lbl,
+        )
+        up = GaugeMetricFamily(
+            "wardgate_gateway_up", "1 if nginx runs and the last apply succeeded.", labels=lbl
+        )
+        errors = GaugeMetricFamily(
+            "wardgate_translation_errors", "Problems found translating the resources."
+        )
+        if with_samples:
+            now = time.time()
+            for s in states:
+                reloads.add_metric([s.key], s.reloads)
+                failures.add_metric([s.key], s.reload_failures)
+                restarts.add_metric([s.key], s.restarts)
+                generation.add_metric([s.key], s.generation)
+                if s.last_apply_time is not None:  # no sample rather than a made-up age
+                    age.add_metric([s.key], max(0.0, now - s.last_apply_time))
+                up.add_metric([s.key], 1.0 if s.up else 0.0)
+            errors.add_metric([], translation_errors)
+        return [reloads, failures, restarts, generation, age, up, errors]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    admin: AdminServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "wardgate-admin"
+
+    def do_GET(self) -> None:
+        self._dispatch(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._dispatch(send_body=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("admin %s - %s", self.address_string(), format % args)
+
+    def _dispatch(self, send_body: bool) -> None:
+        path = self.path.split("?", 1)[0]
+        admin = self.server.admin
+        try:
+            if path == "/healthz":
+                status, ctype, body = 200, "text/plain; charset=utf-8", b"ok\n"
+            elif path == "/readyz":
+                states, _ = admin.state_provider()
+                reasons = readiness(states)
+                status = 503 if reasons else 200
+                ctype, body = "application/json", _json({"ready": not reasons, "reasons": reasons})
+            elif path == "/status":
+                status, ctype, body = 200, "application/json", _json(admin.status_provider())
+            elif path == "/metrics":
+                status, ctype, body = 200, CONTENT_TYPE_LATEST, generate_latest(admin.registry)
+            else:
+                status, ctype, body = 404, "text/plain; charset=utf-8", b"not found\n"
+        except Exception as exc:
+            # a broken provider must show up as an error, not kill the admin thread
+            log.exception("admin %s failed", path)
+            status, ctype, body = 500, "application/json", _json({"error": f"{type(exc).__name__}: {exc}"})
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+
+def _json(obj: Any) -> bytes:
+    return (json.dumps(obj, default=str, sort_keys=True) + "\n").encode()
+
+
+class AdminServer:
+    """The admin endpoints. Binds in the constructor, so ``port`` is known before ``start``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        status_provider: StatusProvider,
+        state_provider: StateProvider,
+    ) -> None:
+        self.status_provider = status_provider
+        self.state_provider = state_provider
+        self.registry = CollectorRegistry()  # never the global one: tests and embedders stay isolated
+        self.registry.register(_StateCollector(state_provider))
+        self._server = _Server((host, port), _Handler)
+        self._server.admin = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        return str(self._server.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name=f"wardgate-admin-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout_s)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> AdminServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,183 @@
+"""The intermediate representation: one Gateway's data plane, independent of nginx.
+
+Translation produces it from resources; rendering consumes it. Nothing here knows about
+Kubernetes objects or nginx syntax. All values are already validated by translation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+PathType = Literal["Exact", "PathPrefix", "RegularExpression"]
+ValueMatchType = Literal["Exact", "RegularExpression"]
+BackendProtocol = Literal["http", "h2c", "ws"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A Service port resolved to endpoints. `name` is unique within one Gateway."""
+
+    name: str
+    endpoints: tuple[Endpoint, ...]
+    protocol: BackendProtocol = "http"
+
+
+@dataclass(frozen=True)
+class WeightedBackend:
+    """`upstream` is None when the backendRef is invalid: its share of traffic gets a 500."""
+
+    upstream: str | None
+    weight: int
+
+
+@dataclass(frozen=True)
+class PathMatch:
+    type: PathType
+    value: str
+
+
+@dataclass(frozen=True)
+class HeaderMatch:
+    name: str
+    value: str
+    type: ValueMatchType = "Exact"
+
+
+@dataclass(frozen=True)
+class QueryMatch:
+    name: str
+    value: str
+    type: ValueMatchType = "Exact"
+
+
+@dataclass(frozen=True)
+class HeaderOps:
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.add or self.remove)
+
+
+@dataclass(frozen=True)
+class Redirect:
+    status_code: int = 302
+    scheme: str | None = None
+    hostname: str | None = None
+    port: int | None = None
+    # "ReplaceFullPath" | "ReplacePrefixMatch" with the value; None keeps the request path.
+    path_type: str | None = None
+    path_value: str | None = None
+    # The PathPrefix the rule matched, needed for ReplacePrefixMatch.
+    matched_prefix: str | None = None
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    hostname: str | None = None
+    path_type: str | None = None
+    path_value: str | None = None
+    matched_prefix: str | None = None
+
+
+@dataclass(frozen=True)
+class Mirror:
+    upstream: str
+    percent: float = 100.0
+
+
+@dataclass(frozen=True)
+class RouteRef:
+    """Where an action came from, for logs and errors."""
+
+    namespace: str
+    name: str
+    rule: int
+    rule_name: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}#{self.rule_name or self.rule}"
+
+
+@dataclass(frozen=True)
+class Action:
+    """What a matched rule does. Several matches of one rule share an action."""
+
+    id: int
+    source: RouteRef
+    backends: tuple[WeightedBackend, ...] = ()
+    request_headers: HeaderOps = field(default_factory=HeaderOps)
+    response_headers: HeaderOps = field(default_factory=HeaderOps)
+    redirect: Redirect | None = None
+    rewrite: Rewrite | None = None
+    mirrors: tuple[Mirror, ...] = ()
+    # Answered by the gateway itself, e.g. 500 when no backend is valid.
+    direct_status: int | None = None
+    request_timeout_s: float | None = None
+    backend_timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Match:
+    """One HTTPRouteMatch. `order` is its global precedence rank within the virtual host."""
+
+    path: PathMatch
+    action: int
+    order: int
+    method: str | None = None
+    headers: tuple[HeaderMatch, ...] = ()
+    query: tuple[QueryMatch, ...] = ()
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.method or self.headers or self.query)
+
+
+@dataclass(frozen=True)
+class TLSCertificate:
+    """PEM material; `name` is a stable file-safe identifier."""
+
+    name: str
+    cert_pem: str
+    key_pem: str
+
+
+@dataclass(frozen=True)
+class VirtualHost:
+    """A hostname on one port. "" is the catch-all; "*.x" is a suffix wildcard."""
+
+    hostname: str
+    matches: tuple[Match, ...]
+    certificate: TLSCertificate | None = None
+
+
+@dataclass(frozen=True)
+class Port:
+    """One listening port. Listener ports are as declared; offsets are applied when rendering."""
+
+    port: int
+    protocol: Literal["HTTP", "HTTPS"]
+    vhosts: tuple[VirtualHost, ...]
+    # For HTTPS: the certificate served when no virtual host matches the SNI name.
+    default_certificate: TLSCertificate | None = None
+
+
+@dataclass(frozen=True)
+class Gateway:
+    namespace: str
+    name: str
+    ports: tuple[Port, ...]
+    upstreams: tuple[Upstream, ...]
+    actions: tuple[Action, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"

@@ -1,0 +1,135 @@
+"""Typed, validated resources, parsed from raw objects with errors that name the field."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from wardgate.errors import InputError, Problem
+from wardgate.model.base import Resource
+from wardgate.model.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
+from wardgate.model.gatewayapi import (
+    GROUP,
+    Gateway,
+    GatewayClass,
+    HTTPRoute,
+    ReferenceGrant,
+)
+from wardgate.sources.files import RawObject
+
+# (apiVersion group, kind) -> model. The group is the part before "/" ("" for core v1).
+KINDS: dict[tuple[str, str], type[Resource]] = {
+    (GROUP, "GatewayClass"): GatewayClass,
+    (GROUP, "Gateway"): Gateway,
+    (GROUP, "HTTPRoute"): HTTPRoute,
+    (GROUP, "ReferenceGrant"): ReferenceGrant,
+    ("", "Namespace"): Namespace,
+    ("", "Service"): Service,
+    ("", "Secret"): Secret,
+    ("", "ConfigMap"): ConfigMap,
+    ("discovery.k8s.io", "EndpointSlice"): EndpointSlice,
+}
+SUPPORTED_VERSIONS = {GROUP: {"v1", "v1beta1"}, "": {"v1"}, "discovery.k8s.io": {"v1"}}
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            # pydantic reports the wire name (alias); tagged-union tags are not fields.
+            out += ("." if out else "") + str(part)
+    return out
+
+
+@dataclass
+class ResourceSet:
+    """Everything one translation sees. Lists keep load order."""
+
+    objects: list[Resource] = field(default_factory=list)
+    ignored: list[RawObject] = field(default_factory=list)
+
+    def of(self, cls: type[Any]) -> list[Any]:
+        return [o for o in self.objects if isinstance(o, cls)]
+
+    @property
+    def gateway_classes(self) -> list[GatewayClass]:
+        return self.of(GatewayClass)
+
+    @property
+    def gateways(self) -> list[Gateway]:
+        return self.of(Gateway)
+
+    @property
+    def http_routes(self) -> list[HTTPRoute]:
+        return self.of(HTTPRoute)
+
+
+def parse_object(raw: RawObject, seq: int = 0) -> Resource | None:
+    """The typed object, None for kinds wardgate does not use. Raises InputError."""
+    data = raw.data
+    api_version = str(data.get("apiVersion", ""))
+    kind = str(data.get("kind", ""))
+    meta_raw = data.get("metadata")
+    meta: dict[str, Any] = meta_raw if isinstance(meta_raw, dict) else {}
+    name = str(meta.get("name", "")) or None
+    ns = str(meta.get("namespace", "")) or None
+    if not api_version or not kind:
+        missing = "apiVersion" if not api_version else "kind"
+        raise InputError([Problem(f"{missing} is required", raw.origin, kind or None, ns, name, missing)])
+    group, _, version = api_version.rpartition("/")
+    cls = KINDS.get((group, kind))
+    if cls is None:
+        return None
+    if version not in SUPPORTED_VERSIONS[group]:
+        raise InputError([Problem(
+            f"unsupported apiVersion {api_version!r} for {kind}", raw.origin, kind, ns, name, "apiVersion"
+        )])
+    body = dict(data)
+    body.pop("status", None)
+    if cls.NAMESPACED:
+        body["metadata"] = {**meta, "namespace": meta.get("namespace") or "default"}
+    try:
+        obj = cls.model_validate(body)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(Problem(msg, raw.origin, kind, ns or ("default" if cls.NAMESPACED else None),
+                                    name, _loc(err["loc"]) or None))
+        raise InputError(problems) from None
+    return obj.model_copy(update={"origin": raw.origin, "seq": seq})
+
+
+def parse(raws: Iterable[RawObject]) -> ResourceSet:
+    """All objects, or an InputError listing every problem found (not just the first)."""
+    out = ResourceSet()
+    problems: list[Problem] = []
+    seen: dict[tuple[str, str, str], Resource] = {}
+    for seq, raw in enumerate(raws):
+        try:
+            obj = parse_object(raw, seq)
+        except InputError as exc:
+            problems.extend(exc.problems)
+            continue
+        if obj is None:
+            out.ignored.append(raw)
+            continue
+        key = (obj.kind, obj.namespace, obj.name)
+        if key in seen:
+            first = seen[key].origin
+            problems.append(Problem(f"defined twice (first at {first})", raw.origin, obj.kind,
+                                    obj.namespace or None, obj.name))
+            continue
+        seen[key] = obj
+        out.objects.append(obj)
+    if problems:
+        raise InputError(problems)
+    return out
+
+
+__all__ = ["KINDS", "ResourceSet", "parse", "parse_object"]

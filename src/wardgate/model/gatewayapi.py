@@ -1,0 +1,372 @@
+"""Gateway API v1 (standard channel) resources wardgate understands."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from wardgate import quoting
+from wardgate.model.base import (
+    HeaderName,
+    HeaderValue,
+    Hostname,
+    Model,
+    PortNumber,
+    PreciseHostname,
+    Resource,
+)
+
+GROUP = "gateway.networking.k8s.io"
+
+
+class ParametersRef(Model):
+    group: str
+    kind: str
+    name: str
+    namespace: str | None = None
+
+
+class GatewayClassSpec(Model):
+    controller_name: str
+    parameters_ref: ParametersRef | None = None
+    description: str | None = None
+
+
+class GatewayClass(Resource):
+    NAMESPACED: ClassVar[bool] = False
+    spec: GatewayClassSpec
+
+
+class SecretObjectReference(Model):
+    group: str = ""
+    kind: str = "Secret"
+    name: str
+    namespace: str | None = None
+
+
+class GatewayTLSConfig(Model):
+    mode: Literal["Terminate", "Passthrough"] = "Terminate"
+    certificate_refs: list[SecretObjectReference] = Field(default_factory=list)
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class LabelSelectorRequirement(Model):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list)
+
+
+class LabelSelector(Model):
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for req in self.match_expressions:
+            present = req.key in labels
+            if req.operator == "In" and (not present or labels[req.key] not in req.values):
+                return False
+            if req.operator == "NotIn" and present and labels[req.key] in req.values:
+                return False
+            if req.operator == "Exists" and not present:
+                return False
+            if req.operator == "DoesNotExist" and present:
+                return False
+        return True
+
+
+class RouteNamespaces(Model):
+    from_: Annotated[Literal["All", "Same", "Selector"], Field(alias="from")] = "Same"
+    selector: LabelSelector | None = None
+
+
+class RouteGroupKind(Model):
+    group: str = GROUP
+    kind: str
+
+
+class AllowedRoutes(Model):
+    namespaces: RouteNamespaces = Field(default_factory=RouteNamespaces)
+    kinds: list[RouteGroupKind] | None = None
+
+
+class Listener(Model):
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    hostname: Hostname | None = None
+    port: PortNumber
+    protocol: str
+    tls: GatewayTLSConfig | None = None
+    allowed_routes: AllowedRoutes = Field(default_factory=AllowedRoutes)
+
+
+class GatewayAddress(Model):
+    type: str = "IPAddress"
+    value: str = ""
+
+
+class LocalParametersReference(Model):
+    group: str
+    kind: str
+    name: str
+
+
+class GatewayInfrastructure(Model):
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    parameters_ref: LocalParametersReference | None = None
+
+
+class GatewaySpec(Model):
+    gateway_class_name: str
+    listeners: Annotated[list[Listener], Field(min_length=1, max_length=64)]
+    addresses: list[GatewayAddress] = Field(default_factory=list)
+    infrastructure: GatewayInfrastructure | None = None
+
+    @field_validator("listeners")
+    @classmethod
+    def _unique_names(cls, listeners: list[Listener]) -> list[Listener]:
+        names = [lst.name for lst in listeners]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"listener names must be unique, repeated: {', '.join(sorted(dup))}")
+        return listeners
+
+
+class Gateway(Resource):
+    spec: GatewaySpec
+
+
+class ParentReference(Model):
+    group: str = GROUP
+    kind: str = "Gateway"
+    namespace: str | None = None
+    name: str
+    section_name: str | None = None
+    port: PortNumber | None = None
+
+
+class HTTPPathMatch(Model):
+    type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
+    value: str = "/"
+
+    @model_validator(mode="after")
+    def _check(self) -> HTTPPathMatch:
+        if self.type == "RegularExpression":
+            quoting.check_regex(self.value)
+        else:
+            quoting.check_path(self.value)
+        return self
+
+
+class HTTPHeaderMatch(Model):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: HeaderName
+    value: Annotated[str, Field(max_length=4096)]
+
+    @model_validator(mode="after")
+    def _check(self) -> HTTPHeaderMatch:
+        if self.type == "RegularExpression":
+            quoting.check_regex(self.value)
+        else:
+            quoting.check_text(self.value)
+        return self
+
+
+class HTTPQueryParamMatch(HTTPHeaderMatch):
+    pass
+
+
+Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
+
+
+class HTTPRouteMatch(Model):
+    path: HTTPPathMatch = Field(default_factory=HTTPPathMatch)
+    headers: list[HTTPHeaderMatch] = Field(default_factory=list)
+    query_params: list[HTTPQueryParamMatch] = Field(default_factory=list)
+    method: Method | None = None
+
+
+class HTTPHeader(Model):
+    name: HeaderName
+    value: HeaderValue
+
+
+class HTTPHeaderFilter(Model):
+    set: list[HTTPHeader] = Field(default_factory=list)
+    add: list[HTTPHeader] = Field(default_factory=list)
+    remove: list[HeaderName] = Field(default_factory=list)
+
+
+class HTTPPathModifier(Model):
+    type: Literal["ReplaceFullPath", "ReplacePrefixMatch"]
+    replace_full_path: str | None = None
+    replace_prefix_match: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> HTTPPathModifier:
+        value = self.replace_full_path if self.type == "ReplaceFullPath" else self.replace_prefix_match
+        if value is None:
+            field = "replaceFullPath" if self.type == "ReplaceFullPath" else "replacePrefixMatch"
+            raise ValueError(f"{field} is required when type is {self.type}")
+        quoting.check_path(value)
+        return self
+
+    @property
+    def value(self) -> str:
+        return (self.replace_full_path if self.type == "ReplaceFullPath" else self.replace_prefix_match) or "/"
+
+
+class HTTPRequestRedirectFilter(Model):
+    scheme: Literal["http", "https"] | None = None
+    hostname: PreciseHostname | None = None
+    path: HTTPPathModifier | None = None
+    port: PortNumber | None = None
+    status_code: Literal[301, 302, 303, 307, 308] = 302
+
+
+class HTTPURLRewriteFilter(Model):
+    hostname: PreciseHostname | None = None
+    path: HTTPPathModifier | None = None
+
+
+class BackendObjectReference(Model):
+    group: str = ""
+    kind: str = "Service"
+    name: str
+    namespace: str | None = None
+    port: PortNumber | None = None
+
+
+class Fraction(Model):
+    numerator: Annotated[int, Field(ge=0)]
+    denominator: Annotated[int, Field(ge=1)] = 100
+
+
+class HTTPRequestMirrorFilter(Model):
+    backend_ref: BackendObjectReference
+    percent: Annotated[int, Field(ge=0, le=100)] | None = None
+    fraction: Fraction | None = None
+
+
+class LocalObjectReference(Model):
+    group: str
+    kind: str
+    name: str
+
+
+class HTTPRouteFilter(Model):
+    type: Literal[
+        "RequestHeaderModifier",
+        "ResponseHeaderModifier",
+        "RequestRedirect",
+        "URLRewrite",
+        "RequestMirror",
+        "CORS",
+        "ExternalAuth",
+        "ExtensionRef",
+    ]
+    request_header_modifier: HTTPHeaderFilter | None = None
+    response_header_modifier: HTTPHeaderFilter | None = None
+    request_redirect: HTTPRequestRedirectFilter | None = None
+    url_rewrite: HTTPURLRewriteFilter | None = None
+    request_mirror: HTTPRequestMirrorFilter | None = None
+    extension_ref: LocalObjectReference | None = None
+
+    @model_validator(mode="after")
+    def _config_present(self) -> HTTPRouteFilter:
+        needed = {
+            "RequestHeaderModifier": self.request_header_modifier,
+            "ResponseHeaderModifier": self.response_header_modifier,
+            "RequestRedirect": self.request_redirect,
+            "URLRewrite": self.url_rewrite,
+            "RequestMirror": self.request_mirror,
+            "ExtensionRef": self.extension_ref,
+        }
+        if self.type in needed and needed[self.type] is None:
+            field = self.type[0].lower() + self.type[1:]
+            raise ValueError(f"filter type {self.type} needs the {field} field")
+        return self
+
+
+class HTTPBackendRef(BackendObjectReference):
+    weight: Annotated[int, Field(ge=0, le=1_000_000)] = 1
+    filters: list[HTTPRouteFilter] = Field(default_factory=list)
+
+
+Duration = Annotated[str, Field(pattern=r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")]
+
+
+def duration_seconds(value: str) -> float:
+    """A Gateway API Duration ("1h2m", "500ms") in seconds."""
+    import re
+
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(int(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|h|m|s)", value))
+
+
+class HTTPRouteTimeouts(Model):
+    request: Duration | None = None
+    backend_request: Duration | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> HTTPRouteTimeouts:
+        if self.request and self.backend_request:
+            req, back = duration_seconds(self.request), duration_seconds(self.backend_request)
+            if req and back > req:
+                raise ValueError("backendRequest must not be longer than request")
+        return self
+
+
+class HTTPRouteRule(Model):
+    name: str | None = None
+    matches: list[HTTPRouteMatch] = Field(default_factory=lambda: [HTTPRouteMatch()])
+    filters: list[HTTPRouteFilter] = Field(default_factory=list)
+    backend_refs: list[HTTPBackendRef] = Field(default_factory=list)
+    timeouts: HTTPRouteTimeouts | None = None
+
+    @model_validator(mode="after")
+    def _filters(self) -> HTTPRouteRule:
+        types = [f.type for f in self.filters]
+        if "RequestRedirect" in types and "URLRewrite" in types:
+            raise ValueError("filters: RequestRedirect and URLRewrite can't be used together")
+        if "RequestRedirect" in types and self.backend_refs:
+            raise ValueError("a rule with a RequestRedirect filter can't have backendRefs")
+        for t in ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"):
+            if types.count(t) > 1:
+                raise ValueError(f"filters: {t} may appear only once per rule")
+        return self
+
+
+class HTTPRouteSpec(Model):
+    parent_refs: list[ParentReference] = Field(default_factory=list)
+    hostnames: list[Hostname] = Field(default_factory=list)
+    rules: Annotated[list[HTTPRouteRule], Field(max_length=16)] = Field(
+        default_factory=lambda: [HTTPRouteRule()]
+    )
+
+
+class HTTPRoute(Resource):
+    spec: HTTPRouteSpec = Field(default_factory=HTTPRouteSpec)
+
+
+class ReferenceGrantFrom(Model):
+    group: str
+    kind: str
+    namespace: str
+
+
+class ReferenceGrantTo(Model):
+    group: str = ""
+    kind: str
+    name: str | None = None
+
+
+class ReferenceGrantSpec(Model):
+    from_: Annotated[list[ReferenceGrantFrom], Field(alias="from", min_length=1)]
+    to: Annotated[list[ReferenceGrantTo], Field(min_length=1)]
+
+
+class ReferenceGrant(Resource):
+    spec: ReferenceGrantSpec

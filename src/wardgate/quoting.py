@@ -1,0 +1,192 @@
+"""The one place where user strings become nginx configuration tokens.
+
+ingress-nginx was broken by configuration injection (CVE-2025-1974). Here every string that
+comes from a manifest is either validated against a strict grammar or written as a quoted
+token whose escaping nginx's parser undoes exactly. Nothing else in wardgate builds tokens from
+user input; the renderer's emitter calls `token()` for every argument it writes.
+
+nginx facts this relies on (ngx_conf_file.c):
+- inside a double-quoted token only `\\"`, `\\\\`, `\\t`, `\\r`, `\\n` are escapes; a quoted
+  token can hold `;`, `{`, `}`, `#` and spaces;
+- there is no escape for `$` in arguments that take variables, so a literal `$` is written as
+  the variable `${wg_dollar}`, defined once by `geo` (whose values are never interpolated).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from wardgate.errors import UnsafeValueError
+
+DOLLAR_VAR = "wg_dollar"
+
+# RFC 7230 token, as the Gateway API CRDs define HTTPHeaderName.
+_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
+# The Gateway API Hostname type: optional leading "*." and RFC 1123 labels, lower case.
+_HOSTNAME = re.compile(
+    r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+# The Gateway API path grammar for Exact and PathPrefix values.
+_PATH = re.compile(r"^/(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})*$")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_VARNAME = re.compile(r"^[a-z0-9_]+$")
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A token the renderer made itself (a number, a keyword, a variable reference).
+
+    Only renderer code creates Raw values, never from user strings; `token()` still refuses
+    anything that would end or split a directive.
+    """
+
+    text: str
+
+
+# --- validation: used by the model and by translation, so errors name the field ---------------
+
+
+def check_header_name(name: str) -> str:
+    if not name or len(name) > 256 or not _TOKEN.match(name):
+        raise ValueError(f"invalid header name {name!r}: must be an RFC 7230 token (letters, digits, -)")
+    return name
+
+
+def check_text(value: str, what: str = "value", max_len: int = 4096) -> str:
+    """A free-text value (header value, body): printable, no line breaks."""
+    if len(value) > max_len:
+        raise ValueError(f"{what} is longer than {max_len} characters")
+    if _CONTROL.search(value):
+        raise ValueError(f"{what} {value!r} contains a control character (line breaks are not allowed)")
+    return value
+
+
+def check_hostname(host: str, *, wildcard: bool = True) -> str:
+    if len(host) > 253 or not _HOSTNAME.match(host) or (not wildcard and host.startswith("*")):
+        kind = "hostname (optionally *.-prefixed)" if wildcard else "precise hostname"
+        raise ValueError(f"invalid {kind} {host!r}: lower-case RFC 1123 labels expected")
+    return host
+
+
+def check_path(path: str) -> str:
+    """Exact and PathPrefix values, with the Gateway API's restrictions."""
+    if len(path) > 1024 or not _PATH.match(path):
+        raise ValueError(f"invalid path {path!r}: must start with '/' and use URL path characters only")
+    for bad in ("//", "/./", "/../", "%2f", "%2F", "#"):
+        if bad in path:
+            raise ValueError(f"invalid path {path!r}: must not contain {bad!r}")
+    if path.endswith(("/..", "/.")):
+        raise ValueError(f"invalid path {path!r}: must not end with a dot segment")
+    return path
+
+
+def check_regex(pattern: str) -> str:
+    """A PCRE pattern. Python's `re` accepts nearly the same syntax; `nginx -t` has the last word."""
+    if not pattern or len(pattern) > 1024:
+        raise ValueError("regular expression must be 1 to 1024 characters")
+    if _CONTROL.search(pattern):
+        raise ValueError(f"regular expression {pattern!r} contains a control character")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+    return pattern
+
+
+# --- writing tokens -------------------------------------------------------------------------
+
+
+def _escape(value: str) -> str:
+    if "\x00" in value or "\n" in value or "\r" in value:
+        raise UnsafeValueError(f"refusing to write a NUL or line break into nginx config: {value!r}")
+    if _CONTROL.search(value):
+        raise UnsafeValueError(f"refusing to write a control character into nginx config: {value!r}")
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def literal(value: str) -> str:
+    """A quoted token for an argument nginx does not interpolate (server_name, location, regex)."""
+    return f'"{_escape(value)}"'
+
+
+def text(value: str) -> str:
+    """A quoted token for an argument nginx interpolates: `$` becomes `${wg_dollar}`."""
+    return '"' + _escape(value).replace("$", "${" + DOLLAR_VAR + "}") + '"'
+
+
+def regex_escape(value: str) -> str:
+    """A regex matching exactly `value` (PCRE syntax)."""
+    return re.sub(r"([\\.^$|?*+()\[\]{}/-])", r"\\\1", value)
+
+
+def header_variable(name: str) -> str:
+    """`$http_x_foo` for header X-Foo. Only names nginx can expose as a variable are allowed."""
+    check_header_name(name)
+    var = name.lower().replace("-", "_")
+    if not _VARNAME.match(var):
+        raise UnsafeValueError(f"header name {name!r} can't be matched: use letters, digits and '-'")
+    return "$http_" + var
+
+
+def variable_name(name: str) -> str:
+    """A variable name the renderer invents (never user text)."""
+    if not _VARNAME.match(name):
+        raise UnsafeValueError(f"bad internal variable name {name!r}")
+    return name
+
+
+# Renderer-made pieces of an interpolated argument: variables and plain URL-ish characters.
+_EXPR_RAW = re.compile(r"^(?:\$[a-z0-9_]+|\$\{[a-z0-9_]+\}|[A-Za-z0-9_:/.\-])+$")
+
+
+@dataclass(frozen=True)
+class Text:
+    """User text in an argument nginx interpolates (header values, bodies)."""
+
+    value: str
+
+
+@dataclass(frozen=True)
+class Expr:
+    """One interpolated argument built from renderer variables (Raw, e.g. `$http_x`) and user text."""
+
+    parts: tuple[Raw | str, ...]
+
+
+def raw_token(value: Raw) -> str:
+    if not value.text or any(c in value.text for c in " \t\r\n;{}\"'\\#"):
+        raise UnsafeValueError(f"internal token {value.text!r} is not a bare word")
+    return value.text
+
+
+def expr(value: Expr) -> str:
+    out = []
+    for part in value.parts:
+        if isinstance(part, Raw):
+            if not _EXPR_RAW.match(part.text):
+                raise UnsafeValueError(f"{part.text!r} is not a variable reference or plain word")
+            out.append(part.text)
+        else:
+            out.append(text(part)[1:-1])
+    return '"' + "".join(out) + '"'
+
+
+Arg = str | int | float | Raw | Text | Expr
+
+
+def token(value: Arg) -> str:
+    """Every argument the emitter writes goes through here."""
+    if isinstance(value, Raw):
+        return raw_token(value)
+    if isinstance(value, Text):
+        return text(value.value)
+    if isinstance(value, Expr):
+        return expr(value)
+    if isinstance(value, bool):
+        raise UnsafeValueError("booleans are not nginx tokens")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return literal(value)

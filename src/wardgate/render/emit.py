@@ -1,0 +1,70 @@
+"""A directive tree and its serialisation. Every argument passes through `quoting.token`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from wardgate.quoting import Arg, token
+
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass
+class Directive:
+    name: str
+    args: tuple[Arg, ...] = ()
+    block: list[Directive] | None = None
+    comment: str | None = field(default=None, compare=False)
+
+    def add(self, name: str, *args: Arg) -> Directive:
+        """Append a child directive and return self (for chaining)."""
+        assert self.block is not None
+        self.block.append(Directive(name, args))
+        return self
+
+    def child(self, name: str, *args: Arg) -> Directive:
+        """Append a child block and return it."""
+        assert self.block is not None
+        node = Directive(name, args, [])
+        self.block.append(node)
+        return node
+
+
+def d(name: str, *args: Arg) -> Directive:
+    return Directive(name, args)
+
+
+def entry(*args: Arg) -> Directive:
+    """A data line inside map/geo/split_clients: a key and a value."""
+    return Directive("", args)
+
+
+def block(name: str, *args: Arg) -> Directive:
+    return Directive(name, args, [])
+
+
+def _comment(text: str) -> str:
+    # Comments are informative only; strip anything that could end the comment line.
+    return re.sub(r"[\x00-\x1f\x7f]", " ", text)
+
+
+def emit(nodes: list[Directive], indent: int = 0) -> str:
+    out: list[str] = []
+    pad = "    " * indent
+    for node in nodes:
+        if node.name == "":  # a data line (map, geo, split_clients): every token is quoted
+            out.append(pad + " ".join(token(a) for a in node.args) + ";\n")
+            continue
+        if not _NAME.match(node.name):
+            raise ValueError(f"bad directive name {node.name!r}")
+        if node.comment:
+            out.append(f"{pad}# {_comment(node.comment)}\n")
+        head = " ".join([node.name, *(token(a) for a in node.args)])
+        if node.block is None:
+            out.append(f"{pad}{head};\n")
+        else:
+            out.append(f"{pad}{head} {{\n")
+            out.append(emit(node.block, indent + 1))
+            out.append(f"{pad}}}\n")
+    return "".join(out)

@@ -1,0 +1,447 @@
+"""IR -> nginx configuration files for one Gateway.
+
+Routing model (see docs/architecture.md):
+- one `server` per (port, hostname); nginx's hashed server_name lookup picks the virtual host;
+- one `location` per distinct path: `= /x` for Exact, `= /p` + `/p/` for PathPrefix (element
+  semantics), `~ ^(?:re)$` for RegularExpression, so only hosts with regex routes pay for regexes;
+- inside a location the candidate matches are tried in Gateway API precedence order with
+  rewrite-phase `if`s; a conditional match jumps to its action's internal location, the first
+  unconditional one is served inline, and if none applies the answer is 404.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from wardgate import ir
+from wardgate.quoting import DOLLAR_VAR, Arg, Expr, Raw, Text, header_variable, regex_escape
+from wardgate.render.emit import Directive, block, d, emit, entry
+
+INTERNAL_PREFIX = "/_wardgate/"
+MODULES = ("ngx_http_headers_more_filter_module.so",)
+
+LOG_FORMAT = (
+    '{"time":"$time_iso8601","request_id":"$request_id","remote_addr":"$remote_addr",'
+    '"host":"$host","method":"$request_method","uri":"$request_uri","status":$status,'
+    '"bytes_sent":$body_bytes_sent,"request_time":$request_time,"route":"$wg_route",'
+    '"upstream_addr":"$upstream_addr","upstream_status":"$upstream_status",'
+    '"upstream_time":"$upstream_response_time"}'
+)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    listen_host: str = "0.0.0.0"
+    port_offset: int = 0
+    modules_dir: str = "/usr/lib/nginx/modules"
+    worker_processes: int | None = None  # None: one per core
+    worker_connections: int = 4096
+    access_log: bool = True
+
+
+def R(text: str) -> Raw:
+    return Raw(text)
+
+
+def _cond(var: str, op: str, value: Arg) -> tuple[Arg, ...]:
+    return (R("("), R(var), R(op), value, R(")"))
+
+
+def _anchored(pattern: str) -> str:
+    return f"^(?:{pattern})$"
+
+
+class _Renderer:
+    def __init__(self, gw: ir.Gateway, opts: RenderOptions) -> None:
+        self.gw = gw
+        self.opts = opts
+        self.actions = {a.id: a for a in gw.actions}
+        self.http_extra: list[Directive] = []  # maps and split_clients the servers need
+        self.files: dict[str, str] = {}
+        self._maps: dict[tuple[object, ...], str] = {}
+
+    # --- shared http-level helpers --------------------------------------------------------
+
+    def _var(self, prefix: str) -> str:
+        return f"{prefix}{len(self._maps)}"
+
+    def _split(self, key: tuple[object, ...], shares: list[tuple[float, str]]) -> str:
+        """A split_clients variable choosing among values by percentage."""
+        if key in self._maps:
+            return self._maps[key]
+        name = self._var("wg_s")
+        self._maps[key] = name
+        node = Directive("split_clients", (Expr((R("$request_id"),)), R("$" + name)), [])
+        assert node.block is not None
+        total = sum(w for w, _ in shares) or 1.0
+        acc = 0.0
+        for i, (weight, value) in enumerate(shares):
+            pct = round(100.0 * weight / total, 2)
+            if i == len(shares) - 1 or acc + pct >= 100.0:
+                node.block.append(entry("*", value))
+                break
+            if pct > 0:
+                node.block.append(entry(f"{pct:g}%", value))
+            acc += pct
+        self.http_extra.append(node)
+        return name
+
+    def _append_map(self, header: str, value: str) -> str:
+        """$var = "<existing header>,<value>" or just value when the header is absent."""
+        key = ("add", header.lower(), value)
+        if key in self._maps:
+            return self._maps[key]
+        name = self._var("wg_h")
+        self._maps[key] = name
+        src = header_variable(header)
+        node = Directive("map", (R(src), R("$" + name)), [
+            entry("", Text(value)),
+            d("default", Expr((R(src), "," + value))),
+        ])
+        self.http_extra.append(node)
+        return name
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def _proxy_headers(self, action: ir.Action) -> list[Directive]:
+        headers: dict[str, tuple[str, Arg]] = {
+            "host": ("Host", R("$http_host")),
+            "x-forwarded-for": ("X-Forwarded-For", R("$proxy_add_x_forwarded_for")),
+            "x-forwarded-proto": ("X-Forwarded-Proto", R("$scheme")),
+            "x-forwarded-host": ("X-Forwarded-Host", R("$host")),
+            "x-request-id": ("X-Request-Id", R("$request_id")),
+            "upgrade": ("Upgrade", R("$http_upgrade")),
+            "connection": ("Connection", R("$wg_connection")),
+        }
+        if action.rewrite and action.rewrite.hostname:
+            headers["host"] = ("Host", action.rewrite.hostname)
+        ops = action.request_headers
+        for name, value in ops.set:
+            headers[name.lower()] = (name, Text(value))
+        adds: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for name, value in ops.add:
+            adds[name.lower()].append((name, value))
+        for low, items in adds.items():
+            joined = ",".join(v for _, v in items)
+            if low in headers and low in {n.lower() for n, _ in ops.set}:
+                name, current = headers[low]
+                base = current.value if isinstance(current, Text) else ""
+                headers[low] = (name, Text(f"{base},{joined}"))
+            else:
+                headers[low] = (items[0][0], R("$" + self._append_map(items[0][0], joined)))
+        for name in ops.remove:
+            headers[name.lower()] = (name, "")
+        return [d("proxy_set_header", name, value) for name, value in headers.values()]
+
+    def _response_headers(self, ops: ir.HeaderOps) -> list[Directive]:
+        out: list[Directive] = []
+        for name, value in ops.set:
+            out.append(d("more_set_headers", Text(f"{name}: {value}")))
+        for name, value in ops.add:
+            out.append(d("add_header", name, Text(value), R("always")))
+        for name in ops.remove:
+            out.append(d("more_clear_headers", name))
+        return out
+
+    def _path_expr(self, path_type: str | None, value: str | None, prefix: str | None) -> tuple[
+            list[Directive], tuple[Raw | str, ...]]:
+        """Directives computing the new path, and the path as Expr parts (query excluded)."""
+        if path_type == "ReplaceFullPath" and value is not None:
+            return [], (value,)
+        if path_type == "ReplacePrefixMatch" and value is not None and prefix is not None:
+            pattern = "^(/.*)?$" if prefix == "/" else f"^{regex_escape(prefix)}(/.*)?$"
+            stmts = [
+                d("set", R("$wg_rest"), ""),
+                Directive("if", _cond("$wg_rawpath", "~", pattern), [d("set", R("$wg_rest"), R("$1"))]),
+            ]
+            base = value.rstrip("/")
+            stmts.append(d("set", R("$wg_path"), Expr((base, R("$wg_rest"))) if base else R("$wg_rest")))
+            stmts.append(Directive("if", _cond("$wg_path", "=", ""), [d("set", R("$wg_path"), "/")]))
+            return stmts, (R("$wg_path"),)
+        return [], (R("$wg_rawpath"),)
+
+    def _action_body(self, action: ir.Action, port: ir.Port, server_ref: list[Directive]) -> list[Directive]:
+        out: list[Directive] = [d("set", R("$wg_route"), Text(str(action.source)))]
+        out += self._response_headers(action.response_headers)
+        if action.direct_status is not None:
+            out.append(d("return", action.direct_status))
+            return out
+        if action.redirect is not None:
+            return out + self._redirect(action.redirect, port)
+        path_stmts, path = (
+            self._path_expr(action.rewrite.path_type, action.rewrite.path_value, action.rewrite.matched_prefix)
+            if action.rewrite else ([], ())
+        )
+        out += path_stmts
+        uri: Arg = Expr((*path, R("$is_args"), R("$args"))) if path else R("$request_uri")
+        backends = [b for b in action.backends if b.weight > 0]
+        if len(backends) == 1 and backends[0].upstream:
+            target = backends[0].upstream
+        else:
+            var = self._split(("backends", action.id), [(float(b.weight), b.upstream or "") for b in backends])
+            out.append(Directive("if", _cond("$" + var, "=", ""), [d("return", 500)]))
+            target = "${" + var + "}"
+        out += self._proxy_headers(action)
+        timeout = min(t for t in (action.request_timeout_s, action.backend_timeout_s, 3600.0) if t)
+        if timeout < 3600.0:
+            ms = max(1, int(timeout * 1000))
+            for name in ("proxy_connect_timeout", "proxy_send_timeout", "proxy_read_timeout"):
+                out.append(d(name, R(f"{ms}ms")))
+        for i, mirror in enumerate(action.mirrors):
+            loc = f"{INTERNAL_PREFIX}m/{action.id}_{i}"
+            out.append(d("mirror", loc))
+            server_ref.append(self._mirror_location(loc, mirror, action))
+        out.append(d("proxy_pass", Expr((R("http://" + target), *_expr_parts(uri)))))
+        return out
+
+    def _mirror_location(self, loc: str, mirror: ir.Mirror, action: ir.Action) -> Directive:
+        node = Directive("location", (R("="), loc), [d("internal")])
+        assert node.block is not None
+        if mirror.percent < 100.0:
+            var = self._split(("mirror", loc), [(mirror.percent, "1"), (100.0 - mirror.percent, "")])
+            node.block.append(Directive("if", _cond("$" + var, "=", ""), [d("return", 204)]))
+        node.block += self._proxy_headers(action)
+        node.block.append(d("proxy_pass", Expr((R(f"http://{mirror.upstream}"), R("$request_uri")))))
+        return node
+
+    def _redirect(self, rd: ir.Redirect, port: ir.Port) -> list[Directive]:
+        stmts, path = self._path_expr(rd.path_type, rd.path_value, rd.matched_prefix)
+        scheme: Raw | str = rd.scheme or R("$scheme")
+        host: Raw | str = rd.hostname or R("$host")
+        parts: list[Raw | str] = [scheme, "://", host]
+        if rd.port is not None:
+            default = {"http": 80, "https": 443}.get(rd.scheme or "")
+            if rd.scheme is None:
+                default = 443 if port.protocol == "HTTPS" else 80
+            if rd.port != default:
+                parts.append(f":{rd.port}")
+        elif rd.scheme is None:
+            default = 443 if port.protocol == "HTTPS" else 80
+            if port.port != default:
+                parts.append(f":{port.port}")
+        parts += [*path, R("$is_args"), R("$args")]
+        return [*stmts, d("return", rd.status_code, Expr(tuple(parts)))]
+
+    # --- locations --------------------------------------------------------------------------
+
+    def _server(self, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> Directive:
+        srv = block("server")
+        listen: list[Arg] = [R(f"{self._listen_addr()}:{port.port + self.opts.port_offset}")]
+        if default:
+            listen.append(R("default_server"))
+        if port.protocol == "HTTPS":
+            listen += [R("ssl"), R("http2")]
+        srv.add("listen", *listen)
+        srv.add("server_name", vhost.hostname)
+        cert = vhost.certificate or (port.default_certificate if default else None)
+        if port.protocol == "HTTPS":
+            self._tls(srv, cert)
+        extra: list[Directive] = []
+        locations = self._locations(port, vhost, extra)
+        assert srv.block is not None
+        srv.block += locations + extra
+        return srv
+
+    def _tls(self, srv: Directive, cert: ir.TLSCertificate | None) -> None:
+        if cert is None:
+            srv.add("ssl_reject_handshake", R("on"))
+            return
+        path = f"certs/{cert.name}.pem"
+        self.files[path] = cert.cert_pem.rstrip("\n") + "\n" + cert.key_pem.rstrip("\n") + "\n"
+        srv.add("ssl_certificate", path)
+        srv.add("ssl_certificate_key", path)
+        srv.add("ssl_protocols", R("TLSv1.2"), R("TLSv1.3"))
+
+    def _listen_addr(self) -> str:
+        host = self.opts.listen_host
+        return f"[{host}]" if ":" in host else host
+
+    def _locations(self, port: ir.Port, vhost: ir.VirtualHost, extra: list[Directive]) -> list[Directive]:
+        matches = vhost.matches
+        exact: dict[str, None] = {}
+        prefixes: dict[str, None] = {"/": None}
+        regexes: dict[str, None] = {}
+        for m in matches:
+            if m.path.type == "Exact":
+                exact[m.path.value] = None
+            elif m.path.type == "PathPrefix":
+                prefixes[m.path.value] = None
+                if m.path.value != "/":
+                    exact[m.path.value] = None
+            else:
+                regexes[m.path.value] = None
+        used_actions: dict[int, None] = {}
+        out: list[Directive] = []
+
+        def location(args: tuple[Arg, ...], kind: str, value: str) -> Directive:
+            body = self._dispatch(port, kind, value, matches, used_actions, extra)
+            return Directive("location", args, body)
+
+        for value in exact:
+            out.append(location((R("="), value), "exact", value))
+        for value in prefixes:
+            loc = value if value == "/" else value + "/"
+            out.append(location((loc,), "prefix", value))
+        for value in regexes:
+            out.append(location((R("~"), _anchored(value)), "regex", value))
+        for action_id in used_actions:
+            body = [d("internal"), *self._action_body(self.actions[action_id], port, extra)]
+            out.append(Directive("location", (R("="), f"{INTERNAL_PREFIX}a/{action_id}"), body))
+        return out
+
+    def _dispatch(self, port: ir.Port, kind: str, value: str, matches: tuple[ir.Match, ...],
+                  used: dict[int, None], extra: list[Directive]) -> list[Directive]:
+        out: list[Directive] = []
+        for m in matches:
+            conds = self._path_conditions(kind, value, m)
+            if conds is None:
+                continue
+            conds += self._request_conditions(m)
+            if not conds:
+                return out + self._action_body(self.actions[m.action], port, extra)
+            used[m.action] = None
+            jump = d("rewrite", R("^"), f"{INTERNAL_PREFIX}a/{m.action}", R("last"))
+            if len(conds) == 1:
+                out.append(Directive("if", conds[0][1], [jump]))
+                continue
+            out.append(d("set", R("$wg_m"), R("1")))
+            for negated, _ in conds:
+                out.append(Directive("if", negated, [d("set", R("$wg_m"), R("0"))]))
+            out.append(Directive("if", (R("("), R("$wg_m"), R(")")), [jump]))
+        out.append(d("return", 404))
+        return out
+
+    @staticmethod
+    def _path_conditions(kind: str, value: str, m: ir.Match) -> list[tuple[tuple[Arg, ...], tuple[Arg, ...]]] | None:
+        """None: the match can't apply in this location. []: it always does. Else dynamic checks."""
+        p = m.path
+        if p.type == "RegularExpression":
+            if kind == "regex" and p.value == value:
+                return []
+            rx = _anchored(p.value)
+            return [(_cond("$uri", "!~", rx), _cond("$uri", "~", rx))]
+        if p.type == "Exact":
+            return [] if kind == "exact" and p.value == value else None
+        covers = p.value == "/" or value == p.value or value.startswith(p.value + "/")
+        if kind in ("exact", "prefix"):
+            return [] if covers else None
+        if p.value == "/":
+            return []
+        rx = f"^{regex_escape(p.value)}(?:/|$)"
+        return [(_cond("$uri", "!~", rx), _cond("$uri", "~", rx))]
+
+    def _request_conditions(self, m: ir.Match) -> list[tuple[tuple[Arg, ...], tuple[Arg, ...]]]:
+        """(negated, positive) condition pairs for method, headers and query parameters."""
+        out: list[tuple[tuple[Arg, ...], tuple[Arg, ...]]] = []
+        if m.method:
+            out.append((_cond("$request_method", "!=", R(m.method)), _cond("$request_method", "=", R(m.method))))
+        for h in m.headers:
+            var = header_variable(h.name)
+            if h.type == "Exact":
+                out.append((_cond(var, "!=", Text(h.value)), _cond(var, "=", Text(h.value))))
+            else:
+                rx = _anchored(h.value)
+                out.append((_cond(var, "!~", rx), _cond(var, "~", rx)))
+        for q in m.query:
+            var = self._query_var(q.name)
+            if q.type == "Exact":
+                out.append((_cond(var, "!=", Text(q.value)), _cond(var, "=", Text(q.value))))
+            else:
+                rx = _anchored(q.value)
+                out.append((_cond(var, "!~", rx), _cond(var, "~", rx)))
+        return out
+
+    def _query_var(self, name: str) -> str:
+        """The first value of a case-sensitive query parameter (nginx's $arg_ ignores case)."""
+        key = ("query", name)
+        if key not in self._maps:
+            var = self._var("wg_q")
+            self._maps[key] = var
+            node = Directive("map", (R("$args"), R("$" + var)), [
+                entry(f"~(?:^|&){regex_escape(name)}=(?<{var}v>[^&]*)", R(f"${var}v")),
+                d("default", ""),
+            ])
+            self.http_extra.append(node)
+        return "$" + self._maps[key]
+
+    # --- the whole file -----------------------------------------------------------------------
+
+    def render(self) -> dict[str, str]:
+        servers: list[Directive] = []
+        for port in self.gw.ports:
+            has_catch_all = any(v.hostname == "" for v in port.vhosts)
+            for vhost in port.vhosts:
+                servers.append(self._server(port, vhost, default=vhost.hostname == ""))
+            if not has_catch_all:
+                servers.append(self._server(port, ir.VirtualHost("", ()), default=True))
+        upstreams = [self._upstream(u) for u in self.gw.upstreams]
+        main: list[Directive] = [d("load_module", f"{self.opts.modules_dir}/{m}") for m in MODULES]
+        workers = self.opts.worker_processes
+        main += [
+            d("worker_processes", workers if workers else R("auto")),
+            d("pid", "run/nginx.pid"),
+            d("error_log", "logs/error.log", R("notice")),
+            Directive("events", (), [d("worker_connections", self.opts.worker_connections)]),
+        ]
+        http = block("http")
+        assert http.block is not None
+        http.block += [
+            d("server_tokens", R("off")),
+            d("sendfile", R("on")),
+            d("tcp_nodelay", R("on")),
+            d("keepalive_timeout", R("65s")),
+            d("keepalive_requests", 10000),
+            d("client_body_temp_path", "tmp/client_body"),
+            d("proxy_temp_path", "tmp/proxy"),
+            d("fastcgi_temp_path", "tmp/fastcgi"),
+            d("uwsgi_temp_path", "tmp/uwsgi"),
+            d("scgi_temp_path", "tmp/scgi"),
+            d("server_names_hash_max_size", 131072),
+            d("server_names_hash_bucket_size", 256),
+            d("variables_hash_max_size", 8192),
+            d("map_hash_bucket_size", 256),
+            d("default_type", "application/octet-stream"),
+            d("proxy_http_version", R("1.1")),
+            d("proxy_buffering", R("on")),
+            d("proxy_next_upstream", R("error"), R("timeout")),
+            d("log_format", R("wg_json"), R("escape=json"), LOG_FORMAT),
+            d("access_log", "logs/access.log", R("wg_json")) if self.opts.access_log else d("access_log", R("off")),
+            Directive("geo", (R("$" + DOLLAR_VAR),), [d("default", "$")]),
+            Directive("map", (R("$http_upgrade"), R("$wg_connection")), [d("default", "upgrade"), entry("", "")]),
+            Directive("map", (R("$request_uri"), R("$wg_rawpath")),
+                      [entry("~^(?<wg_rawpath_p>[^?]*)", R("$wg_rawpath_p"))]),
+            # Variables set only in some locations must exist everywhere.
+            Directive("map", (R("$host"), R("$wg_route")), [d("default", "")]),
+        ]
+        http.block += self.http_extra + upstreams + servers
+        main.append(http)
+        self.files["nginx.conf"] = (f"# wardgate: Gateway {self.gw.key}. Generated; do not edit.\n"
+                                    + emit(main))
+        return self.files
+
+    @staticmethod
+    def _upstream(up: ir.Upstream) -> Directive:
+        node = block("upstream", R(up.name))
+        if up.endpoints:
+            for ep in up.endpoints:
+                addr = f"[{ep.address}]" if ":" in ep.address else ep.address
+                node.add("server", R(f"{addr}:{ep.port}"))
+            node.add("keepalive", 32)
+        else:
+            # No ready endpoint: nginx needs a server, so name one that is never tried.
+            node.add("server", R("127.0.0.1:9"), R("down"))
+        return node
+
+
+def _expr_parts(arg: Arg) -> tuple[Raw | str, ...]:
+    if isinstance(arg, Expr):
+        return arg.parts
+    if isinstance(arg, Raw):
+        return (arg,)
+    raise TypeError("expected an Expr or Raw")
+
+
+def render(gw: ir.Gateway, opts: RenderOptions | None = None) -> dict[str, str]:
+    """All files of the Gateway's nginx configuration, keyed by path relative to nginx.conf."""
+    return _Renderer(gw, opts or RenderOptions()).render()

@@ -1,0 +1,243 @@
+"""Standalone mode: files -> translate -> render -> one nginx per Gateway, with status back.
+
+The same pipeline serves Kubernetes mode later: only the source of raw objects and the status
+sink differ.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wardgate.dataplane import NginxInstance
+from wardgate.dataplane.admin import AdminServer, GatewayState
+from wardgate.errors import InputError, Problem
+from wardgate.model import ResourceSet, parse
+from wardgate.render.nginx import RenderOptions, render
+from wardgate.sources import RawObject, load_paths, manifest_files
+from wardgate.sources.generations import GenerationTracker
+from wardgate.status.report import write_status_file
+from wardgate.translate import Options, Translation, translate
+from wardgate.translate.gateways import gateway_status
+
+log = logging.getLogger("wardgate")
+
+
+@dataclass
+class RunnerOptions:
+    listen_host: str = "127.0.0.1"
+    port_offset: int = 0
+    nginx_bin: str = "nginx"
+    modules_dir: str = "/usr/lib/nginx/modules"
+    worker_processes: int | None = None
+    # Give each Gateway its own address from this pool (e.g. "127.0.100.0/24") instead of
+    # listen_host, so several Gateways can use the same ports, as they would in a cluster.
+    address_pool: str | None = None
+
+
+@dataclass
+class ReconcileReport:
+    ok: bool
+    errors: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+
+class Runner:
+    """Reconciles files into running nginx instances. Thread-safe; never raises on bad input."""
+
+    def __init__(self, paths: list[Path], state_dir: Path, options: RunnerOptions | None = None,
+                 loader: Callable[[], list[RawObject]] | None = None) -> None:
+        self.paths = paths
+        self.state_dir = state_dir
+        self.opts = options or RunnerOptions()
+        self._loader = loader or (lambda: load_paths(self.paths))
+        self._lock = threading.RLock()
+        self._generations = GenerationTracker()
+        self.instances: dict[str, NginxInstance] = {}
+        self.translation: Translation | None = None
+        self.input_errors: list[Problem] = []
+        self.apply_errors: dict[str, str] = {}
+        self._addresses: dict[str, str] = {}
+        self.reconciles = 0
+        self.last_reconcile: float | None = None
+
+    # --- one pass -----------------------------------------------------------------------------
+
+    def reconcile(self) -> ReconcileReport:
+        t0 = time.monotonic()
+        with self._lock:
+            self.reconciles += 1
+            self.last_reconcile = time.time()
+            try:
+                rs = parse(self._generations.apply(self._loader()))
+            except InputError as exc:
+                # Keep serving the last good configuration; say exactly what is wrong.
+                self.input_errors = exc.problems
+                for p in exc.problems:
+                    log.error("invalid input, keeping the last good configuration: %s", p)
+                self._write_status()
+                return ReconcileReport(False, [str(p) for p in exc.problems], [], time.monotonic() - t0)
+            self.input_errors = []
+            report = self._apply(rs)
+            report.duration_s = time.monotonic() - t0
+            self._write_status()
+            return report
+
+    def _apply(self, rs: ResourceSet) -> ReconcileReport:
+        tr = translate(rs, Options(addresses=(self.opts.listen_host,)))
+        for p in tr.problems:
+            log.warning("%s", p)
+        report = ReconcileReport(True)
+        wanted = {gw.key for gw in tr.gateways}
+        for key in list(self.instances):
+            if key not in wanted:
+                log.info("Gateway %s is gone: stopping its nginx", key)
+                self.instances.pop(key).stop()
+                self.apply_errors.pop(key, None)
+        for gw in tr.gateways:
+            inst = self.instances.get(gw.key)
+            if inst is None:
+                inst = NginxInstance(gw.key, self.state_dir / "gateways" / f"{gw.namespace}_{gw.name}",
+                                     self.opts.nginx_bin)
+                self.instances[gw.key] = inst
+            ropts = RenderOptions(self.address_of(gw.key), self.opts.port_offset, self.opts.modules_dir,
+                                  self.opts.worker_processes)
+            try:
+                files = render(gw, ropts)
+            except ValueError as exc:  # includes UnsafeValueError: refuse, keep the old config
+                self.apply_errors[gw.key] = f"render: {exc}"
+                report.ok = False
+                report.errors.append(f"Gateway {gw.key}: {exc}")
+                continue
+            res = inst.apply(files)
+            if res.ok:
+                self.apply_errors.pop(gw.key, None)
+                if res.changed:
+                    report.changed.append(gw.key)
+                    log.info("Gateway %s: generation %d serving (%.3fs)", gw.key, res.generation,
+                             res.duration_s)
+            else:
+                self.apply_errors[gw.key] = res.error or "nginx rejected the configuration"
+                report.ok = False
+                report.errors.append(f"Gateway {gw.key}: {res.error}")
+                log.error("Gateway %s: nginx rejected the new configuration, the last good one keeps "
+                          "serving: %s", gw.key, res.error)
+        self.translation = tr
+        return report
+
+    def address_of(self, key: str) -> str:
+        """The address a Gateway listens on: stable for the life of the runner."""
+        if self.opts.address_pool is None:
+            return self.opts.listen_host
+        if key not in self._addresses:
+            net = ipaddress.ip_network(self.opts.address_pool)
+            used = set(self._addresses.values())
+            free = (str(a) for a in net.hosts() if str(a) not in used)
+            addr = next(free, None)
+            if addr is None:
+                raise RuntimeError(f"address pool {net} is exhausted")
+            self._addresses[key] = addr
+        return self._addresses[key]
+
+    # --- status ---------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            objects: list[dict[str, Any]] = []
+            tr = self.translation
+            if tr is not None:
+                for st in tr.statuses:
+                    if st.kind == "Gateway":
+                        plan = tr.plans[(st.namespace, st.name)]
+                        key = f"{st.namespace}/{st.name}"
+                        inst = self.instances.get(key)
+                        ok = key not in self.apply_errors and inst is not None and inst.is_running()
+                        st = gateway_status(plan, [self.address_of(key)],
+                                            st.status["conditions"][0]["lastTransitionTime"],
+                                            {p.name: ok for p in plan.listeners})
+                    objects.append(st.to_dict())
+            return {
+                "objects": objects,
+                "errors": [str(p) for p in self.input_errors]
+                + [f"Gateway {k}: {v}" for k, v in self.apply_errors.items()],
+                "warnings": [str(p) for p in tr.problems] if tr else [],
+                "gateways": {k: self._gateway_state(k, i) for k, i in self.instances.items()},
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+
+    def _gateway_state(self, key: str, inst: NginxInstance) -> dict[str, Any]:
+        return {
+            "running": inst.is_running(),
+            "pid": inst.pid,
+            "generation": inst.generation,
+            "reloads": inst.reloads,
+            "reloadFailures": inst.reload_failures,
+            "restarts": inst.restarts,
+            "lastError": self.apply_errors.get(key),
+            "workdir": str(inst.workdir),
+        }
+
+    def states(self) -> tuple[list[GatewayState], int]:
+        with self._lock:
+            states = [GatewayState.from_instance(k, i) for k, i in self.instances.items()]
+            return states, len(self.input_errors)
+
+    def _write_status(self) -> None:
+        write_status_file(self.state_dir / "status.json", self.status())
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def supervise(self) -> None:
+        with self._lock:
+            for key, inst in self.instances.items():
+                if inst.generation > 0 and inst.ensure_running():
+                    log.warning("Gateway %s: nginx had died and was restarted", key)
+
+    def stop(self) -> None:
+        with self._lock:
+            for inst in self.instances.values():
+                inst.stop()
+            self.instances.clear()
+
+    def serve(self, stop: threading.Event, admin_host: str = "127.0.0.1", admin_port: int | None = 9901,
+              poll_s: float = 1.0) -> None:
+        """Reconcile, then watch the files until `stop` is set; supervise nginx meanwhile."""
+        from watchfiles import watch
+
+        admin = None
+        if admin_port is not None:
+            admin = AdminServer(admin_host, admin_port, self.status, self.states)
+            admin.start()
+            log.info("admin endpoints on http://%s:%d (/healthz /readyz /status /metrics)",
+                     admin_host, admin.port)
+        self.reconcile()
+        watched = [p for p in self.paths if p.exists()]
+        try:
+            for changes in watch(*watched, stop_event=stop, rust_timeout=int(poll_s * 1000),
+                                 yield_on_timeout=True, debounce=50, step=20):
+                self.supervise()
+                if not changes:
+                    continue
+                files = {str(f) for f in manifest_files(self.paths)}
+                if any(path in files or Path(path).suffix in (".yaml", ".yml", ".json")
+                       for _, path in changes):
+                    report = self.reconcile()
+                    log.info("reconciled in %.3fs: %s", report.duration_s,
+                             "ok" if report.ok else "errors, last good config kept")
+        finally:
+            if admin is not None:
+                admin.stop()
+            self.stop()
+
+
+def clean_state(state_dir: Path) -> None:
+    if state_dir.exists():
+        shutil.rmtree(state_dir)

@@ -1,0 +1,93 @@
+"""Manifests from YAML/JSON files and directories (multi-document, `kind: List` too)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wardgate.errors import InputError, Origin, Problem
+
+try:  # the C loader is several times faster on large manifests
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - libyaml is part of Debian's and PyPI's PyYAML builds
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass(frozen=True)
+class RawObject:
+    data: dict[str, Any]
+    origin: Origin
+
+
+def manifest_files(paths: Iterable[Path]) -> list[Path]:
+    """The files behind the given paths, directories walked in sorted order."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix in SUFFIXES
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        elif path.exists():
+            out.append(path)
+        else:
+            raise InputError([Problem(f"no such file or directory: {path}")])
+    return out
+
+
+def _objects(doc: Any, origin: Origin, problems: list[Problem]) -> Iterator[RawObject]:
+    if doc is None:
+        return
+    if not isinstance(doc, dict):
+        problems.append(Problem("a manifest document must be a mapping", origin))
+        return
+    if doc.get("kind") == "List" or (str(doc.get("kind", "")).endswith("List") and "items" in doc):
+        items = doc.get("items") or []
+        if not isinstance(items, list):
+            problems.append(Problem("items must be a list", origin, field="items"))
+            return
+        for i, item in enumerate(items):
+            sub = Origin(origin.file, origin.index, i)
+            if isinstance(item, dict):
+                yield RawObject(item, sub)
+            else:
+                problems.append(Problem("a list item must be a mapping", sub))
+        return
+    yield RawObject(doc, origin)
+
+
+def load_text(text: str, name: str) -> list[RawObject]:
+    problems: list[Problem] = []
+    out: list[RawObject] = []
+    index = 0
+    try:
+        for index, doc in enumerate(yaml.load_all(text, Loader=_Loader)):
+            out.extend(_objects(doc, Origin(name, index), problems))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        problems.append(Problem(f"YAML syntax error{where}: {problem}", Origin(name, index)))
+    if problems:
+        raise InputError(problems)
+    return out
+
+
+def load_paths(paths: Iterable[Path]) -> list[RawObject]:
+    """Every object in the given files and directories, in file then document order."""
+    problems: list[Problem] = []
+    out: list[RawObject] = []
+    for file in manifest_files(paths):
+        try:
+            out.extend(load_text(file.read_text(encoding="utf-8"), str(file)))
+        except InputError as exc:
+            problems.extend(exc.problems)
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(f"can't read file: {exc}", Origin(str(file))))
+    if problems:
+        raise InputError(problems)
+    return out

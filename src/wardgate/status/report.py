@@ -1,0 +1,67 @@
+"""The standalone status document: what `wardgate status` prints and `/status` serves.
+
+Shape: {"objects": [{kind, namespace, name, generation, status}], "errors": [...],
+"warnings": [...], "gateways": {"ns/name": {...data-plane state...}}, "time": "..."}.
+Each `status` is exactly what the object's Kubernetes status subresource would hold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def write_status_file(path: Path, doc: dict[str, Any]) -> None:
+    """Atomically, so a reader never sees half a document."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".status-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def load_status_file(path: Path) -> dict[str, Any]:
+    with path.open() as f:
+        data: dict[str, Any] = json.load(f)
+    return data
+
+
+def _conds(conditions: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{c['type']}={c['status']}({c['reason']})" for c in conditions)
+
+
+def rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(object, part, conditions, detail) rows for a table."""
+    out: list[tuple[str, str, str, str]] = []
+    for obj in doc.get("objects", []):
+        ref = f"{obj['kind']} {obj['namespace'] + '/' if obj['namespace'] else ''}{obj['name']}"
+        st = obj.get("status", {})
+        if obj["kind"] in ("GatewayClass", "Gateway"):
+            addrs = ", ".join(a["value"] for a in st.get("addresses", []))
+            out.append((ref, "", _conds(st.get("conditions", [])), addrs))
+            for lst in st.get("listeners", []):
+                out.append((ref, f"listener {lst['name']}", _conds(lst.get("conditions", [])),
+                            f"attachedRoutes={lst.get('attachedRoutes', 0)}"))
+        for parent in st.get("parents", []):
+            p = parent["parentRef"]
+            pref = f"parent {p.get('namespace', obj['namespace'])}/{p['name']}"
+            if p.get("sectionName"):
+                pref += f"/{p['sectionName']}"
+            msgs = "; ".join(c["message"] for c in parent.get("conditions", []) if c["status"] == "False")
+            out.append((ref, pref, _conds(parent.get("conditions", [])), msgs))
+    return out
+
+
+def format_table(doc: dict[str, Any]) -> str:
+    """Plain text, for terminals without rich and for logs."""
+    table = [("OBJECT", "PART", "CONDITIONS", "DETAIL"), *rows(doc)]
+    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in table]
+    for err in doc.get("errors", []):
+        lines.append(f"error: {err}")
+    for warn in doc.get("warnings", []):
+        lines.append(f"warning: {warn}")
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,89 @@
+"""Resources -> IR and status, with Gateway API semantics. Never writes nginx syntax."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from wardgate import CONTROLLER_NAME, ir
+from wardgate.errors import Problem
+from wardgate.model import ResourceSet
+from wardgate.model.gatewayapi import Gateway, GatewayClass
+from wardgate.translate.build import GatewayBuilder
+from wardgate.translate.conditions import ObjectStatus, condition
+from wardgate.translate.gateways import GatewayPlan, gateway_status, plan_gateway
+from wardgate.translate.index import Index
+from wardgate.translate.routes import RouteResult, attach_route
+
+
+@dataclass(frozen=True)
+class Options:
+    controller_name: str = CONTROLLER_NAME
+    # What Gateways report in status.addresses (standalone: the address nginx listens on).
+    addresses: tuple[str, ...] = ("127.0.0.1",)
+    now: str | None = None
+
+
+@dataclass
+class Translation:
+    gateways: list[ir.Gateway] = field(default_factory=list)
+    plans: dict[tuple[str, str], GatewayPlan] = field(default_factory=dict)
+    statuses: list[ObjectStatus] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def status_of(self, kind: str, namespace: str, name: str) -> ObjectStatus | None:
+        return next((s for s in self.statuses if s.key == (kind, namespace, name)), None)
+
+
+def _class_status(gc: GatewayClass, now: str) -> ObjectStatus:
+    gen = gc.metadata.generation
+    if gc.spec.parameters_ref is not None:
+        ref = gc.spec.parameters_ref
+        accepted = condition("Accepted", False, "InvalidParameters",
+                             f"spec.parametersRef {ref.group}/{ref.kind} {ref.name}: no parameters of this "
+                             "kind are supported", gen, now)
+    else:
+        accepted = condition("Accepted", True, "Accepted", "GatewayClass is accepted by wardgate", gen, now)
+    supported = condition("SupportedVersion", True, "SupportedVersion",
+                          "Gateway API v1 standard channel", gen, now)
+    return ObjectStatus("GatewayClass", "", gc.name, gen, {"conditions": [accepted, supported]})
+
+
+def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
+    opts = options or Options()
+    now = opts.now or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out = Translation()
+    index = Index(rs)
+    classes = {gc.name: gc for gc in rs.gateway_classes if gc.spec.controller_name == opts.controller_name}
+    for gc in classes.values():
+        out.statuses.append(_class_status(gc, now))
+    known_classes = {gc.name for gc in rs.gateway_classes}
+    gateways: list[Gateway] = []
+    for gw in rs.gateways:
+        if gw.spec.gateway_class_name in classes:
+            gateways.append(gw)
+        elif gw.spec.gateway_class_name not in known_classes:
+            out.problems.append(Problem(
+                f"GatewayClass {gw.spec.gateway_class_name!r} is not defined in the inputs; "
+                "the Gateway is not served", gw.origin, "Gateway", gw.namespace, gw.name,
+                "spec.gatewayClassName"))
+    for gw in gateways:
+        out.plans[gw.key] = plan_gateway(gw, index)
+    results: list[RouteResult] = []
+    for route in rs.http_routes:
+        res = attach_route(route, out.plans, index, opts.controller_name, now)
+        results.append(res)
+        if res.parents:
+            out.statuses.append(ObjectStatus("HTTPRoute", route.namespace, route.name,
+                                             route.metadata.generation, {"parents": res.parents}))
+    for key, plan in out.plans.items():
+        builder = GatewayBuilder(plan, index)
+        attachments = [a for res in results for a in res.attachments.get(key, [])]
+        if plan.accepted:
+            out.gateways.append(builder.build(attachments))
+        out.problems.extend(builder.problems)
+        out.statuses.append(gateway_status(plan, list(opts.addresses), now))
+    return out
+
+
+__all__ = ["ObjectStatus", "Options", "Translation", "translate"]

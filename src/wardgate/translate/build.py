@@ -1,0 +1,233 @@
+"""Assemble one Gateway's IR: upstreams, actions, and ordered matches per virtual host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from wardgate import ir
+from wardgate.errors import Problem
+from wardgate.model.gatewayapi import (
+    HTTPHeaderFilter,
+    HTTPRoute,
+    HTTPRouteMatch,
+    HTTPRouteRule,
+    duration_seconds,
+)
+from wardgate.translate.gateways import GatewayPlan, ListenerPlan
+from wardgate.translate.hostnames import listener_matches, specificity, wildcard_covers
+from wardgate.translate.index import Index
+from wardgate.translate.routes import Attachment, Backend, BackendError, resolve_backend
+
+SUPPORTED_FILTERS = {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite",
+                     "RequestMirror"}
+
+
+def _header_ops(f: HTTPHeaderFilter | None) -> ir.HeaderOps:
+    if f is None:
+        return ir.HeaderOps()
+    return ir.HeaderOps(
+        set=tuple((h.name, h.value) for h in f.set),
+        add=tuple((h.name, h.value) for h in f.add),
+        remove=tuple(f.remove),
+    )
+
+
+def _merge_ops(a: ir.HeaderOps, b: ir.HeaderOps) -> ir.HeaderOps:
+    return ir.HeaderOps(a.set + b.set, a.add + b.add, a.remove + b.remove)
+
+
+def normalize_prefix(value: str) -> str:
+    """PathPrefix matching is per path element, so a trailing slash changes nothing."""
+    return value.rstrip("/") or "/"
+
+
+@dataclass
+class _RuleActions:
+    """The action(s) of one rule: one per match when the action depends on the matched prefix."""
+
+    per_match: list[int]
+
+
+@dataclass
+class GatewayBuilder:
+    plan: GatewayPlan
+    index: Index
+    problems: list[Problem] = field(default_factory=list)
+    upstreams: dict[tuple[str, str, int], ir.Upstream] = field(default_factory=dict)
+    actions: list[ir.Action] = field(default_factory=list)
+    _rules: dict[tuple[str, str, int], _RuleActions] = field(default_factory=dict)
+
+    def _upstream(self, b: Backend) -> str:
+        key = (b.namespace, b.service, b.port)
+        up = self.upstreams.get(key)
+        if up is None:
+            up = ir.Upstream(f"wg_u{len(self.upstreams)}", b.endpoints, b.protocol)
+            self.upstreams[key] = up
+        return up.name
+
+    def _warn(self, route: HTTPRoute, path: str, message: str) -> None:
+        self.problems.append(Problem(message, route.origin, "HTTPRoute", route.namespace, route.name, path))
+
+    def _action(self, route: HTTPRoute, r: int, rule: HTTPRouteRule, match: HTTPRouteMatch) -> ir.Action:
+        src = ir.RouteRef(route.namespace, route.name, r, rule.name)
+        base = f"spec.rules[{r}]"
+        filters = list(rule.filters)
+        if len(rule.backend_refs) == 1:
+            filters += rule.backend_refs[0].filters  # one backend: its filters are the rule's
+        elif any(b.filters for b in rule.backend_refs):
+            self._warn(route, base, "per-backend filters with several backendRefs are not supported; "
+                                    "the rule answers 500")
+            return ir.Action(len(self.actions), src, direct_status=500)
+        req, resp = ir.HeaderOps(), ir.HeaderOps()
+        redirect: ir.Redirect | None = None
+        rewrite: ir.Rewrite | None = None
+        mirrors: list[ir.Mirror] = []
+        prefix = normalize_prefix(match.path.value) if match.path.type == "PathPrefix" else None
+        for i, flt in enumerate(filters):
+            where = f"{base}.filters[{i}]"
+            if flt.type not in SUPPORTED_FILTERS:
+                self._warn(route, where, f"filter type {flt.type} is not supported; the rule answers 500")
+                return ir.Action(len(self.actions), src, direct_status=500)
+            if flt.type == "RequestHeaderModifier":
+                req = _merge_ops(req, _header_ops(flt.request_header_modifier))
+            elif flt.type == "ResponseHeaderModifier":
+                resp = _merge_ops(resp, _header_ops(flt.response_header_modifier))
+            elif flt.type == "RequestRedirect" and flt.request_redirect is not None:
+                rd = flt.request_redirect
+                if rd.path and rd.path.type == "ReplacePrefixMatch" and prefix is None:
+                    self._warn(route, f"{where}.requestRedirect.path",
+                               "ReplacePrefixMatch needs a PathPrefix match; the rule answers 500")
+                    return ir.Action(len(self.actions), src, direct_status=500)
+                redirect = ir.Redirect(rd.status_code, rd.scheme, rd.hostname, rd.port,
+                                       rd.path.type if rd.path else None, rd.path.value if rd.path else None,
+                                       prefix)
+            elif flt.type == "URLRewrite" and flt.url_rewrite is not None:
+                rw = flt.url_rewrite
+                if rw.path and rw.path.type == "ReplacePrefixMatch" and prefix is None:
+                    self._warn(route, f"{where}.urlRewrite.path",
+                               "ReplacePrefixMatch needs a PathPrefix match; the rule answers 500")
+                    return ir.Action(len(self.actions), src, direct_status=500)
+                rewrite = ir.Rewrite(rw.hostname, rw.path.type if rw.path else None,
+                                     rw.path.value if rw.path else None, prefix)
+            elif flt.type == "RequestMirror" and flt.request_mirror is not None:
+                m = flt.request_mirror
+                res = resolve_backend(m.backend_ref, route, self.index, f"{where}.requestMirror.backendRef")
+                if isinstance(res, Backend):
+                    pct = 100.0
+                    if m.percent is not None:
+                        pct = float(m.percent)
+                    elif m.fraction is not None:
+                        pct = 100.0 * m.fraction.numerator / m.fraction.denominator
+                    mirrors.append(ir.Mirror(self._upstream(res), pct))
+        backends: list[ir.WeightedBackend] = []
+        for i, ref in enumerate(rule.backend_refs):
+            if ref.weight == 0:
+                continue
+            res = resolve_backend(ref, route, self.index, f"{base}.backendRefs[{i}]")
+            name = self._upstream(res) if isinstance(res, Backend) else None
+            if isinstance(res, BackendError):
+                self._warn(route, f"{base}.backendRefs[{i}]", res.message)
+            backends.append(ir.WeightedBackend(name, ref.weight))
+        direct = None
+        if redirect is None and not any(b.upstream for b in backends):
+            direct = 500  # no usable backend: the spec asks for a 500
+        timeouts = rule.timeouts
+        return ir.Action(
+            len(self.actions), src, tuple(backends), req, resp, redirect, rewrite, tuple(mirrors), direct,
+            duration_seconds(timeouts.request) or None if timeouts and timeouts.request else None,
+            duration_seconds(timeouts.backend_request) or None if timeouts and timeouts.backend_request
+            else None,
+        )
+
+    def rule_actions(self, route: HTTPRoute, r: int) -> list[int]:
+        """Action ids for each match of a rule, shared across every vhost the rule serves."""
+        key = (route.namespace, route.name, r)
+        cached = self._rules.get(key)
+        if cached is None:
+            rule = route.spec.rules[r]
+            prefix_dependent = any(
+                (f.url_rewrite and f.url_rewrite.path and f.url_rewrite.path.type == "ReplacePrefixMatch")
+                or (f.request_redirect and f.request_redirect.path
+                    and f.request_redirect.path.type == "ReplacePrefixMatch")
+                for f in rule.filters
+            )
+            ids: list[int] = []
+            for m, match in enumerate(rule.matches):
+                if m == 0 or prefix_dependent:
+                    action = self._action(route, r, rule, match)
+                    self.actions.append(action)
+                ids.append(action.id)
+            cached = _RuleActions(ids)
+            self._rules[key] = cached
+        return cached.per_match
+
+    def build(self, attachments: list[Attachment]) -> ir.Gateway:
+        gw = self.plan.gateway
+        by_listener: dict[str, list[Attachment]] = {}
+        for a in attachments:
+            by_listener.setdefault(a.listener.name, []).append(a)
+        ports: dict[int, list[ListenerPlan]] = {}
+        for p in self.plan.listeners:
+            if p.programmable:
+                ports.setdefault(p.listener.port, []).append(p)
+        out_ports: list[ir.Port] = []
+        for port, listeners in sorted(ports.items()):
+            hosts: set[str] = {p.listener.hostname or "" for p in listeners}
+            for p in listeners:
+                for a in by_listener.get(p.name, []):
+                    hosts.update(a.hostnames)
+            vhosts: list[ir.VirtualHost] = []
+            for host in sorted(hosts, key=lambda h: (specificity(h), h)):
+                owners = [p for p in listeners if listener_matches(p.listener.hostname, host)] if host else \
+                    [p for p in listeners if not p.listener.hostname]
+                if not owners:
+                    continue
+                owner = min(owners, key=lambda p: specificity(p.listener.hostname or ""))
+                matches = self._vhost_matches(host, by_listener.get(owner.name, []))
+                vhosts.append(ir.VirtualHost(host, tuple(matches), owner.certificate))
+            protocol = listeners[0].listener.protocol
+            default_cert = next((p.certificate for p in listeners if not p.listener.hostname), None)
+            out_ports.append(ir.Port(port, "HTTPS" if protocol == "HTTPS" else "HTTP", tuple(vhosts),
+                                     default_cert))
+        return ir.Gateway(gw.namespace, gw.name, tuple(out_ports), tuple(self.upstreams.values()),
+                          tuple(self.actions))
+
+    def _vhost_matches(self, host: str, attachments: list[Attachment]) -> list[ir.Match]:
+        keyed: list[tuple[tuple[object, ...], ir.Match]] = []
+        for a in attachments:
+            covering = [e for e in a.hostnames
+                        if e == host or e == "" or (e.startswith("*.") and wildcard_covers(e, host))]
+            if not covering:
+                continue
+            host_rank = min(specificity(e) for e in covering)
+            route = a.route
+            age = (route.metadata.creation_timestamp or "", route.seq)
+            for r, rule in enumerate(route.spec.rules):
+                action_ids = self.rule_actions(route, r)
+                for m, match in enumerate(rule.matches):
+                    path = match.path
+                    value = normalize_prefix(path.value) if path.type == "PathPrefix" else path.value
+                    if path.type == "Exact":
+                        path_rank: tuple[int, int] = (0, -len(value))
+                    elif path.type == "RegularExpression":
+                        path_rank = (1, 0)
+                    else:
+                        path_rank = (2, -len(value))
+                    key = (host_rank, path_rank, 0 if match.method else 1, -len(match.headers),
+                           -len(match.query_params), age, route.namespace, route.name, r, m)
+                    keyed.append((key, ir.Match(
+                        ir.PathMatch(path.type, value), action_ids[m], 0, match.method,
+                        tuple(ir.HeaderMatch(h.name, h.value, h.type) for h in match.headers),
+                        tuple(ir.QueryMatch(q.name, q.value, q.type) for q in match.query_params),
+                    )))
+        keyed.sort(key=lambda kv: kv[0])
+        out: list[ir.Match] = []
+        seen: set[tuple[object, ...]] = set()
+        for i, (_key, im) in enumerate(keyed):
+            # The same route can reach a vhost through two hostnames; keep its first copy.
+            ident = (im.path, im.method, im.headers, im.query, im.action)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            out.append(ir.Match(im.path, im.action, i, im.method, im.headers, im.query))
+        return out

@@ -1,0 +1,46 @@
+"""Hostname matching and intersection, as the Gateway API defines them."""
+
+from __future__ import annotations
+
+
+def wildcard_covers(wild: str, host: str) -> bool:
+    """`*.example.com` covers `a.example.com` and `a.b.example.com` (and narrower wildcards)."""
+    suffix = wild[1:]  # ".example.com"
+    target = host[1:] if host.startswith("*") else host
+    return target.endswith(suffix) and len(target) > len(suffix)
+
+
+def listener_matches(listener: str | None, host: str) -> bool:
+    """Does a listener hostname accept requests for `host` (which may be a wildcard)?"""
+    if not listener:
+        return True
+    if listener.startswith("*."):
+        return host == listener or wildcard_covers(listener, host)
+    return host == listener
+
+
+def intersect(listener: str | None, route_hosts: list[str]) -> list[str]:
+    """The hostnames a route serves through a listener; [] means they don't intersect.
+
+    "" stands for "any host" (a listener and route both without hostnames).
+    """
+    if not route_hosts:
+        return [listener or ""]
+    if not listener:
+        return list(route_hosts)
+    out: list[str] = []
+    for host in route_hosts:
+        if host == listener or (listener.startswith("*.") and wildcard_covers(listener, host)):
+            out.append(host)
+        elif host.startswith("*.") and wildcard_covers(host, listener):
+            out.append(listener)
+    return list(dict.fromkeys(out))
+
+
+def specificity(host: str) -> tuple[int, int]:
+    """Sort key, most specific first: exact names before wildcards, longer before shorter."""
+    if not host:
+        return (2, 0)
+    if host.startswith("*"):
+        return (1, -len(host))
+    return (0, -len(host))

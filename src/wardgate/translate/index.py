@@ -1,0 +1,45 @@
+"""Lookups over one resource set: namespaces, services, endpoints, secrets, ReferenceGrants."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from wardgate.model import ResourceSet
+from wardgate.model.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
+from wardgate.model.gatewayapi import ReferenceGrant
+
+
+class Index:
+    def __init__(self, rs: ResourceSet) -> None:
+        self.namespaces: dict[str, Namespace] = {n.name: n for n in rs.of(Namespace)}
+        self.services: dict[tuple[str, str], Service] = {s.key: s for s in rs.of(Service)}
+        self.secrets: dict[tuple[str, str], Secret] = {s.key: s for s in rs.of(Secret)}
+        self.config_maps: dict[tuple[str, str], ConfigMap] = {c.key: c for c in rs.of(ConfigMap)}
+        self.slices: dict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
+        for es in rs.of(EndpointSlice):
+            if es.service_name:
+                self.slices[(es.namespace, es.service_name)].append(es)
+        self.grants: dict[str, list[ReferenceGrant]] = defaultdict(list)
+        for g in rs.of(ReferenceGrant):
+            self.grants[g.namespace].append(g)
+
+    def namespace_labels(self, name: str) -> dict[str, str]:
+        ns = self.namespaces.get(name)
+        labels = dict(ns.metadata.labels) if ns else {}
+        # The API server sets this label on every namespace.
+        labels.setdefault("kubernetes.io/metadata.name", name)
+        return labels
+
+    def grant_allows(
+        self, from_group: str, from_kind: str, from_ns: str, to_group: str, to_kind: str, to_ns: str,
+        to_name: str,
+    ) -> bool:
+        """A ReferenceGrant in the target namespace lets `from` refer to the target."""
+        for grant in self.grants.get(to_ns, []):
+            if not any(f.group == from_group and f.kind == from_kind and f.namespace == from_ns
+                       for f in grant.spec.from_):
+                continue
+            if any(t.group == to_group and t.kind == to_kind and (t.name in (None, "", to_name))
+                   for t in grant.spec.to):
+                return True
+        return False

@@ -1,0 +1,186 @@
+"""HTTPRoute attachment to listeners, and backend reference resolution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from wardgate import ir
+from wardgate.model.core import Service, ServicePort
+from wardgate.model.gatewayapi import GROUP, BackendObjectReference, HTTPRoute, ParentReference
+from wardgate.translate.conditions import condition
+from wardgate.translate.gateways import GatewayPlan, ListenerPlan
+from wardgate.translate.hostnames import intersect
+from wardgate.translate.index import Index
+
+# appProtocol values the data plane can speak to a backend.
+APP_PROTOCOLS: dict[str | None, ir.BackendProtocol] = {
+    None: "http", "http": "http", "HTTP": "http", "kubernetes.io/http": "http",
+    "kubernetes.io/ws": "ws", "kubernetes.io/wss": "ws",
+}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A resolved Service port: the data the IR upstream is made from."""
+
+    namespace: str
+    service: str
+    port: int
+    endpoints: tuple[ir.Endpoint, ...]
+    protocol: ir.BackendProtocol
+
+
+@dataclass(frozen=True)
+class BackendError:
+    reason: str
+    message: str
+
+
+@dataclass
+class Attachment:
+    route: HTTPRoute
+    listener: ListenerPlan
+    hostnames: list[str]
+
+
+@dataclass
+class RouteResult:
+    route: HTTPRoute
+    parents: list[dict[str, Any]] = field(default_factory=list)
+    attachments: dict[tuple[str, str], list[Attachment]] = field(default_factory=dict)
+
+
+def _endpoints(index: Index, svc: Service, sp: ServicePort) -> tuple[ir.Endpoint, ...]:
+    out: list[ir.Endpoint] = []
+    for es in index.slices.get(svc.key, []):
+        port = next((p.port for p in es.ports if (p.name or "") == (sp.name or "") and p.port), None)
+        if port is None and len(es.ports) == 1 and len(svc.spec.ports) == 1:
+            port = es.ports[0].port
+        if port is None:
+            continue
+        for ep in es.endpoints:
+            if ep.conditions.ready is False:
+                continue
+            out.extend(ir.Endpoint(a, port) for a in ep.addresses)
+    return tuple(dict.fromkeys(out))
+
+
+def resolve_backend(
+    ref: BackendObjectReference, route: HTTPRoute, index: Index, field_path: str
+) -> Backend | BackendError:
+    ns = ref.namespace or route.namespace
+    if ref.group not in ("", "core") or ref.kind != "Service":
+        return BackendError("InvalidKind", f"{field_path}: {ref.group or 'core'}/{ref.kind} is not a supported "
+                                           "backend kind (core Service is)")
+    if ns != route.namespace and not index.grant_allows(GROUP, "HTTPRoute", route.namespace, "", "Service",
+                                                        ns, ref.name):
+        return BackendError("RefNotPermitted",
+                            f"{field_path}: no ReferenceGrant in namespace {ns} allows a reference to "
+                            f"Service {ref.name}")
+    svc = index.services.get((ns, ref.name))
+    if svc is None:
+        return BackendError("BackendNotFound", f"{field_path}: Service {ns}/{ref.name} not found")
+    if ref.port is None:
+        return BackendError("UnsupportedValue", f"{field_path}: port is required for a Service backend")
+    sp = next((p for p in svc.spec.ports if p.port == ref.port), None)
+    if sp is None:
+        return BackendError("BackendNotFound", f"{field_path}: Service {ns}/{ref.name} has no port {ref.port}")
+    protocol = APP_PROTOCOLS.get(sp.app_protocol)
+    if protocol is None:
+        return BackendError("UnsupportedProtocol",
+                            f"{field_path}: appProtocol {sp.app_protocol} is not supported")
+    return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), protocol)
+
+
+def resolved_refs(route: HTTPRoute, index: Index) -> tuple[bool, str, str]:
+    """The route's ResolvedRefs condition: the first problem found, in document order."""
+    for r, rule in enumerate(route.spec.rules):
+        refs: list[tuple[BackendObjectReference, str]] = [
+            (b, f"spec.rules[{r}].backendRefs[{i}]") for i, b in enumerate(rule.backend_refs)
+        ]
+        for f, flt in enumerate(rule.filters):
+            if flt.request_mirror is not None:
+                refs.append((flt.request_mirror.backend_ref,
+                             f"spec.rules[{r}].filters[{f}].requestMirror.backendRef"))
+        for ref, path in refs:
+            res = resolve_backend(ref, route, index, path)
+            if isinstance(res, BackendError):
+                return False, res.reason, res.message
+    return True, "ResolvedRefs", "All references are resolved"
+
+
+def _parent_ref(ref: ParentReference, route: HTTPRoute) -> dict[str, Any]:
+    out: dict[str, Any] = {"group": ref.group, "kind": ref.kind, "name": ref.name}
+    if ref.namespace is not None:
+        out["namespace"] = ref.namespace
+    if ref.section_name is not None:
+        out["sectionName"] = ref.section_name
+    if ref.port is not None:
+        out["port"] = ref.port
+    return out
+
+
+def _allowed(listener: ListenerPlan, route: HTTPRoute, gw_ns: str, index: Index) -> bool:
+    if (GROUP, "HTTPRoute") not in listener.supported_kinds:
+        return False
+    ns = listener.listener.allowed_routes.namespaces
+    if ns.from_ == "All":
+        return True
+    if ns.from_ == "Same":
+        return route.namespace == gw_ns
+    return ns.selector is not None and ns.selector.matches(index.namespace_labels(route.namespace))
+
+
+def attach_route(
+    route: HTTPRoute, plans: dict[tuple[str, str], GatewayPlan], index: Index, controller: str, now: str
+) -> RouteResult:
+    result = RouteResult(route)
+    gen = route.metadata.generation
+    refs_ok, refs_reason, refs_msg = resolved_refs(route, index)
+    for ref in route.spec.parent_refs:
+        if ref.group != GROUP or ref.kind != "Gateway":
+            continue
+        key = (ref.namespace or route.namespace, ref.name)
+        plan = plans.get(key)
+        if plan is None:
+            continue  # not one of ours: another controller reports on it
+        candidates = plan.listeners
+        reason, message = "Accepted", "Route is accepted"
+        if ref.section_name is not None:
+            candidates = [p for p in candidates if p.name == ref.section_name]
+        if ref.port is not None:
+            candidates = [p for p in candidates if p.listener.port == ref.port]
+        attached: list[Attachment] = []
+        if not plan.accepted:
+            reason, message = "NoMatchingParent", "the Gateway is not accepted"
+        elif not candidates:
+            reason, message = "NoMatchingParent", "no listener matches the parentRef's sectionName and port"
+        else:
+            usable = [p for p in candidates if p.attachable]
+            allowed = [p for p in usable if _allowed(p, route, plan.gateway.namespace, index)]
+            if not allowed:
+                reason = "NotAllowedByListeners"
+                message = "no listener allows this route (namespace or kind)"
+            else:
+                for p in allowed:
+                    hosts = intersect(p.listener.hostname, list(route.spec.hostnames))
+                    if hosts:
+                        attached.append(Attachment(route, p, hosts))
+                if not attached:
+                    reason = "NoMatchingListenerHostname"
+                    message = "no listener hostname intersects the route's hostnames"
+        ok = bool(attached)
+        for a in attached:
+            a.listener.attached += 1
+        if attached:
+            result.attachments.setdefault(key, []).extend(attached)
+        result.parents.append({
+            "parentRef": _parent_ref(ref, route),
+            "controllerName": controller,
+            "conditions": [
+                condition("Accepted", ok, reason, message, gen, now),
+                condition("ResolvedRefs", refs_ok, refs_reason, refs_msg, gen, now),
+            ],
+        })
+    return result

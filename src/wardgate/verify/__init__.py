@@ -1,0 +1,1 @@
+"""Verification helpers: real backends and harness pieces used by tests, conformance runs and examples."""
