@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -90,10 +91,7 @@ def slow_post(port: int, body: bytes) -> tuple[int, bytes]:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
         s.settimeout(10)
         s.connect(("127.0.0.1", port))
-        head = (
-            f"POST /upload HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n"
-        )
+        head = f"POST /upload HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         s.sendall(head.encode() + body)
         time.sleep(0.5)
         chunks = []
@@ -219,7 +217,7 @@ def test_apply_reload_noop_and_rejected_config(inst: NginxInstance, workdir: Pat
 
     # relative include and an extra file, resolved inside the new generation
     files2 = {
-        "nginx.conf": nginx_conf(returning(port, "gen2", 'location /extra { include snippets/extra.inc; }')),
+        "nginx.conf": nginx_conf(returning(port, "gen2", "location /extra { include snippets/extra.inc; }")),
         "conf.d/empty.conf": "# nothing\n",
         "snippets/extra.inc": 'return 200 "extra";\n',
     }
@@ -239,9 +237,7 @@ def test_apply_reload_noop_and_rejected_config(inst: NginxInstance, workdir: Pat
     # rejected by nginx -t: previous generation keeps serving
     pid = inst.pid
     bad = dict(files2)
-    bad["nginx.conf"] = files2["nginx.conf"].replace(
-        "worker_processes 1;", "worker_processes 1;\nbogus_directive;"
-    )
+    bad["nginx.conf"] = files2["nginx.conf"].replace("worker_processes 1;", "worker_processes 1;\nbogus_directive;")
     r4 = inst.apply(bad)
     assert (r4.changed, r4.ok, r4.generation) == (True, False, 2)
     assert r4.error is not None and "bogus_directive" in r4.error
@@ -280,6 +276,12 @@ def test_reload_that_cannot_bind_keeps_old_config(inst: NginxInstance, workdir: 
         assert os.readlink(workdir / "conf" / "current") == "gen-1"
         assert http(f"http://127.0.0.1:{port}") == (200, b"gen1")
 
+    # nginx was still retrying bind() when the socket closed: it must not pick the config up
+    time.sleep(0.3)
+    assert http(f"http://127.0.0.1:{port}") == (200, b"gen1")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", busy), timeout=2).close()
+
     # the port is free again: the same config now applies
     r = inst.apply({"nginx.conf": nginx_conf(both)})
     assert r.ok and r.generation == 2, r.error
@@ -289,14 +291,20 @@ def test_reload_that_cannot_bind_keeps_old_config(inst: NginxInstance, workdir: 
 def test_unconfirmed_reload_converges_back(inst: NginxInstance, workdir: Path) -> None:
     port = free_port()
     assert inst.apply({"nginx.conf": nginx_conf(returning(port, "gen1"))}).ok
-    inst.reload_timeout_s = 0.0  # no time to confirm: the outcome is unknown
-    r = inst.apply({"nginx.conf": nginx_conf(returning(port, "gen2"))})
+    master, workers = inst.pid, inst.worker_pids()
+    assert master is not None
+    inst.reload_timeout_s = 0.3
+    os.kill(master, signal.SIGSTOP)  # a master too busy to answer: the outcome is unknown
+    try:
+        r = inst.apply({"nginx.conf": nginx_conf(returning(port, "gen2"))})
+    finally:
+        os.kill(master, signal.SIGCONT)
     assert not r.ok and r.generation == 1 and r.error is not None and "not confirmed" in r.error
     assert os.readlink(workdir / "conf" / "current") == "gen-1"
-    # a second SIGHUP makes the master end up on the old generation whatever the first did
-    assert wait_for(lambda: http(f"http://127.0.0.1:{port}") == (200, b"gen1"))
-    time.sleep(0.3)
+    # the queued SIGHUP is handled now and must re-read the old generation
+    assert wait_for(lambda: bool(inst.worker_pids() - workers))
     assert http(f"http://127.0.0.1:{port}") == (200, b"gen1")
+    assert inst.pid == master
 
 
 def test_first_start_failure_is_reported(inst: NginxInstance, workdir: Path) -> None:
@@ -381,6 +389,41 @@ def test_large_request_body_is_proxied(inst: NginxInstance, workdir: Path, echo_
     if os.geteuid() == 0:
         worker = next(iter(inst.worker_pids()))
         assert os.stat(f"/proc/{worker}").st_uid != 0
+
+
+def test_certificates_resolve_inside_the_generation(inst: NginxInstance, workdir: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("gw.test")
+    port = free_port()
+    server = f"""    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name gw.test;
+        ssl_certificate certs/gw.pem;
+        ssl_certificate_key certs/gw.key;
+        location / {{ return 200 "tls"; }}
+    }}"""
+    files = {
+        "nginx.conf": nginx_conf(server),
+        "certs/gw.pem": cert.cert_chain_pems[0].bytes().decode(),
+        "certs/gw.key": cert.private_key_pem.bytes().decode(),
+    }
+    r = inst.apply(files)
+    assert r.ok, r.error
+    key = workdir / "conf" / "current" / "certs" / "gw.key"
+    assert key.stat().st_mode & 0o777 == 0o600  # private keys are not world-readable
+
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="gw.test") as tls,
+    ):
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := tls.recv(4096):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"tls")
 
 
 def test_invalid_paths_are_refused(inst: NginxInstance) -> None:

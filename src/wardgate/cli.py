@@ -195,3 +195,7 @@ def main() -> None:
         app()
     except BrokenPipeError:  # e.g. `wardgate status | head`
         sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -201,6 +201,20 @@ class Runner:
                 if inst.generation > 0 and inst.ensure_running():
                     log.warning("Gateway %s: nginx had died and was restarted", key)
 
+    def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        try:
+            files = manifest_files(self.paths)
+        except InputError:
+            return ()
+        out = []
+        for f in files:
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            out.append((str(f), st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
     def stop(self) -> None:
         with self._lock:
             for inst in self.instances.values():
@@ -218,17 +232,18 @@ class Runner:
             admin.start()
             log.info("admin endpoints on http://%s:%d (/healthz /readyz /status /metrics)",
                      admin_host, admin.port)
+        seen = self._fingerprint()
         self.reconcile()
         watched = [p for p in self.paths if p.exists()]
         try:
-            for changes in watch(*watched, stop_event=stop, rust_timeout=int(poll_s * 1000),
-                                 yield_on_timeout=True, debounce=50, step=20):
+            for _changes in watch(*watched, stop_event=stop, rust_timeout=int(poll_s * 1000),
+                                  yield_on_timeout=True, debounce=50, step=20):
                 self.supervise()
-                if not changes:
-                    continue
-                files = {str(f) for f in manifest_files(self.paths)}
-                if any(path in files or Path(path).suffix in (".yaml", ".yml", ".json")
-                       for _, path in changes):
+                # Compare file metadata rather than trusting events alone: an edit made between
+                # the first reconcile and the watcher starting would otherwise be missed.
+                now = self._fingerprint()
+                if now != seen:
+                    seen = now
                     report = self.reconcile()
                     log.info("reconciled in %.3fs: %s", report.duration_s,
                              "ok" if report.ok else "errors, last good config kept")

@@ -102,9 +102,7 @@ class _StateCollector(Collector):
         return iter(self._families(states, translation_errors, with_samples=True))
 
     @staticmethod
-    def _families(
-        states: Sequence[GatewayState], translation_errors: int, with_samples: bool
-    ) -> list[Metric]:
+    def _families(states: Sequence[GatewayState], translation_errors: int, with_samples: bool) -> list[Metric]:
         lbl = ["gateway"]
         reloads = CounterMetricFamily("wardgate_reloads", "Successful nginx reloads.", labels=lbl)
         failures = CounterMetricFamily(
@@ -123,12 +121,8 @@ class _StateCollector(Collector):
             "Seconds since the serving configuration was applied.",
             labels=lbl,
         )
-        up = GaugeMetricFamily(
-            "wardgate_gateway_up", "1 if nginx runs and the last apply succeeded.", labels=lbl
-        )
-        errors = GaugeMetricFamily(
-            "wardgate_translation_errors", "Problems found translating the resources."
-        )
+        up = GaugeMetricFamily("wardgate_gateway_up", "1 if nginx runs and the last apply succeeded.", labels=lbl)
+        errors = GaugeMetricFamily("wardgate_translation_errors", "Problems found translating the resources.")
         if with_samples:
             now = time.time()
             for s in states:

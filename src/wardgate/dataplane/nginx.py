@@ -69,9 +69,7 @@ class ApplyResult:
 def nginx_version(nginx_bin: str = "nginx") -> str:
     """Return the version of ``nginx_bin``, e.g. ``"1.22.1"``."""
     try:
-        proc = subprocess.run(
-            [nginx_bin, "-v"], capture_output=True, text=True, timeout=10, check=False
-        )
+        proc = subprocess.run([nginx_bin, "-v"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RuntimeError(f"cannot run {nginx_bin} -v: {exc}") from exc
     out = (proc.stderr + proc.stdout).strip()
@@ -90,7 +88,7 @@ def clean_nginx_output(text: str, strip: Iterable[str] = ()) -> str:
             continue
         m = _LOG_LINE_RE.match(line)
         if m:
-            line = f"[{m.group('level')}] {line[m.end():]}"
+            line = f"[{m.group('level')}] {line[m.end() :]}"
         elif line.startswith("nginx: "):
             line = line[len("nginx: ") :]
         for s in strip:
@@ -297,12 +295,9 @@ class NginxInstance:
 
             self._point_current(new_gen)
             was_running = self.is_running()
-            if was_running:
-                err, settled = self._reload()
-            else:
-                err, settled = self._start(), True
+            err = self._reload() if was_running else self._start()
             if err is not None:
-                self._roll_back(old_gen, was_running and not settled)
+                self._roll_back(old_gen)
                 shutil.rmtree(gen_dir, ignore_errors=True)
                 return self._failed(err, t0)
 
@@ -322,19 +317,28 @@ class NginxInstance:
         log.warning("nginx %s: configuration not applied: %s", self.name, err)
         return ApplyResult(True, False, err, self._generation, time.monotonic() - t0)
 
-    def _roll_back(self, old_gen: int, resend_hup: bool) -> None:
+    def _roll_back(self, old_gen: int) -> None:
         """Point ``current`` at the last good generation again and make sure it serves."""
         if old_gen > 0:
             self._point_current(old_gen)
         else:
             self.current_link.unlink(missing_ok=True)
-        pid = self.pid
-        if pid is not None:
-            if resend_hup:
-                # The reload was not confirmed either way and might still land later; a second
-                # SIGHUP makes the master converge on the old generation.
-                self._signal_master(signal.SIGHUP)
-            return
+        master = self.pid
+        if master is not None:
+            # The failed attempt may not be over (nginx retries bind() for ~2.5 s, and a timed-
+            # out reload may still land): a second SIGHUP is handled after it and re-reads the
+            # old generation, so the master always ends up on what ``current`` names. Wait for
+            # it, so that the next apply starts from a settled master.
+            before = _children(master)
+            self._signal_master(signal.SIGHUP)
+            deadline = time.monotonic() + self.reload_timeout_s
+            while self.is_running() and not _children(master) - before:
+                if time.monotonic() >= deadline:
+                    log.warning("nginx %s: rollback reload not confirmed", self.name)
+                    break
+                time.sleep(self.poll_interval_s)
+            if self.is_running():
+                return
         if old_gen > 0:
             # The master died during the attempt: bring the last good config back.
             err = self._start()
@@ -406,7 +410,10 @@ class NginxInstance:
                     log.warning(
                         "nginx %s: %s is not searchable by others; workers running as %s cannot "
                         "use %s/tmp (large request bodies will fail)",
-                        self.name, parent, WORKER_USER, self.workdir,
+                        self.name,
+                        parent,
+                        WORKER_USER,
+                        self.workdir,
                     )
                     break
 
@@ -434,8 +441,7 @@ class NginxInstance:
                 self._pgid = pid if os.getpgid(pid) == pid else None
             except OSError:
                 self._pgid = None
-            log.info("nginx %s: adopted running master %d (generation %d)", self.name, pid,
-                     self._generation)
+            log.info("nginx %s: adopted running master %d (generation %d)", self.name, pid, self._generation)
 
     def _is_our_master(self, pid: int) -> bool:
         # The cmdline check also guards against pid reuse and unreaped zombies (empty cmdline).
@@ -480,8 +486,13 @@ class NginxInstance:
         cmd = self._nginx_cmd(gen_dir / MAIN_FILE, "-t", "-q")
         try:
             proc = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=self.test_timeout_s,
-                cwd=self.workdir, check=False, stdin=subprocess.DEVNULL,
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=self.test_timeout_s,
+                cwd=self.workdir,
+                check=False,
+                stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired:
             return f"nginx -t did not finish within {self.test_timeout_s:.0f}s"
@@ -521,9 +532,7 @@ class NginxInstance:
     def _master_emergs(self, offsets: Mapping[Path, int], master: int) -> str | None:
         # Only lines the master itself logged at [emerg]: a request URI quoted in a worker's
         # error line cannot fake a reload failure.
-        pat = re.compile(
-            rf"^\d{{4}}/\d\d/\d\d \d\d:\d\d:\d\d \[emerg\] {master}#\d+: .*$", re.MULTILINE
-        )
+        pat = re.compile(rf"^\d{{4}}/\d\d/\d\d \d\d:\d\d:\d\d \[emerg\] {master}#\d+: .*$", re.MULTILINE)
         found = [m.group(0) for text in self._read_since(offsets).values() for m in pat.finditer(text)]
         if not found:
             return None
@@ -537,10 +546,15 @@ class NginxInstance:
         try:
             with (self.workdir / STDERR_LOG).open("ab") as out:
                 proc = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=self.workdir,
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    cwd=self.workdir,
                     # own process group: lets us find orphaned workers, and keeps a Ctrl-C in
                     # the wardgate terminal from killing the data plane behind our back
-                    start_new_session=True, close_fds=True,
+                    start_new_session=True,
+                    close_fds=True,
                 )
         except OSError as exc:
             return f"cannot run {self.nginx_bin}: {exc}"
@@ -572,30 +586,28 @@ class NginxInstance:
         detail = clean_nginx_output(lines, strip=(f"{self.conf_dir}/",))
         return f"{headline}: {detail}" if detail else headline
 
-    def _reload(self) -> tuple[str | None, bool]:
-        """SIGHUP the master and confirm. Returns (error, settled); settled=False when the
-        outcome is unknown (timeout), i.e. the reload might still take effect later."""
+    def _reload(self) -> str | None:
+        """SIGHUP the master and confirm the new generation serves. Returns an error or None."""
         master = self.pid
         if master is None:
-            return "nginx master is not running", True
+            return "nginx master is not running"
         before = _children(master)
         offsets = self._log_offsets()
         self._signal_master(signal.SIGHUP)
         deadline = time.monotonic() + self.reload_timeout_s
         while True:
             if not self.is_running():
-                return self._start_error(offsets, "nginx master exited during reload"), True
+                return self._start_error(offsets, "nginx master exited during reload")
             # New workers mean the new cycle is live. (A crashed old worker respawned within
             # this window would look the same; nginx gives no better signal.)
             if _children(master) - before:
                 self._wait_old_workers(before)
-                return None, True
+                return None
             emerg = self._master_emergs(offsets, master)
             if emerg is not None:
-                # nginx rejected the new cycle and kept the old one: nothing to undo
-                return emerg, True
+                return emerg
             if time.monotonic() >= deadline:
-                return f"reload not confirmed within {self.reload_timeout_s:.0f}s", False
+                return f"reload not confirmed within {self.reload_timeout_s:g}s"
             time.sleep(self.poll_interval_s)
 
     def _wait_old_workers(self, old: set[int]) -> None:
@@ -603,10 +615,7 @@ class NginxInstance:
         # once all old workers say so, every new connection reaches the new config.
         deadline = time.monotonic() + self.quiesce_timeout_s
         while time.monotonic() < deadline:
-            busy = [
-                pid for pid in old
-                if "worker process" in (cmd := _cmdline(pid)) and "shutting down" not in cmd
-            ]
+            busy = [pid for pid in old if "worker process" in (cmd := _cmdline(pid)) and "shutting down" not in cmd]
             if not busy:
                 return
             time.sleep(self.poll_interval_s)
@@ -685,11 +694,7 @@ def _encode_files(files: Mapping[str, str]) -> dict[str, bytes]:
 
 
 def _read_tree(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _worker_uid() -> int | None:

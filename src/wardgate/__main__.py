@@ -1,0 +1,5 @@
+"""`python -m wardgate`."""
+
+from wardgate.cli import main
+
+main()

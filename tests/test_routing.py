@@ -1,0 +1,192 @@
+"""Gateway API routing through a real nginx to real echo backends."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from conftest import Backend, Gateway, request
+
+pytestmark = pytest.mark.timeout(120)
+
+GW = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: wardgate
+  listeners:
+    - {name: http, protocol: HTTP, port: 8080}
+"""
+
+
+def setup(gateway: Gateway, backends: Callable[..., Backend], route: str, *names: str) -> dict[str, Backend]:
+    made = {n: backends(n) for n in names}
+    gateway.write("gw.yaml", GW + "".join(b.manifests() for b in made.values()))
+    gateway.write("route.yaml", route)
+    gateway.reconcile()
+    return made
+
+
+def url(gateway: Gateway, path: str) -> str:
+    return f"http://{gateway.address()}:8080{path}"
+
+
+def pod(gateway: Gateway, path: str, **kw: object) -> str | int:
+    r = request(url(gateway, path), host="example.com", **kw)  # type: ignore[arg-type]
+    return str(r.json["pod"]).split("-")[0] if r.status == 200 else r.status
+
+
+def test_path_precedence_exact_prefix_regex_and_404(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    setup(gateway, backends, """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: r, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          hostnames: [example.com]
+          rules:
+            - matches: [{path: {type: PathPrefix, value: /api}}]
+              backendRefs: [{name: prefix, port: 80}]
+            - matches: [{path: {type: Exact, value: /api/exact}}]
+              backendRefs: [{name: exact, port: 80}]
+            - matches: [{path: {type: RegularExpression, value: "/files/[0-9]+\\\\.txt"}}]
+              backendRefs: [{name: regex, port: 80}]
+            - matches: [{path: {type: PathPrefix, value: /api/v2/}}]
+              backendRefs: [{name: longer, port: 80}]
+        """, "prefix", "exact", "regex", "longer")
+    assert pod(gateway, "/api") == "prefix"
+    assert pod(gateway, "/api/") == "prefix"
+    assert pod(gateway, "/api/x") == "prefix"
+    assert pod(gateway, "/api/exact") == "exact"
+    assert pod(gateway, "/api/exact/more") == "prefix"
+    assert pod(gateway, "/api/v2") == "longer"  # trailing slash in a prefix changes nothing
+    assert pod(gateway, "/api/v2/x") == "longer"
+    assert pod(gateway, "/apix") == 404  # prefixes match whole path elements
+    assert pod(gateway, "/files/12.txt") == "regex"
+    assert pod(gateway, "/files/12.txtx") == 404  # regexes match the whole path
+    assert pod(gateway, "/other") == 404
+    # Host not in the route's hostnames: no virtual host matches.
+    assert request(url(gateway, "/api"), host="other.com").status == 404
+
+
+def test_header_method_query_matches_and_fallthrough(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    setup(gateway, backends, """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: r, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          rules:
+            - matches:
+                - path: {type: PathPrefix, value: /}
+                  headers: [{name: X-Env, value: canary}]
+              backendRefs: [{name: canary, port: 80}]
+            - matches:
+                - path: {type: PathPrefix, value: /}
+                  method: POST
+              backendRefs: [{name: post, port: 80}]
+            - matches:
+                - path: {type: PathPrefix, value: /}
+                  queryParams: [{name: v, type: RegularExpression, value: "[0-9]+"}]
+              backendRefs: [{name: query, port: 80}]
+            - matches: [{path: {type: PathPrefix, value: /}}]
+              backendRefs: [{name: default, port: 80}]
+        """, "canary", "post", "query", "default")
+    assert pod(gateway, "/x", headers={"X-Env": "canary"}) == "canary"
+    assert pod(gateway, "/x", headers={"x-env": "canary"}) == "canary"  # header names ignore case
+    assert pod(gateway, "/x", headers={"X-Env": "Canary"}) == "default"  # values don't
+    assert pod(gateway, "/x", method="POST", data=b"{}") == "post"
+    assert pod(gateway, "/x?v=12") == "query"
+    assert pod(gateway, "/x?v=12a") == "default"
+    assert pod(gateway, "/x?V=12") == "default"  # query names are case-sensitive
+    assert pod(gateway, "/x") == "default"
+
+
+def test_filters_headers_rewrite_redirect(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    setup(gateway, backends, """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: r, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          rules:
+            - matches: [{path: {type: PathPrefix, value: /old}}]
+              filters:
+                - type: RequestRedirect
+                  requestRedirect: {scheme: https, hostname: new.example.com, statusCode: 301,
+                                    path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}}
+            - matches: [{path: {type: PathPrefix, value: /strip}}]
+              filters:
+                - type: URLRewrite
+                  urlRewrite: {hostname: internal.local, path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}
+                - type: RequestHeaderModifier
+                  requestHeaderModifier:
+                    set: [{name: X-Set, value: "a $literal; value"}]
+                    add: [{name: X-Add, value: added}]
+                    remove: [X-Drop]
+                - type: ResponseHeaderModifier
+                  responseHeaderModifier:
+                    set: [{name: X-Resp, value: "set \\"quoted\\""}]
+                    add: [{name: X-Multi, value: two}]
+                    remove: [X-Content-Type-Options]
+              backendRefs: [{name: app, port: 80}]
+        """, "app")
+    r = request(url(gateway, "/old/page?q=1"), host="example.com")
+    assert r.status == 301
+    assert r.headers["location"] == "https://new.example.com/new/page?q=1"
+
+    r = request(url(gateway, "/strip/a/b?x=y"), host="example.com",
+                headers={"X-Add": "orig", "X-Drop": "gone", "X-Set": "old"})
+    assert r.status == 200
+    echo = r.json
+    assert echo["path"] == "/a/b?x=y"
+    assert echo["host"] == "internal.local"
+    assert echo["headers"]["X-Set"] == ["a $literal; value"]
+    assert echo["headers"]["X-Add"] == ["orig,added"]
+    assert "X-Drop" not in echo["headers"]
+    assert r.headers["x-resp"] == 'set "quoted"'
+    assert "x-content-type-options" not in r.headers
+    assert request(url(gateway, "/strip"), host="example.com").json["path"] == "/"
+
+
+def test_weights_and_invalid_backends(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    setup(gateway, backends, """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: r, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          rules:
+            - matches: [{path: {type: PathPrefix, value: /split}}]
+              backendRefs: [{name: a, port: 80, weight: 3}, {name: b, port: 80, weight: 1}]
+            - matches: [{path: {type: PathPrefix, value: /missing}}]
+              backendRefs: [{name: does-not-exist, port: 80}]
+            - matches: [{path: {type: PathPrefix, value: /none}}]
+        """, "a", "b")
+    seen = Counter(pod(gateway, "/split") for _ in range(200))
+    assert set(seen) == {"a", "b"}
+    assert 0.6 <= seen["a"] / 200 <= 0.9
+    assert pod(gateway, "/missing") == 500
+    assert pod(gateway, "/none") == 500
+    parent = gateway.status("HTTPRoute", "r")["parents"][0]
+    refs = next(c for c in parent["conditions"] if c["type"] == "ResolvedRefs")
+    assert (refs["status"], refs["reason"]) == ("False", "BackendNotFound")
+    assert "does-not-exist" in refs["message"]
+
+
+def test_timeout_gives_504(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    setup(gateway, backends, """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: r, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          rules:
+            - backendRefs: [{name: app, port: 80}]
+              timeouts: {request: 300ms}
+        """, "app")
+    assert pod(gateway, "/?delay=1s") == 504
+    assert pod(gateway, "/?delay=10ms") == "app"
