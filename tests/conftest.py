@@ -105,9 +105,10 @@ class Gateway:
     runner: Runner
     dir: Path
 
-    def write(self, name: str, text: str) -> Path:
+    def write(self, name: str, *parts: str) -> Path:
+        """Each part is dedented on its own, so indented literals and generated YAML can mix."""
         path = self.dir / name
-        path.write_text(textwrap.dedent(text))
+        path.write_text("\n".join(textwrap.dedent(p) for p in parts))
         return path
 
     def reconcile(self) -> None:

@@ -285,7 +285,7 @@ class HTTPRouteFilter(Model):
             "ExtensionRef": self.extension_ref,
         }
         if self.type in needed and needed[self.type] is None:
-            field = self.type[0].lower() + self.type[1:]
+            field = "urlRewrite" if self.type == "URLRewrite" else self.type[0].lower() + self.type[1:]
             raise ValueError(f"filter type {self.type} needs the {field} field")
         return self
 

@@ -1,0 +1,47 @@
+"""The wardgate command line on the quickstart example."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+QUICKSTART = REPO / "examples" / "quickstart"
+
+
+def wardgate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "wardgate", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_validate_and_status() -> None:
+    r = wardgate("validate", "-f", str(QUICKSTART))
+    assert r.returncode == 0, r.stderr
+    assert "1 gateway(s)" in r.stdout
+    r = wardgate("status", "-f", str(QUICKSTART), "-o", "json")
+    doc = json.loads(r.stdout)
+    kinds = {(o["kind"], o["name"]) for o in doc["objects"]}
+    assert {("GatewayClass", "wardgate"), ("Gateway", "quickstart"), ("HTTPRoute", "echo")} <= kinds
+    table = wardgate("status", "-f", str(QUICKSTART)).stdout
+    assert "listener http" in table and "attachedRoutes=1" in table
+
+
+def test_render_output_passes_nginx_t(tmp_path: Path) -> None:
+    r = wardgate("render", "-f", str(QUICKSTART), "-o", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    conf = tmp_path / "default_quickstart" / "nginx.conf"
+    assert "server_name \"localhost\"" in conf.read_text()
+    t = subprocess.run(["nginx", "-t", "-q", "-p", f"{conf.parent}/", "-c", str(conf)], capture_output=True,
+                       text=True)
+    assert t.returncode == 0, t.stderr
+
+
+def test_invalid_input_exits_2_with_located_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g}\n"
+                   "spec: {gatewayClassName: x, listeners: [{name: l, port: 99999, protocol: HTTP}]}\n")
+    r = wardgate("validate", "-f", str(bad))
+    assert r.returncode == 2
+    assert f"{bad}[doc 0]: Gateway default/g: spec.listeners[0].port" in r.stderr

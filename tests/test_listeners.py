@@ -1,0 +1,202 @@
+"""Listeners: hostnames and isolation, HTTPS with HTTP/2, and the status conditions."""
+
+from __future__ import annotations
+
+import base64
+import ssl
+from collections.abc import Callable
+
+import httpx
+import pytest
+import trustme
+
+from conftest import Backend, Gateway, request
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def tls_secret(name: str, ca: trustme.CA, *hosts: str, namespace: str = "default") -> str:
+    cert = ca.issue_cert(*hosts)
+    crt = b"".join(blob.bytes() for blob in cert.cert_chain_pems)
+    key = cert.private_key_pem.bytes()
+    return f"""
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: {name}, namespace: {namespace}}}
+type: kubernetes.io/tls
+data:
+  tls.crt: {base64.b64encode(crt).decode()}
+  tls.key: {base64.b64encode(key).decode()}
+"""
+
+
+def test_listener_isolation_and_hostname_intersection(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    exact, wild, any_ = backends("exact"), backends("wild"), backends("any")
+    gateway.write("gw.yaml", """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata: {name: gw, namespace: default}
+        spec:
+          gatewayClassName: wardgate
+          listeners:
+            - {name: exact, protocol: HTTP, port: 8080, hostname: foo.example.com}
+            - {name: wild, protocol: HTTP, port: 8080, hostname: "*.example.com"}
+            - {name: any, protocol: HTTP, port: 8080}
+        """, exact.manifests(), wild.manifests(), any_.manifests())
+    gateway.write("routes.yaml", """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: exact, namespace: default}
+        spec:
+          parentRefs: [{name: gw, sectionName: exact}]
+          rules: [{backendRefs: [{name: exact, port: 80}]}]
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: wild, namespace: default}
+        spec:
+          parentRefs: [{name: gw, sectionName: wild}]
+          rules: [{backendRefs: [{name: wild, port: 80}]}]
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: any, namespace: default}
+        spec:
+          parentRefs: [{name: gw, sectionName: any}]
+          hostnames: [foo.example.com, other.org]
+          rules: [{backendRefs: [{name: any, port: 80}]}]
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: mismatch, namespace: default}
+        spec:
+          parentRefs: [{name: gw, sectionName: exact}]
+          hostnames: [bar.example.com]
+          rules: [{backendRefs: [{name: exact, port: 80}]}]
+        """)
+    gateway.reconcile()
+    base = f"http://{gateway.address()}:8080/"
+
+    def who(host: str) -> str | int:
+        r = request(base, host=host)
+        return str(r.json["pod"]).split("-")[0] if r.status == 200 else r.status
+
+    assert who("foo.example.com") == "exact"  # the most specific listener owns its hostname
+    assert who("a.example.com") == "wild"
+    assert who("a.b.example.com") == "wild"  # wildcards cover several labels
+    assert who("other.org") == "any"
+    assert who("example.org") == 404
+    parent = gateway.status("HTTPRoute", "mismatch")["parents"][0]
+    accepted = next(c for c in parent["conditions"] if c["type"] == "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "NoMatchingListenerHostname")
+    listeners = {ls["name"]: ls for ls in gateway.status("Gateway", "gw")["listeners"]}
+    assert listeners["exact"]["attachedRoutes"] == 1
+    assert listeners["any"]["attachedRoutes"] == 1
+
+
+def test_https_listener_http2_and_bad_certificate(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    ca = trustme.CA()
+    app = backends("app")
+    gateway.write("gw.yaml", """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata: {name: gw, namespace: default}
+        spec:
+          gatewayClassName: wardgate
+          listeners:
+            - name: https
+              protocol: HTTPS
+              port: 8443
+              hostname: secure.example.com
+              tls: {certificateRefs: [{name: good-cert}]}
+            - name: broken
+              protocol: HTTPS
+              port: 8443
+              hostname: broken.example.com
+              tls: {certificateRefs: [{name: missing-cert}]}
+            - name: elsewhere
+              protocol: HTTPS
+              port: 8443
+              hostname: other.example.com
+              tls: {certificateRefs: [{name: good-cert, namespace: certs}]}
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: app, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          rules: [{backendRefs: [{name: app, port: 80}]}]
+        """, tls_secret("good-cert", ca, "secure.example.com"), app.manifests())
+    gateway.reconcile()
+    addr = gateway.address()
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    transport = httpx.HTTPTransport(http2=True, verify=ctx)
+    with httpx.Client(transport=transport) as client:
+        r = client.get(f"https://{addr}:8443/x", headers={"Host": "secure.example.com"},
+                       extensions={"sni_hostname": "secure.example.com"})
+    assert r.status_code == 200
+    assert r.http_version == "HTTP/2"
+    assert r.json()["path"] == "/x"
+    assert r.json()["host"] == "secure.example.com"
+    # Unknown SNI names get no certificate at all.
+    with pytest.raises(httpx.ConnectError), httpx.Client(verify=ctx) as client:
+        client.get(f"https://{addr}:8443/", headers={"Host": "nobody.example.com"},
+                   extensions={"sni_hostname": "nobody.example.com"})
+    listeners = {ls["name"]: ls for ls in gateway.status("Gateway", "gw")["listeners"]}
+
+    def cond(name: str, type_: str) -> tuple[str, str]:
+        c = next(c for c in listeners[name]["conditions"] if c["type"] == type_)
+        return c["status"], c["reason"]
+
+    assert cond("https", "Programmed") == ("True", "Programmed")
+    assert cond("broken", "ResolvedRefs") == ("False", "InvalidCertificateRef")
+    assert cond("broken", "Programmed") == ("False", "Invalid")
+    assert cond("elsewhere", "ResolvedRefs") == ("False", "RefNotPermitted")
+    gw_accepted = gateway.status("Gateway", "gw")["conditions"][0]
+    assert (gw_accepted["status"], gw_accepted["reason"]) == ("True", "ListenersNotValid")
+
+
+def test_cross_namespace_rules(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    app = backends("app", namespace="apps")
+    gateway.write("gw.yaml", """\
+        apiVersion: v1
+        kind: Namespace
+        metadata: {name: apps, labels: {team: web}}
+        ---
+        apiVersion: v1
+        kind: Namespace
+        metadata: {name: other}
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata: {name: gw, namespace: default}
+        spec:
+          gatewayClassName: wardgate
+          listeners:
+            - name: http
+              protocol: HTTP
+              port: 8080
+              allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: web}}}}
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: app, namespace: apps}
+        spec:
+          parentRefs: [{name: gw, namespace: default}]
+          rules: [{backendRefs: [{name: app, port: 80}]}]
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: stranger, namespace: other}
+        spec:
+          parentRefs: [{name: gw, namespace: default}]
+          hostnames: [stranger.example.com]
+          rules: [{backendRefs: [{name: app, namespace: apps, port: 80}]}]
+        """, app.manifests())
+    gateway.reconcile()
+    assert request(f"http://{gateway.address()}:8080/", host="a.example.com").json["namespace"] == "apps"
+    st = gateway.status("HTTPRoute", "stranger", "other")["parents"][0]["conditions"]
+    assert [(c["type"], c["status"], c["reason"]) for c in st] == [
+        ("Accepted", "False", "NotAllowedByListeners"), ("ResolvedRefs", "False", "RefNotPermitted")]

@@ -1,0 +1,96 @@
+"""Loading and validating manifests: errors name the file, document, object and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wardgate.errors import InputError
+from wardgate.model import parse
+from wardgate.model.gatewayapi import HTTPRoute
+from wardgate.sources import load_paths, load_text
+
+
+def problems(text: str, name: str = "in.yaml") -> list[str]:
+    with pytest.raises(InputError) as exc:
+        parse(load_text(text, name))
+    return [str(p) for p in exc.value.problems]
+
+
+def test_field_errors_name_file_document_object_and_field() -> None:
+    text = """\
+apiVersion: v1
+kind: Namespace
+metadata: {name: ok}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: shop}
+spec:
+  hostnames: ["Bad_Host"]
+  rules:
+    - matches: [{path: {type: RegularExpression, value: "(unclosed"}}]
+      timeouts: {request: 5 minutes}
+"""
+    found = problems(text, "routes.yaml")
+    assert any(p.startswith("routes.yaml[doc 1]: HTTPRoute shop/web: spec.hostnames[0]: invalid hostname")
+               for p in found), found
+    assert any("spec.rules[0].matches[0].path" in p and "invalid regular expression" in p for p in found), found
+    assert any("spec.rules[0].timeouts.request" in p for p in found), found
+
+
+def test_yaml_syntax_error_names_line() -> None:
+    found = problems("kind: Service\nmetadata: {name: [\n", "broken.yaml")
+    assert found[0].startswith("broken.yaml[doc 0]: YAML syntax error at line")
+
+
+def test_lists_unknown_kinds_and_duplicates(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("""\
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: v1
+    kind: Service
+    metadata: {name: a}
+  - apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: ignored}
+""")
+    rs = parse(load_paths([tmp_path]))
+    assert [o.ref() for o in rs.objects] == ["Service default/a"]
+    assert len(rs.ignored) == 1
+    (tmp_path / "b.yml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n")
+    with pytest.raises(InputError, match=r"b.yml\[doc 0\]: Service default/a: defined twice \(first at .*a.yaml"):
+        parse(load_paths([tmp_path]))
+
+
+def test_defaults_follow_the_spec() -> None:
+    rs = parse(load_text("""\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{name: gw}]
+""", "r.yaml"))
+    route = rs.of(HTTPRoute)[0]
+    assert route.namespace == "default"
+    assert route.spec.rules[0].matches[0].path.type == "PathPrefix"
+    assert route.spec.rules[0].matches[0].path.value == "/"
+    assert route.spec.parent_refs[0].kind == "Gateway"
+
+
+def test_rule_filter_constraints() -> None:
+    found = problems("""\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  rules:
+    - filters:
+        - {type: RequestRedirect, requestRedirect: {statusCode: 301}}
+      backendRefs: [{name: x, port: 80}]
+    - filters: [{type: URLRewrite}]
+""")
+    assert any("spec.rules[0]" in p and "RequestRedirect filter can't have backendRefs" in p for p in found), found
+    assert any("spec.rules[1].filters[0]" in p and "needs the urlRewrite field" in p for p in found), found
