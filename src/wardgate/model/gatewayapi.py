@@ -157,6 +157,8 @@ class HTTPPathMatch(Model):
             quoting.check_regex(self.value)
         else:
             quoting.check_path(self.value)
+            if self.value == "/_wardgate" or self.value.startswith("/_wardgate/"):
+                raise ValueError("paths under /_wardgate/ are reserved for wardgate's internal locations")
         return self
 
 
