@@ -1,0 +1,290 @@
+"""The quoting module: exact tokens, refusals, and the validators' grammar."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from wardgate.errors import UnsafeValueError
+from wardgate.quoting import (
+    DOLLAR_VAR,
+    Expr,
+    Raw,
+    Text,
+    check_header_name,
+    check_hostname,
+    check_path,
+    check_regex,
+    check_text,
+    header_variable,
+    literal,
+    regex_escape,
+    text,
+    token,
+)
+from wardgate.render.emit import Directive, emit
+
+
+def nginx_unquote(tok: str) -> str:
+    """What nginx's ngx_conf_read_token makes of one double-quoted token."""
+    assert len(tok) >= 2 and tok[0] == tok[-1] == '"', tok
+    body, out, i = tok[1:-1], [], 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            if nxt in "\"'\\":
+                out.append(nxt)
+                i += 2
+                continue
+            if nxt in "trn":
+                out.append({"t": "\t", "r": "\r", "n": "\n"}[nxt])
+                i += 2
+                continue
+        if c == '"':
+            raise AssertionError(f"unescaped quote inside {tok!r}")
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+# --- literal / text ----------------------------------------------------------------------------
+
+
+def test_literal_exact_and_round_trips() -> None:
+    value = 'a"b\\c;{}'
+    assert literal(value) == '"a\\"b\\\\c;{}"'
+    assert nginx_unquote(literal(value)) == value
+
+
+@pytest.mark.parametrize("value", [
+    "", " ", "plain", "a b", "#", "x;y", "{", "}", "'", '"', "\\", '\\"', "\\n", "\\t", "\\r", "\\\\n",
+    'x"; return 200 "pwned', "a;}server{listen 1;}", "é💥", "tab\there", "$remote_addr", "${x}",
+])
+def test_literal_round_trips(value: str) -> None:
+    tok = literal(value)
+    assert nginx_unquote(tok) == value
+    # Nothing outside the quotes: the token is one word whatever it holds.
+    assert tok.startswith('"') and tok.endswith('"')
+
+
+def test_text_escapes_dollar_as_variable() -> None:
+    assert text("a$b") == '"a${wg_dollar}b"'
+    assert DOLLAR_VAR == "wg_dollar"
+    assert text("$") == '"${wg_dollar}"'
+    assert text("${wg_dollar}") == '"${wg_dollar}{wg_dollar}"'
+    assert text('a"$\\') == '"a\\"${wg_dollar}\\\\"'
+    assert text("no dollars") == literal("no dollars")
+
+
+def test_text_never_leaves_a_bare_dollar() -> None:
+    for value in ["$", "$$", "$1", "$host", "${host}", "a$", "\\$x", '"$x"']:
+        body = nginx_unquote(text(value))
+        # every $ that nginx sees starts the ${wg_dollar} reference
+        assert re.sub(r"\$\{wg_dollar\}", "", body).count("$") == 0, body
+
+
+# --- token refusals ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["\x00", "a\nb", "a\rb", "\x01", "\x08", "\x0b", "\x0c", "\x1b", "\x1f", "\x7f"])
+@pytest.mark.parametrize("wrap", [lambda v: v, Text, lambda v: Expr((Raw("$host"), v))],
+                         ids=["literal", "Text", "Expr"])
+def test_token_refuses_control_characters(bad: str, wrap: object) -> None:
+    with pytest.raises(UnsafeValueError):
+        token(wrap(bad))  # type: ignore[operator]
+
+
+def test_token_allows_tab_written_raw() -> None:
+    # Tab is not a line break; inside quotes nginx keeps it as it is.
+    assert token("a\tb") == '"a\tb"'
+
+
+def test_token_kinds() -> None:
+    assert token(5) == "5"
+    assert token(0.5) == "0.5"
+    assert token(Raw("$http_host")) == "$http_host"
+    assert token(Text("x$y")) == '"x${wg_dollar}y"'
+    assert token(Expr((Raw("$scheme"), "://h/$", Raw("$is_args")))) == '"$scheme://h/${wg_dollar}$is_args"'
+    with pytest.raises(UnsafeValueError):
+        token(True)
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "a;", "a{", "}", '"', "'", "a\\b", "#x", "a\tb", "a\nb", "a\rb"])
+def test_raw_refuses_non_words(bad: str) -> None:
+    with pytest.raises(UnsafeValueError):
+        token(Raw(bad))
+
+
+@pytest.mark.parametrize("bad", ["$x;", "$x y", "${x", "$X", "a b", '"', "{", "$http_x}"])
+def test_expr_raw_parts_must_be_variables_or_plain_words(bad: str) -> None:
+    with pytest.raises(UnsafeValueError):
+        token(Expr((Raw(bad),)))
+
+
+# --- header names as variables -----------------------------------------------------------------
+
+
+def test_header_variable() -> None:
+    assert header_variable("X-Foo") == "$http_x_foo"
+    assert header_variable("x_foo") == "$http_x_foo"
+    assert header_variable("ABC-123") == "$http_abc_123"
+
+
+@pytest.mark.parametrize("name", ["X.Foo", "X!", "a#b", "x$y", "x~", "x*", "x'y", "x|y", "x`y", "x^y", "x+y"])
+def test_header_variable_refuses_names_nginx_cant_expose(name: str) -> None:
+    check_header_name(name)  # a valid RFC 7230 token ...
+    with pytest.raises(UnsafeValueError):  # ... that nginx has no $http_ variable for
+        header_variable(name)
+
+
+@pytest.mark.parametrize("name", ["", "X Foo", "X:Foo", "X\nFoo", "X;", "X{", '"', "é", "x" * 257])
+def test_header_variable_refuses_invalid_names(name: str) -> None:
+    with pytest.raises(ValueError):
+        header_variable(name)
+
+
+# --- validators --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["X-Foo", "x_foo", "Content-Type", "a", "!#$%&'*+-.^_`|~", "x" * 256])
+def test_check_header_name_accepts(name: str) -> None:
+    assert check_header_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "X Foo", "X:Foo", "X\tFoo", "X\nFoo", "X\x00", "X;", "X{}", '"X"', "X/Y",
+                                  "X@Y", "X(Y)", "X,Y", "é", "x" * 257])
+def test_check_header_name_refuses(name: str) -> None:
+    with pytest.raises(ValueError, match="invalid header name"):
+        check_header_name(name)
+
+
+@pytest.mark.parametrize("value", ["", "hello world", "a\tb", "é💥", 'x"; return 200 "pwned', "${x}", "x" * 4096])
+def test_check_text_accepts(value: str) -> None:
+    assert check_text(value) == value
+
+
+@pytest.mark.parametrize("value", ["a\nb", "a\rb", "\x00", "\x01", "\x1b", "\x7f"])
+def test_check_text_refuses_control_characters(value: str) -> None:
+    with pytest.raises(ValueError, match="control character"):
+        check_text(value, "header value")
+
+
+def test_check_text_refuses_long_values() -> None:
+    with pytest.raises(ValueError, match="longer than"):
+        check_text("x" * 4097)
+
+
+@pytest.mark.parametrize("host", ["example.com", "a", "localhost", "a-b.c-d.e", "0.example", "123",
+                                  "*.example.com", "*.a", "x" * 63 + ".com"])
+def test_check_hostname_accepts(host: str) -> None:
+    assert check_hostname(host) == host
+
+
+@pytest.mark.parametrize("host", [
+    "", "Example.com", "EXAMPLE.COM", "*example.com", "a.*.com", "*", "*.", "**.a", "*.*.a", "a.*", "-a.com",
+    "a-.com", "a..b", ".a", "a.com.", "a_b.com", "a b", "a;b", 'a"b', "a$b", "a\nb", "é.com", "a.com:80",
+    "~^(.*)$", "x.example.com\"; return 200 \"p", ("a" * 63 + ".") * 4 + "a",
+])
+def test_check_hostname_refuses(host: str) -> None:
+    with pytest.raises(ValueError, match="invalid"):
+        check_hostname(host)
+
+
+def test_check_hostname_precise() -> None:
+    assert check_hostname("a.example.com", wildcard=False) == "a.example.com"
+    with pytest.raises(ValueError, match="precise hostname"):
+        check_hostname("*.example.com", wildcard=False)
+
+
+@pytest.mark.parametrize("path", ["/", "/a", "/a/b/", "/a$b", "/a%20b", "/a;b=c", "/~u/@x:y", "/a.b", "/.well-known",
+                                  "/a..b", "/a/b.", "/a/.b", "/a'b", "/(x)*+,!", "/%2e", "/%41%42"])
+def test_check_path_accepts(path: str) -> None:
+    assert check_path(path) == path
+
+
+@pytest.mark.parametrize(("path", "why"), [
+    ("", "must start with '/'"),
+    ("a", "must start with '/'"),
+    ("/a b", "URL path characters"),
+    ("/a?b", "URL path characters"),
+    ('/a"b', "URL path characters"),
+    ("/a\\b", "URL path characters"),
+    ("/a{b}", "URL path characters"),
+    ("/a\nb", "URL path characters"),
+    ("/a\x00", "URL path characters"),
+    ("/%zz", "URL path characters"),
+    ("/%2", "URL path characters"),
+    ("/é", "URL path characters"),
+    ("/a#b", "URL path characters"),  # `#` is outside the grammar already
+    ("//", "'//'"),
+    ("/a//b", "'//'"),
+    ("/a/./b", "'/./'"),
+    ("/a/../b", "'/../'"),
+    ("/a%2fb", "'%2f'"),
+    ("/a%2Fb", "'%2F'"),
+    ("/a/..", "dot segment"),
+    ("/a/.", "dot segment"),
+    ("/..", "dot segment"),
+    ("/.", "dot segment"),
+    ("/" + "a" * 1024, "URL path characters"),
+])
+def test_check_path_refuses(path: str, why: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(why)):
+        check_path(path)
+
+
+@pytest.mark.parametrize("pattern", ["/a.*", "^x$", "/api/v[0-9]+", "(?i)/a", "[;{}\"'#]", "\\$", "a{1,2}", "(?:a|b)",
+                                     "/\"; return 200 \"pwned"])
+def test_check_regex_accepts(pattern: str) -> None:
+    assert check_regex(pattern) == pattern
+
+
+@pytest.mark.parametrize(("pattern", "why"), [
+    ("", "1 to 1024 characters"),
+    ("a" * 1025, "1 to 1024 characters"),
+    ("(", "invalid regular expression"),
+    (")", "invalid regular expression"),
+    ("[a-", "invalid regular expression"),
+    ("a{2,1}", "invalid regular expression"),
+    ("*a", "invalid regular expression"),
+    ("a)|(b", "invalid regular expression"),
+    ("\\", "invalid regular expression"),
+    ("a\nb", "control character"),
+    ("a\x00", "control character"),
+])
+def test_check_regex_refuses(pattern: str, why: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(why)):
+        check_regex(pattern)
+
+
+@pytest.mark.parametrize("value", ["/a.b", "/p/", "a+b", "(x)", "[y]", "{z}", "^$|?*\\", "/-~%", "é"])
+def test_regex_escape_matches_exactly_the_value(value: str) -> None:
+    rx = re.compile(regex_escape(value))
+    assert rx.fullmatch(value)
+    assert not rx.fullmatch(value + "x")
+
+
+# --- the emitter -------------------------------------------------------------------------------
+
+
+def test_emit_quotes_every_user_argument() -> None:
+    tree = [Directive("location", (Raw("="), '/a"; }'), [
+        Directive("proxy_set_header", ("X-A", Text('v"; return 200 "$x'))),
+    ])]
+    out = emit(tree)
+    assert out == ('location = "/a\\"; }" {\n'
+                   '    proxy_set_header "X-A" "v\\"; return 200 \\"${wg_dollar}x";\n'
+                   "}\n")
+
+
+@pytest.mark.parametrize("name", ["a b", "a;", "A", "1a", "a{", "a}", 'a"'])
+def test_emit_refuses_bad_directive_names(name: str) -> None:
+    with pytest.raises(ValueError, match="bad directive name"):
+        emit([Directive(name, (), None)])
+
+
+def test_emit_comments_cannot_break_out() -> None:
+    out = emit([Directive("a", (), None, comment="x\nevil;\r}")])
+    assert out.splitlines() == ["# x evil; }", "a;"]
