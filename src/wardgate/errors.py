@@ -58,5 +58,5 @@ class InputError(WardgateError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-class UnsafeValueError(WardgateError):
+class UnsafeValueError(WardgateError, ValueError):
     """A string can't be written into nginx configuration safely."""

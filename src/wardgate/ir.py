@@ -30,11 +30,30 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class HeaderOps:
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.add or self.remove)
+
+    def __add__(self, other: HeaderOps) -> HeaderOps:
+        return HeaderOps(self.set + other.set, self.add + other.add, self.remove + other.remove)
+
+
+@dataclass(frozen=True)
 class WeightedBackend:
-    """`upstream` is None when the backendRef is invalid: its share of traffic gets a 500."""
+    """`upstream` is None when the backendRef is invalid: its share of traffic gets a 500.
+
+    Header operations here come from the backendRef's own filters and apply only to the
+    requests sent to this backend, after the rule's.
+    """
 
     upstream: str | None
     weight: int
+    request_headers: HeaderOps = field(default_factory=HeaderOps)
+    response_headers: HeaderOps = field(default_factory=HeaderOps)
 
 
 @dataclass(frozen=True)
@@ -55,16 +74,6 @@ class QueryMatch:
     name: str
     value: str
     type: ValueMatchType = "Exact"
-
-
-@dataclass(frozen=True)
-class HeaderOps:
-    set: tuple[tuple[str, str], ...] = ()
-    add: tuple[tuple[str, str], ...] = ()
-    remove: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.set or self.add or self.remove)
 
 
 @dataclass(frozen=True)
@@ -157,6 +166,8 @@ class VirtualHost:
     hostname: str
     matches: tuple[Match, ...]
     certificate: TLSCertificate | None = None
+    # The listener that owns this hostname (listener isolation, misdirected-request checks).
+    listener: str = ""
 
 
 @dataclass(frozen=True)
@@ -168,6 +179,8 @@ class Port:
     vhosts: tuple[VirtualHost, ...]
     # For HTTPS: the certificate served when no virtual host matches the SNI name.
     default_certificate: TLSCertificate | None = None
+    # (listener hostname or "", listener name) of every listener served on this port.
+    listeners: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

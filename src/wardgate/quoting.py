@@ -21,8 +21,10 @@ from wardgate.errors import UnsafeValueError
 
 DOLLAR_VAR = "wg_dollar"
 
-# RFC 7230 token, as the Gateway API CRDs define HTTPHeaderName.
-_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
+# RFC 7230 token, as the Gateway API CRDs define HTTPHeaderName, less `$` (nginx would read a
+# variable where some directives interpolate the name).
+_TOKEN = re.compile(r"^[A-Za-z0-9!#%&'*+\-.^_`|~]+$")
+_MATCHABLE_HEADER = re.compile(r"^[A-Za-z0-9-]+$")
 # The Gateway API Hostname type: optional leading "*." and RFC 1123 labels, lower case.
 _HOSTNAME = re.compile(
     r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -31,6 +33,8 @@ _HOSTNAME = re.compile(
 _PATH = re.compile(r"^/(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _VARNAME = re.compile(r"^[a-z0-9_]+$")
+# (?<name>, (?P<name>, (?'name' but not the lookbehinds (?<= and (?<!
+_NAMED_GROUP = re.compile(r"\(\?(?:P?<(?![=!])|')")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,14 @@ class Raw:
 def check_header_name(name: str) -> str:
     if not name or len(name) > 256 or not _TOKEN.match(name):
         raise ValueError(f"invalid header name {name!r}: must be an RFC 7230 token (letters, digits, -)")
+    return name
+
+
+def check_matchable_header_name(name: str) -> str:
+    """Header names nginx can test: it exposes headers as $http_<name> and drops `_` names."""
+    check_header_name(name)
+    if not _MATCHABLE_HEADER.match(name):
+        raise ValueError(f"header name {name!r} can't be matched: use only letters, digits and '-'")
     return name
 
 
@@ -87,6 +99,9 @@ def check_regex(pattern: str) -> str:
         raise ValueError("regular expression must be 1 to 1024 characters")
     if _CONTROL.search(pattern):
         raise ValueError(f"regular expression {pattern!r} contains a control character")
+    # nginx turns named captures into variables: (?<host>...) would overwrite $host.
+    if _NAMED_GROUP.search(pattern):
+        raise ValueError(f"regular expression {pattern!r} uses a named group; use (?:...) or (...) instead")
     try:
         re.compile(pattern)
     except re.error as exc:

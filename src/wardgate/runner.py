@@ -86,7 +86,14 @@ class Runner:
                 self._write_status()
                 return ReconcileReport(False, [str(p) for p in exc.problems], [], time.monotonic() - t0)
             self.input_errors = []
-            report = self._apply(rs)
+            try:
+                report = self._apply(rs)
+            except Exception as exc:  # a bug must not stop the gateways that are serving
+                log.exception("reconcile failed; the last good configuration keeps serving")
+                self.apply_errors["*"] = f"internal error: {exc!r}"
+                self._write_status()
+                return ReconcileReport(False, [f"internal error: {exc!r}"], [], time.monotonic() - t0)
+            self.apply_errors.pop("*", None)
             report.duration_s = time.monotonic() - t0
             self._write_status()
             return report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from wardgate import quoting
 from wardgate.model.base import (
@@ -164,7 +164,7 @@ class HTTPPathMatch(Model):
 
 class HTTPHeaderMatch(Model):
     type: Literal["Exact", "RegularExpression"] = "Exact"
-    name: HeaderName
+    name: Annotated[str, AfterValidator(quoting.check_matchable_header_name)]
     value: Annotated[str, Field(max_length=4096)]
 
     @model_validator(mode="after")
@@ -176,8 +176,18 @@ class HTTPHeaderMatch(Model):
         return self
 
 
-class HTTPQueryParamMatch(HTTPHeaderMatch):
-    pass
+class HTTPQueryParamMatch(Model):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: HeaderName
+    value: Annotated[str, Field(max_length=4096)]
+
+    @model_validator(mode="after")
+    def _check(self) -> HTTPQueryParamMatch:
+        if self.type == "RegularExpression":
+            quoting.check_regex(self.value)
+        else:
+            quoting.check_text(self.value)
+        return self
 
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]

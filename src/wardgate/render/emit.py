@@ -23,6 +23,10 @@ class Directive:
         self.block.append(Directive(name, args))
         return self
 
+    def block_append(self, node: Directive) -> None:
+        assert self.block is not None
+        self.block.append(node)
+
     def child(self, name: str, *args: Arg) -> Directive:
         """Append a child block and return it."""
         assert self.block is not None

@@ -12,7 +12,7 @@ Routing model (see docs/architecture.md):
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from wardgate import ir
 from wardgate.quoting import DOLLAR_VAR, Arg, Expr, Raw, Text, header_variable, regex_escape
@@ -176,6 +176,8 @@ class _Renderer:
         out += path_stmts
         uri: Arg = Expr((*path, R("$is_args"), R("$args"))) if path else R("$request_uri")
         backends = [b for b in action.backends if b.weight > 0]
+        if len(backends) > 1 and any(b.request_headers or b.response_headers for b in backends):
+            return out + self._per_backend(action, backends, port, server_ref)
         if len(backends) == 1 and backends[0].upstream:
             target = backends[0].upstream
         else:
@@ -191,8 +193,32 @@ class _Renderer:
         for i, mirror in enumerate(action.mirrors):
             loc = f"{INTERNAL_PREFIX}m/{action.id}_{i}"
             out.append(d("mirror", loc))
-            server_ref.append(self._mirror_location(loc, mirror, action))
+            # An action served inline in several locations shares one mirror location.
+            if not any(n.name == "location" and n.args[1:] == (loc,) for n in server_ref):
+                server_ref.append(self._mirror_location(loc, mirror, action))
         out.append(d("proxy_pass", Expr((R("http://" + target), *_expr_parts(uri)))))
+        return out
+
+    def _per_backend(self, action: ir.Action, backends: list[ir.WeightedBackend], port: ir.Port,
+                     server_ref: list[Directive]) -> list[Directive]:
+        """Backends with their own header filters: pick one, then jump to a location made for it."""
+        var = self._split(("per-backend", action.id),
+                          [(float(b.weight), str(i) if b.upstream else "") for i, b in enumerate(backends)])
+        out = [Directive("if", _cond("$" + var, "=", ""), [d("return", 500)])]
+        for i, b in enumerate(backends):
+            if not b.upstream:
+                continue
+            loc = f"{INTERNAL_PREFIX}b/{action.id}_{i}"
+            out.append(Directive("if", _cond("$" + var, "=", R(str(i))),
+                                 [d("rewrite", R("^"), loc, R("last"))]))
+            if any(n.name == "location" and n.args[1:] == (loc,) for n in server_ref):
+                continue
+            single = replace(action, backends=(replace(b, request_headers=ir.HeaderOps(),
+                                                       response_headers=ir.HeaderOps()),),
+                             request_headers=action.request_headers + b.request_headers,
+                             response_headers=action.response_headers + b.response_headers)
+            body = [d("internal"), *self._action_body(single, port, server_ref)]
+            server_ref.append(Directive("location", (R("="), loc), body))
         return out
 
     def _mirror_location(self, loc: str, mirror: ir.Mirror, action: ir.Action) -> Directive:
@@ -237,11 +263,29 @@ class _Renderer:
         cert = vhost.certificate or (port.default_certificate if default else None)
         if port.protocol == "HTTPS":
             self._tls(srv, cert)
+            if cert is not None and len(port.listeners) > 1:
+                # The TLS name chose another listener than the Host header: HTTP/2 connection
+                # reuse or a confused client. RFC 9110 says 421, and the client retries.
+                var = self._sni_listener(port)
+                srv.block_append(Directive("if", _cond(var, "!=", vhost.listener), [d("return", 421)]))
         extra: list[Directive] = []
         locations = self._locations(port, vhost, extra)
         assert srv.block is not None
         srv.block += locations + extra
         return srv
+
+    def _sni_listener(self, port: ir.Port) -> str:
+        """$var naming the listener that owns the connection's SNI name on this port."""
+        key = ("sni", port.port)
+        if key not in self._maps:
+            var = self._var("wg_sni")
+            self._maps[key] = var
+            node = Directive("map", (R("$ssl_server_name"), R("$" + var)), [d("hostnames")])
+            assert node.block is not None
+            for host, name in port.listeners:
+                node.block.append(d("default", name) if not host else entry(host, name))
+            self.http_extra.append(node)
+        return "$" + self._maps[key]
 
     def _tls(self, srv: Directive, cert: ir.TLSCertificate | None) -> None:
         if cert is None:
@@ -426,7 +470,8 @@ class _Renderer:
         if up.endpoints:
             for ep in up.endpoints:
                 addr = f"[{ep.address}]" if ":" in ep.address else ep.address
-                node.add("server", R(f"{addr}:{ep.port}"))
+                # Gateway API has no passive health checking: a slow answer must not eject a pod.
+                node.add("server", R(f"{addr}:{ep.port}"), R("max_fails=0"))
             node.add("keepalive", 32)
         else:
             # No ready endpoint: nginx needs a server, so name one that is never tried.

@@ -32,10 +32,6 @@ def _header_ops(f: HTTPHeaderFilter | None) -> ir.HeaderOps:
     )
 
 
-def _merge_ops(a: ir.HeaderOps, b: ir.HeaderOps) -> ir.HeaderOps:
-    return ir.HeaderOps(a.set + b.set, a.add + b.add, a.remove + b.remove)
-
-
 def normalize_prefix(value: str) -> str:
     """PathPrefix matching is per path element, so a trailing slash changes nothing."""
     return value.rstrip("/") or "/"
@@ -74,10 +70,12 @@ class GatewayBuilder:
         filters = list(rule.filters)
         if len(rule.backend_refs) == 1:
             filters += rule.backend_refs[0].filters  # one backend: its filters are the rule's
-        elif any(b.filters for b in rule.backend_refs):
-            self._warn(route, base, "per-backend filters with several backendRefs are not supported; "
-                                    "the rule answers 500")
-            return ir.Action(len(self.actions), src, direct_status=500)
+        for i, ref in enumerate(rule.backend_refs if len(rule.backend_refs) > 1 else []):
+            for j, flt in enumerate(ref.filters):
+                if flt.type not in ("RequestHeaderModifier", "ResponseHeaderModifier"):
+                    self._warn(route, f"{base}.backendRefs[{i}].filters[{j}]",
+                               f"filter type {flt.type} is not supported on a backendRef; the rule answers 500")
+                    return ir.Action(len(self.actions), src, direct_status=500)
         req, resp = ir.HeaderOps(), ir.HeaderOps()
         redirect: ir.Redirect | None = None
         rewrite: ir.Rewrite | None = None
@@ -89,9 +87,9 @@ class GatewayBuilder:
                 self._warn(route, where, f"filter type {flt.type} is not supported; the rule answers 500")
                 return ir.Action(len(self.actions), src, direct_status=500)
             if flt.type == "RequestHeaderModifier":
-                req = _merge_ops(req, _header_ops(flt.request_header_modifier))
+                req = req + _header_ops(flt.request_header_modifier)
             elif flt.type == "ResponseHeaderModifier":
-                resp = _merge_ops(resp, _header_ops(flt.response_header_modifier))
+                resp = resp + _header_ops(flt.response_header_modifier)
             elif flt.type == "RequestRedirect" and flt.request_redirect is not None:
                 rd = flt.request_redirect
                 if rd.path and rd.path.type == "ReplacePrefixMatch" and prefix is None:
@@ -126,8 +124,13 @@ class GatewayBuilder:
             res = resolve_backend(ref, route, self.index, f"{base}.backendRefs[{i}]")
             name = self._upstream(res) if isinstance(res, Backend) else None
             if isinstance(res, BackendError):
-                self._warn(route, f"{base}.backendRefs[{i}]", res.message)
-            backends.append(ir.WeightedBackend(name, ref.weight))
+                self._warn(route, res.field, res.detail)
+            own_req, own_resp = ir.HeaderOps(), ir.HeaderOps()
+            if len(rule.backend_refs) > 1:
+                for flt in ref.filters:
+                    own_req = own_req + _header_ops(flt.request_header_modifier)
+                    own_resp = own_resp + _header_ops(flt.response_header_modifier)
+            backends.append(ir.WeightedBackend(name, ref.weight, own_req, own_resp))
         direct = None
         if redirect is None and not any(b.upstream for b in backends):
             direct = 500  # no usable backend: the spec asks for a 500
@@ -184,11 +187,12 @@ class GatewayBuilder:
                     continue
                 owner = min(owners, key=lambda p: specificity(p.listener.hostname or ""))
                 matches = self._vhost_matches(host, by_listener.get(owner.name, []))
-                vhosts.append(ir.VirtualHost(host, tuple(matches), owner.certificate))
+                vhosts.append(ir.VirtualHost(host, tuple(matches), owner.certificate, owner.name))
             protocol = listeners[0].listener.protocol
             default_cert = next((p.certificate for p in listeners if not p.listener.hostname), None)
             out_ports.append(ir.Port(port, "HTTPS" if protocol == "HTTPS" else "HTTP", tuple(vhosts),
-                                     default_cert))
+                                     default_cert,
+                                     tuple((p.listener.hostname or "", p.name) for p in listeners)))
         return ir.Gateway(gw.namespace, gw.name, tuple(out_ports), tuple(self.upstreams.values()),
                           tuple(self.actions))
 

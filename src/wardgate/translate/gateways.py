@@ -111,7 +111,8 @@ def _resolve_certificates(gw: Gateway, plan: ListenerPlan, index: Index) -> None
             plan.resolved_message = f"{where}: Secret {ns}/{ref.name}: {error}"
             return
         digest = hashlib.sha256(cert + key).hexdigest()[:16]
-        plan.certificate = ir.TLSCertificate(f"{ns}-{ref.name}-{digest}", cert.decode(), key.decode())
+        # The file name is the digest alone: no user text in a path nginx may interpolate.
+        plan.certificate = ir.TLSCertificate(f"cert-{digest}", cert.decode(), key.decode())
 
 
 def plan_gateway(gw: Gateway, index: Index, parameters_supported: bool = False) -> GatewayPlan:

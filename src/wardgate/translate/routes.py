@@ -34,7 +34,12 @@ class Backend:
 @dataclass(frozen=True)
 class BackendError:
     reason: str
-    message: str
+    field: str
+    detail: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.field}: {self.detail}"
 
 
 @dataclass
@@ -71,25 +76,24 @@ def resolve_backend(
 ) -> Backend | BackendError:
     ns = ref.namespace or route.namespace
     if ref.group not in ("", "core") or ref.kind != "Service":
-        return BackendError("InvalidKind", f"{field_path}: {ref.group or 'core'}/{ref.kind} is not a supported "
-                                           "backend kind (core Service is)")
+        return BackendError("InvalidKind", field_path,
+                            f"{ref.group or 'core'}/{ref.kind} is not a supported backend kind (core Service is)")
     if ns != route.namespace and not index.grant_allows(GROUP, "HTTPRoute", route.namespace, "", "Service",
                                                         ns, ref.name):
-        return BackendError("RefNotPermitted",
-                            f"{field_path}: no ReferenceGrant in namespace {ns} allows a reference to "
+        return BackendError("RefNotPermitted", field_path,
+                            f"no ReferenceGrant in namespace {ns} allows a reference to "
                             f"Service {ref.name}")
     svc = index.services.get((ns, ref.name))
     if svc is None:
-        return BackendError("BackendNotFound", f"{field_path}: Service {ns}/{ref.name} not found")
+        return BackendError("BackendNotFound", field_path, f"Service {ns}/{ref.name} not found")
     if ref.port is None:
-        return BackendError("UnsupportedValue", f"{field_path}: port is required for a Service backend")
+        return BackendError("UnsupportedValue", field_path, "port is required for a Service backend")
     sp = next((p for p in svc.spec.ports if p.port == ref.port), None)
     if sp is None:
-        return BackendError("BackendNotFound", f"{field_path}: Service {ns}/{ref.name} has no port {ref.port}")
+        return BackendError("BackendNotFound", field_path, f"Service {ns}/{ref.name} has no port {ref.port}")
     protocol = APP_PROTOCOLS.get(sp.app_protocol)
     if protocol is None:
-        return BackendError("UnsupportedProtocol",
-                            f"{field_path}: appProtocol {sp.app_protocol} is not supported")
+        return BackendError("UnsupportedProtocol", field_path, f"appProtocol {sp.app_protocol} is not supported")
     return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), protocol)
 
 

@@ -78,6 +78,9 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset({
     "HTTPRouteHostRewrite",
     "HTTPRoutePathRewrite",
     "HTTPRouteRequestMirror",
+    "HTTPRouteRequestPercentageMirror",
+    "HTTPRouteDestinationPortMatching",
+    "GatewayHTTPSListenerDetectMisdirectedRequests",
     "HTTPRouteRequestTimeout",
     "HTTPRouteParentRefPort",
     "GatewayPort8080",
@@ -214,7 +217,7 @@ class _Cert:
         key = ec.generate_private_key(ec.SECP256R1())  # fast to generate; nginx and OpenSSL take it
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
                              x509.NameAttribute(NameOID.ORGANIZATION_NAME, "wardgate conformance")])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         signer_key = issuer.key if issuer else key
         builder = (x509.CertificateBuilder()
                    .subject_name(subject)
@@ -611,7 +614,7 @@ def compare_round_trip(request: Mapping[str, Any], expected: Mapping[str, Any], 
     if status in (408, 504) and any(c in (408, 504) for c in codes):
         return None
     if status not in codes:
-        snippet = rt.body[:200].decode("utf-8", "replace").strip()
+        snippet = " ".join(rt.body[:400].decode("utf-8", "replace").split())[:120]
         return f"expected status {codes}, got {status}" + (f" ({snippet!r})" if snippet else "")
     method = str(request.get("method") or "GET")
     if status in (200, 204):
@@ -692,6 +695,7 @@ def compare_round_trip(request: Mapping[str, Any], expected: Mapping[str, Any], 
             return f"status {status} without a Location header"
         scheme, host, port, path = parse_redirect(rt.url, location)
         req_parts = urllib.parse.urlsplit(request_url)
+        req_path = urllib.parse.unquote(req_parts.path)  # Go compares URL.Path, the unescaped form
         if redirect.get("host") is not None and redirect["host"] != host:
             return f"expected redirect host {redirect['host']!r}, got {host!r} (Location {location!r})"
         want_scheme = redirect.get("scheme") or req_parts.scheme
@@ -704,7 +708,7 @@ def compare_round_trip(request: Mapping[str, Any], expected: Mapping[str, Any], 
                 return f"expected the default port for {scheme}, got {port!r} (Location {location!r})"
         elif str(want_port) != port:
             return f"expected redirect port {want_port!r}, got {port!r} (Location {location!r})"
-        want_path = redirect.get("path") if redirect.get("path") is not None else req_parts.path
+        want_path = redirect.get("path") if redirect.get("path") is not None else req_path
         if want_path != path:
             return f"expected redirect path {want_path!r}, got {path!r} (Location {location!r})"
     return None
@@ -947,7 +951,8 @@ def _check_gateway_listeners(check: Mapping[str, Any], st: _Status, _state: dict
         if not want_kinds and kinds:
             return f"listener {w.get('name')}: expected no supportedKinds, got {sorted(map(str, kinds))}"
         if not want_kinds <= kinds:
-            return f"listener {w.get('name')}: supportedKinds {sorted(map(str, kinds))} lack {sorted(map(str, want_kinds - kinds))}"
+            return (f"listener {w.get('name')}: supportedKinds {sorted(map(str, kinds))} "
+                    f"lack {sorted(map(str, want_kinds - kinds))}")
         if "attachedRoutes" in w and ls.get("attachedRoutes") != w.get("attachedRoutes"):
             return (f"listener {w.get('name')}: attachedRoutes {ls.get('attachedRoutes')}, "
                     f"expected {w.get('attachedRoutes')}")
@@ -1084,6 +1089,7 @@ class _Backends:
         self.files_dir = files_dir
         self._hosts: Iterator[ipaddress.IPv4Address] = ipaddress.IPv4Network(pool).hosts()
         self.pods: list[_Pod] = []
+        self.services: list[Mapping[str, Any]] = []
         self.problems: list[str] = []
 
     def _next_ip(self) -> str:
@@ -1195,8 +1201,10 @@ class _Backends:
         return None
 
     def serve(self, services: Sequence[Mapping[str, Any]]) -> None:
-        """Start the echo servers these Services route to (idempotent)."""
+        """Start the echo servers these Services route to (idempotent) and remember the Services."""
         for svc in services:
+            if not any(svc is known for known in self.services):
+                self.services.append(svc)
             for pod in self.selected(svc):
                 for port in (svc.get("spec") or {}).get("ports") or []:
                     target = self.target_port(pod, port)
@@ -1247,11 +1255,16 @@ class _Backends:
                 })
         return docs
 
+    def forget(self, services: Sequence[Mapping[str, Any]]) -> None:
+        self.services = [s for s in self.services if not any(s is gone for gone in services)]
+
     def echo_servers_for(self, namespace: str, name: str) -> list[EchoServer]:
         """The echo servers of a Service (by its selector) or, failing that, of a Deployment."""
-        pods = [p for p in self.pods if p.namespace == namespace and p.deployment == name]
+        svc = next((s for s in self.services if _meta(s).get("name") == name
+                    and str(_meta(s).get("namespace") or "default") == namespace), None)
+        pods = self.selected(svc) if svc is not None else []
         if not pods:
-            pods = [p for p in self.pods if p.namespace == namespace and p.labels.get("app") == name]
+            pods = [p for p in self.pods if p.namespace == namespace and p.deployment == name]
         return [s for p in pods for s in p.servers.values()]
 
     def stop(self, pods: Sequence[_Pod] | None = None) -> None:
@@ -1371,6 +1384,10 @@ class _Harness:
             shutil.rmtree(self.manifests)
         for d in (self.manifests, self.pki_dir, self.workdir / "state"):
             d.mkdir(parents=True, exist_ok=True)
+        if self._own_workdir:
+            # mkdtemp makes it 0700; nginx workers run as nobody and must reach their temp dirs.
+            self.workdir.chmod(0o755)
+        self.pki_dir.chmod(0o700)
         self.pki = _Pki()
         _write_docs(self.manifests / "00-gatewayclass.yaml", [{
             "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
@@ -1393,9 +1410,9 @@ class _Harness:
             address_pool=self.gateway_pool))
         self.reconcile()
         base_namespaces = sorted({str(_meta(d).get("namespace")) for d in base_docs if d.get("kind") == "Gateway"})
-        problem = self.poll_check({"check": "NamespacesMustBeReady", "namespaces": base_namespaces})
-        if problem:
-            self.out(f"WARN base Gateways not ready: {problem}")
+        not_ready = self.poll_check({"check": "NamespacesMustBeReady", "namespaces": base_namespaces})
+        if not_ready:
+            self.out(f"WARN base Gateways not ready: {not_ready}")
 
     def _substitute(self, text: str) -> str:
         return text.replace("{GATEWAY_CLASS_NAME}", GATEWAY_CLASS_NAME).replace(
@@ -1472,10 +1489,10 @@ class _Harness:
         stage = self.manifests / "tests" / _safe_name(name)
         docs_by_file: dict[Path, list[Any]] = {}
         test_pods: list[_Pod] = []
+        services: list[Json] = []
         assert self.backends is not None
         try:
             stage.mkdir(parents=True, exist_ok=True)
-            services: list[Json] = []
             for i, rel in enumerate(test.get("manifests") or []):
                 text = self._substitute((self.corpus / str(rel)).read_text(encoding="utf-8"))
                 path = stage / f"{i:02d}-{Path(str(rel)).name}"
@@ -1488,7 +1505,7 @@ class _Harness:
                     elif isinstance(doc, dict) and doc.get("kind") == "Service":
                         services.append(doc)
             if services or test_pods:
-                self.backends.serve(services + self.base_services)
+                self.backends.serve(self.base_services + services)
                 _write_docs(stage / "zz-endpoints.yaml", self.backends.endpoint_slices(services))
             self.reconcile()
             self._run_phases(test, docs_by_file)
@@ -1498,9 +1515,12 @@ class _Harness:
             if self.last_reconcile_errors:
                 reason += f" [reconcile errors: {'; '.join(self.last_reconcile_errors)[:500]}]"
             return TestResult(name, core, "fail", reason, exc.failed_case)
+        except Exception as exc:  # a harness or corpus problem must not end the whole run
+            return TestResult(name, core, "fail", f"harness error: {type(exc).__name__}: {exc}")
         finally:
             shutil.rmtree(stage, ignore_errors=True)
             self.backends.stop(test_pods)
+            self.backends.forget(services)
             if not self.stop_event.is_set():
                 self.reconcile()
 
@@ -1561,8 +1581,12 @@ class _Harness:
         try:
             futures = [pool.submit(self._run_case, test, case) for case in cases]
             results = [f.result() for f in futures]
-        finally:
-            pool.shutdown(wait=not self.stop_event.is_set(), cancel_futures=True)
+        except BaseException:
+            # Ctrl-C: tell the workers to give up instead of waiting out their case timeouts.
+            self.stop_event.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         for case, result in zip(cases, results, strict=True):
             if result is not None:
                 note = ""
@@ -1608,6 +1632,8 @@ class _Harness:
             return exc.reason
         except KeyError as exc:
             return f"cannot resolve {exc}"
+        except Exception as exc:  # report it against this case instead of aborting the run
+            return f"harness error: {type(exc).__name__}: {exc}"
 
     def _case(self, test: Mapping[str, Any], case: Mapping[str, Any]) -> str | None:
         gwref = case.get("gateway") or test.get("gateway") or {}
@@ -1684,9 +1710,12 @@ class _Harness:
             if canon == "Host":
                 continue  # Go sends req.Host, never a Host entry of the header map
             headers[canon] = str(value)
+        path, sep, query = str(request.get("path") or "/").partition("?")
+        # Like Go's URL.EscapedPath for what a request line cannot carry (spaces, controls, non-ASCII).
+        path = urllib.parse.quote(path, safe="/%!$&'()*+,;=:@-._~") + sep + query
         return Outgoing(
             method=str(request.get("method") or "GET"), scheme=scheme, authority=authority,
-            path=str(request.get("path") or "/"), host=str(request.get("host") or authority),
+            path=path, host=str(request.get("host") or authority),
             headers=list(headers.items()), protocol=request.get("protocol"),
             follow_redirects=not request.get("unfollowRedirect"), tls=tls)
 
