@@ -22,4 +22,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 PY=${PYTHON:-python3}
+export PIP_ROOT_USER_ACTION=ignore
 $PY -m pip install -q --disable-pip-version-check -e ".[test]"

@@ -162,32 +162,27 @@ class HTTPPathMatch(Model):
         return self
 
 
-class HTTPHeaderMatch(Model):
+class _ValueMatch(Model):
+    """A header or query parameter match: the value is exact text or a PCRE pattern."""
+
     type: Literal["Exact", "RegularExpression"] = "Exact"
+    value: Annotated[str, Field(max_length=4096)]
+
+    @model_validator(mode="after")
+    def _check(self) -> _ValueMatch:
+        if self.type == "RegularExpression":
+            quoting.check_regex(self.value)
+        else:
+            quoting.check_text(self.value)
+        return self
+
+
+class HTTPHeaderMatch(_ValueMatch):
     name: Annotated[str, AfterValidator(quoting.check_matchable_header_name)]
-    value: Annotated[str, Field(max_length=4096)]
-
-    @model_validator(mode="after")
-    def _check(self) -> HTTPHeaderMatch:
-        if self.type == "RegularExpression":
-            quoting.check_regex(self.value)
-        else:
-            quoting.check_text(self.value)
-        return self
 
 
-class HTTPQueryParamMatch(Model):
-    type: Literal["Exact", "RegularExpression"] = "Exact"
+class HTTPQueryParamMatch(_ValueMatch):
     name: HeaderName
-    value: Annotated[str, Field(max_length=4096)]
-
-    @model_validator(mode="after")
-    def _check(self) -> HTTPQueryParamMatch:
-        if self.type == "RegularExpression":
-            quoting.check_regex(self.value)
-        else:
-            quoting.check_text(self.value)
-        return self
 
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]

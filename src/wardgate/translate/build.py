@@ -86,25 +86,23 @@ class GatewayBuilder:
             if flt.type not in SUPPORTED_FILTERS:
                 self._warn(route, where, f"filter type {flt.type} is not supported; the rule answers 500")
                 return ir.Action(len(self.actions), src, direct_status=500)
+            modifier = flt.request_redirect or flt.url_rewrite
+            if modifier and modifier.path and modifier.path.type == "ReplacePrefixMatch" and prefix is None:
+                field = "requestRedirect" if flt.request_redirect else "urlRewrite"
+                self._warn(route, f"{where}.{field}.path",
+                           "ReplacePrefixMatch needs a PathPrefix match; the rule answers 500")
+                return ir.Action(len(self.actions), src, direct_status=500)
             if flt.type == "RequestHeaderModifier":
                 req = req + _header_ops(flt.request_header_modifier)
             elif flt.type == "ResponseHeaderModifier":
                 resp = resp + _header_ops(flt.response_header_modifier)
             elif flt.type == "RequestRedirect" and flt.request_redirect is not None:
                 rd = flt.request_redirect
-                if rd.path and rd.path.type == "ReplacePrefixMatch" and prefix is None:
-                    self._warn(route, f"{where}.requestRedirect.path",
-                               "ReplacePrefixMatch needs a PathPrefix match; the rule answers 500")
-                    return ir.Action(len(self.actions), src, direct_status=500)
                 redirect = ir.Redirect(rd.status_code, rd.scheme, rd.hostname, rd.port,
                                        rd.path.type if rd.path else None, rd.path.value if rd.path else None,
                                        prefix)
             elif flt.type == "URLRewrite" and flt.url_rewrite is not None:
                 rw = flt.url_rewrite
-                if rw.path and rw.path.type == "ReplacePrefixMatch" and prefix is None:
-                    self._warn(route, f"{where}.urlRewrite.path",
-                               "ReplacePrefixMatch needs a PathPrefix match; the rule answers 500")
-                    return ir.Action(len(self.actions), src, direct_status=500)
                 rewrite = ir.Rewrite(rw.hostname, rw.path.type if rw.path else None,
                                      rw.path.value if rw.path else None, prefix)
             elif flt.type == "RequestMirror" and flt.request_mirror is not None:
