@@ -14,6 +14,8 @@ nginx facts this relies on (ngx_conf_file.c):
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import re
 from dataclasses import dataclass
 
@@ -54,6 +56,9 @@ class Raw:
 def check_header_name(name: str) -> str:
     if not name or len(name) > 256 or not _TOKEN.match(name):
         raise ValueError(f"invalid header name {name!r}: must be an RFC 7230 token (letters, digits, -)")
+    # nginx's headers-more reads a leading "-" as an option and "*" as a wildcard.
+    if name.startswith("-") or "*" in name:
+        raise ValueError(f"invalid header name {name!r}: must not start with '-' or contain '*'")
     return name
 
 
@@ -102,11 +107,54 @@ def check_regex(pattern: str) -> str:
     # nginx turns named captures into variables: (?<host>...) would overwrite $host.
     if _NAMED_GROUP.search(pattern):
         raise ValueError(f"regular expression {pattern!r} uses a named group; use (?:...) or (...) instead")
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+    # The pattern must compile alone (so "a)|(b" can't break out of the group wardgate wraps it
+    # in) and anchored as ^(?:...)$ (an (?x) comment could swallow the closing parenthesis).
+    for shift, form in ((0, pattern), (4, f"^(?:{pattern})$")):
+        error = pcre_error(form)
+        if error:
+            message, offset = error
+            where = f" (at offset {min(max(offset - shift, 0), len(pattern))})" if offset >= 0 else ""
+            raise ValueError(f"invalid regular expression {pattern!r}: {message}{where}")
     return pattern
+
+
+def _load_pcre2() -> ctypes.CDLL | None:
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("pcre2-8") or "libpcre2-8.so.0")
+    except OSError:
+        return None
+    lib.pcre2_compile_8.restype = ctypes.c_void_p
+    lib.pcre2_compile_8.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint32,
+                                    ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p]
+    lib.pcre2_code_free_8.argtypes = [ctypes.c_void_p]
+    lib.pcre2_get_error_message_8.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+    return lib
+
+
+_PCRE2 = _load_pcre2()
+
+
+def pcre_error(pattern: str) -> tuple[str, int] | None:
+    """Why PCRE2 (the library nginx links) refuses the pattern, and where; None if it compiles.
+
+    Compiled with the options nginx uses (none), so what passes here passes `nginx -t`. Without
+    libpcre2 (not a Debian nginx host) Python's `re` is the fallback.
+    """
+    if _PCRE2 is None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            return str(exc.msg), exc.pos if exc.pos is not None else -1
+        return None
+    raw = pattern.encode()
+    err, off = ctypes.c_int(), ctypes.c_size_t()
+    code = _PCRE2.pcre2_compile_8(raw, len(raw), 0, ctypes.byref(err), ctypes.byref(off), None)
+    if code:
+        _PCRE2.pcre2_code_free_8(code)
+        return None
+    buf = ctypes.create_string_buffer(256)
+    _PCRE2.pcre2_get_error_message_8(err.value, buf, len(buf))
+    return buf.value.decode(errors="replace"), off.value
 
 
 # --- writing tokens -------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Every request is answered with a JSON description of what the backend received (raw request-target,
 Host, Go-canonical header names, identity of the "pod", TLS details), so tests can assert on what the
 gateway forwarded. Special paths: ``/health``, ``/status/NNN``, ``/retry/?uuid=..&succeedAfter=N``,
-and ``?delay=<Go duration>`` on any echoed request.
+``?delay=<Go duration>`` on any echoed request, and ``/ws``: a WebSocket (RFC 6455) echo of text and
+binary messages, like echo-basic's.
 
 HTTP/1.x parsing is done here rather than with ``http.server`` because ``BaseHTTPRequestHandler``
 rewrites a leading ``//`` in the request-target and the echoed path must be exactly what arrived.
@@ -12,8 +13,11 @@ rewrites a leading ``//`` in the request-target and the echoed path must be exac
 from __future__ import annotations
 
 import argparse
+import base64
+import codecs
 import contextlib
 import email.utils
+import hashlib
 import http
 import json
 import os
@@ -22,6 +26,7 @@ import signal
 import socket
 import socketserver
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -32,7 +37,28 @@ from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
-__all__ = ["EchoIdentity", "EchoServer", "main", "parse_go_duration"]
+__all__ = [
+    "OP_BINARY",
+    "OP_CLOSE",
+    "OP_CONTINUATION",
+    "OP_PING",
+    "OP_PONG",
+    "OP_TEXT",
+    "WS_MAX_MESSAGE",
+    "EchoIdentity",
+    "EchoServer",
+    "WebSocketFrame",
+    "WebSocketProtocolError",
+    "WebSocketReader",
+    "encode_ws_frame",
+    "main",
+    "parse_go_duration",
+    "parse_ws_close",
+    "read_ws_frame",
+    "websocket_accept",
+    "ws_close_payload",
+    "ws_mask",
+]
 
 _MAX_LINE = 65536
 _MAX_HEADERS = 256
@@ -194,6 +220,216 @@ class _BadRequest(Exception):
         self.message = message
 
 
+# =============================================================================== WebSocket (RFC 6455)
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+WS_MAX_MESSAGE = 1 << 20  # bigger messages are refused with close code 1009
+OP_CONTINUATION = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+_WS_DATA_OPCODES = frozenset({OP_CONTINUATION, OP_TEXT, OP_BINARY})
+_WS_CONTROL_OPCODES = frozenset({OP_CLOSE, OP_PING, OP_PONG})
+_WS_MAX_CONTROL = 125
+_WS_DRAIN_S = 2.0  # after failing a connection: how long to wait for the peer's close before dropping it
+_WS_DRAIN_BYTES = 8 << 20
+
+
+class WebSocketProtocolError(Exception):
+    """The peer broke RFC 6455; ``code`` is the close status to fail the connection with (§7.4.1)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class WebSocketFrame:
+    fin: bool
+    opcode: int
+    payload: bytes  # unmasked
+
+
+def websocket_accept(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` value answering a ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2)."""
+    return base64.b64encode(hashlib.sha1((key + WS_GUID).encode("ascii")).digest()).decode("ascii")
+
+
+def ws_mask(payload: bytes, key: bytes) -> bytes:
+    """XOR ``payload`` with the 4-byte masking ``key`` repeated (masking and unmasking are the same)."""
+    n = len(payload)
+    if len(key) != 4:
+        raise ValueError("a masking key is 4 bytes")
+    if not n:
+        return b""
+    # One big-integer XOR runs in C: a 1 MiB payload takes milliseconds instead of a per-byte loop.
+    stream = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
+
+
+def encode_ws_frame(opcode: int, payload: bytes, *, fin: bool = True, mask_key: bytes | None = None) -> bytes:
+    """One frame with the shortest length encoding; masked (as clients must send) when ``mask_key`` is given."""
+    first = (0x80 if fin else 0) | opcode
+    mask_bit = 0x80 if mask_key is not None else 0
+    n = len(payload)
+    if n < 126:
+        header = bytes((first, mask_bit | n))
+    elif n < 1 << 16:
+        header = struct.pack("!BBH", first, mask_bit | 126, n)
+    else:
+        header = struct.pack("!BBQ", first, mask_bit | 127, n)
+    if mask_key is None:
+        return header + payload
+    return header + mask_key + ws_mask(payload, mask_key)
+
+
+def _read_exact(read: Callable[[int], bytes], n: int) -> bytes:
+    data = read(n) if n else b""
+    if len(data) != n:
+        raise EOFError("connection closed in the middle of a WebSocket frame")
+    return data
+
+
+def read_ws_frame(read: Callable[[int], bytes], *, masked: bool, max_payload: int) -> WebSocketFrame | None:
+    """Read one frame with ``read(n)`` (n bytes, fewer only at EOF); None at EOF before the frame starts.
+
+    ``masked``: whether the peer must mask (a server reads masked client frames). A data frame longer
+    than ``max_payload`` fails with 1009 before its payload is read. No extension is ever negotiated,
+    so any RSV bit is an error.
+    """
+    head = read(2)
+    if not head:
+        return None
+    if len(head) != 2:
+        raise EOFError("connection closed in the middle of a WebSocket frame")
+    fin, rsv, opcode = bool(head[0] & 0x80), head[0] & 0x70, head[0] & 0x0F
+    has_mask, n = bool(head[1] & 0x80), head[1] & 0x7F
+    if rsv:
+        raise WebSocketProtocolError(1002, "reserved bits set but no extension was negotiated")
+    if opcode not in _WS_DATA_OPCODES and opcode not in _WS_CONTROL_OPCODES:
+        raise WebSocketProtocolError(1002, f"reserved opcode {opcode:#x}")
+    if has_mask != masked:
+        raise WebSocketProtocolError(
+            1002, "client frames must be masked" if masked else "server frames must not be masked")
+    if n == 126:
+        n = struct.unpack("!H", _read_exact(read, 2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", _read_exact(read, 8))[0]
+        if n >> 63:
+            raise WebSocketProtocolError(1002, "64-bit payload length with the most significant bit set")
+    if opcode in _WS_CONTROL_OPCODES:
+        if not fin:
+            raise WebSocketProtocolError(1002, "fragmented control frame")
+        if n > _WS_MAX_CONTROL:
+            raise WebSocketProtocolError(1002, f"control frame payload of {n} bytes (at most 125)")
+    elif n > max_payload:
+        raise WebSocketProtocolError(1009, "message too big")
+    key = _read_exact(read, 4) if has_mask else None
+    payload = _read_exact(read, n)
+    return WebSocketFrame(fin, opcode, ws_mask(payload, key) if key is not None else payload)
+
+
+class WebSocketReader:
+    """Frames -> events: whole text/binary messages (fragments joined) and control frames, in arrival order.
+
+    Text is checked to be UTF-8 as it arrives (1007 on the first bad fragment); a message larger than
+    ``max_message`` fails with 1009.
+    """
+
+    def __init__(self, read: Callable[[int], bytes], *, masked: bool, max_message: int = WS_MAX_MESSAGE) -> None:
+        self._read = read
+        self._masked = masked
+        self._max = max_message
+        self._opcode: int | None = None  # of the fragmented message being received
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._utf8: codecs.IncrementalDecoder | None = None
+
+    def next_event(self) -> tuple[int, bytes] | None:
+        """``(OP_TEXT | OP_BINARY, message)`` or ``(OP_CLOSE | OP_PING | OP_PONG, payload)``; None at EOF."""
+        while True:
+            frame = read_ws_frame(self._read, masked=self._masked, max_payload=self._max - self._size)
+            if frame is None:
+                if self._opcode is not None:
+                    raise EOFError("connection closed inside a fragmented WebSocket message")
+                return None
+            if frame.opcode in _WS_CONTROL_OPCODES:
+                return frame.opcode, frame.payload  # may arrive between the fragments of a message
+            if frame.opcode == OP_CONTINUATION:
+                if self._opcode is None:
+                    raise WebSocketProtocolError(1002, "continuation frame without a message to continue")
+            else:
+                if self._opcode is not None:
+                    raise WebSocketProtocolError(1002, "new message started before the fragmented one ended")
+                self._opcode = frame.opcode
+                self._utf8 = codecs.getincrementaldecoder("utf-8")() if frame.opcode == OP_TEXT else None
+            if self._utf8 is not None:
+                try:
+                    self._utf8.decode(frame.payload, final=frame.fin)
+                except UnicodeDecodeError:
+                    raise WebSocketProtocolError(1007, "text message is not valid UTF-8") from None
+            self._parts.append(frame.payload)
+            self._size += len(frame.payload)
+            if frame.fin:
+                opcode, message = self._opcode, b"".join(self._parts)
+                self._opcode, self._parts, self._size, self._utf8 = None, [], 0, None
+                return opcode, message
+
+
+def _valid_close_code(code: int) -> bool:
+    # 1004-1006 and 1015 must never be sent; 1016-2999 are unassigned; 3000-4999 are for libraries/apps.
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def parse_ws_close(payload: bytes) -> tuple[int | None, str]:
+    """A close frame's payload -> (status code or None when absent, reason)."""
+    if not payload:
+        return None, ""
+    if len(payload) == 1:
+        raise WebSocketProtocolError(1002, "close frame with a 1-byte payload")
+    code = int.from_bytes(payload[:2], "big")
+    if not _valid_close_code(code):
+        raise WebSocketProtocolError(1002, f"invalid close code {code}")
+    try:
+        return code, payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebSocketProtocolError(1007, "close reason is not valid UTF-8") from None
+
+
+def ws_close_payload(code: int | None, reason: str = "") -> bytes:
+    """The payload of a close frame; the reason is cut (at a character boundary) to fit in 125 bytes."""
+    if code is None:
+        return b""
+    raw = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+    return struct.pack("!H", code) + raw
+
+
+def _ws_handshake_error(
+    method: str, proto: str, headers: dict[str, list[str]], conn_tokens: set[str]
+) -> tuple[int, str, list[tuple[str, str]]] | None:
+    """Why this is not a WebSocket opening handshake we accept (RFC 6455 §4.2.1), as an HTTP answer."""
+    if method != "GET":
+        return 405, "a WebSocket handshake is a GET", [("Allow", "GET")]
+    if proto != "HTTP/1.1":
+        return 400, "a WebSocket handshake needs HTTP/1.1", []
+    upgrade = {t.strip().lower() for v in headers.get("Upgrade", []) for t in v.split(",")}
+    if "websocket" not in upgrade or "upgrade" not in conn_tokens:
+        return 426, "this endpoint speaks WebSocket only", [("Upgrade", "websocket")]
+    if headers.get("Sec-Websocket-Version") != ["13"]:
+        return 426, "unsupported Sec-WebSocket-Version", [("Sec-WebSocket-Version", "13")]
+    keys = headers.get("Sec-Websocket-Key", [])
+    try:
+        valid_key = len(keys) == 1 and len(base64.b64decode(keys[0], validate=True)) == 16
+    except ValueError:  # binascii.Error
+        valid_key = False
+    if not valid_key:
+        return 400, "Sec-WebSocket-Key must be one base64-encoded 16-byte value", []
+    return None
+
+
 class _EchoHandler(socketserver.StreamRequestHandler):
     timeout = _IDLE_TIMEOUT
     disable_nagle_algorithm = True
@@ -324,6 +560,14 @@ class _EchoHandler(socketserver.StreamRequestHandler):
         head_only = method == "HEAD"
         path, _, query = target.partition("?")
 
+        if path == "/ws":
+            refused = _ws_handshake_error(method, proto, echoed, tokens)
+            if refused is not None:
+                status, message, headers = refused
+                self._respond(status, message.encode(), "text/plain; charset=utf-8", headers, conn_header, head_only)
+                return not close
+            self._websocket(echoed["Sec-Websocket-Key"][0])
+            return False  # the connection was WebSocket from the 101 on; it is over now
         if path == "/health":
             self._respond(200, b"OK", "text/plain; charset=utf-8", extra, conn_header, head_only)
             return not close
@@ -370,6 +614,65 @@ class _EchoHandler(socketserver.StreamRequestHandler):
         body = json.dumps(payload).encode() + b"\n"  # no indent: keeps json on its C encoder
         self._respond(200, body, "application/json", extra, conn_header, head_only)
         return not close
+
+    def _websocket(self, key: str) -> None:
+        """Answer the opening handshake with 101, then echo messages until the close handshake."""
+        send = self.wfile.write  # unbuffered: one sendall per frame
+        send(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\n"
+                f"Date: {_http_date()}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {websocket_accept(key)}\r\n\r\n"
+            ).encode("ascii")
+        )
+        # Frames are read through rfile: it may already hold bytes that arrived right after the handshake.
+        reader = WebSocketReader(self.rfile.read, masked=True)
+        while True:
+            try:
+                event = reader.next_event()
+                if event is None:
+                    return  # the peer left without a close frame
+                opcode, payload = event
+                if opcode == OP_CLOSE:
+                    code, _reason = parse_ws_close(payload)
+                    # Answer with the same status code; the server then closes TCP first (RFC 6455 §7.1.1).
+                    send(encode_ws_frame(OP_CLOSE, ws_close_payload(code)))
+                    return
+            except WebSocketProtocolError as exc:
+                self._ws_fail(exc.code, exc.message)
+                return
+            except TimeoutError:
+                self._ws_fail(1001, "idle timeout")
+                return
+            except EOFError:
+                return
+            if opcode == OP_PING:
+                send(encode_ws_frame(OP_PONG, payload))
+            elif opcode != OP_PONG:  # unsolicited pongs are ignored; text and binary come back unchanged
+                send(encode_ws_frame(opcode, payload))
+
+    def _ws_fail(self, code: int, reason: str) -> None:
+        """Fail the WebSocket connection (RFC 6455 §7.1.7): send a close frame, let the peer answer, drop it."""
+        conn = self.connection
+        try:
+            self.wfile.write(encode_ws_frame(OP_CLOSE, ws_close_payload(code, reason)))
+            socket.socket.shutdown(conn, socket.SHUT_WR)  # base class: a TLS connection stays readable
+        except OSError:
+            return
+        # Closing with unread data (the rest of an oversized frame, say) would reset the connection, and the
+        # peer could lose our close frame; so read and drop until the peer closes, for a bounded time and size.
+        deadline = time.monotonic() + _WS_DRAIN_S
+        budget = _WS_DRAIN_BYTES
+        with contextlib.suppress(OSError):
+            while budget > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                conn.settimeout(left)
+                data = conn.recv(_READ_CHUNK)
+                if not data:
+                    break
+                budget -= len(data)
 
     def _retry_status(self, params: dict[str, list[str]]) -> int | None:
         """Status to fail this /retry/ attempt with, or None once it should succeed."""
@@ -524,6 +827,7 @@ class EchoServer:
         self._attempts_lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
+        self._accepted = 0
         self._server: _EchoTCPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -539,6 +843,12 @@ class EchoServer:
     @property
     def tls(self) -> bool:
         return self._ssl_context is not None
+
+    @property
+    def connections_accepted(self) -> int:
+        """How many TCP connections this server has accepted (tells reused keep-alive connections from new ones)."""
+        with self._conns_lock:
+            return self._accepted
 
     @property
     def seen_paths(self) -> list[str]:
@@ -592,6 +902,7 @@ class EchoServer:
             if self._server is None:
                 return False  # accepted just as stop() ran
             self._conns.add(conn)
+            self._accepted += 1
             return True
 
     def _unregister(self, conn: socket.socket) -> None:
