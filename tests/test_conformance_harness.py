@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import json
 import os
 import shutil
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +18,7 @@ import pytest
 
 from wardgate.verify.conformance import (
     ConformanceOptions,
+    Outgoing,
     RoundTrip,
     add_query_param,
     await_convergence,
@@ -20,11 +27,22 @@ from wardgate.verify.conformance import (
     go_hostname_matches,
     parse_redirect,
     run_conformance,
+    websocket_exchange,
+    websocket_round_trip,
 )
 from wardgate.verify.conformance_mutations import (
     MutationError,
     apply_mutation,
     parse_mutation,
+)
+from wardgate.verify.echo import (
+    OP_BINARY,
+    OP_TEXT,
+    EchoIdentity,
+    EchoServer,
+    WebSocketProtocolError,
+    WebSocketReader,
+    encode_ws_frame,
 )
 
 CORPUS = Path(__file__).parents[1].parent / "shared" / "conformance"
@@ -427,3 +445,120 @@ def test_any_corpus_directory_works(tmp_path: Path) -> None:
     assert "FAIL TinyWrongBackend: " in "\n".join(lines)
     # The test's manifests are gone from the working directory once the run is over.
     assert not list((tmp_path / "work" / "manifests" / "tests").glob("*"))
+
+
+# ----------------------------------------------------------------------------- websocket cases
+
+WS_CASE = CORPUS / "tests" / "HTTPRouteBackendProtocolWebSocket.json"
+
+
+def test_websocket_exchange_is_read_from_the_case() -> None:
+    spec = {"exchange": [{"send": {"type": "text", "data": "Websocket Support!"}, "expectEcho": True},
+                         {"send": {"type": "binary", "data": [1, 2, 3, 4, 5, 6, 7]}, "expectEcho": True},
+                         {"send": {"type": "text", "data": "fire and forget"}, "expectEcho": False}]}
+    assert websocket_exchange(spec) == [(OP_TEXT, b"Websocket Support!", True),
+                                        (OP_BINARY, bytes([1, 2, 3, 4, 5, 6, 7]), True),
+                                        (OP_TEXT, b"fire and forget", False)]
+    if WS_CASE.exists():
+        case = json.loads(WS_CASE.read_text())["cases"][0]
+        assert case["mode"] == "websocket"
+        assert websocket_exchange(case["websocket"]) == websocket_exchange(spec)[:2]
+    for bad in ({}, {"exchange": []}, {"exchange": [{"send": {"type": "ping", "data": ""}}]},
+                {"exchange": [{"send": {"type": "binary", "data": [256]}}]}, {"exchange": ["text"]}):
+        with pytest.raises(ValueError):
+            websocket_exchange(bad)
+
+
+def _ws_out(port: int, path: str = "/ws") -> Outgoing:
+    return Outgoing(method="GET", scheme="http", authority=f"127.0.0.1:{port}", path=path,
+                    host=f"127.0.0.1:{port}", headers=[])
+
+
+@pytest.fixture
+def echo_backend() -> Iterator[EchoServer]:
+    server = EchoServer("127.0.0.1", 0, EchoIdentity(pod="infra-backend-v1-abc12-00000"),
+                        log=lambda _line: None).start()
+    yield server
+    server.stop()
+
+
+def test_websocket_round_trip_against_the_echo_backend(echo_backend: EchoServer) -> None:
+    exchange = [(OP_TEXT, b"Websocket Support!", True), (OP_BINARY, bytes([1, 2, 3, 4, 5, 6, 7]), True),
+                (OP_BINARY, os.urandom(70_000), True)]
+    port = echo_backend.port
+    assert websocket_round_trip(_ws_out(port), exchange, origin="ws://gateway/T/case") is None
+    assert echo_backend.seen_paths == ["/ws"]
+
+    problem = websocket_round_trip(_ws_out(port, "/not-ws"), exchange)
+    assert problem is not None and "expected 101 Switching Protocols, got HTTP/1.1 200 OK" in problem
+    assert '"path": "/not-ws"' in problem  # the body of the answer is quoted
+    problem = websocket_round_trip(_ws_out(port), exchange, status_codes=[200])
+    assert problem == "expected status [200], got 101"
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        free = unused.getsockname()[1]
+    problem = websocket_round_trip(_ws_out(free), exchange, timeout_s=2)
+    assert problem is not None and problem.startswith("request error: connect 127.0.0.1:")
+
+
+def _bad_ws_server(mode: str) -> tuple[socket.socket, threading.Thread]:
+    """A one-connection WebSocket server that gets the echo wrong in the way ``mode`` says."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        # The client gives up (and may reset the connection) as soon as it sees the mistake.
+        with conn, conn.makefile("rb") as fp, contextlib.suppress(OSError, EOFError, WebSocketProtocolError):
+            key = ""
+            while (line := fp.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "sec-websocket-key":
+                    key = value.strip()
+            digest = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+            accept = base64.b64encode(digest if mode != "bad-accept" else digest[::-1]).decode()
+            conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode())
+            reader = WebSocketReader(fp.read, masked=True)
+            event = reader.next_event()
+            while event is not None:
+                opcode, payload = event
+                if mode == "as-text":
+                    conn.sendall(encode_ws_frame(OP_TEXT, payload))
+                elif mode == "masked":
+                    conn.sendall(encode_ws_frame(opcode, payload, mask_key=b"abcd"))
+                else:
+                    conn.sendall(encode_ws_frame(opcode, payload[::-1]))
+                event = reader.next_event()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("as-text", "message 2: sent binary 7 bytes b'\\x01\\x02\\x03\\x04\\x05\\x06\\x07', got text 7 bytes"),
+    ("reversed", "message 1: sent text 18 bytes b'Websocket Support!', got text 18 bytes b'!troppuS tekcosbeW' back"),
+    ("masked", "server frames must not be masked"),
+    ("bad-accept", "unacceptable 101 answer: Sec-WebSocket-Accept"),
+])
+def test_websocket_round_trip_catches_wrong_echoes(mode: str, expected: str) -> None:
+    listener, thread = _bad_ws_server(mode)
+    try:
+        exchange = [(OP_TEXT, b"Websocket Support!", True), (OP_BINARY, bytes([1, 2, 3, 4, 5, 6, 7]), True)]
+        problem = websocket_round_trip(_ws_out(listener.getsockname()[1]), exchange, timeout_s=5)
+        assert problem is not None and expected in problem, problem
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+
+
+@needs_nginx
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not WS_CASE.exists(), reason="the shared conformance corpus is absent")
+def test_websocket_conformance_test_runs_and_passes() -> None:
+    lines: list[str] = []
+    doc = run_conformance(ConformanceOptions(corpus=CORPUS, only=["HTTPRouteBackendProtocolWebSocket"]),
+                          out=lines.append)
+    assert doc["tests"] == [{"name": "HTTPRouteBackendProtocolWebSocket", "core": False, "result": "pass",
+                             "reason": None, "failed_case": None}], lines

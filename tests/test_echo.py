@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import signal
@@ -20,11 +21,25 @@ import pytest
 import trustme
 
 from wardgate.verify.echo import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    WS_MAX_MESSAGE,
     EchoIdentity,
     EchoServer,
+    WebSocketProtocolError,
+    WebSocketReader,
+    encode_ws_frame,
     go_canonical_header,
     parse_go_duration,
     parse_set_header,
+    parse_ws_close,
+    websocket_accept,
+    ws_close_payload,
+    ws_mask,
 )
 
 IDENTITY = EchoIdentity(namespace="gateway-conformance-infra", pod="infra-backend-v1-abc", service="svc")
@@ -178,6 +193,7 @@ def test_keep_alive_two_requests_one_connection(echo: EchoServer) -> None:
         second = conn.getresponse()
         assert json.loads(second.read())["path"] == "/two"
         assert conn.sock is sock  # reused, not reconnected
+        assert echo.connections_accepted == 1
     finally:
         conn.close()
 
@@ -368,3 +384,271 @@ def test_main_runs_until_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ----------------------------------------------------------------------------- WebSocket (/ws)
+
+RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3: the sample key and its accept value
+RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+MASK = bytes.fromhex("37fa213d")  # the masking key of the RFC 6455 §5.7 examples
+
+
+def _handshake(key: str = RFC_KEY, extra: str = "", target: str = "/ws") -> bytes:
+    return (
+        f"GET {target} HTTP/1.1\r\nHost: echo.test\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    ).encode()
+
+
+class _WsPeer:
+    """The client side, frame by frame: raw sends, and events read with the module's own reader."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fp = sock.makefile("rb")
+        sock.sendall(_handshake())
+        status = self.fp.readline()
+        headers = http.client.parse_headers(self.fp)
+        assert status.startswith(b"HTTP/1.1 101 "), status
+        assert headers["Sec-WebSocket-Accept"] == RFC_ACCEPT
+        self.reader = WebSocketReader(self.fp.read, masked=False, max_message=4 * WS_MAX_MESSAGE)
+
+    def send(self, opcode: int, payload: bytes, fin: bool = True) -> None:
+        self.sock.sendall(encode_ws_frame(opcode, payload, fin=fin, mask_key=os.urandom(4)))
+
+    def event(self) -> tuple[int, bytes] | None:
+        return self.reader.next_event()
+
+    def echo(self, opcode: int, payload: bytes) -> None:
+        self.send(opcode, payload)
+        assert self.event() == (opcode, payload)
+
+    def expect_close(self, code: int) -> str:
+        """The server's close frame carries ``code``; the server then closes the connection."""
+        event = self.event()
+        assert event is not None and event[0] == OP_CLOSE, event
+        got, reason = parse_ws_close(event[1])
+        assert got == code, (got, reason)
+        assert self.fp.read(1) == b""
+        return reason
+
+    def close(self) -> None:
+        self.fp.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def ws(echo: EchoServer) -> Iterator[_WsPeer]:
+    peer = _WsPeer(socket.create_connection((echo.host, echo.port), timeout=5))
+    try:
+        yield peer
+    finally:
+        peer.close()
+
+
+def test_websocket_codec_matches_the_rfc_examples() -> None:
+    assert websocket_accept(RFC_KEY) == RFC_ACCEPT
+    hello = b"Hello"
+    # RFC 6455 §5.7, byte for byte.
+    assert encode_ws_frame(OP_TEXT, hello) == bytes.fromhex("810548656c6c6f")
+    assert encode_ws_frame(OP_TEXT, hello, mask_key=MASK) == bytes.fromhex("818537fa213d7f9f4d5158")
+    assert encode_ws_frame(OP_TEXT, b"Hel", fin=False) == bytes.fromhex("010348656c")
+    assert encode_ws_frame(OP_CONTINUATION, b"lo") == bytes.fromhex("80026c6f")
+    assert encode_ws_frame(OP_PING, hello) == bytes.fromhex("890548656c6c6f")
+    assert encode_ws_frame(OP_PONG, hello, mask_key=MASK) == bytes.fromhex("8a8537fa213d7f9f4d5158")
+    assert encode_ws_frame(OP_BINARY, bytes(256))[:4] == bytes.fromhex("827e0100")
+    assert encode_ws_frame(OP_BINARY, bytes(65536))[:10] == bytes.fromhex("827f0000000000010000")
+    # Length boundaries: 7-bit up to 125, 16-bit from 126 up to 65535, 64-bit from 65536.
+    for n, header_len in ((125, 2), (126, 4), (65535, 4), (65536, 10)):
+        assert len(encode_ws_frame(OP_BINARY, bytes(n))) == n + header_len
+    data = os.urandom(70_001)
+    assert ws_mask(ws_mask(data, MASK), MASK) == data
+    assert ws_mask(b"", MASK) == b""
+
+    # A fragmented text message with a ping between its fragments, then a 16-bit and a 64-bit binary.
+    big = os.urandom(70_000)
+    stream = io.BytesIO(
+        bytes.fromhex("010348656c") + bytes.fromhex("890548656c6c6f") + bytes.fromhex("80026c6f")
+        + encode_ws_frame(OP_BINARY, big[:300]) + encode_ws_frame(OP_BINARY, big)
+    )
+    reader = WebSocketReader(stream.read, masked=False)
+    assert reader.next_event() == (OP_PING, hello)
+    assert reader.next_event() == (OP_TEXT, hello)
+    assert reader.next_event() == (OP_BINARY, big[:300])
+    assert reader.next_event() == (OP_BINARY, big)
+    assert reader.next_event() is None
+    masked = WebSocketReader(io.BytesIO(bytes.fromhex("818537fa213d7f9f4d5158")).read, masked=True)
+    assert masked.next_event() == (OP_TEXT, hello)
+    with pytest.raises(EOFError):  # truncated in the middle of a frame
+        WebSocketReader(io.BytesIO(bytes.fromhex("8105486565")).read, masked=False).next_event()
+
+    assert parse_ws_close(b"") == (None, "")
+    assert parse_ws_close(ws_close_payload(1000, "bye")) == (1000, "bye")
+    assert parse_ws_close(ws_close_payload(4321)) == (4321, "")
+    # The reason is cut to fit a control frame without splitting a character.
+    long_reason = ws_close_payload(1001, "é" * 100)
+    assert len(long_reason) <= 125 and parse_ws_close(long_reason)[1] == "é" * 61
+    for payload, code in ((b"\x03", 1002), (b"\x03\xed", 1002), (b"\x03\xee", 1002), (b"\x07\xd0", 1002),
+                          (b"\x03\xe8\xff", 1007)):
+        with pytest.raises(WebSocketProtocolError) as exc:
+            parse_ws_close(payload)
+        assert exc.value.code == code, payload
+
+
+def test_websocket_raw_handshake_echo_and_close(echo: EchoServer, logged: list[str]) -> None:
+    with socket.create_connection((echo.host, echo.port), timeout=5) as sock:
+        # The RFC's masked "Hello" right behind the handshake, in the same segment.
+        sock.sendall(_handshake() + bytes.fromhex("818537fa213d7f9f4d5158"))
+        fp = sock.makefile("rb")
+        assert fp.readline() == b"HTTP/1.1 101 Switching Protocols\r\n"
+        headers = http.client.parse_headers(fp)
+        assert headers["Upgrade"] == "websocket"
+        assert headers["Connection"] == "Upgrade"
+        assert headers["Sec-WebSocket-Accept"] == RFC_ACCEPT
+        assert "Sec-WebSocket-Extensions" not in headers and "Content-Length" not in headers
+        assert fp.read(7) == bytes.fromhex("810548656c6c6f")  # echoed unmasked
+        sock.sendall(encode_ws_frame(OP_CLOSE, ws_close_payload(1000, "done"), mask_key=MASK))
+        assert fp.read(4) == bytes.fromhex("880203e8")  # the same code back, then the server closes
+        assert fp.read(1) == b""
+        fp.close()
+    assert "Echoing back request made to /ws to client" in logged
+
+
+def test_websocket_echoes_every_length_fragments_and_pings(ws: _WsPeer) -> None:
+    for n in (0, 1, 125, 126, 65535, 65536):
+        ws.echo(OP_BINARY, os.urandom(n))
+    ws.echo(OP_BINARY, os.urandom(70 * 1024))  # 70 KB: a 64-bit length
+    ws.echo(OP_TEXT, "grüße, 世界 🎉".encode())
+    ws.echo(OP_TEXT, ("x" * 300).encode())
+    ws.echo(OP_TEXT, b"")
+
+    ws.send(OP_PING, b"are you there")
+    assert ws.event() == (OP_PONG, b"are you there")
+    ws.send(OP_PONG, b"unsolicited")  # ignored
+    ws.send(OP_PING, b"")
+    assert ws.event() == (OP_PONG, b"")
+
+    # Fragments come back as one message; the ping between them is answered first.
+    text = "Hello wörld".encode()
+    ws.send(OP_TEXT, text[:3], fin=False)
+    ws.send(OP_PING, b"p")
+    ws.send(OP_CONTINUATION, text[3:8], fin=False)  # ends inside the two bytes of "ö": fine across fragments
+    ws.send(OP_CONTINUATION, text[8:])
+    assert ws.event() == (OP_PONG, b"p")
+    assert ws.event() == (OP_TEXT, text)
+
+    # Exactly the limit is allowed, in fragments or in one frame.
+    blob = os.urandom(WS_MAX_MESSAGE)
+    for i in range(4):
+        part = blob[i * len(blob) // 4 : (i + 1) * len(blob) // 4]
+        ws.send(OP_BINARY if i == 0 else OP_CONTINUATION, part, fin=i == 3)
+    assert ws.event() == (OP_BINARY, blob)
+    ws.echo(OP_BINARY, blob)
+
+    ws.send(OP_CLOSE, ws_close_payload(4000, "app close"))
+    assert ws.expect_close(4000) == ""
+
+
+def test_websocket_close_without_code_and_server_stop(echo: EchoServer, ws: _WsPeer) -> None:
+    ws.send(OP_CLOSE, b"")
+    event = ws.event()
+    assert event == (OP_CLOSE, b"")
+    assert ws.fp.read(1) == b""
+
+    other = _WsPeer(socket.create_connection((echo.host, echo.port), timeout=5))
+    try:
+        other.echo(OP_TEXT, b"before stop")
+        echo.stop()
+        assert other.event() is None  # stop() ends open WebSocket connections too
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        pytest.param([encode_ws_frame(OP_TEXT, b"unmasked")], 1002, id="unmasked"),
+        pytest.param([bytes.fromhex("c180") + MASK], 1002, id="rsv1"),
+        pytest.param([bytes.fromhex("8380") + MASK], 1002, id="reserved-opcode"),
+        pytest.param([encode_ws_frame(OP_CONTINUATION, b"x", mask_key=MASK)], 1002, id="lone-continuation"),
+        pytest.param([encode_ws_frame(OP_TEXT, b"a", fin=False, mask_key=MASK),
+                      encode_ws_frame(OP_TEXT, b"b", mask_key=MASK)], 1002, id="interrupted-fragments"),
+        pytest.param([encode_ws_frame(OP_PING, b"x", fin=False, mask_key=MASK)], 1002, id="fragmented-ping"),
+        pytest.param([encode_ws_frame(OP_PING, bytes(126), mask_key=MASK)], 1002, id="long-ping"),
+        pytest.param([bytes.fromhex("82ff8000000000000000") + MASK], 1002, id="64-bit-msb"),
+        pytest.param([encode_ws_frame(OP_TEXT, b"\xff", mask_key=MASK)], 1007, id="bad-utf8"),
+        pytest.param([encode_ws_frame(OP_TEXT, b"\xe2\x82", fin=False, mask_key=MASK),
+                      encode_ws_frame(OP_CONTINUATION, b"(", mask_key=MASK)], 1007, id="bad-utf8-fragments"),
+        pytest.param([encode_ws_frame(OP_TEXT, b"\xed\xa0\x80", mask_key=MASK)], 1007, id="surrogate"),
+        pytest.param([encode_ws_frame(OP_CLOSE, b"\x03", mask_key=MASK)], 1002, id="close-1-byte"),
+        pytest.param([encode_ws_frame(OP_CLOSE, b"\x03\xed", mask_key=MASK)], 1002, id="close-1005"),
+        pytest.param([encode_ws_frame(OP_CLOSE, b"\x03\xe8\xc3", mask_key=MASK)], 1007, id="close-bad-reason"),
+    ],
+)
+def test_websocket_protocol_errors_close_the_connection(ws: _WsPeer, frames: list[bytes], code: int) -> None:
+    ws.echo(OP_TEXT, b"ok")
+    ws.sock.sendall(b"".join(frames))
+    reason = ws.expect_close(code)
+    assert reason  # says what was wrong
+
+
+def test_websocket_message_size_is_bounded(echo: EchoServer, ws: _WsPeer) -> None:
+    # One frame over the limit: refused from its header, the rest is read and dropped, then 1009.
+    ws.send(OP_BINARY, os.urandom(WS_MAX_MESSAGE + 1))
+    assert ws.expect_close(1009) == "message too big"
+
+    # The same reached by fragments.
+    frag = _WsPeer(socket.create_connection((echo.host, echo.port), timeout=5))
+    try:
+        frag.send(OP_TEXT, b"a" * (WS_MAX_MESSAGE // 2 + 1), fin=False)
+        frag.send(OP_CONTINUATION, b"a" * (WS_MAX_MESSAGE // 2))
+        frag.expect_close(1009)
+    finally:
+        frag.close()
+
+
+def test_websocket_handshake_rejections_keep_http_working(echo: EchoServer) -> None:
+    base = "Host: echo.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    key = f"Sec-WebSocket-Key: {RFC_KEY}\r\n"
+    cases: list[tuple[bytes, int, tuple[str, str] | None]] = [
+        (f"POST /ws HTTP/1.1\r\n{base}{key}Content-Length: 0\r\n\r\n".encode(), 405, ("Allow", "GET")),
+        (f"GET /ws HTTP/1.1\r\nHost: echo.test\r\n{key}\r\n".encode(), 426, ("Upgrade", "websocket")),
+        (f"GET /ws HTTP/1.1\r\n{base.replace('Connection: Upgrade', 'Connection: keep-alive')}{key}\r\n".encode(),
+         426, ("Upgrade", "websocket")),
+        (f"GET /ws HTTP/1.1\r\n{base.replace(': 13', ': 8')}{key}\r\n".encode(), 426, ("Sec-WebSocket-Version", "13")),
+        (f"GET /ws HTTP/1.1\r\n{base}\r\n".encode(), 400, None),
+        (f"GET /ws HTTP/1.1\r\n{base}Sec-WebSocket-Key: c2hvcnQ=\r\n\r\n".encode(), 400, None),
+        (f"GET /ws HTTP/1.1\r\n{base}{key}{key}\r\n".encode(), 400, None),
+    ]
+    with socket.create_connection((echo.host, echo.port), timeout=5) as sock:
+        for request, status, header in cases:
+            got, headers, body = _raw_exchange(sock, request)
+            assert got == status, (request, body)
+            if header is not None:
+                assert headers[header[0]] == header[1]
+        # Every refusal was an ordinary HTTP answer: the same connection still serves requests.
+        got, _, body = _raw_exchange(sock, b"GET /after HTTP/1.1\r\nHost: echo.test\r\n\r\n")
+        assert got == 200 and json.loads(body)["path"] == "/after"
+    with socket.create_connection((echo.host, echo.port), timeout=5) as sock:
+        got, _, _ = _raw_exchange(sock, _handshake().replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        assert got == 400
+
+
+def test_websocket_over_tls(ca: trustme.CA, tmp_path: Path) -> None:
+    cert = ca.issue_cert("echo.example.test")
+    certfile = tmp_path / "server.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    server = EchoServer("127.0.0.1", 0, IDENTITY, certfile=str(certfile), log=lambda _line: None).start()
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            peer = _WsPeer(ctx.wrap_socket(raw, server_hostname="echo.example.test"))
+            try:
+                peer.echo(OP_BINARY, os.urandom(70 * 1024))
+                peer.send(OP_TEXT, b"\xc3", fin=True)  # invalid UTF-8: the failure path over TLS
+                peer.expect_close(1007)
+            finally:
+                peer.close()
+    finally:
+        server.stop()
