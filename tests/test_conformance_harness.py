@@ -463,6 +463,7 @@ def test_websocket_exchange_is_read_from_the_case() -> None:
         case = json.loads(WS_CASE.read_text())["cases"][0]
         assert case["mode"] == "websocket"
         assert websocket_exchange(case["websocket"]) == websocket_exchange(spec)[:2]
+    bad: dict[str, Any]
     for bad in ({}, {"exchange": []}, {"exchange": [{"send": {"type": "ping", "data": ""}}]},
                 {"exchange": [{"send": {"type": "binary", "data": [256]}}]}, {"exchange": ["text"]}):
         with pytest.raises(ValueError):
