@@ -18,6 +18,11 @@ class Origin:
         return where if self.item is None else f"{where}.items[{self.item}]"
 
 
+def _printable(text: str) -> str:
+    """Names from input are echoed in errors; never let them break a log line."""
+    return text if text.isprintable() else repr(text)
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with one object. `field` is a dotted path such as spec.rules[0].matches."""
@@ -33,8 +38,8 @@ class Problem:
     def object_ref(self) -> str:
         if not self.kind:
             return ""
-        ns = f"{self.namespace}/" if self.namespace else ""
-        return f"{self.kind} {ns}{self.name or '?'}"
+        ns = f"{_printable(self.namespace)}/" if self.namespace else ""
+        return f"{_printable(self.kind)} {ns}{_printable(self.name) if self.name else '?'}"
 
     def __str__(self) -> str:
         parts = [str(self.origin)] if self.origin else []

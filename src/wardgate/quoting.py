@@ -54,7 +54,7 @@ class Raw:
 
 
 def check_header_name(name: str) -> str:
-    if not name or len(name) > 256 or not _TOKEN.match(name):
+    if not name or len(name) > 256 or not _TOKEN.fullmatch(name):
         raise ValueError(f"invalid header name {name!r}: must be an RFC 7230 token (letters, digits, -)")
     # nginx's headers-more reads a leading "-" as an option and "*" as a wildcard.
     if name.startswith("-") or "*" in name:
@@ -65,7 +65,7 @@ def check_header_name(name: str) -> str:
 def check_matchable_header_name(name: str) -> str:
     """Header names nginx can test: it exposes headers as $http_<name> and drops `_` names."""
     check_header_name(name)
-    if not _MATCHABLE_HEADER.match(name):
+    if not _MATCHABLE_HEADER.fullmatch(name):
         raise ValueError(f"header name {name!r} can't be matched: use only letters, digits and '-'")
     return name
 
@@ -80,7 +80,7 @@ def check_text(value: str, what: str = "value", max_len: int = 4096) -> str:
 
 
 def check_hostname(host: str, *, wildcard: bool = True) -> str:
-    if len(host) > 253 or not _HOSTNAME.match(host) or (not wildcard and host.startswith("*")):
+    if len(host) > 253 or not _HOSTNAME.fullmatch(host) or (not wildcard and host.startswith("*")):
         kind = "hostname (optionally *.-prefixed)" if wildcard else "precise hostname"
         raise ValueError(f"invalid {kind} {host!r}: lower-case RFC 1123 labels expected")
     return host
@@ -88,7 +88,7 @@ def check_hostname(host: str, *, wildcard: bool = True) -> str:
 
 def check_path(path: str) -> str:
     """Exact and PathPrefix values, with the Gateway API's restrictions."""
-    if len(path) > 1024 or not _PATH.match(path):
+    if len(path) > 1024 or not _PATH.fullmatch(path):
         raise ValueError(f"invalid path {path!r}: must start with '/' and use URL path characters only")
     for bad in ("//", "/./", "/../", "%2f", "%2F", "#"):
         if bad in path:
@@ -187,14 +187,14 @@ def header_variable(name: str) -> str:
     """`$http_x_foo` for header X-Foo. Only names nginx can expose as a variable are allowed."""
     check_header_name(name)
     var = name.lower().replace("-", "_")
-    if not _VARNAME.match(var):
+    if not _VARNAME.fullmatch(var):
         raise UnsafeValueError(f"header name {name!r} can't be matched: use letters, digits and '-'")
     return "$http_" + var
 
 
 def variable_name(name: str) -> str:
     """A variable name the renderer invents (never user text)."""
-    if not _VARNAME.match(name):
+    if not _VARNAME.fullmatch(name):
         raise UnsafeValueError(f"bad internal variable name {name!r}")
     return name
 
@@ -217,8 +217,11 @@ class Expr:
     parts: tuple[Raw | str, ...]
 
 
+_BARE = re.compile(r"^[^\s;{}\"'\\#]+$")
+
+
 def raw_token(value: Raw) -> str:
-    if not value.text or any(c in value.text for c in " \t\r\n;{}\"'\\#"):
+    if not _BARE.fullmatch(value.text):
         raise UnsafeValueError(f"internal token {value.text!r} is not a bare word")
     return value.text
 
@@ -227,7 +230,7 @@ def expr(value: Expr) -> str:
     out = []
     for part in value.parts:
         if isinstance(part, Raw):
-            if not _EXPR_RAW.match(part.text):
+            if not _EXPR_RAW.fullmatch(part.text):
                 raise UnsafeValueError(f"{part.text!r} is not a variable reference or plain word")
             out.append(part.text)
         else:

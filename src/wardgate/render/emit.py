@@ -10,7 +10,7 @@ from wardgate.quoting import Arg, token
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
-@dataclass
+@dataclass(slots=True)
 class Directive:
     name: str
     args: tuple[Arg, ...] = ()
@@ -60,7 +60,7 @@ def emit(nodes: list[Directive], indent: int = 0) -> str:
         if node.name == "":  # a data line (map, geo, split_clients): every token is quoted
             out.append(pad + " ".join(token(a) for a in node.args) + ";\n")
             continue
-        if not _NAME.match(node.name):
+        if not _NAME.fullmatch(node.name):
             raise ValueError(f"bad directive name {node.name!r}")
         if node.comment:
             out.append(f"{pad}# {_comment(node.comment)}\n")

@@ -30,6 +30,17 @@ LOG_FORMAT = (
 )
 
 
+DEFAULT_PROXY_HEADERS: tuple[tuple[str, Raw], ...] = (
+    ("Host", Raw("$http_host")),
+    ("X-Forwarded-For", Raw("$proxy_add_x_forwarded_for")),
+    ("X-Forwarded-Proto", Raw("$scheme")),
+    ("X-Forwarded-Host", Raw("$host")),
+    ("X-Request-Id", Raw("$request_id")),
+    ("Upgrade", Raw("$http_upgrade")),
+    ("Connection", Raw("$wg_connection")),
+)
+
+
 @dataclass(frozen=True)
 class RenderOptions:
     listen_host: str = "0.0.0.0"
@@ -105,18 +116,17 @@ class _Renderer:
     # --- actions ----------------------------------------------------------------------------
 
     def _proxy_headers(self, action: ir.Action) -> list[Directive]:
-        headers: dict[str, tuple[str, Arg]] = {
-            "host": ("Host", R("$http_host")),
-            "x-forwarded-for": ("X-Forwarded-For", R("$proxy_add_x_forwarded_for")),
-            "x-forwarded-proto": ("X-Forwarded-Proto", R("$scheme")),
-            "x-forwarded-host": ("X-Forwarded-Host", R("$host")),
-            "x-request-id": ("X-Request-Id", R("$request_id")),
-            "upgrade": ("Upgrade", R("$http_upgrade")),
-            "connection": ("Connection", R("$wg_connection")),
-        }
+        """proxy_set_header for an action that changes request headers.
+
+        Without changes the http-level defaults apply. With any, nginx drops every inherited
+        proxy_set_header, so the whole set is repeated here.
+        """
+        ops = action.request_headers
+        if not ops and not (action.rewrite and action.rewrite.hostname):
+            return []
+        headers: dict[str, tuple[str, Arg]] = {k.lower(): (k, v) for k, v in DEFAULT_PROXY_HEADERS}
         if action.rewrite and action.rewrite.hostname:
             headers["host"] = ("Host", action.rewrite.hostname)
-        ops = action.request_headers
         for name, value in ops.set:
             headers[name.lower()] = (name, Text(value))
         adds: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -449,6 +459,7 @@ class _Renderer:
             d("proxy_http_version", R("1.1")),
             d("proxy_buffering", R("on")),
             d("proxy_next_upstream", R("error"), R("timeout")),
+            *(d("proxy_set_header", name, value) for name, value in DEFAULT_PROXY_HEADERS),
             d("log_format", R("wg_json"), R("escape=json"), LOG_FORMAT),
             d("access_log", "logs/access.log", R("wg_json")) if self.opts.access_log else d("access_log", R("off")),
             Directive("geo", (R("$" + DOLLAR_VAR),), [d("default", "$")]),

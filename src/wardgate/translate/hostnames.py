@@ -44,3 +44,14 @@ def specificity(host: str) -> tuple[int, int]:
     if host.startswith("*"):
         return (1, -len(host))
     return (0, -len(host))
+
+
+def covering_names(host: str) -> list[str]:
+    """Every route hostname that covers `host`, most specific first: itself, each wildcard
+    suffix, then "" (any host). Lets callers look up by name instead of scanning every route."""
+    target = host[2:] if host.startswith("*.") else host
+    labels = target.split(".") if target else []
+    out = [host] if host else []
+    out += ["*." + ".".join(labels[i:]) for i in range(1, len(labels))]
+    out.append("")
+    return out
