@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(nginx libnginx-mod-http-js libnginx-mod-http-lua libnginx-mod-http-headers-more-filter
-              libnginx-mod-http-modsecurity modsecurity-crs wrk python3-pip)
+              libnginx-mod-http-modsecurity modsecurity-crs python3-pip
+              wrk caddy haproxy)  # the last three: the benchmarks' load generator and peers
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,10 +17,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts a system nginx on port 80; wardgate runs its own instances.
-  if command -v systemctl >/dev/null && systemctl is-active -q nginx 2>/dev/null; then
-    $SUDO systemctl disable --now nginx || true
-  fi
+  # Debian may start system nginx/caddy/haproxy services; wardgate and the bench run their own.
+  for svc in nginx caddy haproxy; do
+    if command -v systemctl >/dev/null && systemctl is-active -q "$svc" 2>/dev/null; then
+      $SUDO systemctl disable --now "$svc" || true
+    fi
+  done
 fi
 PY=${PYTHON:-python3}
 export PIP_ROOT_USER_ACTION=ignore

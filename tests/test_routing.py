@@ -190,3 +190,22 @@ def test_timeout_gives_504(gateway: Gateway, backends: Callable[..., Backend]) -
         """, "app")
     assert pod(gateway, "/?delay=1s") == 504
     assert pod(gateway, "/?delay=10ms") == "app"
+
+
+def test_backend_gets_the_raw_request_uri(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    setup(gateway, backends, """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: r, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          rules:
+            - matches: [{path: {type: PathPrefix, value: /api}, headers: [{name: X-V, value: "2"}]}]
+              backendRefs: [{name: app, port: 80}]
+            - matches: [{path: {type: PathPrefix, value: /api}}]
+              backendRefs: [{name: app, port: 80}]
+        """, "app")
+    for path in ("/api/a%2Fb?x=%20y&z", "/api//double/./dot", "/api/%7Euser"):
+        # Served inline (no header) and through an internal jump (header): the same raw URI.
+        assert request(url(gateway, path), host="example.com").json["path"] == path
+        assert request(url(gateway, path), host="example.com", headers={"X-V": "2"}).json["path"] == path

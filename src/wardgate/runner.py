@@ -22,6 +22,7 @@ from wardgate.errors import InputError, Problem
 from wardgate.model import ResourceSet, parse
 from wardgate.render.nginx import RenderOptions, render
 from wardgate.sources import RawObject, load_paths, manifest_files
+from wardgate.sources.files import FileCache
 from wardgate.sources.generations import GenerationTracker
 from wardgate.status.report import write_status_file
 from wardgate.translate import Options, Translation, translate
@@ -58,7 +59,8 @@ class Runner:
         self.paths = paths
         self.state_dir = state_dir
         self.opts = options or RunnerOptions()
-        self._loader = loader or (lambda: load_paths(self.paths))
+        self._files = FileCache()
+        self._loader = loader or (lambda: load_paths(self.paths, self._files))
         self._lock = threading.RLock()
         self._generations = GenerationTracker()
         self.instances: dict[str, NginxInstance] = {}

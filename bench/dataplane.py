@@ -1,0 +1,116 @@
+"""Suite `dataplane`: the same request mix through each proxy, pinned, against one fast backend.
+
+Per target: req/s, p50, p99, and the proxy's own CPU µs per request (the primary figure), with
+ratios to the hand-written nginx limit: req/s ratio and CPU efficiency (limit µs/req ÷ target's).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.common import (
+    BENCH_HOST,
+    LOAD_CPU,
+    Settings,
+    affinity,
+    ensure_debs,
+    log,
+    measure,
+    ratio,
+    run_wrk,
+    scratch,
+    start_backend,
+    summarize,
+    tree,
+)
+from bench.targets import Caddy, HAProxy, LimitNginx, Target, Wardgate, WardgateNoLog
+
+POLICIES_NOTE = ("pending: wardgate's policy CRDs (headers, method list, regex allowlist, security.txt, "
+                 "rate limit) have not landed, so there is nothing to measure yet; not faked")
+WAF_NOTE = "pending: the WAF (ModSecurity + CRS) issue has not landed; not faked"
+
+
+def run(settings: Settings) -> dict[str, Any]:
+    t_start = time.monotonic()
+    tools = ensure_debs(["wrk", "caddy", "haproxy"])
+    if tools.get("wrk"):
+        raise RuntimeError(f"wrk is required: {tools['wrk']}")
+    doc: dict[str, Any] = {
+        "suite": "dataplane",
+        "mode": "quick" if settings.quick else "full",
+        "settings": {"runs": settings.runs, "duration_s": settings.duration_s, "warmup_s": settings.warmup_s,
+                     "wrk": f"-t{settings.threads} -c{settings.connections} --latency, keep-alive, "
+                            f"GET / Host: {BENCH_HOST}",
+                     "pinning": "proxy on CPU 0 (taskset / sched_setaffinity), wrk and backend on CPU 1",
+                     "primary": "cpu_us_per_req = (utime+stime of all proxy processes) / requests"},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "targets": {},
+    }
+    targets: list[Target] = [LimitNginx(), Wardgate(), WardgateNoLog(), Caddy(), HAProxy()]
+    results: dict[str, dict[str, Any]] = {}
+    with scratch("dataplane") as root:
+        backend, backend_port = start_backend(root)
+        started: list[Target] = []
+        try:
+            doc["backend"] = {"what": "nginx, 1 worker, return 200 'ok\\n', access_log off",
+                              "cpu": LOAD_CPU, "affinity": affinity(tree(backend.pid))}
+            for t in targets:
+                entry: dict[str, Any] = {"label": t.label, "runs": []}
+                results[t.name] = entry
+                missing = {"caddy": tools.get("caddy"), "haproxy": tools.get("haproxy")}.get(t.name)
+                if missing:
+                    entry["error"] = missing
+                    continue
+                try:
+                    t.start(root, backend_port)
+                    started.append(t)
+                    t.check()
+                    entry.update(t.describe())
+                except (RuntimeError, OSError) as exc:
+                    entry["error"] = f"{type(exc).__name__}: {exc}"
+                    log(f"dataplane: {t.name} unavailable: {exc}")
+            ready = [t for t in started if "error" not in results[t.name]]
+            backend_pids = tree(backend.pid)
+            for t in ready:  # warm up: connection pools, caches, Go's runtime
+                run_wrk(t.port, BENCH_HOST, "/", settings.warmup_s, settings)
+            for r in range(settings.runs):
+                order = ready[r % len(ready):] + ready[:r % len(ready)] if ready else []
+                for t in order:
+                    res = measure(t.pids, t.port, BENCH_HOST, "/", settings, backend_pids=backend_pids)
+                    res["run"] = r
+                    results[t.name]["runs"].append(res)
+                    log(f"dataplane run {r + 1}/{settings.runs} {t.name}: {res['rps']:.0f} req/s, "
+                        f"p99 {res['p99_ms']} ms, {res['cpu_us_per_req']} µs/req "
+                        f"(schedstat {res['cpu_us_per_req_schedstat']})")
+        finally:
+            for t in started:
+                t.stop()
+            backend.stop()
+    for entry in results.values():
+        if entry["runs"]:
+            entry["median"] = summarize(entry["runs"])
+            if entry["median"]["non_2xx_total"]:
+                entry["warning"] = "non-2xx responses during the runs: the figures are not comparable"
+    limit = results.get("limit", {}).get("median")
+    for entry in results.values():
+        med = entry.get("median")
+        if med and limit:
+            entry["rps_ratio"] = _round(ratio(med["rps"], limit["rps"]))
+            entry["cpu_efficiency"] = _round(ratio(limit["cpu_us_per_req"], med["cpu_us_per_req"]))
+            entry["p99_ratio"] = _round(ratio(med["p99_ms"], limit["p99_ms"]))
+    doc["targets"] = {
+        "limit": results["limit"],
+        "plain": results["plain"],
+        "policies": {"label": "wardgate with seed policies", "policies": None, "note": POLICIES_NOTE},
+        "caddy": results["caddy"],
+        "haproxy": results["haproxy"],
+        "waf": {"label": "wardgate with the WAF", "waf": None, "note": WAF_NOTE},
+        "plain_nolog": results["plain_nolog"],
+    }
+    doc["wall_s"] = round(time.monotonic() - t_start, 1)
+    return doc
+
+
+def _round(v: float | None) -> float | None:
+    return round(v, 3) if v is not None else None

@@ -1,0 +1,297 @@
+"""latest.md, latest.json and latest.png from the suites' JSON documents.
+
+latest.md starts with exactly HEADLINE_LINES lines of headline figures, `name: value` each, so
+that CI logs and humans can read them without parsing anything else.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import ensure_matplotlib, log, write_json
+
+HEADLINE_LINES = 15
+POLICIES_PENDING = "pending (policy issue not landed)"
+WAF_PENDING = "pending (WAF issue not landed)"
+
+
+def _f(v: float | None, digits: int = 2) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _size_label(n: int) -> str:
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def headlines(suites: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    dp = suites.get("dataplane")
+    targets = dp.get("targets", {}) if dp and "error" not in dp else {}
+
+    def target_value(name: str, key: str) -> str:
+        if not dp:
+            return "n/a (dataplane suite not run)"
+        if "error" in dp:
+            return "n/a (dataplane suite failed)"
+        t = targets.get(name, {})
+        if t.get("error"):
+            return f"n/a ({name} unavailable)"
+        return _f(t.get(key))
+
+    lines: list[tuple[str, str]] = []
+    for key, suffix in (("rps_ratio", ""), ("cpu_efficiency", " cpu-efficiency")):
+        lines += [
+            (f"plain/limit{suffix}", target_value("plain", key)),
+            (f"policies/limit{suffix}", POLICIES_PENDING),
+            (f"caddy/limit{suffix}", target_value("caddy", key)),
+            (f"haproxy/limit{suffix}", target_value("haproxy", key)),
+            (f"waf/limit{suffix}", WAF_PENDING),
+        ]
+    lines.append(("plain/limit p99 latency", target_value("plain", "p99_ratio")))
+
+    sc = suites.get("scale")
+    if sc and "error" not in sc and sc.get("sizes"):
+        sizes = sorted(int(n) for n in sc["sizes"])
+        big, small = sizes[-1], sizes[0]
+        label = f"{_size_label(big)}/{_size_label(small)}"
+        entry = sc["sizes"][str(big)]
+        vs = entry.get("vs_smallest", {})
+        err = " (error)" if entry.get("error") else ""
+        lines.append((f"scale p99 {label}", _f(vs.get("p99_ratio")) + err))
+        lines.append((f"scale cpu-efficiency {label}", _f(vs.get("cpu_efficiency")) + err))
+        rm = entry.get("reload_median", {})
+        fails = f", {entry['reloads_failed']} reload(s) failed" if entry.get("reloads_failed") else ""
+        if rm.get("total_s") is None:
+            lines.append((f"scale reconcile {_size_label(big)}", f"n/a{err}{fails}"))
+        else:
+            lines.append((f"scale reconcile {_size_label(big)}",
+                          f"{_f(rm.get('total_s'))} s (translate {_f(rm.get('translate'))} s, "
+                          f"nginx -t + reload {_f(rm.get('apply_s'))} s{fails}){err}"))
+    else:
+        why = "failed" if sc else "not run"
+        lines += [("scale p99 10k/10", f"n/a (scale suite {why})"),
+                  ("scale cpu-efficiency 10k/10", f"n/a (scale suite {why})"),
+                  ("scale reconcile 10k", f"n/a (scale suite {why})")]
+
+    rc = suites.get("reconfig")
+    if rc and "error" not in rc:
+        n = rc.get("settings", {}).get("routes", 0)
+        lines.append((f"reconfig time-to-visible {_size_label(n)} routes",
+                      f"{_f(rc.get('time_to_visible_s_median'))} s (failed after retry "
+                      f"{rc.get('requests_failed_after_retry')}, raw errors {rc.get('raw_connection_errors')})"))
+    else:
+        lines.append(("reconfig time-to-visible", f"n/a (reconfig suite {'failed' if rc else 'not run'})"))
+    assert len(lines) == HEADLINE_LINES, len(lines)
+    return lines
+
+
+def _range(r: list[float] | None) -> str:
+    return f" ({r[0]:.1f} to {r[1]:.1f})" if r and r[0] != r[1] else ""
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _dataplane_md(dp: dict[str, Any]) -> list[str]:
+    out = [f"## dataplane ({dp.get('mode')}, started {dp.get('started')}, {dp.get('wall_s')} s)", ""]
+    if "error" in dp:
+        return [*out, f"Failed: {dp['error']}", ""]
+    s = dp.get("settings", {})
+    out += [f"wrk {s.get('wrk')}; {s.get('runs')} run(s) of {s.get('duration_s')} s per target, medians; "
+            f"{s.get('pinning')}. Primary figure: {s.get('primary')}.", ""]
+    rows = []
+    for name, t in dp.get("targets", {}).items():
+        if "note" in t:
+            rows.append([name, t.get("label", ""), *["—"] * 8, t["note"]])
+            continue
+        if t.get("error"):
+            rows.append([name, t.get("label", ""), *["—"] * 8, f"unavailable: {t['error'][:120]}"])
+            continue
+        m = t.get("median", {})
+        noise = [r.get("proxy_cpu_other_busy") for r in t.get("runs", [])]
+        noise_txt = "/".join(_f(x) for x in noise if x is not None)
+        rows.append([name, t.get("label", ""), _f(m.get("rps"), 0), _f(m.get("p50_ms")), _f(m.get("p99_ms")),
+                     _f(m.get("cpu_us_per_req"), 1) + _range(m.get("cpu_us_per_req_range")),
+                     _f(m.get("cpu_us_per_req_schedstat"), 1),
+                     _f(t.get("rps_ratio")), _f(t.get("cpu_efficiency")), noise_txt,
+                     t.get("warning", "")])
+    out += _table(["target", "what", "req/s", "p50 ms", "p99 ms", "proxy CPU µs/req (min to max)", "(schedstat)",
+                   "req/s ÷ limit", "cpu-efficiency", "other load on CPU 0", "note"], rows)
+    be = [r.get("backend_cpu_us_per_req") for t in dp.get("targets", {}).values() for r in t.get("runs", [])]
+    be = [x for x in be if x is not None]
+    if be:
+        out += ["", f"Backend (nginx static, CPU 1) CPU per request: {min(be):.1f} to {max(be):.1f} µs."]
+    out += ["", "cpu-efficiency = limit's CPU µs/req ÷ target's (1.0 = as cheap as the hand-written proxy). "
+            "\"other load on CPU 0\" = share of CPU 0 busy with processes other than the proxy during each run "
+            "(other users of the machine): high values make that run noisy.", ""]
+    return out
+
+
+def _scale_md(sc: dict[str, Any]) -> list[str]:
+    out = [f"## scale ({sc.get('mode')}, started {sc.get('started')}, {sc.get('wall_s')} s)", ""]
+    if "error" in sc:
+        return [*out, f"Failed: {sc['error']}", ""]
+    s = sc.get("settings", {})
+    out += [f"{s.get('routes')}. {s.get('pinning')}. Reconcile times are medians over the reloads "
+            "(an edit of one route, then a full reconcile); the first start is listed separately.", ""]
+    rows, dp_rows, err_rows = [], [], []
+    for n, e in sorted(sc.get("sizes", {}).items(), key=lambda kv: int(kv[0])):
+        if e.get("error"):
+            err_rows.append(f"- {n} routes: {e['error']}")
+        for f in e.get("reload_failures", []):
+            err_rows.append(f"- {n} routes: a reload failed (wardgate kept the previous config): {f}")
+        for kind, rec in (("start", e.get("start")), ("reload", e.get("reload_median"))):
+            if not rec:
+                continue
+            rows.append([n, kind, _f(rec.get("load"), 3), _f(rec.get("parse"), 3), _f(rec.get("translate"), 3),
+                         _f(rec.get("render"), 3), _f(rec.get("apply_s"), 3), _f(rec.get("total_s"), 3),
+                         _f(e.get("nginx_t_s"), 3) if kind == "reload" else ""])
+        mem_s, mem_r = e.get("nginx_memory_after_start", {}), e.get("nginx_memory_after_reloads", {})
+        m = e.get("dataplane_last_route", {}).get("median", {})
+        vs = e.get("vs_smallest", {})
+        dp_rows.append([n, _f(e.get("nginx_conf_mb"), 1), _f(e.get("controller_rss_mb_after_reloads"), 0),
+                        _f(e.get("controller_peak_rss_mb"), 0),
+                        f"{_f(mem_s.get('rss_mb'), 0)} / {_f(mem_r.get('rss_mb'), 0)}",
+                        f"{_f(mem_s.get('pss_mb'), 0)} / {_f(mem_r.get('pss_mb'), 0)}",
+                        _f(m.get("rps"), 0), _f(m.get("p50_ms")), _f(m.get("p99_ms")), _f(m.get("cpu_us_per_req"), 1),
+                        _f(vs.get("p99_ratio")), _f(vs.get("cpu_efficiency"))])
+    out += _table(["routes", "reconcile", "load s", "parse s", "translate s", "render s",
+                   "apply s (write, nginx -t, reload)", "total s", "nginx -t alone s"], rows)
+    out += [""]
+    out += _table(["routes", "nginx.conf MB", "controller RSS MB", "controller peak RSS MB",
+                   "nginx RSS MB start / after reloads", "nginx PSS MB start / after reloads",
+                   "last route req/s", "p50 ms", "p99 ms", "CPU µs/req", "p99 ÷ smallest", "cpu-eff. vs smallest"],
+                   dp_rows)
+    if err_rows:
+        out += ["", "Errors:", *err_rows]
+    out += ["", "nginx memory sums master + workers (RSS double-counts pages shared after fork; PSS does not).", ""]
+    return out
+
+
+def _reconfig_md(rc: dict[str, Any]) -> list[str]:
+    out = [f"## reconfig ({rc.get('mode')}, started {rc.get('started')}, {rc.get('wall_s')} s)", ""]
+    if "error" in rc:
+        return [*out, f"Failed: {rc['error']}", ""]
+    s = rc.get("settings", {})
+    out += [f"`{s.get('command')}` with {s.get('routes')} routes, {s.get('clients')} keep-alive retry-once clients "
+            f"on route r0; {s.get('edit')}; {s.get('edits')} edit(s), {s.get('settle_s')} s apart.", ""]
+    out += _table(["figure", "value"], [
+        ["startup to serving", f"{_f(rc.get('startup_to_serving_s'), 3)} s"],
+        ["time-to-visible, median", f"{_f(rc.get('time_to_visible_s_median'), 3)} s"],
+        ["time-to-visible, max", f"{_f(rc.get('time_to_visible_s_max'), 3)} s"],
+        ["controller reconcile (from its log), median", f"{_f(rc.get('controller_reconcile_s_median'), 3)} s"],
+        ["requests ok", str(rc.get("requests_ok"))],
+        ["requests failed after one retry", str(rc.get("requests_failed_after_retry"))],
+        ["raw connection errors (retried)", str(rc.get("raw_connection_errors"))],
+        ["nginx reloads / failures", f"{rc.get('nginx_reloads')} / {rc.get('nginx_reload_failures')}"],
+    ])
+    rows = _table(["edit", "time-to-visible s", "controller reconcile s"], [
+        [str(e["edit"]), _f(e["time_to_visible_s"], 3), _f(e.get("controller_reconcile_s"), 3)]
+        for e in rc.get("edits", [])])
+    return [*out, "", *rows, ""]
+
+
+def _machine_md(machine: dict[str, Any]) -> list[str]:
+    out = ["## machine", ""]
+    out += _table(["what", "value"], [[k, str(v)] for k, v in machine.items()])
+    return [*out, ""]
+
+
+def write(out_dir: Path, suites: dict[str, dict[str, Any]], machine: dict[str, Any]) -> None:
+    heads = headlines(suites)
+    md = [f"{name}: {value}" for name, value in heads]
+    modes = ", ".join(f"{k}={v.get('mode', '?')}" for k, v in suites.items())
+    md += ["", "# wardgate benchmark results", "",
+           f"Generated {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}; suites: {modes}. "
+           f"wardgate commit {machine.get('wardgate_commit')}"
+           f"{' (src modified)' if machine.get('wardgate_src_dirty') else ''}.", "",
+           "How to read: the first lines are ratios to baselines measured in the same run. "
+           "`x/limit` = req/s of x ÷ req/s of a hand-written minimal nginx proxy; "
+           "`cpu-efficiency` = the limit's CPU µs per request ÷ x's, the primary figure on 2 cores "
+           "(req/s is capped by wrk + backend on CPU 1). `p99 latency` and `scale p99` are latency ratios: "
+           "above 1 is slower. See bench/README.md.", ""]
+    for name, fn in (("dataplane", _dataplane_md), ("scale", _scale_md), ("reconfig", _reconfig_md)):
+        if name in suites:
+            md += fn(suites[name])
+    md += _machine_md(machine)
+    (out_dir / "latest.md").write_text("\n".join(md) + "\n")
+    write_json(out_dir / "latest.json", {
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine,
+        "headlines": {name: value for name, value in heads},
+        "suites": suites,
+    })
+    err = ensure_matplotlib()
+    if err:
+        log(f"no plot: {err}")
+        return
+    try:
+        plot(out_dir / "latest.png", suites)
+    except Exception as exc:  # a plot must never lose the numbers
+        log(f"plot failed: {exc!r}")
+
+
+def plot(path: Path, suites: dict[str, dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    (ax_cpu, ax_rps), (ax_scale, ax_rc) = axes
+    dp = suites.get("dataplane", {})
+    names, cpu, rps = [], [], []
+    for name, t in dp.get("targets", {}).items():
+        m = t.get("median")
+        if m:
+            names.append(name)
+            cpu.append(m.get("cpu_us_per_req") or 0)
+            rps.append((m.get("rps") or 0) / 1000)
+    if names:
+        ax_cpu.bar(names, cpu, color="tab:blue")
+        ax_cpu.set_title("dataplane: proxy CPU µs per request (lower is better)")
+        ax_cpu.set_ylabel("µs/req")
+        for i, v in enumerate(cpu):
+            ax_cpu.text(i, v, f"{v:.1f}", ha="center", va="bottom")
+        ax_rps.bar(names, rps, color="tab:green")
+        ax_rps.set_title("dataplane: req/s (wrk + backend share CPU 1)")
+        ax_rps.set_ylabel("k req/s")
+    else:
+        ax_cpu.set_title("dataplane: not run")
+        ax_rps.set_title("dataplane: not run")
+    sc = suites.get("scale", {})
+    sizes = sorted((int(n), e) for n, e in sc.get("sizes", {}).items() if e.get("reload_median"))
+    if sizes:
+        labels = [_size_label(n) for n, _ in sizes]
+        totals = [e["reload_median"].get("total_s") or 0 for _, e in sizes]
+        bottom = [0.0] * len(sizes)
+        for stage in ("load", "parse", "translate", "render", "apply_s", "other_s"):
+            vals = [100 * (e["reload_median"].get(stage) or 0) / t if t else 0
+                    for (_, e), t in zip(sizes, totals, strict=True)]
+            ax_scale.bar(labels, vals, bottom=bottom,
+                         label={"apply_s": "write + nginx -t + reload", "other_s": "other"}.get(stage, stage))
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+        for i, t in enumerate(totals):
+            ax_scale.text(i, 101, f"{t:.2f} s", ha="center", va="bottom")
+        ax_scale.set_ylim(0, 112)
+        ax_scale.set_ylabel("% of the reconcile")
+        ax_scale.set_title("scale: reconcile after one edit, share by stage (total on top)")
+        ax_scale.set_xlabel("HTTPRoutes")
+        ax_scale.legend(fontsize=7, loc="lower left")
+    else:
+        ax_scale.set_title("scale: not run")
+    rc = suites.get("reconfig", {})
+    edits = rc.get("edits", [])
+    if edits:
+        ax_rc.bar([str(e["edit"]) for e in edits], [e["time_to_visible_s"] for e in edits], color="tab:orange")
+        ax_rc.set_title(f"reconfig: time-to-visible per edit, {rc.get('settings', {}).get('routes')} routes (s)")
+        ax_rc.set_xlabel("edit")
+    else:
+        ax_rc.set_title("reconfig: not run")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,43 @@
+"""The benchmarks run end to end in quick mode and write readable results.
+
+No timing values are asserted: benchmarks report, tests only check that they work.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_bench_all_quick_writes_results() -> None:
+    out = Path(tempfile.mkdtemp(prefix="wardgate-bench-smoke-"))
+    out.chmod(0o755)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bench", "all", "--quick", "--out", str(out)],
+                              cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        lines = (out / "latest.md").read_text().splitlines()
+        head = lines[:15]
+        assert head[0].startswith("plain/limit:"), head
+        assert re.match(r"^plain/limit: \d+(\.\d+)?$", head[0]), head[0]
+        assert any(line.startswith("policies/limit: pending") for line in head), head
+        assert all(re.match(r"^[^:]+: \S", line) for line in head), head
+        for name in ("dataplane.json", "scale.json", "reconfig.json", "latest.json"):
+            doc = json.loads((out / name).read_text())
+            assert isinstance(doc, dict) and doc, name
+        latest = json.loads((out / "latest.json").read_text())
+        assert latest["suites"]["dataplane"]["targets"]["policies"]["policies"] is None
+        assert latest["machine"]["cores"]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
