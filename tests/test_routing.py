@@ -209,3 +209,50 @@ def test_backend_gets_the_raw_request_uri(gateway: Gateway, backends: Callable[.
         # Served inline (no header) and through an internal jump (header): the same raw URI.
         assert request(url(gateway, path), host="example.com").json["path"] == path
         assert request(url(gateway, path), host="example.com", headers={"X-V": "2"}).json["path"] == path
+
+
+def test_cors_filter(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    setup(gateway, backends, """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: r, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          rules:
+            - filters:
+                - type: CORS
+                  cors:
+                    allowOrigins: ["https://app.example.com", "https://*.partner.org"]
+                    allowMethods: [GET, POST]
+                    allowHeaders: [X-Token]
+                    exposeHeaders: [X-Trace]
+                    allowCredentials: true
+                    maxAge: 600
+              backendRefs: [{name: app, port: 80}]
+        """, "app")
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-token"}
+    r = request(url(gateway, "/api"), host="example.com", method="OPTIONS",
+                headers={"Origin": "https://a.b.partner.org", **preflight})
+    assert r.status == 204
+    assert r.headers["access-control-allow-origin"] == "https://a.b.partner.org"
+    assert r.headers["access-control-allow-methods"] == "GET, POST"
+    assert r.headers["access-control-allow-headers"] == "X-Token"
+    assert r.headers["access-control-allow-credentials"] == "true"
+    assert r.headers["access-control-max-age"] == "600"
+    assert r.headers["vary"] == "Origin"
+    denied = request(url(gateway, "/api"), host="example.com", method="OPTIONS",
+                     headers={"Origin": "https://evil.example", **preflight})
+    assert denied.status == 403
+    assert "access-control-allow-origin" not in denied.headers
+    # Actual requests reach the backend; only allowed origins get the headers.
+    ok = request(url(gateway, "/api"), host="example.com", headers={"Origin": "https://app.example.com"})
+    assert ok.status == 200 and ok.json["path"] == "/api"
+    assert ok.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert ok.headers["access-control-expose-headers"] == "X-Trace"
+    assert "access-control-allow-methods" not in ok.headers  # preflight-only
+    other = request(url(gateway, "/api"), host="example.com", headers={"Origin": "https://evil.example"})
+    assert other.status == 200
+    assert "access-control-allow-origin" not in other.headers
+    assert "access-control-allow-credentials" not in other.headers
+    # A plain OPTIONS (no Access-Control-Request-Method) is not a preflight: the backend answers.
+    assert request(url(gateway, "/api"), host="example.com", method="OPTIONS").json["method"] == "OPTIONS"

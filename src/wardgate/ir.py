@@ -104,6 +104,18 @@ class Mirror:
 
 
 @dataclass(frozen=True)
+class Cors:
+    """The CORS filter. Origins are "*" or scheme://host[:port] with an optional "*." host prefix."""
+
+    allow_origins: tuple[str, ...]
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    max_age: int = 5
+
+
+@dataclass(frozen=True)
 class RouteRef:
     """Where an action came from, for logs and errors."""
 
@@ -128,6 +140,7 @@ class Action:
     redirect: Redirect | None = None
     rewrite: Rewrite | None = None
     mirrors: tuple[Mirror, ...] = ()
+    cors: Cors | None = None
     # Answered by the gateway itself, e.g. 500 when no backend is valid.
     direct_status: int | None = None
     request_timeout_s: float | None = None

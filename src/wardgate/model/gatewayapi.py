@@ -257,6 +257,29 @@ class HTTPRequestMirrorFilter(Model):
     fraction: Fraction | None = None
 
 
+_ORIGIN = r"^(\*|https?://(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?)$"
+
+
+class HTTPCORSFilter(Model):
+    allow_origins: list[Annotated[str, Field(pattern=_ORIGIN, max_length=253)]] = Field(default_factory=list)
+    allow_methods: list[Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "*"]] \
+        = Field(default_factory=list)
+    allow_headers: list[Annotated[str, AfterValidator(lambda v: v if v == "*" else quoting.check_header_name(v))]] \
+        = Field(default_factory=list)
+    expose_headers: list[Annotated[str, AfterValidator(lambda v: v if v == "*" else quoting.check_header_name(v))]] \
+        = Field(default_factory=list)
+    allow_credentials: bool = False
+    max_age: Annotated[int, Field(ge=1, le=86400)] = 5
+
+    @model_validator(mode="after")
+    def _wildcards(self) -> HTTPCORSFilter:
+        for field, values in (("allowOrigins", self.allow_origins), ("allowMethods", self.allow_methods),
+                              ("allowHeaders", self.allow_headers), ("exposeHeaders", self.expose_headers)):
+            if "*" in values and len(values) > 1:
+                raise ValueError(f"{field}: '*' must be the only entry")
+        return self
+
+
 class LocalObjectReference(Model):
     group: str
     kind: str
@@ -279,6 +302,7 @@ class HTTPRouteFilter(Model):
     request_redirect: HTTPRequestRedirectFilter | None = None
     url_rewrite: HTTPURLRewriteFilter | None = None
     request_mirror: HTTPRequestMirrorFilter | None = None
+    cors: HTTPCORSFilter | None = None
     extension_ref: LocalObjectReference | None = None
 
     @model_validator(mode="after")
@@ -289,10 +313,11 @@ class HTTPRouteFilter(Model):
             "RequestRedirect": self.request_redirect,
             "URLRewrite": self.url_rewrite,
             "RequestMirror": self.request_mirror,
+            "CORS": self.cors,
             "ExtensionRef": self.extension_ref,
         }
         if self.type in needed and needed[self.type] is None:
-            field = "urlRewrite" if self.type == "URLRewrite" else self.type[0].lower() + self.type[1:]
+            field = {"URLRewrite": "urlRewrite", "CORS": "cors"}.get(self.type, self.type[0].lower() + self.type[1:])
             raise ValueError(f"filter type {self.type} needs the {field} field")
         return self
 
@@ -340,7 +365,7 @@ class HTTPRouteRule(Model):
             raise ValueError("filters: RequestRedirect and URLRewrite can't be used together")
         if "RequestRedirect" in types and self.backend_refs:
             raise ValueError("a rule with a RequestRedirect filter can't have backendRefs")
-        for t in ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"):
+        for t in ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite", "CORS"):
             if types.count(t) > 1:
                 raise ValueError(f"filters: {t} may appear only once per rule")
         return self

@@ -177,6 +177,8 @@ class _Renderer:
         redirect, where nginx no longer has the client's URI and it must be passed explicitly."""
         out: list[Directive] = [d("set", R("$wg_route"), Text(str(action.source)))]
         out += self._response_headers(action.response_headers)
+        if action.cors is not None:
+            out += self._cors(action.cors)
         if action.direct_status is not None:
             out.append(d("return", action.direct_status))
             return out
@@ -217,6 +219,71 @@ class _Renderer:
             out.append(d("proxy_pass", R("http://" + target)))
         else:
             out.append(d("proxy_pass", Expr((R("http://" + target), *(_expr_parts(uri) if uri else ())))))
+        return out
+
+    def _value_map(self, src: str, value: Arg) -> str:
+        """$var = value when $src is non-empty, else "" (add_header skips empty values)."""
+        key = ("value", src, repr(value))
+        if key not in self._maps:
+            var = self._var("wg_v")
+            self._maps[key] = var
+            self.http_extra.append(Directive("map", (R(src), R("$" + var)), [entry("", ""), d("default", value)]))
+        return "$" + self._maps[key]
+
+    def _cors_origin(self, cors: ir.Cors) -> str:
+        """$var = the request's Origin when the filter allows it, else ""."""
+        key = ("cors-origin", cors.allow_origins)
+        if key not in self._maps:
+            var = self._var("wg_c")
+            self._maps[key] = var
+            node = Directive("map", (R("$http_origin"), R("$" + var)), [])
+            assert node.block is not None
+            if "*" in cors.allow_origins:
+                node.block.append(d("default", R("$http_origin")))
+            else:
+                for origin in cors.allow_origins:
+                    scheme, _, host = origin.partition("://")
+                    host_rx = "[^/]+" + regex_escape(host[1:]) if host.startswith("*.") else regex_escape(host)
+                    node.block.append(entry(f"~*^{regex_escape(scheme)}://{host_rx}$", R("$http_origin")))
+                node.block.append(d("default", ""))
+            self.http_extra.append(node)
+        return "$" + self._maps[key]
+
+    def _cors(self, cors: ir.Cors) -> list[Directive]:
+        """Preflights are answered here: 204 with the CORS headers for an allowed origin, 403
+        without them otherwise. Other requests from allowed origins get the headers."""
+        origin = self._cors_origin(cors)
+        out = [
+            # $wg_preflight: "x" + the allowed origin ("x" alone: not allowed), empty if no preflight.
+            d("set", R("$wg_preflight"), ""),
+            Directive("if", _cond("$request_method", "=", R("OPTIONS")),
+                      [d("set", R("$wg_preflight"), Expr(("x", R(origin))))]),
+            Directive("if", _cond("$http_access_control_request_method", "=", ""),
+                      [d("set", R("$wg_preflight"), "")]),
+            Directive("if", _cond("$wg_preflight", "=", "x"), [d("return", 403)]),
+            d("add_header", "Access-Control-Allow-Origin", R(origin), R("always")),
+        ]
+        if "*" not in cors.allow_origins:
+            out.append(d("add_header", "Vary", "Origin", R("always")))
+        if cors.allow_credentials:
+            out.append(d("add_header", "Access-Control-Allow-Credentials", R(self._value_map(origin, "true")),
+                         R("always")))
+        if cors.expose_headers:
+            out.append(d("add_header", "Access-Control-Expose-Headers",
+                         R(self._value_map(origin, Text(", ".join(cors.expose_headers)))), R("always")))
+        # "*" answers with what the preflight asked for, which is valid with credentials too.
+        methods: Arg = (R("$http_access_control_request_method") if "*" in cors.allow_methods
+                        else ", ".join(cors.allow_methods))
+        out.append(d("add_header", "Access-Control-Allow-Methods", R(self._value_map("$wg_preflight", methods)),
+                     R("always")))
+        if cors.allow_headers:
+            headers: Arg = (R("$http_access_control_request_headers") if "*" in cors.allow_headers
+                            else Text(", ".join(cors.allow_headers)))
+            out.append(d("add_header", "Access-Control-Allow-Headers",
+                         R(self._value_map("$wg_preflight", headers)), R("always")))
+        out.append(d("add_header", "Access-Control-Max-Age",
+                     R(self._value_map("$wg_preflight", str(cors.max_age))), R("always")))
+        out.append(Directive("if", (R("("), R("$wg_preflight"), R(")")), [d("return", 204)]))
         return out
 
     def _per_backend(self, action: ir.Action, backends: list[ir.WeightedBackend], port: ir.Port,
@@ -480,6 +547,7 @@ class _Renderer:
                       [entry("~^(?<wg_rawpath_p>[^?]*)", R("$wg_rawpath_p"))]),
             # Variables set only in some locations must exist everywhere.
             Directive("map", (R("$host"), R("$wg_route")), [d("default", "")]),
+            Directive("map", (R("$host"), R("$wg_preflight")), [d("default", "")]),
         ]
         http.block += self.http_extra + upstreams + servers
         main.append(http)

@@ -19,7 +19,7 @@ from wardgate.translate.index import Index
 from wardgate.translate.routes import Attachment, Backend, BackendError, resolve_backend
 
 SUPPORTED_FILTERS = {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite",
-                     "RequestMirror"}
+                     "RequestMirror", "CORS"}
 
 
 def _header_ops(f: HTTPHeaderFilter | None) -> ir.HeaderOps:
@@ -80,6 +80,7 @@ class GatewayBuilder:
         redirect: ir.Redirect | None = None
         rewrite: ir.Rewrite | None = None
         mirrors: list[ir.Mirror] = []
+        cors: ir.Cors | None = None
         prefix = normalize_prefix(match.path.value) if match.path.type == "PathPrefix" else None
         for i, flt in enumerate(filters):
             where = f"{base}.filters[{i}]"
@@ -105,6 +106,10 @@ class GatewayBuilder:
                 rw = flt.url_rewrite
                 rewrite = ir.Rewrite(rw.hostname, rw.path.type if rw.path else None,
                                      rw.path.value if rw.path else None, prefix)
+            elif flt.type == "CORS" and flt.cors is not None:
+                c = flt.cors
+                cors = ir.Cors(tuple(c.allow_origins), tuple(c.allow_methods), tuple(c.allow_headers),
+                               tuple(c.expose_headers), c.allow_credentials, c.max_age)
             elif flt.type == "RequestMirror" and flt.request_mirror is not None:
                 m = flt.request_mirror
                 res = resolve_backend(m.backend_ref, route, self.index, f"{where}.requestMirror.backendRef")
@@ -134,10 +139,11 @@ class GatewayBuilder:
             direct = 500  # no usable backend: the spec asks for a 500
         timeouts = rule.timeouts
         return ir.Action(
-            len(self.actions), src, tuple(backends), req, resp, redirect, rewrite, tuple(mirrors), direct,
-            duration_seconds(timeouts.request) or None if timeouts and timeouts.request else None,
-            duration_seconds(timeouts.backend_request) or None if timeouts and timeouts.backend_request
-            else None,
+            len(self.actions), src, tuple(backends), req, resp, redirect, rewrite, tuple(mirrors), cors=cors,
+            direct_status=direct,
+            request_timeout_s=duration_seconds(timeouts.request) or None if timeouts and timeouts.request else None,
+            backend_timeout_s=duration_seconds(timeouts.backend_request) or None
+            if timeouts and timeouts.backend_request else None,
         )
 
     def rule_actions(self, route: HTTPRoute, r: int) -> list[int]:

@@ -102,6 +102,7 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset({
     "HTTPRouteRequestPercentageMirror",
     "HTTPRouteDestinationPortMatching",
     "GatewayHTTPSListenerDetectMisdirectedRequests",
+    "HTTPRouteCORS",
     "HTTPRouteRequestTimeout",
     "HTTPRouteParentRefPort",
     "GatewayPort8080",
