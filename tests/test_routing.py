@@ -256,3 +256,29 @@ def test_cors_filter(gateway: Gateway, backends: Callable[..., Backend]) -> None
     assert "access-control-allow-credentials" not in other.headers
     # A plain OPTIONS (no Access-Control-Request-Method) is not a preflight: the backend answers.
     assert request(url(gateway, "/api"), host="example.com", method="OPTIONS").json["method"] == "OPTIONS"
+
+
+def test_retry_policy(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    setup(gateway, backends, """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: r, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          rules:
+            - matches: [{path: {type: PathPrefix, value: /retry}, headers: [{name: X-Retry, value: "yes"}]}]
+              retry: {codes: [503], attempts: 2}
+              backendRefs: [{name: app, port: 80}]
+            - matches: [{path: {type: PathPrefix, value: /retry}}]
+              backendRefs: [{name: app, port: 80}]
+        """, "app")
+    def status(uuid: str, fail: int, code: int, **kw: object) -> int:
+        path = f"/retry/?uuid={uuid}&succeedAfter={fail}&responseCode={code}"
+        return request(url(gateway, path), host="x", **kw).status  # type: ignore[arg-type]
+
+    retry = {"X-Retry": "yes"}
+    # The echo backend fails the first `succeedAfter` attempts of a uuid with `responseCode`.
+    assert status("a", 2, 503, headers=retry) == 200  # two retries are enough
+    assert status("b", 3, 503, headers=retry) == 503  # three failures are not
+    assert status("c", 1, 500, headers=retry) == 500  # 500 is not in the policy's codes
+    assert status("d", 1, 503) == 503  # the rule without a policy doesn't retry

@@ -116,6 +116,14 @@ class Cors:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """Try again on these statuses (and on connection errors), `attempts` more times at most."""
+
+    codes: tuple[int, ...]
+    attempts: int
+
+
+@dataclass(frozen=True)
 class RouteRef:
     """Where an action came from, for logs and errors."""
 
@@ -141,6 +149,7 @@ class Action:
     rewrite: Rewrite | None = None
     mirrors: tuple[Mirror, ...] = ()
     cors: Cors | None = None
+    retry: Retry | None = None
     # Answered by the gateway itself, e.g. 500 when no backend is valid.
     direct_status: int | None = None
     request_timeout_s: float | None = None

@@ -351,12 +351,19 @@ class HTTPRouteTimeouts(Model):
         return self
 
 
+class HTTPRouteRetry(Model):
+    codes: list[Annotated[int, Field(ge=400, le=599)]] = Field(default_factory=list)
+    attempts: Annotated[int, Field(ge=0, le=10)] | None = None
+    backoff: Duration | None = None
+
+
 class HTTPRouteRule(Model):
     name: str | None = None
     matches: list[HTTPRouteMatch] = Field(default_factory=lambda: [HTTPRouteMatch()])
     filters: list[HTTPRouteFilter] = Field(default_factory=list)
     backend_refs: list[HTTPBackendRef] = Field(default_factory=list)
     timeouts: HTTPRouteTimeouts | None = None
+    retry: HTTPRouteRetry | None = None
 
     @model_validator(mode="after")
     def _filters(self) -> HTTPRouteRule:

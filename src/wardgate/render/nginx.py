@@ -71,6 +71,7 @@ class _Renderer:
         self.http_extra: list[Directive] = []  # maps and split_clients the servers need
         self.files: dict[str, str] = {}
         self._maps: dict[tuple[object, ...], str] = {}
+        self._retry_upstreams: dict[tuple[str, int], str] = {}
 
     # --- shared http-level helpers --------------------------------------------------------
 
@@ -195,6 +196,10 @@ class _Renderer:
         uri: Arg | None = Expr((*path, R("$is_args"), R("$args"))) if path else (
             R("$request_uri") if internal else None)
         backends = [b for b in action.backends if b.weight > 0]
+        if action.retry is not None:
+            out += self._retry(action.retry)
+            backends = [replace(b, upstream=self._retry_upstream(b.upstream, action.retry.attempts + 1))
+                        if b.upstream else b for b in backends]
         if len(backends) > 1 and any(b.request_headers or b.response_headers for b in backends):
             return out + self._per_backend(action, backends, port, server_ref)
         if len(backends) == 1 and backends[0].upstream:
@@ -220,6 +225,19 @@ class _Renderer:
         else:
             out.append(d("proxy_pass", Expr((R("http://" + target), *(_expr_parts(uri) if uri else ())))))
         return out
+
+    def _retry_upstream(self, upstream: str, tries: int) -> str:
+        key = (upstream, tries)
+        if key not in self._retry_upstreams:
+            self._retry_upstreams[key] = f"{upstream}_r{tries}"
+        return self._retry_upstreams[key]
+
+    @staticmethod
+    def _retry(retry: ir.Retry) -> list[Directive]:
+        if retry.attempts == 0:
+            return [d("proxy_next_upstream", R("off"))]
+        conditions = [R("error"), R("timeout"), *(R(f"http_{c}") for c in sorted(retry.codes))]
+        return [d("proxy_next_upstream", *conditions), d("proxy_next_upstream_tries", retry.attempts + 1)]
 
     def _value_map(self, src: str, value: Arg) -> str:
         """$var = value when $src is non-empty, else "" (add_header skips empty values)."""
@@ -506,7 +524,10 @@ class _Renderer:
                 servers.append(self._server(port, vhost, default=vhost.hostname == ""))
             if not has_catch_all:
                 servers.append(self._server(port, ir.VirtualHost("", ()), default=True))
+        by_name = {u.name: u for u in self.gw.upstreams}
         upstreams = [self._upstream(u) for u in self.gw.upstreams]
+        upstreams += [self._upstream(by_name[base], name, copies)
+                      for (base, copies), name in self._retry_upstreams.items()]
         main: list[Directive] = [d("load_module", f"{self.opts.modules_dir}/{m}") for m in MODULES]
         workers = self.opts.worker_processes
         main += [
@@ -556,10 +577,12 @@ class _Renderer:
         return self.files
 
     @staticmethod
-    def _upstream(up: ir.Upstream) -> Directive:
-        node = block("upstream", R(up.name))
+    def _upstream(up: ir.Upstream, name: str | None = None, copies: int = 1) -> Directive:
+        node = block("upstream", R(name or up.name))
         if up.endpoints:
-            for ep in up.endpoints:
+            # nginx retries on the *next* peer only; listing every endpoint `copies` times lets a
+            # retry policy try again even with a single pod.
+            for ep in up.endpoints * copies:
                 addr = f"[{ep.address}]" if ":" in ep.address else ep.address
                 # Gateway API has no passive health checking: a slow answer must not eject a pod.
                 node.add("server", R(f"{addr}:{ep.port}"), R("max_fails=0"))

@@ -18,6 +18,8 @@ from wardgate.translate.hostnames import covering_names, listener_matches, speci
 from wardgate.translate.index import Index
 from wardgate.translate.routes import Attachment, Backend, BackendError, resolve_backend
 
+# The statuses nginx's proxy_next_upstream can retry on.
+RETRY_CODES = frozenset({500, 502, 503, 504, 403, 404, 429})
 SUPPORTED_FILTERS = {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite",
                      "RequestMirror", "CORS"}
 
@@ -138,8 +140,20 @@ class GatewayBuilder:
         if redirect is None and not any(b.upstream for b in backends):
             direct = 500  # no usable backend: the spec asks for a 500
         timeouts = rule.timeouts
+        retry = None
+        if rule.retry is not None:
+            codes = tuple(c for c in rule.retry.codes if c in RETRY_CODES)
+            dropped = [c for c in rule.retry.codes if c not in RETRY_CODES]
+            if dropped:
+                self._warn(route, f"{base}.retry.codes", f"nginx can't retry on {dropped}; retried on "
+                                                         f"{sorted(RETRY_CODES)} and connection errors only")
+            if rule.retry.backoff:
+                self._warn(route, f"{base}.retry.backoff", "backoff is not supported: retries are immediate")
+            attempts = 1 if rule.retry.attempts is None else rule.retry.attempts
+            retry = ir.Retry(codes, attempts)
         return ir.Action(
             len(self.actions), src, tuple(backends), req, resp, redirect, rewrite, tuple(mirrors), cors=cors,
+            retry=retry,
             direct_status=direct,
             request_timeout_s=duration_seconds(timeouts.request) or None if timeouts and timeouts.request else None,
             backend_timeout_s=duration_seconds(timeouts.backend_request) or None

@@ -103,6 +103,7 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset({
     "HTTPRouteDestinationPortMatching",
     "GatewayHTTPSListenerDetectMisdirectedRequests",
     "HTTPRouteCORS",
+    "HTTPRouteRetry",
     "HTTPRouteRequestTimeout",
     "HTTPRouteParentRefPort",
     "GatewayPort8080",
