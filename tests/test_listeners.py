@@ -9,6 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 import trustme
+import yaml
 
 from conftest import Backend, Gateway, request
 
@@ -200,3 +201,60 @@ def test_cross_namespace_rules(gateway: Gateway, backends: Callable[..., Backend
     st = gateway.status("HTTPRoute", "stranger", "other")["parents"][0]["conditions"]
     assert [(c["type"], c["status"], c["reason"]) for c in st] == [
         ("Accepted", "False", "NotAllowedByListeners"), ("ResolvedRefs", "False", "RefNotPermitted")]
+
+
+@pytest.mark.parametrize("mode", ["AllowValidOnly", "AllowInsecureFallback"])
+def test_client_certificate_validation(gateway: Gateway, backends: Callable[..., Backend], mode: str) -> None:
+    server_ca, client_ca, other_ca = trustme.CA(), trustme.CA(), trustme.CA()
+    app = backends("app")
+    config_map = yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap",
+                                 "metadata": {"name": "clients-ca", "namespace": "default"},
+                                 "data": {"ca.crt": client_ca.cert_pem.bytes().decode()}})
+    gateway.write("gw.yaml", config_map, f"""\
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata: {{name: gw, namespace: default}}
+        spec:
+          gatewayClassName: wardgate
+          tls:
+            frontend:
+              default:
+                validation:
+                  mode: {mode}
+                  caCertificateRefs: [{{kind: ConfigMap, group: "", name: clients-ca}}]
+          listeners:
+            - name: https
+              protocol: HTTPS
+              port: 8443
+              tls: {{certificateRefs: [{{name: server-cert}}]}}
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {{name: app, namespace: default}}
+        spec:
+          parentRefs: [{{name: gw}}]
+          rules: [{{backendRefs: [{{name: app, port: 80}}]}}]
+        """, tls_secret("server-cert", server_ca, "secure.example.com"), app.manifests())
+    gateway.reconcile()
+
+    def get(client: trustme.CA | None) -> int:
+        ctx = ssl.create_default_context()
+        server_ca.configure_trust(ctx)
+        if client is not None:
+            client.issue_cert("client@example.com").configure_cert(ctx)
+        with httpx.Client(verify=ctx) as c:
+            return c.get(f"https://{gateway.address()}:8443/", headers={"Host": "secure.example.com"},
+                         extensions={"sni_hostname": "secure.example.com"}).status_code
+
+    assert get(client_ca) == 200
+    if mode == "AllowValidOnly":
+        # Refused at the transport: the connection closes without an HTTP answer.
+        for client in (None, other_ca):
+            with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError)):
+                get(client)
+    else:
+        assert get(None) == 200
+        assert get(other_ca) == 200
+        conds = {c["type"]: c["status"] for c in gateway.status("Gateway", "gw")["conditions"]}
+        assert conds["InsecureFrontendValidationMode"] == "True"

@@ -182,6 +182,16 @@ class TLSCertificate:
 
 
 @dataclass(frozen=True)
+class ClientValidation:
+    """Client certificates on an HTTPS port: verified against `ca_pem`, or only asked for when
+    `insecure_fallback` (then requests without a valid certificate are served too)."""
+
+    name: str
+    ca_pem: str
+    insecure_fallback: bool = False
+
+
+@dataclass(frozen=True)
 class VirtualHost:
     """A hostname on one port. "" is the catch-all; "*.x" is a suffix wildcard."""
 
@@ -203,6 +213,7 @@ class Port:
     default_certificate: TLSCertificate | None = None
     # (listener hostname or "", listener name) of every listener served on this port.
     listeners: tuple[tuple[str, str], ...] = ()
+    client_validation: ClientValidation | None = None
 
 
 @dataclass(frozen=True)

@@ -118,11 +118,42 @@ class GatewayInfrastructure(Model):
     parameters_ref: LocalParametersReference | None = None
 
 
+class ObjectReference(Model):
+    group: str = ""
+    kind: str
+    name: str
+    namespace: str | None = None
+
+
+class FrontendTLSValidation(Model):
+    ca_certificate_refs: Annotated[list[ObjectReference], Field(min_length=1, max_length=8)]
+    mode: Literal["AllowValidOnly", "AllowInsecureFallback"] = "AllowValidOnly"
+
+
+class TLSConfig(Model):
+    validation: FrontendTLSValidation | None = None
+
+
+class TLSPortConfig(Model):
+    port: PortNumber
+    tls: TLSConfig
+
+
+class FrontendTLSConfig(Model):
+    default: TLSConfig = Field(default_factory=TLSConfig)
+    per_port: list[TLSPortConfig] = Field(default_factory=list)
+
+
+class GatewayTLSConfigs(Model):
+    frontend: FrontendTLSConfig | None = None
+
+
 class GatewaySpec(Model):
     gateway_class_name: str
     listeners: Annotated[list[Listener], Field(min_length=1, max_length=64)]
     addresses: list[GatewayAddress] = Field(default_factory=list)
     infrastructure: GatewayInfrastructure | None = None
+    tls: GatewayTLSConfigs | None = None
 
     @field_validator("listeners")
     @classmethod

@@ -368,6 +368,8 @@ class _Renderer:
         cert = vhost.certificate or (port.default_certificate if default else None)
         if port.protocol == "HTTPS":
             self._tls(srv, cert)
+            if cert is not None and port.client_validation is not None:
+                self._client_validation(srv, port.client_validation)
             if cert is not None and len(port.listeners) > 1:
                 # The TLS name chose another listener than the Host header: HTTP/2 connection
                 # reuse or a confused client. RFC 9110 says 421, and the client retries.
@@ -378,6 +380,20 @@ class _Renderer:
         assert srv.block is not None
         srv.block += locations + extra
         return srv
+
+    def _client_validation(self, srv: Directive, cv: ir.ClientValidation) -> None:
+        path = f"certs/{cv.name}.pem"
+        self.files[path] = cv.ca_pem
+        srv.add("ssl_client_certificate", path)
+        srv.add("ssl_verify_depth", 4)
+        if cv.insecure_fallback:
+            srv.add("ssl_verify_client", R("optional_no_ca"))
+            return
+        srv.add("ssl_verify_client", R("on"))
+        # nginx answers a missing or bad client certificate with an HTTP 400 (codes 495/496);
+        # closing the connection instead (444) refuses it at the transport, as clients expect.
+        srv.add("error_page", 495, 496, R("@wg_client_cert"))
+        srv.block_append(Directive("location", (R("@wg_client_cert"),), [d("return", 444)]))
 
     def _sni_listener(self, port: ir.Port) -> str:
         """$var naming the listener that owns the connection's SNI name on this port."""

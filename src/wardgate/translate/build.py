@@ -211,9 +211,12 @@ class GatewayBuilder:
                 vhosts.append(ir.VirtualHost(host, tuple(matches), owner.certificate, owner.name))
             protocol = listeners[0].listener.protocol
             default_cert = next((p.certificate for p in listeners if not p.listener.hostname), None)
+            # Client validation is configured per port, so every listener on it has the same.
+            validation = next((p.client_validation for p in listeners if p.client_validation), None)
             out_ports.append(ir.Port(port, "HTTPS" if protocol == "HTTPS" else "HTTP", tuple(vhosts),
                                      default_cert,
-                                     tuple((p.listener.hostname or "", p.name) for p in listeners)))
+                                     tuple((p.listener.hostname or "", p.name) for p in listeners),
+                                     validation))
         return ir.Gateway(gw.namespace, gw.name, tuple(out_ports), tuple(self.upstreams.values()),
                           tuple(self.actions))
 

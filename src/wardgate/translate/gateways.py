@@ -31,6 +31,7 @@ class ListenerPlan:
     conflicted: bool = False
     conflict_reason: str = "NoConflicts"
     certificate: ir.TLSCertificate | None = None
+    client_validation: ir.ClientValidation | None = None
     attached: int = 0
 
     @property
@@ -55,6 +56,7 @@ class GatewayPlan:
     accepted_reason: str = "Accepted"
     accepted_message: str = "Gateway is accepted"
     problems: list[str] = field(default_factory=list)
+    insecure_fallback: bool = False
 
 
 def _check_certificate(cert: bytes, key: bytes) -> str | None:
@@ -115,6 +117,58 @@ def _resolve_certificates(gw: Gateway, plan: ListenerPlan, index: Index) -> None
         plan.certificate = ir.TLSCertificate(f"cert-{digest}", cert.decode(), key.decode())
 
 
+def _check_ca(pem: bytes) -> str | None:
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_verify_locations(cadata=pem.decode())
+    except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
+        return f"not a PEM CA certificate: {exc}"
+    return None
+
+
+def _resolve_client_validation(gw: Gateway, plan: ListenerPlan, index: Index) -> None:
+    """spec.tls.frontend: the CA bundle for this listener's port (perPort, else default)."""
+    frontend = gw.spec.tls.frontend if gw.spec.tls else None
+    if frontend is None:
+        return
+    where = "spec.tls.frontend.default"
+    config = frontend.default
+    for i, pp in enumerate(frontend.per_port):
+        if pp.port == plan.listener.port:
+            where, config = f"spec.tls.frontend.perPort[{i}].tls", pp.tls
+    validation = config.validation
+    if validation is None:
+        return
+    pems: list[bytes] = []
+    for i, ref in enumerate(validation.ca_certificate_refs):
+        field = f"{where}.validation.caCertificateRefs[{i}]"
+        ns = ref.namespace or gw.namespace
+        reason, message = "", ""
+        if ref.group not in ("", "core") or ref.kind != "ConfigMap":
+            reason, message = "InvalidCACertificateKind", f"{field}: only core ConfigMaps hold CA certificates"
+        elif ns != gw.namespace and not index.grant_allows(GROUP, "Gateway", gw.namespace, "", "ConfigMap", ns,
+                                                           ref.name):
+            reason, message = "RefNotPermitted", f"{field}: no ReferenceGrant in {ns} allows this Gateway to use it"
+        else:
+            cm = index.config_maps.get((ns, ref.name))
+            pem = cm.data.get("ca.crt") if cm else None
+            error = (f"ConfigMap {ns}/{ref.name} not found" if cm is None else
+                     "ConfigMap has no ca.crt" if not pem else _check_ca(pem.encode()))
+            if error or not pem:
+                reason, message = "InvalidCACertificateRef", f"{field}: {error}"
+            else:
+                pems.append(pem.encode())
+        if reason:
+            plan.resolved, plan.resolved_reason, plan.resolved_message = False, reason, message
+            plan.accepted, plan.accepted_reason = False, "NoValidCACertificate"
+            plan.accepted_message = "client certificate validation has no usable CA certificate"
+            return
+    bundle = b"\n".join(p.strip() for p in pems) + b"\n"
+    plan.client_validation = ir.ClientValidation(f"ca-{hashlib.sha256(bundle).hexdigest()[:16]}",
+                                                 bundle.decode(),
+                                                 validation.mode == "AllowInsecureFallback")
+
+
 def plan_gateway(gw: Gateway, index: Index, parameters_supported: bool = False) -> GatewayPlan:
     plans: list[ListenerPlan] = []
     for lst in gw.spec.listeners:
@@ -136,9 +190,12 @@ def plan_gateway(gw: Gateway, index: Index, parameters_supported: bool = False) 
                 plan.resolved_message = f"unsupported route kinds: {', '.join(bad)}"
         if lst.protocol == "HTTPS" and plan.resolved:
             _resolve_certificates(gw, plan, index)
+        if lst.protocol == "HTTPS" and plan.resolved and plan.accepted:
+            _resolve_client_validation(gw, plan, index)
         plans.append(plan)
     _mark_conflicts(plans)
     result = GatewayPlan(gw, plans)
+    result.insecure_fallback = any(p.client_validation and p.client_validation.insecure_fallback for p in plans)
     infra = gw.spec.infrastructure
     if infra and infra.parameters_ref and not parameters_supported:
         ref = infra.parameters_ref
@@ -212,7 +269,9 @@ def gateway_status(plan: GatewayPlan, addresses: list[str], now: str,
             condition("Accepted", plan.accepted, plan.accepted_reason, plan.accepted_message, gen, now),
             condition("Programmed", gw_prog, "Programmed" if gw_prog else "Invalid",
                       "Gateway is programmed in nginx" if gw_prog else "Gateway is not programmed", gen, now),
-        ],
+        ] + ([condition("InsecureFrontendValidationMode", True, "ConfigurationChanged",
+                        "client certificates are requested but not required (AllowInsecureFallback)", gen, now)]
+             if plan.insecure_fallback else []),
         "listeners": listeners,
     }
     return ObjectStatus("Gateway", gw.namespace, gw.name, gen, status)

@@ -104,6 +104,8 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset({
     "GatewayHTTPSListenerDetectMisdirectedRequests",
     "HTTPRouteCORS",
     "HTTPRouteRetry",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
     "HTTPRouteRequestTimeout",
     "HTTPRouteParentRefPort",
     "GatewayPort8080",
