@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 import trustme
 import yaml
 
-from conftest import Backend, Gateway, request
+from conftest import Backend, Gateway, loopback_subnet, request
+from wardgate.verify.echo import EchoIdentity, EchoServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -258,3 +260,75 @@ def test_client_certificate_validation(gateway: Gateway, backends: Callable[...,
         assert get(other_ca) == 200
         conds = {c["type"]: c["status"] for c in gateway.status("Gateway", "gw")["conditions"]}
         assert conds["InsecureFrontendValidationMode"] == "True"
+
+
+def test_backend_tls_policy_and_gateway_client_certificate(gateway: Gateway, world_dir: Path) -> None:
+    backend_ca, client_ca, wrong_ca = trustme.CA(), trustme.CA(), trustme.CA()
+    server = backend_ca.issue_cert("app.internal")
+    server.private_key_and_cert_chain_pem.write_to_path(str(world_dir / "server.pem"))
+    client_ca.cert_pem.write_to_path(str(world_dir / "clients-ca.pem"))
+    net = loopback_subnet()
+    echo = EchoServer(f"{net}.1", 8443, EchoIdentity("default", "app-abc12-00000"),
+                      certfile=str(world_dir / "server.pem"), keyfile=str(world_dir / "server.pem"),
+                      client_ca=str(world_dir / "clients-ca.pem"), log=lambda _line: None).start()
+    try:
+        def config_map(name: str, ca: trustme.CA) -> str:
+            return yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap",
+                                   "metadata": {"name": name, "namespace": "default"},
+                                   "data": {"ca.crt": ca.cert_pem.bytes().decode()}})
+
+        def write(ca_map: str) -> None:
+            gateway.write("gw.yaml", config_map("backend-ca", backend_ca), "---\n" + config_map("wrong-ca", wrong_ca),
+                          f"""\
+                ---
+                apiVersion: gateway.networking.k8s.io/v1
+                kind: Gateway
+                metadata: {{name: gw, namespace: default}}
+                spec:
+                  gatewayClassName: wardgate
+                  tls: {{backend: {{clientCertificateRef: {{name: gw-client}}}}}}
+                  listeners: [{{name: http, protocol: HTTP, port: 8080}}]
+                ---
+                apiVersion: gateway.networking.k8s.io/v1
+                kind: HTTPRoute
+                metadata: {{name: app, namespace: default}}
+                spec:
+                  parentRefs: [{{name: gw}}]
+                  rules: [{{backendRefs: [{{name: app, port: 443}}]}}]
+                ---
+                apiVersion: gateway.networking.k8s.io/v1
+                kind: BackendTLSPolicy
+                metadata: {{name: app-tls, namespace: default}}
+                spec:
+                  targetRefs: [{{group: "", kind: Service, name: app}}]
+                  validation:
+                    hostname: app.internal
+                    caCertificateRefs: [{{group: "", kind: ConfigMap, name: {ca_map}}}]
+                ---
+                apiVersion: v1
+                kind: Service
+                metadata: {{name: app, namespace: default}}
+                spec: {{ports: [{{name: https, port: 443, targetPort: 8443}}]}}
+                ---
+                apiVersion: discovery.k8s.io/v1
+                kind: EndpointSlice
+                metadata: {{name: app, namespace: default, labels: {{kubernetes.io/service-name: app}}}}
+                addressType: IPv4
+                ports: [{{name: https, port: 8443}}]
+                endpoints: [{{addresses: ["{net}.1"]}}]
+                """, tls_secret("gw-client", client_ca, "gateway.example.com"))
+            gateway.reconcile()
+
+        write("backend-ca")
+        r = request(f"http://{gateway.address()}:8080/x", host="example.com")
+        assert r.status == 200
+        assert r.json["tls"]["serverName"] == "app.internal"  # SNI from the policy's hostname
+        assert len(r.json["tls"]["peerCertificates"]) == 1  # the Gateway's client certificate
+        ancestors = gateway.status("BackendTLSPolicy", "app-tls")["ancestors"]
+        assert ancestors[0]["ancestorRef"]["name"] == "gw"
+        assert ancestors[0]["conditions"][0]["status"] == "True"
+        # A CA that didn't sign the backend's certificate: nginx refuses the upstream (502).
+        write("wrong-ca")
+        assert request(f"http://{gateway.address()}:8080/x", host="example.com").status == 502
+    finally:
+        echo.stop()

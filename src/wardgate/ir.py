@@ -21,12 +21,33 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class TLSCertificate:
+    """PEM material; `name` is a stable file-safe identifier."""
+
+    name: str
+    cert_pem: str
+    key_pem: str
+
+
+@dataclass(frozen=True)
+class UpstreamTLS:
+    """TLS to the backend (BackendTLSPolicy): verify against `ca_pem` (None: the system CAs) for
+    `server_name`, which is also sent as SNI; present `client_certificate` if the Gateway has one."""
+
+    server_name: str
+    ca_name: str | None = None
+    ca_pem: str | None = None
+    client_certificate: TLSCertificate | None = None
+
+
+@dataclass(frozen=True)
 class Upstream:
     """A Service port resolved to endpoints. `name` is unique within one Gateway."""
 
     name: str
     endpoints: tuple[Endpoint, ...]
     protocol: BackendProtocol = "http"
+    tls: UpstreamTLS | None = None
 
 
 @dataclass(frozen=True)
@@ -170,15 +191,6 @@ class Match:
     @property
     def conditional(self) -> bool:
         return bool(self.method or self.headers or self.query)
-
-
-@dataclass(frozen=True)
-class TLSCertificate:
-    """PEM material; `name` is a stable file-safe identifier."""
-
-    name: str
-    cert_pem: str
-    key_pem: str
 
 
 @dataclass(frozen=True)

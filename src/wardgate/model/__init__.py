@@ -13,6 +13,7 @@ from wardgate.model.base import Resource
 from wardgate.model.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
 from wardgate.model.gatewayapi import (
     GROUP,
+    BackendTLSPolicy,
     Gateway,
     GatewayClass,
     HTTPRoute,
@@ -26,13 +27,14 @@ KINDS: dict[tuple[str, str], type[Resource]] = {
     (GROUP, "Gateway"): Gateway,
     (GROUP, "HTTPRoute"): HTTPRoute,
     (GROUP, "ReferenceGrant"): ReferenceGrant,
+    (GROUP, "BackendTLSPolicy"): BackendTLSPolicy,
     ("", "Namespace"): Namespace,
     ("", "Service"): Service,
     ("", "Secret"): Secret,
     ("", "ConfigMap"): ConfigMap,
     ("discovery.k8s.io", "EndpointSlice"): EndpointSlice,
 }
-SUPPORTED_VERSIONS = {GROUP: {"v1", "v1beta1"}, "": {"v1"}, "discovery.k8s.io": {"v1"}}
+SUPPORTED_VERSIONS = {GROUP: {"v1", "v1beta1", "v1alpha3"}, "": {"v1"}, "discovery.k8s.io": {"v1"}}
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

@@ -144,8 +144,13 @@ class FrontendTLSConfig(Model):
     per_port: list[TLSPortConfig] = Field(default_factory=list)
 
 
+class GatewayBackendTLS(Model):
+    client_certificate_ref: SecretObjectReference | None = None
+
+
 class GatewayTLSConfigs(Model):
     frontend: FrontendTLSConfig | None = None
+    backend: GatewayBackendTLS | None = None
 
 
 class GatewaySpec(Model):
@@ -440,3 +445,33 @@ class ReferenceGrantSpec(Model):
 
 class ReferenceGrant(Resource):
     spec: ReferenceGrantSpec
+
+
+class PolicyTargetReference(Model):
+    group: str = ""
+    kind: str
+    name: str
+    section_name: str | None = None
+
+
+class BackendTLSPolicyValidation(Model):
+    ca_certificate_refs: list[ObjectReference] = Field(default_factory=list)
+    well_known_ca_certificates: Literal["System"] | None = None
+    hostname: PreciseHostname
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BackendTLSPolicyValidation:
+        if bool(self.ca_certificate_refs) == bool(self.well_known_ca_certificates):
+            raise ValueError("set exactly one of caCertificateRefs and wellKnownCACertificates")
+        return self
+
+
+class BackendTLSPolicySpec(Model):
+    target_refs: Annotated[list[PolicyTargetReference], Field(min_length=1, max_length=16)]
+    validation: BackendTLSPolicyValidation
+
+
+class BackendTLSPolicy(Resource):
+    """TLS from the gateway to a Service's pods, verified against a CA and a hostname."""
+
+    spec: BackendTLSPolicySpec

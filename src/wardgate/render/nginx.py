@@ -11,6 +11,7 @@ Routing model (see docs/architecture.md):
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
@@ -49,6 +50,8 @@ class RenderOptions:
     worker_processes: int | None = None  # None: one per core
     worker_connections: int = 4096
     access_log: bool = True
+    # Trust anchors for BackendTLSPolicy wellKnownCACertificates: System.
+    system_ca_file: str = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def R(text: str) -> Raw:
@@ -68,6 +71,7 @@ class _Renderer:
         self.gw = gw
         self.opts = opts
         self.actions = {a.id: a for a in gw.actions}
+        self.upstreams = {u.name: u for u in gw.upstreams}
         self.http_extra: list[Directive] = []  # maps and split_clients the servers need
         self.files: dict[str, str] = {}
         self._maps: dict[tuple[object, ...], str] = {}
@@ -220,10 +224,40 @@ class _Renderer:
             # An action served inline in several locations shares one mirror location.
             if not any(n.name == "location" and n.args[1:] == (loc,) for n in server_ref):
                 server_ref.append(self._mirror_location(loc, mirror, action))
+        scheme = "http"
+        tls = self._backend_tls([b.upstream for b in backends if b.upstream])
+        if tls is not None:
+            scheme = "https"
+            out += self._proxy_ssl(tls)
         if uri is None and not target.startswith("$"):
-            out.append(d("proxy_pass", R("http://" + target)))
+            out.append(d("proxy_pass", R(f"{scheme}://{target}")))
         else:
-            out.append(d("proxy_pass", Expr((R("http://" + target), *(_expr_parts(uri) if uri else ())))))
+            out.append(d("proxy_pass", Expr((R(f"{scheme}://{target}"), *(_expr_parts(uri) if uri else ())))))
+        return out
+
+    def _backend_tls(self, names: list[str]) -> ir.UpstreamTLS | None:
+        """The TLS settings shared by these upstreams (retry copies map to their base)."""
+        settings = {self.upstreams[re.sub(r"_r[0-9]+$", "", n)].tls for n in names}
+        if len(settings) > 1:
+            raise ValueError("the backends of one rule must all use TLS (BackendTLSPolicy) with the same "
+                             "settings, or none")
+        return settings.pop() if settings else None
+
+    def _proxy_ssl(self, tls: ir.UpstreamTLS) -> list[Directive]:
+        out = [d("proxy_ssl_server_name", R("on")), d("proxy_ssl_name", tls.server_name),
+               d("proxy_ssl_verify", R("on")), d("proxy_ssl_verify_depth", 4),
+               d("proxy_ssl_session_reuse", R("on"))]
+        if tls.ca_pem is not None and tls.ca_name is not None:
+            path = f"certs/{tls.ca_name}.pem"
+            self.files[path] = tls.ca_pem
+            out.append(d("proxy_ssl_trusted_certificate", path))
+        else:
+            out.append(d("proxy_ssl_trusted_certificate", self.opts.system_ca_file))
+        cert = tls.client_certificate
+        if cert is not None:
+            path = f"certs/{cert.name}.pem"
+            self.files[path] = cert.cert_pem.rstrip("\n") + "\n" + cert.key_pem.rstrip("\n") + "\n"
+            out += [d("proxy_ssl_certificate", path), d("proxy_ssl_certificate_key", path)]
         return out
 
     def _retry_upstream(self, upstream: str, tries: int) -> str:
@@ -333,7 +367,11 @@ class _Renderer:
             var = self._split(("mirror", loc), [(mirror.percent, "1"), (100.0 - mirror.percent, "")])
             node.block.append(Directive("if", _cond("$" + var, "=", ""), [d("return", 204)]))
         node.block += self._proxy_headers(action)
-        node.block.append(d("proxy_pass", Expr((R(f"http://{mirror.upstream}"), R("$request_uri")))))
+        tls = self._backend_tls([mirror.upstream])
+        if tls is not None:
+            node.block += self._proxy_ssl(tls)
+        scheme = "https" if tls else "http"
+        node.block.append(d("proxy_pass", Expr((R(f"{scheme}://{mirror.upstream}"), R("$request_uri")))))
         return node
 
     def _redirect(self, rd: ir.Redirect, port: ir.Port) -> list[Directive]:

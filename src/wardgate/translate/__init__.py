@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from wardgate import CONTROLLER_NAME, ir
 from wardgate.errors import Problem
 from wardgate.model import ResourceSet
-from wardgate.model.gatewayapi import Gateway, GatewayClass
+from wardgate.model.gatewayapi import GROUP, Gateway, GatewayClass
+from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.build import GatewayBuilder
 from wardgate.translate.conditions import ObjectStatus, condition
 from wardgate.translate.gateways import GatewayPlan, gateway_status, plan_gateway
@@ -76,6 +77,7 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
         if res.parents:
             out.statuses.append(ObjectStatus("HTTPRoute", route.namespace, route.name,
                                              route.metadata.generation, {"parents": res.parents}))
+    ancestors: dict[tuple[str, str], list[tuple[tuple[str, str], PolicyResult]]] = {}
     for key, plan in out.plans.items():
         builder = GatewayBuilder(plan, index)
         attachments = [a for res in results for a in res.attachments.get(key, [])]
@@ -83,6 +85,31 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
             out.gateways.append(builder.build(attachments))
         out.problems.extend(builder.problems)
         out.statuses.append(gateway_status(plan, list(opts.addresses), now))
+        for pkey, result in builder.policies.items():
+            ancestors.setdefault(pkey, []).append((key, result))
+    out.statuses += _backend_tls_statuses(ancestors, opts.controller_name, now)
+    return out
+
+
+def _backend_tls_statuses(ancestors: dict[tuple[str, str], list[tuple[tuple[str, str], PolicyResult]]],
+                          controller: str, now: str) -> list[ObjectStatus]:
+    """status.ancestors of each BackendTLSPolicy: one entry per Gateway whose routes reach it."""
+    out = []
+    for entries in ancestors.values():
+        policy = entries[0][1].policy
+        gen = policy.metadata.generation
+        items = []
+        for (gw_ns, gw_name), result in sorted(entries, key=lambda e: e[0]):
+            ok = result.tls is not None
+            items.append({
+                "ancestorRef": {"group": GROUP, "kind": "Gateway", "namespace": gw_ns, "name": gw_name},
+                "controllerName": controller,
+                "conditions": [
+                    condition("Accepted", ok, "Accepted" if ok else "Invalid", result.message, gen, now),
+                    condition("ResolvedRefs", ok, "ResolvedRefs" if ok else result.reason, result.message, gen, now),
+                ],
+            })
+        out.append(ObjectStatus("BackendTLSPolicy", policy.namespace, policy.name, gen, {"ancestors": items}))
     return out
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from wardgate import ir
 from wardgate.errors import Problem
@@ -13,6 +13,7 @@ from wardgate.model.gatewayapi import (
     HTTPRouteRule,
     duration_seconds,
 )
+from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan
 from wardgate.translate.hostnames import covering_names, listener_matches, specificity
 from wardgate.translate.index import Index
@@ -52,14 +53,22 @@ class GatewayBuilder:
     index: Index
     problems: list[Problem] = field(default_factory=list)
     upstreams: dict[tuple[str, str, int], ir.Upstream] = field(default_factory=dict)
+    # BackendTLSPolicies this Gateway's routes reach, for their ancestor status.
+    policies: dict[tuple[str, str], PolicyResult] = field(default_factory=dict)
     actions: list[ir.Action] = field(default_factory=list)
     _rules: dict[tuple[str, str, int], _RuleActions] = field(default_factory=dict)
 
-    def _upstream(self, b: Backend) -> str:
+    def _upstream(self, b: Backend) -> str | None:
+        """The upstream for a backend; None when its BackendTLSPolicy is invalid."""
+        if b.policy is not None:
+            self.policies[b.policy.policy.key] = b.policy
+            if b.tls is None:
+                return None
         key = (b.namespace, b.service, b.port)
         up = self.upstreams.get(key)
         if up is None:
-            up = ir.Upstream(f"wg_u{len(self.upstreams)}", b.endpoints, b.protocol)
+            tls = replace(b.tls, client_certificate=self.plan.backend_client_certificate) if b.tls else None
+            up = ir.Upstream(f"wg_u{len(self.upstreams)}", b.endpoints, b.protocol, tls)
             self.upstreams[key] = up
         return up.name
 
@@ -115,13 +124,14 @@ class GatewayBuilder:
             elif flt.type == "RequestMirror" and flt.request_mirror is not None:
                 m = flt.request_mirror
                 res = resolve_backend(m.backend_ref, route, self.index, f"{where}.requestMirror.backendRef")
-                if isinstance(res, Backend):
+                upstream = self._upstream(res) if isinstance(res, Backend) else None
+                if upstream is not None:
                     pct = 100.0
                     if m.percent is not None:
                         pct = float(m.percent)
                     elif m.fraction is not None:
                         pct = 100.0 * m.fraction.numerator / m.fraction.denominator
-                    mirrors.append(ir.Mirror(self._upstream(res), pct))
+                    mirrors.append(ir.Mirror(upstream, pct))
         backends: list[ir.WeightedBackend] = []
         for i, ref in enumerate(rule.backend_refs):
             if ref.weight == 0:
@@ -130,6 +140,10 @@ class GatewayBuilder:
             name = self._upstream(res) if isinstance(res, Backend) else None
             if isinstance(res, BackendError):
                 self._warn(route, res.field, res.detail)
+            elif name is None and res.policy is not None:
+                self._warn(route, f"{base}.backendRefs[{i}]",
+                           f"BackendTLSPolicy {res.policy.policy.ref()} is invalid ({res.policy.message}); "
+                           "the backend is not used")
             own_req, own_resp = ir.HeaderOps(), ir.HeaderOps()
             if len(rule.backend_refs) > 1:
                 for flt in ref.filters:

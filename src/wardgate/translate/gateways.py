@@ -57,6 +57,11 @@ class GatewayPlan:
     accepted_message: str = "Gateway is accepted"
     problems: list[str] = field(default_factory=list)
     insecure_fallback: bool = False
+    # spec.tls.backend.clientCertificateRef, presented to TLS backends.
+    backend_client_certificate: ir.TLSCertificate | None = None
+    resolved: bool = True
+    resolved_reason: str = "ResolvedRefs"
+    resolved_message: str = "All references are resolved"
 
 
 def _check_certificate(cert: bytes, key: bytes) -> str | None:
@@ -117,7 +122,7 @@ def _resolve_certificates(gw: Gateway, plan: ListenerPlan, index: Index) -> None
         plan.certificate = ir.TLSCertificate(f"cert-{digest}", cert.decode(), key.decode())
 
 
-def _check_ca(pem: bytes) -> str | None:
+def check_ca_pem(pem: bytes) -> str | None:
     try:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_verify_locations(cadata=pem.decode())
@@ -153,7 +158,7 @@ def _resolve_client_validation(gw: Gateway, plan: ListenerPlan, index: Index) ->
             cm = index.config_maps.get((ns, ref.name))
             pem = cm.data.get("ca.crt") if cm else None
             error = (f"ConfigMap {ns}/{ref.name} not found" if cm is None else
-                     "ConfigMap has no ca.crt" if not pem else _check_ca(pem.encode()))
+                     "ConfigMap has no ca.crt" if not pem else check_ca_pem(pem.encode()))
             if error or not pem:
                 reason, message = "InvalidCACertificateRef", f"{field}: {error}"
             else:
@@ -167,6 +172,37 @@ def _resolve_client_validation(gw: Gateway, plan: ListenerPlan, index: Index) ->
     plan.client_validation = ir.ClientValidation(f"ca-{hashlib.sha256(bundle).hexdigest()[:16]}",
                                                  bundle.decode(),
                                                  validation.mode == "AllowInsecureFallback")
+
+
+def _resolve_backend_client_certificate(plan: GatewayPlan, index: Index) -> None:
+    gw = plan.gateway
+    backend = gw.spec.tls.backend if gw.spec.tls else None
+    if backend is None or backend.client_certificate_ref is None:
+        return
+    ref = backend.client_certificate_ref
+    ns = ref.namespace or gw.namespace
+    where = "spec.tls.backend.clientCertificateRef"
+    error, reason = None, "InvalidClientCertificateRef"
+    if ref.group not in ("", "core") or ref.kind != "Secret":
+        error = f"{where}: only core Secrets are supported, not {ref.group}/{ref.kind}"
+    elif ns != gw.namespace and not index.grant_allows(GROUP, "Gateway", gw.namespace, "", "Secret", ns, ref.name):
+        error, reason = f"{where}: no ReferenceGrant in {ns} allows this Gateway to use {ref.name}", "RefNotPermitted"
+    else:
+        secret = index.secrets.get((ns, ref.name))
+        cert, key = (secret.value("tls.crt"), secret.value("tls.key")) if secret else (None, None)
+        if secret is None:
+            error = f"{where}: Secret {ns}/{ref.name} not found"
+        elif not cert or not key:
+            error = f"{where}: Secret {ns}/{ref.name} lacks tls.crt or tls.key"
+        else:
+            problem = _check_certificate(cert, key)
+            if problem:
+                error = f"{where}: Secret {ns}/{ref.name}: {problem}"
+            else:
+                digest = hashlib.sha256(cert + key).hexdigest()[:16]
+                plan.backend_client_certificate = ir.TLSCertificate(f"client-{digest}", cert.decode(), key.decode())
+    if error:
+        plan.resolved, plan.resolved_reason, plan.resolved_message = False, reason, error
 
 
 def plan_gateway(gw: Gateway, index: Index, parameters_supported: bool = False) -> GatewayPlan:
@@ -195,6 +231,7 @@ def plan_gateway(gw: Gateway, index: Index, parameters_supported: bool = False) 
         plans.append(plan)
     _mark_conflicts(plans)
     result = GatewayPlan(gw, plans)
+    _resolve_backend_client_certificate(result, index)
     result.insecure_fallback = any(p.client_validation and p.client_validation.insecure_fallback for p in plans)
     infra = gw.spec.infrastructure
     if infra and infra.parameters_ref and not parameters_supported:
@@ -269,6 +306,7 @@ def gateway_status(plan: GatewayPlan, addresses: list[str], now: str,
             condition("Accepted", plan.accepted, plan.accepted_reason, plan.accepted_message, gen, now),
             condition("Programmed", gw_prog, "Programmed" if gw_prog else "Invalid",
                       "Gateway is programmed in nginx" if gw_prog else "Gateway is not programmed", gen, now),
+            condition("ResolvedRefs", plan.resolved, plan.resolved_reason, plan.resolved_message, gen, now),
         ] + ([condition("InsecureFrontendValidationMode", True, "ConfigurationChanged",
                         "client certificates are requested but not required (AllowInsecureFallback)", gen, now)]
              if plan.insecure_fallback else []),

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from wardgate.model import ResourceSet
 from wardgate.model.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
-from wardgate.model.gatewayapi import ReferenceGrant
+from wardgate.model.gatewayapi import BackendTLSPolicy, ReferenceGrant
 
 
 class Index:
@@ -19,6 +19,12 @@ class Index:
         for es in rs.of(EndpointSlice):
             if es.service_name:
                 self.slices[(es.namespace, es.service_name)].append(es)
+        # (namespace, Service) -> the BackendTLSPolicies targeting it, oldest first.
+        self.backend_tls: dict[tuple[str, str], list[BackendTLSPolicy]] = defaultdict(list)
+        for p in rs.of(BackendTLSPolicy):
+            for ref in p.spec.target_refs:
+                if ref.group in ("", "core") and ref.kind == "Service":
+                    self.backend_tls[(p.namespace, ref.name)].append(p)
         self.grants: dict[str, list[ReferenceGrant]] = defaultdict(list)
         for g in rs.of(ReferenceGrant):
             self.grants[g.namespace].append(g)

@@ -8,6 +8,8 @@ from typing import Any
 from wardgate import ir
 from wardgate.model.core import Service, ServicePort
 from wardgate.model.gatewayapi import GROUP, BackendObjectReference, HTTPRoute, ParentReference
+from wardgate.translate import backendtls
+from wardgate.translate.backendtls import PolicyResult, policy_for
 from wardgate.translate.conditions import condition
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan
 from wardgate.translate.hostnames import intersect
@@ -29,6 +31,13 @@ class Backend:
     port: int
     endpoints: tuple[ir.Endpoint, ...]
     protocol: ir.BackendProtocol
+    # The BackendTLSPolicy that applies, if any; `tls` is None when that policy is invalid,
+    # and then the backend must not be used at all (never fall back to plain text).
+    policy: PolicyResult | None = None
+
+    @property
+    def tls(self) -> ir.UpstreamTLS | None:
+        return self.policy.tls if self.policy else None
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,9 @@ def resolve_backend(
     protocol = APP_PROTOCOLS.get(sp.app_protocol)
     if protocol is None:
         return BackendError("UnsupportedProtocol", field_path, f"appProtocol {sp.app_protocol} is not supported")
-    return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), protocol)
+    policy = policy_for(index, ns, ref.name, sp)
+    return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), protocol,
+                   backendtls.resolve(policy, index) if policy else None)
 
 
 def resolved_refs(route: HTTPRoute, index: Index) -> tuple[bool, str, str]:

@@ -106,6 +106,8 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset({
     "HTTPRouteRetry",
     "GatewayFrontendClientCertificateValidation",
     "GatewayFrontendClientCertificateValidationInsecureFallback",
+    "BackendTLSPolicy",
+    "GatewayBackendClientCertificate",
     "HTTPRouteRequestTimeout",
     "HTTPRouteParentRefPort",
     "GatewayPort8080",
