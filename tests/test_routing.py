@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from collections.abc import Callable
 
@@ -22,10 +23,20 @@ spec:
 """
 
 
-def setup(gateway: Gateway, backends: Callable[..., Backend], route: str, *names: str) -> dict[str, Backend]:
+ROUTE = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+"""
+
+
+def setup(gateway: Gateway, backends: Callable[..., Backend], spec: str, *names: str) -> dict[str, Backend]:
+    """The Gateway, echo backends named `names`, and HTTPRoute r whose spec (after parentRefs) is `spec`."""
     made = {n: backends(n) for n in names}
     gateway.write("gw.yaml", GW + "".join(b.manifests() for b in made.values()))
-    gateway.write("route.yaml", route)
+    gateway.write("route.yaml", ROUTE + textwrap.indent(textwrap.dedent(spec), "  "))
     gateway.reconcile()
     return made
 
@@ -41,11 +52,6 @@ def pod(gateway: Gateway, path: str, **kw: object) -> str | int:
 
 def test_path_precedence_exact_prefix_regex_and_404(gateway: Gateway, backends: Callable[..., Backend]) -> None:
     setup(gateway, backends, """\
-        apiVersion: gateway.networking.k8s.io/v1
-        kind: HTTPRoute
-        metadata: {name: r, namespace: default}
-        spec:
-          parentRefs: [{name: gw}]
           hostnames: [example.com]
           rules:
             - matches: [{path: {type: PathPrefix, value: /api}}]
@@ -74,11 +80,6 @@ def test_path_precedence_exact_prefix_regex_and_404(gateway: Gateway, backends: 
 
 def test_header_method_query_matches_and_fallthrough(gateway: Gateway, backends: Callable[..., Backend]) -> None:
     setup(gateway, backends, """\
-        apiVersion: gateway.networking.k8s.io/v1
-        kind: HTTPRoute
-        metadata: {name: r, namespace: default}
-        spec:
-          parentRefs: [{name: gw}]
           rules:
             - matches:
                 - path: {type: PathPrefix, value: /}
@@ -107,11 +108,6 @@ def test_header_method_query_matches_and_fallthrough(gateway: Gateway, backends:
 
 def test_filters_headers_rewrite_redirect(gateway: Gateway, backends: Callable[..., Backend]) -> None:
     setup(gateway, backends, """\
-        apiVersion: gateway.networking.k8s.io/v1
-        kind: HTTPRoute
-        metadata: {name: r, namespace: default}
-        spec:
-          parentRefs: [{name: gw}]
           rules:
             - matches: [{path: {type: PathPrefix, value: /old}}]
               filters:
@@ -154,11 +150,6 @@ def test_filters_headers_rewrite_redirect(gateway: Gateway, backends: Callable[.
 
 def test_weights_and_invalid_backends(gateway: Gateway, backends: Callable[..., Backend]) -> None:
     setup(gateway, backends, """\
-        apiVersion: gateway.networking.k8s.io/v1
-        kind: HTTPRoute
-        metadata: {name: r, namespace: default}
-        spec:
-          parentRefs: [{name: gw}]
           rules:
             - matches: [{path: {type: PathPrefix, value: /split}}]
               backendRefs: [{name: a, port: 80, weight: 3}, {name: b, port: 80, weight: 1}]
@@ -179,11 +170,6 @@ def test_weights_and_invalid_backends(gateway: Gateway, backends: Callable[..., 
 
 def test_timeout_gives_504(gateway: Gateway, backends: Callable[..., Backend]) -> None:
     setup(gateway, backends, """\
-        apiVersion: gateway.networking.k8s.io/v1
-        kind: HTTPRoute
-        metadata: {name: r, namespace: default}
-        spec:
-          parentRefs: [{name: gw}]
           rules:
             - backendRefs: [{name: app, port: 80}]
               timeouts: {request: 300ms}
@@ -194,11 +180,6 @@ def test_timeout_gives_504(gateway: Gateway, backends: Callable[..., Backend]) -
 
 def test_backend_gets_the_raw_request_uri(gateway: Gateway, backends: Callable[..., Backend]) -> None:
     setup(gateway, backends, """\
-        apiVersion: gateway.networking.k8s.io/v1
-        kind: HTTPRoute
-        metadata: {name: r, namespace: default}
-        spec:
-          parentRefs: [{name: gw}]
           rules:
             - matches: [{path: {type: PathPrefix, value: /api}, headers: [{name: X-V, value: "2"}]}]
               backendRefs: [{name: app, port: 80}]
@@ -213,11 +194,6 @@ def test_backend_gets_the_raw_request_uri(gateway: Gateway, backends: Callable[.
 
 def test_cors_filter(gateway: Gateway, backends: Callable[..., Backend]) -> None:
     setup(gateway, backends, """\
-        apiVersion: gateway.networking.k8s.io/v1
-        kind: HTTPRoute
-        metadata: {name: r, namespace: default}
-        spec:
-          parentRefs: [{name: gw}]
           rules:
             - filters:
                 - type: CORS
@@ -260,11 +236,6 @@ def test_cors_filter(gateway: Gateway, backends: Callable[..., Backend]) -> None
 
 def test_retry_policy(gateway: Gateway, backends: Callable[..., Backend]) -> None:
     setup(gateway, backends, """\
-        apiVersion: gateway.networking.k8s.io/v1
-        kind: HTTPRoute
-        metadata: {name: r, namespace: default}
-        spec:
-          parentRefs: [{name: gw}]
           rules:
             - matches: [{path: {type: PathPrefix, value: /retry}, headers: [{name: X-Retry, value: "yes"}]}]
               retry: {codes: [503], attempts: 2}
