@@ -114,3 +114,32 @@ def test_admin_metrics_and_readiness(gateway: Gateway, backends: Callable[..., B
             assert "wardgate_translation_errors 1.0" in r.read().decode()
     finally:
         admin.stop()
+
+
+def test_a_broken_file_keeps_its_last_good_objects_and_others_still_apply(
+        gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    app = backends("app")
+    gateway.write("gw.yaml", gw("gw", 8080, "one.example.com"), app.manifests())
+    # A second HTTPRoute on the same Gateway, in its own file.
+    two = gw("gw", 8080, "two.example.com").split("---\n")[2].replace("{name: gw, namespace", "{name: two, namespace")
+    gateway.write("two.yaml", two)
+    gateway.reconcile()
+    addr = gateway.address()
+    assert request(f"http://{addr}:8080/", host="two.example.com").status == 200
+    # Break two.yaml (an invalid hostname) and, in the same change, move gw.yaml's route to a new host.
+    gateway.write("two.yaml", two.replace("two.example.com", "Not_A_Host"))
+    gateway.write("gw.yaml", gw("gw", 8080, "three.example.com"), app.manifests())
+    report = gateway.runner.reconcile()
+    assert not report.ok
+    assert any("two.yaml" in e and "spec.hostnames[0]" in e for e in report.errors), report.errors
+    assert request(f"http://{addr}:8080/", host="three.example.com").status == 200  # the good change applied
+    assert request(f"http://{addr}:8080/", host="two.example.com").status == 200  # the broken one kept its last
+    # A file that isn't even YAML any more keeps its objects too.
+    gateway.write("two.yaml", "kind: [unclosed\n")
+    report = gateway.runner.reconcile()
+    assert any("two.yaml" in e and "YAML syntax error" in e for e in report.errors), report.errors
+    assert request(f"http://{addr}:8080/", host="two.example.com").status == 200
+    # Removing the file removes its objects.
+    (gateway.dir / "two.yaml").unlink()
+    assert gateway.runner.reconcile().ok
+    assert request(f"http://{addr}:8080/", host="two.example.com").status == 404

@@ -19,10 +19,11 @@ from typing import Any
 from wardgate.dataplane import NginxInstance
 from wardgate.dataplane.admin import AdminServer, GatewayState
 from wardgate.errors import InputError, Problem
-from wardgate.model import ResourceSet, parse
+from wardgate.model import ObjectKey, ResourceSet, parse_keeping
+from wardgate.model.base import Resource
 from wardgate.render.nginx import RenderOptions, render
-from wardgate.sources import RawObject, load_paths, manifest_files
-from wardgate.sources.files import FileCache
+from wardgate.sources import RawObject, manifest_files
+from wardgate.sources.files import FileCache, load_paths_keeping
 from wardgate.sources.generations import GenerationTracker
 from wardgate.status.report import write_status_file
 from wardgate.translate import Options, Translation, translate
@@ -60,7 +61,8 @@ class Runner:
         self.state_dir = state_dir
         self.opts = options or RunnerOptions()
         self._files = FileCache()
-        self._loader = loader or (lambda: load_paths(self.paths, self._files))
+        self._loader = loader
+        self._last_good: dict[ObjectKey, Resource] = {}
         self._lock = threading.RLock()
         self._generations = GenerationTracker()
         self.instances: dict[str, NginxInstance] = {}
@@ -78,16 +80,24 @@ class Runner:
         with self._lock:
             self.reconciles += 1
             self.last_reconcile = time.time()
-            try:
-                rs = parse(self._generations.apply(self._loader()))
-            except InputError as exc:
-                # Keep serving the last good configuration; say exactly what is wrong.
-                self.input_errors = exc.problems
-                for p in exc.problems:
-                    log.error("invalid input, keeping the last good configuration: %s", p)
-                self._write_status()
-                return ReconcileReport(False, [str(p) for p in exc.problems], [], time.monotonic() - t0)
-            self.input_errors = []
+            problems: list[Problem] = []
+            if self._loader is not None:
+                try:
+                    raws = self._loader()
+                except InputError as exc:
+                    # A custom source that fails gives nothing to go on: keep everything as it is.
+                    self.input_errors = exc.problems
+                    self._write_status()
+                    return ReconcileReport(False, [str(p) for p in exc.problems], [], time.monotonic() - t0)
+            else:
+                raws, problems = load_paths_keeping(self.paths, self._files)
+            rs, invalid = parse_keeping(self._generations.apply(raws), self._last_good)
+            problems += invalid
+            # Like an API server rejecting an update: a broken file or object keeps its last good
+            # version serving, and everything else still applies. Say exactly what is wrong.
+            for p in problems:
+                log.error("invalid input (its last good version, if any, is kept): %s", p)
+            self.input_errors = problems
             try:
                 report = self._apply(rs)
             except Exception as exc:  # a bug must not stop the gateways that are serving
@@ -96,6 +106,10 @@ class Runner:
                 self._write_status()
                 return ReconcileReport(False, [f"internal error: {exc!r}"], [], time.monotonic() - t0)
             self.apply_errors.pop("*", None)
+            self._last_good = {(o.kind, o.namespace, o.name): o for o in rs.objects}
+            if problems:
+                report.ok = False
+                report.errors = [str(p) for p in problems] + report.errors
             report.duration_s = time.monotonic() - t0
             self._write_status()
             return report

@@ -107,17 +107,37 @@ def parse_object(raw: RawObject, seq: int = 0) -> Resource | None:
     return obj.model_copy(update={"origin": raw.origin, "seq": seq})
 
 
-def parse(raws: Iterable[RawObject]) -> ResourceSet:
-    """All objects, or an InputError listing every problem found (not just the first)."""
+ObjectKey = tuple[str, str, str]
+
+
+def _raw_key(raw: RawObject) -> ObjectKey:
+    data = raw.data
+    meta_raw = data.get("metadata")
+    meta: dict[str, Any] = meta_raw if isinstance(meta_raw, dict) else {}
+    kind = str(data.get("kind", ""))
+    group = str(data.get("apiVersion", "")).rpartition("/")[0]
+    cls = KINDS.get((group, kind))
+    ns = str(meta.get("namespace") or ("default" if cls is None or cls.NAMESPACED else ""))
+    return (kind, ns, str(meta.get("name", "")))
+
+
+def parse_keeping(raws: Iterable[RawObject], previous: dict[ObjectKey, Resource] | None = None
+                  ) -> tuple[ResourceSet, list[Problem]]:
+    """All valid objects and the problems found. An invalid object is replaced by its previous
+    valid version when there is one (`previous`), as an API server would keep the stored object
+    after rejecting an update; a new invalid object is left out."""
     out = ResourceSet()
     problems: list[Problem] = []
-    seen: dict[tuple[str, str, str], Resource] = {}
+    seen: dict[ObjectKey, Resource] = {}
     for seq, raw in enumerate(raws):
         try:
             obj = parse_object(raw, seq)
         except InputError as exc:
             problems.extend(exc.problems)
-            continue
+            kept = (previous or {}).get(_raw_key(raw))
+            if kept is None or (kept.kind, kept.namespace, kept.name) in seen:
+                continue
+            obj = kept
         if obj is None:
             out.ignored.append(raw)
             continue
@@ -129,9 +149,15 @@ def parse(raws: Iterable[RawObject]) -> ResourceSet:
             continue
         seen[key] = obj
         out.objects.append(obj)
+    return out, problems
+
+
+def parse(raws: Iterable[RawObject]) -> ResourceSet:
+    """All objects, or an InputError listing every problem found (not just the first)."""
+    out, problems = parse_keeping(raws)
     if problems:
         raise InputError(problems)
     return out
 
 
-__all__ = ["KINDS", "ResourceSet", "parse", "parse_object"]
+__all__ = ["KINDS", "ObjectKey", "ResourceSet", "parse", "parse_keeping", "parse_object"]

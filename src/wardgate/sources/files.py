@@ -87,6 +87,7 @@ class FileCache:
         self._files: dict[Path, tuple[int, int, list[RawObject]]] = {}
 
     def load(self, file: Path) -> list[RawObject]:
+        """The file's objects; InputError if it doesn't parse (last_good() still has the old ones)."""
         st = file.stat()
         hit = self._files.get(file)
         if hit is not None and hit[:2] == (st.st_mtime_ns, st.st_size):
@@ -95,25 +96,37 @@ class FileCache:
         self._files[file] = (st.st_mtime_ns, st.st_size, objects)
         return objects
 
+    def last_good(self, file: Path) -> list[RawObject]:
+        hit = self._files.get(file)
+        return hit[2] if hit else []
+
     def forget_missing(self, present: set[Path]) -> None:
         for gone in set(self._files) - present:
             del self._files[gone]
 
 
-def load_paths(paths: Iterable[Path], cache: FileCache | None = None) -> list[RawObject]:
-    """Every object in the given files and directories, in file then document order."""
+def load_paths_keeping(paths: Iterable[Path], cache: FileCache) -> tuple[list[RawObject], list[Problem]]:
+    """Every object, and the problems; a file that no longer parses contributes its last good objects."""
     problems: list[Problem] = []
     out: list[RawObject] = []
-    cache = cache or FileCache()
     files = manifest_files(paths)
     for file in files:
         try:
             out.extend(cache.load(file))
         except InputError as exc:
             problems.extend(exc.problems)
+            out.extend(cache.last_good(file))
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(f"can't read file: {exc}", Origin(str(file))))
+            out.extend(cache.last_good(file))
     cache.forget_missing(set(files))
+    return out, problems
+
+
+def load_paths(paths: Iterable[Path], cache: FileCache | None = None) -> list[RawObject]:
+    """Every object in the given files and directories, in file then document order; InputError
+    listing every problem if any file can't be read."""
+    out, problems = load_paths_keeping(paths, cache or FileCache())
     if problems:
         raise InputError(problems)
     return out
