@@ -19,6 +19,7 @@ from wardgate.model.gatewayapi import (
     HTTPRoute,
     ReferenceGrant,
 )
+from wardgate.perf import no_gc_pauses
 from wardgate.sources.files import RawObject
 
 # (apiVersion group, kind) -> model. The group is the part before "/" ("" for core v1).
@@ -121,6 +122,7 @@ def _raw_key(raw: RawObject) -> ObjectKey:
     return (kind, ns, str(meta.get("name", "")))
 
 
+@no_gc_pauses
 def parse_keeping(raws: Iterable[RawObject], previous: dict[ObjectKey, Resource] | None = None
                   ) -> tuple[ResourceSet, list[Problem]]:
     """All valid objects and the problems found. An invalid object is replaced by its previous

@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 
 from wardgate import ir
+from wardgate.perf import no_gc_pauses
 from wardgate.quoting import DOLLAR_VAR, Arg, Expr, Raw, Text, header_variable, regex_escape
 from wardgate.render.emit import Directive, block, d, emit, entry
 
@@ -655,6 +656,7 @@ def _expr_parts(arg: Arg) -> tuple[Raw | str, ...]:
     raise TypeError("expected an Expr or Raw")
 
 
+@no_gc_pauses
 def render(gw: ir.Gateway, opts: RenderOptions | None = None) -> dict[str, str]:
     """All files of the Gateway's nginx configuration, keyed by path relative to nginx.conf."""
     return _Renderer(gw, opts or RenderOptions()).render()

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from wardgate.errors import InputError, Origin, Problem
+from wardgate.perf import no_gc_pauses
 
 try:  # the C loader is several times faster on large manifests
     from yaml import CSafeLoader as _Loader
@@ -105,6 +106,7 @@ class FileCache:
             del self._files[gone]
 
 
+@no_gc_pauses
 def load_paths_keeping(paths: Iterable[Path], cache: FileCache) -> tuple[list[RawObject], list[Problem]]:
     """Every object, and the problems; a file that no longer parses contributes its last good objects."""
     problems: list[Problem] = []

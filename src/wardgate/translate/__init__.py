@@ -9,6 +9,7 @@ from wardgate import CONTROLLER_NAME, ir
 from wardgate.errors import Problem
 from wardgate.model import ResourceSet
 from wardgate.model.gatewayapi import GROUP, Gateway, GatewayClass
+from wardgate.perf import no_gc_pauses
 from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.build import GatewayBuilder
 from wardgate.translate.conditions import ObjectStatus, condition
@@ -50,6 +51,7 @@ def _class_status(gc: GatewayClass, now: str) -> ObjectStatus:
     return ObjectStatus("GatewayClass", "", gc.name, gen, {"conditions": [accepted, supported]})
 
 
+@no_gc_pauses
 def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
     opts = options or Options()
     now = opts.now or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from wardgate import ir
 from wardgate.model import ResourceSet
 from wardgate.model.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
 from wardgate.model.gatewayapi import BackendTLSPolicy, ReferenceGrant
@@ -25,6 +26,8 @@ class Index:
             for ref in p.spec.target_refs:
                 if ref.group in ("", "core") and ref.kind == "Service":
                     self.backend_tls[(p.namespace, ref.name)].append(p)
+        # (namespace, Service, port) -> ready endpoints, filled on first use.
+        self.endpoint_cache: dict[tuple[str, str, int], tuple[ir.Endpoint, ...]] = {}
         self.grants: dict[str, list[ReferenceGrant]] = defaultdict(list)
         for g in rs.of(ReferenceGrant):
             self.grants[g.namespace].append(g)

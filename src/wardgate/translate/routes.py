@@ -66,6 +66,14 @@ class RouteResult:
 
 
 def _endpoints(index: Index, svc: Service, sp: ServicePort) -> tuple[ir.Endpoint, ...]:
+    key = (svc.namespace, svc.name, sp.port)
+    cached = index.endpoint_cache.get(key)
+    if cached is None:
+        cached = index.endpoint_cache[key] = _collect_endpoints(index, svc, sp)
+    return cached
+
+
+def _collect_endpoints(index: Index, svc: Service, sp: ServicePort) -> tuple[ir.Endpoint, ...]:
     out: list[ir.Endpoint] = []
     for es in index.slices.get(svc.key, []):
         port = next((p.port for p in es.ports if (p.name or "") == (sp.name or "") and p.port), None)
