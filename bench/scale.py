@@ -84,10 +84,11 @@ def instrumented(timings: Timings) -> Iterator[None]:
     import wardgate.runner as runner_mod
 
     saved: dict[str, Any] = {}
-    for name in ("parse", "translate", "render"):
+    # The runner parses with parse_keeping (invalid objects keep their last good version).
+    for name, label in (("parse_keeping", "parse"), ("translate", "translate"), ("render", "render")):
         if hasattr(runner_mod, name):
             saved[name] = getattr(runner_mod, name)
-            setattr(runner_mod, name, timings.wrap(name, saved[name]))
+            setattr(runner_mod, name, timings.wrap(label, saved[name]))
     base = runner_mod.NginxInstance
 
     class TimedInstance(base):  # type: ignore[misc, valid-type]
