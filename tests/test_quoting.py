@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from conftest import nginx_unescape
 from wardgate.errors import UnsafeValueError
 from wardgate.quoting import (
     DOLLAR_VAR,
@@ -30,24 +31,10 @@ from wardgate.render.emit import Directive, emit
 def nginx_unquote(tok: str) -> str:
     """What nginx's ngx_conf_read_token makes of one double-quoted token."""
     assert len(tok) >= 2 and tok[0] == tok[-1] == '"', tok
-    body, out, i = tok[1:-1], [], 0
-    while i < len(body):
-        c = body[i]
-        if c == "\\" and i + 1 < len(body):
-            nxt = body[i + 1]
-            if nxt in "\"'\\":
-                out.append(nxt)
-                i += 2
-                continue
-            if nxt in "trn":
-                out.append({"t": "\t", "r": "\r", "n": "\n"}[nxt])
-                i += 2
-                continue
-        if c == '"':
-            raise AssertionError(f"unescaped quote inside {tok!r}")
-        out.append(c)
-        i += 1
-    return "".join(out)
+    body = tok[1:-1]
+    # An unescaped quote would have ended the token early.
+    assert re.search(r'(?<!\\)(?:\\\\)*"', body) is None, f"unescaped quote inside {tok!r}"
+    return nginx_unescape(body)
 
 
 # --- literal / text ----------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from conftest import nginx_unescape
 from wardgate.errors import InputError, Problem, UnsafeValueError
 from wardgate.model import parse
 from wardgate.render.nginx import RenderOptions, render
@@ -168,30 +169,6 @@ class Node:
     name: str
     args: tuple[str, ...]
     block: tuple[Node, ...] | None
-
-
-def nginx_unescape(token: str) -> str:
-    """ngx_conf_read_token's unescaping, applied to a crossplane token.
-
-    crossplane already turned `\\"` into `"` and keeps every other backslash pair, so this gives
-    exactly the bytes nginx hands to the directive.
-    """
-    out, i = [], 0
-    while i < len(token):
-        c = token[i]
-        if c == "\\" and i + 1 < len(token):
-            nxt = token[i + 1]
-            if nxt in "\"'\\":
-                out.append(nxt)
-                i += 2
-                continue
-            if nxt in "trn":
-                out.append({"t": "\t", "r": "\r", "n": "\n"}[nxt])
-                i += 2
-                continue
-        out.append(c)
-        i += 1
-    return "".join(out)
 
 
 def _nodes(parsed: list[dict[str, Any]]) -> tuple[Node, ...]:
