@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs what wardgate needs on Debian/Ubuntu: nginx with its modules, and the Python package.
-# Idempotent: apt-get runs only when a package is missing.
+# Installs what wardgate needs on Debian/Ubuntu: nginx with its modules, and the Python package
+# in a virtual environment (.venv; Debian's own Python refuses system-wide pip installs).
+# Idempotent: apt-get runs only when a package is missing, the venv is made once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(nginx libnginx-mod-http-js libnginx-mod-http-lua libnginx-mod-http-headers-more-filter
-              libnginx-mod-http-modsecurity modsecurity-crs python3-pip
+              libnginx-mod-http-modsecurity modsecurity-crs python3-venv
               wrk caddy haproxy)  # the last three: the benchmarks' load generator and peers
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
@@ -25,5 +26,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   done
 fi
 PY=${PYTHON:-python3}
+VENV=${WARDGATE_VENV:-.venv}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 export PIP_ROOT_USER_ACTION=ignore
-$PY -m pip install -q --disable-pip-version-check -e ".[test]"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"

@@ -3,9 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-python3 -m wardgate.verify.echo --host 127.0.0.1 --port 3000 --namespace default --pod echo-0 --quiet &
+BIN=${WARDGATE_VENV:-.venv}/bin
+"$BIN/python" -m wardgate.verify.echo --host 127.0.0.1 --port 3000 --namespace default --pod echo-0 --quiet &
 ECHO_PID=$!
-wardgate run -f examples/quickstart --state-dir .wardgate/quickstart &
+"$BIN/wardgate" run -f examples/quickstart --state-dir .wardgate/quickstart &
 WARDGATE_PID=$!
 # Whatever stops this script (Ctrl-C, kill, timeout) stops the gateway and its nginx too.
 trap 'kill -TERM $WARDGATE_PID 2>/dev/null; wait $WARDGATE_PID 2>/dev/null; kill $ECHO_PID 2>/dev/null' EXIT INT TERM

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-python3 -m ruff check src tests $([ -d bench ] && echo bench)
-python3 -m mypy
-python3 -m pytest -q "$@"
+PY=${WARDGATE_VENV:-.venv}/bin/python
+"$PY" -m ruff check src tests $([ -d bench ] && echo bench)
+"$PY" -m mypy
+"$PY" -m pytest -q "$@"
