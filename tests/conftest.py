@@ -35,6 +35,17 @@ metadata: {name: wardgate}
 spec: {controllerName: wardgate.io/gateway-controller}
 """
 
+# The Gateway most tests route through: one HTTP listener on 8080.
+GW = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: wardgate
+  listeners:
+    - {name: http, protocol: HTTP, port: 8080}
+"""
+
 
 def loopback_subnet() -> str:
     """A fresh 127.x.y.0/24 for one test's gateways or backends."""

@@ -8,20 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import Backend, Gateway, request
+from conftest import GW, Backend, Gateway, request
 
 pytestmark = pytest.mark.timeout(120)
-
-GW = """\
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: wardgate
-  listeners:
-    - {name: http, protocol: HTTP, port: 8080}
-"""
-
 
 ROUTE = """\
 apiVersion: gateway.networking.k8s.io/v1

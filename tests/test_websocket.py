@@ -10,23 +10,13 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import Backend, Gateway, request
+from conftest import GW, Backend, Gateway, request
 from wardgate.verify.conformance import WebSocketClient, WebSocketHandshakeError
 from wardgate.verify.echo import OP_CONTINUATION, OP_PONG, OP_TEXT, WS_MAX_MESSAGE
 
 pytestmark = pytest.mark.timeout(120)
 
 HOST = "ws.example.com"
-
-GW = """\
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: wardgate
-  listeners:
-    - {name: http, protocol: HTTP, port: 8080}
-"""
 
 ROUTE = f"""\
 apiVersion: gateway.networking.k8s.io/v1

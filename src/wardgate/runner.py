@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -70,16 +69,12 @@ class Runner:
         self.input_errors: list[Problem] = []
         self.apply_errors: dict[str, str] = {}
         self._addresses: dict[str, str] = {}
-        self.reconciles = 0
-        self.last_reconcile: float | None = None
 
     # --- one pass -----------------------------------------------------------------------------
 
     def reconcile(self) -> ReconcileReport:
         t0 = time.monotonic()
         with self._lock:
-            self.reconciles += 1
-            self.last_reconcile = time.time()
             problems: list[Problem] = []
             if self._loader is not None:
                 try:
@@ -275,7 +270,3 @@ class Runner:
                 admin.stop()
             self.stop()
 
-
-def clean_state(state_dir: Path) -> None:
-    if state_dir.exists():
-        shutil.rmtree(state_dir)

@@ -27,13 +27,6 @@ class Directive:
         assert self.block is not None
         self.block.append(node)
 
-    def child(self, name: str, *args: Arg) -> Directive:
-        """Append a child block and return it."""
-        assert self.block is not None
-        node = Directive(name, args, [])
-        self.block.append(node)
-        return node
-
 
 def d(name: str, *args: Arg) -> Directive:
     return Directive(name, args)

@@ -413,7 +413,7 @@ class _Renderer:
                 # The TLS name chose another listener than the Host header: HTTP/2 connection
                 # reuse or a confused client. RFC 9110 says 421, and the client retries.
                 var = self._sni_listener(port)
-                srv.block_append(Directive("if", _cond(var, "!=", vhost.listener), [d("return", 421)]))
+                srv.block_append(Directive("if", _cond(var, "!=", Text(vhost.listener)), [d("return", 421)]))
         extra: list[Directive] = []
         locations = self._locations(port, vhost, extra)
         assert srv.block is not None
@@ -443,7 +443,8 @@ class _Renderer:
             node = Directive("map", (R("$ssl_server_name"), R("$" + var)), [d("hostnames")])
             assert node.block is not None
             for host, name in port.listeners:
-                node.block.append(d("default", name) if not host else entry(host, name))
+                # map values and `if` operands interpolate `$`: user-named listeners go in as Text.
+                node.block.append(d("default", Text(name)) if not host else entry(host, Text(name)))
             self.http_extra.append(node)
         return "$" + self._maps[key]
 

@@ -1,5 +1,5 @@
 """Conditions back to the source: a status file and tables standalone."""
 
-from wardgate.status.report import format_table, load_status_file, rows, write_status_file
+from wardgate.status.report import format_table, rows, write_status_file
 
-__all__ = ["format_table", "load_status_file", "rows", "write_status_file"]
+__all__ = ["format_table", "rows", "write_status_file"]

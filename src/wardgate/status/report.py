@@ -24,12 +24,6 @@ def write_status_file(path: Path, doc: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_status_file(path: Path) -> dict[str, Any]:
-    with path.open() as f:
-        data: dict[str, Any] = json.load(f)
-    return data
-
-
 def _conds(conditions: list[dict[str, Any]]) -> str:
     return ", ".join(f"{c['type']}={c['status']}({c['reason']})" for c in conditions)
 

@@ -33,9 +33,6 @@ class Translation:
     statuses: list[ObjectStatus] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
-    def status_of(self, kind: str, namespace: str, name: str) -> ObjectStatus | None:
-        return next((s for s in self.statuses if s.key == (kind, namespace, name)), None)
-
 
 def _class_status(gc: GatewayClass, now: str) -> ObjectStatus:
     gen = gc.metadata.generation

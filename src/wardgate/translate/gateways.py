@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import ssl
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ class GatewayPlan:
     accepted: bool = True
     accepted_reason: str = "Accepted"
     accepted_message: str = "Gateway is accepted"
-    problems: list[str] = field(default_factory=list)
     insecure_fallback: bool = False
     # spec.tls.backend.clientCertificateRef, presented to TLS backends.
     backend_client_certificate: ir.TLSCertificate | None = None
@@ -205,7 +204,7 @@ def _resolve_backend_client_certificate(plan: GatewayPlan, index: Index) -> None
         plan.resolved, plan.resolved_reason, plan.resolved_message = False, reason, error
 
 
-def plan_gateway(gw: Gateway, index: Index, parameters_supported: bool = False) -> GatewayPlan:
+def plan_gateway(gw: Gateway, index: Index) -> GatewayPlan:
     plans: list[ListenerPlan] = []
     for lst in gw.spec.listeners:
         plan = ListenerPlan(lst, supported_kinds=[])
@@ -234,7 +233,7 @@ def plan_gateway(gw: Gateway, index: Index, parameters_supported: bool = False) 
     _resolve_backend_client_certificate(result, index)
     result.insecure_fallback = any(p.client_validation and p.client_validation.insecure_fallback for p in plans)
     infra = gw.spec.infrastructure
-    if infra and infra.parameters_ref and not parameters_supported:
+    if infra and infra.parameters_ref:  # no parameters kind exists yet
         ref = infra.parameters_ref
         result.accepted, result.accepted_reason = False, "InvalidParameters"
         result.accepted_message = (f"spec.infrastructure.parametersRef {ref.group}/{ref.kind} {ref.name}: "
