@@ -1,4 +1,4 @@
-"""`python -m bench <dataplane|scale|reconfig|all> [--quick] [--runs N] [--out DIR]`."""
+"""`python -m bench <dataplane|waf|scale|reconfig|all> [--quick] [--runs N] [--out DIR]`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import dataplane, reconfig, report, scale
+from bench import dataplane, reconfig, report, scale, waf
 from bench.common import RESULTS_DIR, Settings, log, machine_info, write_json
 
-SUITES = {"dataplane": dataplane.run, "scale": scale.run, "reconfig": reconfig.run}
+SUITES = {"dataplane": dataplane.run, "waf": waf.run, "scale": scale.run, "reconfig": reconfig.run}
 
 
 def _suite_failed(doc: dict[str, Any]) -> bool:
@@ -24,8 +24,12 @@ def _suite_failed(doc: dict[str, Any]) -> bool:
         return any(e.get("error") for e in doc.get("sizes", {}).values())
     if doc.get("suite") == "reconfig":
         return not doc.get("edits") or not all(e.get("visible") for e in doc["edits"])
-    if doc.get("suite") == "dataplane":
-        return not doc.get("targets", {}).get("plain", {}).get("median")
+    if doc.get("suite") == "dataplane":  # wardgate's own targets must work; the peers may be missing
+        return not all(doc.get("targets", {}).get(t, {}).get("median") for t in ("limit", "plain", "policies"))
+    if doc.get("suite") == "waf":
+        kinds = doc.get("kinds", {})
+        return not kinds or not all(k["targets"].get(t, {}).get("median") for k in kinds.values()
+                                    for t in ("limit", "modsec", "waf"))
     return False
 
 

@@ -369,6 +369,36 @@ def probe(port: int, host: str, path: str = "/", address: str = "127.0.0.1",
         conn.close()
 
 
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: list[tuple[str, str]]  # as received, duplicates kept, names lower-cased
+    body: str
+
+    def header(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k == name.lower()]
+
+
+def request(port: int, host: str, method: str = "GET", path: str = "/",
+            headers: Iterable[tuple[str, str]] = (), body: bytes | None = None,
+            address: str = "127.0.0.1", timeout_s: float = 5.0) -> Answer:
+    """One request on a fresh connection; `headers` may repeat a name (sent as separate lines)."""
+    conn = http.client.HTTPConnection(address, port, timeout=timeout_s)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", host)
+        for name, value in headers:
+            conn.putheader(name, value)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        data = resp.read()
+        return Answer(resp.status, [(k.lower(), v) for k, v in resp.getheaders()], data.decode(errors="replace"))
+    finally:
+        conn.close()
+
+
 def reaches_backend(port: int, host: str, path: str = "/") -> bool:
     status, headers = probe(port, host, path)
     return status == 200 and BACKEND_MARK.lower() in headers
@@ -410,10 +440,11 @@ def parse_wrk(text: str) -> dict[str, Any]:
 
 
 def run_wrk(port: int, host: str, path: str, duration_s: float, settings: Settings,
-            address: str = "127.0.0.1") -> dict[str, Any]:
+            address: str = "127.0.0.1", script: Path | None = None) -> dict[str, Any]:
+    """wrk against one URL; `script` is a wrk Lua file (e.g. setting a POST body)."""
     cmd = ["taskset", "-c", str(LOAD_CPU), "wrk", f"-t{settings.threads}", f"-c{settings.connections}",
            f"-d{max(1, round(duration_s))}s", "--latency", "--timeout", "5s", "-H", f"Host: {host}",
-           f"http://{address}:{port}{path}"]
+           *(["-s", str(script)] if script is not None else []), f"http://{address}:{port}{path}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
@@ -448,7 +479,8 @@ def wait_quiet(max_wait_s: float) -> tuple[float, float]:
 
 
 def measure(pids: Callable[[], set[int]], port: int, host: str, path: str, settings: Settings,
-            duration_s: float | None = None, backend_pids: set[int] | None = None) -> dict[str, Any]:
+            duration_s: float | None = None, backend_pids: set[int] | None = None,
+            script: Path | None = None) -> dict[str, Any]:
     """One wrk run against a pinned proxy; its CPU time per request from /proc before/after."""
     waited, busy_before = wait_quiet(settings.quiet_wait_s if duration_s is None else 0.0)
     before_pids = pids()
@@ -456,7 +488,7 @@ def measure(pids: Callable[[], set[int]], port: int, host: str, path: str, setti
     ticks0 = {p: cpu_ticks(p) for p in before_pids}
     ns0 = {p: cpu_ns(p) for p in before_pids}
     busy0 = per_cpu_busy()
-    res = run_wrk(port, host, path, duration_s or settings.duration_s, settings)
+    res = run_wrk(port, host, path, duration_s or settings.duration_s, settings, script=script)
     busy1 = per_cpu_busy()
     after_pids = pids()
     # A process that appeared mid-run started from zero; one that vanished took its time with it
@@ -536,13 +568,49 @@ class NginxProc(Proc):
         super().stop(sig, timeout_s)
 
 
+NGINX_MODULES = Path("/usr/lib/nginx/modules")
+LUA_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
+# The backend's check-only location (never measured): what the backend received, and a response
+# header that a proxy's `set` must replace. Lines "name=value", values of repeated headers joined by "|".
+ECHO_PATH = "/bench-echo"
+ECHO_HEADERS = ("x-bot-class", "x-bench-dup")
+_ECHO_LUA = """\
+        location = %s {
+            default_type text/plain;
+            add_header %s static;
+            add_header X-Robots-Tag backend;
+            content_by_lua_block {
+                local h = ngx.req.get_headers()
+                for _, name in ipairs({%s}) do
+                    local v = h[name]
+                    if type(v) == "table" then v = table.concat(v, "|") end
+                    ngx.say(name, "=", v or "")
+                end
+            }
+        }
+"""
+
+
+def has_lua() -> bool:
+    return all((NGINX_MODULES / m).exists() for m in LUA_MODULES)
+
+
+def backend_saw(body: str) -> dict[str, str]:
+    """Parse the echo location's answer."""
+    return dict(line.split("=", 1) for line in body.splitlines() if "=" in line)
+
+
 def start_backend(root: Path, cpu: int = LOAD_CPU) -> tuple[NginxProc, int]:
-    """The fast backend: one nginx worker answering 200 with a small static body, on CPU 1."""
+    """The fast backend: one nginx worker answering 200 with a small static body, on CPU 1.
+    With nginx's Lua module, also ECHO_PATH, used only by the policy checks."""
     port = free_port()
     workdir = root / "backend"
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o755)
-    conf = nginx_prelude(workdir) + "worker_processes 1;\nhttp {\n" + nginx_temp_paths(workdir) + f"""\
+    lua = has_lua()
+    modules = "".join(f"load_module {NGINX_MODULES / m};\n" for m in LUA_MODULES) if lua else ""
+    echo = _ECHO_LUA % (ECHO_PATH, BACKEND_MARK, ", ".join(f'"{h}"' for h in ECHO_HEADERS)) if lua else ""
+    conf = modules + nginx_prelude(workdir) + "worker_processes 1;\nhttp {\n" + nginx_temp_paths(workdir) + f"""\
     access_log off;
     keepalive_requests 1000000;
     keepalive_timeout 75s;
@@ -553,7 +621,7 @@ def start_backend(root: Path, cpu: int = LOAD_CPU) -> tuple[NginxProc, int]:
             default_type text/plain;
             return 200 "ok\\n";
         }}
-    }}
+{echo}    }}
 }}
 """
     proc = NginxProc("backend", workdir, conf, cpu)

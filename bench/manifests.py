@@ -76,3 +76,66 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.parent / f".{path.name}.tmp"
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+# --- the seed policies (dataplane target "policies") and the WAF (suite "waf") ------------------
+# The same values configure Caddy and HAProxy "as far as each can express them" (bench/targets.py).
+
+ROBOTS_TAG = ("X-Robots-Tag", "noindex, nofollow")  # response header, set (replaces the backend's)
+BOT_CLASS = ("X-Bot-Class", "unverified")  # request header, set
+ALLOWED_METHODS = ("GET", "HEAD", "POST")
+API_PREFIX = "/api"
+# Matches "/" (the bench request) and lower-case paths like /app/main.js; whole-path PCRE.
+PATH_REGEX = "/(?:[a-z0-9._-]+(?:/[a-z0-9._-]+)*)?"
+SECURITY_TXT_PATH = "/.well-known/security.txt"
+SECURITY_CONTACT = "mailto:security@example.com"
+SECURITY_EXPIRES = "2030-01-01T00:00:00Z"
+SECURITY_TXT = f"Contact: {SECURITY_CONTACT}\nExpires: {SECURITY_EXPIRES}\n"  # what wardgate serves
+RATE = 1_000_000  # per second, and as burst: never triggers at bench rates
+
+
+def seed_policies(route_name: str) -> str:
+    """SecurityPolicy + RateLimitPolicy on one HTTPRoute, the shapes of docs/policies.md."""
+    methods = ", ".join(ALLOWED_METHODS)
+    return f"""\
+apiVersion: policy.wardgate.io/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: seed, namespace: default}}
+spec:
+  targetRefs: [{{kind: HTTPRoute, name: {route_name}}}]
+  requestHeaders:
+    set: [{{name: {BOT_CLASS[0]}, value: {BOT_CLASS[1]}}}]
+  responseHeaders:
+    set: [{{name: {ROBOTS_TAG[0]}, value: "{ROBOTS_TAG[1]}"}}]
+  allowedMethods: [{methods}]
+  urlAllowlist:
+    paths:
+      - {{type: PathPrefix, value: {API_PREFIX}}}
+      - {{type: RegularExpression, value: '{PATH_REGEX}'}}
+  securityTxt:
+    contact: ["{SECURITY_CONTACT}"]
+    expires: "{SECURITY_EXPIRES}"
+  duplicateHeaders:
+    default: KeepFirst
+---
+apiVersion: policy.wardgate.io/v1alpha1
+kind: RateLimitPolicy
+metadata: {{name: seed-rate, namespace: default}}
+spec:
+  targetRefs: [{{kind: HTTPRoute, name: {route_name}}}]
+  requests: {RATE}
+  unit: Second
+  burst: {RATE}
+"""
+
+
+def waf_policy(route_name: str, paranoia: int = 1) -> str:
+    """A SecurityPolicy turning ModSecurity + CRS on for one HTTPRoute (docs/policies.md, WAF)."""
+    return f"""\
+apiVersion: policy.wardgate.io/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: waf, namespace: default}}
+spec:
+  targetRefs: [{{kind: HTTPRoute, name: {route_name}}}]
+  waf: {{mode: Block, paranoiaLevel: {paranoia}}}
+"""

@@ -13,8 +13,7 @@ from typing import Any
 from bench.common import ensure_matplotlib, log, write_json
 
 HEADLINE_LINES = 15
-POLICIES_PENDING = "pending (policy issue not landed)"
-WAF_PENDING = "pending (WAF issue not landed)"
+WAF_HEADLINE_KIND = "get"  # the waf/limit headlines: the same benign GET / as the dataplane suite
 
 
 def _f(v: float | None, digits: int = 2) -> str:
@@ -39,14 +38,26 @@ def headlines(suites: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
             return f"n/a ({name} unavailable)"
         return _f(t.get(key))
 
+    wf = suites.get("waf")
+
+    def waf_value(key: str) -> str:
+        if not wf:
+            return "n/a (waf suite not run)"
+        if "error" in wf:
+            return "n/a (waf suite failed)"
+        if wf.get("targets", {}).get("waf", {}).get("error"):
+            return "n/a (wardgate's WAF unavailable)"
+        t = wf.get("kinds", {}).get(WAF_HEADLINE_KIND, {}).get("targets", {}).get("waf", {})
+        return _f(t.get(key))
+
     lines: list[tuple[str, str]] = []
     for key, suffix in (("rps_ratio", ""), ("cpu_efficiency", " cpu-efficiency")):
         lines += [
             (f"plain/limit{suffix}", target_value("plain", key)),
-            (f"policies/limit{suffix}", POLICIES_PENDING),
+            (f"policies/limit{suffix}", target_value("policies", key)),
             (f"caddy/limit{suffix}", target_value("caddy", key)),
             (f"haproxy/limit{suffix}", target_value("haproxy", key)),
-            (f"waf/limit{suffix}", WAF_PENDING),
+            (f"waf/limit{suffix}", waf_value(key)),
         ]
     lines.append(("plain/limit p99 latency", target_value("plain", "p99_ratio")))
 

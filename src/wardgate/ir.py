@@ -204,6 +204,96 @@ class ClientValidation:
 
 
 @dataclass(frozen=True)
+class DirectResponse:
+    """An exact path the gateway answers itself (security.txt, robots.txt, ...)."""
+
+    path: str
+    status: int
+    content_type: str
+    body: str
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """`requests` per `period_s` with `burst` extra at once, counted per key in budget `bucket`."""
+
+    bucket: str
+    requests: int
+    period_s: int
+    burst: int = 0
+    key: Literal["ip", "header", "route"] = "ip"
+    header: str | None = None
+    exempt: tuple[str, ...] = ()
+    status: int = 429
+    headers: bool = False
+
+
+@dataclass(frozen=True)
+class WafExclusion:
+    """Rules off (all of the WAF when `rule_ids` is empty), optionally only for some args/headers
+    or only on some paths."""
+
+    rule_ids: tuple[int, ...] = ()
+    args: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()
+    paths: tuple[PathMatch, ...] = ()
+
+
+@dataclass(frozen=True)
+class Waf:
+    mode: Literal["Block", "DetectOnly", "Off"] = "Block"
+    paranoia: int = 1
+    threshold: int = 5
+    exclusions: tuple[WafExclusion, ...] = ()
+
+
+DuplicateAction = Literal["allow", "reject", "first", "last"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The security settings in effect for a set of requests, already merged across levels.
+
+    `id` is unique within one Gateway; equal settings share one id.
+    """
+
+    id: int
+    request_headers: HeaderOps = field(default_factory=HeaderOps)
+    response_headers: HeaderOps = field(default_factory=HeaderOps)
+    allowed_methods: tuple[str, ...] = ()
+    allowlist: tuple[PathMatch, ...] = ()
+    allowlist_status: int = 404
+    direct: tuple[DirectResponse, ...] = ()
+    # None: duplicate headers are passed on as they came.
+    duplicate_default: DuplicateAction | None = None
+    duplicate_headers: tuple[tuple[str, DuplicateAction], ...] = ()  # (lower-case name, action)
+    ip_allow: tuple[str, ...] = ()
+    ip_deny: tuple[str, ...] = ()
+    max_body_bytes: int | None = None
+    max_url_length: int | None = None
+    max_header_bytes: int | None = None
+    rate_limit: RateLimit | None = None
+    waf: Waf | None = None
+
+    def direct_for(self, path: str) -> int | None:
+        """Index of the direct response for `path`, if any."""
+        for i, resp in enumerate(self.direct):
+            if resp.path == path:
+                return i
+        return None
+
+
+@dataclass(frozen=True)
+class ClientIP:
+    """Where the client address comes from. hops: the Nth X-Forwarded-For entry from the right;
+    trusted: proxies whose X-Forwarded-For (or PROXY header) is believed."""
+
+    source: Literal["connection", "xff", "proxy_protocol"] = "connection"
+    hops: int | None = None
+    trusted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class VirtualHost:
     """A hostname on one port. "" is the catch-all; "*.x" is a suffix wildcard."""
 
@@ -212,6 +302,9 @@ class VirtualHost:
     certificate: TLSCertificate | None = None
     # The listener that owns this hostname (listener isolation, misdirected-request checks).
     listener: str = ""
+    # Policy ids (Gateway.policies): for requests no route serves, and per action id.
+    policy: int | None = None
+    action_policies: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -235,6 +328,8 @@ class Gateway:
     ports: tuple[Port, ...]
     upstreams: tuple[Upstream, ...]
     actions: tuple[Action, ...]
+    policies: tuple[Policy, ...] = ()
+    client_ip: ClientIP = field(default_factory=ClientIP)
 
     @property
     def key(self) -> str:

@@ -211,6 +211,60 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Body:
+    """Multi-line user text in an interpolated argument (a `return` body): line breaks and tabs
+    are written as the escapes nginx's parser turns back into them."""
+
+    value: str
+
+
+_BODY_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _lines(value: str) -> str:
+    if _BODY_BAD.search(value):
+        raise UnsafeValueError(f"refusing to write a control character into nginx config: {value[:80]!r}")
+    return (value.replace("\\", "\\\\").replace('"', '\\"')
+            .replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
+
+
+def body(value: str) -> str:
+    return '"' + _lines(value).replace("$", "${" + DOLLAR_VAR + "}") + '"'
+
+
+@dataclass(frozen=True)
+class Lines:
+    """Multi-line text for an argument nginx does not interpolate (modsecurity_rules)."""
+
+    value: str
+
+
+def lua_string(value: str) -> str:
+    """A Lua string literal: everything but letters, digits and a few safe marks as decimal
+    escapes, so nothing in it can end the string, the block or the nginx directive."""
+    return '"' + "".join(c if c.isascii() and (c.isalnum() or c in "_-./:") else
+                         "".join(f"\\{b:03d}" for b in c.encode()) for c in value) + '"'
+
+
+def lua_literal(value: object) -> str:
+    """A Lua literal for plain data: dicts (tables), lists, str, int, bool, None."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return lua_string(value)
+    if isinstance(value, dict):
+        items = [f"[{lua_literal(k)}]={lua_literal(v)}" for k, v in value.items()]
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "{" + ",".join(lua_literal(v) for v in value) + "}"
+    raise UnsafeValueError(f"no Lua literal for {type(value).__name__}")
+
+
+@dataclass(frozen=True)
 class Expr:
     """One interpolated argument built from renderer variables (Raw, e.g. `$http_x`) and user text."""
 
@@ -238,7 +292,7 @@ def expr(value: Expr) -> str:
     return '"' + "".join(out) + '"'
 
 
-Arg = str | int | float | Raw | Text | Expr
+Arg = str | int | float | Raw | Text | Expr | Body | Lines
 
 
 def token(value: Arg) -> str:
@@ -249,6 +303,10 @@ def token(value: Arg) -> str:
         return text(value.value)
     if isinstance(value, Expr):
         return expr(value)
+    if isinstance(value, Body):
+        return body(value.value)
+    if isinstance(value, Lines):
+        return '"' + _lines(value.value) + '"'
     if isinstance(value, bool):
         raise UnsafeValueError("booleans are not nginx tokens")
     if isinstance(value, int):

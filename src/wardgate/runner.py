@@ -127,7 +127,7 @@ class Runner:
                                      self.opts.nginx_bin)
                 self.instances[gw.key] = inst
             ropts = RenderOptions(self.address_of(gw.key), self.opts.port_offset, self.opts.modules_dir,
-                                  self.opts.worker_processes)
+                                  self.opts.worker_processes, log_dir=str(inst.workdir.resolve() / "logs"))
             try:
                 files = render(gw, ropts)
             except ValueError as exc:  # includes UnsafeValueError: refuse, keep the old config

@@ -19,6 +19,7 @@ from wardgate.model.gatewayapi import (
     HTTPRoute,
     ReferenceGrant,
 )
+from wardgate.model.policies import POLICY_GROUP, POLICY_KINDS, POLICY_VERSION
 from wardgate.perf import no_gc_pauses
 from wardgate.sources.files import RawObject
 
@@ -34,8 +35,10 @@ KINDS: dict[tuple[str, str], type[Resource]] = {
     ("", "Secret"): Secret,
     ("", "ConfigMap"): ConfigMap,
     ("discovery.k8s.io", "EndpointSlice"): EndpointSlice,
+    **{(POLICY_GROUP, kind): cls for kind, cls in POLICY_KINDS.items()},
 }
-SUPPORTED_VERSIONS = {GROUP: {"v1", "v1beta1", "v1alpha3"}, "": {"v1"}, "discovery.k8s.io": {"v1"}}
+SUPPORTED_VERSIONS = {GROUP: {"v1", "v1beta1", "v1alpha3"}, "": {"v1"}, "discovery.k8s.io": {"v1"},
+                      POLICY_GROUP: {POLICY_VERSION}}
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -55,6 +58,9 @@ class ResourceSet:
 
     objects: list[Resource] = field(default_factory=list)
     ignored: list[RawObject] = field(default_factory=list)
+    # Objects whose latest version was refused, with why (their last good version, if any, is in
+    # `objects`): translation reports them in status, e.g. a policy's Accepted=False/Invalid.
+    rejected: list[tuple[RawObject, list[Problem]]] = field(default_factory=list)
 
     def of(self, cls: type[Any]) -> list[Any]:
         return [o for o in self.objects if isinstance(o, cls)]
@@ -136,6 +142,7 @@ def parse_keeping(raws: Iterable[RawObject], previous: dict[ObjectKey, Resource]
             obj = parse_object(raw, seq)
         except InputError as exc:
             problems.extend(exc.problems)
+            out.rejected.append((raw, exc.problems))
             kept = (previous or {}).get(_raw_key(raw))
             if kept is None or (kept.kind, kept.namespace, kept.name) in seen:
                 continue

@@ -16,6 +16,9 @@ class Directive:
     args: tuple[Arg, ...] = ()
     block: list[Directive] | None = None
     comment: str | None = field(default=None, compare=False)
+    # For *_by_lua_block directives: Lua code the renderer generated (fixed code, and data only
+    # through quoting.lua_literal), written as the block's body.
+    lua: str | None = None
 
     def add(self, name: str, *args: Arg) -> Directive:
         """Append a child directive and return self (for chaining)."""
@@ -58,7 +61,11 @@ def emit(nodes: list[Directive], indent: int = 0) -> str:
         if node.comment:
             out.append(f"{pad}# {_comment(node.comment)}\n")
         head = " ".join([node.name, *(token(a) for a in node.args)])
-        if node.block is None:
+        if node.lua is not None:
+            if not node.name.endswith("_by_lua_block"):
+                raise ValueError(f"Lua code on a non-Lua directive {node.name!r}")
+            out.append(f"{pad}{head} {{\n{node.lua}\n{pad}}}\n")
+        elif node.block is None:
             out.append(f"{pad}{head};\n")
         else:
             out.append(f"{pad}{head} {{\n")

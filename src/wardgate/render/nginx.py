@@ -19,6 +19,7 @@ from wardgate import ir
 from wardgate.perf import no_gc_pauses
 from wardgate.quoting import DOLLAR_VAR, Arg, Expr, Raw, Text, header_variable, regex_escape
 from wardgate.render.emit import Directive, block, d, emit, entry
+from wardgate.render.policies import PolicyRenderer, header_directives
 
 INTERNAL_PREFIX = "/_wardgate/"
 MODULES = ("ngx_http_headers_more_filter_module.so",)
@@ -28,7 +29,7 @@ LOG_FORMAT = (
     '"host":"$host","method":"$request_method","uri":"$request_uri","status":$status,'
     '"bytes_sent":$body_bytes_sent,"request_time":$request_time,"route":"$wg_route",'
     '"upstream_addr":"$upstream_addr","upstream_status":"$upstream_status",'
-    '"upstream_time":"$upstream_response_time"}'
+    '"upstream_time":"$upstream_response_time","client_ip":"$wg_client_ip","decision":"$wg_decision_log"}'
 )
 
 
@@ -53,6 +54,9 @@ class RenderOptions:
     access_log: bool = True
     # Trust anchors for BackendTLSPolicy wellKnownCACertificates: System.
     system_ca_file: str = "/etc/ssl/certs/ca-certificates.crt"
+    # Where modules that resolve paths against the working directory (ModSecurity's audit log)
+    # write logs: the instance's absolute logs/ directory.
+    log_dir: str = "logs"
 
 
 def R(text: str) -> Raw:
@@ -77,6 +81,8 @@ class _Renderer:
         self.files: dict[str, str] = {}
         self._maps: dict[tuple[object, ...], str] = {}
         self._retry_upstreams: dict[tuple[str, int], str] = {}
+        self.pol = PolicyRenderer(gw, opts.modules_dir, opts.log_dir)
+        self._directs: set[tuple[int, int]] = set()  # direct-response locations of the current server
 
     # --- shared http-level helpers --------------------------------------------------------
 
@@ -121,13 +127,15 @@ class _Renderer:
 
     # --- actions ----------------------------------------------------------------------------
 
-    def _proxy_headers(self, action: ir.Action) -> list[Directive]:
-        """proxy_set_header for an action that changes request headers.
+    def _proxy_headers(self, action: ir.Action, pid: int | None = None) -> list[Directive]:
+        """proxy_set_header for an action that changes request headers (policy first, then the
+        route's own filter, which wins for the same name).
 
         Without changes the http-level defaults apply. With any, nginx drops every inherited
         proxy_set_header, so the whole set is repeated here.
         """
-        ops = action.request_headers
+        policy = self.pol.policies.get(pid) if pid is not None else None
+        ops = (policy.request_headers if policy else ir.HeaderOps()) + action.request_headers
         if not ops and not (action.rewrite and action.rewrite.hostname):
             return []
         headers: dict[str, tuple[str, Arg]] = {k.lower(): (k, v) for k, v in DEFAULT_PROXY_HEADERS}
@@ -150,16 +158,6 @@ class _Renderer:
             headers[name.lower()] = (name, "")
         return [d("proxy_set_header", name, value) for name, value in headers.values()]
 
-    def _response_headers(self, ops: ir.HeaderOps) -> list[Directive]:
-        out: list[Directive] = []
-        for name, value in ops.set:
-            out.append(d("more_set_headers", Text(f"{name}: {value}")))
-        for name, value in ops.add:
-            out.append(d("add_header", name, Text(value), R("always")))
-        for name in ops.remove:
-            out.append(d("more_clear_headers", name))
-        return out
-
     def _path_expr(self, path_type: str | None, value: str | None, prefix: str | None) -> tuple[
             list[Directive], tuple[Raw | str, ...]]:
         """Directives computing the new path, and the path as Expr parts (query excluded)."""
@@ -178,11 +176,13 @@ class _Renderer:
         return [], (R("$wg_rawpath"),)
 
     def _action_body(self, action: ir.Action, port: ir.Port, server_ref: list[Directive],
-                     internal: bool = False) -> list[Directive]:
-        """The directives serving an action. `internal`: in a location reached by an internal
-        redirect, where nginx no longer has the client's URI and it must be passed explicitly."""
-        out: list[Directive] = [d("set", R("$wg_route"), Text(str(action.source)))]
-        out += self._response_headers(action.response_headers)
+                     internal: bool = False, pid: int | None = None) -> list[Directive]:
+        """The directives serving an action under policy `pid`. `internal`: in a location reached
+        by an internal redirect, where nginx no longer has the client's URI and it must be passed
+        explicitly."""
+        out: list[Directive] = [*self.pol.location(pid), d("set", R("$wg_route"), Text(str(action.source))),
+                                *self.pol.checks(pid)]
+        out += header_directives(action.response_headers)
         if action.cors is not None:
             out += self._cors(action.cors)
         if action.direct_status is not None:
@@ -206,14 +206,14 @@ class _Renderer:
             backends = [replace(b, upstream=self._retry_upstream(b.upstream, action.retry.attempts + 1))
                         if b.upstream else b for b in backends]
         if len(backends) > 1 and any(b.request_headers or b.response_headers for b in backends):
-            return out + self._per_backend(action, backends, port, server_ref)
+            return out + self._per_backend(action, backends, port, server_ref, pid)
         if len(backends) == 1 and backends[0].upstream:
             target = backends[0].upstream
         else:
             var = self._split(("backends", action.id), [(float(b.weight), b.upstream or "") for b in backends])
             out.append(Directive("if", _cond("$" + var, "=", ""), [d("return", 500)]))
             target = "${" + var + "}"
-        out += self._proxy_headers(action)
+        out += self._proxy_headers(action, pid)
         timeout = min(t for t in (action.request_timeout_s, action.backend_timeout_s, 3600.0) if t)
         if timeout < 3600.0:
             ms = max(1, int(timeout * 1000))
@@ -340,7 +340,7 @@ class _Renderer:
         return out
 
     def _per_backend(self, action: ir.Action, backends: list[ir.WeightedBackend], port: ir.Port,
-                     server_ref: list[Directive]) -> list[Directive]:
+                     server_ref: list[Directive], pid: int | None) -> list[Directive]:
         """Backends with their own header filters: pick one, then jump to a location made for it."""
         var = self._split(("per-backend", action.id),
                           [(float(b.weight), str(i) if b.upstream else "") for i, b in enumerate(backends)])
@@ -357,7 +357,7 @@ class _Renderer:
                                                        response_headers=ir.HeaderOps()),),
                              request_headers=action.request_headers + b.request_headers,
                              response_headers=action.response_headers + b.response_headers)
-            body = [d("internal"), *self._action_body(single, port, server_ref, internal=True)]
+            body = [d("internal"), *self._action_body(single, port, server_ref, internal=True, pid=pid)]
             server_ref.append(Directive("location", (R("="), loc), body))
         return out
 
@@ -402,6 +402,8 @@ class _Renderer:
             listen.append(R("default_server"))
         if port.protocol == "HTTPS":
             listen += [R("ssl"), R("http2")]
+        if self.gw.client_ip.source == "proxy_protocol":
+            listen.append(R("proxy_protocol"))
         srv.add("listen", *listen)
         srv.add("server_name", vhost.hostname)
         cert = vhost.certificate or (port.default_certificate if default else None)
@@ -414,7 +416,12 @@ class _Renderer:
                 # reuse or a confused client. RFC 9110 says 421, and the client retries.
                 var = self._sni_listener(port)
                 srv.block_append(Directive("if", _cond(var, "!=", Text(vhost.listener)), [d("return", 421)]))
+        pids = [vhost.policy, *(pid for _, pid in vhost.action_policies)]
+        if any(self.pol.uses_uri(pid) for pid in pids):
+            # Checks may run after an internal redirect, where $uri is wardgate's: keep the client's.
+            srv.add("set", R("$wg_uri"), R("$uri"))
         extra: list[Directive] = []
+        self._directs = set()
         locations = self._locations(port, vhost, extra)
         assert srv.block is not None
         srv.block += locations + extra
@@ -465,6 +472,11 @@ class _Renderer:
     def _locations(self, port: ir.Port, vhost: ir.VirtualHost, extra: list[Directive]) -> list[Directive]:
         matches = vhost.matches
         exact: dict[str, None] = {}
+        # Direct responses are answered in an exact location of their own.
+        for pid in {vhost.policy, *(pid for _, pid in vhost.action_policies)}:
+            if pid is not None:
+                for resp in self.pol.policies[pid].direct:
+                    exact[resp.path] = None
         prefixes: dict[str, None] = {"/": None}
         regexes: dict[str, None] = {}
         for m in matches:
@@ -480,7 +492,7 @@ class _Renderer:
         out: list[Directive] = []
 
         def location(args: tuple[Arg, ...], kind: str, value: str) -> Directive:
-            body = self._dispatch(port, kind, value, matches, used_actions, extra)
+            body = self._dispatch(port, vhost, kind, value, used_actions, extra)
             return Directive("location", args, body)
 
         for value in exact:
@@ -490,23 +502,45 @@ class _Renderer:
             out.append(location((loc,), "prefix", value))
         for value in regexes:
             out.append(location((R("~"), _anchored(value)), "regex", value))
+        policies = dict(vhost.action_policies)
         for action_id in used_actions:
-            body = [d("internal"), *self._action_body(self.actions[action_id], port, extra, internal=True)]
+            body = [d("internal"), *self._action_body(self.actions[action_id], port, extra, internal=True,
+                                                      pid=policies.get(action_id))]
             out.append(Directive("location", (R("="), f"{INTERNAL_PREFIX}a/{action_id}"), body))
         return out
 
-    def _dispatch(self, port: ir.Port, kind: str, value: str, matches: tuple[ir.Match, ...],
+    def _direct_jump(self, pid: int | None, kind: str, value: str, extra: list[Directive]) -> str | None:
+        """The internal location of policy `pid`'s direct response for this exact location, if any."""
+        if pid is None or kind != "exact":
+            return None
+        index = self.pol.policies[pid].direct_for(value)
+        if index is None:
+            return None
+        loc = f"{INTERNAL_PREFIX}d/{pid}/{index}"
+        if (pid, index) not in self._directs:
+            self._directs.add((pid, index))
+            extra.append(self.pol.direct_location(pid, index, loc))
+        return loc
+
+    def _dispatch(self, port: ir.Port, vhost: ir.VirtualHost, kind: str, value: str,
                   used: dict[int, None], extra: list[Directive]) -> list[Directive]:
         out: list[Directive] = []
-        for m in matches:
+        policies = dict(vhost.action_policies)
+        for m in vhost.matches:
             conds = self._path_conditions(kind, value, m)
             if conds is None:
                 continue
             conds += self._request_conditions(m)
+            pid = policies.get(m.action)
+            direct = self._direct_jump(pid, kind, value, extra)
             if not conds:
-                return out + self._action_body(self.actions[m.action], port, extra)
-            used[m.action] = None
-            jump = d("rewrite", R("^"), f"{INTERNAL_PREFIX}a/{m.action}", R("last"))
+                if direct is not None:
+                    route = d("set", R("$wg_route"), Text(str(self.actions[m.action].source)))
+                    return [*out, route, d("rewrite", R("^"), direct, R("last"))]
+                return out + self._action_body(self.actions[m.action], port, extra, pid=pid)
+            if direct is None:
+                used[m.action] = None
+            jump = d("rewrite", R("^"), direct or f"{INTERNAL_PREFIX}a/{m.action}", R("last"))
             if len(conds) == 1:
                 out.append(Directive("if", conds[0][1], [jump]))
                 continue
@@ -514,8 +548,11 @@ class _Renderer:
             for negated, _ in conds:
                 out.append(Directive("if", negated, [d("set", R("$wg_m"), R("0"))]))
             out.append(Directive("if", (R("("), R("$wg_m"), R(")")), [jump]))
-        out.append(d("return", 404))
-        return out
+        direct = self._direct_jump(vhost.policy, kind, value, extra)
+        if direct is not None:
+            return [*out, d("rewrite", R("^"), direct, R("last"))]
+        return out + self.pol.location(vhost.policy) + self.pol.checks(vhost.policy) + [
+            d("set", R("$wg_decision"), "no-route"), d("return", 404)]
 
     @staticmethod
     def _path_conditions(kind: str, value: str, m: ir.Match) -> list[tuple[tuple[Arg, ...], tuple[Arg, ...]]] | None:
@@ -584,7 +621,8 @@ class _Renderer:
         upstreams = [self._upstream(u) for u in self.gw.upstreams]
         upstreams += [self._upstream(by_name[base], name, copies)
                       for (base, copies), name in self._retry_upstreams.items()]
-        main: list[Directive] = [d("load_module", f"{self.opts.modules_dir}/{m}") for m in MODULES]
+        main: list[Directive] = [d("load_module", f"{self.opts.modules_dir}/{m}")
+                                 for m in (*MODULES, *self.pol.modules())]
         workers = self.opts.worker_processes
         main += [
             d("worker_processes", workers if workers else R("auto")),
@@ -625,7 +663,22 @@ class _Renderer:
             # Variables set only in some locations must exist everywhere.
             Directive("map", (R("$host"), R("$wg_route")), [d("default", "")]),
             Directive("map", (R("$host"), R("$wg_preflight")), [d("default", "")]),
+            Directive("map", (R("$host"), R("$wg_decision")), [d("default", "")]),
+            Directive("map", (R("$host"), R("$wg_waf")), [d("default", "")]),
+            Directive("map", (R("$host"), R("$wg_uri")), [d("default", "")]),
+            # What the decision log says: the policy that answered; else, for answers no backend
+            # gave: "waf" for a 403 on a WAF-enabled route, "request-limits" for nginx's 413 (body
+            # size), "invalid-request" for its 400 (malformed); else "allow".
+            Directive("map", (Expr((R("$wg_decision"), "|", R("$wg_waf"), "|", R("$status"), "|",
+                                    R("$upstream_status"))), R("$wg_decision_log")), [
+                entry("~^(?<wg_dec>[a-z-]+)[|]", R("$wg_dec")),
+                entry("~^[|]on[|]403[|]$", "waf"),
+                entry("~^[|][a-z]*[|]413[|]$", "request-limits"),
+                entry("~^[|][a-z]*[|]400[|]$", "invalid-request"),
+                d("default", "allow"),
+            ]),
         ]
+        http.block += self.pol.http_directives()
         http.block += self.http_extra + upstreams + servers
         main.append(http)
         self.files["nginx.conf"] = (f"# wardgate: Gateway {self.gw.key}. Generated; do not edit.\n"

@@ -15,6 +15,7 @@ from wardgate.translate.build import GatewayBuilder
 from wardgate.translate.conditions import ObjectStatus, condition
 from wardgate.translate.gateways import GatewayPlan, gateway_status, plan_gateway
 from wardgate.translate.index import Index
+from wardgate.translate.policies import PolicyAttachment, PolicyResolver, apply_policies
 from wardgate.translate.routes import RouteResult, attach_route
 
 
@@ -76,17 +77,25 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
         if res.parents:
             out.statuses.append(ObjectStatus("HTTPRoute", route.namespace, route.name,
                                              route.metadata.generation, {"parents": res.parents}))
+    route_parents: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for res in results:
+        for gw_key, atts in res.attachments.items():
+            if atts:
+                route_parents.setdefault(res.route.key, set()).add(gw_key)
+    policies = PolicyAttachment(rs, index, out.plans, route_parents, opts.controller_name, now)
     ancestors: dict[tuple[str, str], list[tuple[tuple[str, str], PolicyResult]]] = {}
     for key, plan in out.plans.items():
         builder = GatewayBuilder(plan, index)
         attachments = [a for res in results for a in res.attachments.get(key, [])]
         if plan.accepted:
-            out.gateways.append(builder.build(attachments))
+            out.gateways.append(apply_policies(builder.build(attachments), PolicyResolver(policies, key)))
         out.problems.extend(builder.problems)
         out.statuses.append(gateway_status(plan, list(opts.addresses), now))
         for pkey, result in builder.policies.items():
             ancestors.setdefault(pkey, []).append((key, result))
     out.statuses += _backend_tls_statuses(ancestors, opts.controller_name, now)
+    out.statuses += policies.statuses()
+    out.problems += policies.problems
     return out
 
 

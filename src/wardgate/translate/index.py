@@ -7,7 +7,7 @@ from collections import defaultdict
 from wardgate import ir
 from wardgate.model import ResourceSet
 from wardgate.model.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
-from wardgate.model.gatewayapi import BackendTLSPolicy, ReferenceGrant
+from wardgate.model.gatewayapi import BackendTLSPolicy, HTTPRoute, ReferenceGrant
 
 
 class Index:
@@ -28,9 +28,16 @@ class Index:
                     self.backend_tls[(p.namespace, ref.name)].append(p)
         # (namespace, Service, port) -> ready endpoints, filled on first use.
         self.endpoint_cache: dict[tuple[str, str, int], tuple[ir.Endpoint, ...]] = {}
+        self.routes: dict[tuple[str, str], HTTPRoute] = {r.key: r for r in rs.http_routes}
         self.grants: dict[str, list[ReferenceGrant]] = defaultdict(list)
         for g in rs.of(ReferenceGrant):
             self.grants[g.namespace].append(g)
+
+    def route(self, namespace: str, name: str) -> HTTPRoute | None:
+        return self.routes.get((namespace, name))
+
+    def config_map(self, namespace: str, name: str) -> ConfigMap | None:
+        return self.config_maps.get((namespace, name))
 
     def namespace_labels(self, name: str) -> dict[str, str]:
         ns = self.namespaces.get(name)

@@ -1,0 +1,380 @@
+"""wardgate's policy resources (GEP-713 policy attachment): security, rate limits, client traffic.
+
+These models validate input and are the source of the CRDs in deploy/crds/ (`wardgate crds`).
+Every field a user can set is checked here, so errors name the field; checks that need other
+objects or the current time (targets, ConfigMaps, security.txt expiry) happen in translation.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
+
+from wardgate import quoting
+from wardgate.model.base import HeaderName, Model, Resource
+from wardgate.model.gatewayapi import HTTPHeaderFilter, HTTPPathMatch
+
+POLICY_GROUP = "policy.wardgate.io"
+POLICY_VERSION = "v1alpha1"
+
+Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
+
+_QUANTITY = re.compile(r"^([0-9]+)(Ki|Mi|Gi|k|M|G)?$")
+_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+
+
+def _quantity(value: Any) -> Any:
+    """A Kubernetes-style byte quantity (512, 64Ki, 1Mi, 1G) -> bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 512, 64Ki or 1Mi")
+    if isinstance(value, int):
+        return value
+    m = _QUANTITY.fullmatch(str(value))
+    if not m:
+        raise ValueError(f"invalid size {value!r}: expected a number with an optional Ki, Mi, Gi, k, M or G suffix")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+ByteSize = Annotated[int, BeforeValidator(_quantity), Field(ge=0, le=2**40), WithJsonSchema(
+    {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True,
+     "pattern": _QUANTITY.pattern, "description": "bytes, or a size such as 64Ki or 1Mi"})]
+
+
+def _cidr(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"invalid CIDR {value!r}: {exc}") from None
+    return str(net)
+
+
+CIDR = Annotated[str, AfterValidator(_cidr)]
+
+
+def _contact_uri(value: str) -> str:
+    quoting.check_text(value, "security.txt value", 2048)
+    if not re.fullmatch(r"(https://|mailto:|tel:)\S+", value):
+        raise ValueError(f"{value!r} must be an https:, mailto: or tel: URI (RFC 9116 2.5.3)")
+    return value
+
+
+def _https_uri(value: str) -> str:
+    quoting.check_text(value, "security.txt value", 2048)
+    if not re.fullmatch(r"(https://|dns:|openpgp4fpr:)\S+", value):
+        raise ValueError(f"{value!r} must be an https URI (RFC 9116)")
+    return value
+
+
+ContactURI = Annotated[str, AfterValidator(_contact_uri)]
+WebURI = Annotated[str, AfterValidator(_https_uri)]
+
+
+def _exact_path(value: str) -> str:
+    quoting.check_path(value)
+    if value == "/_wardgate" or value.startswith("/_wardgate/"):
+        raise ValueError("paths under /_wardgate/ are reserved for wardgate's internal locations")
+    return value
+
+
+ExactPath = Annotated[str, AfterValidator(_exact_path)]
+
+
+class PolicyTargetRef(Model):
+    """A local (same-namespace) reference to a Gateway or an HTTPRoute, optionally one section."""
+
+    group: Literal["gateway.networking.k8s.io"] = "gateway.networking.k8s.io"
+    kind: Literal["Gateway", "HTTPRoute"]
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    section_name: Annotated[str, Field(min_length=1, max_length=253,
+                                       pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] | None = None
+
+
+TargetRefs = Annotated[list[PolicyTargetRef], Field(min_length=1, max_length=16)]
+
+
+class PolicySpec(Model):
+    target_refs: TargetRefs
+
+
+class Policy(Resource):
+    """A wardgate policy: something with targetRefs."""
+
+    spec: PolicySpec
+
+
+# --- SecurityPolicy -----------------------------------------------------------------------------
+
+
+class UrlAllowlist(Model):
+    """Only these paths are served; anything else gets `status`."""
+
+    paths: Annotated[list[HTTPPathMatch], Field(min_length=1, max_length=256)]
+    status: Annotated[int, Field(ge=400, le=599)] = 404
+
+
+class SecurityTxt(Model):
+    """RFC 9116 fields, served at /.well-known/security.txt."""
+
+    contact: Annotated[list[ContactURI], Field(min_length=1, max_length=16)]
+    expires: datetime
+    encryption: list[WebURI] = Field(default_factory=list)
+    acknowledgments: list[WebURI] = Field(default_factory=list)
+    preferred_languages: list[Annotated[str, Field(pattern=r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")]] = Field(
+        default_factory=list)
+    canonical: list[WebURI] = Field(default_factory=list)
+    policy: list[WebURI] = Field(default_factory=list)
+    hiring: list[WebURI] = Field(default_factory=list)
+
+    @field_validator("expires")
+    @classmethod
+    def _future(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("must carry a time zone, e.g. 2027-06-30T00:00:00Z (RFC 3339)")
+        # RFC 9116 2.5.5: an expired file must not be used. Checked on every reconcile, so an
+        # expiring policy turns Invalid while its last accepted version keeps serving.
+        if value <= datetime.now(UTC):
+            raise ValueError(f"{value.isoformat()} is in the past (RFC 9116 2.5.5)")
+        return value
+
+
+class ConfigMapKeyRef(Model):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+
+
+class BodySource(Model):
+    config_map_ref: ConfigMapKeyRef
+
+
+MAX_BODY = 64 * 1024
+
+
+def _body(value: str) -> str:
+    if len(value.encode()) > MAX_BODY:
+        raise ValueError(f"body is larger than {MAX_BODY // 1024} KiB")
+    if "\x00" in value:
+        raise ValueError("body must not contain NUL characters")
+    return value
+
+
+class DirectResponse(Model):
+    """Answer an exact path from the gateway itself."""
+
+    path: ExactPath
+    status: Annotated[int, Field(ge=200, le=599)] = 200
+    content_type: Annotated[str, Field(max_length=256, pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+"
+                                                               r"(\s*;\s*[A-Za-z0-9_-]+=[A-Za-z0-9_.-]+)*$")] \
+        = "text/plain"
+    body: Annotated[str, AfterValidator(_body)] | None = None
+    body_from: BodySource | None = None
+
+    @model_validator(mode="after")
+    def _one_body(self) -> DirectResponse:
+        if self.body is not None and self.body_from is not None:
+            raise ValueError("set at most one of body and bodyFrom")
+        return self
+
+
+DuplicateAction = Literal["Allow", "Reject", "KeepFirst", "KeepLast"]
+SINGLETON_HEADERS = ("Host", "Content-Length", "Authorization", "Content-Type")
+
+
+class DuplicateHeader(Model):
+    name: HeaderName
+    action: DuplicateAction
+
+
+class DuplicateHeaders(Model):
+    """What to do when a request carries a header more than once."""
+
+    default: DuplicateAction = "Allow"
+    headers: Annotated[list[DuplicateHeader], Field(max_length=64)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> DuplicateHeaders:
+        seen: set[str] = set()
+        for h in self.headers:
+            if h.name.lower() in seen:
+                raise ValueError(f"header {h.name!r} is listed twice")
+            seen.add(h.name.lower())
+        return self
+
+
+class IPAccess(Model):
+    """CIDR lists on the client IP. With `allow`, everything not allowed is denied; the longest
+    matching prefix decides between the lists."""
+
+    allow: Annotated[list[CIDR], Field(max_length=1024)] = Field(default_factory=list)
+    deny: Annotated[list[CIDR], Field(max_length=1024)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> IPAccess:
+        both = set(self.allow) & set(self.deny)
+        if both:
+            raise ValueError(f"{sorted(both)[0]} is in both allow and deny")
+        return self
+
+
+class RequestLimits(Model):
+    max_body_size: ByteSize | None = None
+    max_url_length: Annotated[int, Field(ge=16, le=65536)] | None = Field(default=None, alias="maxURLLength")
+    max_header_size: Annotated[ByteSize, Field(ge=256)] | None = None
+
+
+class WafExclusion(Model):
+    """Turn rules (or, with only `paths`, the whole WAF) off, optionally for some args/headers or paths."""
+
+    rule_ids: Annotated[list[Annotated[int, Field(ge=1, le=999999999)]], Field(max_length=256)] = Field(
+        default_factory=list)
+    args: list[Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.\[\]-]+$")]] = Field(
+        default_factory=list)
+    request_headers: list[HeaderName] = Field(default_factory=list)
+    paths: Annotated[list[HTTPPathMatch], Field(max_length=64)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> WafExclusion:
+        if not self.rule_ids and not self.paths:
+            raise ValueError("an exclusion needs ruleIds, paths, or both")
+        if (self.args or self.request_headers) and not self.rule_ids:
+            raise ValueError("args and requestHeaders need ruleIds: which rules should skip them")
+        return self
+
+
+class Waf(Model):
+    mode: Literal["Block", "DetectOnly", "Off"] = "Block"
+    paranoia_level: Annotated[int, Field(ge=1, le=4)] = 1
+    anomaly_threshold: Annotated[int, Field(ge=1, le=10000)] = 5
+    exclusions: Annotated[list[WafExclusion], Field(max_length=256)] = Field(default_factory=list)
+
+
+class SecurityPolicySpec(PolicySpec):
+    request_headers: HTTPHeaderFilter | None = None
+    response_headers: HTTPHeaderFilter | None = None
+    allowed_methods: Annotated[list[Method], Field(min_length=1)] | None = None
+    url_allowlist: UrlAllowlist | None = None
+    security_txt: SecurityTxt | None = None
+    direct_responses: Annotated[list[DirectResponse], Field(max_length=64)] | None = None
+    duplicate_headers: DuplicateHeaders | None = None
+    ip_access: IPAccess | None = None
+    request_limits: RequestLimits | None = None
+    waf: Waf | None = None
+
+    @model_validator(mode="after")
+    def _unique_paths(self) -> SecurityPolicySpec:
+        paths = [r.path for r in self.direct_responses or []]
+        if self.security_txt is not None:
+            paths.append(SECURITY_TXT_PATH)
+        dup = {p for p in paths if paths.count(p) > 1}
+        if dup:
+            raise ValueError(f"path {sorted(dup)[0]} has more than one direct response")
+        return self
+
+
+SECURITY_TXT_PATH = "/.well-known/security.txt"
+
+
+class SecurityPolicy(Policy):
+    """Headers, methods, URL allowlist, direct responses, duplicate headers, IP lists, limits, WAF."""
+
+    spec: SecurityPolicySpec
+
+
+# --- RateLimitPolicy ------------------------------------------------------------------------------
+
+
+class RateLimitKey(Model):
+    type: Literal["ClientIP", "Header", "Route"] = "ClientIP"
+    header: Annotated[str, AfterValidator(quoting.check_matchable_header_name)] | None = None
+
+    @model_validator(mode="after")
+    def _header(self) -> RateLimitKey:
+        if (self.type == "Header") != (self.header is not None):
+            raise ValueError("header is required with type Header and only allowed with it")
+        return self
+
+
+class RateLimitPolicySpec(PolicySpec):
+    requests: Annotated[int, Field(ge=1, le=1_000_000_000)]
+    unit: Literal["Second", "Minute", "Hour"]
+    burst: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    key: RateLimitKey = Field(default_factory=RateLimitKey)
+    exempt_cidrs: Annotated[list[CIDR], Field(max_length=1024, alias="exemptCIDRs")] = Field(default_factory=list)
+    status: Annotated[int, Field(ge=400, le=599)] = 429
+    rate_limit_headers: bool = False
+
+
+class RateLimitPolicy(Policy):
+    """A request rate per client (or header value, or route), with a burst. Local to each instance."""
+
+    spec: RateLimitPolicySpec
+
+
+# --- ClientTrafficPolicy ---------------------------------------------------------------------------
+
+
+class ClientIP(Model):
+    source: Literal["Connection", "XForwardedFor", "ProxyProtocol"] = "Connection"
+    trusted_hops: Annotated[int, Field(ge=1, le=16)] | None = None
+    trusted_cidrs: Annotated[list[CIDR], Field(max_length=1024, alias="trustedCIDRs")] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClientIP:
+        if self.source == "Connection" and (self.trusted_hops or self.trusted_cidrs):
+            raise ValueError("trustedHops and trustedCIDRs only apply to XForwardedFor and ProxyProtocol")
+        if self.source == "XForwardedFor" and (self.trusted_hops is None) == (not self.trusted_cidrs):
+            raise ValueError("XForwardedFor needs exactly one of trustedHops and trustedCIDRs")
+        if self.source == "ProxyProtocol" and self.trusted_hops is not None:
+            raise ValueError("trustedHops does not apply to ProxyProtocol")
+        return self
+
+
+class ClientTrafficPolicySpec(PolicySpec):
+    client_ip: ClientIP = Field(default_factory=ClientIP, alias="clientIP")
+
+
+class ClientTrafficPolicy(Policy):
+    """How a Gateway finds the client's IP address: connection, X-Forwarded-For or PROXY protocol."""
+
+    spec: ClientTrafficPolicySpec
+
+
+POLICY_KINDS: dict[str, type[Policy]] = {
+    "SecurityPolicy": SecurityPolicy,
+    "RateLimitPolicy": RateLimitPolicy,
+    "ClientTrafficPolicy": ClientTrafficPolicy,
+}
+
+
+def merge_specs(base: Any, over: Any) -> Any:
+    """`over` on top of `base`, field by field: nested objects merge key by key, lists and scalars
+    replace. Only fields `over` sets explicitly count, so an unset field inherits."""
+    updates: dict[str, Any] = {}
+    for name in over.model_fields_set:
+        if name == "target_refs":
+            continue
+        mine, theirs = getattr(over, name), getattr(base, name)
+        if isinstance(mine, Model) and isinstance(theirs, Model) and type(mine) is type(theirs):
+            updates[name] = merge_specs(theirs, mine)
+        else:
+            updates[name] = mine
+    return base.model_copy(update=updates)
+
+
+__all__ = [
+    "POLICY_GROUP",
+    "POLICY_KINDS",
+    "POLICY_VERSION",
+    "SECURITY_TXT_PATH",
+    "SINGLETON_HEADERS",
+    "ClientTrafficPolicy",
+    "Policy",
+    "PolicySpec",
+    "PolicyTargetRef",
+    "RateLimitPolicy",
+    "SecurityPolicy",
+    "merge_specs",
+]

@@ -1,0 +1,292 @@
+"""IR policies -> nginx: checks, headers, Lua access checks, ModSecurity, client IP, decision log.
+
+Order of checks for one request (docs/policies.md):
+1. client IP (realip / X-Forwarded-For / PROXY protocol), 2. ipAccess 403, 3. allowedMethods 405,
+4. urlAllowlist, 5. direct responses, 6. URL 414 / header 431 limits, 7. duplicate headers 400,
+8. rate limit, 9. WAF 403, 10. body size 413, then the proxy.
+1-5 are rewrite-phase `if`s at the place a request is served, so they run before any module's
+access-phase work; 6-8 are one Lua call in the access phase; 9 is ModSecurity; 10 is nginx's own
+body reading.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from wardgate import ir
+from wardgate.quoting import Arg, Body, Expr, Lines, Raw, Text, lua_literal, regex_escape
+from wardgate.render.emit import Directive, d, entry
+
+R = Raw
+LUA_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
+MODSECURITY_MODULE = "ngx_http_modsecurity_module.so"
+# A token longer than nginx's 4 KiB configuration buffer is refused, so long bodies are split
+# into map values joined at run time.
+_CHUNK = 3000
+CRS_SETUP = "/etc/modsecurity/crs/crs-setup.conf"
+CRS_RULES = "/usr/share/modsecurity-crs/rules"
+MODSECURITY_BASE = "/etc/nginx/modsecurity.conf"
+# ModSecurity rule ids wardgate generates per location (a range CRS leaves to users).
+WAF_RULE_BASE = 77_000
+
+
+def _cond(*parts: Arg) -> tuple[Arg, ...]:
+    return (R("("), *parts, R(")"))
+
+
+def path_regex(paths: tuple[ir.PathMatch, ...]) -> str:
+    """One anchored PCRE matching any of the paths, with Gateway API semantics."""
+    alts = []
+    for p in paths:
+        if p.type == "Exact":
+            alts.append(regex_escape(p.value))
+        elif p.type == "PathPrefix":
+            alts.append(".*" if p.value == "/" else regex_escape(p.value) + "(?:/.*)?")
+        else:
+            alts.append(f"(?:{p.value})")
+    return "^(?:" + "|".join(alts) + ")$"
+
+
+def header_directives(ops: ir.HeaderOps) -> list[Directive]:
+    """Response header changes. `set` uses headers-more, which replaces a backend's copy (and
+    works on every status); `add` appends."""
+    out: list[Directive] = []
+    for name, value in ops.set:
+        out.append(d("more_set_headers", Text(f"{name}: {value}")))
+    for name, value in ops.add:
+        out.append(d("add_header", name, Text(value), R("always")))
+    for name in ops.remove:
+        out.append(d("more_clear_headers", name))
+    return out
+
+
+def needs_lua(p: ir.Policy) -> bool:
+    return bool(p.duplicate_default or p.max_url_length or p.max_header_bytes or p.rate_limit)
+
+
+class PolicyRenderer:
+    """Renders one Gateway's policies. Collects http-level directives in `http` as it goes."""
+
+    def __init__(self, gw: ir.Gateway, modules_dir: str, log_dir: str) -> None:
+        self.gw = gw
+        self.modules_dir = modules_dir
+        self.log_dir = log_dir
+        self.policies = {p.id: p for p in gw.policies}
+        self.http: list[Directive] = []
+        self._bodies = 0
+        self._declared: set[str] = set()
+        self.lua = any(needs_lua(p) for p in gw.policies)
+        self.waf = any(p.waf is not None and p.waf.mode != "Off" for p in gw.policies)
+        # (allowed, denied) CIDR lists -> the geo variable that is 1 for a client to refuse.
+        self._geos: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+
+    def _geo(self, allow: tuple[str, ...], deny: tuple[str, ...]) -> str:
+        if (allow, deny) not in self._geos:
+            self._geos[(allow, deny)] = f"wg_ip{len(self._geos)}"
+        return self._geos[(allow, deny)]
+
+    # --- main and http level -------------------------------------------------------------------
+
+    def modules(self) -> list[str]:
+        out = list(LUA_MODULES) if self.lua else []
+        if self.waf:
+            out.append(MODSECURITY_MODULE)
+        return out
+
+    def http_directives(self) -> list[Directive]:
+        out = self._client_ip()
+        lua = self._lua_init() if self.lua else ""  # may add geos: before they are written
+        for lists, var in self._geos.items():
+            allow, deny = lists
+            node = Directive("geo", (R("$wg_client_ip"), R("$" + var)), [d("default", 1 if allow else 0)])
+            assert node.block is not None
+            node.block += [entry(c, 0) for c in allow] + [entry(c, 1) for c in deny]
+            out.append(node)
+        if self.lua:
+            out.append(d("lua_shared_dict", R("wg_ratelimit"), R("10m")))
+            out.append(Directive("init_by_lua_block", (), None, lua=lua))
+        if self.waf:
+            out += self._waf_http()
+        return out + self.http
+
+    def _client_ip(self) -> list[Directive]:
+        cip = self.gw.client_ip
+        out: list[Directive] = []
+        if cip.source == "xff" and cip.hops:
+            # The Nth address from the right of X-Forwarded-For; the connection's if there are fewer.
+            rx = r"(?:^|,)\s*(?<wg_xff_ip>[0-9A-Fa-f:.]+)\s*" + "(?:,[^,]*)" * (cip.hops - 1) + "$"
+            out.append(Directive("map", (R("$http_x_forwarded_for"), R("$wg_client_ip")), [
+                entry("~" + rx, R("$wg_xff_ip")), d("default", R("$remote_addr"))]))
+            return out
+        if cip.source in ("xff", "proxy_protocol"):
+            trusted = cip.trusted or (("0.0.0.0/0", "::/0") if cip.source == "proxy_protocol" else ())
+            out += [d("set_real_ip_from", c) for c in trusted]
+            out.append(d("real_ip_header", R("X-Forwarded-For" if cip.source == "xff" else "proxy_protocol")))
+            out.append(d("real_ip_recursive", R("on")))
+        out.append(Directive("map", (R("$remote_addr"), R("$wg_client_ip")), [d("default", R("$remote_addr"))]))
+        return out
+
+    def _lua_init(self) -> str:
+        source = resources.files("wardgate.render").joinpath("wardgate_access.lua").read_text()
+        config: dict[int, dict[str, object]] = {}
+        for p in self.gw.policies:
+            if not needs_lua(p):
+                continue
+            cfg: dict[str, object] = {}
+            if p.max_url_length:
+                cfg["max_url"] = p.max_url_length
+            if p.max_header_bytes:
+                cfg["max_header_bytes"] = p.max_header_bytes
+            if p.duplicate_default:
+                cfg["dup"] = {"default": p.duplicate_default, "headers": dict(p.duplicate_headers)}
+            rl = p.rate_limit
+            if rl is not None:
+                limit: dict[str, object] = {"bucket": rl.bucket, "limit": rl.requests, "period": rl.period_s,
+                                            "burst": rl.burst, "key": rl.key, "status": rl.status,
+                                            "headers": rl.headers}
+                if rl.header:
+                    limit["header"] = rl.header
+                if rl.exempt:
+                    # A geo that is 1 exactly for the exempt CIDRs.
+                    limit["exempt_var"] = self._geo((), rl.exempt)
+                cfg["rl"] = limit
+            config[p.id] = cfg
+        return ("package.loaded.wardgate = (function()\n" + source + "\nend)()\n"
+                "package.loaded.wardgate.configure(" + lua_literal(config) + ")")
+
+    def _waf_http(self) -> list[Directive]:
+        """CRS once for the whole Gateway, engine off: WAF routes turn it on per location. Inline
+        rules with absolute Includes, so nothing depends on nginx's working directory."""
+        rules = [
+            f"Include {MODSECURITY_BASE}",
+            "SecRuleEngine On",
+            "SecAuditEngine RelevantOnly",
+            "SecAuditLogFormat JSON",
+            "SecAuditLogType Serial",
+            "SecAuditLogParts ABHZ",
+            f"SecAuditLog {self.log_dir}/waf-audit.log",
+            f"Include {CRS_SETUP}",
+            f"Include {CRS_RULES}/*.conf",
+        ]
+        return [
+            d("modsecurity", R("off")),
+            d("modsecurity_transaction_id", R("$request_id")),
+            d("modsecurity_rules", Lines("\n".join(rules))),
+        ]
+
+    # --- per location ----------------------------------------------------------------------------
+
+    def checks(self, pid: int | None, allowlist: bool = True) -> list[Directive]:
+        """Rewrite-phase checks 2-4, in order. Direct responses skip the URL allowlist: their
+        paths are the policy's own."""
+        p = self.policies.get(pid) if pid is not None else None
+        if p is None:
+            return []
+        out: list[Directive] = []
+        if p.ip_allow or p.ip_deny:
+            out.append(Directive("if", _cond(R("$" + self._geo(p.ip_allow, p.ip_deny))), [
+                d("set", R("$wg_decision"), "ip-access"), d("return", 403)]))
+        if p.allowed_methods:
+            rx = "^(?:" + "|".join(p.allowed_methods) + ")$"
+            out.append(Directive("if", _cond(R("$request_method"), R("!~"), rx), [
+                d("set", R("$wg_decision"), "method"), d("return", 405)]))
+        if p.allowlist and allowlist:
+            out.append(Directive("if", _cond(R("$wg_uri"), R("!~"), path_regex(p.allowlist)), [
+                d("set", R("$wg_decision"), "url-allowlist"), d("return", p.allowlist_status)]))
+        return out
+
+    def uses_uri(self, pid: int | None) -> bool:
+        p = self.policies.get(pid) if pid is not None else None
+        return p is not None and bool(p.allowlist)
+
+    def location(self, pid: int | None) -> list[Directive]:
+        """Location-level directives: response headers, body size, Lua checks, WAF."""
+        p = self.policies.get(pid) if pid is not None else None
+        if p is None:
+            return []
+        out = self.response_headers(p)
+        if p.max_body_bytes is not None:
+            out.append(d("client_max_body_size", p.max_body_bytes))
+        if needs_lua(p):
+            out.append(Directive("access_by_lua_block", (), None, lua=f"package.loaded.wardgate.access({p.id})"))
+        out += self._waf_location(p)
+        return out
+
+    def response_headers(self, p: ir.Policy) -> list[Directive]:
+        out: list[Directive] = []
+        if p.allowed_methods:
+            out.append(d("more_set_headers", R("-s"), 405, Text("Allow: " + ", ".join(p.allowed_methods))))
+        return out + header_directives(p.response_headers)
+
+    def _waf_location(self, p: ir.Policy) -> list[Directive]:
+        w = p.waf
+        if not self.waf:
+            return []
+        if w is None or w.mode == "Off":
+            return [d("modsecurity", R("off"))]
+        rules = [
+            f'SecRuleEngine {"On" if w.mode == "Block" else "DetectionOnly"}',
+            f'SecAction "id:{WAF_RULE_BASE},phase:1,pass,nolog,t:none,'
+            f'setvar:tx.paranoia_level={w.paranoia},setvar:tx.executing_paranoia_level={w.paranoia},'
+            f'setvar:tx.inbound_anomaly_score_threshold={w.threshold}"',
+        ]
+        rule_id = WAF_RULE_BASE + 1
+        for ex in w.exclusions:
+            if ex.paths:
+                rx = path_regex(ex.paths)
+                if ex.rule_ids and (ex.args or ex.headers):
+                    ctls = [f"ctl:ruleRemoveTargetById={i};ARGS:{a}" for i in ex.rule_ids for a in ex.args]
+                    ctls += [f"ctl:ruleRemoveTargetById={i};REQUEST_HEADERS:{h}" for i in ex.rule_ids
+                             for h in ex.headers]
+                elif ex.rule_ids:
+                    ctls = [f"ctl:ruleRemoveById={i}" for i in ex.rule_ids]
+                else:
+                    ctls = ["ctl:ruleEngine=Off"]
+                rules.append(f'SecRule REQUEST_FILENAME "@rx {rx}" "id:{rule_id},phase:1,pass,nolog,t:none,'
+                             + ",".join(ctls) + '"')
+                rule_id += 1
+            elif ex.args or ex.headers:
+                for i in ex.rule_ids:
+                    targets = [f"!ARGS:{a}" for a in ex.args] + [f"!REQUEST_HEADERS:{h}" for h in ex.headers]
+                    rules.append(f'SecRuleUpdateTargetById {i} "{"|".join(targets)}"')
+            else:
+                rules.append("SecRuleRemoveById " + " ".join(str(i) for i in ex.rule_ids))
+        return [d("modsecurity", R("on")), d("set", R("$wg_waf"), R("on") if w.mode == "Block" else ""),
+                d("modsecurity_rules", Lines("\n".join(rules)))]
+
+    # --- direct responses --------------------------------------------------------------------------
+
+    def direct_location(self, pid: int, index: int, path: str) -> Directive:
+        """The internal location answering direct response `index` of policy `pid`."""
+        p = self.policies[pid]
+        resp = p.direct[index]
+        body: list[Directive] = [d("internal"), d("default_type", resp.content_type)]
+        body += self.response_headers(p)
+        if self.waf:
+            body.append(d("modsecurity", R("off")))
+        body.append(d("set", R("$wg_decision"), "direct-response"))
+        body += self.checks(pid, allowlist=False)
+        body.append(d("return", resp.status, self._body(resp.body)))
+        return Directive("location", (R("="), path), body)
+
+    def _body(self, text: str) -> Arg:
+        chunks: list[str] = []
+        cur: list[str] = []
+        size = 0
+        for ch in text:
+            cost = 12 if ch == "$" else 2 if ch in '\\"\n\r\t' else len(ch.encode())
+            if size + cost > _CHUNK:
+                chunks.append("".join(cur))
+                cur, size = [], 0
+            cur.append(ch)
+            size += cost
+        chunks.append("".join(cur))
+        if len(chunks) == 1:
+            return Body(chunks[0])
+        parts: list[Raw | str] = []
+        for chunk in chunks:
+            var = f"wg_b{self._bodies}"
+            self._bodies += 1
+            self.http.append(Directive("map", (R("$host"), R("$" + var)), [d("default", Body(chunk))]))
+            parts.append(R("${" + var + "}"))
+        return Expr(tuple(parts))

@@ -1,0 +1,393 @@
+"""Policy attachment (GEP-713): which wardgate policies apply where, merged, and their status.
+
+Levels, least to most specific: Gateway, Gateway listener (sectionName), HTTPRoute, HTTPRoute
+rule (sectionName = rule name). The most specific level wins field by field (`merge_specs`).
+Two policies of one kind on the same target: the oldest wins (creationTimestamp, then
+namespace/name, as GEP-713 says) and the other is reported Conflicted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from wardgate import ir
+from wardgate.errors import Problem
+from wardgate.model import ResourceSet
+from wardgate.model.gatewayapi import GROUP, HTTPHeaderFilter, HTTPPathMatch
+from wardgate.model.policies import (
+    POLICY_KINDS,
+    SECURITY_TXT_PATH,
+    SINGLETON_HEADERS,
+    ClientTrafficPolicy,
+    Policy,
+    PolicyTargetRef,
+    RateLimitPolicySpec,
+    SecurityPolicySpec,
+    SecurityTxt,
+    merge_specs,
+)
+from wardgate.translate.conditions import ObjectStatus, condition
+from wardgate.translate.gateways import GatewayPlan
+from wardgate.translate.index import Index
+
+PERIODS = {"Second": 1, "Minute": 60, "Hour": 3600}
+DUPLICATE_ACTIONS: dict[str, ir.DuplicateAction] = {
+    "Allow": "allow", "Reject": "reject", "KeepFirst": "first", "KeepLast": "last"}
+EXPIRY_WARNING_DAYS = 30
+
+# (kind, namespace, name, sectionName or "")
+TargetKey = tuple[str, str, str, str]
+
+
+def _age(p: Policy) -> tuple[str, str, str]:
+    return (p.metadata.creation_timestamp or "", p.namespace, p.name)
+
+
+def security_txt_body(txt: SecurityTxt) -> str:
+    """The RFC 9116 file: one `Field: value` line per value."""
+    lines = [f"Contact: {c}" for c in txt.contact]
+    lines.append("Expires: " + txt.expires.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    lines += [f"Encryption: {v}" for v in txt.encryption]
+    lines += [f"Acknowledgments: {v}" for v in txt.acknowledgments]
+    if txt.preferred_languages:
+        lines.append("Preferred-Languages: " + ", ".join(txt.preferred_languages))
+    lines += [f"Canonical: {v}" for v in txt.canonical]
+    lines += [f"Policy: {v}" for v in txt.policy]
+    lines += [f"Hiring: {v}" for v in txt.hiring]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class _Ancestor:
+    ref: dict[str, Any]
+    accepted: bool
+    reason: str
+    message: str
+    resolved: tuple[bool, str] | None = None  # ResolvedRefs (status, message), when relevant
+
+
+@dataclass
+class PolicyAttachment:
+    """Every policy's targets resolved once per translation."""
+
+    rs: ResourceSet
+    index: Index
+    plans: dict[tuple[str, str], GatewayPlan]
+    # route key -> keys of the Gateways it is attached to
+    route_parents: dict[tuple[str, str], set[tuple[str, str]]]
+    controller: str
+    now: str
+    problems: list[Problem] = field(default_factory=list)
+    # kind -> target -> winning policy
+    winners: dict[str, dict[TargetKey, Policy]] = field(default_factory=dict)
+    _ancestors: dict[tuple[str, str, str], list[_Ancestor]] = field(default_factory=dict)
+    _notes: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    _policies: dict[tuple[str, str, str], Policy] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for kind, cls in POLICY_KINDS.items():
+            self.winners[kind] = {}
+            candidates: dict[TargetKey, list[Policy]] = {}
+            for pol in sorted(self.rs.of(cls), key=_age):
+                self._policies[(kind, pol.namespace, pol.name)] = pol
+                for ref in pol.spec.target_refs:
+                    key = self._resolve(kind, pol, ref)
+                    if key is not None:
+                        candidates.setdefault(key, []).append(pol)
+            for key, pols in candidates.items():
+                self.winners[kind][key] = pols[0]
+                for loser in pols[1:]:
+                    for anc in self._ancestors_of(key):
+                        self._add(loser, _Ancestor(anc, False, "Conflicted",
+                                                   f"{kind} {pols[0].namespace}/{pols[0].name} targets the same "
+                                                   f"{key[0]} {key[2]}{'/' + key[3] if key[3] else ''} and is older"))
+                for anc in self._ancestors_of(key):
+                    self._add(pols[0], _Ancestor(anc, True, "Accepted", "Accepted"))
+
+    # --- targets ------------------------------------------------------------------------------
+
+    def _ancestors_of(self, key: TargetKey) -> list[dict[str, Any]]:
+        kind, ns, name, section = key
+        if kind == "Gateway":
+            ref: dict[str, Any] = {"group": GROUP, "kind": "Gateway", "namespace": ns, "name": name}
+            if section:
+                ref["sectionName"] = section
+            return [ref]
+        return [{"group": GROUP, "kind": "Gateway", "namespace": g_ns, "name": g_name}
+                for g_ns, g_name in sorted(self.route_parents.get((ns, name), ()))]
+
+    def _resolve(self, kind: str, pol: Policy, ref: PolicyTargetRef) -> TargetKey | None:
+        ns = pol.namespace
+        ref_dict: dict[str, Any] = {"group": ref.group, "kind": ref.kind, "namespace": ns, "name": ref.name}
+        if ref.section_name:
+            ref_dict["sectionName"] = ref.section_name
+        where = f"{ref.kind} {ns}/{ref.name}"
+        if kind == "ClientTrafficPolicy" and (ref.kind != "Gateway" or ref.section_name):
+            self._add(pol, _Ancestor(ref_dict, False, "Invalid",
+                                     "ClientTrafficPolicy applies to a whole Gateway: target a Gateway without "
+                                     "sectionName"))
+            return None
+        if ref.kind == "Gateway":
+            plan = self.plans.get((ns, ref.name))
+            if plan is None:
+                if any(g.key == (ns, ref.name) for g in self.rs.gateways):
+                    return None  # another controller's Gateway: not ours to report on
+                self._add(pol, _Ancestor(ref_dict, False, "TargetNotFound", f"{where} does not exist"))
+                return None
+            if ref.section_name and ref.section_name not in {lp.name for lp in plan.listeners}:
+                self._add(pol, _Ancestor(ref_dict, False, "TargetNotFound",
+                                         f"{where} has no listener named {ref.section_name!r}"))
+                return None
+            return ("Gateway", ns, ref.name, ref.section_name or "")
+        route = self.index.route(ns, ref.name)
+        if route is None:
+            self._add(pol, _Ancestor(ref_dict, False, "TargetNotFound", f"{where} does not exist"))
+            return None
+        if ref.section_name and ref.section_name not in {r.name for r in route.spec.rules}:
+            self._add(pol, _Ancestor(ref_dict, False, "TargetNotFound",
+                                     f"{where} has no rule named {ref.section_name!r}"))
+            return None
+        if not self.route_parents.get((ns, ref.name)):
+            self._add(pol, _Ancestor(ref_dict, False, "TargetNotFound",
+                                     f"{where} is not attached to any Gateway of this controller"))
+            return None
+        return ("HTTPRoute", ns, ref.name, ref.section_name or "")
+
+    def _add(self, pol: Policy, anc: _Ancestor) -> None:
+        self._ancestors.setdefault((pol.kind, pol.namespace, pol.name), []).append(anc)
+
+    def note(self, pol: Policy, message: str) -> None:
+        """A warning shown in the policy's Accepted message (and in `wardgate status`)."""
+        notes = self._notes.setdefault((pol.kind, pol.namespace, pol.name), [])
+        if message not in notes:
+            notes.append(message)
+            self.problems.append(Problem(message, pol.origin, pol.kind, pol.namespace, pol.name))
+
+    # --- effective settings -------------------------------------------------------------------
+
+    def chain(self, kind: str, gateway: tuple[str, str], listener: str,
+              route: tuple[str, str] | None = None, rule: str | None = None) -> list[Policy]:
+        """The policies of `kind` that apply, least specific first."""
+        won = self.winners[kind]
+        if not won:
+            return []
+        keys: list[TargetKey] = [("Gateway", *gateway, ""), ("Gateway", *gateway, listener)]
+        if route is not None:
+            keys.append(("HTTPRoute", *route, ""))
+            if rule:
+                keys.append(("HTTPRoute", *route, rule))
+        return [won[k] for k in keys if k in won]
+
+    # --- status -------------------------------------------------------------------------------
+
+    def statuses(self) -> list[ObjectStatus]:
+        out: dict[tuple[str, str, str], ObjectStatus] = {}
+        for key, pol in self._policies.items():
+            gen = pol.metadata.generation
+            notes = self._notes.get(key, [])
+            items = []
+            for anc in self._ancestors.get(key, []):
+                message = anc.message
+                if anc.accepted and notes:
+                    message += "; warnings: " + "; ".join(notes)
+                conds = [condition("Accepted", anc.accepted, anc.reason, message, gen, self.now)]
+                if anc.resolved is not None:
+                    ok, msg = anc.resolved
+                    conds.append(condition("ResolvedRefs", ok, "ResolvedRefs" if ok else "InvalidRef", msg, gen,
+                                           self.now))
+                items.append({"ancestorRef": anc.ref, "controllerName": self.controller, "conditions": conds})
+            out[key] = ObjectStatus(pol.kind, pol.namespace, pol.name, gen, {"ancestors": items})
+        # A refused update: say so, even while the last accepted version keeps applying.
+        for raw, problems in self.rs.rejected:
+            data = raw.data
+            kind = str(data.get("kind", ""))
+            if kind not in POLICY_KINDS or not str(data.get("apiVersion", "")).startswith("policy.wardgate.io/"):
+                continue
+            meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+            assert isinstance(meta, dict)
+            ns, name = str(meta.get("namespace") or "default"), str(meta.get("name", ""))
+            gen = int(meta.get("generation") or 1) if str(meta.get("generation", "1")).isdigit() else 1
+            kept = (kind, ns, name) in self._policies
+            message = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in problems)
+            message += ("; the last accepted version stays in force" if kept else "; the policy is not applied")
+            refs = []
+            spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+            assert isinstance(spec, dict)
+            for ref in spec.get("targetRefs") or [{}]:
+                if isinstance(ref, dict):
+                    refs.append({"group": ref.get("group", GROUP), "kind": ref.get("kind", ""), "namespace": ns,
+                                 "name": ref.get("name", ""),
+                                 **({"sectionName": ref["sectionName"]} if ref.get("sectionName") else {})})
+            items = [{"ancestorRef": r, "controllerName": self.controller,
+                      "conditions": [condition("Accepted", False, "Invalid", message, gen, self.now)]}
+                     for r in refs]
+            out[(kind, ns, name)] = ObjectStatus(kind, ns, name, gen, {"ancestors": items})
+        return list(out.values())
+
+    def set_resolved(self, pol: Policy, ok: bool, message: str) -> None:
+        for anc in self._ancestors.get((pol.kind, pol.namespace, pol.name), []):
+            if anc.accepted and (anc.resolved is None or anc.resolved[0]):
+                anc.resolved = (ok, message)
+
+
+def _header_ops(f: HTTPHeaderFilter | None) -> ir.HeaderOps:
+    if f is None:
+        return ir.HeaderOps()
+    return ir.HeaderOps(tuple((h.name, h.value) for h in f.set), tuple((h.name, h.value) for h in f.add),
+                        tuple(f.remove))
+
+
+def _path(p: HTTPPathMatch) -> ir.PathMatch:
+    value = p.value.rstrip("/") or "/" if p.type == "PathPrefix" else p.value
+    return ir.PathMatch(p.type, value)
+
+
+@dataclass
+class PolicyResolver:
+    """Effective ir.Policy per (listener, route, rule) of one Gateway, interned by value."""
+
+    attachment: PolicyAttachment
+    gateway: tuple[str, str]
+    policies: dict[ir.Policy, int] = field(default_factory=dict)
+    _cache: dict[tuple[object, ...], int | None] = field(default_factory=dict)
+
+    def policy(self, listener: str, route: tuple[str, str] | None = None, rule: str | None = None) -> int | None:
+        key = (listener, route, rule)
+        if key in self._cache:
+            return self._cache[key]
+        sec = self.attachment.chain("SecurityPolicy", self.gateway, listener, route, rule)
+        rl = self.attachment.chain("RateLimitPolicy", self.gateway, listener, route, rule)
+        result: int | None = None
+        if sec or rl:
+            built = self._build(sec, rl)
+            result = self.policies.setdefault(built, len(self.policies))
+        self._cache[key] = result
+        return result
+
+    def ordered(self) -> tuple[ir.Policy, ...]:
+        return tuple(replace(p, id=i) for p, i in sorted(self.policies.items(), key=lambda kv: kv[1]))
+
+    def _merged(self, chain: list[Policy]) -> Any:
+        spec = chain[0].spec
+        for pol in chain[1:]:
+            spec = merge_specs(spec, pol.spec)
+        return spec
+
+    def _setter(self, chain: list[Policy], name: str) -> Policy:
+        """The most specific policy in `chain` that sets spec field `name`."""
+        for pol in reversed(chain):
+            if name in pol.spec.model_fields_set:
+                return pol
+        return chain[-1]
+
+    def _build(self, sec: list[Policy], rl: list[Policy]) -> ir.Policy:
+        out = ir.Policy(id=0)
+        if sec:
+            s: SecurityPolicySpec = self._merged(sec)
+            out = replace(
+                out,
+                request_headers=_header_ops(s.request_headers),
+                response_headers=_header_ops(s.response_headers),
+                allowed_methods=tuple(dict.fromkeys(s.allowed_methods or ())),
+                allowlist=tuple(_path(p) for p in s.url_allowlist.paths) if s.url_allowlist else (),
+                allowlist_status=s.url_allowlist.status if s.url_allowlist else 404,
+                direct=self._direct(s, sec),
+            )
+            if s.duplicate_headers is not None:
+                dh = s.duplicate_headers
+                listed = {h.name.lower(): DUPLICATE_ACTIONS[h.action] for h in dh.headers}
+                for name in SINGLETON_HEADERS:
+                    listed.setdefault(name.lower(), "reject")
+                out = replace(out, duplicate_default=DUPLICATE_ACTIONS[dh.default],
+                              duplicate_headers=tuple(sorted(listed.items())))
+            if s.ip_access is not None:
+                out = replace(out, ip_allow=tuple(s.ip_access.allow), ip_deny=tuple(s.ip_access.deny))
+            if s.request_limits is not None:
+                lim = s.request_limits
+                out = replace(out, max_body_bytes=lim.max_body_size, max_url_length=lim.max_url_length,
+                              max_header_bytes=lim.max_header_size)
+            if s.waf is not None:
+                w = s.waf
+                out = replace(out, waf=ir.Waf(w.mode, w.paranoia_level, w.anomaly_threshold, tuple(
+                    ir.WafExclusion(tuple(e.rule_ids), tuple(e.args), tuple(e.request_headers),
+                                    tuple(_path(p) for p in e.paths)) for e in w.exclusions)))
+        if rl:
+            r: RateLimitPolicySpec = self._merged(rl)
+            # One budget per distinct (policies, settings): a Gateway-wide limit is shared by every
+            # route it covers; a route that changes any field gets its own.
+            ident = repr(([(p.namespace, p.name) for p in rl], r.model_dump(exclude={"target_refs"})))
+            bucket = "b" + hashlib.sha256(ident.encode()).hexdigest()[:12]
+            key = {"ClientIP": "ip", "Header": "header", "Route": "route"}[r.key.type]
+            out = replace(out, rate_limit=ir.RateLimit(
+                bucket, r.requests, PERIODS[r.unit], r.burst, key,  # type: ignore[arg-type]
+                r.key.header.lower() if r.key.header else None, tuple(r.exempt_cidrs), r.status,
+                r.rate_limit_headers))
+        return out
+
+    def _direct(self, s: SecurityPolicySpec, chain: list[Policy]) -> tuple[ir.DirectResponse, ...]:
+        out: list[ir.DirectResponse] = []
+        if s.security_txt is not None:
+            txt = s.security_txt
+            setter = self._setter(chain, "security_txt")
+            left = (txt.expires - datetime.now(UTC)).total_seconds() / 86400
+            if left < EXPIRY_WARNING_DAYS:
+                self.attachment.note(setter, f"securityTxt.expires is {max(left, 0):.0f} days away "
+                                             f"({txt.expires.isoformat()}): renew it")
+            out.append(ir.DirectResponse(SECURITY_TXT_PATH, 200, "text/plain; charset=utf-8",
+                                         security_txt_body(txt)))
+        for i, resp in enumerate(s.direct_responses or []):
+            body = resp.body or ""
+            if resp.body_from is not None:
+                setter = self._setter(chain, "direct_responses")
+                ref = resp.body_from.config_map_ref
+                cm = self.attachment.index.config_map(setter.namespace, ref.name)
+                value = cm.data.get(ref.key) if cm is not None else None
+                where = f"spec.directResponses[{i}].bodyFrom"
+                if value is None:
+                    what = f"ConfigMap {setter.namespace}/{ref.name}" + (" has no key " + repr(ref.key) if cm else
+                                                                         " does not exist")
+                    self.attachment.set_resolved(setter, False, f"{where}: {what}; {resp.path} answers 500")
+                    self.attachment.problems.append(Problem(f"{what}; {resp.path} answers 500", setter.origin,
+                                                            setter.kind, setter.namespace, setter.name, where))
+                    out.append(ir.DirectResponse(resp.path, 500, "text/plain", ""))
+                    continue
+                body = value
+            out.append(ir.DirectResponse(resp.path, resp.status, resp.content_type, body))
+        return tuple(out)
+
+
+def client_ip(attachment: PolicyAttachment, gateway: tuple[str, str]) -> ir.ClientIP:
+    pol = attachment.winners["ClientTrafficPolicy"].get(("Gateway", *gateway, ""))
+    if not isinstance(pol, ClientTrafficPolicy):
+        return ir.ClientIP()
+    c = pol.spec.client_ip
+    source = {"Connection": "connection", "XForwardedFor": "xff", "ProxyProtocol": "proxy_protocol"}[c.source]
+    return ir.ClientIP(source, c.trusted_hops, tuple(c.trusted_cidrs))  # type: ignore[arg-type]
+
+
+def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
+    """The Gateway with each virtual host's policy ids filled in."""
+    actions = {a.id: a for a in gw.actions}
+    ports = []
+    for port in gw.ports:
+        vhosts = []
+        for vh in port.vhosts:
+            per_action: dict[int, int] = {}
+            for m in vh.matches:
+                if m.action in per_action:
+                    continue
+                src = actions[m.action].source
+                pid = resolver.policy(vh.listener, (src.namespace, src.name), src.rule_name)
+                if pid is not None:
+                    per_action[m.action] = pid
+            vhosts.append(replace(vh, policy=resolver.policy(vh.listener),
+                                  action_policies=tuple(sorted(per_action.items()))))
+        ports.append(replace(port, vhosts=tuple(vhosts)))
+    return replace(gw, ports=tuple(ports), policies=resolver.ordered(),
+                   client_ip=client_ip(resolver.attachment, (gw.namespace, gw.name)))
+
+
+__all__ = ["PolicyAttachment", "PolicyResolver", "apply_policies", "security_txt_body"]
