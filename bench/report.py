@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ensure_matplotlib, log, write_json
+from bench.common import ensure_matplotlib, log, ratio, write_json
 
 HEADLINE_LINES = 15
 WAF_HEADLINE_KIND = "get"  # the waf/limit headlines: the same benign GET / as the dataplane suite
@@ -139,6 +139,81 @@ def _dataplane_md(dp: dict[str, Any]) -> list[str]:
     out += ["", "cpu-efficiency = limit's CPU µs/req ÷ target's (1.0 = as cheap as the hand-written proxy). "
             "\"other load on CPU 0\" = share of CPU 0 busy with processes other than the proxy during each run "
             "(other users of the machine): high values make that run noisy.", ""]
+    return out + _policies_md(dp.get("targets", {}))
+
+
+POLICY_PAIRS = (("wardgate", "plain", "policies"), ("Caddy", "caddy", "caddy_policies"),
+                ("HAProxy", "haproxy", "haproxy_policies"))
+
+
+def _policies_md(targets: dict[str, Any]) -> list[str]:
+    """What the seed policies cost each proxy, and which of them each one could express."""
+    rows = []
+    for label, plain, pol in POLICY_PAIRS:
+        a, b = targets.get(plain, {}).get("median"), targets.get(pol, {}).get("median")
+        if not a or not b:
+            continue
+        cost = ratio(b.get("cpu_us_per_req"), a.get("cpu_us_per_req"))
+        rows.append([label, _f(a.get("cpu_us_per_req"), 1), _f(b.get("cpu_us_per_req"), 1),
+                     "n/a" if cost is None else f"{(cost - 1) * 100:+.0f}%",
+                     _f(ratio(b.get("rps"), a.get("rps")))])
+    out = ["### The seed policies", "",
+           "Response header X-Robots-Tag (set), request header X-Bot-Class (set), allowedMethods "
+           "[GET, HEAD, POST], URL allowlist (PathPrefix /api + a RegularExpression matching the bench path), "
+           "securityTxt, duplicateHeaders {default: KeepFirst}, and a rate limit of 1,000,000/s with burst "
+           "1,000,000 that never triggers; bench/manifests.py has wardgate's YAML, bench/targets.py the "
+           "Caddy and HAProxy configurations.", ""]
+    if rows:
+        out += _table(["proxy", "CPU µs/req plain", "CPU µs/req with policies", "policy CPU cost",
+                       "req/s with ÷ without"], rows)
+        out += [""]
+    names = [pol for _, _, pol in POLICY_PAIRS if targets.get(pol, {}).get("policy_checks")]
+    if names:
+        checks = list(targets[names[0]]["policy_checks"])
+        out += ["Each policy was probed on each proxy before measuring (\"ok\" = in effect):", ""]
+        out += _table(["policy", *names], [[c, *[str(targets[n]["policy_checks"].get(c, "")) for n in names]]
+                                           for c in checks])
+        out += [""]
+    return out
+
+
+def _waf_md(wf: dict[str, Any]) -> list[str]:
+    out = [f"## waf ({wf.get('mode')}, started {wf.get('started')}, {wf.get('wall_s')} s)", ""]
+    if "error" in wf:
+        return [*out, f"Failed: {wf['error']}", ""]
+    s = wf.get("settings", {})
+    out += [f"{s.get('crs')}. wrk {s.get('wrk')}; {s.get('runs')} run(s) of {s.get('duration_s')} s per target "
+            f"and request kind, medians; {s.get('pinning')}.", ""]
+    info = wf.get("targets", {})
+    rows = []
+    for name, t in info.items():
+        if t.get("error"):
+            rows.append([name, t.get("label", ""), "—", f"unavailable: {t['error'][:200]}"])
+        else:
+            attacks = ", ".join(f"{k} {v}" for k, v in t.get("attacks", {}).items())
+            rows.append([name, t.get("label", ""), _f(t.get("start_s")), attacks])
+    out += _table(["target", "what", "start s", "attack probes (status)"], rows)
+    for kind in wf.get("kinds", {}).values():
+        out += ["", f"### {kind.get('what')}: `{kind.get('request')}`", ""]
+        rows = []
+        for name, t in kind.get("targets", {}).items():
+            m = t.get("median")
+            if not m:
+                rows.append([name, *["—"] * 10, "not measured"])
+                continue
+            noise = "/".join(_f(r.get("proxy_cpu_other_busy")) for r in t.get("runs", [])
+                             if r.get("proxy_cpu_other_busy") is not None)
+            rows.append([name, _f(m.get("rps"), 0), _f(m.get("p50_ms")), _f(m.get("p99_ms")),
+                         _f(m.get("cpu_us_per_req"), 1) + _range(m.get("cpu_us_per_req_range")),
+                         _f(t.get("rps_ratio")), _f(t.get("cpu_efficiency")),
+                         _f(t.get("rps_ratio_vs_modsec")), _f(t.get("cpu_efficiency_vs_modsec")),
+                         _f(t.get("p99_ratio_vs_modsec")), noise, t.get("warning", "")])
+        out += _table(["target", "req/s", "p50 ms", "p99 ms", "proxy CPU µs/req (min to max)", "req/s ÷ limit",
+                       "cpu-eff. vs limit", "req/s ÷ modsec", "cpu-eff. vs modsec", "p99 ÷ modsec",
+                       "other load on CPU 0", "note"], rows)
+    out += ["", "cpu-eff. vs X = X's CPU µs/req ÷ the target's (1.0 = as cheap as X). modsec is the same WAF "
+            "written by hand, so `waf` vs `modsec` is what wardgate adds around it (access log, request id, "
+            "per-route rules).", ""]
     return out
 
 
@@ -225,7 +300,8 @@ def write(out_dir: Path, suites: dict[str, dict[str, Any]], machine: dict[str, A
            "`cpu-efficiency` = the limit's CPU µs per request ÷ x's, the primary figure on 2 cores "
            "(req/s is capped by wrk + backend on CPU 1). `p99 latency` and `scale p99` are latency ratios: "
            "above 1 is slower. See bench/README.md.", ""]
-    for name, fn in (("dataplane", _dataplane_md), ("scale", _scale_md), ("reconfig", _reconfig_md)):
+    for name, fn in (("dataplane", _dataplane_md), ("waf", _waf_md), ("scale", _scale_md),
+                     ("reconfig", _reconfig_md)):
         if name in suites:
             md += fn(suites[name])
     md += _machine_md(machine)
@@ -252,8 +328,8 @@ def plot(path: Path, suites: dict[str, dict[str, Any]]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-    (ax_cpu, ax_rps), (ax_scale, ax_rc) = axes
+    fig, axes = plt.subplots(3, 2, figsize=(13, 13))
+    (ax_cpu, ax_rps), (ax_waf_cpu, ax_waf_rps), (ax_scale, ax_rc) = axes
     dp = suites.get("dataplane", {})
     names, cpu, rps = [], [], []
     for name, t in dp.get("targets", {}).items():
@@ -264,6 +340,8 @@ def plot(path: Path, suites: dict[str, dict[str, Any]]) -> None:
             rps.append((m.get("rps") or 0) / 1000)
     if names:
         ax_cpu.bar(names, cpu, color="tab:blue")
+        ax_cpu.tick_params(axis="x", labelrotation=20, labelsize=8)
+        ax_rps.tick_params(axis="x", labelrotation=20, labelsize=8)
         ax_cpu.set_title("dataplane: proxy CPU µs per request (lower is better)")
         ax_cpu.set_ylabel("µs/req")
         for i, v in enumerate(cpu):
@@ -274,6 +352,7 @@ def plot(path: Path, suites: dict[str, dict[str, Any]]) -> None:
     else:
         ax_cpu.set_title("dataplane: not run")
         ax_rps.set_title("dataplane: not run")
+    _plot_waf(ax_waf_cpu, ax_waf_rps, suites.get("waf", {}))
     sc = suites.get("scale", {})
     sizes = sorted((int(n), e) for n, e in sc.get("sizes", {}).items() if e.get("reload_median"))
     if sizes:
@@ -306,3 +385,29 @@ def plot(path: Path, suites: dict[str, dict[str, Any]]) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _plot_waf(ax_cpu: Any, ax_rps: Any, wf: dict[str, Any]) -> None:
+    kinds = wf.get("kinds", {})
+    names = ["limit", "modsec", "waf"]
+    if not kinds:
+        ax_cpu.set_title("waf: not run")
+        ax_rps.set_title("waf: not run")
+        return
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        xs = [j + (i - 1) * width for j in range(len(kinds))]
+        meds = [k["targets"].get(name, {}).get("median") or {} for k in kinds.values()]
+        cpu = [m.get("cpu_us_per_req") or 0 for m in meds]
+        ax_cpu.bar(xs, cpu, width, label=name)
+        for x, v in zip(xs, cpu, strict=True):
+            ax_cpu.text(x, v, f"{v:.0f}", ha="center", va="bottom", fontsize=7)
+        ax_rps.bar(xs, [(m.get("rps") or 0) / 1000 for m in meds], width, label=name)
+    for ax in (ax_cpu, ax_rps):
+        ax.set_xticks(range(len(kinds)))
+        ax.set_xticklabels(list(kinds), fontsize=8)
+        ax.legend(fontsize=7)
+    ax_cpu.set_title("waf (CRS 3.3.4 PL1): proxy CPU µs per request (lower is better)")
+    ax_cpu.set_ylabel("µs/req")
+    ax_rps.set_title("waf: req/s per request kind")
+    ax_rps.set_ylabel("k req/s")

@@ -277,7 +277,7 @@ class Caddy(ProcTarget):
     label = "Caddy reverse_proxy"
 
     def start(self, root: Path, backend_port: int) -> None:
-        workdir = root / "caddy"
+        workdir = root / self.name
         workdir.mkdir(mode=0o755)
         self.port = free_port()
         conf = workdir / "Caddyfile"
@@ -349,7 +349,7 @@ class HAProxy(ProcTarget):
     label = "HAProxy, Host ACL to a backend"
 
     def start(self, root: Path, backend_port: int) -> None:
-        workdir = root / "haproxy"
+        workdir = root / self.name
         workdir.mkdir(mode=0o755)
         self.port = free_port()
         conf = workdir / "haproxy.cfg"

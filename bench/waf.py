@@ -131,7 +131,7 @@ def run(settings: Settings) -> dict[str, Any]:
             ready = [t for t in started if "error" not in info[t.name]]
             scripts = {k.name: k.wrk_script(root) for k in KINDS}
             backend_pids = tree(backend.pid)
-            for k in KINDS:  # warm up every target with every kind
+            for k in KINDS if not settings.quick else KINDS[:1]:  # warm up (quick: one kind)
                 for t in ready:
                     run_wrk(t.port, BENCH_HOST, k.path, settings.warmup_s, settings, script=scripts[k.name])
             for r in range(settings.runs):

@@ -162,15 +162,15 @@ def test_summarize_paranoia_filter() -> None:
         res(200, id="b", pl=2),
         res(200, id="c", pl=3, expect="allow"),
         res(403, id="d", pl=4),
-        res(200, id="e", pl=None, expect="allow"),  # pl unknown: always kept
+        res(200, id="e", pl=None, expect="allow"),  # CRS, pl unknown: dropped like FORMAT.md's filter
         res(403, id="f", source="gotestwaf", pl=4),  # only CRS records are filtered
     ]
     pl1 = summarize(results, 1)
-    assert pl1["summary"] == {"block_expected": 2, "blocked": 2, "allow_expected": 1, "allowed": 1}
-    assert pl1["excluded"] == 3
+    assert pl1["summary"] == {"block_expected": 2, "blocked": 2, "allow_expected": 0, "allowed": 0}
+    assert pl1["excluded"] == 4
     pl3 = summarize(results, 3)
-    assert pl3["summary"] == {"block_expected": 3, "blocked": 2, "allow_expected": 2, "allowed": 2}
-    assert pl3["excluded"] == 1
+    assert pl3["summary"] == {"block_expected": 3, "blocked": 2, "allow_expected": 1, "allowed": 1}
+    assert pl3["excluded"] == 2
     everything = summarize(results, None)
     assert everything["summary"]["block_expected"] == 4 and everything["excluded"] == 0
 
@@ -351,7 +351,7 @@ def test_replay_end_to_end(server: _Server) -> None:
     assert calls[-1] == (25, 25) and len(calls) <= 25
     for record in records:
         assert server.seen[wire_bytes(record).split(b"\r\n", 1)[0]] == wire_bytes(record)
-    out = summarize(results, 1)
+    out = summarize(results, None)
     assert out["summary"] == {"block_expected": 4, "blocked": 2, "allow_expected": 21, "allowed": 21}
 
 

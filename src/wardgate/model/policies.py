@@ -225,6 +225,14 @@ class RequestLimits(Model):
     max_header_size: Annotated[ByteSize, Field(ge=256)] | None = None
 
 
+def _rule_safe(p: HTTPPathMatch) -> HTTPPathMatch:
+    # WAF exclusion paths become a ModSecurity rule's quoted operator, where `"` would end the
+    # argument and `%{` expands a macro.
+    if '"' in p.value or "%{" in p.value:
+        raise ValueError(f'path {p.value!r} for a WAF exclusion must not contain " or %{{')
+    return p
+
+
 class WafExclusion(Model):
     """Turn rules (or, with only `paths`, the whole WAF) off, optionally for some args/headers or paths."""
 
@@ -232,8 +240,10 @@ class WafExclusion(Model):
         default_factory=list)
     args: list[Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.\[\]-]+$")]] = Field(
         default_factory=list)
-    request_headers: list[HeaderName] = Field(default_factory=list)
-    paths: Annotated[list[HTTPPathMatch], Field(max_length=64)] = Field(default_factory=list)
+    request_headers: list[Annotated[str, AfterValidator(quoting.check_matchable_header_name)]] = Field(
+        default_factory=list)
+    paths: Annotated[list[Annotated[HTTPPathMatch, AfterValidator(_rule_safe)]], Field(max_length=64)] = Field(
+        default_factory=list)
 
     @model_validator(mode="after")
     def _meaningful(self) -> WafExclusion:
