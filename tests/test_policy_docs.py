@@ -7,10 +7,10 @@ import re
 from typing import Any, get_args, get_origin
 
 import yaml
-from policy_helpers import doc_examples
 from pydantic import BaseModel
 
 from conftest import REPO
+from policy_helpers import doc_examples
 from wardgate.model import parse
 from wardgate.model.crds import all_crds
 from wardgate.model.policies import POLICY_KINDS

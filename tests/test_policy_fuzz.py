@@ -15,6 +15,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from test_quoting_fuzz import (
     ANY_TEXT,
     BASE,
@@ -29,7 +30,6 @@ from test_quoting_fuzz import (
     read_conf,
     variables,
 )
-
 from wardgate.errors import InputError, UnsafeValueError
 from wardgate.model import parse
 from wardgate.quoting import lua_string
