@@ -2,8 +2,10 @@
 RateLimitPolicy carries to nginx (header names and values, paths, regexes, bodies, content types,
 CIDRs, security.txt values, WAF exclusion names) is either refused with an error naming the
 policy field, or rendered into exactly the directive tree of a harmless policy, with no new live
-variable, no new regex capture, Lua code changed only inside string literals, and `nginx -t`
-accepting it (init_by_lua runs there, so the Lua is checked too)."""
+variable, no new regex capture, Lua code changed only inside string literals (whose form is
+checked: only plain characters and decimal escapes), and `nginx -t` accepting it. `nginx -t` does
+not run init_by_lua; the Lua is the harmless policy's outside its strings, and that one runs in
+the tests that start nginx."""
 
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ Order of checks for one request (docs/policies.md):
 1. client IP (realip / X-Forwarded-For / PROXY protocol), 2. ipAccess 403, 3. allowedMethods 405,
 4. urlAllowlist, 5. direct responses, 6. URL 414 / header 431 limits, 7. duplicate headers 400,
 8. rate limit, 9. WAF 403, 10. body size 413, then the proxy.
-1-5 are rewrite-phase `if`s at the place a request is served, so they run before any module's
-access-phase work; 6-8 are one Lua call in the access phase; 9 is ModSecurity; 10 is nginx's own
-body reading.
+1-5 are rewrite-phase `if`s at the place a request is served; 6-8 are one Lua call at the end of
+the rewrite phase (rewrite_by_lua); 9 is ModSecurity, which decides in its request-body phase
+(preaccess; CRS blocks there); 10 is nginx reading the body.
 """
 
 from __future__ import annotations
@@ -208,7 +208,9 @@ class PolicyRenderer:
         if p.max_body_bytes is not None:
             out.append(d("client_max_body_size", p.max_body_bytes))
         if needs_lua(p):
-            out.append(Directive("access_by_lua_block", (), None, lua=f"package.loaded.wardgate.access({p.id})"))
+            # At the end of the rewrite phase: after the `if` checks, before ModSecurity's request
+            # body phase (preaccess), where CRS decides. access_by_lua would run after the WAF.
+            out.append(Directive("rewrite_by_lua_block", (), None, lua=f"package.loaded.wardgate.access({p.id})"))
         out += self._waf_location(p)
         return out
 

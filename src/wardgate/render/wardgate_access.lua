@@ -1,4 +1,6 @@
--- wardgate access-phase checks (request limits, duplicate headers, rate limit).
+-- wardgate request checks (request limits, duplicate headers, rate limit), run by
+-- rewrite_by_lua_block at the end of nginx's rewrite phase: after wardgate's `if`
+-- checks, before ModSecurity decides in its request-body phase.
 --
 -- Loaded once from init_by_lua_block, pasted verbatim inside "(function() ... end)()",
 -- so this chunk must stay plain Lua 5.1 / LuaJIT, end with "return M", and keep
@@ -6,7 +8,7 @@
 -- strings and comments; tested with nginx 1.22.1 + lua-nginx-module 0.10.23).
 --
 --   M.configure({ [id] = policy, ... })   -- init phase; validates, precomputes
---   M.access(id)                          -- access phase; may end the request
+--   M.access(id)                          -- per request; may end the request
 --
 -- policy (every key optional, nil = that check is off):
 --   max_url = N           414 when #$request_uri > N
