@@ -40,13 +40,18 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             for lst in st.get("listeners", []):
                 out.append((ref, f"listener {lst['name']}", _conds(lst.get("conditions", [])),
                             f"attachedRoutes={lst.get('attachedRoutes', 0)}"))
-        for parent in st.get("parents", []):
-            p = parent["parentRef"]
-            pref = f"parent {p.get('namespace', obj['namespace'])}/{p['name']}"
-            if p.get("sectionName"):
-                pref += f"/{p['sectionName']}"
-            msgs = "; ".join(c["message"] for c in parent.get("conditions", []) if c["status"] == "False")
-            out.append((ref, pref, _conds(parent.get("conditions", [])), msgs))
+        # Routes report per parent; policies (GEP-713) per ancestor.
+        for label, key, ref_key in (("parent", "parents", "parentRef"), ("ancestor", "ancestors", "ancestorRef")):
+            for entry in st.get(key, []):
+                p = entry[ref_key]
+                pref = f"{label} {p.get('namespace', obj['namespace'])}/{p['name']}"
+                if label == "ancestor" and p.get("kind") != "Gateway":
+                    pref = f"{label} {p.get('kind')} {p.get('namespace', obj['namespace'])}/{p['name']}"
+                if p.get("sectionName"):
+                    pref += f"/{p['sectionName']}"
+                conds = entry.get("conditions", [])
+                msgs = "; ".join(c["message"] for c in conds if c["status"] == "False" or "warning" in c["message"])
+                out.append((ref, pref, _conds(conds), msgs))
     return out
 
 

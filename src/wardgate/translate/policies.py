@@ -158,6 +158,9 @@ class PolicyAttachment:
 
     def _add(self, pol: Policy, anc: _Ancestor) -> None:
         self._ancestors.setdefault((pol.kind, pol.namespace, pol.name), []).append(anc)
+        if not anc.accepted:  # also a warning in logs, `wardgate validate` and /status
+            self.problems.append(Problem(f"not applied here ({anc.reason}): {anc.message}", pol.origin, pol.kind,
+                                         pol.namespace, pol.name, "spec.targetRefs"))
 
     def note(self, pol: Policy, message: str) -> None:
         """A warning shown in the policy's Accepted message (and in `wardgate status`)."""
