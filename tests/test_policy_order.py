@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from policy_helpers import example, http, raw, setup
 
 from conftest import Backend, Gateway
+from policy_helpers import example, http, raw, setup
 
 pytestmark = pytest.mark.timeout(120)
 
