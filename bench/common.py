@@ -520,6 +520,25 @@ def measure(pids: Callable[[], set[int]], port: int, host: str, path: str, setti
     return res
 
 
+NOISY = 0.10  # share of CPU 0 used by other processes during a run above which a full-mode run is repeated
+NOISY_RETRIES = 2
+
+
+def measure_quietest(pids: Callable[[], set[int]], port: int, host: str, path: str, settings: Settings,
+                     backend_pids: set[int] | None = None, script: Path | None = None) -> dict[str, Any]:
+    """measure(); in full mode, a run during which other processes used more than NOISY of CPU 0 is
+    repeated (at most NOISY_RETRIES times) and the quietest attempt kept; the others' noise is recorded."""
+    attempts: list[dict[str, Any]] = []
+    for _ in range(1 if settings.quick else 1 + NOISY_RETRIES):
+        res = measure(pids, port, host, path, settings, backend_pids=backend_pids, script=script)
+        attempts.append(res)
+        if (res.get("proxy_cpu_other_busy") or 0.0) <= NOISY:
+            break
+    best = min(attempts, key=lambda r: r.get("proxy_cpu_other_busy") or 0.0)
+    best["noisy_attempts_discarded"] = [r.get("proxy_cpu_other_busy") for r in attempts if r is not best]
+    return best
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median of each figure over the runs."""
     keys = ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "cpu_us_per_req_schedstat")

@@ -18,7 +18,7 @@ from bench.common import (
     affinity,
     ensure_debs,
     log,
-    measure,
+    measure_quietest,
     ratio,
     run_wrk,
     scratch,
@@ -89,7 +89,7 @@ def run(settings: Settings) -> dict[str, Any]:
             for r in range(settings.runs):
                 order = ready[r % len(ready):] + ready[:r % len(ready)] if ready else []
                 for t in order:
-                    res = measure(t.pids, t.port, BENCH_HOST, "/", settings, backend_pids=backend_pids)
+                    res = measure_quietest(t.pids, t.port, BENCH_HOST, "/", settings, backend_pids=backend_pids)
                     res["run"] = r
                     results[t.name]["runs"].append(res)
                     log(f"dataplane run {r + 1}/{settings.runs} {t.name}: {res['rps']:.0f} req/s, "

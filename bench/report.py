@@ -409,5 +409,6 @@ def _plot_waf(ax_cpu: Any, ax_rps: Any, wf: dict[str, Any]) -> None:
         ax.legend(fontsize=7)
     ax_cpu.set_title("waf (CRS 3.3.4 PL1): proxy CPU µs per request (lower is better)")
     ax_cpu.set_ylabel("µs/req")
-    ax_rps.set_title("waf: req/s per request kind")
+    ax_rps.set_yscale("log")
+    ax_rps.set_title("waf: req/s per request kind (log scale)")
     ax_rps.set_ylabel("k req/s")

@@ -26,7 +26,7 @@ from bench.common import (
     affinity,
     ensure_debs,
     log,
-    measure,
+    measure_quietest,
     ratio,
     request,
     run_wrk,
@@ -138,8 +138,8 @@ def run(settings: Settings) -> dict[str, Any]:
                 for k in KINDS:
                     order = ready[r % len(ready):] + ready[:r % len(ready)] if ready else []
                     for t in order:
-                        res = measure(t.pids, t.port, BENCH_HOST, k.path, settings, backend_pids=backend_pids,
-                                      script=scripts[k.name])
+                        res = measure_quietest(t.pids, t.port, BENCH_HOST, k.path, settings, backend_pids=backend_pids,
+                                               script=scripts[k.name])
                         res["run"] = r
                         runs[(k.name, t.name)].append(res)
                         log(f"waf run {r + 1}/{settings.runs} {k.name} {t.name}: {res['rps']:.0f} req/s, "

@@ -5,6 +5,8 @@ number: `0` is not found in `10`, nor `Retry-After: 6` in `Retry-After: 60`)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -12,9 +14,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +26,7 @@ import pytest
 
 from conftest import REPO
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(300)
 
 EXAMPLE = REPO / "examples" / "three-gateways"
 GATEWAY_PORTS = (8080, 8081, 8082)
@@ -86,6 +90,22 @@ def ready(proc: subprocess.Popen[bytes], log: Path, timeout: float = 40.0) -> No
     raise AssertionError(f"the example did not get ready in {timeout:.0f} s: {last}\n{log.read_text(errors='replace')}")
 
 
+@contextlib.contextmanager
+def example_lock(timeout: float = 150.0) -> Iterator[None]:
+    """The example's ports are fixed: two test sessions on one machine take turns (bounded)."""
+    with open(Path(tempfile.gettempdir()) / "wardgate-example-three-gateways.lock", "w") as lock:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"another session ran the example for over {timeout:.0f} s") from None
+                time.sleep(0.5)
+        yield
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the script's process group (as Ctrl-C would), bounded."""
     if proc.poll() is None:
@@ -119,10 +139,14 @@ def test_manifests_validate() -> None:
 
 
 def test_readme_walkthrough_against_run_sh(tmp_path: Path) -> None:
+    with example_lock():
+        run_walkthrough(tmp_path / "run.log")
+
+
+def run_walkthrough(log: Path) -> None:
     busy = [p for p in GATEWAY_PORTS + BACKEND_PORTS + (ADMIN_PORT,) if listening(p)]
     assert not busy, f"ports the example needs are already in use: {busy}"
     env = dict(os.environ, WARDGATE_VENV=sys.prefix)
-    log = tmp_path / "run.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(["bash", str(EXAMPLE / "run.sh")], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

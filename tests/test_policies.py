@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conftest import Backend, Gateway, request
+from conftest import GW, Backend, Gateway, request
 from policy_helpers import accepted, ancestors, decision_log, example, http, raw, setup
 from wardgate.translate.policies import security_txt_body
 
@@ -337,3 +337,16 @@ def test_security_txt_body_format() -> None:
 
     txt = SecurityTxt.model_validate({"contact": ["tel:+1-201-555-0123"], "expires": "2031-05-06T07:08:09+02:00"})
     assert security_txt_body(txt) == "Contact: tel:+1-201-555-0123\nExpires: 2031-05-06T05:08:09Z\n"
+
+
+def test_gateway_policy_covers_hosts_no_listener_accepts(gateway: Gateway, backends: Backends) -> None:
+    only_example = GW.replace("- {name: http, protocol: HTTP, port: 8080}",
+                              "- {name: http, protocol: HTTP, port: 8080, hostname: example.com}")
+    app = backends("app2")
+    gateway.write("gw.yaml", only_example + app.manifests())
+    combined = example("headers") + "  ipAccess: {deny: [127.66.0.0/16]}\n"  # one policy per target
+    gateway.write("policies.yaml", "---\n" + combined)
+    gateway.reconcile()
+    r = raw(gateway.address(), http("GET", "/", [], host="unknown.example"), source="127.0.0.1")
+    assert r.status == 404 and r.header("X-Robots-Tag") == ["noindex, nofollow"]
+    assert raw(gateway.address(), http("GET", "/", [], host="unknown.example"), source="127.66.0.1").status == 403

@@ -319,6 +319,8 @@ class Port:
     # (listener hostname or "", listener name) of every listener served on this port.
     listeners: tuple[tuple[str, str], ...] = ()
     client_validation: ClientValidation | None = None
+    # The Gateway-level policy, for requests to a host no listener on this port accepts.
+    policy: int | None = None
 
 
 @dataclass(frozen=True)

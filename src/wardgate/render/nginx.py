@@ -616,7 +616,7 @@ class _Renderer:
             for vhost in port.vhosts:
                 servers.append(self._server(port, vhost, default=vhost.hostname == ""))
             if not has_catch_all:
-                servers.append(self._server(port, ir.VirtualHost("", ()), default=True))
+                servers.append(self._server(port, ir.VirtualHost("", (), policy=port.policy), default=True))
         by_name = {u.name: u for u in self.gw.upstreams}
         upstreams = [self._upstream(u) for u in self.gw.upstreams]
         upstreams += [self._upstream(by_name[base], name, copies)

@@ -192,7 +192,7 @@ class PolicyAttachment:
             gen = pol.metadata.generation
             notes = self._notes.get(key, [])
             items = []
-            for anc in self._ancestors.get(key, []):
+            for anc in _one_per_ancestor(self._ancestors.get(key, [])):
                 message = anc.message
                 if anc.accepted and notes:
                     message += "; warnings: " + "; ".join(notes)
@@ -234,6 +234,22 @@ class PolicyAttachment:
         for anc in self._ancestors.get((pol.kind, pol.namespace, pol.name), []):
             if anc.accepted and (anc.resolved is None or anc.resolved[0]):
                 anc.resolved = (ok, message)
+
+
+def _one_per_ancestor(entries: list[_Ancestor]) -> list[_Ancestor]:
+    """One entry per ancestor (a policy targeting two rules of a route reaches its Gateways
+    twice): accepted if it applies through any target, with every other outcome in the message."""
+    merged: dict[str, _Ancestor] = {}
+    for anc in entries:
+        key = repr(sorted(anc.ref.items()))
+        have = merged.get(key)
+        if have is None:
+            merged[key] = _Ancestor(dict(anc.ref), anc.accepted, anc.reason, anc.message, anc.resolved)
+            continue
+        first, second = (have, anc) if have.accepted or not anc.accepted else (anc, have)
+        message = first.message if second.message in first.message else f"{first.message}; {second.message}"
+        merged[key] = _Ancestor(first.ref, first.accepted, first.reason, message, first.resolved or second.resolved)
+    return list(merged.values())
 
 
 def _header_ops(f: HTTPHeaderFilter | None) -> ir.HeaderOps:
@@ -388,7 +404,7 @@ def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
                     per_action[m.action] = pid
             vhosts.append(replace(vh, policy=resolver.policy(vh.listener),
                                   action_policies=tuple(sorted(per_action.items()))))
-        ports.append(replace(port, vhosts=tuple(vhosts)))
+        ports.append(replace(port, vhosts=tuple(vhosts), policy=resolver.policy("")))
     return replace(gw, ports=tuple(ports), policies=resolver.ordered(),
                    client_ip=client_ip(resolver.attachment, (gw.namespace, gw.name)))
 
