@@ -142,3 +142,24 @@ def test_verify_waf_on_the_shared_corpora_matches_plain_modsecurity() -> None:
                 ("payloadbox", "blocked"): 95.1, ("benign-basic", "allowed"): 92.1}
     got = {key: round(rate(*key), 1) for key in baseline}
     assert all(got[key] >= baseline[key] - 1.0 for key in baseline), got
+
+
+def test_mode_off_on_a_rule_turns_the_engine_off_there(gateway: Gateway, backends: Backends) -> None:
+    gateway_waf = example("waf").replace("kind: HTTPRoute, name: app", "kind: Gateway, name: gw")
+    admin_off = """\
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: SecurityPolicy
+        metadata: {name: admin-off, namespace: default}
+        spec:
+          targetRefs: [{kind: HTTPRoute, name: app, sectionName: admin}]
+          waf: {mode: "Off"}
+        """
+    setup(gateway, backends, gateway_waf, admin_off)
+    assert status(gateway, "/admin" + SQLI[1:]) == 200
+    assert status(gateway, SQLI) == 403
+    assert status(gateway, SQLI, host="other.example.com") == 403  # the Gateway level covers it
+    # Off means the engine is off in those locations, not detection-only: no inspection cost.
+    conf = (gateway.runner.instances["default/gw"].workdir / "conf" / "current" / "nginx.conf").read_text()
+    admin = conf[conf.index('location "/admin/"'):]
+    admin = admin[:admin.index("\n        }\n")]
+    assert "modsecurity off;" in admin and "modsecurity on;" not in admin
