@@ -350,3 +350,28 @@ def test_gateway_policy_covers_hosts_no_listener_accepts(gateway: Gateway, backe
     r = raw(gateway.address(), http("GET", "/", [], host="unknown.example"), source="127.0.0.1")
     assert r.status == 404 and r.header("X-Robots-Tag") == ["noindex, nofollow"]
     assert raw(gateway.address(), http("GET", "/", [], host="unknown.example"), source="127.66.0.1").status == 403
+
+
+def test_security_txt_expiring_while_serving_turns_invalid_and_keeps_serving(
+        gateway: Gateway, backends: Backends) -> None:
+    """Validity that depends on time is re-checked by the periodic resync, without a file change."""
+    import threading
+
+    expires = (datetime.now(UTC) + timedelta(seconds=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    setup(gateway, backends, example("security-txt").replace("2030-01-01T00:00:00Z", expires))
+    stop = threading.Event()
+    serving = threading.Thread(target=gateway.runner.serve, args=(stop,),
+                               kwargs={"admin_port": None, "poll_s": 0.2, "resync_s": 0.5})
+    serving.start()
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            cond = accepted(ancestors(gateway, "SecurityPolicy", "security-txt")[0])
+            if cond["reason"] == "Invalid":
+                break
+            time.sleep(0.3)
+        assert (cond["status"], cond["reason"]) == ("False", "Invalid") and "in the past" in cond["message"]
+        assert get(gateway, "/.well-known/security.txt").status == 200  # the last accepted version
+    finally:
+        stop.set()
+        serving.join(10)

@@ -240,8 +240,12 @@ class Runner:
             self.instances.clear()
 
     def serve(self, stop: threading.Event, admin_host: str = "127.0.0.1", admin_port: int | None = 9901,
-              poll_s: float = 1.0) -> None:
-        """Reconcile, then watch the files until `stop` is set; supervise nginx meanwhile."""
+              poll_s: float = 1.0, resync_s: float = 3600.0) -> None:
+        """Reconcile, then watch the files until `stop` is set; supervise nginx meanwhile.
+
+        Also reconcile every `resync_s` without a change, like an informer's resync: validity
+        can depend on time (a security.txt expiring), and nginx only reloads if its files change.
+        """
         from watchfiles import watch
 
         admin = None
@@ -252,6 +256,7 @@ class Runner:
                      admin_host, admin.port)
         seen = self._fingerprint()
         self.reconcile()
+        last = time.monotonic()
         watched = [p for p in self.paths if p.exists()]
         try:
             for _changes in watch(*watched, stop_event=stop, rust_timeout=int(poll_s * 1000),
@@ -260,8 +265,8 @@ class Runner:
                 # Compare file metadata rather than trusting events alone: an edit made between
                 # the first reconcile and the watcher starting would otherwise be missed.
                 now = self._fingerprint()
-                if now != seen:
-                    seen = now
+                if now != seen or time.monotonic() - last >= resync_s:
+                    seen, last = now, time.monotonic()
                     report = self.reconcile()
                     log.info("reconciled in %.3fs: %s", report.duration_s,
                              "ok" if report.ok else "errors, last good config kept")
