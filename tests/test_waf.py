@@ -4,6 +4,7 @@ shared attack/benign corpora replayed by `wardgate verify waf`."""
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from collections.abc import Callable
 from typing import Any
@@ -163,3 +164,65 @@ def test_mode_off_on_a_rule_turns_the_engine_off_there(gateway: Gateway, backend
     admin = conf[conf.index('location "/admin/"'):]
     admin = admin[:admin.index("\n        }\n")]
     assert "modsecurity off;" in admin and "modsecurity on;" not in admin
+
+
+def test_each_route_keeps_its_own_waf_settings_across_internal_redirects(
+        gateway: Gateway, backends: Backends) -> None:
+    """One nginx location serves both rules of this route; the header-matched rule is reached by
+    an internal redirect, and ModSecurity keeps the settings of the first location that turned it
+    on. Each rule must still get its own."""
+    route = """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: split, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          hostnames: [split.example.com]
+          rules:
+            - name: trusted
+              matches: [{path: {type: PathPrefix, value: /}, headers: [{name: X-Trusted, value: "yes"}]}]
+              backendRefs: [{name: app, port: 80}]
+            - name: public
+              backendRefs: [{name: app, port: 80}]
+        ---
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: SecurityPolicy
+        metadata: {name: split-block, namespace: default}
+        spec:
+          targetRefs: [{kind: HTTPRoute, name: split, sectionName: public}]
+          waf: {mode: Block}
+        ---
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: SecurityPolicy
+        metadata: {name: split-detect, namespace: default}
+        spec:
+          targetRefs: [{kind: HTTPRoute, name: split, sectionName: trusted}]
+          waf: {mode: DetectOnly}
+        """
+    setup(gateway, backends, route)
+    host = "split.example.com"
+    assert status(gateway, SQLI, host=host) == 403
+    assert status(gateway, SQLI, host=host, headers={"X-Trusted": "yes"}) == 200
+    # And the other way round: the redirected rule blocks, the location's own rule only detects.
+    gateway.write("policies.yaml", "---\n" + textwrap.dedent(route).replace("sectionName: public}]\n  waf: {mode: Block}",
+                                                                         "sectionName: trusted}]\n  waf: {mode: Block}")
+                  .replace("sectionName: trusted}]\n  waf: {mode: DetectOnly}",
+                           "sectionName: public}]\n  waf: {mode: DetectOnly}"))
+    gateway.reconcile()
+    assert status(gateway, SQLI, host=host) == 200
+    assert status(gateway, SQLI, host=host, headers={"X-Trusted": "yes"}) == 403
+
+
+def test_path_exclusions_cannot_be_reached_with_dot_segments(gateway: Gateway, backends: Backends) -> None:
+    setup(gateway, backends, example("waf"))
+    addr = gateway.address()
+    assert raw(addr, http("GET", "/upload/x" + SQLI[1:], [])).status == 200
+    assert raw(addr, http("GET", "/upload/../admin" + SQLI[1:], [])).status == 403
+    assert raw(addr, http("GET", "/upload/%2e%2e/admin" + SQLI[1:], [])).status == 403
+
+
+def test_audit_log_leaves_out_request_headers(gateway: Gateway, backends: Backends) -> None:
+    setup(gateway, backends, example("waf"))
+    assert status(gateway, SQLI + "&marker=secret", headers={"Authorization": "Bearer s3cr3t-token"}) == 403
+    text = json.dumps(audit_entries(gateway))
+    assert "s3cr3t-token" not in text and "949110" in text

@@ -537,7 +537,12 @@ class _Renderer:
                 if direct is not None:
                     route = d("set", R("$wg_route"), Text(str(self.actions[m.action].source)))
                     return [*out, route, d("rewrite", R("^"), direct, R("last"))]
-                return out + self._action_body(self.actions[m.action], port, extra, pid=pid)
+                if not (out and self.pol.waf_on(pid)):
+                    return out + self._action_body(self.actions[m.action], port, extra, pid=pid)
+                # This location may also jump elsewhere, and ModSecurity would keep its settings
+                # for the whole request: serve the WAF route from its own internal location.
+                used[m.action] = None
+                return [*out, d("rewrite", R("^"), f"{INTERNAL_PREFIX}a/{m.action}", R("last"))]
             if direct is None:
                 used[m.action] = None
             jump = d("rewrite", R("^"), direct or f"{INTERNAL_PREFIX}a/{m.action}", R("last"))
@@ -551,7 +556,7 @@ class _Renderer:
         direct = self._direct_jump(vhost.policy, kind, value, extra)
         if direct is not None:
             return [*out, d("rewrite", R("^"), direct, R("last"))]
-        return out + self.pol.location(vhost.policy) + self.pol.checks(vhost.policy) + [
+        return out + self.pol.location(vhost.policy, waf=False) + self.pol.checks(vhost.policy) + [
             d("set", R("$wg_decision"), "no-route"), d("return", 404)]
 
     @staticmethod

@@ -160,18 +160,24 @@ class PolicyRenderer:
         rules = [
             f"Include {MODSECURITY_BASE}",
             "SecRuleEngine On",
+            # One JSON line per request a rule flagged (not per 4xx/5xx, Debian's default), without
+            # request headers (part B): they carry credentials.
             "SecAuditEngine RelevantOnly",
+            'SecAuditLogRelevantStatus "^$"',
             "SecAuditLogFormat JSON",
             "SecAuditLogType Serial",
-            "SecAuditLogParts ABHZ",
+            "SecAuditLogParts AHZ",
             f"SecAuditLog {self.log_dir}/waf-audit.log",
             f"Include {CRS_SETUP}",
             f"Include {CRS_RULES}/*.conf",
+            # Outbound (response) rules off: the nginx connector can't refuse a response cleanly
+            # (at PL2 a backend 500 became an empty reply).
+            "SecRuleRemoveById 950000-959999",
         ]
         return [
             d("modsecurity", R("off")),
             d("modsecurity_transaction_id", R("$request_id")),
-            d("modsecurity_rules", Lines("\n".join(rules))),
+            d("modsecurity_rules", Lines("\n".join(rules) + "\n")),
         ]
 
     # --- per location ----------------------------------------------------------------------------
@@ -195,12 +201,21 @@ class PolicyRenderer:
                 d("set", R("$wg_decision"), "url-allowlist"), d("return", p.allowlist_status)]))
         return out
 
+    def waf_on(self, pid: int | None) -> bool:
+        p = self.policies.get(pid) if pid is not None else None
+        return p is not None and p.waf is not None and p.waf.mode != "Off"
+
     def uses_uri(self, pid: int | None) -> bool:
         p = self.policies.get(pid) if pid is not None else None
         return p is not None and bool(p.allowlist)
 
-    def location(self, pid: int | None) -> list[Directive]:
-        """Location-level directives: response headers, body size, Lua checks, WAF."""
+    def location(self, pid: int | None, waf: bool = True) -> list[Directive]:
+        """Location-level directives: response headers, body size, Lua checks, WAF.
+
+        `waf=False` for locations that may pass the request on by an internal redirect: ModSecurity
+        keeps the settings of the first location that turned it on, so only the location that
+        finally serves a request may.
+        """
         p = self.policies.get(pid) if pid is not None else None
         if p is None:
             return []
@@ -211,7 +226,8 @@ class PolicyRenderer:
             # At the end of the rewrite phase: after the `if` checks, before ModSecurity's request
             # body phase (preaccess), where CRS decides. access_by_lua would run after the WAF.
             out.append(Directive("rewrite_by_lua_block", (), None, lua=f"package.loaded.wardgate.access({p.id})"))
-        out += self._waf_location(p)
+        if waf:
+            out += self._waf_location(p)
         return out
 
     def response_headers(self, p: ir.Policy) -> list[Directive]:
@@ -244,8 +260,10 @@ class PolicyRenderer:
                     ctls = [f"ctl:ruleRemoveById={i}" for i in ex.rule_ids]
                 else:
                     ctls = ["ctl:ruleEngine=Off"]
+                # normalizePath: ModSecurity decodes the path but keeps dot segments, so
+                # /upload/../admin would otherwise match /upload while nginx serves /admin.
                 rules.append(f'SecRule REQUEST_FILENAME "@rx {rx}" "id:{rule_id},phase:1,pass,nolog,t:none,'
-                             + ",".join(ctls) + '"')
+                             't:normalizePath,' + ",".join(ctls) + '"')
                 rule_id += 1
             elif ex.args or ex.headers:
                 for i in ex.rule_ids:
@@ -253,8 +271,10 @@ class PolicyRenderer:
                     rules.append(f'SecRuleUpdateTargetById {i} "{"|".join(targets)}"')
             else:
                 rules.append("SecRuleRemoveById " + " ".join(str(i) for i in ex.rule_ids))
+        # Every rules string must end with a newline: without it a SecRuleUpdateTargetById breaks
+        # the next rule libmodsecurity parses.
         return [d("modsecurity", R("on")), d("set", R("$wg_waf"), R("on") if w.mode == "Block" else ""),
-                d("modsecurity_rules", Lines("\n".join(rules)))]
+                d("modsecurity_rules", Lines("\n".join(rules) + "\n"))]
 
     # --- direct responses --------------------------------------------------------------------------
 
