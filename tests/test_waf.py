@@ -204,10 +204,10 @@ def test_each_route_keeps_its_own_waf_settings_across_internal_redirects(
     assert status(gateway, SQLI, host=host) == 403
     assert status(gateway, SQLI, host=host, headers={"X-Trusted": "yes"}) == 200
     # And the other way round: the redirected rule blocks, the location's own rule only detects.
-    gateway.write("policies.yaml", "---\n" + textwrap.dedent(route).replace("sectionName: public}]\n  waf: {mode: Block}",
-                                                                         "sectionName: trusted}]\n  waf: {mode: Block}")
-                  .replace("sectionName: trusted}]\n  waf: {mode: DetectOnly}",
-                           "sectionName: public}]\n  waf: {mode: DetectOnly}"))
+    swapped = (textwrap.dedent(route)
+               .replace("public}]\n  waf: {mode: Block}", "trusted}]\n  waf: {mode: Block}")
+               .replace("trusted}]\n  waf: {mode: DetectOnly}", "public}]\n  waf: {mode: DetectOnly}"))
+    gateway.write("policies.yaml", "---\n" + swapped)
     gateway.reconcile()
     assert status(gateway, SQLI, host=host) == 200
     assert status(gateway, SQLI, host=host, headers={"X-Trusted": "yes"}) == 403
