@@ -226,3 +226,25 @@ def test_audit_log_leaves_out_request_headers(gateway: Gateway, backends: Backen
     assert status(gateway, SQLI + "&marker=secret", headers={"Authorization": "Bearer s3cr3t-token"}) == 403
     text = json.dumps(audit_entries(gateway))
     assert "s3cr3t-token" not in text and "949110" in text
+
+
+def test_decisions_command_joins_waf_rule_ids(gateway: Gateway, backends: Backends) -> None:
+    from typer.testing import CliRunner
+
+    from wardgate.cli import app
+
+    setup(gateway, backends, example("waf"))
+    assert status(gateway, SQLI + "&marker=join") == 403
+    assert status(gateway, "/?marker=fine") == 200
+    blocked = decision_log(gateway, "marker=join")[0]
+    decision_log(gateway, "marker=fine")
+    audit_entries(gateway)
+    out = CliRunner().invoke(app, ["decisions", "--state-dir", str(gateway.runner.state_dir), "--gateway",
+                                   "default/gw", "-n", "50"])
+    assert out.exit_code == 0, out.output
+    lines = [json.loads(line) for line in out.output.splitlines()]
+    joined = next(e for e in lines if e["request_id"] == blocked["request_id"])
+    assert joined["gateway"] == "default/gw" and joined["decision"] == "waf"
+    assert "949110" in joined["waf_rules"] and any(r.startswith("942") for r in joined["waf_rules"])
+    fine = next(e for e in lines if "marker=fine" in e["uri"])
+    assert fine["decision"] == "allow" and "waf_rules" not in fine

@@ -217,6 +217,27 @@ def verify_waf(
 
 
 @app.command()
+def decisions(
+    state_dir: Annotated[Path, typer.Option(help="The state directory of `wardgate run`.")] = Path(".wardgate"),
+    gateway: Annotated[str | None, typer.Option(help="Only this Gateway (namespace/name).")] = None,
+    last: Annotated[int, typer.Option("-n", "--last", min=1, help="Entries per Gateway, newest last.")] = 20,
+) -> None:
+    """Print the decision log as JSON lines, with the WAF's rule ids joined in (`waf_rules`)."""
+    from wardgate.status.decisions import decisions as read_decisions
+    from wardgate.status.decisions import gateway_logs
+
+    logs = gateway_logs(state_dir)
+    if gateway is not None:
+        if gateway not in logs:
+            typer.echo(f"error: no Gateway {gateway} under {state_dir} (have: {', '.join(logs) or 'none'})", err=True)
+            raise typer.Exit(2)
+        logs = {gateway: logs[gateway]}
+    for key, path in logs.items():
+        for entry in read_decisions(path, last):
+            typer.echo(json.dumps({"gateway": key, **entry}, sort_keys=False))
+
+
+@app.command()
 def crds(
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir", help="Write one file per CRD here "
                                                     "(default: all to stdout).")] = None,
