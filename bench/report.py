@@ -107,10 +107,16 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+def _section(name: str, suite: dict[str, Any]) -> list[str]:
+    """A suite's heading, and its failure if it failed."""
+    out = [f"## {name} ({suite.get('mode')}, started {suite.get('started')}, {suite.get('wall_s')} s)", ""]
+    return [*out, f"Failed: {suite['error']}", ""] if "error" in suite else out
+
+
 def _dataplane_md(dp: dict[str, Any]) -> list[str]:
-    out = [f"## dataplane ({dp.get('mode')}, started {dp.get('started')}, {dp.get('wall_s')} s)", ""]
+    out = _section("dataplane", dp)
     if "error" in dp:
-        return [*out, f"Failed: {dp['error']}", ""]
+        return out
     s = dp.get("settings", {})
     out += [f"wrk {s.get('wrk')}; {s.get('runs')} run(s) of {s.get('duration_s')} s per target, medians; "
             f"{s.get('pinning')}. Primary figure: {s.get('primary')}.", ""]
@@ -178,9 +184,9 @@ def _policies_md(targets: dict[str, Any]) -> list[str]:
 
 
 def _waf_md(wf: dict[str, Any]) -> list[str]:
-    out = [f"## waf ({wf.get('mode')}, started {wf.get('started')}, {wf.get('wall_s')} s)", ""]
+    out = _section("waf", wf)
     if "error" in wf:
-        return [*out, f"Failed: {wf['error']}", ""]
+        return out
     s = wf.get("settings", {})
     out += [f"{s.get('crs')}. wrk {s.get('wrk')}; {s.get('runs')} run(s) of {s.get('duration_s')} s per target "
             f"and request kind, medians; {s.get('pinning')}.", ""]
@@ -218,9 +224,9 @@ def _waf_md(wf: dict[str, Any]) -> list[str]:
 
 
 def _scale_md(sc: dict[str, Any]) -> list[str]:
-    out = [f"## scale ({sc.get('mode')}, started {sc.get('started')}, {sc.get('wall_s')} s)", ""]
+    out = _section("scale", sc)
     if "error" in sc:
-        return [*out, f"Failed: {sc['error']}", ""]
+        return out
     s = sc.get("settings", {})
     out += [f"{s.get('routes')}. {s.get('pinning')}. Reconcile times are medians over the reloads "
             "(an edit of one route, then a full reconcile); the first start is listed separately.", ""]
@@ -259,9 +265,9 @@ def _scale_md(sc: dict[str, Any]) -> list[str]:
 
 
 def _reconfig_md(rc: dict[str, Any]) -> list[str]:
-    out = [f"## reconfig ({rc.get('mode')}, started {rc.get('started')}, {rc.get('wall_s')} s)", ""]
+    out = _section("reconfig", rc)
     if "error" in rc:
-        return [*out, f"Failed: {rc['error']}", ""]
+        return out
     s = rc.get("settings", {})
     out += [f"`{s.get('command')}` with {s.get('routes')} routes, {s.get('clients')} keep-alive retry-once clients "
             f"on route r0; {s.get('edit')}; {s.get('edits')} edit(s), {s.get('settle_s')} s apart.", ""]
