@@ -509,13 +509,14 @@ class _Renderer:
             out.append(Directive("location", (R("="), f"{INTERNAL_PREFIX}a/{action_id}"), body))
         return out
 
-    def _direct_jump(self, pid: int | None, kind: str, value: str, extra: list[Directive]) -> str | None:
-        """The internal location of policy `pid`'s direct response for this exact location, if any."""
+    def _direct_index(self, pid: int | None, kind: str, value: str) -> int | None:
+        """Which direct response of policy `pid` answers this exact location, if any."""
         if pid is None or kind != "exact":
             return None
-        index = self.pol.policies[pid].direct_for(value)
-        if index is None:
-            return None
+        return self.pol.policies[pid].direct_for(value)
+
+    def _direct_jump(self, pid: int, index: int, extra: list[Directive]) -> str:
+        """An internal location for a direct response reached by a conditional jump."""
         loc = f"{INTERNAL_PREFIX}d/{pid}/{index}"
         if (pid, index) not in self._directs:
             self._directs.add((pid, index))
@@ -532,20 +533,23 @@ class _Renderer:
                 continue
             conds += self._request_conditions(m)
             pid = policies.get(m.action)
-            direct = self._direct_jump(pid, kind, value, extra)
+            index = self._direct_index(pid, kind, value)
             if not conds:
-                if direct is not None:
+                if pid is not None and index is not None:  # answered right here
                     route = d("set", R("$wg_route"), Text(str(self.actions[m.action].source)))
-                    return [*out, route, d("rewrite", R("^"), direct, R("last"))]
+                    return [*out, route, *self.pol.direct(pid, index)]
                 if not (out and self.pol.waf_on(pid)):
                     return out + self._action_body(self.actions[m.action], port, extra, pid=pid)
                 # This location may also jump elsewhere, and ModSecurity would keep its settings
                 # for the whole request: serve the WAF route from its own internal location.
                 used[m.action] = None
                 return [*out, d("rewrite", R("^"), f"{INTERNAL_PREFIX}a/{m.action}", R("last"))]
-            if direct is None:
+            if pid is not None and index is not None:
+                target = self._direct_jump(pid, index, extra)
+            else:
                 used[m.action] = None
-            jump = d("rewrite", R("^"), direct or f"{INTERNAL_PREFIX}a/{m.action}", R("last"))
+                target = f"{INTERNAL_PREFIX}a/{m.action}"
+            jump = d("rewrite", R("^"), target, R("last"))
             if len(conds) == 1:
                 out.append(Directive("if", conds[0][1], [jump]))
                 continue
@@ -553,9 +557,9 @@ class _Renderer:
             for negated, _ in conds:
                 out.append(Directive("if", negated, [d("set", R("$wg_m"), R("0"))]))
             out.append(Directive("if", (R("("), R("$wg_m"), R(")")), [jump]))
-        direct = self._direct_jump(vhost.policy, kind, value, extra)
-        if direct is not None:
-            return [*out, d("rewrite", R("^"), direct, R("last"))]
+        index = self._direct_index(vhost.policy, kind, value)
+        if vhost.policy is not None and index is not None:
+            return out + self.pol.direct(vhost.policy, index)
         return out + self.pol.location(vhost.policy, waf=False) + self.pol.checks(vhost.policy) + [
             d("set", R("$wg_decision"), "no-route"), d("return", 404)]
 

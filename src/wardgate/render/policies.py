@@ -74,6 +74,7 @@ class PolicyRenderer:
         self.policies = {p.id: p for p in gw.policies}
         self.http: list[Directive] = []
         self._bodies = 0
+        self._answers: dict[tuple[int, int], Arg] = {}
         self._declared: set[str] = set()
         self.lua = any(needs_lua(p) for p in gw.policies)
         self.waf = any(p.waf is not None and p.waf.mode != "Off" for p in gw.policies)
@@ -280,16 +281,24 @@ class PolicyRenderer:
 
     def direct_location(self, pid: int, index: int, path: str) -> Directive:
         """The internal location answering direct response `index` of policy `pid`."""
+        return Directive("location", (R("="), path), [d("internal"), *self.direct(pid, index)])
+
+    def direct(self, pid: int, index: int) -> list[Directive]:
+        """What answers direct response `index` of policy `pid`: its location's whole body, so
+        only where that location serves nothing else."""
         p = self.policies[pid]
         resp = p.direct[index]
-        body: list[Directive] = [d("internal"), d("default_type", resp.content_type)]
+        body: list[Directive] = [d("default_type", resp.content_type)]
         body += self.response_headers(p)
         if self.waf:
             body.append(d("modsecurity", R("off")))
         body.append(d("set", R("$wg_decision"), "direct-response"))
         body += self.checks(pid, allowlist=False)
-        body.append(d("return", resp.status, self._body(resp.body)))
-        return Directive("location", (R("="), path), body)
+        key = (pid, index)
+        if key not in self._answers:  # long bodies become maps: once per Gateway, not per server
+            self._answers[key] = self._body(resp.body)
+        body.append(d("return", resp.status, self._answers[key]))
+        return body
 
     def _body(self, text: str) -> Arg:
         chunks: list[str] = []
