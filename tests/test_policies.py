@@ -375,3 +375,12 @@ def test_security_txt_expiring_while_serving_turns_invalid_and_keeps_serving(
     finally:
         stop.set()
         serving.join(10)
+
+
+def test_allowlist_regex_is_kept_verbatim_and_prefixes_normalised(gateway: Gateway, backends: Backends) -> None:
+    policy = example("allowlist").replace("value: /api}", "value: /api/}").replace(
+        '"/static/[a-z0-9]+\\\\.(css|js)"', '"/dir/"')
+    setup(gateway, backends, policy)
+    # A regex is the user's exact pattern (a trailing slash matters); a PathPrefix's does not.
+    assert {p: get(gateway, p).status for p in ("/dir/", "/dir", "/api", "/api/x")} == {
+        "/dir/": 200, "/dir": 403, "/api": 200, "/api/x": 200}

@@ -183,6 +183,14 @@ class ParentReference(Model):
     port: PortNumber | None = None
 
 
+def check_route_path(value: str) -> str:
+    """An Exact or PathPrefix value: the Gateway API grammar, outside wardgate's own paths."""
+    quoting.check_path(value)
+    if value == "/_wardgate" or value.startswith("/_wardgate/"):
+        raise ValueError("paths under /_wardgate/ are reserved for wardgate's internal locations")
+    return value
+
+
 class HTTPPathMatch(Model):
     type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
     value: str = "/"
@@ -192,9 +200,7 @@ class HTTPPathMatch(Model):
         if self.type == "RegularExpression":
             quoting.check_regex(self.value)
         else:
-            quoting.check_path(self.value)
-            if self.value == "/_wardgate" or self.value.startswith("/_wardgate/"):
-                raise ValueError("paths under /_wardgate/ are reserved for wardgate's internal locations")
+            check_route_path(self.value)
         return self
 
 

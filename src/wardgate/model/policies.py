@@ -16,12 +16,10 @@ from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, fie
 
 from wardgate import quoting
 from wardgate.model.base import HeaderName, Model, Resource
-from wardgate.model.gatewayapi import HTTPHeaderFilter, HTTPPathMatch
+from wardgate.model.gatewayapi import HTTPHeaderFilter, HTTPPathMatch, Method, check_route_path
 
 POLICY_GROUP = "policy.wardgate.io"
 POLICY_VERSION = "v1alpha1"
-
-Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 
 _QUANTITY = re.compile(r"^([0-9]+)(Ki|Mi|Gi|k|M|G)?$")
 _UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
@@ -73,14 +71,7 @@ ContactURI = Annotated[str, AfterValidator(_contact_uri)]
 WebURI = Annotated[str, AfterValidator(_https_uri)]
 
 
-def _exact_path(value: str) -> str:
-    quoting.check_path(value)
-    if value == "/_wardgate" or value.startswith("/_wardgate/"):
-        raise ValueError("paths under /_wardgate/ are reserved for wardgate's internal locations")
-    return value
-
-
-ExactPath = Annotated[str, AfterValidator(_exact_path)]
+ExactPath = Annotated[str, AfterValidator(check_route_path)]
 
 
 class PolicyTargetRef(Model):

@@ -134,7 +134,7 @@ class _Renderer:
         Without changes the http-level defaults apply. With any, nginx drops every inherited
         proxy_set_header, so the whole set is repeated here.
         """
-        policy = self.pol.policies.get(pid) if pid is not None else None
+        policy = self.pol.get(pid)
         ops = (policy.request_headers if policy else ir.HeaderOps()) + action.request_headers
         if not ops and not (action.rewrite and action.rewrite.hostname):
             return []

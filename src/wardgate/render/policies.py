@@ -81,6 +81,10 @@ class PolicyRenderer:
         # (allowed, denied) CIDR lists -> the geo variable that is 1 for a client to refuse.
         self._geos: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
 
+    def get(self, pid: int | None) -> ir.Policy | None:
+        """The policy with this id; None for none."""
+        return self.policies.get(pid) if pid is not None else None
+
     def _geo(self, allow: tuple[str, ...], deny: tuple[str, ...]) -> str:
         if (allow, deny) not in self._geos:
             self._geos[(allow, deny)] = f"wg_ip{len(self._geos)}"
@@ -186,7 +190,7 @@ class PolicyRenderer:
     def checks(self, pid: int | None, allowlist: bool = True) -> list[Directive]:
         """Rewrite-phase checks 2-4, in order. Direct responses skip the URL allowlist: their
         paths are the policy's own."""
-        p = self.policies.get(pid) if pid is not None else None
+        p = self.get(pid)
         if p is None:
             return []
         out: list[Directive] = []
@@ -203,11 +207,11 @@ class PolicyRenderer:
         return out
 
     def waf_on(self, pid: int | None) -> bool:
-        p = self.policies.get(pid) if pid is not None else None
+        p = self.get(pid)
         return p is not None and p.waf is not None and p.waf.mode != "Off"
 
     def uses_uri(self, pid: int | None) -> bool:
-        p = self.policies.get(pid) if pid is not None else None
+        p = self.get(pid)
         return p is not None and bool(p.allowlist)
 
     def location(self, pid: int | None, waf: bool = True) -> list[Directive]:
@@ -217,7 +221,7 @@ class PolicyRenderer:
         keeps the settings of the first location that turned it on, so only the location that
         finally serves a request may.
         """
-        p = self.policies.get(pid) if pid is not None else None
+        p = self.get(pid)
         if p is None:
             return []
         out = self.response_headers(p)

@@ -25,7 +25,7 @@ SUPPORTED_FILTERS = {"RequestHeaderModifier", "ResponseHeaderModifier", "Request
                      "RequestMirror", "CORS"}
 
 
-def _header_ops(f: HTTPHeaderFilter | None) -> ir.HeaderOps:
+def header_ops(f: HTTPHeaderFilter | None) -> ir.HeaderOps:
     if f is None:
         return ir.HeaderOps()
     return ir.HeaderOps(
@@ -105,9 +105,9 @@ class GatewayBuilder:
                            "ReplacePrefixMatch needs a PathPrefix match; the rule answers 500")
                 return ir.Action(len(self.actions), src, direct_status=500)
             if flt.type == "RequestHeaderModifier":
-                req = req + _header_ops(flt.request_header_modifier)
+                req = req + header_ops(flt.request_header_modifier)
             elif flt.type == "ResponseHeaderModifier":
-                resp = resp + _header_ops(flt.response_header_modifier)
+                resp = resp + header_ops(flt.response_header_modifier)
             elif flt.type == "RequestRedirect" and flt.request_redirect is not None:
                 rd = flt.request_redirect
                 redirect = ir.Redirect(rd.status_code, rd.scheme, rd.hostname, rd.port,
@@ -147,8 +147,8 @@ class GatewayBuilder:
             own_req, own_resp = ir.HeaderOps(), ir.HeaderOps()
             if len(rule.backend_refs) > 1:
                 for flt in ref.filters:
-                    own_req = own_req + _header_ops(flt.request_header_modifier)
-                    own_resp = own_resp + _header_ops(flt.response_header_modifier)
+                    own_req = own_req + header_ops(flt.request_header_modifier)
+                    own_resp = own_resp + header_ops(flt.response_header_modifier)
             backends.append(ir.WeightedBackend(name, ref.weight, own_req, own_resp))
         direct = None
         if redirect is None and not any(b.upstream for b in backends):

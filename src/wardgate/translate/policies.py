@@ -16,7 +16,7 @@ from typing import Any
 from wardgate import ir
 from wardgate.errors import Problem
 from wardgate.model import ResourceSet
-from wardgate.model.gatewayapi import GROUP, HTTPHeaderFilter, HTTPPathMatch
+from wardgate.model.gatewayapi import GROUP, HTTPPathMatch
 from wardgate.model.policies import (
     POLICY_KINDS,
     SECURITY_TXT_PATH,
@@ -29,6 +29,7 @@ from wardgate.model.policies import (
     SecurityTxt,
     merge_specs,
 )
+from wardgate.translate.build import header_ops, normalize_prefix
 from wardgate.translate.conditions import ObjectStatus, condition
 from wardgate.translate.gateways import GatewayPlan
 from wardgate.translate.index import Index
@@ -218,7 +219,8 @@ class PolicyAttachment:
             meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
             assert isinstance(meta, dict)
             ns, name = str(meta.get("namespace") or "default"), str(meta.get("name", ""))
-            gen = int(meta.get("generation") or 1) if str(meta.get("generation", "1")).isdigit() else 1
+            raw_gen = meta.get("generation")
+            gen = raw_gen if isinstance(raw_gen, int) and raw_gen > 0 else 1
             kept = (kind, ns, name) in self._policies
             message = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in problems)
             message += ("; the last accepted version stays in force" if kept else "; the policy is not applied")
@@ -258,16 +260,8 @@ def _one_per_ancestor(entries: list[_Ancestor]) -> list[_Ancestor]:
     return list(merged.values())
 
 
-def _header_ops(f: HTTPHeaderFilter | None) -> ir.HeaderOps:
-    if f is None:
-        return ir.HeaderOps()
-    return ir.HeaderOps(tuple((h.name, h.value) for h in f.set), tuple((h.name, h.value) for h in f.add),
-                        tuple(f.remove))
-
-
 def _path(p: HTTPPathMatch) -> ir.PathMatch:
-    value = p.value.rstrip("/") or "/" if p.type == "PathPrefix" else p.value
-    return ir.PathMatch(p.type, value)
+    return ir.PathMatch(p.type, normalize_prefix(p.value) if p.type == "PathPrefix" else p.value)
 
 
 @dataclass
@@ -314,8 +308,8 @@ class PolicyResolver:
             s: SecurityPolicySpec = self._merged(sec)
             out = replace(
                 out,
-                request_headers=_header_ops(s.request_headers),
-                response_headers=_header_ops(s.response_headers),
+                request_headers=header_ops(s.request_headers),
+                response_headers=header_ops(s.response_headers),
                 allowed_methods=tuple(dict.fromkeys(s.allowed_methods or ())),
                 allowlist=tuple(_path(p) for p in s.url_allowlist.paths) if s.url_allowlist else (),
                 allowlist_status=s.url_allowlist.status if s.url_allowlist else 404,
