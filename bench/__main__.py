@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -40,8 +41,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="1 run of ~1 s per measurement and the smallest sizes (for CI)")
     ap.add_argument("--runs", type=int, default=None, help="repetitions per measurement (default 3, quick 1)")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
+    ap.add_argument("--targets", default="",
+                    help="comma-separated target names for dataplane, e.g. limit,plain,policies "
+                         "(a partial run, for comparing changes; the limit is always measured)")
     args = ap.parse_args(argv)
     settings = Settings.make(args.quick, args.runs)
+    if args.targets:
+        settings = dataclasses.replace(settings, targets=("limit", *args.targets.split(",")))
     out: Path = args.out.absolute()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()

@@ -44,6 +44,7 @@ class Settings:
     quiet_wait_s: float  # before a measurement, wait up to this long for other load to stop
     connections: int = 50
     threads: int = 1
+    targets: tuple[str, ...] = ()  # dataplane / waf: only these targets (empty: all)
 
     @classmethod
     def make(cls, quick: bool, runs: int | None) -> Settings:

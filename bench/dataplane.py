@@ -60,6 +60,8 @@ def run(settings: Settings) -> dict[str, Any]:
     }
     targets: list[Target] = [LimitNginx(), Wardgate(), WardgatePolicies(), Caddy(), CaddyPolicies(), HAProxy(),
                              HAProxyPolicies(), WardgateNoLog()]
+    if settings.targets:
+        targets = [t for t in targets if t.name in settings.targets]
     results: dict[str, dict[str, Any]] = {}
     with scratch("dataplane") as root:
         backend, backend_port = start_backend(root)

@@ -137,6 +137,11 @@ def decision_log(gateway: Gateway, marker: str, count: int = 1, key: str = "defa
     raise AssertionError(f"{len(found)} decision-log entries for {marker!r}, expected {count}")
 
 
+def rendered(gateway: Gateway, key: str = "default/gw") -> str:
+    """The nginx.conf serving a Gateway now."""
+    return str(gateway.runner.instances[key].current_conf.read_text())
+
+
 def ancestors(gateway: Gateway, kind: str, name: str) -> list[dict[str, Any]]:
     return list(gateway.status(kind, name)["ancestors"])
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from conftest import GW, Backend, Gateway, request
-from policy_helpers import accepted, ancestors, decision_log, example, http, raw, setup
+from policy_helpers import accepted, ancestors, decision_log, example, http, raw, rendered, setup
 from wardgate.translate.policies import security_txt_body
 
 pytestmark = pytest.mark.timeout(120)
@@ -215,6 +215,56 @@ def test_rate_limit_by_header_with_exempt_cidrs(gateway: Gateway, backends: Back
     assert [go(None, "192.0.2.7"), go(None, "192.0.2.7"), go(None, "192.0.2.8")] == [200, 503, 200]
     # Exempt clients are never limited.
     assert [go("a", "10.99.3.4") for _ in range(5)] == [200] * 5
+    assert {e["decision"] for e in decision_log(gateway, "/", count=13) if e["status"] == 503} == {"rate-limit"}
+    # A per-second limit without RateLimit headers is nginx's own limit_req, no Lua.
+    conf = rendered(gateway)
+    assert "limit_req zone=" in conf and "rewrite_by_lua" not in conf
+
+
+def test_native_rate_limit_leaves_backend_answers_alone(gateway: Gateway, backends: Backends) -> None:
+    setup(gateway, backends, """\
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: RateLimitPolicy
+        metadata: {name: rps, namespace: default}
+        spec:
+          targetRefs: [{kind: HTTPRoute, name: app}]
+          requests: 1
+          unit: Second
+          status: 429
+        """)
+    first = get(gateway, "/status/429")  # the backend's own 429: passed on as it is
+    assert first.status == 429 and "retry-after" not in first.headers
+    refused = get(gateway, "/status/429")
+    assert refused.status == 429 and refused.headers["retry-after"] == "1"
+    log = decision_log(gateway, "/status/429", count=2)
+    assert [(e["decision"], e["upstream_status"]) for e in log] == [("allow", "429"), ("rate-limit", "")]
+
+
+def test_rate_limit_budget_shared_with_a_waf_route_is_one_budget(gateway: Gateway, backends: Backends) -> None:
+    """A Gateway-wide limit over a route with the WAF and one without: one counter (the Lua
+    limiter for both, since ModSecurity would run before nginx's limit_req)."""
+    setup(gateway, backends, """\
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: RateLimitPolicy
+        metadata: {name: gw-wide, namespace: default}
+        spec:
+          targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]
+          requests: 1
+          unit: Second
+          burst: 1
+        ---
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: SecurityPolicy
+        metadata: {name: waf-other, namespace: default}
+        spec:
+          targetRefs: [{kind: HTTPRoute, name: other}]
+          waf: {mode: Block}
+        """)
+    statuses = [get(gateway, "/", host=host).status
+                for host in ("example.com", "other.example.com", "example.com")]
+    assert statuses == [200, 200, 429]
+    conf = rendered(gateway)
+    assert "limit_req zone=" not in conf and "rewrite_by_lua" in conf
 
 
 def test_rate_limit_per_route_per_hour(gateway: Gateway, backends: Backends) -> None:

@@ -7,6 +7,10 @@ Order of checks for one request (docs/policies.md):
 1-5 are rewrite-phase `if`s at the place a request is served; 6-8 are one Lua call at the end of
 the rewrite phase (rewrite_by_lua); 9 is ModSecurity, which decides in its request-body phase
 (preaccess; CRS blocks there); 10 is nginx reading the body.
+
+8 is nginx's own limit_req (preaccess) when that gives the same answers (`native_rate`) and no
+route sharing the budget has the WAF on: ModSecurity's preaccess handler runs before limit_req's,
+which would put the WAF before the rate limit.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ CRS_RULES = "/usr/share/modsecurity-crs/rules"
 MODSECURITY_BASE = "/etc/nginx/modsecurity.conf"
 # ModSecurity rule ids wardgate generates per location (a range CRS leaves to users).
 WAF_RULE_BASE = 77_000
+# limit_req zones (one per distinct rate, 10 MB each, like the Lua dict); budgets beyond use Lua.
+MAX_RATE_ZONES = 16
 
 
 def _cond(*parts: Arg) -> tuple[Arg, ...]:
@@ -60,8 +66,19 @@ def header_directives(ops: ir.HeaderOps) -> list[Directive]:
     return out
 
 
-def needs_lua(p: ir.Policy) -> bool:
-    return bool(p.duplicate_default or p.max_url_length or p.max_header_bytes or p.rate_limit)
+def native_rate(rl: ir.RateLimit) -> str | None:
+    """limit_req's `rate=` for this limit when nginx's limiter answers exactly like wardgate's Lua
+    one (both are GCRA with burst; Lua's was checked against limit_req), else None. limit_req keeps
+    rates in requests per 1000 s as integers, so per-minute rates must divide into that; and it
+    sends no Retry-After, so one is added, which is exactly 1 s when a request is due every
+    second or faster. RateLimit-* headers need the Lua limiter's state."""
+    if rl.headers:
+        return None
+    if rl.period_s == 1:
+        return f"{rl.requests}r/s"
+    if rl.period_s == 60 and rl.requests >= 60 and rl.requests % 3 == 0:
+        return f"{rl.requests}r/m"
+    return None
 
 
 class PolicyRenderer:
@@ -76,10 +93,50 @@ class PolicyRenderer:
         self._bodies = 0
         self._answers: dict[tuple[int, int], Arg] = {}
         self._declared: set[str] = set()
-        self.lua = any(needs_lua(p) for p in gw.policies)
         self.waf = any(p.waf is not None and p.waf.mode != "Off" for p in gw.policies)
+        self._zones = self._rate_zones()
+        self._rate_keys: dict[str, Arg] = {}  # bucket -> the limit_req key for it
+        self._rate_maps: list[Directive] = []
+        self._used_zones: set[str] = set()  # only these get a limit_req_zone
+        self.lua = any(self.needs_lua(p) for p in gw.policies)
         # (allowed, denied) CIDR lists -> the geo variable that is 1 for a client to refuse.
         self._geos: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+        # allowed methods -> the map variable that is 1 for a method to refuse.
+        self._methods: dict[tuple[str, ...], str] = {}
+
+    def _rate_zones(self) -> dict[str, str]:
+        """bucket -> limit_req zone, for the budgets nginx's limit_req can keep. A budget shared by
+        a WAF route stays in Lua everywhere: one budget must have one counter."""
+        lua: set[str] = set()
+        zones: dict[str, str] = {}  # rate -> zone name
+        native: dict[str, str] = {}
+        for p in self.gw.policies:
+            rl = p.rate_limit
+            if rl is not None and (native_rate(rl) is None or (p.waf is not None and p.waf.mode != "Off")):
+                lua.add(rl.bucket)
+        for p in sorted(self.gw.policies, key=lambda p: p.id):
+            rl = p.rate_limit
+            if rl is None or rl.bucket in lua or rl.bucket in native:
+                continue
+            rate = native_rate(rl)
+            assert rate is not None
+            if rate not in zones and len(zones) < MAX_RATE_ZONES:
+                zones[rate] = f"wg_rl{len(zones)}"
+            if rate in zones:
+                native[rl.bucket] = zones[rate]
+        self._zone_rates = {zone: rate for rate, zone in zones.items()}
+        return native
+
+    def needs_lua(self, p: ir.Policy) -> bool:
+        rl = p.rate_limit
+        return bool(p.duplicate_default or p.max_url_length or p.max_header_bytes
+                    or (rl is not None and rl.bucket not in self._zones))
+
+    def decision_fallback(self) -> str:
+        """The variable the decision log uses when no wardgate check set $wg_decision: limit_req
+        can't set it, so its rejections are read from $limit_req_status first. Call it after the
+        servers are rendered."""
+        return "$wg_decision_lr" if self._used_zones else "$wg_decision_auto"
 
     def get(self, pid: int | None) -> ir.Policy | None:
         """The policy with this id; None for none."""
@@ -89,6 +146,13 @@ class PolicyRenderer:
         if (allow, deny) not in self._geos:
             self._geos[(allow, deny)] = f"wg_ip{len(self._geos)}"
         return self._geos[(allow, deny)]
+
+    def _method_var(self, methods: tuple[str, ...]) -> str:
+        """A variable that is 1 for a method not in `methods`: a hash lookup, not a regex. nginx
+        answers 400 to methods that are not upper case, so the map's case folding can't matter."""
+        if methods not in self._methods:
+            self._methods[methods] = f"wg_method{len(self._methods)}"
+        return self._methods[methods]
 
     # --- main and http level -------------------------------------------------------------------
 
@@ -107,6 +171,19 @@ class PolicyRenderer:
             assert node.block is not None
             node.block += [entry(c, 0) for c in allow] + [entry(c, 1) for c in deny]
             out.append(node)
+        for methods, var in self._methods.items():
+            out.append(Directive("map", (R("$request_method"), R("$" + var)),
+                                 [d("default", 1), *(entry(m, "") for m in methods)]))
+        out += self._rate_maps
+        if self._used_zones:
+            out += [d("limit_req_zone", R("$wg_rlkey"), R(f"zone={zone}:10m"), R(f"rate={rate}"))
+                    for zone, rate in self._zone_rates.items() if zone in self._used_zones]
+            # Like the Lua limiter: rejections go to the decision log, not the error log.
+            out.append(d("limit_req_log_level", R("info")))
+            out.append(Directive("map", (R("$limit_req_status"), R("$wg_retry_after")),
+                                 [entry("REJECTED", "1"), d("default", "")]))
+            out.append(Directive("map", (R("$limit_req_status"), R("$wg_decision_lr")),
+                                 [entry("REJECTED", "rate-limit"), d("default", R("$wg_decision_auto"))]))
         if self.lua:
             out.append(d("lua_shared_dict", R("wg_ratelimit"), R("10m")))
             out.append(Directive("init_by_lua_block", (), None, lua=lua))
@@ -135,7 +212,7 @@ class PolicyRenderer:
         source = resources.files("wardgate.render").joinpath("wardgate_access.lua").read_text()
         config: dict[int, dict[str, object]] = {}
         for p in self.gw.policies:
-            if not needs_lua(p):
+            if not self.needs_lua(p):
                 continue
             cfg: dict[str, object] = {}
             if p.max_url_length:
@@ -145,7 +222,7 @@ class PolicyRenderer:
             if p.duplicate_default:
                 cfg["dup"] = {"default": p.duplicate_default, "headers": dict(p.duplicate_headers)}
             rl = p.rate_limit
-            if rl is not None:
+            if rl is not None and rl.bucket not in self._zones:
                 limit: dict[str, object] = {"bucket": rl.bucket, "limit": rl.requests, "period": rl.period_s,
                                             "burst": rl.burst, "key": rl.key, "status": rl.status,
                                             "headers": rl.headers}
@@ -198,8 +275,7 @@ class PolicyRenderer:
             out.append(Directive("if", _cond(R("$" + self._geo(p.ip_allow, p.ip_deny))), [
                 d("set", R("$wg_decision"), "ip-access"), d("return", 403)]))
         if p.allowed_methods:
-            rx = "^(?:" + "|".join(p.allowed_methods) + ")$"
-            out.append(Directive("if", _cond(R("$request_method"), R("!~"), rx), [
+            out.append(Directive("if", _cond(R("$" + self._method_var(p.allowed_methods))), [
                 d("set", R("$wg_decision"), "method"), d("return", 405)]))
         if p.allowlist and allowlist:
             out.append(Directive("if", _cond(R("$wg_uri"), R("!~"), path_regex(p.allowlist)), [
@@ -227,13 +303,54 @@ class PolicyRenderer:
         out = self.response_headers(p)
         if p.max_body_bytes is not None:
             out.append(d("client_max_body_size", p.max_body_bytes))
-        if needs_lua(p):
+        if self.needs_lua(p):
             # At the end of the rewrite phase: after the `if` checks, before ModSecurity's request
             # body phase (preaccess), where CRS decides. access_by_lua would run after the WAF.
             out.append(Directive("rewrite_by_lua_block", (), None, lua=f"package.loaded.wardgate.access({p.id})"))
+        out += self._limit_req(p)
         if waf:
             out += self._waf_location(p)
         return out
+
+    def _limit_req(self, p: ir.Policy) -> list[Directive]:
+        rl = p.rate_limit
+        if rl is None or rl.bucket not in self._zones:
+            return []
+        zone = self._zones[rl.bucket]
+        self._used_zones.add(zone)
+        args: list[Arg] = [R(f"zone={zone}")]
+        if rl.burst:
+            args.append(R(f"burst={rl.burst}"))
+        return [d("set", R("$wg_rlkey"), self._rate_key(rl)),
+                d("limit_req", *args, R("nodelay")),
+                d("limit_req_status", rl.status),
+                # Empty (so not sent) unless limit_req refused this request: a backend's own
+                # Retry-After on the same status passes untouched.
+                d("add_header", "Retry-After", R("$wg_retry_after"), R("always"))]
+
+    def _rate_key(self, rl: ir.RateLimit) -> Arg:
+        """The limit_req key of a budget, the same strings the Lua limiter uses: "<bucket>:" plus
+        the client IP, "#" and the header value, or nothing (Route); "" (not counted) for exempt
+        clients."""
+        if rl.bucket in self._rate_keys:
+            return self._rate_keys[rl.bucket]
+        n = len(self._rate_keys)
+        by_ip = Expr((f"{rl.bucket}:", R("$wg_client_ip")))
+        key: Arg = by_ip
+        if rl.key == "route":
+            key = f"{rl.bucket}:"
+        elif rl.key == "header" and rl.header:
+            header = "$http_" + rl.header.lower().replace("-", "_")
+            key = R(f"$wg_rlh{n}")
+            self._rate_maps.append(Directive("map", (R(header), key), [
+                entry("", by_ip), d("default", Expr((f"{rl.bucket}:#", R(header))))]))
+        if rl.exempt:
+            exempt = R(f"$wg_rlx{n}")
+            self._rate_maps.append(Directive("map", (R("$" + self._geo((), rl.exempt)), exempt), [
+                entry("1", ""), d("default", key)]))
+            key = exempt
+        self._rate_keys[rl.bucket] = key
+        return key
 
     def response_headers(self, p: ir.Policy) -> list[Directive]:
         out: list[Directive] = []
