@@ -4,13 +4,17 @@ Per target: req/s, p50, p99, and the proxy's own CPU µs per request (the primar
 ratios to the hand-written nginx limit: req/s ratio and CPU efficiency (limit µs/req ÷ target's).
 Targets with the seed policies (wardgate, Caddy, HAProxy) are probed policy by policy first
 (bench/targets.py: policy_checks); the request measured is the same GET / for every target.
+The nginx targets are then counted once under callgrind (bench/instructions.py): user-space
+instructions per request, the noise-free view of what their configurations cost.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
 from typing import Any
 
+from bench import instructions
 from bench.common import (
     BENCH_HOST,
     LOAD_CPU,
@@ -44,7 +48,8 @@ NEEDS = {"caddy": "caddy", "caddy_policies": "caddy", "haproxy": "haproxy", "hap
 
 def run(settings: Settings) -> dict[str, Any]:
     t_start = time.monotonic()
-    tools = ensure_debs(["wrk", "caddy", "haproxy", "libnginx-mod-http-lua", "libnginx-mod-http-headers-more-filter"])
+    tools = ensure_debs(["wrk", "caddy", "haproxy", "libnginx-mod-http-lua", "libnginx-mod-http-headers-more-filter",
+                         "valgrind"])
     if tools.get("wrk"):
         raise RuntimeError(f"wrk is required: {tools['wrk']}")
     doc: dict[str, Any] = {
@@ -97,6 +102,15 @@ def run(settings: Settings) -> dict[str, Any]:
                     log(f"dataplane run {r + 1}/{settings.runs} {t.name}: {res['rps']:.0f} req/s, "
                         f"p99 {res['p99_ms']} ms, {res['cpu_us_per_req']} µs/req "
                         f"(schedstat {res['cpu_us_per_req_schedstat']})")
+            for t in ready:
+                conf = t.nginx_conf()
+                if conf is None:
+                    continue
+                try:
+                    results[t.name]["instructions"] = instructions.measure(
+                        t.name, conf, root, n=200 if settings.quick else 2000)
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    results[t.name]["instructions"] = {"error": f"{type(exc).__name__}: {exc}"}
         finally:
             for t in started:
                 t.stop()
@@ -113,6 +127,11 @@ def run(settings: Settings) -> dict[str, Any]:
             entry["rps_ratio"] = _round(ratio(med["rps"], limit["rps"]))
             entry["cpu_efficiency"] = _round(ratio(limit["cpu_us_per_req"], med["cpu_us_per_req"]))
             entry["p99_ratio"] = _round(ratio(med["p99_ms"], limit["p99_ms"]))
+    limit_ir = results.get("limit", {}).get("instructions", {}).get("instructions_per_req")
+    for entry in results.values():
+        ir = entry.get("instructions", {}).get("instructions_per_req")
+        if ir and limit_ir:
+            entry["instructions"]["ratio_to_limit"] = _round(ratio(ir, limit_ir))
     doc["targets"] = {t.name: results[t.name] for t in targets}
     doc["wall_s"] = round(time.monotonic() - t_start, 1)
     return doc

@@ -145,7 +145,28 @@ def _dataplane_md(dp: dict[str, Any]) -> list[str]:
     out += ["", "cpu-efficiency = limit's CPU µs/req ÷ target's (1.0 = as cheap as the hand-written proxy). "
             "\"other load on CPU 0\" = share of CPU 0 busy with processes other than the proxy during each run "
             "(other users of the machine): high values make that run noisy.", ""]
-    return out + _policies_md(dp.get("targets", {}))
+    return out + _instructions_md(dp.get("targets", {})) + _policies_md(dp.get("targets", {}))
+
+
+def _instructions_md(targets: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, t in targets.items():
+        ins = t.get("instructions")
+        if not ins:
+            continue
+        if "error" in ins:
+            rows.append([name, "—", "—", f"unavailable: {ins['error'][:120]}"])
+            continue
+        where = ", ".join(f"{k} {v:,}" for k, v in ins.get("where", {}).items())
+        rows.append([name, f"{ins['instructions_per_req']:,}", _f(ins.get("ratio_to_limit")), where])
+    if not rows:
+        return []
+    intro = ("User-space instructions that nginx, its modules and libraries execute per `GET /` (one keep-alive "
+             "connection, after a warm-up), counted under valgrind (bench/instructions.py): deterministic, "
+             "unlike the timings above, but blind to the kernel's share (sockets), which is most of a proxy's "
+             "CPU time. \"where\" counts instructions in and under a few functions that stand for one feature.")
+    return ["### Instructions per request (callgrind)", "", intro, "",
+            *_table(["target", "instructions/req", "÷ limit", "where (instructions/req)"], rows), ""]
 
 
 POLICY_PAIRS = (("wardgate", "plain", "policies"), ("Caddy", "caddy", "caddy_policies"),

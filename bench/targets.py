@@ -85,6 +85,10 @@ class Target:
     def output(self) -> str:
         return ""
 
+    def nginx_conf(self) -> str | None:
+        """The nginx.conf this target runs, for bench/instructions.py; None: not nginx."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         pids = self.pids()
         return {"processes": len(pids), "affinity": affinity(pids)}
@@ -241,6 +245,10 @@ class LimitNginx(ProcTarget):
 }}
 """
         self.proc = NginxProc(self.name, workdir, conf, PROXY_CPU)
+        self.conf = conf
+
+    def nginx_conf(self) -> str | None:
+        return self.conf
 
     def main_extra(self) -> str:
         return ""
@@ -476,6 +484,10 @@ class Wardgate(Target):
 
     def _instance(self) -> Any:
         return self.runner.instances.get(f"default/{manifests.GATEWAY}") if self.runner else None
+
+    def nginx_conf(self) -> str | None:
+        inst = self._instance()
+        return str(inst.current_conf.read_text()) if inst is not None else None
 
     def pids(self) -> set[int]:
         inst = self._instance()
