@@ -41,6 +41,10 @@ def test_bench_all_quick_writes_results() -> None:
         # wardgate's seed policies were each probed in effect before being measured
         checks = latest["suites"]["dataplane"]["targets"]["policies"]["policy_checks"]
         assert all(v in ("ok", "not probed") for v in checks.values()), checks
+        # instructions per request were counted for the nginx targets, more for more features
+        ins = {t: latest["suites"]["dataplane"]["targets"][t]["instructions"]["instructions_per_req"]
+               for t in ("limit", "plain", "policies")}
+        assert 0 < ins["limit"] < ins["plain"] < ins["policies"], ins
         waf = latest["suites"]["waf"]
         assert set(waf["kinds"]) == {"get", "get_4args", "post_json"}, waf["kinds"].keys()
         assert waf["targets"]["waf"]["attacks"] == {"xss": 403, "sqli": 403}, waf["targets"]["waf"]

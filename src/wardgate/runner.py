@@ -18,7 +18,7 @@ from typing import Any
 from wardgate.dataplane import NginxInstance
 from wardgate.dataplane.admin import AdminServer, GatewayState
 from wardgate.errors import InputError, Problem
-from wardgate.model import ObjectKey, ResourceSet, parse_keeping
+from wardgate.model import ObjectKey, ParseCache, ResourceSet, parse_keeping
 from wardgate.model.base import Resource
 from wardgate.render.nginx import RenderOptions, render
 from wardgate.sources import RawObject, manifest_files
@@ -60,6 +60,7 @@ class Runner:
         self.state_dir = state_dir
         self.opts = options or RunnerOptions()
         self._files = FileCache()
+        self._parsed = ParseCache()
         self._loader = loader
         self._last_good: dict[ObjectKey, Resource] = {}
         self._lock = threading.RLock()
@@ -86,7 +87,7 @@ class Runner:
                     return ReconcileReport(False, [str(p) for p in exc.problems], [], time.monotonic() - t0)
             else:
                 raws, problems = load_paths_keeping(self.paths, self._files)
-            rs, invalid = parse_keeping(self._generations.apply(raws), self._last_good)
+            rs, invalid = parse_keeping(self._generations.apply(raws), self._last_good, self._parsed)
             problems += invalid
             # Like an API server rejecting an update: a broken file or object keeps its last good
             # version serving, and everything else still applies. Say exactly what is wrong.
@@ -265,7 +266,10 @@ class Runner:
                 # Compare file metadata rather than trusting events alone: an edit made between
                 # the first reconcile and the watcher starting would otherwise be missed.
                 now = self._fingerprint()
-                if now != seen or time.monotonic() - last >= resync_s:
+                resync = time.monotonic() - last >= resync_s
+                if now != seen or resync:
+                    if resync:  # validate everything again: validity can depend on time
+                        self._parsed = ParseCache()
                     seen, last = now, time.monotonic()
                     report = self.reconcile()
                     log.info("reconciled in %.3fs: %s", report.duration_s,

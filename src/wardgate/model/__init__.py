@@ -128,9 +128,34 @@ def _raw_key(raw: RawObject) -> ObjectKey:
     return (kind, ns, str(meta.get("name", "")))
 
 
+class ParseCache:
+    """Typed objects of the raw objects parsed last time, by identity: sources hand back the same
+    RawObject for an unchanged file, so a reconcile validates only what changed (validating all
+    cost 0.1 s per reconcile at 1,000 routes)."""
+
+    def __init__(self) -> None:
+        self._objs: dict[int, tuple[RawObject, Resource | None]] = {}
+        self._next: dict[int, tuple[RawObject, Resource | None]] = {}
+
+    def parse(self, raw: RawObject, seq: int) -> Resource | None:
+        hit = self._objs.get(id(raw))
+        if hit is not None and hit[0] is raw:
+            obj = hit[1]
+            if obj is not None and obj.seq != seq:
+                obj = obj.model_copy(update={"seq": seq})
+        else:
+            obj = parse_object(raw, seq)
+        self._next[id(raw)] = (raw, obj)  # holding raw keeps its id from being reused
+        return obj
+
+    def done(self) -> None:
+        """Forget the objects that were not seen since the last done()."""
+        self._objs, self._next = self._next, {}
+
+
 @no_gc_pauses
-def parse_keeping(raws: Iterable[RawObject], previous: dict[ObjectKey, Resource] | None = None
-                  ) -> tuple[ResourceSet, list[Problem]]:
+def parse_keeping(raws: Iterable[RawObject], previous: dict[ObjectKey, Resource] | None = None,
+                  cache: ParseCache | None = None) -> tuple[ResourceSet, list[Problem]]:
     """All valid objects and the problems found. An invalid object is replaced by its previous
     valid version when there is one (`previous`), as an API server would keep the stored object
     after rejecting an update; a new invalid object is left out."""
@@ -139,7 +164,7 @@ def parse_keeping(raws: Iterable[RawObject], previous: dict[ObjectKey, Resource]
     seen: dict[ObjectKey, Resource] = {}
     for seq, raw in enumerate(raws):
         try:
-            obj = parse_object(raw, seq)
+            obj = cache.parse(raw, seq) if cache is not None else parse_object(raw, seq)
         except InputError as exc:
             problems.extend(exc.problems)
             out.rejected.append((raw, exc.problems))
@@ -158,6 +183,8 @@ def parse_keeping(raws: Iterable[RawObject], previous: dict[ObjectKey, Resource]
             continue
         seen[key] = obj
         out.objects.append(obj)
+    if cache is not None:
+        cache.done()
     return out, problems
 
 
@@ -169,4 +196,4 @@ def parse(raws: Iterable[RawObject]) -> ResourceSet:
     return out
 
 
-__all__ = ["KINDS", "ObjectKey", "ResourceSet", "parse", "parse_keeping", "parse_object"]
+__all__ = ["KINDS", "ObjectKey", "ParseCache", "ResourceSet", "parse", "parse_keeping", "parse_object"]

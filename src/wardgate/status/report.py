@@ -19,8 +19,9 @@ def write_status_file(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".status-")
     with os.fdopen(fd, "w") as f:
-        # No indent: the pure-Python pretty encoder cost 0.36 s per reconcile at 1,000 routes.
-        json.dump(doc, f, sort_keys=True, separators=(",", ":"))
+        # dumps without indent is the C encoder; json.dump (any indent) is the pure-Python one,
+        # which cost 0.4 s per reconcile at 1,000 routes.
+        f.write(json.dumps(doc, sort_keys=True, separators=(",", ":")))
     os.replace(tmp, path)
 
 
