@@ -328,7 +328,7 @@ def test_request_limits(gateway: Gateway, backends: Backends) -> None:
     assert raw(addr, http("GET", "/h", [("X-Big", "v" * 1500)])).status == 200
     assert raw(addr, http("GET", "/h", [("X-Big", "v" * 1000), ("X-Big2", "v" * 1100)])).status == 431
     decisions = {e["status"]: e["decision"] for e in decision_log(gateway, "/", count=6)}
-    assert decisions[414] == decisions[431] == "request-limits"
+    assert decisions[413] == decisions[414] == decisions[431] == "request-limits"
 
 
 def test_invalid_policy_keeps_last_good_and_says_why(gateway: Gateway, backends: Backends) -> None:

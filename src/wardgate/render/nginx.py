@@ -680,17 +680,19 @@ class _Renderer:
             Directive("map", (R("$host"), R("$wg_uri")), [d("default", "")]),
             # What the decision log says: the policy that answered; else, for answers no backend
             # gave: "waf" for a 403 on a WAF-enabled route, "request-limits" for nginx's 413 (body
-            # size), "invalid-request" for its 400 (malformed); else "allow". Exact keys only: a
-            # regex here ran three times for every request (bench/: 6% of plain routing's work).
+            # size), "invalid-request" for its 400 (malformed); else "allow". Keyed on one
+            # variable at a time, so an ordinary request costs two hash lookups: a regex map here
+            # was 6% of plain routing's instructions, a map over "$wg_waf|$status|..." still 10%.
             Directive("map", (R("$wg_decision"), R("$wg_decision_log")), [
                 entry("", R(self.pol.decision_fallback())), d("default", R("$wg_decision"))]),
-            Directive("map", (Expr((R("$wg_waf"), "|", R("$status"), "|", R("$upstream_status"))),
-                              R("$wg_decision_auto")), [
-                entry("on|403|", "waf"),
-                *(entry(f"{waf}|{status}|", decision) for status, decision in
-                  (("413", "request-limits"), ("400", "invalid-request")) for waf in ("", "on")),
-                d("default", "allow"),
-            ]),
+            Directive("map", (R("$status"), R("$wg_decision_auto")), [
+                d("default", "allow"), entry("400", R("$wg_decision_400")), entry("403", R("$wg_decision_403")),
+                entry("413", R("$wg_decision_413"))]),
+            *(Directive("map", (R("$upstream_status"), R(f"$wg_decision_{status}")), [
+                entry("", decision), d("default", "allow")])
+              for status, decision in (("400", "invalid-request"), ("413", "request-limits"))),
+            Directive("map", (Expr((R("$wg_waf"), "|", R("$upstream_status"))), R("$wg_decision_403")), [
+                entry("on|", "waf"), d("default", "allow")]),
         ]
         http.block += self.pol.http_directives()
         http.block += self.http_extra + upstreams + servers
