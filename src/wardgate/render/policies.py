@@ -18,7 +18,7 @@ from __future__ import annotations
 from importlib import resources
 
 from wardgate import ir
-from wardgate.quoting import Arg, Body, Expr, Lines, Raw, Text, lua_literal, regex_escape
+from wardgate.quoting import Arg, Body, Expr, Lines, Raw, Text, header_variable, lua_literal, regex_escape
 from wardgate.render.emit import Directive, d, entry
 
 R = Raw
@@ -66,6 +66,10 @@ def header_directives(ops: ir.HeaderOps) -> list[Directive]:
     return out
 
 
+def waf_enabled(p: ir.Policy) -> bool:
+    return p.waf is not None and p.waf.mode != "Off"
+
+
 def native_rate(rl: ir.RateLimit) -> str | None:
     """limit_req's `rate=` for this limit when nginx's limiter answers exactly like wardgate's Lua
     one (both are GCRA with burst; Lua's was checked against limit_req), else None. limit_req keeps
@@ -93,7 +97,7 @@ class PolicyRenderer:
         self._bodies = 0
         self._answers: dict[tuple[int, int], Arg] = {}
         self._declared: set[str] = set()
-        self.waf = any(p.waf is not None and p.waf.mode != "Off" for p in gw.policies)
+        self.waf = any(waf_enabled(p) for p in gw.policies)
         self._zones = self._rate_zones()
         self._rate_keys: dict[str, Arg] = {}  # bucket -> the limit_req key for it
         self._rate_maps: list[Directive] = []
@@ -112,7 +116,7 @@ class PolicyRenderer:
         native: dict[str, str] = {}
         for p in self.gw.policies:
             rl = p.rate_limit
-            if rl is not None and (native_rate(rl) is None or (p.waf is not None and p.waf.mode != "Off")):
+            if rl is not None and (native_rate(rl) is None or waf_enabled(p)):
                 lua.add(rl.bucket)
         for p in sorted(self.gw.policies, key=lambda p: p.id):
             rl = p.rate_limit
@@ -284,7 +288,7 @@ class PolicyRenderer:
 
     def waf_on(self, pid: int | None) -> bool:
         p = self.get(pid)
-        return p is not None and p.waf is not None and p.waf.mode != "Off"
+        return p is not None and waf_enabled(p)
 
     def uses_uri(self, pid: int | None) -> bool:
         p = self.get(pid)
@@ -340,7 +344,7 @@ class PolicyRenderer:
         if rl.key == "route":
             key = f"{rl.bucket}:"
         elif rl.key == "header" and rl.header:
-            header = "$http_" + rl.header.lower().replace("-", "_")
+            header = header_variable(rl.header)
             key = R(f"$wg_rlh{n}")
             self._rate_maps.append(Directive("map", (R(header), key), [
                 entry("", by_ip), d("default", Expr((f"{rl.bucket}:#", R(header))))]))
