@@ -98,7 +98,8 @@ class PolicyRenderer:
         self._answers: dict[tuple[int, int], Arg] = {}
         self._declared: set[str] = set()
         self.waf = any(waf_enabled(p) for p in gw.policies)
-        self._zones = self._rate_zones()
+        # bucket -> limit_req zone, and zone -> rate
+        self._zones, self._zone_rates = self._rate_zones()
         self._rate_keys: dict[str, Arg] = {}  # bucket -> the limit_req key for it
         self._rate_maps: list[Directive] = []
         self._used_zones: set[str] = set()  # only these get a limit_req_zone
@@ -108,8 +109,8 @@ class PolicyRenderer:
         # allowed methods -> the map variable that is 1 for a method to refuse.
         self._methods: dict[tuple[str, ...], str] = {}
 
-    def _rate_zones(self) -> dict[str, str]:
-        """bucket -> limit_req zone, for the budgets nginx's limit_req can keep. A budget shared by
+    def _rate_zones(self) -> tuple[dict[str, str], dict[str, str]]:
+        """bucket -> limit_req zone for the budgets nginx's limit_req can keep, and zone -> rate. A budget shared by
         a WAF route stays in Lua everywhere: one budget must have one counter."""
         lua: set[str] = set()
         zones: dict[str, str] = {}  # rate -> zone name
@@ -128,8 +129,7 @@ class PolicyRenderer:
                 zones[rate] = f"wg_rl{len(zones)}"
             if rate in zones:
                 native[rl.bucket] = zones[rate]
-        self._zone_rates = {zone: rate for rate, zone in zones.items()}
-        return native
+        return native, {zone: rate for rate, zone in zones.items()}
 
     def needs_lua(self, p: ir.Policy) -> bool:
         rl = p.rate_limit
