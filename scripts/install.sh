@@ -15,8 +15,16 @@ for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+  # Root (containers, CI images) installs directly; anyone else through sudo, asked only here.
   SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null; then
+      echo "wardgate: these Debian packages are missing: ${missing[*]}" >&2
+      echo "wardgate: run this script as root, or install sudo, or install them with apt-get first" >&2
+      exit 1
+    fi
+    SUDO="sudo"
+  fi
   echo "installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -22,7 +22,33 @@ from wardgate.runner import Runner, RunnerOptions
 from wardgate.verify.echo import EchoIdentity, EchoServer
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# The shared corpora (conformance/, waf/, migration/): one setting, WARDGATE_CORPORA, defaulting to
+# the `shared` directory beside the clone. A user's clone has none: those tests are skipped there,
+# and fail under CI=true, where the corpora are always present.
+CORPORA = Path(os.environ.get("WARDGATE_CORPORA") or REPO.parent / "shared")
+
+
+def shared_corpus(name: str) -> Path:
+    """The corpus `name` under CORPORA; skips the test (fails it under CI=true) when it is absent."""
+    path = CORPORA / name
+    if path.is_dir():
+        return path
+    reason = (f"corpus {name}/ not found in {CORPORA}: set WARDGATE_CORPORA to a directory holding "
+              "wardgate's shared corpora (conformance/, waf/, migration/; CI places them beside the "
+              "clone as ../shared) to run this test")
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason + " (CI=true: the corpora are required)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def conformance_corpus() -> Path:
+    return shared_corpus("conformance")
+
+
+@pytest.fixture
+def waf_corpus() -> Path:
+    return shared_corpus("waf")
 
 # Each test session takes its own /16 of loopback so parallel or leftover runs can't collide.
 _NET = random.Random(os.getpid()).randrange(130, 250)

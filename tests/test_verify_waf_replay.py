@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from conftest import SHARED
 from wardgate.errors import InputError
 from wardgate.verify.waf import (
     Record,
@@ -261,8 +260,8 @@ def test_load_corpus_duplicate_ids_and_missing_paths(tmp_path: Path) -> None:
         load_corpus(tmp_path / "blank.jsonl")
 
 
-def test_load_corpus_reads_the_shared_corpus() -> None:
-    records = load_corpus(SHARED / "waf")
+def test_load_corpus_reads_the_shared_corpus(waf_corpus: Path) -> None:
+    records = load_corpus(waf_corpus)
     assert len(records) == 19_753
     assert sum(r.expect == "block" for r in records) == 19_266
     assert {r.source for r in records} == {"crs-regression", "gotestwaf", "payloadbox", "benign-basic"}

@@ -7,11 +7,12 @@ import json
 import textwrap
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import SHARED, Backend, Gateway, request
+from conftest import Backend, Gateway, request
 from policy_helpers import decision_log, example, http, raw, setup
 from wardgate.verify.waf_gateway import WafRun
 
@@ -124,10 +125,10 @@ def test_body_size_answers_before_the_waf(gateway: Gateway, backends: Backends) 
     assert raw(addr, http("POST", "/", form, attack[:60])).status == 403
 
 
-def test_verify_waf_on_the_shared_corpora_matches_plain_modsecurity() -> None:
+def test_verify_waf_on_the_shared_corpora_matches_plain_modsecurity(waf_corpus: Path) -> None:
     """The whole corpus at PL1 through wardgate: at least FORMAT.md's plain ModSecurity+CRS 3.3.4
     figures, minus 1 point."""
-    doc = WafRun(SHARED / "waf", paranoia=1, workers=4).run()
+    doc = WafRun(waf_corpus, paranoia=1, workers=4).run()
     assert set(doc["summary"]) == {"block_expected", "blocked", "allow_expected", "allowed"}
     assert all(set(g) == {"source", "category", "block_expected", "blocked", "allow_expected", "allowed"}
                for g in doc["groups"])

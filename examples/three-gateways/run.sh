@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the three-gateways example: three echo backends on 127.0.0.1:3001..3003 and wardgate with
 # one nginx per Gateway (public :8080, internal :8081, phishing :8082), admin on :9902.
-# Install first (sudo bash scripts/install.sh); Ctrl-C, or killing this script, stops everything.
+# Install first (bash scripts/install.sh); Ctrl-C, or killing this script, stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${WARDGATE_VENV:-.venv}/bin
