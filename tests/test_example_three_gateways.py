@@ -93,7 +93,9 @@ def ready(proc: subprocess.Popen[bytes], log: Path, timeout: float = 40.0) -> No
 @contextlib.contextmanager
 def example_lock(timeout: float = 150.0) -> Iterator[None]:
     """The example's ports are fixed: two test sessions on one machine take turns (bounded)."""
-    with open(Path(tempfile.gettempdir()) / "wardgate-example-three-gateways.lock", "w") as lock:
+    path = Path(tempfile.gettempdir()) / "wardgate-example-three-gateways.lock"
+    # Another user's lock file can't be opened for writing; flock works on a read-only one too.
+    with open(path, "a" if not path.exists() or os.access(path, os.W_OK) else "r") as lock:
         deadline = time.monotonic() + timeout
         while True:
             try:
