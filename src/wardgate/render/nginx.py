@@ -406,12 +406,12 @@ class _Renderer:
             listen.append(R("proxy_protocol"))
         srv.add("listen", *listen)
         srv.add("server_name", vhost.hostname)
-        cert = vhost.certificate or (port.default_certificate if default else None)
+        certs = vhost.certificates or (port.default_certificates if default else ())
         if port.protocol == "HTTPS":
-            self._tls(srv, cert)
-            if cert is not None and port.client_validation is not None:
+            self._tls(srv, certs)
+            if certs and port.client_validation is not None:
                 self._client_validation(srv, port.client_validation)
-            if cert is not None and len(port.listeners) > 1:
+            if certs and len(port.listeners) > 1:
                 # The TLS name chose another listener than the Host header: HTTP/2 connection
                 # reuse or a confused client. RFC 9110 says 421, and the client retries.
                 var = self._sni_listener(port)
@@ -455,14 +455,16 @@ class _Renderer:
             self.http_extra.append(node)
         return "$" + self._maps[key]
 
-    def _tls(self, srv: Directive, cert: ir.TLSCertificate | None) -> None:
-        if cert is None:
+    def _tls(self, srv: Directive, certs: tuple[ir.TLSCertificate, ...]) -> None:
+        if not certs:
             srv.add("ssl_reject_handshake", R("on"))
             return
-        path = f"certs/{cert.name}.pem"
-        self.files[path] = cert.cert_pem.rstrip("\n") + "\n" + cert.key_pem.rstrip("\n") + "\n"
-        srv.add("ssl_certificate", path)
-        srv.add("ssl_certificate_key", path)
+        # One pair per key type: OpenSSL picks the one the client's signature algorithms allow.
+        for cert in certs:
+            path = f"certs/{cert.name}.pem"
+            self.files[path] = cert.cert_pem.rstrip("\n") + "\n" + cert.key_pem.rstrip("\n") + "\n"
+            srv.add("ssl_certificate", path)
+            srv.add("ssl_certificate_key", path)
         srv.add("ssl_protocols", R("TLSv1.2"), R("TLSv1.3"))
 
     def _listen_addr(self) -> str:
