@@ -242,3 +242,39 @@ def test_retry_policy(gateway: Gateway, backends: Callable[..., Backend]) -> Non
     assert status("b", 3, 503, headers=retry) == 503  # three failures are not
     assert status("c", 1, 500, headers=retry) == 500  # 500 is not in the policy's codes
     assert status("d", 1, 503) == 503  # the rule without a policy doesn't retry
+
+
+def test_backend_request_timeout_and_retries_within_the_request_timeout(
+        gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    made = setup(gateway, backends, """\
+          rules:
+            - matches: [{headers: [{name: X-Rule, value: bounded}]}]
+              retry: {codes: [503], attempts: 5}
+              timeouts: {request: 1500ms, backendRequest: 1s}
+              backendRefs: [{name: app, port: 80}]
+            - matches: [{headers: [{name: X-Rule, value: per-try}]}]
+              retry: {codes: [503], attempts: 2}
+              timeouts: {request: 20s, backendRequest: 500ms}
+              backendRefs: [{name: app, port: 80}]
+            - matches: [{headers: [{name: X-Rule, value: backend-only}]}]
+              timeouts: {backendRequest: 300ms}
+              backendRefs: [{name: app, port: 80}]
+        """, "app")
+    echo = made["app"].servers[0]
+
+    def tries(marker: str) -> int:
+        return sum(1 for p in echo.seen_paths if marker in p)
+
+    # Each try is cut after backendRequest (1s) and retried, but no try starts once the request
+    # timeout (1.5s) has passed: at most two of the six tries the policy allows.
+    r = request(url(gateway, "/slow?delay=5s&n=bounded-1"), host="x", headers={"X-Rule": "bounded"}, timeout=15)
+    assert r.status == 504
+    assert 1 <= tries("n=bounded-1") <= 2
+    # A try that outlives backendRequest is retried, and the retry answers within the request timeout.
+    r = request(url(gateway, "/retry/?uuid=per-try-1&succeedAfter=1&responseCode=503&delayRetry=3s"), host="x",
+                headers={"X-Rule": "per-try"}, timeout=15)
+    assert r.status == 200
+    assert tries("uuid=per-try-1") == 2
+    # backendRequest alone bounds the one try.
+    assert request(url(gateway, "/?delay=2s"), host="x", headers={"X-Rule": "backend-only"}).status == 504
+    assert request(url(gateway, "/?delay=10ms"), host="x", headers={"X-Rule": "backend-only"}).status == 200

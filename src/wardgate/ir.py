@@ -175,6 +175,8 @@ class Action:
     retry: Retry | None = None
     # Answered by the gateway itself, e.g. 500 when no backend is valid.
     direct_status: int | None = None
+    # timeouts.request (the whole exchange, retries included) and timeouts.backendRequest (one
+    # try); None when not set, 0 when disabled.
     request_timeout_s: float | None = None
     backend_timeout_s: float | None = None
 

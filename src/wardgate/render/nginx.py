@@ -22,6 +22,8 @@ from wardgate.render.emit import Directive, block, d, emit, entry
 from wardgate.render.policies import PolicyRenderer, header_directives
 
 INTERNAL_PREFIX = "/_wardgate/"
+# A disabled ("0s") timeout: nginx has no "never", so the largest 32-bit millisecond count (24.8 days).
+LONGEST_TIMEOUT_MS = 2**31 - 1
 MODULES = ("ngx_http_headers_more_filter_module.so",)
 
 LOG_FORMAT = (
@@ -214,11 +216,7 @@ class _Renderer:
             out.append(Directive("if", _cond("$" + var, "=", ""), [d("return", 500)]))
             target = "${" + var + "}"
         out += self._proxy_headers(action, pid)
-        timeout = min(t for t in (action.request_timeout_s, action.backend_timeout_s, 3600.0) if t)
-        if timeout < 3600.0:
-            ms = max(1, int(timeout * 1000))
-            for name in ("proxy_connect_timeout", "proxy_send_timeout", "proxy_read_timeout"):
-                out.append(d(name, R(f"{ms}ms")))
+        out += self._timeouts(action)
         for i, mirror in enumerate(action.mirrors):
             loc = f"{INTERNAL_PREFIX}m/{action.id}_{i}"
             out.append(d("mirror", loc))
@@ -234,6 +232,23 @@ class _Renderer:
             out.append(d("proxy_pass", R(f"{scheme}://{target}")))
         else:
             out.append(d("proxy_pass", Expr((R(f"{scheme}://{target}"), *(_expr_parts(uri) if uri else ())))))
+        return out
+
+    @staticmethod
+    def _timeouts(action: ir.Action) -> list[Directive]:
+        """backendRequest bounds each try; request bounds the whole exchange, retries included:
+        nginx starts no further try once it has passed. 0 disables a timeout (the longest nginx has)."""
+
+        def ms(seconds: float) -> Raw:
+            return R(f"{max(1, min(LONGEST_TIMEOUT_MS, int(seconds * 1000))) if seconds else LONGEST_TIMEOUT_MS}ms")
+
+        out: list[Directive] = []
+        per_try = action.backend_timeout_s if action.backend_timeout_s is not None else action.request_timeout_s
+        if per_try is not None:
+            out += [d(name, ms(per_try)) for name in ("proxy_connect_timeout", "proxy_send_timeout",
+                                                      "proxy_read_timeout")]
+        if action.request_timeout_s:
+            out.append(d("proxy_next_upstream_timeout", ms(action.request_timeout_s)))
         return out
 
     def _backend_tls(self, names: list[str]) -> ir.UpstreamTLS | None:

@@ -169,8 +169,9 @@ class GatewayBuilder:
             len(self.actions), src, tuple(backends), req, resp, redirect, rewrite, tuple(mirrors), cors=cors,
             retry=retry,
             direct_status=direct,
-            request_timeout_s=duration_seconds(timeouts.request) or None if timeouts and timeouts.request else None,
-            backend_timeout_s=duration_seconds(timeouts.backend_request) or None
+            # None: not set (nginx's defaults); 0: disabled.
+            request_timeout_s=duration_seconds(timeouts.request) if timeouts and timeouts.request else None,
+            backend_timeout_s=duration_seconds(timeouts.backend_request)
             if timeouts and timeouts.backend_request else None,
         )
 
