@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -278,3 +279,51 @@ def test_backend_request_timeout_and_retries_within_the_request_timeout(
     # backendRequest alone bounds the one try.
     assert request(url(gateway, "/?delay=2s"), host="x", headers={"X-Rule": "backend-only"}).status == 504
     assert request(url(gateway, "/?delay=10ms"), host="x", headers={"X-Rule": "backend-only"}).status == 200
+
+
+def test_several_mirrors_and_mirror_percentages(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    made = setup(gateway, backends, """\
+          rules:
+            - matches: [{path: {type: PathPrefix, value: /all}}]
+              filters:
+                - {type: RequestMirror, requestMirror: {backendRef: {name: m1, port: 80}}}
+                - {type: RequestMirror, requestMirror: {backendRef: {name: m2, port: 80}}}
+              backendRefs: [{name: app, port: 80}]
+            - matches: [{path: {type: PathPrefix, value: /some}}]
+              filters:
+                - {type: RequestMirror, requestMirror: {backendRef: {name: half, port: 80}, percent: 50}}
+                - type: RequestMirror
+                  requestMirror: {backendRef: {name: quarter, port: 80}, fraction: {numerator: 1, denominator: 4}}
+              backendRefs: [{name: app, port: 80}]
+        """, "app", "m1", "m2", "half", "quarter")
+
+    def seen(name: str, prefix: str) -> set[str]:
+        return {p for p in made[name].servers[0].seen_paths if p.startswith(prefix)}
+
+    def settled(names: list[str], prefix: str) -> dict[str, set[str]]:
+        """Mirrored requests may trail the responses: wait (bounded) until the counts stop moving."""
+        last: dict[str, set[str]] = {}
+        for _ in range(50):
+            now = {n: seen(n, prefix) for n in names}
+            if now == last:
+                return now
+            last = now
+            time.sleep(0.2)
+        return last
+
+    for i in range(5):
+        assert pod(gateway, f"/all/{i}") == "app"
+    copies = settled(["m1", "m2"], "/all/")
+    # Every request reaches both mirrors, and the client only ever sees the primary backend.
+    assert copies["m1"] == copies["m2"] == {f"/all/{i}" for i in range(5)}
+    n = 400
+    for i in range(n):
+        assert pod(gateway, f"/some/{i}") == "app"
+    got = settled(["half", "quarter"], "/some/")
+    half, quarter = len(got["half"]), len(got["quarter"])
+    # Binomial bounds at about five standard deviations: 50% and 25% of the requests.
+    assert 150 <= half <= 250, half
+    assert 57 <= quarter <= 143, quarter
+    # The two filters sample independently: about half of the quarter's requests are also in the half.
+    both = len(got["half"] & got["quarter"])
+    assert both < 0.8 * quarter, (both, quarter)

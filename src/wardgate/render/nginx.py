@@ -91,13 +91,14 @@ class _Renderer:
     def _var(self, prefix: str) -> str:
         return f"{prefix}{len(self._maps)}"
 
-    def _split(self, key: tuple[object, ...], shares: list[tuple[float, str]]) -> str:
-        """A split_clients variable choosing among values by percentage."""
+    def _split(self, key: tuple[object, ...], shares: list[tuple[float, str]], salt: str = "") -> str:
+        """A split_clients variable choosing among values by percentage. Splits with different
+        `salt`s decide independently of each other for one request."""
         if key in self._maps:
             return self._maps[key]
         name = self._var("wg_s")
         self._maps[key] = name
-        node = Directive("split_clients", (Expr((R("$request_id"),)), R("$" + name)), [])
+        node = Directive("split_clients", (Expr((R("${request_id}"), salt)), R("$" + name)), [])
         assert node.block is not None
         total = sum(w for w, _ in shares) or 1.0
         acc = 0.0
@@ -380,7 +381,9 @@ class _Renderer:
         node = Directive("location", (R("="), loc), [d("internal")])
         assert node.block is not None
         if mirror.percent < 100.0:
-            var = self._split(("mirror", loc), [(mirror.percent, "1"), (100.0 - mirror.percent, "")])
+            # Salted by location: each mirror filter of a rule samples on its own.
+            var = self._split(("mirror", loc), [(mirror.percent, "1"), (100.0 - mirror.percent, "")],
+                              salt=loc)
             node.block.append(Directive("if", _cond("$" + var, "=", ""), [d("return", 204)]))
         node.block += self._proxy_headers(action)
         tls = self._backend_tls([mirror.upstream])
