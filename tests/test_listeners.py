@@ -165,6 +165,72 @@ def test_https_listener_http2_and_bad_certificate(gateway: Gateway, backends: Ca
     assert (gw_accepted["status"], gw_accepted["reason"]) == ("True", "ListenersNotValid")
 
 
+def test_parent_ref_port_attaches_to_the_listeners_on_that_port(gateway: Gateway,
+                                                                 backends: Callable[..., Backend]) -> None:
+    on_port, on_b = backends("onport"), backends("onb")
+    gateway.write("gw.yaml", """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata: {name: gw, namespace: default}
+        spec:
+          gatewayClassName: wardgate
+          listeners:
+            - {name: a, protocol: HTTP, port: 8080}
+            - {name: b, protocol: HTTP, port: 8081, hostname: b.example.com}
+            - {name: c, protocol: HTTP, port: 8081, hostname: c.example.com}
+            - name: closed
+              protocol: HTTP
+              port: 8082
+              allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: none}}}}
+        """, on_port.manifests(), on_b.manifests())
+
+    def route(name: str, parent: str, backend: str = "onport", path: str = "/") -> str:
+        return f"""
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: {{name: {name}, namespace: default}}
+            spec:
+              parentRefs: [{parent}]
+              rules:
+                - matches: [{{path: {{type: PathPrefix, value: {path}}}}}]
+                  backendRefs: [{{name: {backend}, port: 80}}]
+            """
+
+    gateway.write("routes.yaml",
+                  route("port", "{name: gw, port: 8081}"),
+                  route("port-and-section", "{name: gw, port: 8081, sectionName: b}", "onb", "/b-only"),
+                  route("no-port", "{name: gw, port: 9999}", path="/nothing"),
+                  route("section-elsewhere", "{name: gw, port: 8081, sectionName: a}", path="/nothing"),
+                  route("not-allowed", "{name: gw, port: 8082}", path="/nothing"))
+    gateway.reconcile()
+    addr = gateway.address()
+
+    def who(port: int, host: str, path: str = "/") -> str | int:
+        r = request(f"http://{addr}:{port}{path}", host=host)
+        return str(r.json["pod"]).split("-")[0] if r.status == 200 else r.status
+
+    # Both listeners on 8081 serve the route; the listener on 8080 does not.
+    assert who(8081, "b.example.com") == who(8081, "c.example.com") == "onport"
+    assert who(8080, "b.example.com") == 404
+    # Port and sectionName together: only the listener matching both.
+    assert who(8081, "b.example.com", "/b-only/x") == "onb"
+    assert who(8081, "c.example.com", "/b-only/x") == "onport"
+
+    def accepted(name: str) -> tuple[str, str, int | None]:
+        parent = gateway.status("HTTPRoute", name)["parents"][0]
+        c = next(c for c in parent["conditions"] if c["type"] == "Accepted")
+        return c["status"], c["reason"], parent["parentRef"].get("port")
+
+    assert accepted("port") == ("True", "Accepted", 8081)
+    assert accepted("port-and-section") == ("True", "Accepted", 8081)
+    assert accepted("no-port") == ("False", "NoMatchingParent", 9999)
+    assert accepted("section-elsewhere") == ("False", "NoMatchingParent", 8081)
+    assert accepted("not-allowed") == ("False", "NotAllowedByListeners", 8082)
+    attached = {ls["name"]: ls["attachedRoutes"] for ls in gateway.status("Gateway", "gw")["listeners"]}
+    assert attached == {"a": 0, "b": 2, "c": 1, "closed": 0}
+
+
 def _served_key_type(addr: str, cas: list[trustme.CA], cipher: str | None) -> str:
     """The key type of the certificate the gateway serves to a client that only offers `cipher`
     (TLS 1.2: the cipher suite names the key type), or with TLS 1.3 defaults when None."""

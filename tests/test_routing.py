@@ -327,3 +327,35 @@ def test_several_mirrors_and_mirror_percentages(gateway: Gateway, backends: Call
     # The two filters sample independently: about half of the quarter's requests are also in the half.
     both = len(got["half"] & got["quarter"])
     assert both < 0.8 * quarter, (both, quarter)
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_redirect_status_codes(gateway: Gateway, backends: Callable[..., Backend], code: int) -> None:
+    setup(gateway, backends, f"""\
+          rules:
+            - matches: [{{path: {{type: PathPrefix, value: /moved}}}}]
+              filters: [{{type: RequestRedirect, requestRedirect: {{path: {{type: ReplaceFullPath,
+                           replaceFullPath: /here}}, statusCode: {code}}}}}]
+            - backendRefs: [{{name: app, port: 80}}]
+        """, "app")
+    r = request(url(gateway, "/moved/x?q=1"), host="example.com", method="POST", data=b"body")
+    assert r.status == code
+    assert r.headers["location"] == "http://example.com:8080/here?q=1"
+
+
+def test_redirect_status_code_outside_the_enum_is_refused(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    setup(gateway, backends, """\
+          rules: [{backendRefs: [{name: app, port: 80}]}]
+        """, "app")
+    gateway.write("bad.yaml", """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: bad, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          hostnames: [bad.example.com]
+          rules: [{filters: [{type: RequestRedirect, requestRedirect: {statusCode: 304}}]}]
+        """)
+    report = gateway.runner.reconcile()
+    assert any("bad" in e and "statusCode" in e for e in report.errors), report.errors
+    assert pod(gateway, "/") == "app"  # the valid route keeps serving
