@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from wardgate.verify.conformance import (
     ConformanceOptions,
@@ -24,6 +25,7 @@ from wardgate.verify.conformance import (
     await_convergence,
     compare_round_trip,
     evaluate_status_check,
+    fill_addresses,
     go_hostname_matches,
     parse_redirect,
     run_conformance,
@@ -555,3 +557,130 @@ def test_websocket_conformance_test_runs_and_passes(conformance_corpus: Path) ->
                           out=lines.append)
     assert doc["tests"] == [{"name": "HTTPRouteBackendProtocolWebSocket", "core": False, "result": "pass",
                              "reason": None, "failed_case": None}], lines
+
+
+# ------------------------------------------------------------- format parts the shared corpus leaves out
+
+SELF_BASE = """\
+apiVersion: v1
+kind: Namespace
+metadata: {name: gateway-conformance-infra}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: same-namespace, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: "{GATEWAY_CLASS_NAME}"
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: infra-backend-v2, namespace: gateway-conformance-infra}
+spec:
+  selector: {app: infra-backend-v2}
+  ports: [{name: first-port, protocol: TCP, port: 8080, targetPort: 3000}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: infra-backend-v2, namespace: gateway-conformance-infra}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: infra-backend-v2}}
+  template:
+    metadata: {labels: {app: infra-backend-v2}}
+    spec:
+      containers:
+        - name: echo
+          image: registry.k8s.io/gateway-api/echo-basic:v1.5.1
+          env:
+            - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+            - {name: NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+"""
+
+PLACEHOLDER_GATEWAY = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: static, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: "{GATEWAY_CLASS_NAME}"
+  addresses:
+    - value: PLACEHOLDER_UNUSABLE_ADDRS
+    - value: PLACEHOLDER_USABLE_ADDRS
+  listeners: [{name: http, port: 8080, protocol: HTTP}]
+"""
+
+
+def test_response_protocol_is_compared() -> None:
+    response = {"protocol": "HTTP/2.0"}
+    assert compare_round_trip(req(), exp(response=response), echo(), URL) == (
+        "expected response protocol 'HTTP/2.0', got 'HTTP/1.1'")
+    h2 = echo()
+    h2.protocol = "HTTP/2.0"
+    assert compare_round_trip(req(), exp(response=response), h2, URL) is None
+
+
+def test_address_placeholders_are_filled_like_the_go_applier() -> None:
+    docs: list[Any] = [yaml.safe_load(PLACEHOLDER_GATEWAY), {"kind": "HTTPRoute", "spec": {}}]
+    assert fill_addresses(docs, ["127.0.0.9", "gw.example"], ["192.0.2.1"])
+    assert docs[0]["spec"]["addresses"] == [
+        {"type": "IPAddress", "value": "192.0.2.1"},
+        {"type": "IPAddress", "value": "127.0.0.9"}, {"type": "Hostname", "value": "gw.example"}]
+    assert not fill_addresses(docs, ["127.0.0.9"], [])  # nothing left to fill
+
+
+@pytest.mark.timeout(300)
+def test_a_self_contained_corpus_runs_the_format_parts_no_shared_test_uses(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    (corpus / "base").mkdir(parents=True)
+    (corpus / "tests").mkdir()
+    (corpus / "base" / "manifests.yaml").write_text(SELF_BASE)
+    (corpus / "tests" / "Tiny.yaml").write_text(TINY_ROUTE)
+    (corpus / "tests" / "Static.yaml").write_text(PLACEHOLDER_GATEWAY)
+    accepted = {"check": "GatewayAndHTTPRoutesMustBeAccepted", "kind": "Gateway", "namespace": NS,
+                "name": "same-namespace", "listeners": None, "routeKind": "HTTPRoute",
+                "routes": [{"namespace": NS, "name": "tiny"}]}
+
+    def with_protocol(protocol: str) -> dict[str, Any]:
+        case = _tiny_case(f"answered over {protocol}", "infra-backend-v2")
+        case["expected"]["response"] = {"protocol": protocol}
+        return case
+
+    static = _tiny_test("Static", [], [{"check": "GatewayMustHaveCondition", "kind": "Gateway", "namespace": NS,
+                                        "name": "static", "condition": "Accepted", "status": None,
+                                        "reason": None}])
+    static["manifests"] = ["tests/Static.yaml"]
+    tests = {
+        "ProtocolHTTP11": _tiny_test("ProtocolHTTP11", [with_protocol("HTTP/1.1")], [accepted]),
+        "ProtocolHTTP2": _tiny_test("ProtocolHTTP2", [with_protocol("HTTP/2.0")], [accepted]),
+        "Static": static,
+        "FutureMode": _tiny_test("FutureMode", [{**_tiny_case("streams", "infra-backend-v2"), "mode": "grpcStream"}],
+                                 [accepted]),
+    }
+    entries = []
+    for name, test in tests.items():
+        (corpus / "tests" / f"{name}.json").write_text(json.dumps(test))
+        entries.append({"name": name, "core": True, "features": test["features"], "file": f"tests/{name}.json"})
+    (corpus / "index.json").write_text(json.dumps({"tag": "test", "commit": "0", "tests": entries}))
+
+    lines: list[str] = []
+    doc = run_conformance(ConformanceOptions(corpus=corpus, workdir=tmp_path / "work", case_timeout_s=3),
+                          out=lines.append)
+    results = {t["name"]: t for t in doc["tests"]}
+    assert results["ProtocolHTTP11"]["result"] == "pass", results["ProtocolHTTP11"]
+    assert results["ProtocolHTTP2"]["result"] == "fail"
+    assert "expected response protocol 'HTTP/2.0', got 'HTTP/1.1'" in results["ProtocolHTTP2"]["reason"]
+    # A test that cannot run names the part of the format it needs.
+    assert results["Static"]["result"] == "skip"
+    assert "PLACEHOLDER_UNUSABLE_ADDRS" in results["Static"]["reason"]
+    assert "--unusable-address" in results["Static"]["reason"]
+    assert results["FutureMode"]["result"] == "skip"
+    assert "mode 'grpcStream' is not in FORMAT.md's case modes" in results["FutureMode"]["reason"]
+    # The report says what is claimed and how each profile did.
+    assert "HTTPRouteBackendTimeout" in doc["features"]
+    assert doc["profile"] == {"core": {"pass": 1, "total": 4}, "extended": {"pass": 0, "total": 0}}
+    assert any(line.startswith("features claimed: ") for line in lines)
+    # With addresses supplied, the same test runs.
+    doc = run_conformance(ConformanceOptions(corpus=corpus, only=["Static"], workdir=tmp_path / "work2",
+                                             usable_addresses=["127.0.0.9"], unusable_addresses=["192.0.2.1"]),
+                          out=lines.append)
+    assert doc["tests"][0]["result"] == "pass", doc["tests"][0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,8 @@ import httpx
 import pytest
 import trustme
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from conftest import Backend, Gateway, loopback_subnet, request
 from wardgate.verify.echo import EchoIdentity, EchoServer
@@ -18,8 +21,9 @@ from wardgate.verify.echo import EchoIdentity, EchoServer
 pytestmark = pytest.mark.timeout(120)
 
 
-def tls_secret(name: str, ca: trustme.CA, *hosts: str, namespace: str = "default") -> str:
-    cert = ca.issue_cert(*hosts)
+def tls_secret(name: str, ca: trustme.CA, *hosts: str, namespace: str = "default",
+               key_type: trustme.KeyType = trustme.KeyType.ECDSA) -> str:
+    cert = ca.issue_cert(*hosts, key_type=key_type)
     crt = b"".join(blob.bytes() for blob in cert.cert_chain_pems)
     key = cert.private_key_pem.bytes()
     return f"""
@@ -159,6 +163,146 @@ def test_https_listener_http2_and_bad_certificate(gateway: Gateway, backends: Ca
     assert cond("elsewhere", "ResolvedRefs") == ("False", "RefNotPermitted")
     gw_accepted = gateway.status("Gateway", "gw")["conditions"][0]
     assert (gw_accepted["status"], gw_accepted["reason"]) == ("True", "ListenersNotValid")
+
+
+def test_parent_ref_port_attaches_to_the_listeners_on_that_port(gateway: Gateway,
+                                                                 backends: Callable[..., Backend]) -> None:
+    on_port, on_b = backends("onport"), backends("onb")
+    gateway.write("gw.yaml", """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata: {name: gw, namespace: default}
+        spec:
+          gatewayClassName: wardgate
+          listeners:
+            - {name: a, protocol: HTTP, port: 8080}
+            - {name: b, protocol: HTTP, port: 8081, hostname: b.example.com}
+            - {name: c, protocol: HTTP, port: 8081, hostname: c.example.com}
+            - name: closed
+              protocol: HTTP
+              port: 8082
+              allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: none}}}}
+        """, on_port.manifests(), on_b.manifests())
+
+    def route(name: str, parent: str, backend: str = "onport", path: str = "/") -> str:
+        return f"""
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: {{name: {name}, namespace: default}}
+            spec:
+              parentRefs: [{parent}]
+              rules:
+                - matches: [{{path: {{type: PathPrefix, value: {path}}}}}]
+                  backendRefs: [{{name: {backend}, port: 80}}]
+            """
+
+    gateway.write("routes.yaml",
+                  route("port", "{name: gw, port: 8081}"),
+                  route("port-and-section", "{name: gw, port: 8081, sectionName: b}", "onb", "/b-only"),
+                  route("no-port", "{name: gw, port: 9999}", path="/nothing"),
+                  route("section-elsewhere", "{name: gw, port: 8081, sectionName: a}", path="/nothing"),
+                  route("not-allowed", "{name: gw, port: 8082}", path="/nothing"))
+    gateway.reconcile()
+    addr = gateway.address()
+
+    def who(port: int, host: str, path: str = "/") -> str | int:
+        r = request(f"http://{addr}:{port}{path}", host=host)
+        return str(r.json["pod"]).split("-")[0] if r.status == 200 else r.status
+
+    # Both listeners on 8081 serve the route; the listener on 8080 does not.
+    assert who(8081, "b.example.com") == who(8081, "c.example.com") == "onport"
+    assert who(8080, "b.example.com") == 404
+    # Port and sectionName together: only the listener matching both.
+    assert who(8081, "b.example.com", "/b-only/x") == "onb"
+    assert who(8081, "c.example.com", "/b-only/x") == "onport"
+
+    def accepted(name: str) -> tuple[str, str, int | None]:
+        parent = gateway.status("HTTPRoute", name)["parents"][0]
+        c = next(c for c in parent["conditions"] if c["type"] == "Accepted")
+        return c["status"], c["reason"], parent["parentRef"].get("port")
+
+    assert accepted("port") == ("True", "Accepted", 8081)
+    assert accepted("port-and-section") == ("True", "Accepted", 8081)
+    assert accepted("no-port") == ("False", "NoMatchingParent", 9999)
+    assert accepted("section-elsewhere") == ("False", "NoMatchingParent", 8081)
+    assert accepted("not-allowed") == ("False", "NotAllowedByListeners", 8082)
+    attached = {ls["name"]: ls["attachedRoutes"] for ls in gateway.status("Gateway", "gw")["listeners"]}
+    assert attached == {"a": 0, "b": 2, "c": 1, "closed": 0}
+
+
+def _served_key_type(addr: str, cas: list[trustme.CA], cipher: str | None) -> str:
+    """The key type of the certificate the gateway serves to a client that only offers `cipher`
+    (TLS 1.2: the cipher suite names the key type), or with TLS 1.3 defaults when None."""
+    ctx = ssl.create_default_context()
+    for ca in cas:
+        ca.configure_trust(ctx)
+    if cipher is not None:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(cipher)
+    with socket.create_connection((addr, 8443), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname="multi.example.com") as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    key = x509.load_der_x509_certificate(der).public_key()
+    return "RSA" if isinstance(key, rsa.RSAPublicKey) else "ECDSA" if isinstance(key, ec.EllipticCurvePublicKey) \
+        else type(key).__name__
+
+
+def test_several_certificates_per_listener(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    rsa_ca, ec_ca = trustme.CA(key_type=trustme.KeyType.RSA), trustme.CA()
+    app = backends("app")
+    gateway.write("gw.yaml", """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata: {name: gw, namespace: default}
+        spec:
+          gatewayClassName: wardgate
+          listeners:
+            - name: multi
+              protocol: HTTPS
+              port: 8443
+              hostname: multi.example.com
+              tls: {certificateRefs: [{name: rsa-cert}, {name: ec-cert}]}
+            - name: twice
+              protocol: HTTPS
+              port: 8443
+              hostname: twice.example.com
+              tls: {certificateRefs: [{name: ec-cert}, {name: ec-cert-2}]}
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: app, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          rules: [{backendRefs: [{name: app, port: 80}]}]
+        """, tls_secret("rsa-cert", rsa_ca, "multi.example.com", key_type=trustme.KeyType.RSA),
+                  tls_secret("ec-cert", ec_ca, "multi.example.com", "twice.example.com"),
+                  tls_secret("ec-cert-2", ec_ca, "twice.example.com"), app.manifests())
+    gateway.reconcile()
+    addr = gateway.address()
+    both = [rsa_ca, ec_ca]
+    # A TLS 1.2 client that only speaks ECDSA suites gets the ECDSA certificate, an RSA-only one the RSA
+    # certificate: both are served on the one listener.
+    assert _served_key_type(addr, both, "ECDHE-ECDSA-AES128-GCM-SHA256") == "ECDSA"
+    assert _served_key_type(addr, both, "ECDHE-RSA-AES128-GCM-SHA256") == "RSA"
+    assert _served_key_type(addr, both, None) in ("RSA", "ECDSA")
+    with pytest.raises(ssl.SSLError):  # the RSA certificate is really rsa_ca's
+        _served_key_type(addr, [ec_ca], "ECDHE-RSA-AES128-GCM-SHA256")
+    ctx = ssl.create_default_context()
+    for ca in both:
+        ca.configure_trust(ctx)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256")
+    with httpx.Client(verify=ctx) as client:
+        r = client.get(f"https://{addr}:8443/rsa", headers={"Host": "multi.example.com"},
+                       extensions={"sni_hostname": "multi.example.com"})
+    assert (r.status_code, r.json()["path"]) == (200, "/rsa")
+    # Two certificates of one key type: nginx would keep only the last, so the listener is refused.
+    twice = next(ls for ls in gateway.status("Gateway", "gw")["listeners"] if ls["name"] == "twice")
+    resolved = next(c for c in twice["conditions"] if c["type"] == "ResolvedRefs")
+    assert (resolved["status"], resolved["reason"]) == ("False", "InvalidCertificateRef")
+    assert "tls.certificateRefs[1]" in resolved["message"] and "ECDSA" in resolved["message"]
 
 
 def test_cross_namespace_rules(gateway: Gateway, backends: Callable[..., Backend]) -> None:

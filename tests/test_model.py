@@ -94,3 +94,22 @@ spec:
 """)
     assert any("spec.rules[0]" in p and "RequestRedirect filter can't have backendRefs" in p for p in found), found
     assert any("spec.rules[1].filters[0]" in p and "needs the urlRewrite field" in p for p in found), found
+
+
+def test_mirror_share_constraints() -> None:
+    found = problems("""\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  rules:
+    - filters:
+        - type: RequestMirror
+          requestMirror: {backendRef: {name: m, port: 80}, percent: 10, fraction: {numerator: 1}}
+        - type: RequestMirror
+          requestMirror: {backendRef: {name: m, port: 80}, fraction: {numerator: 3, denominator: 2}}
+      backendRefs: [{name: x, port: 80}]
+""")
+    assert any("spec.rules[0].filters[0].requestMirror" in p and "at most one of percent and fraction" in p
+               for p in found), found
+    assert any("spec.rules[0].filters[1].requestMirror.fraction" in p and "numerator" in p for p in found), found

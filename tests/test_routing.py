@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -242,3 +243,119 @@ def test_retry_policy(gateway: Gateway, backends: Callable[..., Backend]) -> Non
     assert status("b", 3, 503, headers=retry) == 503  # three failures are not
     assert status("c", 1, 500, headers=retry) == 500  # 500 is not in the policy's codes
     assert status("d", 1, 503) == 503  # the rule without a policy doesn't retry
+
+
+def test_backend_request_timeout_and_retries_within_the_request_timeout(
+        gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    made = setup(gateway, backends, """\
+          rules:
+            - matches: [{headers: [{name: X-Rule, value: bounded}]}]
+              retry: {codes: [503], attempts: 5}
+              timeouts: {request: 1500ms, backendRequest: 1s}
+              backendRefs: [{name: app, port: 80}]
+            - matches: [{headers: [{name: X-Rule, value: per-try}]}]
+              retry: {codes: [503], attempts: 2}
+              timeouts: {request: 20s, backendRequest: 500ms}
+              backendRefs: [{name: app, port: 80}]
+            - matches: [{headers: [{name: X-Rule, value: backend-only}]}]
+              timeouts: {backendRequest: 300ms}
+              backendRefs: [{name: app, port: 80}]
+        """, "app")
+    echo = made["app"].servers[0]
+
+    def tries(marker: str) -> int:
+        return sum(1 for p in echo.seen_paths if marker in p)
+
+    # Each try is cut after backendRequest (1s) and retried, but no try starts once the request
+    # timeout (1.5s) has passed: at most two of the six tries the policy allows.
+    r = request(url(gateway, "/slow?delay=5s&n=bounded-1"), host="x", headers={"X-Rule": "bounded"}, timeout=15)
+    assert r.status == 504
+    assert 1 <= tries("n=bounded-1") <= 2
+    # A try that outlives backendRequest is retried, and the retry answers within the request timeout.
+    r = request(url(gateway, "/retry/?uuid=per-try-1&succeedAfter=1&responseCode=503&delayRetry=3s"), host="x",
+                headers={"X-Rule": "per-try"}, timeout=15)
+    assert r.status == 200
+    assert tries("uuid=per-try-1") == 2
+    # backendRequest alone bounds the one try.
+    assert request(url(gateway, "/?delay=2s"), host="x", headers={"X-Rule": "backend-only"}).status == 504
+    assert request(url(gateway, "/?delay=10ms"), host="x", headers={"X-Rule": "backend-only"}).status == 200
+
+
+def test_several_mirrors_and_mirror_percentages(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    made = setup(gateway, backends, """\
+          rules:
+            - matches: [{path: {type: PathPrefix, value: /all}}]
+              filters:
+                - {type: RequestMirror, requestMirror: {backendRef: {name: m1, port: 80}}}
+                - {type: RequestMirror, requestMirror: {backendRef: {name: m2, port: 80}}}
+              backendRefs: [{name: app, port: 80}]
+            - matches: [{path: {type: PathPrefix, value: /some}}]
+              filters:
+                - {type: RequestMirror, requestMirror: {backendRef: {name: half, port: 80}, percent: 50}}
+                - type: RequestMirror
+                  requestMirror: {backendRef: {name: quarter, port: 80}, fraction: {numerator: 1, denominator: 4}}
+              backendRefs: [{name: app, port: 80}]
+        """, "app", "m1", "m2", "half", "quarter")
+
+    def seen(name: str, prefix: str) -> set[str]:
+        return {p for p in made[name].servers[0].seen_paths if p.startswith(prefix)}
+
+    def settled(names: list[str], prefix: str) -> dict[str, set[str]]:
+        """Mirrored requests may trail the responses: wait (bounded) until the counts stop moving."""
+        last: dict[str, set[str]] = {}
+        for _ in range(50):
+            now = {n: seen(n, prefix) for n in names}
+            if now == last:
+                return now
+            last = now
+            time.sleep(0.2)
+        return last
+
+    for i in range(5):
+        assert pod(gateway, f"/all/{i}") == "app"
+    copies = settled(["m1", "m2"], "/all/")
+    # Every request reaches both mirrors, and the client only ever sees the primary backend.
+    assert copies["m1"] == copies["m2"] == {f"/all/{i}" for i in range(5)}
+    n = 400
+    for i in range(n):
+        assert pod(gateway, f"/some/{i}") == "app"
+    got = settled(["half", "quarter"], "/some/")
+    half, quarter = len(got["half"]), len(got["quarter"])
+    # Binomial bounds at about five standard deviations: 50% and 25% of the requests.
+    assert 150 <= half <= 250, half
+    assert 57 <= quarter <= 143, quarter
+    # The two filters sample independently: about half of the quarter's requests are also in the half.
+    both = len(got["half"] & got["quarter"])
+    assert both < 0.8 * quarter, (both, quarter)
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_redirect_status_codes(gateway: Gateway, backends: Callable[..., Backend], code: int) -> None:
+    setup(gateway, backends, f"""\
+          rules:
+            - matches: [{{path: {{type: PathPrefix, value: /moved}}}}]
+              filters: [{{type: RequestRedirect, requestRedirect: {{path: {{type: ReplaceFullPath,
+                           replaceFullPath: /here}}, statusCode: {code}}}}}]
+            - backendRefs: [{{name: app, port: 80}}]
+        """, "app")
+    r = request(url(gateway, "/moved/x?q=1"), host="example.com", method="POST", data=b"body")
+    assert r.status == code
+    assert r.headers["location"] == "http://example.com:8080/here?q=1"
+
+
+def test_redirect_status_code_outside_the_enum_is_refused(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    setup(gateway, backends, """\
+          rules: [{backendRefs: [{name: app, port: 80}]}]
+        """, "app")
+    gateway.write("bad.yaml", """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: bad, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          hostnames: [bad.example.com]
+          rules: [{filters: [{type: RequestRedirect, requestRedirect: {statusCode: 304}}]}]
+        """)
+    report = gateway.runner.reconcile()
+    assert any("bad" in e and "statusCode" in e for e in report.errors), report.errors
+    assert pod(gateway, "/") == "app"  # the valid route keeps serving

@@ -179,11 +179,17 @@ def verify_conformance(
     corpus: Annotated[Path, typer.Option(help="Corpus directory (FORMAT.md of the conformance corpus).")],
     only: Annotated[list[str] | None, typer.Option(help="Run only these tests (repeatable).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    usable_address: Annotated[list[str] | None, typer.Option(
+        help="An address for PLACEHOLDER_USABLE_ADDRS in test Gateways (repeatable).")] = None,
+    unusable_address: Annotated[list[str] | None, typer.Option(
+        help="An address for PLACEHOLDER_UNUSABLE_ADDRS in test Gateways (repeatable).")] = None,
 ) -> None:
     """Run a Gateway API conformance corpus against a real wardgate gateway."""
     from wardgate.verify.conformance import ConformanceOptions, run_conformance
 
-    doc = run_conformance(ConformanceOptions(corpus=corpus, only=list(only or [])))
+    doc = run_conformance(ConformanceOptions(corpus=corpus, only=list(only or []),
+                                             usable_addresses=list(usable_address or []),
+                                             unusable_addresses=list(unusable_address or [])))
     if json_out:
         json_out.write_text(json.dumps(doc, indent=1))
     s = doc["summary"]

@@ -22,11 +22,13 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class TLSCertificate:
-    """PEM material; `name` is a stable file-safe identifier."""
+    """PEM material; `name` is a stable file-safe identifier. `key_type` (RSA, ECDSA, Ed25519, ...)
+    tells certificates of one listener apart: nginx serves one per key type."""
 
     name: str
     cert_pem: str
     key_pem: str
+    key_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ class Action:
     retry: Retry | None = None
     # Answered by the gateway itself, e.g. 500 when no backend is valid.
     direct_status: int | None = None
+    # timeouts.request (the whole exchange, retries included) and timeouts.backendRequest (one
+    # try); None when not set, 0 when disabled.
     request_timeout_s: float | None = None
     backend_timeout_s: float | None = None
 
@@ -299,7 +303,8 @@ class VirtualHost:
 
     hostname: str
     matches: tuple[Match, ...]
-    certificate: TLSCertificate | None = None
+    # The listener's certificates, one per key type; the client's signature algorithms pick one.
+    certificates: tuple[TLSCertificate, ...] = ()
     # The listener that owns this hostname (listener isolation, misdirected-request checks).
     listener: str = ""
     # Policy ids (Gateway.policies): for requests no route serves, and per action id.
@@ -314,8 +319,8 @@ class Port:
     port: int
     protocol: Literal["HTTP", "HTTPS"]
     vhosts: tuple[VirtualHost, ...]
-    # For HTTPS: the certificate served when no virtual host matches the SNI name.
-    default_certificate: TLSCertificate | None = None
+    # For HTTPS: the certificates served when no virtual host matches the SNI name.
+    default_certificates: tuple[TLSCertificate, ...] = ()
     # (listener hostname or "", listener name) of every listener served on this port.
     listeners: tuple[tuple[str, str], ...] = ()
     client_validation: ClientValidation | None = None

@@ -292,11 +292,23 @@ class Fraction(Model):
     numerator: Annotated[int, Field(ge=0)]
     denominator: Annotated[int, Field(ge=1)] = 100
 
+    @model_validator(mode="after")
+    def _proper(self) -> Fraction:
+        if self.numerator > self.denominator:
+            raise ValueError("numerator must be less than or equal to denominator")
+        return self
+
 
 class HTTPRequestMirrorFilter(Model):
     backend_ref: BackendObjectReference
     percent: Annotated[int, Field(ge=0, le=100)] | None = None
     fraction: Fraction | None = None
+
+    @model_validator(mode="after")
+    def _one_share(self) -> HTTPRequestMirrorFilter:
+        if self.percent is not None and self.fraction is not None:
+            raise ValueError("set at most one of percent and fraction")
+        return self
 
 
 _ORIGIN = r"^(\*|https?://(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?)$"

@@ -22,6 +22,8 @@ from wardgate.render.emit import Directive, block, d, emit, entry
 from wardgate.render.policies import PolicyRenderer, header_directives
 
 INTERNAL_PREFIX = "/_wardgate/"
+# A disabled ("0s") timeout: nginx has no "never", so the largest 32-bit millisecond count (24.8 days).
+LONGEST_TIMEOUT_MS = 2**31 - 1
 MODULES = ("ngx_http_headers_more_filter_module.so",)
 
 LOG_FORMAT = (
@@ -89,13 +91,14 @@ class _Renderer:
     def _var(self, prefix: str) -> str:
         return f"{prefix}{len(self._maps)}"
 
-    def _split(self, key: tuple[object, ...], shares: list[tuple[float, str]]) -> str:
-        """A split_clients variable choosing among values by percentage."""
+    def _split(self, key: tuple[object, ...], shares: list[tuple[float, str]], salt: str = "") -> str:
+        """A split_clients variable choosing among values by percentage. Splits with different
+        `salt`s decide independently of each other for one request."""
         if key in self._maps:
             return self._maps[key]
         name = self._var("wg_s")
         self._maps[key] = name
-        node = Directive("split_clients", (Expr((R("$request_id"),)), R("$" + name)), [])
+        node = Directive("split_clients", (Expr((R("${request_id}"), salt)), R("$" + name)), [])
         assert node.block is not None
         total = sum(w for w, _ in shares) or 1.0
         acc = 0.0
@@ -214,11 +217,7 @@ class _Renderer:
             out.append(Directive("if", _cond("$" + var, "=", ""), [d("return", 500)]))
             target = "${" + var + "}"
         out += self._proxy_headers(action, pid)
-        timeout = min(t for t in (action.request_timeout_s, action.backend_timeout_s, 3600.0) if t)
-        if timeout < 3600.0:
-            ms = max(1, int(timeout * 1000))
-            for name in ("proxy_connect_timeout", "proxy_send_timeout", "proxy_read_timeout"):
-                out.append(d(name, R(f"{ms}ms")))
+        out += self._timeouts(action)
         for i, mirror in enumerate(action.mirrors):
             loc = f"{INTERNAL_PREFIX}m/{action.id}_{i}"
             out.append(d("mirror", loc))
@@ -234,6 +233,23 @@ class _Renderer:
             out.append(d("proxy_pass", R(f"{scheme}://{target}")))
         else:
             out.append(d("proxy_pass", Expr((R(f"{scheme}://{target}"), *(_expr_parts(uri) if uri else ())))))
+        return out
+
+    @staticmethod
+    def _timeouts(action: ir.Action) -> list[Directive]:
+        """backendRequest bounds each try; request bounds the whole exchange, retries included:
+        nginx starts no further try once it has passed. 0 disables a timeout (the longest nginx has)."""
+
+        def ms(seconds: float) -> Raw:
+            return R(f"{max(1, min(LONGEST_TIMEOUT_MS, int(seconds * 1000))) if seconds else LONGEST_TIMEOUT_MS}ms")
+
+        out: list[Directive] = []
+        per_try = action.backend_timeout_s if action.backend_timeout_s is not None else action.request_timeout_s
+        if per_try is not None:
+            out += [d(name, ms(per_try)) for name in ("proxy_connect_timeout", "proxy_send_timeout",
+                                                      "proxy_read_timeout")]
+        if action.request_timeout_s:
+            out.append(d("proxy_next_upstream_timeout", ms(action.request_timeout_s)))
         return out
 
     def _backend_tls(self, names: list[str]) -> ir.UpstreamTLS | None:
@@ -365,7 +381,9 @@ class _Renderer:
         node = Directive("location", (R("="), loc), [d("internal")])
         assert node.block is not None
         if mirror.percent < 100.0:
-            var = self._split(("mirror", loc), [(mirror.percent, "1"), (100.0 - mirror.percent, "")])
+            # Salted by location: each mirror filter of a rule samples on its own.
+            var = self._split(("mirror", loc), [(mirror.percent, "1"), (100.0 - mirror.percent, "")],
+                              salt=loc)
             node.block.append(Directive("if", _cond("$" + var, "=", ""), [d("return", 204)]))
         node.block += self._proxy_headers(action)
         tls = self._backend_tls([mirror.upstream])
@@ -406,12 +424,12 @@ class _Renderer:
             listen.append(R("proxy_protocol"))
         srv.add("listen", *listen)
         srv.add("server_name", vhost.hostname)
-        cert = vhost.certificate or (port.default_certificate if default else None)
+        certs = vhost.certificates or (port.default_certificates if default else ())
         if port.protocol == "HTTPS":
-            self._tls(srv, cert)
-            if cert is not None and port.client_validation is not None:
+            self._tls(srv, certs)
+            if certs and port.client_validation is not None:
                 self._client_validation(srv, port.client_validation)
-            if cert is not None and len(port.listeners) > 1:
+            if certs and len(port.listeners) > 1:
                 # The TLS name chose another listener than the Host header: HTTP/2 connection
                 # reuse or a confused client. RFC 9110 says 421, and the client retries.
                 var = self._sni_listener(port)
@@ -455,14 +473,16 @@ class _Renderer:
             self.http_extra.append(node)
         return "$" + self._maps[key]
 
-    def _tls(self, srv: Directive, cert: ir.TLSCertificate | None) -> None:
-        if cert is None:
+    def _tls(self, srv: Directive, certs: tuple[ir.TLSCertificate, ...]) -> None:
+        if not certs:
             srv.add("ssl_reject_handshake", R("on"))
             return
-        path = f"certs/{cert.name}.pem"
-        self.files[path] = cert.cert_pem.rstrip("\n") + "\n" + cert.key_pem.rstrip("\n") + "\n"
-        srv.add("ssl_certificate", path)
-        srv.add("ssl_certificate_key", path)
+        # One pair per key type: OpenSSL picks the one the client's signature algorithms allow.
+        for cert in certs:
+            path = f"certs/{cert.name}.pem"
+            self.files[path] = cert.cert_pem.rstrip("\n") + "\n" + cert.key_pem.rstrip("\n") + "\n"
+            srv.add("ssl_certificate", path)
+            srv.add("ssl_certificate_key", path)
         srv.add("ssl_protocols", R("TLSv1.2"), R("TLSv1.3"))
 
     def _listen_addr(self) -> str:

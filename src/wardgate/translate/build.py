@@ -169,8 +169,9 @@ class GatewayBuilder:
             len(self.actions), src, tuple(backends), req, resp, redirect, rewrite, tuple(mirrors), cors=cors,
             retry=retry,
             direct_status=direct,
-            request_timeout_s=duration_seconds(timeouts.request) or None if timeouts and timeouts.request else None,
-            backend_timeout_s=duration_seconds(timeouts.backend_request) or None
+            # None: not set (nginx's defaults); 0: disabled.
+            request_timeout_s=duration_seconds(timeouts.request) if timeouts and timeouts.request else None,
+            backend_timeout_s=duration_seconds(timeouts.backend_request)
             if timeouts and timeouts.backend_request else None,
         )
 
@@ -222,13 +223,13 @@ class GatewayBuilder:
                     continue
                 owner = min(owners, key=lambda p: specificity(p.listener.hostname or ""))
                 matches = self._vhost_matches(host, by_listener.get(owner.name, {}))
-                vhosts.append(ir.VirtualHost(host, tuple(matches), owner.certificate, owner.name))
+                vhosts.append(ir.VirtualHost(host, tuple(matches), owner.certificates, owner.name))
             protocol = listeners[0].listener.protocol
-            default_cert = next((p.certificate for p in listeners if not p.listener.hostname), None)
+            default_certs = next((p.certificates for p in listeners if not p.listener.hostname), ())
             # Client validation is configured per port, so every listener on it has the same.
             validation = next((p.client_validation for p in listeners if p.client_validation), None)
             out_ports.append(ir.Port(port, "HTTPS" if protocol == "HTTPS" else "HTTP", tuple(vhosts),
-                                     default_cert,
+                                     default_certs,
                                      tuple((p.listener.hostname or "", p.name) for p in listeners),
                                      validation))
         return ir.Gateway(gw.namespace, gw.name, tuple(out_ports), tuple(self.upstreams.values()),

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
 from wardgate import ir
 from wardgate.model.gatewayapi import GROUP, Gateway, Listener
 from wardgate.translate.conditions import ObjectStatus, condition
@@ -30,7 +33,7 @@ class ListenerPlan:
     resolved_message: str = "All references are resolved"
     conflicted: bool = False
     conflict_reason: str = "NoConflicts"
-    certificate: ir.TLSCertificate | None = None
+    certificates: tuple[ir.TLSCertificate, ...] = ()
     client_validation: ir.ClientValidation | None = None
     attached: int = 0
 
@@ -86,8 +89,8 @@ def _resolve_certificates(gw: Gateway, plan: ListenerPlan, index: Index) -> None
         plan.accepted, plan.accepted_reason = False, "UnsupportedProtocol"
         plan.accepted_message = "HTTPS listeners only support tls.mode Terminate"
         return
-    # Only the first certificate is served; nginx can't pick between several for one name.
-    for i, ref in enumerate(tls.certificate_refs[:1]):
+    certificates: list[ir.TLSCertificate] = []
+    for i, ref in enumerate(tls.certificate_refs):
         ns = ref.namespace or gw.namespace
         where = f"tls.certificateRefs[{i}]"
         if ref.group not in ("", "core") or ref.kind != "Secret":
@@ -112,13 +115,31 @@ def _resolve_certificates(gw: Gateway, plan: ListenerPlan, index: Index) -> None
             error = "Secret lacks tls.crt or tls.key"
         else:
             error = _check_certificate(cert, key)
+        key_type = _key_type(cert) if cert and not error else ""
+        same = next((c for c in certificates if c.key_type == key_type), None)
+        if same is not None:
+            # OpenSSL keeps one certificate per key type: a second one would silently replace the first.
+            error = (f"a second {key_type} certificate; a listener serves one certificate per key type "
+                     "(for example one RSA and one ECDSA)")
         if error or not cert or not key:
             plan.resolved, plan.resolved_reason = False, "InvalidCertificateRef"
             plan.resolved_message = f"{where}: Secret {ns}/{ref.name}: {error}"
             return
         digest = hashlib.sha256(cert + key).hexdigest()[:16]
         # The file name is the digest alone: no user text in a path nginx may interpolate.
-        plan.certificate = ir.TLSCertificate(f"cert-{digest}", cert.decode(), key.decode())
+        certificates.append(ir.TLSCertificate(f"cert-{digest}", cert.decode(), key.decode(), key_type))
+    plan.certificates = tuple(certificates)
+
+
+def _key_type(cert: bytes) -> str:
+    """RSA, ECDSA, Ed25519, ... of the certificate's public key (the leaf, first in the chain)."""
+    key = x509.load_pem_x509_certificate(cert).public_key()
+    for cls, name in ((rsa.RSAPublicKey, "RSA"), (ec.EllipticCurvePublicKey, "ECDSA"),
+                      (ed25519.Ed25519PublicKey, "Ed25519"), (ed448.Ed448PublicKey, "Ed448"),
+                      (dsa.DSAPublicKey, "DSA")):
+        if isinstance(key, cls):
+            return name
+    return type(key).__name__
 
 
 def check_ca_pem(pem: bytes) -> str | None:

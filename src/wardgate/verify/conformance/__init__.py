@@ -58,6 +58,7 @@ from wardgate.verify.conformance.harness import STATUS_POLL_S as STATUS_POLL_S
 from wardgate.verify.conformance.harness import TestResult as TestResult
 from wardgate.verify.conformance.harness import add_query_param as add_query_param
 from wardgate.verify.conformance.harness import await_convergence as await_convergence
+from wardgate.verify.conformance.harness import fill_addresses as fill_addresses
 from wardgate.verify.conformance.run import (
     run_conformance,
 )

@@ -113,6 +113,8 @@ def compare_round_trip(request: Mapping[str, Any], expected: Mapping[str, Any], 
                 return f"expected response header {name!r} to be set"
             if norm(",".join(values)) not in {norm(str(o)) for o in options}:
                 return f"response header {name!r} = {','.join(values)!r} is not one of {list(options)}"
+        if response.get("protocol") and response["protocol"] != rt.protocol:
+            return f"expected response protocol {response['protocol']!r}, got {rt.protocol!r}"
         for name in response.get("absentHeaders") or []:
             if _header_values(rt.headers, name) is not None:
                 return f"response header {name!r} should be absent, got {_header(rt.headers, name)!r}"

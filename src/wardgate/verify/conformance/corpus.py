@@ -39,6 +39,9 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset({
     "HTTPRouteBackendRequestHeaderModification",
     "GatewayHTTPListenerIsolation",
     "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteRequestMultipleMirrors",
+    "HTTPRouteBackendTimeout",
 })
 INFRA_NS = "gateway-conformance-infra"
 WEB_NS = "gateway-conformance-web-backend"
@@ -62,9 +65,13 @@ class ConformanceOptions:
     corpus: Path
     only: list[str] = field(default_factory=list)
     workdir: Path | None = None
-    case_timeout_s: float = 15.0
+    case_timeout_s: float = 30.0  # Go MaxTimeToConsistency
     status_timeout_s: float = 10.0
     port_offset: int | None = None  # None: 0 when running as root, else 20000
+    # What the Go suite's --usable-network-addresses / --unusable-network-addresses supply for the
+    # PLACEHOLDER_USABLE_ADDRS / PLACEHOLDER_UNUSABLE_ADDRS Gateway addresses (IPs or hostnames).
+    usable_addresses: list[str] = field(default_factory=list)
+    unusable_addresses: list[str] = field(default_factory=list)
 
 
 def _load_index(corpus: Path) -> list[Json]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import copy
+import ipaddress
 import json
 import math
 import os
@@ -120,6 +121,44 @@ def add_query_param(path: str, name: str, value: str) -> str:
     return base + "?" + "&".join(f"{urllib.parse.quote_plus(k)}={urllib.parse.quote_plus(v)}" for k, v in pairs)
 
 
+CASE_MODES = frozenset({"eventuallyConsistent", "expectRequestError", "websocket"})
+REQUEST_PROTOCOLS = frozenset({None, "HTTPS", "H2", "H2C_PRIOR_KNOWLEDGE", "websocket"})
+USABLE_PLACEHOLDER = "PLACEHOLDER_USABLE_ADDRS"
+UNUSABLE_PLACEHOLDER = "PLACEHOLDER_UNUSABLE_ADDRS"
+
+
+def _typed_address(value: str) -> Json:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return {"type": "Hostname", "value": value}
+    return {"type": "IPAddress", "value": value}
+
+
+def fill_addresses(docs: Sequence[Any], usable: Sequence[str], unusable: Sequence[str]) -> bool:
+    """Replace the placeholder entries of Gateways' spec.addresses by the supplied addresses, as the
+    Go applier does. True when something was replaced."""
+    changed = False
+    for doc in docs:
+        if not isinstance(doc, dict) or doc.get("kind") != "Gateway":
+            continue
+        spec = doc.get("spec") or {}
+        entries = spec.get("addresses")
+        if not isinstance(entries, list):
+            continue
+        filled: list[Any] = []
+        for entry in entries:
+            value = entry.get("value") if isinstance(entry, dict) else None
+            supplied = {USABLE_PLACEHOLDER: usable, UNUSABLE_PLACEHOLDER: unusable}.get(str(value))
+            if supplied is None:
+                filled.append(entry)
+                continue
+            filled += [_typed_address(a) for a in supplied]
+            changed = True
+        spec["addresses"] = filled
+    return changed
+
+
 def _default_port(scheme: str) -> int:
     return 443 if scheme == "https" else 80
 
@@ -232,6 +271,13 @@ class _Harness:
                 websocket_exchange(case.get("websocket") or {})
             except ValueError as exc:
                 return f"case {case.get('name')!r}: {exc}"
+        for case in cases:
+            mode = case.get("mode") or "eventuallyConsistent"
+            protocol = (case.get("request") or {}).get("protocol")
+            if mode not in CASE_MODES:
+                return f"case {case.get('name')!r}: mode {mode!r} is not in FORMAT.md's case modes {sorted(CASE_MODES)}"
+            if protocol not in REQUEST_PROTOCOLS:
+                return f"case {case.get('name')!r}: request protocol {protocol!r} is not one the harness speaks"
         kinds = [str((c.get("distribution") or {}).get("kind")) for c in cases if c.get("distribution")]
         unknown = [k for k in kinds if k not in DISTRIBUTIONS]
         if unknown:
@@ -249,6 +295,15 @@ class _Harness:
                     parse_mutation(check)
                 except MutationError as exc:
                     return str(exc)
+        manifests = "".join((self.corpus / str(rel)).read_text(encoding="utf-8")
+                            for rel in test.get("manifests") or [])
+        unfilled = [(placeholder, flag) for placeholder, supplied, flag in (
+            (USABLE_PLACEHOLDER, self.opts.usable_addresses, "--usable-address"),
+            (UNUSABLE_PLACEHOLDER, self.opts.unusable_addresses, "--unusable-address"),
+        ) if placeholder in manifests and not supplied]
+        if unfilled:
+            return (f"its Gateway addresses need {' and '.join(p for p, _ in unfilled)} filled in (FORMAT.md: "
+                    f"addresses the implementation supplies); give them with {' and '.join(f for _, f in unfilled)}")
         if any((c.get("request") or {}).get("protocol") in ("H2", "H2C_PRIOR_KNOWLEDGE") for c in cases):
             try:
                 import h2.connection  # noqa: F401
@@ -275,6 +330,8 @@ class _Harness:
                 path = stage / f"{i:02d}-{Path(str(rel)).name}"
                 path.write_text(text, encoding="utf-8")
                 docs = list(yaml.safe_load_all(text))
+                if fill_addresses(docs, self.opts.usable_addresses, self.opts.unusable_addresses):
+                    _write_docs(path, docs)
                 docs_by_file[path] = docs
                 for doc in docs:
                     if isinstance(doc, dict) and doc.get("kind") == "Deployment":

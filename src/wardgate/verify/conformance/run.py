@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-from wardgate.verify.conformance.corpus import ConformanceOptions, _load_index
+from wardgate.verify.conformance.corpus import SUPPORTED_FEATURES, ConformanceOptions, _load_index
 from wardgate.verify.conformance.harness import TestResult, _Harness
 
 
@@ -54,6 +54,15 @@ def run_conformance(opts: ConformanceOptions, out: Callable[[str], None] = print
         finally:
             harness.close()
     summary = {k: sum(1 for r in results if r.result == k) for k in ("pass", "fail", "skip")}
+    core = [r for r in results if r.core]
+    # Extended tests run: the claimed features cover them (the others are skipped).
+    extended = [r for r in results if not r.core and r.result != "skip"]
+    profile = {"core": {"pass": sum(r.result == "pass" for r in core), "total": len(core)},
+               "extended": {"pass": sum(r.result == "pass" for r in extended), "total": len(extended)}}
+    out(f"features claimed: {', '.join(sorted(SUPPORTED_FEATURES))}")
+    out(f"core: {profile['core']['pass']}/{profile['core']['total']} pass; extended (claimed features): "
+        f"{profile['extended']['pass']}/{profile['extended']['total']} pass")
     out(f"conformance summary: {summary['pass']} pass, {summary['fail']} fail, {summary['skip']} skip "
         f"({time.monotonic() - started:.1f}s)")
-    return {"tests": [r.to_json() for r in results], "summary": summary}
+    return {"features": sorted(SUPPORTED_FEATURES), "profile": profile,
+            "tests": [r.to_json() for r in results], "summary": summary}
