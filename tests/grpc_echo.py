@@ -21,14 +21,16 @@ def _identity(data: bytes) -> bytes:
 
 
 class _Echo(grpc.GenericRpcHandler):
-    def __init__(self, pod: str) -> None:
+    def __init__(self, pod: str, calls: list[tuple[str, dict[str, str]]]) -> None:
         self.pod = pod
+        self.calls = calls
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         method = details.method
 
         def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
             metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+            self.calls.append((method, metadata))
             return json.dumps({
                 "pod": self.pod, "method": method, "metadata": metadata,
                 "authority": metadata.get(":authority") or context._rpc_event.call_details.host.decode(),  # type: ignore[attr-defined]
@@ -45,11 +47,13 @@ class GrpcEchoServer:
     port: int
     pod: str
     certificate: tuple[bytes, bytes] | None = None  # (key PEM, cert chain PEM): serve TLS
+    # (method path, metadata) of every call received, in order.
+    calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     _server: Any = field(default=None, repr=False)
 
     def start(self) -> GrpcEchoServer:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        server.add_generic_rpc_handlers((_Echo(self.pod),))
+        server.add_generic_rpc_handlers((_Echo(self.pod, self.calls),))
         addr = f"{self.host}:{self.port}"
         if self.certificate:
             server.add_secure_port(addr, grpc.ssl_server_credentials([self.certificate]))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import subprocess
 import textwrap
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -195,6 +197,36 @@ def test_weighted_backends_backend_filters_and_invalid_backends(gateway: Gateway
     finally:
         c.close()
     assert parent(gateway, "GRPCRoute", "g")["ResolvedRefs"] == "False/BackendNotFound"
+
+
+def test_request_mirror(gateway: Gateway, grpc_backends: Callable[..., str]) -> None:
+    net = loopback_subnet()
+    shadow = GrpcEchoServer(f"{net}.1", 50051, "shadow-abc12-00000").start()
+    try:
+        gateway.write("gw.yaml", gateway_yaml("- {name: grpc, protocol: HTTP, port: 8080}"),
+                      grpc_backends("main"), service_manifests("shadow", [shadow]),
+                      grpc_route("""\
+                          parentRefs: [{name: gw}]
+                          rules:
+                            - matches: [{method: {service: m.Svc}, headers: [{name: x-mirror, value: "on"}]}]
+                              filters: [{type: RequestMirror, requestMirror: {backendRef: {name: shadow, port: 50051}}}]
+                              backendRefs: [{name: main, port: 50051}]
+                          """))
+        gateway.reconcile()
+        c = client(gateway)
+        try:
+            reply = c.call("/m.Svc/Copy", {"x-mirror": "on"}, body=b"payload")
+            assert reply.pod == "main"
+            assert reply.body is not None and reply.body["body"] == "payload"
+        finally:
+            c.close()
+        for _ in range(50):  # the mirror is sent in the background
+            if shadow.calls:
+                break
+            time.sleep(0.1)
+        assert [m for m, _ in shadow.calls] == ["/m.Svc/Copy"]  # the client's path, not wardgate's location
+    finally:
+        shadow.stop()
 
 
 def test_https_listener_with_grpcs_backend_and_http_route_beside(gateway: Gateway, world_dir: Path,
@@ -400,3 +432,54 @@ def test_example_grpcroute(gateway: Gateway, grpc_backends: Callable[..., str]) 
     finally:
         for srv in servers:
             srv.stop()
+
+
+def test_httproute_policy_does_not_reach_a_same_named_grpcroute(gateway: Gateway, grpc_backends: Callable[..., str],
+                                                                backends: Callable[..., object]) -> None:
+    """Policies target HTTPRoutes by name: a GRPCRoute called the same gets only the Gateway's
+    policy, never the HTTPRoute's (here one that would widen the allowed methods to POST)."""
+    web = backends("web")
+    gateway.write("gw.yaml", gateway_yaml("- {name: http, protocol: HTTP, port: 8080}"), grpc_backends("api"),
+                  web.manifests(),  # type: ignore[attr-defined]
+                  grpc_route("""\
+                      parentRefs: [{name: gw}]
+                      hostnames: [grpc.example.com]
+                      rules: [{backendRefs: [{name: api, port: 50051}]}]
+                      """, name="app"), """\
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: app, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          hostnames: [www.example.com]
+          rules: [{backendRefs: [{name: web, port: 80}]}]
+        ---
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: SecurityPolicy
+        metadata: {name: gateway-reads, namespace: default}
+        spec:
+          targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]
+          allowedMethods: [GET, HEAD]
+        ---
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: SecurityPolicy
+        metadata: {name: app-writes, namespace: default}
+        spec:
+          targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: app}]
+          allowedMethods: [GET, HEAD, POST]
+          responseHeaders: {set: [{name: x-app-policy, value: applied}]}
+        """)
+    gateway.reconcile()
+    c = client(gateway)
+    try:
+        reply = c.call("/a.B/C")  # gRPC is POST: the Gateway's policy refuses it
+        assert reply.code != OK
+        assert "x-app-policy" not in reply.initial_metadata
+    finally:
+        c.close()
+    # The HTTPRoute itself does get its policy (on a port that now speaks h2c, so via HTTP/2).
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-D", "-", "--http2-prior-knowledge", "-X", "POST",
+                        "-H", "Host: www.example.com", f"http://{gateway.address()}:8080/x"],
+                       capture_output=True, text=True, timeout=10)
+    assert " 200" in r.stdout.splitlines()[0] and "x-app-policy: applied" in r.stdout, r.stdout

@@ -61,7 +61,8 @@ class GatewayBuilder:
     # BackendTLSPolicies this Gateway's routes reach, for their ancestor status.
     policies: dict[tuple[str, str], PolicyResult] = field(default_factory=dict)
     actions: list[ir.Action] = field(default_factory=list)
-    _rules: dict[tuple[str, str, int], _RuleActions] = field(default_factory=dict)
+    # (kind, namespace, name, rule): an HTTPRoute and a GRPCRoute may share a name.
+    _rules: dict[tuple[str, str, str, int], _RuleActions] = field(default_factory=dict)
 
     def _upstream(self, b: Backend) -> str | None:
         """The upstream for a backend; None when its BackendTLSPolicy is invalid."""
@@ -187,7 +188,7 @@ class GatewayBuilder:
 
     def rule_actions(self, route: Route, r: int) -> list[int]:
         """Action ids for each match of a rule, shared across every vhost the rule serves."""
-        key = (route.namespace, route.name, r)
+        key = (route.kind, route.namespace, route.name, r)
         cached = self._rules.get(key)
         if cached is None:
             rule = route.spec.rules[r]
