@@ -61,16 +61,17 @@ metadata: {name: wardgate}
 spec: {controllerName: wardgate.io/gateway-controller}
 """
 
-# The Gateway most tests route through: one HTTP listener on 8080.
-GW = """\
+# Gateway default/gw up to its listeners (each "    - ..." line follows).
+GW_HEAD = """\
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: gw, namespace: default}
 spec:
   gatewayClassName: wardgate
   listeners:
-    - {name: http, protocol: HTTP, port: 8080}
 """
+# The Gateway most tests route through: one HTTP listener on 8080.
+GW = GW_HEAD + "    - {name: http, protocol: HTTP, port: 8080}\n"
 
 
 def loopback_subnet() -> str:

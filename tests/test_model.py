@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,45 @@ spec:
     assert any("spec.rules[0].filters[0].requestMirror" in p and "at most one of percent and fraction" in p
                for p in found), found
     assert any("spec.rules[0].filters[1].requestMirror.fraction" in p and "numerator" in p for p in found), found
+def test_grpcroute_validation_names_the_field() -> None:
+    found = problems("""\
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g, namespace: shop}
+spec:
+  rules:
+    - matches:
+        - method: {service: "bad/service", method: Get}
+        - method: {type: Exact}
+        - method: {method: "Get.All"}
+        - method: {type: RegularExpression, service: "a)|(b"}
+        - method: {service: _wardgate}
+        - headers: [{name: "x_underscore", value: v}]
+    - filters: [{type: RequestRedirect, requestRedirect: {statusCode: 301}}]
+    - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: m, port: 1}}, cors: {allowOrigins: ["*"]}}]
+    - filters:
+        - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}
+        - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: c, value: d}]}}
+""", "grpc.yaml")
+
+    def has(where: str, text: str) -> bool:
+        return any(p.startswith(f"grpc.yaml[doc 0]: GRPCRoute shop/g: {where}") and text in p for p in found)
+    assert has("spec.rules[0].matches[0].method", "is not a gRPC service name"), found
+    assert has("spec.rules[0].matches[1].method", "one or both of service and method"), found
+    assert has("spec.rules[0].matches[2].method", "is not a gRPC method name"), found
+    assert has("spec.rules[0].matches[3].method", "invalid regular expression"), found
+    assert has("spec.rules[0].matches[4].method", "reserved"), found
+    assert has("spec.rules[0].matches[5].headers[0].name", "can't be matched"), found
+    assert has("spec.rules[3]", "RequestHeaderModifier may appear only once"), found
+    assert has("spec.rules[1].filters[0].type", ""), found  # RequestRedirect is not a GRPCRoute filter
+    assert has("spec.rules[2].filters[0]", "cors is not a GRPCRoute filter"), found
+
+
+def test_grpc_method_paths() -> None:
+    from wardgate.model.gatewayapi import GRPCMethodMatch
+
+    assert GRPCMethodMatch(method="Get").path_regex() == "/[^/]+/Get"
+    rx = GRPCMethodMatch(type="RegularExpression", service="a.*", method="G.t").path_regex()
+    assert re.fullmatch(rx, "/a.b.C/Get") and re.fullmatch(rx, "/a/Got")
+    assert not re.fullmatch(rx, "/a/b/Get")  # a service pattern can't swallow a "/"
+    assert not re.fullmatch(rx, "/b/Get")

@@ -154,6 +154,7 @@ class RouteRef:
     name: str
     rule: int
     rule_name: str | None = None
+    kind: str = "HTTPRoute"  # or "GRPCRoute"
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}#{self.rule_name or self.rule}"
@@ -179,6 +180,8 @@ class Action:
     # try); None when not set, 0 when disabled.
     request_timeout_s: float | None = None
     backend_timeout_s: float | None = None
+    # A GRPCRoute rule: proxied with grpc_pass (HTTP/2 to the backend), not proxy_pass.
+    grpc: bool = False
 
 
 @dataclass(frozen=True)
@@ -326,6 +329,9 @@ class Port:
     client_validation: ClientValidation | None = None
     # The Gateway-level policy, for requests to a host no listener on this port accepts.
     policy: int | None = None
+    # Cleartext HTTP/2 with prior knowledge (h2c), for GRPCRoutes. nginx 1.22 then speaks only
+    # HTTP/2 on the port: HTTP/1.1 clients can't use it. (HTTPS ports always offer h2 by ALPN.)
+    http2: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from wardgate.model.gatewayapi import (
     BackendTLSPolicy,
     Gateway,
     GatewayClass,
+    GRPCRoute,
     HTTPRoute,
     ReferenceGrant,
 )
@@ -28,6 +29,7 @@ KINDS: dict[tuple[str, str], type[Resource]] = {
     (GROUP, "GatewayClass"): GatewayClass,
     (GROUP, "Gateway"): Gateway,
     (GROUP, "HTTPRoute"): HTTPRoute,
+    (GROUP, "GRPCRoute"): GRPCRoute,
     (GROUP, "ReferenceGrant"): ReferenceGrant,
     (GROUP, "BackendTLSPolicy"): BackendTLSPolicy,
     ("", "Namespace"): Namespace,
@@ -76,6 +78,10 @@ class ResourceSet:
     @property
     def http_routes(self) -> list[HTTPRoute]:
         return self.of(HTTPRoute)
+
+    @property
+    def grpc_routes(self) -> list[GRPCRoute]:
+        return self.of(GRPCRoute)
 
 
 def parse_object(raw: RawObject, seq: int = 0) -> Resource | None:

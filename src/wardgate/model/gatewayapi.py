@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
@@ -411,6 +413,12 @@ class HTTPRouteRetry(Model):
     backoff: Duration | None = None
 
 
+def check_unique_filters(types: Sequence[str], where: str) -> None:
+    for t in ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite", "CORS"):
+        if types.count(t) > 1:
+            raise ValueError(f"{where}: {t} may appear only once per rule")
+
+
 class HTTPRouteRule(Model):
     name: str | None = None
     matches: list[HTTPRouteMatch] = Field(default_factory=lambda: [HTTPRouteMatch()])
@@ -426,9 +434,7 @@ class HTTPRouteRule(Model):
             raise ValueError("filters: RequestRedirect and URLRewrite can't be used together")
         if "RequestRedirect" in types and self.backend_refs:
             raise ValueError("a rule with a RequestRedirect filter can't have backendRefs")
-        for t in ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite", "CORS"):
-            if types.count(t) > 1:
-                raise ValueError(f"filters: {t} may appear only once per rule")
+        check_unique_filters(types, "filters")
         return self
 
 
@@ -442,6 +448,107 @@ class HTTPRouteSpec(Model):
 
 class HTTPRoute(Resource):
     spec: HTTPRouteSpec = Field(default_factory=HTTPRouteSpec)
+
+
+# GRPCRoute (GEP-1016). Matching is on the HTTP/2 path "/<service>/<method>"; filters and
+# backendRefs reuse HTTPRoute's shapes, narrowed to the filter types GRPCRoute defines.
+
+_GRPC_SERVICE = re.compile(r"\.?[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*")
+_GRPC_METHOD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+# One path element of a gRPC path: what an omitted service or method matches.
+_GRPC_ANY = "[^/]+"
+
+
+class GRPCMethodMatch(Model):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    service: Annotated[str, Field(max_length=1024)] | None = None
+    method: Annotated[str, Field(max_length=1024)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> GRPCMethodMatch:
+        if not self.service and not self.method:
+            raise ValueError("one or both of service and method must be specified")
+        if self.type == "Exact":
+            if self.service and not _GRPC_SERVICE.fullmatch(self.service):
+                raise ValueError(f"service {self.service!r} is not a gRPC service name "
+                                 "(letters, digits, '_' in '.'-separated parts)")
+            if self.service:
+                check_route_path(f"/{self.service}")
+            if self.method and not _GRPC_METHOD.fullmatch(self.method):
+                raise ValueError(f"method {self.method!r} is not a gRPC method name (letters, digits, '_')")
+        else:
+            for value in (self.service, self.method):
+                if value:
+                    quoting.check_regex(value)
+            quoting.check_regex(self.path_regex())
+        return self
+
+    def path_regex(self) -> str:
+        """The whole request path "/service/method" as one PCRE pattern (for nginx to anchor).
+
+        The lookahead pins the path to exactly two elements, so a service pattern can't
+        swallow the "/" before the method."""
+        if self.type == "Exact":
+            service = quoting.regex_escape(self.service) if self.service else _GRPC_ANY
+            method = quoting.regex_escape(self.method) if self.method else _GRPC_ANY
+            return f"/{service}/{method}"
+        service = f"(?:{self.service})" if self.service else _GRPC_ANY
+        method = f"(?:{self.method})" if self.method else _GRPC_ANY
+        return f"/(?=[^/]*/[^/]*$){service}/{method}"
+
+
+class GRPCRouteMatch(Model):
+    method: GRPCMethodMatch | None = None
+    headers: Annotated[list[HTTPHeaderMatch], Field(max_length=16)] = Field(default_factory=list)
+
+
+class GRPCRouteFilter(HTTPRouteFilter):
+    """HTTPRouteFilter narrowed to GRPCRoute's types (same configuration shapes)."""
+
+    type: Literal["RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "ExtensionRef"]
+
+    @model_validator(mode="after")
+    def _only_grpc_fields(self) -> GRPCRouteFilter:
+        for name, value in (("requestRedirect", self.request_redirect), ("urlRewrite", self.url_rewrite),
+                            ("cors", self.cors)):
+            if value is not None:
+                raise ValueError(f"{name} is not a GRPCRoute filter")
+        return self
+
+
+class GRPCBackendRef(HTTPBackendRef):
+    filters: list[GRPCRouteFilter] = Field(default_factory=list)  # type: ignore[assignment]
+
+
+class GRPCRouteRule(Model):
+    name: str | None = None
+    matches: Annotated[list[GRPCRouteMatch], Field(max_length=8)] = Field(
+        default_factory=lambda: [GRPCRouteMatch()])
+    filters: Annotated[list[GRPCRouteFilter], Field(max_length=16)] = Field(default_factory=list)
+    backend_refs: Annotated[list[GRPCBackendRef], Field(max_length=16)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _filters(self) -> GRPCRouteRule:
+        check_unique_filters([f.type for f in self.filters], "filters")
+        for i, ref in enumerate(self.backend_refs):
+            check_unique_filters([f.type for f in ref.filters], f"backendRefs[{i}].filters")
+        return self
+
+
+class GRPCRouteSpec(Model):
+    parent_refs: list[ParentReference] = Field(default_factory=list)
+    hostnames: Annotated[list[Hostname], Field(max_length=16)] = Field(default_factory=list)
+    rules: Annotated[list[GRPCRouteRule], Field(max_length=16)] = Field(default_factory=lambda: [GRPCRouteRule()])
+
+    @model_validator(mode="after")
+    def _total_matches(self) -> GRPCRouteSpec:
+        if sum(len(r.matches) for r in self.rules) > 128:
+            raise ValueError("at most 128 matches across all rules of a route")
+        return self
+
+
+class GRPCRoute(Resource):
+    spec: GRPCRouteSpec = Field(default_factory=GRPCRouteSpec)
 
 
 class ReferenceGrantFrom(Model):

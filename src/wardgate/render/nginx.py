@@ -44,6 +44,10 @@ DEFAULT_PROXY_HEADERS: tuple[tuple[str, Raw], ...] = (
     ("Upgrade", Raw("$http_upgrade")),
     ("Connection", Raw("$wg_connection")),
 )
+# For grpc_pass: Host becomes the backend's :authority (nginx would send the upstream's name).
+# No Upgrade/Connection: HTTP/2 has no hop-by-hop headers.
+DEFAULT_GRPC_HEADERS: tuple[tuple[str, Raw], ...] = tuple(
+    (k, v) for k, v in DEFAULT_PROXY_HEADERS if k not in ("Upgrade", "Connection"))
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,8 @@ class _Renderer:
     # --- actions ----------------------------------------------------------------------------
 
     def _proxy_headers(self, action: ir.Action, pid: int | None = None) -> list[Directive]:
-        """proxy_set_header for an action that changes request headers (policy first, then the
-        route's own filter, which wins for the same name).
+        """proxy_set_header (grpc_set_header for gRPC) for an action that changes request headers
+        (policy first, then the route's own filter, which wins for the same name).
 
         Without changes the http-level defaults apply. With any, nginx drops every inherited
         proxy_set_header, so the whole set is repeated here.
@@ -141,7 +145,8 @@ class _Renderer:
         ops = (policy.request_headers if policy else ir.HeaderOps()) + action.request_headers
         if not ops and not (action.rewrite and action.rewrite.hostname):
             return []
-        headers: dict[str, tuple[str, Arg]] = {k.lower(): (k, v) for k, v in DEFAULT_PROXY_HEADERS}
+        defaults = DEFAULT_GRPC_HEADERS if action.grpc else DEFAULT_PROXY_HEADERS
+        headers: dict[str, tuple[str, Arg]] = {k.lower(): (k, v) for k, v in defaults}
         if action.rewrite and action.rewrite.hostname:
             headers["host"] = ("Host", action.rewrite.hostname)
         for name, value in ops.set:
@@ -159,7 +164,8 @@ class _Renderer:
                 headers[low] = (items[0][0], R("$" + self._append_map(items[0][0], joined)))
         for name in ops.remove:
             headers[name.lower()] = (name, "")
-        return [d("proxy_set_header", name, value) for name, value in headers.values()]
+        directive = "grpc_set_header" if action.grpc else "proxy_set_header"
+        return [d(directive, name, value) for name, value in headers.values()]
 
     def _path_expr(self, path_type: str | None, value: str | None, prefix: str | None) -> tuple[
             list[Directive], tuple[Raw | str, ...]]:
@@ -214,7 +220,7 @@ class _Renderer:
             target = backends[0].upstream
         else:
             var = self._split(("backends", action.id), [(float(b.weight), b.upstream or "") for b in backends])
-            out.append(Directive("if", _cond("$" + var, "=", ""), [d("return", 500)]))
+            out.append(Directive("if", _cond("$" + var, "=", ""), [d("return", 503 if action.grpc else 500)]))
             target = "${" + var + "}"
         out += self._proxy_headers(action, pid)
         out += self._timeouts(action)
@@ -224,11 +230,13 @@ class _Renderer:
             # An action served inline in several locations shares one mirror location.
             if not any(n.name == "location" and n.args[1:] == (loc,) for n in server_ref):
                 server_ref.append(self._mirror_location(loc, mirror, action))
-        scheme = "http"
+        scheme = "grpc" if action.grpc else "http"
         tls = self._backend_tls([b.upstream for b in backends if b.upstream])
         if tls is not None:
-            scheme = "https"
-            out += self._proxy_ssl(tls)
+            scheme += "s"
+            out += self._proxy_ssl(tls, "grpc" if action.grpc else "proxy")
+        if action.grpc:
+            return out + self._grpc_pass(f"{scheme}://{target}", internal)
         if uri is None and not target.startswith("$"):
             out.append(d("proxy_pass", R(f"{scheme}://{target}")))
         else:
@@ -260,21 +268,30 @@ class _Renderer:
                              "settings, or none")
         return settings.pop() if settings else None
 
-    def _proxy_ssl(self, tls: ir.UpstreamTLS) -> list[Directive]:
-        out = [d("proxy_ssl_server_name", R("on")), d("proxy_ssl_name", tls.server_name),
-               d("proxy_ssl_verify", R("on")), d("proxy_ssl_verify_depth", 4),
-               d("proxy_ssl_session_reuse", R("on"))]
+    @staticmethod
+    def _grpc_pass(url: str, internal: bool) -> list[Directive]:
+        """grpc_pass has no URI part: it sends the request's current URI. After an internal
+        redirect that is wardgate's own location, so put the client's path back first (`break`
+        keeps the location; it comes last, after every rewrite-phase check)."""
+        out = [d("rewrite", R("^"), R("$wg_rawpath"), R("break"))] if internal else []
+        return [*out, d("grpc_pass", Expr((R(url),)) if "$" in url else R(url))]
+
+    def _proxy_ssl(self, tls: ir.UpstreamTLS, module: str = "proxy") -> list[Directive]:
+        """TLS to a backend: proxy_ssl_* for proxy_pass, grpc_ssl_* for grpc_pass."""
+        out = [d(f"{module}_ssl_server_name", R("on")), d(f"{module}_ssl_name", tls.server_name),
+               d(f"{module}_ssl_verify", R("on")), d(f"{module}_ssl_verify_depth", 4),
+               d(f"{module}_ssl_session_reuse", R("on"))]
         if tls.ca_pem is not None and tls.ca_name is not None:
             path = f"certs/{tls.ca_name}.pem"
             self.files[path] = tls.ca_pem
-            out.append(d("proxy_ssl_trusted_certificate", path))
+            out.append(d(f"{module}_ssl_trusted_certificate", path))
         else:
-            out.append(d("proxy_ssl_trusted_certificate", self.opts.system_ca_file))
+            out.append(d(f"{module}_ssl_trusted_certificate", self.opts.system_ca_file))
         cert = tls.client_certificate
         if cert is not None:
             path = f"certs/{cert.name}.pem"
             self.files[path] = cert.cert_pem.rstrip("\n") + "\n" + cert.key_pem.rstrip("\n") + "\n"
-            out += [d("proxy_ssl_certificate", path), d("proxy_ssl_certificate_key", path)]
+            out += [d(f"{module}_ssl_certificate", path), d(f"{module}_ssl_certificate_key", path)]
         return out
 
     def _retry_upstream(self, upstream: str, tries: int) -> str:
@@ -388,8 +405,11 @@ class _Renderer:
         node.block += self._proxy_headers(action)
         tls = self._backend_tls([mirror.upstream])
         if tls is not None:
-            node.block += self._proxy_ssl(tls)
-        scheme = "https" if tls else "http"
+            node.block += self._proxy_ssl(tls, "grpc" if action.grpc else "proxy")
+        scheme = ("grpc" if action.grpc else "http") + ("s" if tls else "")
+        if action.grpc:
+            node.block += self._grpc_pass(f"{scheme}://{mirror.upstream}", internal=True)
+            return node
         node.block.append(d("proxy_pass", Expr((R(f"{scheme}://{mirror.upstream}"), R("$request_uri")))))
         return node
 
@@ -420,6 +440,8 @@ class _Renderer:
             listen.append(R("default_server"))
         if port.protocol == "HTTPS":
             listen += [R("ssl"), R("http2")]
+        elif port.http2:
+            listen.append(R("http2"))  # h2c with prior knowledge, for GRPCRoutes (ir.Port.http2)
         if self.gw.client_ip.source == "proxy_protocol":
             listen.append(R("proxy_protocol"))
         srv.add("listen", *listen)
@@ -684,6 +706,7 @@ class _Renderer:
             d("proxy_buffering", R("on")),
             d("proxy_next_upstream", R("error"), R("timeout")),
             *(d("proxy_set_header", name, value) for name, value in DEFAULT_PROXY_HEADERS),
+            *(d("grpc_set_header", name, value) for name, value in DEFAULT_GRPC_HEADERS),
             d("log_format", R("wg_json"), R("escape=json"), LOG_FORMAT),
             # Buffered: an unbuffered write per request cost 11% of proxy throughput (bench/).
             d("access_log", "logs/access.log", R("wg_json"), R("buffer=64k"), R("flush=1s"))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from wardgate import CONTROLLER_NAME, ir
 from wardgate.errors import Problem
 from wardgate.model import ResourceSet
-from wardgate.model.gatewayapi import GROUP, Gateway, GatewayClass
+from wardgate.model.gatewayapi import GROUP, Gateway, GatewayClass, HTTPRoute
 from wardgate.perf import no_gc_pauses
 from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.build import GatewayBuilder
@@ -16,7 +16,7 @@ from wardgate.translate.conditions import ObjectStatus, condition
 from wardgate.translate.gateways import GatewayPlan, gateway_status, plan_gateway
 from wardgate.translate.index import Index
 from wardgate.translate.policies import PolicyAttachment, PolicyResolver, apply_policies
-from wardgate.translate.routes import RouteResult, attach_route
+from wardgate.translate.routes import Route, attach_route, reject_kind_conflicts
 
 
 @dataclass(frozen=True)
@@ -70,17 +70,19 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
                 "spec.gatewayClassName"))
     for gw in gateways:
         out.plans[gw.key] = plan_gateway(gw, index)
-    results: list[RouteResult] = []
-    for route in rs.http_routes:
-        res = attach_route(route, out.plans, index, opts.controller_name, now)
-        results.append(res)
+    routes: list[Route] = [*rs.http_routes, *rs.grpc_routes]
+    results = [attach_route(route, out.plans, index, opts.controller_name, now) for route in routes]
+    reject_kind_conflicts(results, now)
+    for res in results:
         if res.parents:
-            out.statuses.append(ObjectStatus("HTTPRoute", route.namespace, route.name,
+            route = res.route
+            out.statuses.append(ObjectStatus(route.kind, route.namespace, route.name,
                                              route.metadata.generation, {"parents": res.parents}))
     route_parents: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for res in results:
         for gw_key, atts in res.attachments.items():
-            if atts:
+            # Policies target HTTPRoutes only (a GRPCRoute gets its Gateway's and listener's).
+            if atts and isinstance(res.route, HTTPRoute):
                 route_parents.setdefault(res.route.key, set()).add(gw_key)
     policies = PolicyAttachment(rs, index, out.plans, route_parents, opts.controller_name, now)
     ancestors: dict[tuple[str, str], list[tuple[tuple[str, str], PolicyResult]]] = {}

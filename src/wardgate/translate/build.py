@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from wardgate import ir
 from wardgate.errors import Problem
 from wardgate.model.gatewayapi import (
+    GRPCRoute,
+    GRPCRouteMatch,
+    GRPCRouteRule,
     HTTPHeaderFilter,
     HTTPRoute,
+    HTTPRouteFilter,
     HTTPRouteMatch,
     HTTPRouteRule,
     duration_seconds,
@@ -17,7 +22,7 @@ from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan
 from wardgate.translate.hostnames import covering_names, listener_matches, specificity
 from wardgate.translate.index import Index
-from wardgate.translate.routes import Attachment, Backend, BackendError, resolve_backend
+from wardgate.translate.routes import Attachment, Backend, BackendError, Route, resolve_backend
 
 # The statuses nginx's proxy_next_upstream can retry on.
 RETRY_CODES = frozenset({500, 502, 503, 504, 403, 404, 429})
@@ -56,7 +61,8 @@ class GatewayBuilder:
     # BackendTLSPolicies this Gateway's routes reach, for their ancestor status.
     policies: dict[tuple[str, str], PolicyResult] = field(default_factory=dict)
     actions: list[ir.Action] = field(default_factory=list)
-    _rules: dict[tuple[str, str, int], _RuleActions] = field(default_factory=dict)
+    # (kind, namespace, name, rule): an HTTPRoute and a GRPCRoute may share a name.
+    _rules: dict[tuple[str, str, str, int], _RuleActions] = field(default_factory=dict)
 
     def _upstream(self, b: Backend) -> str | None:
         """The upstream for a backend; None when its BackendTLSPolicy is invalid."""
@@ -72,13 +78,15 @@ class GatewayBuilder:
             self.upstreams[key] = up
         return up.name
 
-    def _warn(self, route: HTTPRoute, path: str, message: str) -> None:
-        self.problems.append(Problem(message, route.origin, "HTTPRoute", route.namespace, route.name, path))
+    def _warn(self, route: Route, path: str, message: str) -> None:
+        self.problems.append(Problem(message, route.origin, route.kind, route.namespace, route.name, path))
 
-    def _action(self, route: HTTPRoute, r: int, rule: HTTPRouteRule, match: HTTPRouteMatch) -> ir.Action:
-        src = ir.RouteRef(route.namespace, route.name, r, rule.name)
+    def _action(self, route: Route, r: int, rule: HTTPRouteRule | GRPCRouteRule,
+                match: HTTPRouteMatch | GRPCRouteMatch) -> ir.Action:
+        grpc = isinstance(route, GRPCRoute)
+        src = ir.RouteRef(route.namespace, route.name, r, rule.name, route.kind)
         base = f"spec.rules[{r}]"
-        filters = list(rule.filters)
+        filters: list[HTTPRouteFilter] = list(rule.filters)
         if len(rule.backend_refs) == 1:
             filters += rule.backend_refs[0].filters  # one backend: its filters are the rule's
         for i, ref in enumerate(rule.backend_refs if len(rule.backend_refs) > 1 else []):
@@ -92,7 +100,8 @@ class GatewayBuilder:
         rewrite: ir.Rewrite | None = None
         mirrors: list[ir.Mirror] = []
         cors: ir.Cors | None = None
-        prefix = normalize_prefix(match.path.value) if match.path.type == "PathPrefix" else None
+        prefix = (normalize_prefix(match.path.value)
+                  if isinstance(match, HTTPRouteMatch) and match.path.type == "PathPrefix" else None)
         for i, flt in enumerate(filters):
             where = f"{base}.filters[{i}]"
             if flt.type not in SUPPORTED_FILTERS:
@@ -152,10 +161,12 @@ class GatewayBuilder:
             backends.append(ir.WeightedBackend(name, ref.weight, own_req, own_resp))
         direct = None
         if redirect is None and not any(b.upstream for b in backends):
-            direct = 500  # no usable backend: the spec asks for a 500
-        timeouts = rule.timeouts
+            # No usable backend: the HTTPRoute spec asks for a 500, GRPCRoute's for UNAVAILABLE,
+            # which gRPC clients read from an HTTP 503.
+            direct = 503 if grpc else 500
+        timeouts = rule.timeouts if isinstance(rule, HTTPRouteRule) else None
         retry = None
-        if rule.retry is not None:
+        if isinstance(rule, HTTPRouteRule) and rule.retry is not None:
             codes = tuple(c for c in rule.retry.codes if c in RETRY_CODES)
             dropped = [c for c in rule.retry.codes if c not in RETRY_CODES]
             if dropped:
@@ -173,11 +184,12 @@ class GatewayBuilder:
             request_timeout_s=duration_seconds(timeouts.request) if timeouts and timeouts.request else None,
             backend_timeout_s=duration_seconds(timeouts.backend_request)
             if timeouts and timeouts.backend_request else None,
+            grpc=grpc,
         )
 
-    def rule_actions(self, route: HTTPRoute, r: int) -> list[int]:
+    def rule_actions(self, route: Route, r: int) -> list[int]:
         """Action ids for each match of a rule, shared across every vhost the rule serves."""
-        key = (route.namespace, route.name, r)
+        key = (route.kind, route.namespace, route.name, r)
         cached = self._rules.get(key)
         if cached is None:
             rule = route.spec.rules[r]
@@ -188,7 +200,8 @@ class GatewayBuilder:
                 for f in rule.filters
             )
             ids: list[int] = []
-            for m, match in enumerate(rule.matches):
+            matches: Sequence[HTTPRouteMatch | GRPCRouteMatch] = rule.matches
+            for m, match in enumerate(matches):
                 if m == 0 or prefix_dependent:
                     action = self._action(route, r, rule, match)
                     self.actions.append(action)
@@ -210,6 +223,7 @@ class GatewayBuilder:
         for p in self.plan.listeners:
             if p.programmable:
                 ports.setdefault(p.listener.port, []).append(p)
+        grpc_listeners = {a.listener.name for a in attachments if isinstance(a.route, GRPCRoute)}
         out_ports: list[ir.Port] = []
         for port, listeners in sorted(ports.items()):
             hosts: set[str] = {p.listener.hostname or "" for p in listeners}
@@ -228,12 +242,30 @@ class GatewayBuilder:
             default_certs = next((p.certificates for p in listeners if not p.listener.hostname), ())
             # Client validation is configured per port, so every listener on it has the same.
             validation = next((p.client_validation for p in listeners if p.client_validation), None)
+            h2c = protocol == "HTTP" and any(p.name in grpc_listeners for p in listeners)
+            if h2c:
+                self._h2c_warning(port, listeners, by_listener)
             out_ports.append(ir.Port(port, "HTTPS" if protocol == "HTTPS" else "HTTP", tuple(vhosts),
                                      default_certs,
                                      tuple((p.listener.hostname or "", p.name) for p in listeners),
-                                     validation))
+                                     validation, http2=h2c))
         return ir.Gateway(gw.namespace, gw.name, tuple(out_ports), tuple(self.upstreams.values()),
                           tuple(self.actions))
+
+    def _h2c_warning(self, port: int, listeners: list[ListenerPlan],
+                     by_listener: dict[str, dict[str, list[Attachment]]]) -> None:
+        """nginx 1.22 serves cleartext HTTP/2 only with prior knowledge and then nothing else on
+        that port: say so when HTTPRoutes share the port with GRPCRoutes."""
+        http_routes = sorted({f"{a.route.namespace}/{a.route.name}" for p in listeners
+                              for atts in by_listener.get(p.name, {}).values() for a in atts
+                              if isinstance(a.route, HTTPRoute)})
+        if http_routes:
+            gw = self.plan.gateway
+            self.problems.append(Problem(
+                f"port {port} serves GRPCRoutes, so it speaks cleartext HTTP/2 only (h2c with prior "
+                f"knowledge): HTTP/1.1 clients of the HTTPRoutes on it ({', '.join(http_routes[:5])}"
+                f"{', ...' if len(http_routes) > 5 else ''}) can't connect; give gRPC its own port or an "
+                "HTTPS listener", gw.origin, "Gateway", gw.namespace, gw.name, "spec.listeners"))
 
     def _vhost_matches(self, host: str, by_name: dict[str, list[Attachment]]) -> list[ir.Match]:
         ranked: dict[int, tuple[tuple[int, int], Attachment]] = {}
@@ -244,6 +276,9 @@ class GatewayBuilder:
         for host_rank, a in ranked.values():
             route = a.route
             age = (route.metadata.creation_timestamp or "", route.seq)
+            if isinstance(route, GRPCRoute):
+                keyed += self._grpc_matches(route, host_rank, age)
+                continue
             for r, rule in enumerate(route.spec.rules):
                 action_ids = self.rule_actions(route, r)
                 for m, match in enumerate(rule.matches):
@@ -273,3 +308,33 @@ class GatewayBuilder:
             seen.add(ident)
             out.append(ir.Match(im.path, im.action, i, im.method, im.headers, im.query))
         return out
+
+    def _grpc_matches(self, route: GRPCRoute, host_rank: tuple[int, int],
+                      age: tuple[str, int]) -> list[tuple[tuple[object, ...], ir.Match]]:
+        """GRPCRoute precedence (after the hostname): more characters in the service, then in the
+        method, then more header matches; then the older route and the rule order."""
+        out: list[tuple[tuple[object, ...], ir.Match]] = []
+        for r, rule in enumerate(route.spec.rules):
+            action_ids = self.rule_actions(route, r)
+            for m, match in enumerate(rule.matches):
+                path, service, method = grpc_path(match)
+                # HTTPRoute keys rank the path kind second; 3 keeps a gRPC key comparable with them.
+                key = (host_rank, (3, -service, -method), 1, -len(match.headers), 0, age,
+                       route.namespace, route.name, r, m)
+                out.append((key, ir.Match(path, action_ids[m], 0, None,
+                                          tuple(ir.HeaderMatch(h.name, h.value, h.type) for h in match.headers))))
+        return out
+
+
+def grpc_path(match: GRPCRouteMatch) -> tuple[ir.PathMatch, int, int]:
+    """The request path a gRPC match selects ("/service/method"), with the lengths of its service
+    and method for precedence. Exact matches become exact or prefix paths (no regex to evaluate)."""
+    mm = match.method
+    if mm is None:
+        return ir.PathMatch("PathPrefix", "/"), 0, 0
+    service, method = len(mm.service or ""), len(mm.method or "")
+    if mm.type == "Exact" and mm.service and mm.method:
+        return ir.PathMatch("Exact", f"/{mm.service}/{mm.method}"), service, method
+    if mm.type == "Exact" and mm.service:
+        return ir.PathMatch("PathPrefix", f"/{mm.service}"), service, method
+    return ir.PathMatch("RegularExpression", mm.path_regex()), service, method

@@ -18,7 +18,8 @@ from wardgate.translate.conditions import ObjectStatus, condition
 from wardgate.translate.index import Index
 
 SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS")
-ROUTE_KINDS = {"HTTP": [(GROUP, "HTTPRoute")], "HTTPS": [(GROUP, "HTTPRoute")]}
+ROUTE_KINDS = {"HTTP": [(GROUP, "HTTPRoute"), (GROUP, "GRPCRoute")],
+               "HTTPS": [(GROUP, "HTTPRoute"), (GROUP, "GRPCRoute")]}
 
 
 @dataclass

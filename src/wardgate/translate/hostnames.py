@@ -37,6 +37,17 @@ def intersect(listener: str | None, route_hosts: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _overlap(a: str, b: str) -> bool:
+    if not a or not b or a == b:
+        return True
+    return (a.startswith("*.") and wildcard_covers(a, b)) or (b.startswith("*.") and wildcard_covers(b, a))
+
+
+def hostnames_overlap(a: list[str], b: list[str]) -> bool:
+    """Could one request host be served by both lists ("" stands for any host)?"""
+    return any(_overlap(x, y) for x in a for y in b)
+
+
 def specificity(host: str) -> tuple[int, int]:
     """Sort key, most specific first: exact names before wildcards, longer before shorter."""
     if not host:

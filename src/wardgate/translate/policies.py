@@ -403,7 +403,9 @@ def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
                 if m.action in per_action:
                     continue
                 src = actions[m.action].source
-                pid = resolver.policy(vh.listener, (src.namespace, src.name), src.rule_name)
+                # Policies target HTTPRoutes: an action of a same-named GRPCRoute gets none of theirs.
+                route = (src.namespace, src.name) if src.kind == "HTTPRoute" else None
+                pid = resolver.policy(vh.listener, route, src.rule_name if route else None)
                 if pid is not None:
                     per_action[m.action] = pid
             vhosts.append(replace(vh, policy=resolver.policy(vh.listener),

@@ -1,18 +1,27 @@
-"""HTTPRoute attachment to listeners, and backend reference resolution."""
+"""HTTPRoute and GRPCRoute attachment to listeners, and backend reference resolution."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from wardgate import ir
 from wardgate.model.core import Service, ServicePort
-from wardgate.model.gatewayapi import GROUP, BackendObjectReference, HTTPRoute, ParentReference
+from wardgate.model.gatewayapi import (
+    GROUP,
+    BackendObjectReference,
+    GRPCRoute,
+    GRPCRouteRule,
+    HTTPRoute,
+    HTTPRouteRule,
+    ParentReference,
+)
 from wardgate.translate import backendtls
 from wardgate.translate.backendtls import PolicyResult, policy_for
 from wardgate.translate.conditions import condition
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan
-from wardgate.translate.hostnames import intersect
+from wardgate.translate.hostnames import hostnames_overlap, intersect
 from wardgate.translate.index import Index
 
 # appProtocol values the data plane can speak to a backend.
@@ -20,6 +29,13 @@ APP_PROTOCOLS: dict[str | None, ir.BackendProtocol] = {
     None: "http", "http": "http", "HTTP": "http", "kubernetes.io/http": "http",
     "kubernetes.io/ws": "ws", "kubernetes.io/wss": "ws",
 }
+# What a GRPCRoute backend may declare: gRPC is HTTP/2, in clear text unless a BackendTLSPolicy
+# applies (then grpcs). No appProtocol: assumed from the route kind, as the spec allows.
+GRPC_APP_PROTOCOLS: dict[str | None, ir.BackendProtocol] = {
+    None: "h2c", "kubernetes.io/h2c": "h2c", "grpc": "h2c", "h2c": "h2c",
+}
+
+Route = HTTPRoute | GRPCRoute
 
 
 @dataclass(frozen=True)
@@ -53,14 +69,14 @@ class BackendError:
 
 @dataclass
 class Attachment:
-    route: HTTPRoute
+    route: Route
     listener: ListenerPlan
     hostnames: list[str]
 
 
 @dataclass
 class RouteResult:
-    route: HTTPRoute
+    route: Route
     parents: list[dict[str, Any]] = field(default_factory=list)
     attachments: dict[tuple[str, str], list[Attachment]] = field(default_factory=dict)
 
@@ -89,13 +105,13 @@ def _collect_endpoints(index: Index, svc: Service, sp: ServicePort) -> tuple[ir.
 
 
 def resolve_backend(
-    ref: BackendObjectReference, route: HTTPRoute, index: Index, field_path: str
+    ref: BackendObjectReference, route: Route, index: Index, field_path: str
 ) -> Backend | BackendError:
     ns = ref.namespace or route.namespace
     if ref.group not in ("", "core") or ref.kind != "Service":
         return BackendError("InvalidKind", field_path,
                             f"{ref.group or 'core'}/{ref.kind} is not a supported backend kind (core Service is)")
-    if ns != route.namespace and not index.grant_allows(GROUP, "HTTPRoute", route.namespace, "", "Service",
+    if ns != route.namespace and not index.grant_allows(GROUP, route.kind, route.namespace, "", "Service",
                                                         ns, ref.name):
         return BackendError("RefNotPermitted", field_path,
                             f"no ReferenceGrant in namespace {ns} allows a reference to "
@@ -108,7 +124,7 @@ def resolve_backend(
     sp = next((p for p in svc.spec.ports if p.port == ref.port), None)
     if sp is None:
         return BackendError("BackendNotFound", field_path, f"Service {ns}/{ref.name} has no port {ref.port}")
-    protocol = APP_PROTOCOLS.get(sp.app_protocol)
+    protocol = (GRPC_APP_PROTOCOLS if isinstance(route, GRPCRoute) else APP_PROTOCOLS).get(sp.app_protocol)
     if protocol is None:
         return BackendError("UnsupportedProtocol", field_path, f"appProtocol {sp.app_protocol} is not supported")
     policy = policy_for(index, ns, ref.name, sp)
@@ -116,9 +132,10 @@ def resolve_backend(
                    backendtls.resolve(policy, index) if policy else None)
 
 
-def resolved_refs(route: HTTPRoute, index: Index) -> tuple[bool, str, str]:
+def resolved_refs(route: Route, index: Index) -> tuple[bool, str, str]:
     """The route's ResolvedRefs condition: the first problem found, in document order."""
-    for r, rule in enumerate(route.spec.rules):
+    rules: Sequence[HTTPRouteRule | GRPCRouteRule] = route.spec.rules
+    for r, rule in enumerate(rules):
         refs: list[tuple[BackendObjectReference, str]] = [
             (b, f"spec.rules[{r}].backendRefs[{i}]") for i, b in enumerate(rule.backend_refs)
         ]
@@ -133,7 +150,7 @@ def resolved_refs(route: HTTPRoute, index: Index) -> tuple[bool, str, str]:
     return True, "ResolvedRefs", "All references are resolved"
 
 
-def _parent_ref(ref: ParentReference, route: HTTPRoute) -> dict[str, Any]:
+def _parent_ref(ref: ParentReference, route: Route) -> dict[str, Any]:
     out: dict[str, Any] = {"group": ref.group, "kind": ref.kind, "name": ref.name}
     if ref.namespace is not None:
         out["namespace"] = ref.namespace
@@ -144,8 +161,8 @@ def _parent_ref(ref: ParentReference, route: HTTPRoute) -> dict[str, Any]:
     return out
 
 
-def _allowed(listener: ListenerPlan, route: HTTPRoute, gw_ns: str, index: Index) -> bool:
-    if (GROUP, "HTTPRoute") not in listener.supported_kinds:
+def _allowed(listener: ListenerPlan, route: Route, gw_ns: str, index: Index) -> bool:
+    if (GROUP, route.kind) not in listener.supported_kinds:
         return False
     ns = listener.listener.allowed_routes.namespaces
     if ns.from_ == "All":
@@ -156,7 +173,7 @@ def _allowed(listener: ListenerPlan, route: HTTPRoute, gw_ns: str, index: Index)
 
 
 def attach_route(
-    route: HTTPRoute, plans: dict[tuple[str, str], GatewayPlan], index: Index, controller: str, now: str
+    route: Route, plans: dict[tuple[str, str], GatewayPlan], index: Index, controller: str, now: str
 ) -> RouteResult:
     result = RouteResult(route)
     gen = route.metadata.generation
@@ -207,3 +224,51 @@ def attach_route(
             ],
         })
     return result
+
+
+def reject_kind_conflicts(results: list[RouteResult], now: str) -> None:
+    """An HTTPRoute and a GRPCRoute on one listener with overlapping hostnames: the spec accepts
+    only the older (creationTimestamp, then namespace/name); the other loses that listener, and a
+    parentRef left with no listener gets Accepted=False."""
+    by_listener: dict[tuple[tuple[str, str], str], list[tuple[RouteResult, Attachment]]] = {}
+    for res in results:
+        for gw_key, atts in res.attachments.items():
+            for a in atts:
+                by_listener.setdefault((gw_key, a.listener.name), []).append((res, a))
+
+    def age(entry: tuple[RouteResult, Attachment]) -> tuple[str, str, str]:
+        route = entry[1].route
+        return (route.metadata.creation_timestamp or "", route.namespace, route.name)
+
+    for (gw_key, _name), entries in by_listener.items():
+        if len({type(a.route) for _, a in entries}) < 2:
+            continue  # one kind only: nothing to resolve (the common case, kept linear)
+        kept: dict[type, list[Attachment]] = {HTTPRoute: [], GRPCRoute: []}
+        for res, a in sorted(entries, key=age):
+            other = GRPCRoute if isinstance(a.route, HTTPRoute) else HTTPRoute
+            winner = next((b.route for b in kept[other] if hostnames_overlap(a.hostnames, b.hostnames)), None)
+            if winner is None:
+                kept[type(a.route)].append(a)
+            else:
+                _lose(res, gw_key, a, winner, now)
+
+
+def _lose(res: RouteResult, gw_key: tuple[str, str], a: Attachment, winner: Route, now: str) -> None:
+    res.attachments[gw_key].remove(a)
+    a.listener.attached -= 1
+    for parent in res.parents:
+        ref = parent["parentRef"]
+        if (ref.get("namespace") or res.route.namespace, ref["name"]) != gw_key or not _covers(ref, a):
+            continue
+        if any(_covers(ref, x) for x in res.attachments[gw_key]):
+            continue  # still attached through another listener
+        parent["conditions"][0].update(
+            status="False", reason="HostnameConflict", lastTransitionTime=now,
+            message=f"{winner.kind} {winner.namespace}/{winner.name} is older and serves overlapping hostnames "
+                    f"on listener {a.listener.name}; an HTTPRoute and a GRPCRoute can't share a hostname there")
+
+
+def _covers(ref: dict[str, Any], a: Attachment) -> bool:
+    """Does this parentRef (by sectionName and port) still reach attachment `a`'s listener?"""
+    return (ref.get("sectionName") in (None, a.listener.name)
+            and ref.get("port") in (None, a.listener.listener.port))

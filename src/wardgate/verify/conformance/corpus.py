@@ -42,6 +42,8 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset({
     "HTTPRoute308RedirectStatusCode",
     "HTTPRouteRequestMultipleMirrors",
     "HTTPRouteBackendTimeout",
+    # No shared test needs it yet; tests/test_grpcroute.py covers it with a real gRPC client.
+    "GRPCRoute",
 })
 INFRA_NS = "gateway-conformance-infra"
 WEB_NS = "gateway-conformance-web-backend"
