@@ -21,38 +21,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import Backend, Gateway
+from test_bad_objects import gateway_yaml, route, secret
 
 pytestmark = pytest.mark.timeout(300)
 
 CA = trustme.CA()
-_CERT = CA.issue_cert("tls.test")
+_CERT = CA.issue_cert("one.test")
 CRT = b"".join(b.bytes() for b in _CERT.cert_chain_pems)
 KEY = _CERT.private_key_pem.bytes()
 KEY_LINES = [ln for ln in KEY.decode().splitlines() if "-----" not in ln]
-
-GATEWAY = """\
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: wardgate
-  listeners:
-    - {name: https, protocol: HTTPS, port: 8443, hostname: tls.test, tls: {certificateRefs: [{name: cert}]}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: app, namespace: default}
-spec:
-  parentRefs: [{name: gw}]
-  rules: [{backendRefs: [{name: app, port: 80}]}]
-"""
-
-
-def secret(crt: bytes, key: bytes) -> str:
-    return (f"apiVersion: v1\nkind: Secret\nmetadata: {{name: cert, namespace: default}}\n"
-            f"type: kubernetes.io/tls\ndata:\n  tls.crt: {base64.b64encode(crt).decode()}\n"
-            f"  tls.key: {base64.b64encode(key).decode()}\n")
-
 
 # Bytes that can't all be UTF-8: a lone continuation byte, an overlong lead, 0xff, ... plus noise.
 _INVALID = st.sampled_from([b"\x80", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf8", b"\xff", b"\xfe\xff", b"\xc3"])
@@ -62,7 +39,7 @@ SPLICE = st.tuples(st.binary(max_size=24), _INVALID, st.binary(max_size=24)).map
 @pytest.mark.filterwarnings("ignore")
 def test_non_utf8_secret_data_never_crashes_or_leaks(gateway: Gateway, backends: Callable[..., Backend]) -> None:
     app = backends("app")
-    gateway.write("gw.yaml", GATEWAY, app.manifests())
+    gateway.write("gw.yaml", gateway_yaml("gw", tls=True), "---\n", route("app", "gw", "one.test"), app.manifests())
     gateway.write("secret.yaml", secret(CRT, KEY))
     gateway.reconcile()
     inst = gateway.runner.instances["default/gw"]
@@ -88,8 +65,8 @@ def test_non_utf8_secret_data_never_crashes_or_leaks(gateway: Gateway, backends:
         assert base64.b64encode(splice).decode() not in status and repr(splice)[2:-1] not in status
         assert inst.generation == generation  # the last good version: nothing to reload
         with httpx.Client(verify=ctx) as client:
-            r = client.get(f"https://{gateway.address()}:8443/", headers={"Host": "tls.test"},
-                           extensions={"sni_hostname": "tls.test"})
+            r = client.get(f"https://{gateway.address()}:8443/", headers={"Host": "one.test"},
+                           extensions={"sni_hostname": "one.test"})
         assert r.status_code == 200
 
     one()
