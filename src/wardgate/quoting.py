@@ -89,13 +89,14 @@ _HEADER_TOKEN_OVERHEAD = 256 + 8
 MAX_HEADER_VALUE_TOKEN = MAX_TOKEN_BYTES - _HEADER_TOKEN_OVERHEAD
 
 
-def check_header_value(value: str) -> str:
-    """A header value (set, add or matched): free text whose escaped token fits nginx's buffer.
-    Escaping expands: `$` is written as `${wg_dollar}` (12 bytes), `\\` and `"` as 2."""
-    check_text(value, "header value")
+def check_header_value(value: str, what: str = "header value") -> str:
+    """A header value (set, add or matched), or a matched query value: free text whose escaped
+    token fits nginx's buffer. Escaping expands: `$` is written as `${wg_dollar}` (12 bytes),
+    `\\` and `"` as 2."""
+    check_text(value, what)
     size = len(text(value).encode()) - 2
     if size > MAX_HEADER_VALUE_TOKEN:
-        raise ValueError(f"header value is too long for nginx once escaped: {size} bytes, at most "
+        raise ValueError(f"{what} is too long for nginx once escaped: {size} bytes, at most "
                          f"{MAX_HEADER_VALUE_TOKEN} (a '$' takes 12 bytes, a backslash or double quote 2)")
     return value
 

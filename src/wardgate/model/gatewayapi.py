@@ -216,7 +216,7 @@ class _ValueMatch(Model):
         if self.type == "RegularExpression":
             quoting.check_regex(self.value)
         else:
-            quoting.check_header_value(self.value)
+            quoting.check_header_value(self.value, "value")
         return self
 
 
