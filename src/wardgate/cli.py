@@ -15,6 +15,7 @@ import typer
 import yaml
 
 from wardgate import __version__
+from wardgate.dataplane.nginx import write_private
 from wardgate.errors import InputError
 from wardgate.model import parse
 from wardgate.render.nginx import RenderOptions, render
@@ -93,10 +94,11 @@ def render_cmd(
             (target / runtime).mkdir(parents=True, exist_ok=True)
         for rel, text in render(gw, RenderOptions(listen_host, port_offset)).items():
             path = target / rel
+            if rel.startswith("certs/"):  # key material: private from the first byte
+                write_private(path, text.encode())
+                continue
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-            if rel.startswith("certs/"):
-                path.chmod(0o600)
         typer.echo(f"{gw.key}: {target}/nginx.conf")
 
 

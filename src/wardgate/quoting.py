@@ -79,6 +79,35 @@ def check_text(value: str, what: str = "value", max_len: int = 4096) -> str:
     return value
 
 
+# nginx 1.22 reads a configuration file through a 4096-byte buffer (NGX_CONF_BUFFER); a token
+# must fit in it whole. Measured with `nginx -t`: a double-quoted token of 4096 bytes, quotes
+# included, loads; one byte more is "too long parameter", wherever it starts in the file.
+MAX_TOKEN_BYTES = 4096
+# The longest token a header value is written into: `more_set_headers "<name>: <value>"` or the
+# `add` map's `"$http_<name>,<value>"`, with a header name of up to 256 bytes and two quotes.
+_HEADER_TOKEN_OVERHEAD = 256 + 8
+MAX_HEADER_VALUE_TOKEN = MAX_TOKEN_BYTES - _HEADER_TOKEN_OVERHEAD
+
+
+def check_header_value(value: str, what: str = "header value") -> str:
+    """A header value (set, add or matched), or a matched query value: free text whose escaped
+    token fits nginx's buffer. Escaping expands: `$` is written as `${wg_dollar}` (12 bytes),
+    `\\` and `"` as 2."""
+    check_text(value, what)
+    size = len(text(value).encode()) - 2
+    if size > MAX_HEADER_VALUE_TOKEN:
+        raise ValueError(f"{what} is too long for nginx once escaped: {size} bytes, at most "
+                         f"{MAX_HEADER_VALUE_TOKEN} (a '$' takes 12 bytes, a backslash or double quote 2)")
+    return value
+
+
+def check_no_zone(address: object, value: str) -> None:
+    """Python's ipaddress accepts IPv6 zone ids (fe80::1%eth0); nginx's allow/deny, geo and
+    set_real_ip_from refuse them, so they are refused here, where the error names the field."""
+    if getattr(address, "scope_id", None) is not None or "%" in value:
+        raise ValueError(f"{value!r}: IPv6 zone ids (%...) are not allowed")
+
+
 def check_hostname(host: str, *, wildcard: bool = True) -> str:
     if len(host) > 253 or not _HOSTNAME.fullmatch(host) or (not wildcard and host.startswith("*")):
         kind = "hostname (optionally *.-prefixed)" if wildcard else "precise hostname"
@@ -221,9 +250,16 @@ class Body:
 _BODY_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+def check_body(value: str) -> str | None:
+    """Why `value` can't be a response body in nginx configuration, or None."""
+    bad = _BODY_BAD.search(value)
+    return None if bad is None else f"contains a control character at offset {bad.start()} (only tab and line breaks)"
+
+
 def _lines(value: str) -> str:
-    if _BODY_BAD.search(value):
-        raise UnsafeValueError(f"refusing to write a control character into nginx config: {value[:80]!r}")
+    problem = check_body(value)
+    if problem:  # the offset, not the text: a body can come from a ConfigMap
+        raise UnsafeValueError(f"refusing to write a body into nginx config: it {problem}")
     return (value.replace("\\", "\\\\").replace('"', '\\"')
             .replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
 

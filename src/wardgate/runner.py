@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 from wardgate.dataplane import NginxInstance
 from wardgate.dataplane.admin import AdminServer, GatewayState
-from wardgate.errors import InputError, Problem
+from wardgate.errors import InputError, Problem, UnsafeValueError
 from wardgate.model import ObjectKey, ParseCache, ResourceSet, parse_keeping
 from wardgate.model.base import Resource
 from wardgate.render.nginx import RenderOptions, render
@@ -29,6 +30,14 @@ from wardgate.translate import Options, Translation, translate
 from wardgate.translate.gateways import gateway_status
 
 log = logging.getLogger("wardgate")
+
+
+def _internal_error(what: str, exc: Exception) -> str:
+    """A bug's report: the exception's type and where, logged with its stack but never its text,
+    which could quote Secret or ConfigMap data (a UnicodeDecodeError's repr holds the input)."""
+    log.error("%s failed (%s); the last good configuration keeps serving:\n%s", what, type(exc).__name__,
+              "".join(traceback.format_tb(exc.__traceback__)))
+    return f"internal error ({type(exc).__name__}); the last good configuration keeps serving"
 
 
 @dataclass
@@ -69,6 +78,8 @@ class Runner:
         self.translation: Translation | None = None
         self.input_errors: list[Problem] = []
         self.apply_errors: dict[str, str] = {}
+        # Per Gateway: configurations that could not be built (translation or render failed).
+        self.config_failures: dict[str, int] = {}
         self._addresses: dict[str, str] = {}
 
     # --- one pass -----------------------------------------------------------------------------
@@ -97,10 +108,10 @@ class Runner:
             try:
                 report = self._apply(rs)
             except Exception as exc:  # a bug must not stop the gateways that are serving
-                log.exception("reconcile failed; the last good configuration keeps serving")
-                self.apply_errors["*"] = f"internal error: {exc!r}"
+                error = _internal_error("reconcile", exc)
+                self.apply_errors["*"] = error
                 self._write_status()
-                return ReconcileReport(False, [f"internal error: {exc!r}"], [], time.monotonic() - t0)
+                return ReconcileReport(False, [error], [], time.monotonic() - t0)
             self.apply_errors.pop("*", None)
             self._last_good = {(o.kind, o.namespace, o.name): o for o in rs.objects}
             if problems:
@@ -116,8 +127,13 @@ class Runner:
             log.warning("%s", p)
         report = ReconcileReport(True)
         wanted = {gw.key for gw in tr.gateways}
+        for key in tr.failed:
+            self.apply_errors[key] = "internal error translating this Gateway; the last good configuration serves"
+            self.config_failures[key] = self.config_failures.get(key, 0) + 1
+            report.ok = False
+            report.errors.append(f"Gateway {key}: {self.apply_errors[key]}")
         for key in list(self.instances):
-            if key not in wanted:
+            if key not in wanted and key not in tr.failed:
                 log.info("Gateway %s is gone: stopping its nginx", key)
                 self.instances.pop(key).stop()
                 self.apply_errors.pop(key, None)
@@ -131,12 +147,15 @@ class Runner:
                                   self.opts.worker_processes, log_dir=str(inst.workdir.resolve() / "logs"))
             try:
                 files = render(gw, ropts)
-            except ValueError as exc:  # includes UnsafeValueError: refuse, keep the old config
-                self.apply_errors[gw.key] = f"render: {exc}"
+                res = inst.apply(files)
+            except Exception as exc:  # refuse, keep the old config; the other Gateways go on
+                error = (f"render: {exc}" if isinstance(exc, UnsafeValueError)
+                         else _internal_error(f"Gateway {gw.key}: rendering", exc))
+                self.apply_errors[gw.key] = error
+                self.config_failures[gw.key] = self.config_failures.get(gw.key, 0) + 1
                 report.ok = False
-                report.errors.append(f"Gateway {gw.key}: {exc}")
+                report.errors.append(f"Gateway {gw.key}: {error}")
                 continue
-            res = inst.apply(files)
             if res.ok:
                 self.apply_errors.pop(gw.key, None)
                 if res.changed:
@@ -206,7 +225,9 @@ class Runner:
 
     def states(self) -> tuple[list[GatewayState], int]:
         with self._lock:
-            states = [GatewayState.from_instance(k, i) for k, i in self.instances.items()]
+            states = [GatewayState.from_instance(k, i, last_error=self.apply_errors.get(k),
+                                                 config_failures=self.config_failures.get(k, 0))
+                      for k, i in self.instances.items()]
             return states, len(self.input_errors)
 
     def _write_status(self) -> None:

@@ -39,6 +39,8 @@ class GatewayState:
     restarts: int
     last_apply_time: float | None
     last_error: str | None
+    # configurations that could not be built for it (translation or render failed)
+    config_failures: int = 0
 
     @property
     def up(self) -> bool:
@@ -46,8 +48,11 @@ class GatewayState:
         return self.running and self.ready and self.last_error is None
 
     @classmethod
-    def from_instance(cls, key: str, inst: NginxInstance, ready: bool | None = None) -> GatewayState:
+    def from_instance(cls, key: str, inst: NginxInstance, ready: bool | None = None, *,
+                      last_error: str | None = None, config_failures: int = 0) -> GatewayState:
         """Snapshot ``inst``. ``ready`` defaults to: running and some config was applied.
+        ``last_error``: the control plane's own failure for this Gateway (render, translation),
+        which nginx never saw; nginx's last error is used when there is none.
 
         A later rejected config does not make it unready: the last good one keeps serving,
         and pulling the pod out of service for it would take traffic down.
@@ -64,7 +69,8 @@ class GatewayState:
             reload_failures=inst.reload_failures,
             restarts=inst.restarts,
             last_apply_time=inst.last_apply_time,
-            last_error=inst.last_error,
+            last_error=last_error or inst.last_error,
+            config_failures=config_failures,
         )
 
 
@@ -121,6 +127,12 @@ class _StateCollector(Collector):
             "Seconds since the serving configuration was applied.",
             labels=lbl,
         )
+        config_failures = CounterMetricFamily(
+            "wardgate_config_failures",
+            "Configurations wardgate could not build for the Gateway (translation or rendering failed); "
+            "the last good one kept serving.",
+            labels=lbl,
+        )
         up = GaugeMetricFamily("wardgate_gateway_up", "1 if nginx runs and the last apply succeeded.", labels=lbl)
         errors = GaugeMetricFamily("wardgate_translation_errors", "Problems found translating the resources.")
         if with_samples:
@@ -128,13 +140,14 @@ class _StateCollector(Collector):
             for s in states:
                 reloads.add_metric([s.key], s.reloads)
                 failures.add_metric([s.key], s.reload_failures)
+                config_failures.add_metric([s.key], s.config_failures)
                 restarts.add_metric([s.key], s.restarts)
                 generation.add_metric([s.key], s.generation)
                 if s.last_apply_time is not None:  # no sample rather than a made-up age
                     age.add_metric([s.key], max(0.0, now - s.last_apply_time))
                 up.add_metric([s.key], 1.0 if s.up else 0.0)
             errors.add_metric([], translation_errors)
-        return [reloads, failures, restarts, generation, age, up, errors]
+        return [reloads, failures, config_failures, restarts, generation, age, up, errors]
 
 
 class _Server(ThreadingHTTPServer):
@@ -175,7 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:
             # a broken provider must show up as an error, not kill the admin thread
             log.exception("admin %s failed", path)
-            status, ctype, body = 500, "application/json", _json({"error": f"{type(exc).__name__}: {exc}"})
+            # the type only: an exception's text could quote Secret or ConfigMap data
+            status, ctype, body = 500, "application/json", _json({"error": type(exc).__name__})
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))

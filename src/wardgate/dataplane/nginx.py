@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-__all__ = ["ApplyResult", "NginxInstance", "nginx_version"]
+__all__ = ["ApplyResult", "NginxInstance", "nginx_version", "redact_secrets", "write_private"]
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +278,7 @@ class NginxInstance:
                 # Same config but nothing serving (fresh wardgate process, or a crash not yet
                 # seen by ensure_running): bring it up without writing a new generation.
                 err = self._start()
+                err = redact_secrets(err, encoded) if err else None
                 self._last_error = err
                 return ApplyResult(False, err is None, err, self._generation, time.monotonic() - t0)
 
@@ -288,13 +289,13 @@ class NginxInstance:
                 self._write_generation(new_gen, encoded)
             except OSError as exc:  # e.g. disk full: the serving generation is untouched
                 shutil.rmtree(gen_dir, ignore_errors=True)
-                return self._failed(f"cannot write generation {new_gen}: {exc}", t0)
+                return self._failed(f"cannot write generation {new_gen}: {exc}", t0, encoded)
             t_test = time.monotonic()
             err = self._test(gen_dir)
             self._last_test_s = time.monotonic() - t_test
             if err is not None:
                 shutil.rmtree(gen_dir, ignore_errors=True)
-                return self._failed(err, t0)
+                return self._failed(err, t0, encoded)
 
             self._point_current(new_gen)
             was_running = self.is_running()
@@ -302,7 +303,7 @@ class NginxInstance:
             if err is not None:
                 self._roll_back(old_gen)
                 shutil.rmtree(gen_dir, ignore_errors=True)
-                return self._failed(err, t0)
+                return self._failed(err, t0, encoded)
 
             self._generation = new_gen
             self._files = encoded
@@ -314,7 +315,8 @@ class NginxInstance:
             log.info("nginx %s: generation %d serving", self.name, new_gen)
             return ApplyResult(True, True, None, new_gen, time.monotonic() - t0)
 
-    def _failed(self, err: str, t0: float) -> ApplyResult:
+    def _failed(self, err: str, t0: float, files: Mapping[str, bytes]) -> ApplyResult:
+        err = redact_secrets(err, files)
         self._reload_failures += 1
         self._last_error = err
         log.warning("nginx %s: configuration not applied: %s", self.name, err)
@@ -393,8 +395,10 @@ class NginxInstance:
             d.mkdir(parents=True, exist_ok=True)
             # workers (nobody when we are root) must traverse to tmp/ and reopen logs/
             d.chmod(0o755)
-        self.conf_dir.mkdir(exist_ok=True)
-        self.conf_dir.chmod(0o755)
+        # Generations hold private keys: only we (and the nginx master, root or our uid) may list
+        # or read them. Workers never read configuration files.
+        self.conf_dir.mkdir(mode=0o700, exist_ok=True)
+        self.conf_dir.chmod(0o700)
         worker_uid = _worker_uid()
         for name in TEMP_DIRS:
             d = self.workdir / "tmp" / name
@@ -465,13 +469,11 @@ class NginxInstance:
         for stale in (final, staging):
             if stale.exists():
                 shutil.rmtree(stale)
-        staging.mkdir(mode=0o755)
+        # Private from the first byte: a key file is never readable by others, not even for the
+        # moment between creating and chmodding it (only the master reads configuration).
+        staging.mkdir(mode=0o700)
         for rel, data in files.items():
-            path = staging / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            # keys are only read by the master (root); everything else may be read by workers
-            path.chmod(0o600 if b"PRIVATE KEY" in data else 0o644)
+            write_private(staging / rel, data)
         # a gen-N directory is always complete, whatever happens to this process
         staging.rename(final)
         return final
@@ -699,6 +701,33 @@ def _encode_files(files: Mapping[str, str]) -> dict[str, bytes]:
             raise ValueError(f"not a plain relative path: {rel!r}")
         out[rel] = text.encode()
     return out
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create `path` (and missing parent directories) readable by its owner only, from the first
+    byte: 0600 files in 0700 directories, set at creation, never loosened then chmodded."""
+    for parent in reversed(path.parents):
+        if not parent.exists():
+            parent.mkdir(mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        if os.fstat(f.fileno()).st_mode & 0o077:  # an existing file keeps its mode: tighten first
+            os.fchmod(f.fileno(), 0o600)
+        f.write(data)
+
+
+_QUOTED = re.compile(r'"([^"\n]{4,}?)(?:\.\.\.)?"')
+
+
+def redact_secrets(text: str, files: Mapping[str, bytes]) -> str:
+    """`text` (nginx's error output) without anything quoted from a file holding a private key:
+    nginx quotes tokens of the files it reads, and a mistaken include could be a key file."""
+    secrets = [data.decode(errors="replace") for data in files.values() if b"PRIVATE KEY" in data]
+    if not secrets:
+        return text
+    for line in {ln.strip() for s in secrets for ln in s.splitlines() if len(ln.strip()) >= 8}:
+        text = text.replace(line, "[redacted]")
+    return _QUOTED.sub(lambda m: '"[redacted]"' if any(m.group(1) in s for s in secrets) else m.group(0), text)
 
 
 def _read_tree(root: Path) -> dict[str, bytes]:

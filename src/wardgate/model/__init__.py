@@ -117,6 +117,10 @@ def parse_object(raw: RawObject, seq: int = 0) -> Resource | None:
             problems.append(Problem(msg, raw.origin, kind, ns or ("default" if cls.NAMESPACED else None),
                                     name, _loc(err["loc"]) or None))
         raise InputError(problems) from None
+    if isinstance(obj, Secret) and (tls := obj.tls_problem()) is not None:
+        # Like any invalid object: refused, so its last good version keeps serving. The message
+        # names the field only; the key material never reaches an error.
+        raise InputError([Problem(tls[1], raw.origin, kind, obj.namespace, obj.name, tls[0])])
     return obj.model_copy(update={"origin": raw.origin, "seq": seq})
 
 

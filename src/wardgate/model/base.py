@@ -65,5 +65,8 @@ def _wrap(check: Any) -> Any:
 Hostname = Annotated[str, _wrap(quoting.check_hostname)]
 PreciseHostname = Annotated[str, _wrap(lambda v: quoting.check_hostname(v, wildcard=False))]
 HeaderName = Annotated[str, _wrap(quoting.check_header_name)]
-HeaderValue = Annotated[str, _wrap(quoting.check_text)]
+HeaderValue = Annotated[str, _wrap(quoting.check_header_value)]
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
+# The Gateway API SectionName: listener, rule and parentRef section names. A rule name reaches
+# nginx configuration (the decision log's route), so it must not carry anything but this.
+SectionName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]

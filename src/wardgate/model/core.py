@@ -8,7 +8,9 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from wardgate import quoting
 from wardgate.model.base import Model, PortNumber, Resource
+from wardgate.model.tls import tls_pair_problem
 
 
 class Namespace(Resource):
@@ -52,9 +54,10 @@ class Endpoint(Model):
 
         for a in addresses:
             try:
-                ipaddress.ip_address(a)
+                ip = ipaddress.ip_address(a)
             except ValueError:
                 raise ValueError(f"{a!r} is not an IP address") from None
+            quoting.check_no_zone(ip, a)
         return addresses
 
 
@@ -78,6 +81,9 @@ class EndpointSlice(Resource):
         return self.metadata.labels.get(SERVICE_NAME_LABEL)
 
 
+TLS_SECRET_TYPE = "kubernetes.io/tls"
+
+
 class Secret(Resource):
     type: str = "Opaque"
     data: dict[str, str] = Field(default_factory=dict)
@@ -92,6 +98,23 @@ class Secret(Resource):
             return base64.b64decode(self.data[key], validate=True)
         except (binascii.Error, ValueError):
             return None
+
+    def field_of(self, key: str) -> str:
+        """Where `key` is read from, as a field path for errors: stringData wins, like the API."""
+        return f"stringData.{key}" if key in self.string_data else f"data.{key}"
+
+    def tls_problem(self) -> tuple[str, str] | None:
+        """For a kubernetes.io/tls Secret: (field, why) when tls.crt/tls.key can't be served."""
+        if self.type != TLS_SECRET_TYPE:
+            return None
+        cert, key = self.value("tls.crt"), self.value("tls.key")
+        for name, data in (("tls.crt", cert), ("tls.key", key)):
+            if data is None:
+                missing = name not in self.data and name not in self.string_data
+                return self.field_of(name), "is required" if missing else "is not valid base64"
+        assert cert is not None and key is not None
+        problem = tls_pair_problem(cert, key)
+        return (self.field_of(problem[0]), problem[1]) if problem else None
 
 
 class ConfigMap(Resource):

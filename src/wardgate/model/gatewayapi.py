@@ -17,6 +17,7 @@ from wardgate.model.base import (
     PortNumber,
     PreciseHostname,
     Resource,
+    SectionName,
 )
 
 GROUP = "gateway.networking.k8s.io"
@@ -95,7 +96,7 @@ class AllowedRoutes(Model):
 
 
 class Listener(Model):
-    name: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    name: SectionName
     hostname: Hostname | None = None
     port: PortNumber
     protocol: str
@@ -181,7 +182,7 @@ class ParentReference(Model):
     kind: str = "Gateway"
     namespace: str | None = None
     name: str
-    section_name: str | None = None
+    section_name: SectionName | None = None
     port: PortNumber | None = None
 
 
@@ -217,7 +218,7 @@ class _ValueMatch(Model):
         if self.type == "RegularExpression":
             quoting.check_regex(self.value)
         else:
-            quoting.check_text(self.value)
+            quoting.check_header_value(self.value, "value")
         return self
 
 
@@ -420,7 +421,7 @@ def check_unique_filters(types: Sequence[str], where: str) -> None:
 
 
 class HTTPRouteRule(Model):
-    name: str | None = None
+    name: SectionName | None = None
     matches: list[HTTPRouteMatch] = Field(default_factory=lambda: [HTTPRouteMatch()])
     filters: list[HTTPRouteFilter] = Field(default_factory=list)
     backend_refs: list[HTTPBackendRef] = Field(default_factory=list)
@@ -576,7 +577,7 @@ class PolicyTargetReference(Model):
     group: str = ""
     kind: str
     name: str
-    section_name: str | None = None
+    section_name: SectionName | None = None
 
 
 class BackendTLSPolicyValidation(Model):

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from wardgate import quoting
-from wardgate.model.base import HeaderName, Model, Resource
+from wardgate.model.base import HeaderName, Model, Resource, SectionName
 from wardgate.model.gatewayapi import HTTPHeaderFilter, HTTPPathMatch, Method, check_route_path
 
 POLICY_GROUP = "policy.wardgate.io"
@@ -47,6 +47,7 @@ def _cidr(value: str) -> str:
         net = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
         raise ValueError(f"invalid CIDR {value!r}: {exc}") from None
+    quoting.check_no_zone(net.network_address, value)
     return str(net)
 
 
@@ -80,8 +81,7 @@ class PolicyTargetRef(Model):
     group: Literal["gateway.networking.k8s.io"] = "gateway.networking.k8s.io"
     kind: Literal["Gateway", "HTTPRoute"]
     name: Annotated[str, Field(min_length=1, max_length=253)]
-    section_name: Annotated[str, Field(min_length=1, max_length=253,
-                                       pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] | None = None
+    section_name: SectionName | None = None
 
 
 TargetRefs = Annotated[list[PolicyTargetRef], Field(min_length=1, max_length=16)]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import traceback
 from dataclasses import dataclass, field
 
 from wardgate import CONTROLLER_NAME, ir
@@ -17,6 +19,8 @@ from wardgate.translate.gateways import GatewayPlan, gateway_status, plan_gatewa
 from wardgate.translate.index import Index
 from wardgate.translate.policies import PolicyAttachment, PolicyResolver, apply_policies
 from wardgate.translate.routes import Route, attach_route, reject_kind_conflicts
+
+log = logging.getLogger("wardgate")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,9 @@ class Translation:
     plans: dict[tuple[str, str], GatewayPlan] = field(default_factory=dict)
     statuses: list[ObjectStatus] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # Gateways whose translation failed (a bug, reported as a problem): whoever serves them keeps
+    # their last good configuration instead of treating them as gone.
+    failed: set[str] = field(default_factory=set)
 
 
 def _class_status(gc: GatewayClass, now: str) -> ObjectStatus:
@@ -69,7 +76,10 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
                 "the Gateway is not served", gw.origin, "Gateway", gw.namespace, gw.name,
                 "spec.gatewayClassName"))
     for gw in gateways:
-        out.plans[gw.key] = plan_gateway(gw, index)
+        try:
+            out.plans[gw.key] = plan_gateway(gw, index)
+        except Exception as exc:  # a bug in one Gateway's translation must not stop the others
+            _failed(out, gw, exc)
     routes: list[Route] = [*rs.http_routes, *rs.grpc_routes]
     results = [attach_route(route, out.plans, index, opts.controller_name, now) for route in routes]
     reject_kind_conflicts(results, now)
@@ -90,7 +100,10 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
         builder = GatewayBuilder(plan, index)
         attachments = [a for res in results for a in res.attachments.get(key, [])]
         if plan.accepted:
-            out.gateways.append(apply_policies(builder.build(attachments), PolicyResolver(policies, key)))
+            try:
+                out.gateways.append(apply_policies(builder.build(attachments), PolicyResolver(policies, key)))
+            except Exception as exc:  # as above: this Gateway keeps its last good configuration
+                _failed(out, plan.gateway, exc)
         out.problems.extend(builder.problems)
         out.statuses.append(gateway_status(plan, list(opts.addresses), now))
         for pkey, result in builder.policies.items():
@@ -99,6 +112,15 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
     out.statuses += policies.statuses()
     out.problems += policies.problems
     return out
+
+
+def _failed(out: Translation, gw: Gateway, exc: Exception) -> None:
+    # The exception's type only: its text could quote Secret or ConfigMap data.
+    log.error("translating Gateway %s failed (%s); its last good configuration keeps serving:\n%s",
+              gw.ref(), type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)))
+    out.failed.add(f"{gw.namespace}/{gw.name}")
+    out.problems.append(Problem(f"internal error translating this Gateway ({type(exc).__name__}); its last "
+                                "good configuration keeps serving", gw.origin, "Gateway", gw.namespace, gw.name))
 
 
 def _backend_tls_statuses(ancestors: dict[tuple[str, str], list[tuple[tuple[str, str], PolicyResult]]],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import ssl
 import tempfile
 from dataclasses import dataclass
@@ -13,7 +14,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from wardgate import ir
+from wardgate.model.core import TLS_SECRET_TYPE, Secret
 from wardgate.model.gatewayapi import GROUP, Gateway, Listener
+from wardgate.model.tls import decode_pem, tls_pair_problem
 from wardgate.translate.conditions import ObjectStatus, condition
 from wardgate.translate.index import Index
 
@@ -67,17 +70,54 @@ class GatewayPlan:
     resolved_message: str = "All references are resolved"
 
 
-def _check_certificate(cert: bytes, key: bytes) -> str | None:
-    """None if the pair loads in OpenSSL; else why not."""
+def _refuse_password(*_args: object) -> bytes:
+    # OpenSSL without a password callback reads a pass phrase from the terminal.
+    raise ValueError("encrypted keys are not supported")
+
+
+def _check_certificate(secret: Secret) -> str | None:
+    """None if the Secret's tls.crt/tls.key pair loads in OpenSSL as nginx will load it; else
+    why not, naming the field. Never prompts, never quotes the material."""
+    cert, key = secret.value("tls.crt"), secret.value("tls.key")
+    if not cert or not key:
+        return "Secret lacks tls.crt or tls.key"
+    problem = tls_pair_problem(cert, key)
+    if problem is not None:
+        return f"{secret.field_of(problem[0])}: {problem[1]}"
+    # What passes `cryptography` can still be refused by the system OpenSSL nginx links (its
+    # security level: a 1024-bit RSA key), so load the pair there too: private files, no prompt.
     with tempfile.TemporaryDirectory() as tmp:
-        c, k = Path(tmp, "c.pem"), Path(tmp, "k.pem")
-        c.write_bytes(cert)
-        k.write_bytes(key)
+        paths = Path(tmp, "c.pem"), Path(tmp, "k.pem")
+        for path, data in zip(paths, (cert, key), strict=True):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
         try:
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(c), str(k))
-        except (ssl.SSLError, ValueError) as exc:
-            return f"certificate or key is invalid: {exc}"
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                str(paths[0]), str(paths[1]), password=_refuse_password)
+        except ssl.SSLError as exc:
+            return f"OpenSSL refuses the certificate or key ({exc.reason or 'unknown reason'})"
+        except (OSError, ValueError):
+            return "OpenSSL refuses the certificate or key"
     return None
+
+
+def _pem_pair(secret: Secret) -> tuple[str, str] | None:
+    """tls.crt and tls.key as text, or None (bytes that are not UTF-8 never get this far)."""
+    cert, key = secret.value("tls.crt"), secret.value("tls.key")
+    cert_text, _ = decode_pem(cert or b"")
+    key_text, _ = decode_pem(key or b"")
+    return (cert_text, key_text) if cert_text and key_text else None
+
+
+def _digest(pair: tuple[str, str]) -> str:
+    return hashlib.sha256("".join(pair).encode()).hexdigest()[:16]
+
+
+def _rejected_note(index: Index, ns: str, name: str) -> str:
+    """What is wrong with the latest version of a Secret the model refused, or ''."""
+    problems = index.rejected.get(("Secret", ns, name))
+    return "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in problems or [])
 
 
 def _resolve_certificates(gw: Gateway, plan: ListenerPlan, index: Index) -> None:
@@ -104,37 +144,38 @@ def _resolve_certificates(gw: Gateway, plan: ListenerPlan, index: Index) -> None
             plan.resolved_message = f"{where}: no ReferenceGrant in {ns} allows this Gateway to use {ref.name}"
             return
         secret = index.secrets.get((ns, ref.name))
+        rejected = _rejected_note(index, ns, ref.name)
         if secret is None:
             plan.resolved, plan.resolved_reason = False, "InvalidCertificateRef"
-            plan.resolved_message = f"{where}: Secret {ns}/{ref.name} not found"
+            plan.resolved_message = (f"{where}: Secret {ns}/{ref.name} is invalid: {rejected}" if rejected else
+                                     f"{where}: Secret {ns}/{ref.name} not found")
             return
-        cert, key = secret.value("tls.crt"), secret.value("tls.key")
         error = None
-        if secret.type != "kubernetes.io/tls":
-            error = f"Secret type is {secret.type}, not kubernetes.io/tls"
-        elif not cert or not key:
-            error = "Secret lacks tls.crt or tls.key"
+        if secret.type != TLS_SECRET_TYPE:
+            error = f"Secret type is {secret.type}, not {TLS_SECRET_TYPE}"
         else:
-            error = _check_certificate(cert, key)
-        key_type = _key_type(cert) if cert and not error else ""
-        same = next((c for c in certificates if c.key_type == key_type), None)
-        if same is not None:
+            error = _check_certificate(secret)
+        pair = _pem_pair(secret)
+        key_type = _key_type(pair[0]) if pair and not error else ""
+        if not error and any(c.key_type == key_type for c in certificates):
             # OpenSSL keeps one certificate per key type: a second one would silently replace the first.
             error = (f"a second {key_type} certificate; a listener serves one certificate per key type "
                      "(for example one RSA and one ECDSA)")
-        if error or not cert or not key:
+        if error or pair is None:
             plan.resolved, plan.resolved_reason = False, "InvalidCertificateRef"
-            plan.resolved_message = f"{where}: Secret {ns}/{ref.name}: {error}"
+            plan.resolved_message = f"{where}: Secret {ns}/{ref.name}: {error or 'not UTF-8 text'}"
             return
-        digest = hashlib.sha256(cert + key).hexdigest()[:16]
+        if rejected:
+            plan.resolved_message = (f"{where}: Secret {ns}/{ref.name}: its latest version is invalid ({rejected}); "
+                                     "the last valid version is served")
         # The file name is the digest alone: no user text in a path nginx may interpolate.
-        certificates.append(ir.TLSCertificate(f"cert-{digest}", cert.decode(), key.decode(), key_type))
+        certificates.append(ir.TLSCertificate(f"cert-{_digest(pair)}", *pair, key_type))
     plan.certificates = tuple(certificates)
 
 
-def _key_type(cert: bytes) -> str:
+def _key_type(cert: str) -> str:
     """RSA, ECDSA, Ed25519, ... of the certificate's public key (the leaf, first in the chain)."""
-    key = x509.load_pem_x509_certificate(cert).public_key()
+    key = x509.load_pem_x509_certificate(cert.encode()).public_key()
     for cls, name in ((rsa.RSAPublicKey, "RSA"), (ec.EllipticCurvePublicKey, "ECDSA"),
                       (ed25519.Ed25519PublicKey, "Ed25519"), (ed448.Ed448PublicKey, "Ed448"),
                       (dsa.DSAPublicKey, "DSA")):
@@ -144,11 +185,14 @@ def _key_type(cert: bytes) -> str:
 
 
 def check_ca_pem(pem: bytes) -> str | None:
+    # The reason code only: an exception's text could quote the ConfigMap's data.
     try:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_verify_locations(cadata=pem.decode())
-    except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
-        return f"not a PEM CA certificate: {exc}"
+    except ssl.SSLError as exc:
+        return f"not a PEM CA certificate ({exc.reason or 'OpenSSL refuses it'})"
+    except (ValueError, UnicodeDecodeError):
+        return "not a PEM CA certificate"
     return None
 
 
@@ -211,17 +255,19 @@ def _resolve_backend_client_certificate(plan: GatewayPlan, index: Index) -> None
     else:
         secret = index.secrets.get((ns, ref.name))
         cert, key = (secret.value("tls.crt"), secret.value("tls.key")) if secret else (None, None)
+        rejected = _rejected_note(index, ns, ref.name)
         if secret is None:
-            error = f"{where}: Secret {ns}/{ref.name} not found"
+            error = (f"{where}: Secret {ns}/{ref.name} is invalid: {rejected}" if rejected else
+                     f"{where}: Secret {ns}/{ref.name} not found")
         elif not cert or not key:
             error = f"{where}: Secret {ns}/{ref.name} lacks tls.crt or tls.key"
         else:
-            problem = _check_certificate(cert, key)
-            if problem:
-                error = f"{where}: Secret {ns}/{ref.name}: {problem}"
+            problem = _check_certificate(secret)
+            pair = _pem_pair(secret)
+            if problem or pair is None:
+                error = f"{where}: Secret {ns}/{ref.name}: {problem or 'not UTF-8 text'}"
             else:
-                digest = hashlib.sha256(cert + key).hexdigest()[:16]
-                plan.backend_client_certificate = ir.TLSCertificate(f"client-{digest}", cert.decode(), key.decode())
+                plan.backend_client_certificate = ir.TLSCertificate(f"client-{_digest(pair)}", *pair)
     if error:
         plan.resolved, plan.resolved_reason, plan.resolved_message = False, reason, error
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from wardgate import ir
+from wardgate.errors import Problem
 from wardgate.model import ResourceSet
 from wardgate.model.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
 from wardgate.model.gatewayapi import BackendTLSPolicy, HTTPRoute, ReferenceGrant
@@ -29,6 +30,12 @@ class Index:
         # (namespace, Service, port) -> ready endpoints, filled on first use.
         self.endpoint_cache: dict[tuple[str, str, int], tuple[ir.Endpoint, ...]] = {}
         self.routes: dict[tuple[str, str], HTTPRoute] = {r.key: r for r in rs.http_routes}
+        # Objects whose latest version the model refused: (kind, namespace, name) -> why.
+        self.rejected: dict[tuple[str, str, str], list[Problem]] = {}
+        for _raw, problems in rs.rejected:
+            for p in problems:
+                if p.kind and p.name:
+                    self.rejected.setdefault((p.kind, p.namespace or "", p.name), []).append(p)
         self.grants: dict[str, list[ReferenceGrant]] = defaultdict(list)
         for g in rs.of(ReferenceGrant):
             self.grants[g.namespace].append(g)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from wardgate import ir
+from wardgate import ir, quoting
 from wardgate.errors import Problem
 from wardgate.model import ResourceSet
 from wardgate.model.gatewayapi import GROUP, HTTPPathMatch
@@ -365,9 +365,12 @@ class PolicyResolver:
                 cm = self.attachment.index.config_map(setter.namespace, ref.name)
                 value = cm.data.get(ref.key) if cm is not None else None
                 where = f"spec.directResponses[{i}].bodyFrom"
-                if value is None:
-                    what = f"ConfigMap {setter.namespace}/{ref.name}" + (" has no key " + repr(ref.key) if cm else
-                                                                         " does not exist")
+                # A body nginx can't hold is this policy's problem, not the whole Gateway's.
+                unusable = quoting.check_body(value) if value is not None else None
+                if value is None or unusable:
+                    what = f"ConfigMap {setter.namespace}/{ref.name}" + (
+                        f" data.{ref.key} {unusable}" if unusable else
+                        " has no key " + repr(ref.key) if cm else " does not exist")
                     self.attachment.set_resolved(setter, False, f"{where}: {what}; {resp.path} answers 500")
                     self.attachment.problems.append(Problem(f"{what}; {resp.path} answers 500", setter.origin,
                                                             setter.kind, setter.namespace, setter.name, where))
