@@ -18,8 +18,9 @@ from wardgate.verify.echo import EchoIdentity, EchoServer
 pytestmark = pytest.mark.timeout(120)
 
 
-def tls_secret(name: str, ca: trustme.CA, *hosts: str, namespace: str = "default") -> str:
-    cert = ca.issue_cert(*hosts)
+def tls_secret(name: str, ca: trustme.CA, *hosts: str, namespace: str = "default",
+               key_type: trustme.KeyType = trustme.KeyType.ECDSA) -> str:
+    cert = ca.issue_cert(*hosts, key_type=key_type)
     crt = b"".join(blob.bytes() for blob in cert.cert_chain_pems)
     key = cert.private_key_pem.bytes()
     return f"""
