@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 import pytest
 import trustme
+import yaml
 
-from conftest import Backend, Gateway
+from conftest import REPO, Backend, Gateway
 from policy_helpers import example
 from test_listeners import tls_secret as _tls_secret
 from wardgate import ir, quoting
@@ -272,3 +273,12 @@ def test_hsts_default_on_https_configurable_and_never_over_http(gateway: Gateway
     ancestors = gateway.status("SecurityPolicy", "route-level")["ancestors"]
     accepted = next(c for c in ancestors[0]["conditions"] if c["type"] == "Accepted")
     assert "spec.hsts applies to whole hosts" in accepted["message"]
+
+
+def test_tls_doc_example_options_are_valid() -> None:
+    text = (REPO / "docs" / "tls.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    listeners = yaml.safe_load(block)["spec"]["listeners"]
+    parsed = {ls["name"]: parse_tls_options(ls["tls"]["options"]) for ls in listeners}
+    assert parsed["shop"].ciphers == ("ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384")
+    assert parsed["api"].min_version == "1.3"
