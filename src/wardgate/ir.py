@@ -31,6 +31,25 @@ class TLSCertificate:
     key_type: str = ""
 
 
+# Mozilla's "intermediate" TLS 1.2 suites (server-side TLS guidelines 6.0, OpenSSL names): ECDHE
+# key exchange (forward secrecy) with AEAD ciphers only, in Mozilla's order.
+INTERMEDIATE_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+)
+# ingress-nginx's default Strict-Transport-Security for TLS hosts.
+DEFAULT_HSTS = "max-age=31536000; includeSubDomains"
+
+
+@dataclass(frozen=True)
+class ListenerTLS:
+    """Client-facing TLS settings of one listener. `min_version` "1.3" offers TLS 1.3 only (whose
+    suites are all forward-secret AEAD); `ciphers` are the TLS 1.2 suites, in preference order."""
+
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    ciphers: tuple[str, ...] = INTERMEDIATE_CIPHERS
+
+
 @dataclass(frozen=True)
 class UpstreamTLS:
     """TLS to the backend (BackendTLSPolicy): verify against `ca_pem` (None: the system CAs) for
@@ -313,6 +332,9 @@ class VirtualHost:
     # Policy ids (Gateway.policies): for requests no route serves, and per action id.
     policy: int | None = None
     action_policies: tuple[tuple[int, int], ...] = ()
+    tls: ListenerTLS = field(default_factory=ListenerTLS)
+    # Strict-Transport-Security value sent on every response of an HTTPS host; "" sends none.
+    hsts: str = ""
 
 
 @dataclass(frozen=True)
@@ -332,6 +354,8 @@ class Port:
     # Cleartext HTTP/2 with prior knowledge (h2c), for GRPCRoutes. nginx 1.22 then speaks only
     # HTTP/2 on the port: HTTP/1.1 clients can't use it. (HTTPS ports always offer h2 by ALPN.)
     http2: bool = False
+    # TLS versions are chosen per port, before the SNI name picks a listener.
+    tls_min_version: Literal["1.2", "1.3"] = "1.2"
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ _HOSTNAME = re.compile(
 _PATH = re.compile(r"^/(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _VARNAME = re.compile(r"^[a-z0-9_]+$")
+# One OpenSSL cipher suite name (ECDHE-RSA-AES128-GCM-SHA256): no operators (!, +, -prefix,
+# @SECLEVEL) and no keywords can be spelled with it, only concrete names separated by ':'.
+_CIPHER_NAME = re.compile(r"^[A-Z0-9]+(?:-[A-Z0-9]+)+$")
 # (?<name>, (?P<name>, (?'name' but not the lookbehinds (?<= and (?<!
 _NAMED_GROUP = re.compile(r"\(\?(?:P?<(?![=!])|')")
 
@@ -125,6 +128,20 @@ def check_path(path: str) -> str:
     if path.endswith(("/..", "/.")):
         raise ValueError(f"invalid path {path!r}: must not end with a dot segment")
     return path
+
+
+def check_cipher_names(value: str) -> tuple[str, ...]:
+    """A colon-separated list of cipher suite names, e.g. "ECDHE-ECDSA-AES128-GCM-SHA256:..."."""
+    if not value or len(value) > 1024:
+        raise ValueError("cipher list must be 1 to 1024 characters")
+    names = tuple(value.split(":"))
+    for name in names:
+        if not _CIPHER_NAME.fullmatch(name):
+            raise ValueError(f"invalid cipher name {name!r}: expected OpenSSL suite names such as "
+                             "ECDHE-RSA-AES128-GCM-SHA256 separated by ':' (no operators or keywords)")
+    if len(set(names)) != len(names):
+        raise ValueError("cipher list names a suite twice")
+    return names
 
 
 def check_regex(pattern: str) -> str:

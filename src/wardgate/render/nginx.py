@@ -24,6 +24,9 @@ from wardgate.render.policies import PolicyRenderer, header_directives
 INTERNAL_PREFIX = "/_wardgate/"
 # A disabled ("0s") timeout: nginx has no "never", so the largest 32-bit millisecond count (24.8 days).
 LONGEST_TIMEOUT_MS = 2**31 - 1
+# nginx refuses new streams beyond twice this per read of a connection (Debian's backport of the
+# CVE-2023-44487 fix), so it also bounds how many rapid resets reach backends per event loop turn.
+HTTP2_MAX_STREAMS = 100
 MODULES = ("ngx_http_headers_more_filter_module.so",)
 
 LOG_FORMAT = (
@@ -448,7 +451,7 @@ class _Renderer:
         srv.add("server_name", vhost.hostname)
         certs = vhost.certificates or (port.default_certificates if default else ())
         if port.protocol == "HTTPS":
-            self._tls(srv, certs)
+            self._tls(srv, port, vhost, certs)
             if certs and port.client_validation is not None:
                 self._client_validation(srv, port.client_validation)
             if certs and len(port.listeners) > 1:
@@ -495,7 +498,12 @@ class _Renderer:
             self.http_extra.append(node)
         return "$" + self._maps[key]
 
-    def _tls(self, srv: Directive, certs: tuple[ir.TLSCertificate, ...]) -> None:
+    def _tls(self, srv: Directive, port: ir.Port, vhost: ir.VirtualHost,
+             certs: tuple[ir.TLSCertificate, ...]) -> None:
+        # Every server of the port, the certificate-less default one too: OpenSSL settles the
+        # version with the default server's settings, before SNI switches servers.
+        if port.tls_min_version != ir.ListenerTLS().min_version:
+            srv.add("ssl_protocols", *_protocols(port.tls_min_version))
         if not certs:
             srv.add("ssl_reject_handshake", R("on"))
             return
@@ -505,7 +513,13 @@ class _Renderer:
             self.files[path] = cert.cert_pem.rstrip("\n") + "\n" + cert.key_pem.rstrip("\n") + "\n"
             srv.add("ssl_certificate", path)
             srv.add("ssl_certificate_key", path)
-        srv.add("ssl_protocols", R("TLSv1.2"), R("TLSv1.3"))
+        # The cipher list, unlike the version, follows the server SNI selects.
+        if vhost.tls.ciphers != ir.ListenerTLS().ciphers:
+            srv.add("ssl_ciphers", R(":".join(vhost.tls.ciphers)))
+        if vhost.hsts:
+            # headers-more: also on error pages, replacing a backend's own value, and inherited
+            # together with the locations' own more_set_headers.
+            srv.add("more_set_headers", Text(f"Strict-Transport-Security: {vhost.hsts}"))
 
     def _listen_addr(self) -> str:
         host = self.opts.listen_host
@@ -691,7 +705,10 @@ class _Renderer:
             d("sendfile", R("on")),
             d("tcp_nodelay", R("on")),
             d("keepalive_timeout", R("65s")),
-            d("keepalive_requests", 10000),
+            # Requests (HTTP/2 streams) per client connection: nginx's default. Each stream may
+            # open a backend connection, so this bounds what one connection's rapid resets cost.
+            d("keepalive_requests", 1000),
+            d("http2_max_concurrent_streams", HTTP2_MAX_STREAMS),
             d("client_body_temp_path", "tmp/client_body"),
             d("proxy_temp_path", "tmp/proxy"),
             d("fastcgi_temp_path", "tmp/fastcgi"),
@@ -737,6 +754,8 @@ class _Renderer:
             Directive("map", (Expr((R("$wg_waf"), "|", R("$upstream_status"))), R("$wg_decision_403")), [
                 entry("on|", "waf"), d("default", "allow")]),
         ]
+        if any(p.protocol == "HTTPS" for p in self.gw.ports):
+            http.block += tls_http_directives()
         http.block += self.pol.http_directives()
         http.block += self.http_extra + upstreams + servers
         main.append(http)
@@ -759,6 +778,26 @@ class _Renderer:
             # No ready endpoint: nginx needs a server, so name one that is never tried.
             node.add("server", R("127.0.0.1:9"), R("down"))
         return node
+
+
+def _protocols(min_version: str) -> tuple[Raw, ...]:
+    return (R("TLSv1.3"),) if min_version == "1.3" else (R("TLSv1.2"), R("TLSv1.3"))
+
+
+def tls_http_directives() -> list[Directive]:
+    """http-level TLS defaults, inherited by every server, the catch-all default server too."""
+    return [
+        d("ssl_protocols", *_protocols(ir.ListenerTLS().min_version)),
+        d("ssl_ciphers", R(":".join(ir.ListenerTLS().ciphers))),
+        # Mozilla: let the client pick among suites that are all strong (it knows if it has AES).
+        d("ssl_prefer_server_ciphers", R("off")),
+        d("ssl_ecdh_curve", R("X25519:prime256v1:secp384r1")),
+        # Resumption through a cache shared by the workers; tickets off, because their keys live
+        # until the next reload and would undo forward secrecy for every session until then.
+        d("ssl_session_cache", R("shared:wg_tls:10m")),
+        d("ssl_session_timeout", R("1d")),
+        d("ssl_session_tickets", R("off")),
+    ]
 
 
 def _expr_parts(arg: Arg) -> tuple[Raw | str, ...]:

@@ -17,7 +17,7 @@ from wardgate.translate.build import GatewayBuilder
 from wardgate.translate.conditions import ObjectStatus, condition
 from wardgate.translate.gateways import GatewayPlan, gateway_status, plan_gateway
 from wardgate.translate.index import Index
-from wardgate.translate.policies import PolicyAttachment, PolicyResolver, apply_policies
+from wardgate.translate.policies import PolicyAttachment, PolicyResolver, apply_policies, warn_route_hsts
 from wardgate.translate.routes import Route, attach_route, reject_kind_conflicts
 
 log = logging.getLogger("wardgate")
@@ -95,6 +95,7 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
             if atts and isinstance(res.route, HTTPRoute):
                 route_parents.setdefault(res.route.key, set()).add(gw_key)
     policies = PolicyAttachment(rs, index, out.plans, route_parents, opts.controller_name, now)
+    warn_route_hsts(policies)
     ancestors: dict[tuple[str, str], list[tuple[tuple[str, str], PolicyResult]]] = {}
     for key, plan in out.plans.items():
         builder = GatewayBuilder(plan, index)

@@ -237,7 +237,9 @@ class GatewayBuilder:
                     continue
                 owner = min(owners, key=lambda p: specificity(p.listener.hostname or ""))
                 matches = self._vhost_matches(host, by_listener.get(owner.name, {}))
-                vhosts.append(ir.VirtualHost(host, tuple(matches), owner.certificates, owner.name))
+                https = owner.listener.protocol == "HTTPS"
+                vhosts.append(ir.VirtualHost(host, tuple(matches), owner.certificates, owner.name, tls=owner.tls,
+                                             hsts=ir.DEFAULT_HSTS if https else ""))
             protocol = listeners[0].listener.protocol
             default_certs = next((p.certificates for p in listeners if not p.listener.hostname), ())
             # Client validation is configured per port, so every listener on it has the same.
@@ -248,7 +250,7 @@ class GatewayBuilder:
             out_ports.append(ir.Port(port, "HTTPS" if protocol == "HTTPS" else "HTTP", tuple(vhosts),
                                      default_certs,
                                      tuple((p.listener.hostname or "", p.name) for p in listeners),
-                                     validation, http2=h2c))
+                                     validation, http2=h2c, tls_min_version=listeners[0].tls.min_version))
         return ir.Gateway(gw.namespace, gw.name, tuple(out_ports), tuple(self.upstreams.values()),
                           tuple(self.actions))
 

@@ -6,14 +6,14 @@ import hashlib
 import os
 import ssl
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
-from wardgate import ir
+from wardgate import ir, quoting
 from wardgate.model.core import TLS_SECRET_TYPE, Secret
 from wardgate.model.gatewayapi import GROUP, Gateway, Listener
 from wardgate.model.tls import decode_pem, tls_pair_problem
@@ -39,6 +39,7 @@ class ListenerPlan:
     conflict_reason: str = "NoConflicts"
     certificates: tuple[ir.TLSCertificate, ...] = ()
     client_validation: ir.ClientValidation | None = None
+    tls: ir.ListenerTLS = field(default_factory=ir.ListenerTLS)
     attached: int = 0
 
     @property
@@ -184,6 +185,82 @@ def _key_type(cert: str) -> str:
     return type(key).__name__
 
 
+# Listener tls.options wardgate understands (Gateway API leaves the keys to implementations).
+OPT_PROFILE = "wardgate.io/tls-profile"
+OPT_MIN_VERSION = "wardgate.io/min-version"
+OPT_CIPHERS = "wardgate.io/ciphers"
+TLS_OPTIONS = (OPT_PROFILE, OPT_MIN_VERSION, OPT_CIPHERS)
+
+
+def _openssl_suite(name: str) -> tuple[str, str] | None:
+    """(key exchange, authentication) of the TLS 1.2 suite called exactly `name`, if OpenSSL knows it."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.set_ciphers(name + ":@SECLEVEL=0")
+    except ssl.SSLError:
+        return None
+    found = [(c["kea"], c["auth"]) for c in ctx.get_ciphers() if c["name"] == name and c["protocol"] == "TLSv1.2"]
+    return found[0] if found else None
+
+
+def parse_tls_options(options: dict[str, str]) -> ir.ListenerTLS:
+    """The listener's tls.options as settings; ValueError names the option and what is wrong."""
+    unknown = sorted(set(options) - set(TLS_OPTIONS))
+    if unknown:
+        raise ValueError(f"tls.options[{unknown[0]}]: unknown option; wardgate understands "
+                         + ", ".join(TLS_OPTIONS))
+    profile = options.get(OPT_PROFILE, "intermediate")
+    if profile not in ("intermediate", "modern"):
+        raise ValueError(f"tls.options[{OPT_PROFILE}]: must be intermediate or modern")
+    default_min = "1.3" if profile == "modern" else "1.2"
+    min_version = options.get(OPT_MIN_VERSION, default_min)
+    if min_version not in ("1.2", "1.3"):
+        raise ValueError(f"tls.options[{OPT_MIN_VERSION}]: must be \"1.2\" or \"1.3\"")
+    if profile == "modern" and min_version != "1.3":
+        raise ValueError(f"tls.options[{OPT_MIN_VERSION}]: the modern profile is TLS 1.3 only")
+    if OPT_CIPHERS not in options:
+        return ir.ListenerTLS(min_version)  # type: ignore[arg-type]
+    if min_version == "1.3":
+        raise ValueError(f"tls.options[{OPT_CIPHERS}]: sets TLS 1.2 suites, but this listener offers TLS 1.3 only")
+    try:
+        names = quoting.check_cipher_names(options[OPT_CIPHERS])
+    except ValueError as exc:
+        raise ValueError(f"tls.options[{OPT_CIPHERS}]: {exc}") from None
+    for name in names:
+        suite = _openssl_suite(name)
+        if suite is None:
+            raise ValueError(f"tls.options[{OPT_CIPHERS}]: {name} is not a TLS 1.2 cipher suite OpenSSL knows")
+        # Forward secrecy: ephemeral ECDH only (DHE would need DH parameters nginx isn't given).
+        if suite[0] != "kx-ecdhe" or suite[1] not in ("auth-rsa", "auth-ecdsa"):
+            raise ValueError(f"tls.options[{OPT_CIPHERS}]: {name} is not forward-secret; only ECDHE-RSA-* "
+                             "and ECDHE-ECDSA-* suites are allowed")
+    return ir.ListenerTLS("1.2", names)
+
+
+def _resolve_tls_options(plan: ListenerPlan) -> None:
+    tls = plan.listener.tls
+    try:
+        plan.tls = parse_tls_options(tls.options if tls else {})
+    except ValueError as exc:
+        plan.accepted, plan.accepted_reason, plan.accepted_message = False, "UnsupportedValue", str(exc)
+
+
+def _check_port_tls(plans: list[ListenerPlan]) -> None:
+    """TLS versions are negotiated before SNI chooses a listener, so HTTPS listeners sharing a
+    port must agree on them: the first accepted one sets the port's, others that differ are
+    refused rather than silently weakened or tightened."""
+    first: dict[int, ListenerPlan] = {}
+    for p in plans:
+        if p.listener.protocol != "HTTPS" or not p.accepted:
+            continue
+        owner = first.setdefault(p.listener.port, p)
+        if p.tls.min_version != owner.tls.min_version:
+            p.accepted, p.accepted_reason = False, "UnsupportedValue"
+            p.accepted_message = (f"tls.options[{OPT_MIN_VERSION}]: TLS {p.tls.min_version} differs from "
+                                  f"listener {owner.name}'s TLS {owner.tls.min_version} on port {p.listener.port}; "
+                                  "TLS versions are chosen per port, before the SNI name is known")
+
+
 def check_ca_pem(pem: bytes) -> str | None:
     # The reason code only: an exception's text could quote the ConfigMap's data.
     try:
@@ -291,11 +368,14 @@ def plan_gateway(gw: Gateway, index: Index) -> GatewayPlan:
             if bad:
                 plan.resolved, plan.resolved_reason = False, "InvalidRouteKinds"
                 plan.resolved_message = f"unsupported route kinds: {', '.join(bad)}"
-        if lst.protocol == "HTTPS" and plan.resolved:
+        if lst.protocol == "HTTPS":
+            _resolve_tls_options(plan)
+        if lst.protocol == "HTTPS" and plan.resolved and plan.accepted:
             _resolve_certificates(gw, plan, index)
         if lst.protocol == "HTTPS" and plan.resolved and plan.accepted:
             _resolve_client_validation(gw, plan, index)
         plans.append(plan)
+    _check_port_tls(plans)
     _mark_conflicts(plans)
     result = GatewayPlan(gw, plans)
     _resolve_backend_client_certificate(result, index)

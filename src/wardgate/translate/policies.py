@@ -286,6 +286,16 @@ class PolicyResolver:
         self._cache[key] = result
         return result
 
+    def hsts(self, listener: str) -> str | None:
+        """Strict-Transport-Security as the Gateway- and listener-level policies set it ("" for
+        off); None when none sets it. HSTS is a property of a whole host (browsers apply it to
+        every path), so route-level values are ignored with a warning (`warn_route_hsts`)."""
+        chain = self.attachment.chain("SecurityPolicy", self.gateway, listener)
+        if not any("hsts" in p.spec.model_fields_set for p in chain):
+            return None
+        spec: SecurityPolicySpec = self._merged(chain)
+        return spec.hsts.header() if spec.hsts is not None else ""
+
     def ordered(self) -> tuple[ir.Policy, ...]:
         return tuple(replace(p, id=i) for p, i in sorted(self.policies.items(), key=lambda kv: kv[1]))
 
@@ -390,8 +400,15 @@ def client_ip(attachment: PolicyAttachment, gateway: tuple[str, str]) -> ir.Clie
     return ir.ClientIP(source, c.trusted_hops, tuple(c.trusted_cidrs))  # type: ignore[arg-type]
 
 
+def warn_route_hsts(attachment: PolicyAttachment) -> None:
+    for key, pol in attachment.winners["SecurityPolicy"].items():
+        if key[0] == "HTTPRoute" and "hsts" in pol.spec.model_fields_set:
+            attachment.note(pol, "spec.hsts applies to whole hosts: set it on a policy that targets a Gateway "
+                                 "or a listener; this value is ignored")
+
+
 def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
-    """The Gateway with each virtual host's policy ids filled in."""
+    """The Gateway with each virtual host's policy ids (and HSTS) filled in."""
     cip = client_ip(resolver.attachment, (gw.namespace, gw.name))
     if resolver.policy("") is None and not resolver.attachment.route_level:
         # No policy anywhere on this Gateway: skip the walk over every virtual host (10k routes).
@@ -411,10 +428,12 @@ def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
                 pid = resolver.policy(vh.listener, route, src.rule_name if route else None)
                 if pid is not None:
                     per_action[m.action] = pid
+            hsts = resolver.hsts(vh.listener) if port.protocol == "HTTPS" else None
             vhosts.append(replace(vh, policy=resolver.policy(vh.listener),
-                                  action_policies=tuple(sorted(per_action.items()))))
+                                  action_policies=tuple(sorted(per_action.items())),
+                                  hsts=vh.hsts if hsts is None else hsts))
         ports.append(replace(port, vhosts=tuple(vhosts), policy=resolver.policy("")))
     return replace(gw, ports=tuple(ports), policies=resolver.ordered(), client_ip=cip)
 
 
-__all__ = ["PolicyAttachment", "PolicyResolver", "apply_policies", "security_txt_body"]
+__all__ = ["PolicyAttachment", "PolicyResolver", "apply_policies", "security_txt_body", "warn_route_hsts"]
