@@ -15,8 +15,9 @@ from wardgate.translate.build import GatewayBuilder
 from wardgate.translate.conditions import ObjectStatus, condition
 from wardgate.translate.gateways import GatewayPlan, gateway_status, plan_gateway
 from wardgate.translate.index import Index
+from wardgate.translate.passthrough import add_passthrough
 from wardgate.translate.policies import PolicyAttachment, PolicyResolver, apply_policies
-from wardgate.translate.routes import RouteResult, attach_route
+from wardgate.translate.routes import RouteResult, RouteT, attach_route
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,19 @@ def _class_status(gc: GatewayClass, now: str) -> ObjectStatus:
     return ObjectStatus("GatewayClass", "", gc.name, gen, {"conditions": [accepted, supported]})
 
 
+def _attach(routes: list[RouteT], out: Translation, index: Index, controller: str, now: str
+            ) -> list[RouteResult[RouteT]]:
+    """Attach routes of one kind to the planned Gateways; their status goes to `out`."""
+    results = []
+    for route in routes:
+        res = attach_route(route, out.plans, index, controller, now)
+        results.append(res)
+        if res.parents:
+            out.statuses.append(ObjectStatus(route.kind, route.namespace, route.name,
+                                             route.metadata.generation, {"parents": res.parents}))
+    return results
+
+
 @no_gc_pauses
 def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
     opts = options or Options()
@@ -70,13 +84,8 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
                 "spec.gatewayClassName"))
     for gw in gateways:
         out.plans[gw.key] = plan_gateway(gw, index)
-    results: list[RouteResult] = []
-    for route in rs.http_routes:
-        res = attach_route(route, out.plans, index, opts.controller_name, now)
-        results.append(res)
-        if res.parents:
-            out.statuses.append(ObjectStatus("HTTPRoute", route.namespace, route.name,
-                                             route.metadata.generation, {"parents": res.parents}))
+    results = _attach(rs.http_routes, out, index, opts.controller_name, now)
+    tls_results = _attach(rs.tls_routes, out, index, opts.controller_name, now)
     route_parents: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for res in results:
         for gw_key, atts in res.attachments.items():
@@ -88,7 +97,10 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
         builder = GatewayBuilder(plan, index)
         attachments = [a for res in results for a in res.attachments.get(key, [])]
         if plan.accepted:
-            out.gateways.append(apply_policies(builder.build(attachments), PolicyResolver(policies, key)))
+            gw_ir, problems = add_passthrough(builder.build(attachments), plan,
+                                              [a for res in tls_results for a in res.attachments.get(key, [])], index)
+            out.problems.extend(problems)
+            out.gateways.append(apply_policies(gw_ir, PolicyResolver(policies, key)))
         out.problems.extend(builder.problems)
         out.statuses.append(gateway_status(plan, list(opts.addresses), now))
         for pkey, result in builder.policies.items():

@@ -15,7 +15,8 @@ from wardgate.model.gatewayapi import (
 )
 from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan
-from wardgate.translate.hostnames import covering_names, listener_matches, specificity
+from wardgate.translate.hostnames import covering_names, specificity
+from wardgate.translate.hostnames import owner as owner_of
 from wardgate.translate.index import Index
 from wardgate.translate.routes import Attachment, Backend, BackendError, resolve_backend
 
@@ -196,18 +197,18 @@ class GatewayBuilder:
             self._rules[key] = cached
         return cached.per_match
 
-    def build(self, attachments: list[Attachment]) -> ir.Gateway:
+    def build(self, attachments: list[Attachment[HTTPRoute]]) -> ir.Gateway:
         gw = self.plan.gateway
         # listener -> effective route hostname -> attachments, so each vhost looks up its routes
         # by name (O(labels)) instead of scanning every route (quadratic at 10k hostnames).
-        by_listener: dict[str, dict[str, list[Attachment]]] = {}
+        by_listener: dict[str, dict[str, list[Attachment[HTTPRoute]]]] = {}
         for a in attachments:
             names = by_listener.setdefault(a.listener.name, {})
             for host in a.hostnames:
                 names.setdefault(host, []).append(a)
         ports: dict[int, list[ListenerPlan]] = {}
         for p in self.plan.listeners:
-            if p.programmable:
+            if p.programmable and p.listener.protocol != "TLS":  # TLS passthrough: translate/passthrough.py
                 ports.setdefault(p.listener.port, []).append(p)
         out_ports: list[ir.Port] = []
         for port, listeners in sorted(ports.items()):
@@ -216,11 +217,10 @@ class GatewayBuilder:
                 hosts.update(by_listener.get(p.name, {}))
             vhosts: list[ir.VirtualHost] = []
             for host in sorted(hosts, key=lambda h: (specificity(h), h)):
-                owners = [p for p in listeners if listener_matches(p.listener.hostname, host)] if host else \
-                    [p for p in listeners if not p.listener.hostname]
-                if not owners:
+                i = owner_of([p.listener.hostname or "" for p in listeners], host)
+                if i is None:
                     continue
-                owner = min(owners, key=lambda p: specificity(p.listener.hostname or ""))
+                owner = listeners[i]
                 matches = self._vhost_matches(host, by_listener.get(owner.name, {}))
                 vhosts.append(ir.VirtualHost(host, tuple(matches), owner.certificate, owner.name))
             protocol = listeners[0].listener.protocol
@@ -234,8 +234,8 @@ class GatewayBuilder:
         return ir.Gateway(gw.namespace, gw.name, tuple(out_ports), tuple(self.upstreams.values()),
                           tuple(self.actions))
 
-    def _vhost_matches(self, host: str, by_name: dict[str, list[Attachment]]) -> list[ir.Match]:
-        ranked: dict[int, tuple[tuple[int, int], Attachment]] = {}
+    def _vhost_matches(self, host: str, by_name: dict[str, list[Attachment[HTTPRoute]]]) -> list[ir.Match]:
+        ranked: dict[int, tuple[tuple[int, int], Attachment[HTTPRoute]]] = {}
         for name in covering_names(host):  # most specific first: the first rank seen is the best
             for a in by_name.get(name, []):
                 ranked.setdefault(id(a), (specificity(name), a))

@@ -37,6 +37,13 @@ def intersect(listener: str | None, route_hosts: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def owner(listener_hosts: list[str], host: str) -> int | None:
+    """Index of the listener hostname ("" for none) that owns `host` on a port: the most specific
+    one that accepts it (listener isolation). "" as `host` is owned by a listener without one."""
+    owners = [i for i, h in enumerate(listener_hosts) if (listener_matches(h, host) if host else not h)]
+    return min(owners, key=lambda i: specificity(listener_hosts[i]), default=None)
+
+
 def specificity(host: str) -> tuple[int, int]:
     """Sort key, most specific first: exact names before wildcards, longer before shorter."""
     if not host:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from wardgate import ir
 from wardgate.model.core import Service, ServicePort
-from wardgate.model.gatewayapi import GROUP, BackendObjectReference, HTTPRoute, ParentReference
+from wardgate.model.gatewayapi import (
+    GROUP,
+    BackendObjectReference,
+    HTTPRoute,
+    HTTPRouteRule,
+    ParentReference,
+    TLSRoute,
+    TLSRouteRule,
+)
 from wardgate.translate import backendtls
 from wardgate.translate.backendtls import PolicyResult, policy_for
 from wardgate.translate.conditions import condition
@@ -51,18 +60,21 @@ class BackendError:
         return f"{self.field}: {self.detail}"
 
 
+RouteT = TypeVar("RouteT", HTTPRoute, TLSRoute)
+
+
 @dataclass
-class Attachment:
-    route: HTTPRoute
+class Attachment(Generic[RouteT]):
+    route: RouteT
     listener: ListenerPlan
     hostnames: list[str]
 
 
 @dataclass
-class RouteResult:
-    route: HTTPRoute
+class RouteResult(Generic[RouteT]):
+    route: RouteT
     parents: list[dict[str, Any]] = field(default_factory=list)
-    attachments: dict[tuple[str, str], list[Attachment]] = field(default_factory=dict)
+    attachments: dict[tuple[str, str], list[Attachment[RouteT]]] = field(default_factory=dict)
 
 
 def _endpoints(index: Index, svc: Service, sp: ServicePort) -> tuple[ir.Endpoint, ...]:
@@ -89,13 +101,15 @@ def _collect_endpoints(index: Index, svc: Service, sp: ServicePort) -> tuple[ir.
 
 
 def resolve_backend(
-    ref: BackendObjectReference, route: HTTPRoute, index: Index, field_path: str
+    ref: BackendObjectReference, route: HTTPRoute | TLSRoute, index: Index, field_path: str
 ) -> Backend | BackendError:
+    """The Service port a backendRef names. A TLSRoute's backends get the TLS stream as it came:
+    appProtocol and BackendTLSPolicy don't apply."""
     ns = ref.namespace or route.namespace
     if ref.group not in ("", "core") or ref.kind != "Service":
         return BackendError("InvalidKind", field_path,
                             f"{ref.group or 'core'}/{ref.kind} is not a supported backend kind (core Service is)")
-    if ns != route.namespace and not index.grant_allows(GROUP, "HTTPRoute", route.namespace, "", "Service",
+    if ns != route.namespace and not index.grant_allows(GROUP, route.kind, route.namespace, "", "Service",
                                                         ns, ref.name):
         return BackendError("RefNotPermitted", field_path,
                             f"no ReferenceGrant in namespace {ns} allows a reference to "
@@ -108,6 +122,8 @@ def resolve_backend(
     sp = next((p for p in svc.spec.ports if p.port == ref.port), None)
     if sp is None:
         return BackendError("BackendNotFound", field_path, f"Service {ns}/{ref.name} has no port {ref.port}")
+    if isinstance(route, TLSRoute):
+        return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), "http")
     protocol = APP_PROTOCOLS.get(sp.app_protocol)
     if protocol is None:
         return BackendError("UnsupportedProtocol", field_path, f"appProtocol {sp.app_protocol} is not supported")
@@ -116,13 +132,14 @@ def resolve_backend(
                    backendtls.resolve(policy, index) if policy else None)
 
 
-def resolved_refs(route: HTTPRoute, index: Index) -> tuple[bool, str, str]:
+def resolved_refs(route: HTTPRoute | TLSRoute, index: Index) -> tuple[bool, str, str]:
     """The route's ResolvedRefs condition: the first problem found, in document order."""
-    for r, rule in enumerate(route.spec.rules):
+    rules: Sequence[HTTPRouteRule | TLSRouteRule] = route.spec.rules
+    for r, rule in enumerate(rules):
         refs: list[tuple[BackendObjectReference, str]] = [
             (b, f"spec.rules[{r}].backendRefs[{i}]") for i, b in enumerate(rule.backend_refs)
         ]
-        for f, flt in enumerate(rule.filters):
+        for f, flt in enumerate(getattr(rule, "filters", [])):
             if flt.request_mirror is not None:
                 refs.append((flt.request_mirror.backend_ref,
                              f"spec.rules[{r}].filters[{f}].requestMirror.backendRef"))
@@ -133,7 +150,7 @@ def resolved_refs(route: HTTPRoute, index: Index) -> tuple[bool, str, str]:
     return True, "ResolvedRefs", "All references are resolved"
 
 
-def _parent_ref(ref: ParentReference, route: HTTPRoute) -> dict[str, Any]:
+def _parent_ref(ref: ParentReference, route: HTTPRoute | TLSRoute) -> dict[str, Any]:
     out: dict[str, Any] = {"group": ref.group, "kind": ref.kind, "name": ref.name}
     if ref.namespace is not None:
         out["namespace"] = ref.namespace
@@ -144,8 +161,9 @@ def _parent_ref(ref: ParentReference, route: HTTPRoute) -> dict[str, Any]:
     return out
 
 
-def _allowed(listener: ListenerPlan, route: HTTPRoute, gw_ns: str, index: Index) -> bool:
-    if (GROUP, "HTTPRoute") not in listener.supported_kinds:
+def _allowed(listener: ListenerPlan, route: HTTPRoute | TLSRoute, gw_ns: str, index: Index) -> bool:
+    """The listener's allowedRoutes admit this route (its kind and namespace)."""
+    if (GROUP, route.kind) not in listener.supported_kinds:
         return False
     ns = listener.listener.allowed_routes.namespaces
     if ns.from_ == "All":
@@ -155,9 +173,35 @@ def _allowed(listener: ListenerPlan, route: HTTPRoute, gw_ns: str, index: Index)
     return ns.selector is not None and ns.selector.matches(index.namespace_labels(route.namespace))
 
 
+def select_listeners(ref: ParentReference, plan: GatewayPlan, route: HTTPRoute | TLSRoute, index: Index
+                     ) -> tuple[list[tuple[ListenerPlan, list[str]]], str, str]:
+    """The listeners of `plan` a parentRef attaches the route to, with the hostnames served
+    through each, and the Accepted reason and message."""
+    candidates = plan.listeners
+    if ref.section_name is not None:
+        candidates = [p for p in candidates if p.name == ref.section_name]
+    if ref.port is not None:
+        candidates = [p for p in candidates if p.listener.port == ref.port]
+    if not plan.accepted:
+        return [], "NoMatchingParent", "the Gateway is not accepted"
+    if not candidates:
+        return [], "NoMatchingParent", "no listener matches the parentRef's sectionName and port"
+    if isinstance(route, TLSRoute) and not any(p.listener.protocol == "TLS" for p in candidates):
+        # The TLSRoute spec names this reason for a parent with no TLS listener.
+        return [], "UnsupportedValue", "a TLSRoute attaches only to listeners with protocol TLS"
+    usable = [p for p in candidates if p.attachable]
+    allowed = [p for p in usable if _allowed(p, route, plan.gateway.namespace, index)]
+    if not allowed:
+        return [], "NotAllowedByListeners", "no listener allows this route (namespace or kind)"
+    selected = [(p, hosts) for p in allowed if (hosts := intersect(p.listener.hostname, list(route.spec.hostnames)))]
+    if not selected:
+        return [], "NoMatchingListenerHostname", "no listener hostname intersects the route's hostnames"
+    return selected, "Accepted", "Route is accepted"
+
+
 def attach_route(
-    route: HTTPRoute, plans: dict[tuple[str, str], GatewayPlan], index: Index, controller: str, now: str
-) -> RouteResult:
+    route: RouteT, plans: dict[tuple[str, str], GatewayPlan], index: Index, controller: str, now: str
+) -> RouteResult[RouteT]:
     result = RouteResult(route)
     gen = route.metadata.generation
     refs_ok, refs_reason, refs_msg = resolved_refs(route, index)
@@ -168,31 +212,8 @@ def attach_route(
         plan = plans.get(key)
         if plan is None:
             continue  # not one of ours: another controller reports on it
-        candidates = plan.listeners
-        reason, message = "Accepted", "Route is accepted"
-        if ref.section_name is not None:
-            candidates = [p for p in candidates if p.name == ref.section_name]
-        if ref.port is not None:
-            candidates = [p for p in candidates if p.listener.port == ref.port]
-        attached: list[Attachment] = []
-        if not plan.accepted:
-            reason, message = "NoMatchingParent", "the Gateway is not accepted"
-        elif not candidates:
-            reason, message = "NoMatchingParent", "no listener matches the parentRef's sectionName and port"
-        else:
-            usable = [p for p in candidates if p.attachable]
-            allowed = [p for p in usable if _allowed(p, route, plan.gateway.namespace, index)]
-            if not allowed:
-                reason = "NotAllowedByListeners"
-                message = "no listener allows this route (namespace or kind)"
-            else:
-                for p in allowed:
-                    hosts = intersect(p.listener.hostname, list(route.spec.hostnames))
-                    if hosts:
-                        attached.append(Attachment(route, p, hosts))
-                if not attached:
-                    reason = "NoMatchingListenerHostname"
-                    message = "no listener hostname intersects the route's hostnames"
+        selected, reason, message = select_listeners(ref, plan, route, index)
+        attached = [Attachment(route, p, hosts) for p, hosts in selected]
         ok = bool(attached)
         for a in attached:
             a.listener.attached += 1
