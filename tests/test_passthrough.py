@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
+import yaml
 
 from conftest import Backend, Gateway, loopback_subnet
 from policy_helpers import decision_log
@@ -292,3 +293,65 @@ def test_tlsroute_versions_accepted() -> None:
     # v1alpha2 had no hostnames requirement and allowed several rules.
     assert _parse("apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {name: r}\n"
                   "spec: {rules: [{backendRefs: [{name: s, port: 443}]}, {backendRefs: [{name: t, port: 443}]}]}\n")
+
+
+def test_tlsroute_status_conditions(gateway: Gateway, tls_backend: Callable[..., tuple[EchoServer, trustme.CA]]
+                                    ) -> None:
+    other, other_ca = tls_backend("other", "granted.example.com")
+    gateway.write("gw.yaml", """\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata: {name: gw, namespace: default}
+        spec:
+          gatewayClassName: wardgate
+          listeners:
+            - {name: tls, protocol: TLS, port: 8443, hostname: "*.example.com", tls: {mode: Passthrough},
+               allowedRoutes: {namespaces: {from: All}}}
+            - {name: terminate, protocol: TLS, port: 9443, tls: {mode: Terminate, certificateRefs: [{name: x}]}}
+            - {name: http, protocol: HTTP, port: 8080}
+        ---
+        apiVersion: gateway.networking.k8s.io/v1beta1
+        kind: ReferenceGrant
+        metadata: {name: tls-routes, namespace: other}
+        spec:
+          from: [{group: gateway.networking.k8s.io, kind: TLSRoute, namespace: default}]
+          to: [{group: "", kind: Service, name: other}]
+        """, service("other", other).replace("namespace: default", "namespace: other"),
+        tls_route("granted", ["granted.example.com"], "other", backend_ns="other"),
+        tls_route("nogrant", ["nogrant.example.com"], "other", backend_ns="other", namespace="third"),
+        tls_route("on-http", ["a.example.com"], "other", section="http"),
+        tls_route("on-terminate", ["a.example.com"], "other", section="terminate"),
+        tls_route("elsewhere", ["a.example.org"], "other", section="tls"))
+    gateway.reconcile()
+    assert parent(gateway, "granted") == {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}
+    got = handshake(gateway.address(), 8443, "granted.example.com", other_ca)
+    assert got["body"]["pod"] == "other-abc12-00000"  # type: ignore[index]
+    nogrant = conditions(gateway.status("TLSRoute", "nogrant", "third")["parents"][0])
+    # Attached (the listener allows every namespace) but its backend is not permitted: refused.
+    assert nogrant == {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "RefNotPermitted")}
+    assert refused(gateway.address(), 8443, "nogrant.example.com")
+    assert parent(gateway, "on-http")["Accepted"] == ("False", "UnsupportedValue")
+    assert parent(gateway, "on-terminate")["Accepted"] == ("False", "NotAllowedByListeners")
+    assert parent(gateway, "elsewhere")["Accepted"] == ("False", "NoMatchingListenerHostname")
+    listeners = {ls["name"]: ls for ls in gateway.status("Gateway", "gw")["listeners"]}
+    assert conditions(listeners["terminate"])["Accepted"] == ("False", "UnsupportedValue")
+    assert listeners["tls"]["attachedRoutes"] == 2
+    assert listeners["http"]["supportedKinds"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}]
+
+
+def test_docs_example_translates_to_a_shared_port() -> None:
+    """docs/tls-passthrough.md's example: valid, and one port routed by SNI in front of HTTPS."""
+    from conftest import GATEWAY_CLASS, REPO
+    from policy_helpers import doc_examples
+    from wardgate.model import parse
+    from wardgate.translate import translate
+
+    text = doc_examples(REPO / "docs" / "tls-passthrough.md")["tls-passthrough"]
+    raws = [RawObject(doc, Origin("example.yaml", i))
+            for i, doc in enumerate(yaml.safe_load_all(GATEWAY_CLASS + "---\n" + text
+                                                       + tls_secret("www-cert", trustme.CA(), "www.example.com")))]
+    gw = translate(parse(raws)).gateways[0]
+    (port,) = gw.passthrough
+    assert port.port == 443 and port.terminate == ("www.example.com",)
+    assert [r.hostname for r in port.routes] == ["vault.example.com", "*.db.example.com"]
+    assert [b.weight for b in port.routes[0].backends] == [9, 1]
