@@ -1,4 +1,4 @@
-"""`python -m bench <dataplane|waf|scale|reconfig|all> [--quick] [--runs N] [--out DIR]`."""
+"""`python -m bench <dataplane|waf|scale|reconfig|passthrough|all> [--quick] [--runs N] [--out DIR]`."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import dataplane, reconfig, report, scale, waf
+from bench import dataplane, passthrough, reconfig, report, scale, waf
 from bench.common import RESULTS_DIR, Settings, log, machine_info, write_json
 
-SUITES = {"dataplane": dataplane.run, "waf": waf.run, "scale": scale.run, "reconfig": reconfig.run}
+SUITES = {"dataplane": dataplane.run, "waf": waf.run, "scale": scale.run, "reconfig": reconfig.run,
+          "passthrough": passthrough.run}
 
 
 def _suite_failed(doc: dict[str, Any]) -> bool:

@@ -441,11 +441,11 @@ def parse_wrk(text: str) -> dict[str, Any]:
 
 
 def run_wrk(port: int, host: str, path: str, duration_s: float, settings: Settings,
-            address: str = "127.0.0.1", script: Path | None = None) -> dict[str, Any]:
+            address: str = "127.0.0.1", script: Path | None = None, scheme: str = "http") -> dict[str, Any]:
     """wrk against one URL; `script` is a wrk Lua file (e.g. setting a POST body)."""
     cmd = ["taskset", "-c", str(LOAD_CPU), "wrk", f"-t{settings.threads}", f"-c{settings.connections}",
            f"-d{max(1, round(duration_s))}s", "--latency", "--timeout", "5s", "-H", f"Host: {host}",
-           *(["-s", str(script)] if script is not None else []), f"http://{address}:{port}{path}"]
+           *(["-s", str(script)] if script is not None else []), f"{scheme}://{address}:{port}{path}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
@@ -481,7 +481,7 @@ def wait_quiet(max_wait_s: float) -> tuple[float, float]:
 
 def measure(pids: Callable[[], set[int]], port: int, host: str, path: str, settings: Settings,
             duration_s: float | None = None, backend_pids: set[int] | None = None,
-            script: Path | None = None) -> dict[str, Any]:
+            script: Path | None = None, scheme: str = "http") -> dict[str, Any]:
     """One wrk run against a pinned proxy; its CPU time per request from /proc before/after."""
     waited, busy_before = wait_quiet(settings.quiet_wait_s if duration_s is None else 0.0)
     before_pids = pids()
@@ -489,7 +489,7 @@ def measure(pids: Callable[[], set[int]], port: int, host: str, path: str, setti
     ticks0 = {p: cpu_ticks(p) for p in before_pids}
     ns0 = {p: cpu_ns(p) for p in before_pids}
     busy0 = per_cpu_busy()
-    res = run_wrk(port, host, path, duration_s or settings.duration_s, settings, script=script)
+    res = run_wrk(port, host, path, duration_s or settings.duration_s, settings, script=script, scheme=scheme)
     busy1 = per_cpu_busy()
     after_pids = pids()
     # A process that appeared mid-run started from zero; one that vanished took its time with it
@@ -526,12 +526,13 @@ NOISY_RETRIES = 2
 
 
 def measure_quietest(pids: Callable[[], set[int]], port: int, host: str, path: str, settings: Settings,
-                     backend_pids: set[int] | None = None, script: Path | None = None) -> dict[str, Any]:
+                     backend_pids: set[int] | None = None, script: Path | None = None,
+                     scheme: str = "http") -> dict[str, Any]:
     """measure(); in full mode, a run during which other processes used more than NOISY of CPU 0 is
     repeated (at most NOISY_RETRIES times) and the quietest attempt kept; the others' noise is recorded."""
     attempts: list[dict[str, Any]] = []
     for _ in range(1 if settings.quick else 1 + NOISY_RETRIES):
-        res = measure(pids, port, host, path, settings, backend_pids=backend_pids, script=script)
+        res = measure(pids, port, host, path, settings, backend_pids=backend_pids, script=script, scheme=scheme)
         attempts.append(res)
         if (res.get("proxy_cpu_other_busy") or 0.0) <= NOISY:
             break

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # lua-resty-core: the Lua module needs it to start (nginx -t passes without it, nginx does not).
 DEB_PACKAGES=(nginx libnginx-mod-http-js libnginx-mod-http-lua lua-resty-core libnginx-mod-http-headers-more-filter
-              libnginx-mod-http-modsecurity modsecurity-crs python3-venv curl jq
+              libnginx-mod-http-modsecurity libnginx-mod-stream modsecurity-crs python3-venv curl jq
               wrk caddy haproxy valgrind)  # the last four: the benchmarks' load generator, peers and
                                            # instruction counter
 missing=()

@@ -49,5 +49,8 @@ def test_bench_all_quick_writes_results() -> None:
         assert set(waf["kinds"]) == {"get", "get_4args", "post_json"}, waf["kinds"].keys()
         assert waf["targets"]["waf"]["attacks"] == {"xss": 403, "sqli": 403}, waf["targets"]["waf"]
         assert latest["machine"]["cores"]
+        # HTTPS alone and sharing its port with TLS passthrough, both measured
+        assert set(json.loads((out / "passthrough.json").read_text())["shared_vs_alone"]) >= {
+            "rps_ratio", "cpu_us_per_req_ratio"}
     finally:
         shutil.rmtree(out, ignore_errors=True)

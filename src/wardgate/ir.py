@@ -356,6 +356,36 @@ class Port:
     http2: bool = False
     # TLS versions are chosen per port, before the SNI name picks a listener.
     tls_min_version: Literal["1.2", "1.3"] = "1.2"
+    # HTTPS sharing its port with TLS passthrough: the stream module owns the port and hands this
+    # port's hostnames to the HTTP server over a local socket, with the PROXY protocol.
+    behind_stream: bool = False
+
+
+@dataclass(frozen=True)
+class SniRoute:
+    """TLS connections whose SNI name matches `hostname` ("*.x" a suffix wildcard, "" any name)
+    go to `backends` as they came, without terminating TLS. A backend whose upstream is None
+    (invalid backendRef) gets its share of connections closed."""
+
+    hostname: str
+    backends: tuple[WeightedBackend, ...]
+    source: RouteRef
+
+
+@dataclass(frozen=True)
+class PassthroughPort:
+    """A port whose TLS connections are routed by SNI name before any TLS is terminated.
+
+    `terminate`: names owned by HTTPS listeners on the same port, handed to the HTTP server
+    (`terminate_default`: so are names nothing else claims, for an HTTPS listener without a
+    hostname). `reject`: names owned by a TLS listener with no route for them. Every other
+    name, and a connection without one, is closed."""
+
+    port: int
+    routes: tuple[SniRoute, ...]
+    terminate: tuple[str, ...] = ()
+    terminate_default: bool = False
+    reject: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -367,6 +397,9 @@ class Gateway:
     actions: tuple[Action, ...]
     policies: tuple[Policy, ...] = ()
     client_ip: ClientIP = field(default_factory=ClientIP)
+    passthrough: tuple[PassthroughPort, ...] = ()
+    # TCP upstreams of the passthrough routes (nginx's stream module).
+    stream_upstreams: tuple[Upstream, ...] = ()
 
     @property
     def key(self) -> str:

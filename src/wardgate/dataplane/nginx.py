@@ -546,6 +546,10 @@ class NginxInstance:
     def _start(self) -> str | None:
         """Start the master on ``current``; wait until it has workers. Returns an error or None."""
         self._reap_orphans(graceful=True)
+        # A master that died without cleaning up leaves its unix sockets (TLS passthrough's local
+        # hops); nginx can't bind over them. No master of ours runs now, so they are stale.
+        for sock in (self.workdir / "run").glob("*.sock"):
+            sock.unlink(missing_ok=True)
         offsets = self._log_offsets()
         cmd = self._nginx_cmd(self.current_conf)
         try:

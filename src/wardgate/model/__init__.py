@@ -13,12 +13,14 @@ from wardgate.model.base import Resource
 from wardgate.model.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
 from wardgate.model.gatewayapi import (
     GROUP,
+    TLS_ROUTE_VERSIONS,
     BackendTLSPolicy,
     Gateway,
     GatewayClass,
     GRPCRoute,
     HTTPRoute,
     ReferenceGrant,
+    TLSRoute,
 )
 from wardgate.model.policies import POLICY_GROUP, POLICY_KINDS, POLICY_VERSION
 from wardgate.perf import no_gc_pauses
@@ -31,6 +33,7 @@ KINDS: dict[tuple[str, str], type[Resource]] = {
     (GROUP, "HTTPRoute"): HTTPRoute,
     (GROUP, "GRPCRoute"): GRPCRoute,
     (GROUP, "ReferenceGrant"): ReferenceGrant,
+    (GROUP, "TLSRoute"): TLSRoute,
     (GROUP, "BackendTLSPolicy"): BackendTLSPolicy,
     ("", "Namespace"): Namespace,
     ("", "Service"): Service,
@@ -41,6 +44,8 @@ KINDS: dict[tuple[str, str], type[Resource]] = {
 }
 SUPPORTED_VERSIONS = {GROUP: {"v1", "v1beta1", "v1alpha3"}, "": {"v1"}, "discovery.k8s.io": {"v1"},
                       POLICY_GROUP: {POLICY_VERSION}}
+# Kinds whose versions differ from their group's.
+KIND_VERSIONS: dict[tuple[str, str], set[str]] = {(GROUP, "TLSRoute"): set(TLS_ROUTE_VERSIONS)}
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -83,6 +88,10 @@ class ResourceSet:
     def grpc_routes(self) -> list[GRPCRoute]:
         return self.of(GRPCRoute)
 
+    @property
+    def tls_routes(self) -> list[TLSRoute]:
+        return self.of(TLSRoute)
+
 
 def parse_object(raw: RawObject, seq: int = 0) -> Resource | None:
     """The typed object, None for kinds wardgate does not use. Raises InputError."""
@@ -100,7 +109,7 @@ def parse_object(raw: RawObject, seq: int = 0) -> Resource | None:
     cls = KINDS.get((group, kind))
     if cls is None:
         return None
-    if version not in SUPPORTED_VERSIONS[group]:
+    if version not in KIND_VERSIONS.get((group, kind), SUPPORTED_VERSIONS[group]):
         raise InputError([Problem(
             f"unsupported apiVersion {api_version!r} for {kind}", raw.origin, kind, ns, name, "apiVersion"
         )])

@@ -552,6 +552,54 @@ class GRPCRoute(Resource):
     spec: GRPCRouteSpec = Field(default_factory=GRPCRouteSpec)
 
 
+TLS_ROUTE_VERSIONS = ("v1alpha2", "v1alpha3", "v1")
+
+
+class TLSBackendRef(BackendObjectReference):
+    weight: Annotated[int, Field(ge=0, le=1_000_000)] = 1
+
+
+class TLSRouteRule(Model):
+    name: str | None = None
+    backend_refs: Annotated[list[TLSBackendRef], Field(min_length=1, max_length=16)]
+
+
+class TLSRouteSpec(Model):
+    parent_refs: list[ParentReference] = Field(default_factory=list)
+    # SNI names: no IP addresses (RFC 6066); a wildcard only as the whole first label.
+    hostnames: Annotated[list[Hostname], Field(max_length=1024)] = Field(default_factory=list)
+    rules: Annotated[list[TLSRouteRule], Field(min_length=1, max_length=16)]
+
+    @field_validator("hostnames")
+    @classmethod
+    def _no_ip(cls, hosts: list[str]) -> list[str]:
+        import ipaddress
+
+        for h in hosts:
+            try:
+                ipaddress.ip_address(h)
+            except ValueError:
+                continue
+            raise ValueError(f"hostnames: {h!r} is an IP address; SNI names can't be (RFC 6066)")
+        return hosts
+
+
+class TLSRoute(Resource):
+    """SNI-routed TLS (passthrough): v1alpha2, v1alpha3 and v1 (standard channel since v1.5)."""
+
+    spec: TLSRouteSpec
+
+    @model_validator(mode="after")
+    def _by_version(self) -> TLSRoute:
+        # v1alpha3 and v1 require hostnames and exactly one rule; v1alpha2 allowed neither limit.
+        if self.api_version.rpartition("/")[2] in ("v1alpha3", "v1"):
+            if not self.spec.hostnames:
+                raise ValueError(f"spec.hostnames: at least one is required in {self.api_version}")
+            if len(self.spec.rules) != 1:
+                raise ValueError(f"spec.rules: exactly one rule is allowed in {self.api_version}")
+        return self
+
+
 class ReferenceGrantFrom(Model):
     group: str
     kind: str

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from wardgate import ir
 from wardgate.perf import no_gc_pauses
 from wardgate.quoting import DOLLAR_VAR, Arg, Expr, Raw, Text, header_variable, regex_escape
+from wardgate.render import stream
 from wardgate.render.emit import Directive, block, d, emit, entry
 from wardgate.render.policies import PolicyRenderer, header_directives
 
@@ -438,16 +439,22 @@ class _Renderer:
 
     def _server(self, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> Directive:
         srv = block("server")
-        listen: list[Arg] = [R(f"{self._listen_addr()}:{port.port + self.opts.port_offset}")]
+        listen: list[Arg] = [R(f"unix:{stream.https_socket(port.port)}") if port.behind_stream
+                             else R(f"{self._listen_addr()}:{port.port + self.opts.port_offset}")]
         if default:
             listen.append(R("default_server"))
         if port.protocol == "HTTPS":
             listen += [R("ssl"), R("http2")]
         elif port.http2:
             listen.append(R("http2"))  # h2c with prior knowledge, for GRPCRoutes (ir.Port.http2)
-        if self.gw.client_ip.source == "proxy_protocol":
+        if self.gw.client_ip.source == "proxy_protocol" or port.behind_stream:
             listen.append(R("proxy_protocol"))
         srv.add("listen", *listen)
+        if port.behind_stream:
+            # The stream module in front sends the client's address (after its own client-IP
+            # rules) in the PROXY header; only that hop is trusted here, whatever the http level says.
+            srv.add("set_real_ip_from", R("unix:"))
+            srv.add("real_ip_header", R("proxy_protocol"))
         srv.add("server_name", vhost.hostname)
         certs = vhost.certificates or (port.default_certificates if default else ())
         if port.protocol == "HTTPS":
@@ -686,8 +693,10 @@ class _Renderer:
         upstreams = [self._upstream(u) for u in self.gw.upstreams]
         upstreams += [self._upstream(by_name[base], name, copies)
                       for (base, copies), name in self._retry_upstreams.items()]
+        stream_block = stream.StreamRenderer(self.gw, self._listen_addr(), self.opts.port_offset).render()
         main: list[Directive] = [d("load_module", f"{self.opts.modules_dir}/{m}")
-                                 for m in (*MODULES, *self.pol.modules())]
+                                 for m in (*MODULES, *self.pol.modules(),
+                                           *((stream.MODULE,) if stream_block else ()))]
         workers = self.opts.worker_processes
         main += [
             d("worker_processes", workers if workers else R("auto")),
@@ -759,6 +768,8 @@ class _Renderer:
         http.block += self.pol.http_directives()
         http.block += self.http_extra + upstreams + servers
         main.append(http)
+        if stream_block is not None:
+            main.append(stream_block)
         self.files["nginx.conf"] = (f"# wardgate: Gateway {self.gw.key}. Generated; do not edit.\n"
                                     + emit(main))
         return self.files

@@ -17,8 +17,9 @@ from wardgate.translate.build import GatewayBuilder
 from wardgate.translate.conditions import ObjectStatus, condition
 from wardgate.translate.gateways import GatewayPlan, gateway_status, plan_gateway
 from wardgate.translate.index import Index
+from wardgate.translate.passthrough import add_passthrough
 from wardgate.translate.policies import PolicyAttachment, PolicyResolver, apply_policies, warn_route_hsts
-from wardgate.translate.routes import Route, attach_route, reject_kind_conflicts
+from wardgate.translate.routes import Route, RouteResult, RouteT, attach_route, reject_kind_conflicts
 
 log = logging.getLogger("wardgate")
 
@@ -56,6 +57,19 @@ def _class_status(gc: GatewayClass, now: str) -> ObjectStatus:
     return ObjectStatus("GatewayClass", "", gc.name, gen, {"conditions": [accepted, supported]})
 
 
+def _attach(routes: list[RouteT], out: Translation, index: Index, controller: str, now: str
+            ) -> list[RouteResult[RouteT]]:
+    """Attach routes of one kind to the planned Gateways; their status goes to `out`."""
+    results = []
+    for route in routes:
+        res = attach_route(route, out.plans, index, controller, now)
+        results.append(res)
+        if res.parents:
+            out.statuses.append(ObjectStatus(route.kind, route.namespace, route.name,
+                                             route.metadata.generation, {"parents": res.parents}))
+    return results
+
+
 @no_gc_pauses
 def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
     opts = options or Options()
@@ -81,13 +95,10 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
         except Exception as exc:  # a bug in one Gateway's translation must not stop the others
             _failed(out, gw, exc)
     routes: list[Route] = [*rs.http_routes, *rs.grpc_routes]
-    results = [attach_route(route, out.plans, index, opts.controller_name, now) for route in routes]
+    # Status entries share the parents' dicts, so the conflict resolution below shows in them.
+    results = _attach(routes, out, index, opts.controller_name, now)
     reject_kind_conflicts(results, now)
-    for res in results:
-        if res.parents:
-            route = res.route
-            out.statuses.append(ObjectStatus(route.kind, route.namespace, route.name,
-                                             route.metadata.generation, {"parents": res.parents}))
+    tls_results = _attach(rs.tls_routes, out, index, opts.controller_name, now)
     route_parents: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for res in results:
         for gw_key, atts in res.attachments.items():
@@ -102,7 +113,11 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
         attachments = [a for res in results for a in res.attachments.get(key, [])]
         if plan.accepted:
             try:
-                out.gateways.append(apply_policies(builder.build(attachments), PolicyResolver(policies, key)))
+                gw_ir, problems = add_passthrough(builder.build(attachments), plan,
+                                                  [a for res in tls_results for a in res.attachments.get(key, [])],
+                                                  index)
+                out.problems.extend(problems)
+                out.gateways.append(apply_policies(gw_ir, PolicyResolver(policies, key)))
             except Exception as exc:  # as above: this Gateway keeps its last good configuration
                 _failed(out, plan.gateway, exc)
         out.problems.extend(builder.problems)

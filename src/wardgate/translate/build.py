@@ -20,7 +20,8 @@ from wardgate.model.gatewayapi import (
 )
 from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan
-from wardgate.translate.hostnames import covering_names, listener_matches, specificity
+from wardgate.translate.hostnames import covering_names, specificity
+from wardgate.translate.hostnames import owner as owner_of
 from wardgate.translate.index import Index
 from wardgate.translate.routes import Attachment, Backend, BackendError, Route, resolve_backend
 
@@ -210,18 +211,18 @@ class GatewayBuilder:
             self._rules[key] = cached
         return cached.per_match
 
-    def build(self, attachments: list[Attachment]) -> ir.Gateway:
+    def build(self, attachments: list[Attachment[Route]]) -> ir.Gateway:
         gw = self.plan.gateway
         # listener -> effective route hostname -> attachments, so each vhost looks up its routes
         # by name (O(labels)) instead of scanning every route (quadratic at 10k hostnames).
-        by_listener: dict[str, dict[str, list[Attachment]]] = {}
+        by_listener: dict[str, dict[str, list[Attachment[Route]]]] = {}
         for a in attachments:
             names = by_listener.setdefault(a.listener.name, {})
             for host in a.hostnames:
                 names.setdefault(host, []).append(a)
         ports: dict[int, list[ListenerPlan]] = {}
         for p in self.plan.listeners:
-            if p.programmable:
+            if p.programmable and p.listener.protocol != "TLS":  # TLS passthrough: translate/passthrough.py
                 ports.setdefault(p.listener.port, []).append(p)
         grpc_listeners = {a.listener.name for a in attachments if isinstance(a.route, GRPCRoute)}
         out_ports: list[ir.Port] = []
@@ -231,11 +232,10 @@ class GatewayBuilder:
                 hosts.update(by_listener.get(p.name, {}))
             vhosts: list[ir.VirtualHost] = []
             for host in sorted(hosts, key=lambda h: (specificity(h), h)):
-                owners = [p for p in listeners if listener_matches(p.listener.hostname, host)] if host else \
-                    [p for p in listeners if not p.listener.hostname]
-                if not owners:
+                i = owner_of([p.listener.hostname or "" for p in listeners], host)
+                if i is None:
                     continue
-                owner = min(owners, key=lambda p: specificity(p.listener.hostname or ""))
+                owner = listeners[i]
                 matches = self._vhost_matches(host, by_listener.get(owner.name, {}))
                 https = owner.listener.protocol == "HTTPS"
                 vhosts.append(ir.VirtualHost(host, tuple(matches), owner.certificates, owner.name, tls=owner.tls,
@@ -255,7 +255,7 @@ class GatewayBuilder:
                           tuple(self.actions))
 
     def _h2c_warning(self, port: int, listeners: list[ListenerPlan],
-                     by_listener: dict[str, dict[str, list[Attachment]]]) -> None:
+                     by_listener: dict[str, dict[str, list[Attachment[Route]]]]) -> None:
         """nginx 1.22 serves cleartext HTTP/2 only with prior knowledge and then nothing else on
         that port: say so when HTTPRoutes share the port with GRPCRoutes."""
         http_routes = sorted({f"{a.route.namespace}/{a.route.name}" for p in listeners
@@ -269,8 +269,8 @@ class GatewayBuilder:
                 f"{', ...' if len(http_routes) > 5 else ''}) can't connect; give gRPC its own port or an "
                 "HTTPS listener", gw.origin, "Gateway", gw.namespace, gw.name, "spec.listeners"))
 
-    def _vhost_matches(self, host: str, by_name: dict[str, list[Attachment]]) -> list[ir.Match]:
-        ranked: dict[int, tuple[tuple[int, int], Attachment]] = {}
+    def _vhost_matches(self, host: str, by_name: dict[str, list[Attachment[Route]]]) -> list[ir.Match]:
+        ranked: dict[int, tuple[tuple[int, int], Attachment[Route]]] = {}
         for name in covering_names(host):  # most specific first: the first rank seen is the best
             for a in by_name.get(name, []):
                 ranked.setdefault(id(a), (specificity(name), a))

@@ -20,9 +20,12 @@ from wardgate.model.tls import decode_pem, tls_pair_problem
 from wardgate.translate.conditions import ObjectStatus, condition
 from wardgate.translate.index import Index
 
-SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS")
+SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS", "TLS")
 ROUTE_KINDS = {"HTTP": [(GROUP, "HTTPRoute"), (GROUP, "GRPCRoute")],
-               "HTTPS": [(GROUP, "HTTPRoute"), (GROUP, "GRPCRoute")]}
+               "HTTPS": [(GROUP, "HTTPRoute"), (GROUP, "GRPCRoute")],
+               "TLS": [(GROUP, "TLSRoute")]}
+# Protocols that may share a port: the TLS ClientHello's SNI name tells their listeners apart.
+SNI_PROTOCOLS = frozenset({"HTTPS", "TLS"})
 
 
 @dataclass
@@ -355,7 +358,7 @@ def plan_gateway(gw: Gateway, index: Index) -> GatewayPlan:
         plan = ListenerPlan(lst, supported_kinds=[])
         if lst.protocol not in SUPPORTED_PROTOCOLS:
             plan.accepted, plan.accepted_reason = False, "UnsupportedProtocol"
-            plan.accepted_message = f"protocol {lst.protocol} is not supported (HTTP and HTTPS are)"
+            plan.accepted_message = f"protocol {lst.protocol} is not supported (HTTP, HTTPS and TLS are)"
             plans.append(plan)
             continue
         possible = ROUTE_KINDS[lst.protocol]
@@ -368,6 +371,12 @@ def plan_gateway(gw: Gateway, index: Index) -> GatewayPlan:
             if bad:
                 plan.resolved, plan.resolved_reason = False, "InvalidRouteKinds"
                 plan.resolved_message = f"unsupported route kinds: {', '.join(bad)}"
+        if lst.protocol == "TLS" and (lst.tls is None or lst.tls.mode != "Passthrough"):
+            # TLSRoute on a terminating TLS listener is the extended TLSRouteModeTerminate feature,
+            # which wardgate does not implement: an HTTPS listener terminates TLS for HTTPRoutes.
+            plan.accepted, plan.accepted_reason = False, "UnsupportedValue"
+            plan.accepted_message = ("TLS listeners support only tls.mode Passthrough (TLSRoute with "
+                                     "Terminate is not supported; use an HTTPS listener to terminate TLS)")
         if lst.protocol == "HTTPS":
             _resolve_tls_options(plan)
         if lst.protocol == "HTTPS" and plan.resolved and plan.accepted:
@@ -402,7 +411,7 @@ def _mark_conflicts(plans: list[ListenerPlan]) -> None:
             by_port.setdefault(p.listener.port, []).append(p)
     for group in by_port.values():
         protocols = {p.listener.protocol for p in group}
-        if len(protocols) > 1:
+        if len(protocols) > 1 and not protocols <= SNI_PROTOCOLS:
             for p in group:
                 p.conflicted, p.conflict_reason = True, "ProtocolConflict"
             continue

@@ -46,6 +46,11 @@ def _overlap(a: str, b: str) -> bool:
 def hostnames_overlap(a: list[str], b: list[str]) -> bool:
     """Could one request host be served by both lists ("" stands for any host)?"""
     return any(_overlap(x, y) for x in a for y in b)
+def owner(listener_hosts: list[str], host: str) -> int | None:
+    """Index of the listener hostname ("" for none) that owns `host` on a port: the most specific
+    one that accepts it (listener isolation). "" as `host` is owned by a listener without one."""
+    owners = [i for i, h in enumerate(listener_hosts) if (listener_matches(h, host) if host else not h)]
+    return min(owners, key=lambda i: specificity(listener_hosts[i]), default=None)
 
 
 def specificity(host: str) -> tuple[int, int]:

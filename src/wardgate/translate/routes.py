@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from wardgate import ir
 from wardgate.model.core import Service, ServicePort
@@ -16,6 +16,8 @@ from wardgate.model.gatewayapi import (
     HTTPRoute,
     HTTPRouteRule,
     ParentReference,
+    TLSRoute,
+    TLSRouteRule,
 )
 from wardgate.translate import backendtls
 from wardgate.translate.backendtls import PolicyResult, policy_for
@@ -35,7 +37,8 @@ GRPC_APP_PROTOCOLS: dict[str | None, ir.BackendProtocol] = {
     None: "h2c", "kubernetes.io/h2c": "h2c", "grpc": "h2c", "h2c": "h2c",
 }
 
-Route = HTTPRoute | GRPCRoute
+Route = HTTPRoute | GRPCRoute  # the HTTP-served kinds
+AnyRoute = HTTPRoute | GRPCRoute | TLSRoute
 
 
 @dataclass(frozen=True)
@@ -67,18 +70,21 @@ class BackendError:
         return f"{self.field}: {self.detail}"
 
 
+RouteT = TypeVar("RouteT", bound="AnyRoute")
+
+
 @dataclass
-class Attachment:
-    route: Route
+class Attachment(Generic[RouteT]):
+    route: RouteT
     listener: ListenerPlan
     hostnames: list[str]
 
 
 @dataclass
-class RouteResult:
-    route: Route
+class RouteResult(Generic[RouteT]):
+    route: RouteT
     parents: list[dict[str, Any]] = field(default_factory=list)
-    attachments: dict[tuple[str, str], list[Attachment]] = field(default_factory=dict)
+    attachments: dict[tuple[str, str], list[Attachment[RouteT]]] = field(default_factory=dict)
 
 
 def _endpoints(index: Index, svc: Service, sp: ServicePort) -> tuple[ir.Endpoint, ...]:
@@ -105,8 +111,10 @@ def _collect_endpoints(index: Index, svc: Service, sp: ServicePort) -> tuple[ir.
 
 
 def resolve_backend(
-    ref: BackendObjectReference, route: Route, index: Index, field_path: str
+    ref: BackendObjectReference, route: AnyRoute, index: Index, field_path: str
 ) -> Backend | BackendError:
+    """The Service port a backendRef names. A TLSRoute's backends get the TLS stream as it came:
+    appProtocol and BackendTLSPolicy don't apply."""
     ns = ref.namespace or route.namespace
     if ref.group not in ("", "core") or ref.kind != "Service":
         return BackendError("InvalidKind", field_path,
@@ -124,6 +132,8 @@ def resolve_backend(
     sp = next((p for p in svc.spec.ports if p.port == ref.port), None)
     if sp is None:
         return BackendError("BackendNotFound", field_path, f"Service {ns}/{ref.name} has no port {ref.port}")
+    if isinstance(route, TLSRoute):
+        return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), "http")
     protocol = (GRPC_APP_PROTOCOLS if isinstance(route, GRPCRoute) else APP_PROTOCOLS).get(sp.app_protocol)
     if protocol is None:
         return BackendError("UnsupportedProtocol", field_path, f"appProtocol {sp.app_protocol} is not supported")
@@ -132,14 +142,14 @@ def resolve_backend(
                    backendtls.resolve(policy, index) if policy else None)
 
 
-def resolved_refs(route: Route, index: Index) -> tuple[bool, str, str]:
+def resolved_refs(route: AnyRoute, index: Index) -> tuple[bool, str, str]:
     """The route's ResolvedRefs condition: the first problem found, in document order."""
-    rules: Sequence[HTTPRouteRule | GRPCRouteRule] = route.spec.rules
+    rules: Sequence[HTTPRouteRule | GRPCRouteRule | TLSRouteRule] = route.spec.rules
     for r, rule in enumerate(rules):
         refs: list[tuple[BackendObjectReference, str]] = [
             (b, f"spec.rules[{r}].backendRefs[{i}]") for i, b in enumerate(rule.backend_refs)
         ]
-        for f, flt in enumerate(rule.filters):
+        for f, flt in enumerate(getattr(rule, "filters", [])):
             if flt.request_mirror is not None:
                 refs.append((flt.request_mirror.backend_ref,
                              f"spec.rules[{r}].filters[{f}].requestMirror.backendRef"))
@@ -150,7 +160,7 @@ def resolved_refs(route: Route, index: Index) -> tuple[bool, str, str]:
     return True, "ResolvedRefs", "All references are resolved"
 
 
-def _parent_ref(ref: ParentReference, route: Route) -> dict[str, Any]:
+def _parent_ref(ref: ParentReference, route: AnyRoute) -> dict[str, Any]:
     out: dict[str, Any] = {"group": ref.group, "kind": ref.kind, "name": ref.name}
     if ref.namespace is not None:
         out["namespace"] = ref.namespace
@@ -161,7 +171,8 @@ def _parent_ref(ref: ParentReference, route: Route) -> dict[str, Any]:
     return out
 
 
-def _allowed(listener: ListenerPlan, route: Route, gw_ns: str, index: Index) -> bool:
+def _allowed(listener: ListenerPlan, route: AnyRoute, gw_ns: str, index: Index) -> bool:
+    """The listener's allowedRoutes admit this route (its kind and namespace)."""
     if (GROUP, route.kind) not in listener.supported_kinds:
         return False
     ns = listener.listener.allowed_routes.namespaces
@@ -172,9 +183,35 @@ def _allowed(listener: ListenerPlan, route: Route, gw_ns: str, index: Index) -> 
     return ns.selector is not None and ns.selector.matches(index.namespace_labels(route.namespace))
 
 
+def select_listeners(ref: ParentReference, plan: GatewayPlan, route: AnyRoute, index: Index
+                     ) -> tuple[list[tuple[ListenerPlan, list[str]]], str, str]:
+    """The listeners of `plan` a parentRef attaches the route to, with the hostnames served
+    through each, and the Accepted reason and message."""
+    candidates = plan.listeners
+    if ref.section_name is not None:
+        candidates = [p for p in candidates if p.name == ref.section_name]
+    if ref.port is not None:
+        candidates = [p for p in candidates if p.listener.port == ref.port]
+    if not plan.accepted:
+        return [], "NoMatchingParent", "the Gateway is not accepted"
+    if not candidates:
+        return [], "NoMatchingParent", "no listener matches the parentRef's sectionName and port"
+    if isinstance(route, TLSRoute) and not any(p.listener.protocol == "TLS" for p in candidates):
+        # The TLSRoute spec names this reason for a parent with no TLS listener.
+        return [], "UnsupportedValue", "a TLSRoute attaches only to listeners with protocol TLS"
+    usable = [p for p in candidates if p.attachable]
+    allowed = [p for p in usable if _allowed(p, route, plan.gateway.namespace, index)]
+    if not allowed:
+        return [], "NotAllowedByListeners", "no listener allows this route (namespace or kind)"
+    selected = [(p, hosts) for p in allowed if (hosts := intersect(p.listener.hostname, list(route.spec.hostnames)))]
+    if not selected:
+        return [], "NoMatchingListenerHostname", "no listener hostname intersects the route's hostnames"
+    return selected, "Accepted", "Route is accepted"
+
+
 def attach_route(
-    route: Route, plans: dict[tuple[str, str], GatewayPlan], index: Index, controller: str, now: str
-) -> RouteResult:
+    route: RouteT, plans: dict[tuple[str, str], GatewayPlan], index: Index, controller: str, now: str
+) -> RouteResult[RouteT]:
     result = RouteResult(route)
     gen = route.metadata.generation
     refs_ok, refs_reason, refs_msg = resolved_refs(route, index)
@@ -185,31 +222,8 @@ def attach_route(
         plan = plans.get(key)
         if plan is None:
             continue  # not one of ours: another controller reports on it
-        candidates = plan.listeners
-        reason, message = "Accepted", "Route is accepted"
-        if ref.section_name is not None:
-            candidates = [p for p in candidates if p.name == ref.section_name]
-        if ref.port is not None:
-            candidates = [p for p in candidates if p.listener.port == ref.port]
-        attached: list[Attachment] = []
-        if not plan.accepted:
-            reason, message = "NoMatchingParent", "the Gateway is not accepted"
-        elif not candidates:
-            reason, message = "NoMatchingParent", "no listener matches the parentRef's sectionName and port"
-        else:
-            usable = [p for p in candidates if p.attachable]
-            allowed = [p for p in usable if _allowed(p, route, plan.gateway.namespace, index)]
-            if not allowed:
-                reason = "NotAllowedByListeners"
-                message = "no listener allows this route (namespace or kind)"
-            else:
-                for p in allowed:
-                    hosts = intersect(p.listener.hostname, list(route.spec.hostnames))
-                    if hosts:
-                        attached.append(Attachment(route, p, hosts))
-                if not attached:
-                    reason = "NoMatchingListenerHostname"
-                    message = "no listener hostname intersects the route's hostnames"
+        selected, reason, message = select_listeners(ref, plan, route, index)
+        attached = [Attachment(route, p, hosts) for p, hosts in selected]
         ok = bool(attached)
         for a in attached:
             a.listener.attached += 1
@@ -226,24 +240,24 @@ def attach_route(
     return result
 
 
-def reject_kind_conflicts(results: list[RouteResult], now: str) -> None:
+def reject_kind_conflicts(results: list[RouteResult[Route]], now: str) -> None:
     """An HTTPRoute and a GRPCRoute on one listener with overlapping hostnames: the spec accepts
     only the older (creationTimestamp, then namespace/name); the other loses that listener, and a
     parentRef left with no listener gets Accepted=False."""
-    by_listener: dict[tuple[tuple[str, str], str], list[tuple[RouteResult, Attachment]]] = {}
+    by_listener: dict[tuple[tuple[str, str], str], list[tuple[RouteResult[Route], Attachment[Route]]]] = {}
     for res in results:
         for gw_key, atts in res.attachments.items():
             for a in atts:
                 by_listener.setdefault((gw_key, a.listener.name), []).append((res, a))
 
-    def age(entry: tuple[RouteResult, Attachment]) -> tuple[str, str, str]:
+    def age(entry: tuple[RouteResult[Route], Attachment[Route]]) -> tuple[str, str, str]:
         route = entry[1].route
         return (route.metadata.creation_timestamp or "", route.namespace, route.name)
 
     for (gw_key, _name), entries in by_listener.items():
         if len({type(a.route) for _, a in entries}) < 2:
             continue  # one kind only: nothing to resolve (the common case, kept linear)
-        kept: dict[type, list[Attachment]] = {HTTPRoute: [], GRPCRoute: []}
+        kept: dict[type, list[Attachment[Route]]] = {HTTPRoute: [], GRPCRoute: []}
         for res, a in sorted(entries, key=age):
             other = GRPCRoute if isinstance(a.route, HTTPRoute) else HTTPRoute
             winner = next((b.route for b in kept[other] if hostnames_overlap(a.hostnames, b.hostnames)), None)
@@ -253,7 +267,7 @@ def reject_kind_conflicts(results: list[RouteResult], now: str) -> None:
                 _lose(res, gw_key, a, winner, now)
 
 
-def _lose(res: RouteResult, gw_key: tuple[str, str], a: Attachment, winner: Route, now: str) -> None:
+def _lose(res: RouteResult[Route], gw_key: tuple[str, str], a: Attachment[Route], winner: Route, now: str) -> None:
     res.attachments[gw_key].remove(a)
     a.listener.attached -= 1
     for parent in res.parents:
@@ -268,7 +282,7 @@ def _lose(res: RouteResult, gw_key: tuple[str, str], a: Attachment, winner: Rout
                     f"on listener {a.listener.name}; an HTTPRoute and a GRPCRoute can't share a hostname there")
 
 
-def _covers(ref: dict[str, Any], a: Attachment) -> bool:
+def _covers(ref: dict[str, Any], a: Attachment[Route]) -> bool:
     """Does this parentRef (by sectionName and port) still reach attachment `a`'s listener?"""
     return (ref.get("sectionName") in (None, a.listener.name)
             and ref.get("port") in (None, a.listener.listener.port))

@@ -38,6 +38,7 @@ SUPPORTED_FEATURES: frozenset[str] = frozenset({
     "HTTPRouteNamedRouteRule",
     "HTTPRouteBackendRequestHeaderModification",
     "GatewayHTTPListenerIsolation",
+    "TLSRoute",
     "HTTPRouteBackendProtocolWebSocket",
     "HTTPRoute308RedirectStatusCode",
     "HTTPRouteRequestMultipleMirrors",
