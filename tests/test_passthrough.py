@@ -336,7 +336,8 @@ def test_tlsroute_status_conditions(gateway: Gateway, tls_backend: Callable[...,
     listeners = {ls["name"]: ls for ls in gateway.status("Gateway", "gw")["listeners"]}
     assert conditions(listeners["terminate"])["Accepted"] == ("False", "UnsupportedValue")
     assert listeners["tls"]["attachedRoutes"] == 2
-    assert listeners["http"]["supportedKinds"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}]
+    assert listeners["http"]["supportedKinds"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"},
+                                                   {"group": "gateway.networking.k8s.io", "kind": "GRPCRoute"}]
 
 
 def test_docs_example_translates_to_a_shared_port() -> None:
