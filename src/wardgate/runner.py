@@ -22,7 +22,7 @@ from wardgate.model import ObjectKey, ParseCache, ResourceSet, parse_keeping
 from wardgate.model.base import Resource
 from wardgate.render.nginx import RenderOptions, render
 from wardgate.sources import RawObject, manifest_files
-from wardgate.sources.files import FileCache, load_paths_keeping
+from wardgate.sources.files import MAX_FILE_BYTES, FileCache, load_paths_keeping
 from wardgate.sources.generations import GenerationTracker
 from wardgate.status.report import write_status_file
 from wardgate.translate import Options, Translation, translate
@@ -41,6 +41,7 @@ class RunnerOptions:
     # Give each Gateway its own address from this pool (e.g. "127.0.100.0/24") instead of
     # listen_host, so several Gateways can use the same ports, as they would in a cluster.
     address_pool: str | None = None
+    max_file_bytes: int = MAX_FILE_BYTES  # larger manifest files are refused
 
 
 @dataclass
@@ -59,7 +60,7 @@ class Runner:
         self.paths = paths
         self.state_dir = state_dir
         self.opts = options or RunnerOptions()
-        self._files = FileCache()
+        self._files = FileCache(self.opts.max_file_bytes)
         self._parsed = ParseCache()
         self._loader = loader
         self._last_good: dict[ObjectKey, Resource] = {}
@@ -77,6 +78,7 @@ class Runner:
         t0 = time.monotonic()
         with self._lock:
             problems: list[Problem] = []
+            raws: list[RawObject] = []
             if self._loader is not None:
                 try:
                     raws = self._loader()
@@ -85,9 +87,12 @@ class Runner:
                     self.input_errors = exc.problems
                     self._write_status()
                     return ReconcileReport(False, [str(p) for p in exc.problems], [], time.monotonic() - t0)
-            else:
-                raws, problems = load_paths_keeping(self.paths, self._files)
-            rs, invalid = parse_keeping(self._generations.apply(raws), self._last_good, self._parsed)
+            try:
+                if self._loader is None:
+                    raws, problems = load_paths_keeping(self.paths, self._files)
+                rs, invalid = parse_keeping(self._generations.apply(raws), self._last_good, self._parsed)
+            except Exception as exc:  # a bug reading input must not stop the gateways that serve
+                return self._internal_error(exc, t0)
             problems += invalid
             # Like an API server rejecting an update: a broken file or object keeps its last good
             # version serving, and everything else still applies. Say exactly what is wrong.
@@ -97,10 +102,7 @@ class Runner:
             try:
                 report = self._apply(rs)
             except Exception as exc:  # a bug must not stop the gateways that are serving
-                log.exception("reconcile failed; the last good configuration keeps serving")
-                self.apply_errors["*"] = f"internal error: {exc!r}"
-                self._write_status()
-                return ReconcileReport(False, [f"internal error: {exc!r}"], [], time.monotonic() - t0)
+                return self._internal_error(exc, t0)
             self.apply_errors.pop("*", None)
             self._last_good = {(o.kind, o.namespace, o.name): o for o in rs.objects}
             if problems:
@@ -109,6 +111,12 @@ class Runner:
             report.duration_s = time.monotonic() - t0
             self._write_status()
             return report
+
+    def _internal_error(self, exc: Exception, t0: float) -> ReconcileReport:
+        log.exception("reconcile failed; the last good configuration keeps serving")
+        self.apply_errors["*"] = f"internal error: {exc!r}"
+        self._write_status()
+        return ReconcileReport(False, [f"internal error: {exc!r}"], [], time.monotonic() - t0)
 
     def _apply(self, rs: ResourceSet) -> ReconcileReport:
         tr = translate(rs, Options(addresses=(self.opts.listen_host,)))
@@ -241,17 +249,22 @@ class Runner:
             self.instances.clear()
 
     def serve(self, stop: threading.Event, admin_host: str = "127.0.0.1", admin_port: int | None = 9901,
-              poll_s: float = 1.0, resync_s: float = 3600.0) -> None:
+              poll_s: float = 1.0, resync_s: float = 3600.0, admin_allowed_hosts: tuple[str, ...] = ()) -> None:
         """Reconcile, then watch the files until `stop` is set; supervise nginx meanwhile.
 
         Also reconcile every `resync_s` without a change, like an informer's resync: validity
         can depend on time (a security.txt expiring), and nginx only reloads if its files change.
+
+        Whenever this returns or raises, every nginx it runs is stopped: a data plane nobody
+        supervises or reconfigures is never left behind on purpose. (A hard kill of this process
+        leaves nginx serving its last good configuration; the next run adopts it.)
         """
         from watchfiles import watch
 
         admin = None
         if admin_port is not None:
-            admin = AdminServer(admin_host, admin_port, self.status, self.states)
+            admin = AdminServer(admin_host, admin_port, self.status, self.states,
+                                allowed_hosts=admin_allowed_hosts)
             admin.start()
             log.info("admin endpoints on http://%s:%d (/healthz /readyz /status /metrics)",
                      admin_host, admin.port)
@@ -274,6 +287,10 @@ class Runner:
                     report = self.reconcile()
                     log.info("reconciled in %.3fs: %s", report.duration_s,
                              "ok" if report.ok else "errors, last good config kept")
+        except Exception:
+            log.critical("the control plane is stopping on an unexpected error; stopping the nginx "
+                         "of every Gateway rather than leaving it unsupervised", exc_info=True)
+            raise
         finally:
             if admin is not None:
                 admin.stop()
