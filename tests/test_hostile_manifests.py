@@ -121,13 +121,18 @@ def _admin_status(logs: Callable[[], str]) -> dict[str, Any] | None:
         return None
 
 
-def test_run_keeps_serving_and_applying_edits_next_to_hostile_files(world_dir: Path,
-                                                                    backends: Callable[..., Backend]) -> None:
-    app = backends("app")
+def _manifests(world_dir: Path, app: Backend) -> Path:
+    """A directory with a Gateway routing one.example.com to `app`."""
     files = world_dir / "manifests"
     files.mkdir()
     (files / "class.yaml").write_text(GATEWAY_CLASS)
     (files / "gw.yaml").write_text(gw("gw", 8080, "one.example.com") + app.manifests())
+    return files
+
+
+def test_run_keeps_serving_and_applying_edits_next_to_hostile_files(world_dir: Path,
+                                                                    backends: Callable[..., Backend]) -> None:
+    files = _manifests(world_dir, backends("app"))
     (files / "deep.yaml").write_text(DEEP)
     (files / "laughs.yaml").write_text(LAUGHS)
     with wardgate_run(files, world_dir / "state") as (proc, logs):
@@ -212,11 +217,7 @@ def test_files_over_the_size_limit_are_refused_and_the_rest_applies(world_dir: P
                                                                     backends: Callable[..., Backend]) -> None:
     from wardgate.runner import Runner, RunnerOptions
 
-    app = backends("app")
-    files = world_dir / "manifests"
-    files.mkdir()
-    (files / "class.yaml").write_text(GATEWAY_CLASS)
-    (files / "gw.yaml").write_text(gw("gw", 8080, "one.example.com") + app.manifests())
+    files = _manifests(world_dir, backends("app"))
     big = files / "big.yaml"
     big.write_text(_config_map("big", "x" * 5000))
     runner = Runner([files], world_dir / "state", RunnerOptions(worker_processes=1, max_file_bytes=4096,
