@@ -12,6 +12,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -244,3 +245,22 @@ def test_a_fifo_named_as_a_manifest_does_not_hang(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     r = wardgate("validate", "-f", str(fifo))
     assert r.returncode == 2 and f"{fifo}: not a regular file; not read" in r.stderr
+
+
+def test_serve_says_so_and_stops_nginx_when_the_control_plane_fails(
+        gateway: Gateway, backends: Callable[..., Backend], caplog: pytest.LogCaptureFixture) -> None:
+    gateway.write("gw.yaml", gw("gw", 8080), backends("app").manifests())
+    masters: list[int | None] = []
+
+    def broken_supervise() -> None:  # a bug in the control plane's loop, after nginx serves
+        masters.extend(inst.pid for inst in gateway.runner.instances.values())
+        raise RuntimeError("a bug")
+
+    gateway.runner.supervise = broken_supervise  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        gateway.runner.serve(threading.Event(), admin_port=None, poll_s=0.1)
+    assert masters and masters[0] is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(masters[0], 0)
+    assert "the control plane is stopping on an unexpected error (RuntimeError); stopping the nginx of every " \
+        "Gateway" in caplog.text

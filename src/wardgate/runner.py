@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,7 +93,13 @@ class Runner:
                     raws, problems = load_paths_keeping(self.paths, self._files)
                 rs, invalid = parse_keeping(self._generations.apply(raws), self._last_good, self._parsed)
             except Exception as exc:  # a bug reading input must not stop the gateways that serve
-                return self._internal_error(exc, t0)
+                # the type and stack only: an exception's text could quote Secret data
+                error = f"internal error loading the input ({type(exc).__name__}); the last good " \
+                        "configuration keeps serving"
+                log.error("%s:\n%s", error, "".join(traceback.format_tb(exc.__traceback__)))
+                self.apply_errors["*"] = error
+                self._write_status()
+                return ReconcileReport(False, [error], [], time.monotonic() - t0)
             problems += invalid
             # Like an API server rejecting an update: a broken file or object keeps its last good
             # version serving, and everything else still applies. Say exactly what is wrong.
@@ -102,7 +109,10 @@ class Runner:
             try:
                 report = self._apply(rs)
             except Exception as exc:  # a bug must not stop the gateways that are serving
-                return self._internal_error(exc, t0)
+                log.exception("reconcile failed; the last good configuration keeps serving")
+                self.apply_errors["*"] = f"internal error: {exc!r}"
+                self._write_status()
+                return ReconcileReport(False, [f"internal error: {exc!r}"], [], time.monotonic() - t0)
             self.apply_errors.pop("*", None)
             self._last_good = {(o.kind, o.namespace, o.name): o for o in rs.objects}
             if problems:
@@ -111,12 +121,6 @@ class Runner:
             report.duration_s = time.monotonic() - t0
             self._write_status()
             return report
-
-    def _internal_error(self, exc: Exception, t0: float) -> ReconcileReport:
-        log.exception("reconcile failed; the last good configuration keeps serving")
-        self.apply_errors["*"] = f"internal error: {exc!r}"
-        self._write_status()
-        return ReconcileReport(False, [f"internal error: {exc!r}"], [], time.monotonic() - t0)
 
     def _apply(self, rs: ResourceSet) -> ReconcileReport:
         tr = translate(rs, Options(addresses=(self.opts.listen_host,)))
@@ -287,9 +291,10 @@ class Runner:
                     report = self.reconcile()
                     log.info("reconciled in %.3fs: %s", report.duration_s,
                              "ok" if report.ok else "errors, last good config kept")
-        except Exception:
-            log.critical("the control plane is stopping on an unexpected error; stopping the nginx "
-                         "of every Gateway rather than leaving it unsupervised", exc_info=True)
+        except Exception as exc:  # the type and stack only: its text could quote Secret data
+            log.critical("the control plane is stopping on an unexpected error (%s); stopping the nginx "
+                         "of every Gateway rather than leaving it unsupervised:\n%s", type(exc).__name__,
+                         "".join(traceback.format_tb(exc.__traceback__)))
             raise
         finally:
             if admin is not None:

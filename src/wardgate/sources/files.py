@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - libyaml is part of Debian's and PyPI's
 
 SUFFIXES = (".yaml", ".yml", ".json")
 # Largest manifest file read (`--max-file-size`): 10,000 routes of bench/manifests.py in one file
-# are 3.4 MB; a Kubernetes object is at most 1.5 MiB.
+# are 2.8 MB; a Kubernetes object is at most 1.5 MiB.
 MAX_FILE_BYTES = 8 * 1024 * 1024
 # Collections nested in one document. Real manifests stay near 20 (wardgate's own CRDs: 20), far
 # from libyaml's crash and from Python's recursion limit in later stages.
