@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -20,6 +21,7 @@ from wardgate.errors import InputError
 from wardgate.model import parse
 from wardgate.render.nginx import RenderOptions, render
 from wardgate.sources import load_paths
+from wardgate.sources.files import MAX_FILE_BYTES
 from wardgate.status.report import format_table
 from wardgate.translate import Options, translate
 
@@ -29,6 +31,22 @@ app.add_typer(verify_app, name="verify")
 
 Files = Annotated[list[Path], typer.Option("-f", "--file", help="Manifest file or directory (repeatable).")]
 OUTPUT_FORMATS = ("table", "yaml", "json")
+_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30}
+
+
+def _byte_size(text: str | int) -> int:
+    """`8MiB`, `512k` or plain bytes."""
+    if isinstance(text, int):  # the default
+        return text
+    m = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text)
+    if m is None or m.group(2).lower() not in _UNITS or int(m.group(1)) <= 0:
+        raise typer.BadParameter(f"{text!r} is not a size such as 8MiB, 512KiB or 1048576")
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+MaxFileSize = Annotated[int, typer.Option(
+    "--max-file-size", parser=_byte_size, metavar="SIZE",
+    help=f"Refuse manifest files larger than this (e.g. 16MiB; default {MAX_FILE_BYTES >> 20}MiB).")]
 
 
 def _fail_input(exc: InputError) -> None:
@@ -38,8 +56,8 @@ def _fail_input(exc: InputError) -> None:
     raise typer.Exit(2)
 
 
-def _status_doc(paths: list[Path], address: str) -> dict[str, Any]:
-    tr = translate(parse(load_paths(paths)), Options(addresses=(address,)))
+def _status_doc(paths: list[Path], address: str, max_file_size: int) -> dict[str, Any]:
+    tr = translate(parse(load_paths(paths, max_bytes=max_file_size)), Options(addresses=(address,)))
     return {"objects": [s.to_dict() for s in tr.statuses], "errors": [],
             "warnings": [str(p) for p in tr.problems]}
 
@@ -60,10 +78,10 @@ def version() -> None:
 
 
 @app.command()
-def validate(files: Files) -> None:
+def validate(files: Files, max_file_size: MaxFileSize = MAX_FILE_BYTES) -> None:
     """Check manifests without running anything; exit 2 on invalid input."""
     try:
-        rs = parse(load_paths(files))
+        rs = parse(load_paths(files, max_bytes=max_file_size))
     except InputError as exc:
         _fail_input(exc)
         return
@@ -79,10 +97,11 @@ def render_cmd(
     out: Annotated[Path, typer.Option("-o", "--output-dir", help="Directory to write into.")],
     listen_host: Annotated[str, typer.Option(help="Address nginx listens on.")] = "127.0.0.1",
     port_offset: Annotated[int, typer.Option(help="Listener port p binds p+N.")] = 0,
+    max_file_size: MaxFileSize = MAX_FILE_BYTES,
 ) -> None:
     """Write each Gateway's nginx files to OUT/<namespace>_<name>/ without running anything."""
     try:
-        tr = translate(parse(load_paths(files)), Options(addresses=(listen_host,)))
+        tr = translate(parse(load_paths(files, max_bytes=max_file_size)), Options(addresses=(listen_host,)))
     except InputError as exc:
         _fail_input(exc)
         return
@@ -110,6 +129,7 @@ def status(
                                                    "http://127.0.0.1:9901")] = None,
     output: Annotated[str, typer.Option("-o", "--output", help="table, yaml or json")] = "table",
     listen_host: Annotated[str, typer.Option(help="Address reported for Gateways (with -f).")] = "127.0.0.1",
+    max_file_size: MaxFileSize = MAX_FILE_BYTES,
 ) -> None:
     """Print the status conditions of GatewayClasses, Gateways and HTTPRoutes."""
     if output not in OUTPUT_FORMATS:
@@ -119,7 +139,7 @@ def status(
             doc = json.loads(resp.read())
     elif files:
         try:
-            doc = _status_doc(files, listen_host)
+            doc = _status_doc(files, listen_host, max_file_size)
         except InputError as exc:
             _fail_input(exc)
             return
@@ -144,14 +164,23 @@ def run(
     workers: Annotated[int | None, typer.Option(help="nginx worker processes (default: one per core).")]
     = None,
     nginx: Annotated[str, typer.Option(help="nginx binary.")] = "nginx",
+    max_file_size: MaxFileSize = MAX_FILE_BYTES,
+    admin_allow_host: Annotated[list[str] | None, typer.Option(
+        "--admin-allow-host", metavar="HOST",
+        help="Also accept this Host header on the admin port (repeatable); 127.0.0.1, localhost "
+             "and ::1 always are.")] = None,
 ) -> None:
     """Run one nginx per Gateway, reload on file changes, serve admin endpoints."""
+    import faulthandler
+
     from wardgate.runner import Runner, RunnerOptions
 
+    faulthandler.enable()  # a crash in C code still leaves a traceback on stderr
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = Runner(files, state_dir.absolute(), RunnerOptions(listen_host, port_offset, nginx,
                                                                worker_processes=workers,
-                                                               address_pool=address_pool))
+                                                               address_pool=address_pool,
+                                                               max_file_bytes=max_file_size))
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -160,7 +189,10 @@ def run(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    runner.serve(stop, admin_port=admin_port)
+    try:
+        runner.serve(stop, admin_port=admin_port, admin_allowed_hosts=tuple(admin_allow_host or ()))
+    except Exception:  # serve() logged it and stopped nginx: exit non-zero for the supervisor
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -10,10 +10,12 @@ class Origin:
     """Where an object came from: a file and the document's index in it (0-based)."""
 
     file: str
-    index: int = 0
+    index: int | None = 0  # None: about the whole file
     item: int | None = None  # position inside a `kind: List` document
 
     def __str__(self) -> str:
+        if self.index is None:
+            return self.file
         where = f"{self.file}[doc {self.index}]"
         return where if self.item is None else f"{where}.items[{self.item}]"
 

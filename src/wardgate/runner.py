@@ -23,7 +23,7 @@ from wardgate.model import ObjectKey, ParseCache, ResourceSet, parse_keeping
 from wardgate.model.base import Resource
 from wardgate.render.nginx import RenderOptions, render
 from wardgate.sources import RawObject, manifest_files
-from wardgate.sources.files import FileCache, load_paths_keeping
+from wardgate.sources.files import MAX_FILE_BYTES, FileCache, load_paths_keeping
 from wardgate.sources.generations import GenerationTracker
 from wardgate.status.report import write_status_file
 from wardgate.translate import Options, Translation, translate
@@ -50,6 +50,7 @@ class RunnerOptions:
     # Give each Gateway its own address from this pool (e.g. "127.0.100.0/24") instead of
     # listen_host, so several Gateways can use the same ports, as they would in a cluster.
     address_pool: str | None = None
+    max_file_bytes: int = MAX_FILE_BYTES  # larger manifest files are refused
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Runner:
         self.paths = paths
         self.state_dir = state_dir
         self.opts = options or RunnerOptions()
-        self._files = FileCache()
+        self._files = FileCache(self.opts.max_file_bytes)
         self._parsed = ParseCache()
         self._loader = loader
         self._last_good: dict[ObjectKey, Resource] = {}
@@ -88,6 +89,7 @@ class Runner:
         t0 = time.monotonic()
         with self._lock:
             problems: list[Problem] = []
+            raws: list[RawObject] = []
             if self._loader is not None:
                 try:
                     raws = self._loader()
@@ -96,9 +98,18 @@ class Runner:
                     self.input_errors = exc.problems
                     self._write_status()
                     return ReconcileReport(False, [str(p) for p in exc.problems], [], time.monotonic() - t0)
-            else:
-                raws, problems = load_paths_keeping(self.paths, self._files)
-            rs, invalid = parse_keeping(self._generations.apply(raws), self._last_good, self._parsed)
+            try:
+                if self._loader is None:
+                    raws, problems = load_paths_keeping(self.paths, self._files)
+                rs, invalid = parse_keeping(self._generations.apply(raws), self._last_good, self._parsed)
+            except Exception as exc:  # a bug reading input must not stop the gateways that serve
+                # the type and stack only: an exception's text could quote Secret data
+                error = f"internal error loading the input ({type(exc).__name__}); the last good " \
+                        "configuration keeps serving"
+                log.error("%s:\n%s", error, "".join(traceback.format_tb(exc.__traceback__)))
+                self.apply_errors["*"] = error
+                self._write_status()
+                return ReconcileReport(False, [error], [], time.monotonic() - t0)
             problems += invalid
             # Like an API server rejecting an update: a broken file or object keeps its last good
             # version serving, and everything else still applies. Say exactly what is wrong.
@@ -262,17 +273,22 @@ class Runner:
             self.instances.clear()
 
     def serve(self, stop: threading.Event, admin_host: str = "127.0.0.1", admin_port: int | None = 9901,
-              poll_s: float = 1.0, resync_s: float = 3600.0) -> None:
+              poll_s: float = 1.0, resync_s: float = 3600.0, admin_allowed_hosts: tuple[str, ...] = ()) -> None:
         """Reconcile, then watch the files until `stop` is set; supervise nginx meanwhile.
 
         Also reconcile every `resync_s` without a change, like an informer's resync: validity
         can depend on time (a security.txt expiring), and nginx only reloads if its files change.
+
+        Whenever this returns or raises, every nginx it runs is stopped: a data plane nobody
+        supervises or reconfigures is never left behind on purpose. (A hard kill of this process
+        leaves nginx serving its last good configuration; the next run adopts it.)
         """
         from watchfiles import watch
 
         admin = None
         if admin_port is not None:
-            admin = AdminServer(admin_host, admin_port, self.status, self.states)
+            admin = AdminServer(admin_host, admin_port, self.status, self.states,
+                                allowed_hosts=admin_allowed_hosts)
             admin.start()
             log.info("admin endpoints on http://%s:%d (/healthz /readyz /status /metrics)",
                      admin_host, admin.port)
@@ -295,6 +311,11 @@ class Runner:
                     report = self.reconcile()
                     log.info("reconciled in %.3fs: %s", report.duration_s,
                              "ok" if report.ok else "errors, last good config kept")
+        except Exception as exc:  # the type and stack only: its text could quote Secret data
+            log.critical("the control plane is stopping on an unexpected error (%s); stopping the nginx "
+                         "of every Gateway rather than leaving it unsupervised:\n%s", type(exc).__name__,
+                         "".join(traceback.format_tb(exc.__traceback__)))
+            raise
         finally:
             if admin is not None:
                 admin.stop()

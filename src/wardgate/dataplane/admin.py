@@ -2,12 +2,19 @@
 
 Stdlib server on a daemon thread; it only reads state through the provider callables, so it
 never blocks or mutates the data plane. Bind it to loopback: it has no authentication.
+
+Anything that can reach the port is untrusted: a request must arrive within `read_timeout_s`
+(slowloris), at most `max_connections` are handled at once (more are answered 503 at once, from
+the accepting thread), and a `Host` header that names neither the listen address, localhost nor
+an allowed host is answered 421, so a web page can't read /status through DNS rebinding.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -153,11 +160,72 @@ class _StateCollector(Collector):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     admin: AdminServer
+    slots: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            # Full: answer without a thread, so idle connections can't pile threads up.
+            try:
+                request.settimeout(0.5)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: give the slot back
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+_BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Socket reads that give up at a fixed time, however slowly the bytes trickle in."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
+def _host_name(header: str) -> str:
+    """The host of a Host header, without port, brackets or a final dot, in lower case."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "wardgate-admin"
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the socket closes only once every file made from it is closed
+        # One request per connection (HTTP/1.0), and all of it within the timeout.
+        deadline = time.monotonic() + self.server.admin.read_timeout_s
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline))
 
     def do_GET(self) -> None:
         self._dispatch(send_body=True)
@@ -171,8 +239,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, send_body: bool) -> None:
         path = self.path.split("?", 1)[0]
         admin = self.server.admin
+        self.connection.settimeout(admin.read_timeout_s)  # the read deadline may be nearly spent
+        hosts = self.headers.get_all("Host") or []
         try:
-            if path == "/healthz":
+            if len(hosts) > 1:
+                status, ctype, body = 400, "text/plain; charset=utf-8", b"more than one Host header\n"
+            elif hosts and _host_name(hosts[0]) not in admin.allowed_hosts:
+                # DNS rebinding: a page on a foreign name must not read these endpoints
+                status, ctype, body = 421, "text/plain; charset=utf-8", b"unknown Host\n"
+            elif path == "/healthz":
                 status, ctype, body = 200, "text/plain; charset=utf-8", b"ok\n"
             elif path == "/readyz":
                 states, _ = admin.state_provider()
@@ -212,14 +287,25 @@ class AdminServer:
         port: int,
         status_provider: StatusProvider,
         state_provider: StateProvider,
+        *,
+        allowed_hosts: Sequence[str] = (),
+        read_timeout_s: float = 5.0,
+        max_connections: int = 16,
     ) -> None:
         self.status_provider = status_provider
         self.state_provider = state_provider
+        self.read_timeout_s = read_timeout_s
         self.registry = CollectorRegistry()  # never the global one: tests and embedders stay isolated
         self.registry.register(_StateCollector(state_provider))
         self._server = _Server((host, port), _Handler)
         self._server.admin = self
+        self._server.slots = threading.BoundedSemaphore(max_connections)
         self._thread: threading.Thread | None = None
+        # Host headers answered: the listen address (unless a wildcard), localhost, and the list.
+        names = {"localhost", "127.0.0.1", "::1", *(_host_name(h) for h in allowed_hosts)}
+        if host not in ("", "0.0.0.0", "::"):
+            names.add(_host_name(f"[{host}]" if ":" in host else host))
+        self.allowed_hosts = frozenset(names)
 
     @property
     def host(self) -> str:

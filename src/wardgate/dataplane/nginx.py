@@ -41,6 +41,10 @@ TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 KEEP_GENERATIONS = 3
 ERROR_LOG = "logs/error.log"
 STDERR_LOG = "logs/nginx.stderr"
+# Files nginx creates (access and error logs, ModSecurity's audit log) hold request data: no
+# access for others. Workers write through descriptors the master opened.
+NGINX_UMASK = 0o027
+LOG_MODE = 0o640
 # The master runs in the foreground as our child so supervision is a plain waitpid.
 RUN_DIRECTIVES = "daemon off;"
 WORKER_USER = "nobody"  # nginx's default `user` when the master runs as root
@@ -399,6 +403,9 @@ class NginxInstance:
         # or read them. Workers never read configuration files.
         self.conf_dir.mkdir(mode=0o700, exist_ok=True)
         self.conf_dir.chmod(0o700)
+        for log_file in (self.workdir / "logs").iterdir():  # made by an older wardgate, perhaps
+            if log_file.is_file() and not log_file.is_symlink():
+                log_file.chmod(stat.S_IMODE(log_file.stat().st_mode) & LOG_MODE)
         worker_uid = _worker_uid()
         for name in TEMP_DIRS:
             d = self.workdir / "tmp" / name
@@ -498,6 +505,7 @@ class NginxInstance:
                 cwd=self.workdir,
                 check=False,
                 stdin=subprocess.DEVNULL,
+                umask=NGINX_UMASK,  # nginx -t creates the log files too
             )
         except subprocess.TimeoutExpired:
             return f"nginx -t did not finish within {self.test_timeout_s:.0f}s"
@@ -553,13 +561,15 @@ class NginxInstance:
         offsets = self._log_offsets()
         cmd = self._nginx_cmd(self.current_conf)
         try:
-            with (self.workdir / STDERR_LOG).open("ab") as out:
+            fd = os.open(self.workdir / STDERR_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
+            with os.fdopen(fd, "ab") as out:
                 proc = subprocess.Popen(
                     cmd,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=out,
                     cwd=self.workdir,
+                    umask=NGINX_UMASK,
                     # own process group: lets us find orphaned workers, and keeps a Ctrl-C in
                     # the wardgate terminal from killing the data plane behind our back
                     start_new_session=True,
