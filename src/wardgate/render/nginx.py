@@ -406,6 +406,11 @@ class _Renderer:
             listen.append(R("proxy_protocol"))
         srv.add("listen", *listen)
         srv.add("server_name", vhost.hostname)
+        # nginx routed on the request line's host when it has one; a Host header naming another
+        # host would reach the backend (and its header matches, the WAF) under policies it never
+        # passed. RFC 9112 3.2.2: the request-line authority wins, and clients must send the same.
+        srv.block_append(Directive("if", (R("("), R("$wg_host_mismatch"), R(")")), [
+            d("set", R("$wg_decision"), "invalid-request"), d("return", 400)]))
         cert = vhost.certificate or (port.default_certificate if default else None)
         if port.protocol == "HTTPS":
             self._tls(srv, cert)
@@ -670,6 +675,10 @@ class _Renderer:
             if self.opts.access_log else d("access_log", R("off")),
             Directive("geo", (R("$" + DOLLAR_VAR),), [d("default", "$")]),
             Directive("map", (R("$http_upgrade"), R("$wg_connection")), [d("default", "upgrade"), entry("", "")]),
+            # 1 when a Host header names another host than the one nginx routed on ($host: the
+            # request line's, lower-cased, without port or trailing dot). Absent Host is fine.
+            Directive("map", (Expr((R("$host"), "|", R("$http_host"))), R("$wg_host_mismatch")), [
+                entry(r"~*^([^|]*)\|\1\.?(?::[0-9]*)?\z", ""), entry(r"~^[^|]*\|\z", ""), d("default", "1")]),
             Directive("map", (R("$request_uri"), R("$wg_rawpath")),
                       [entry("~^(?<wg_rawpath_p>[^?]*)", R("$wg_rawpath_p"))]),
             # Variables set only in some locations must exist everywhere.
