@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 
 from wardgate import ir
 from wardgate.perf import no_gc_pauses
-from wardgate.quoting import DOLLAR_VAR, Arg, Expr, Raw, Text, header_variable, regex_escape
-from wardgate.render.emit import Directive, block, d, emit, entry
+from wardgate.quoting import DOLLAR_VAR, END, Arg, Expr, Raw, Text, header_variable, regex_escape
+from wardgate.render.emit import Directive, block, d, emit, entry, map_entry
 from wardgate.render.policies import PolicyRenderer, header_directives
 
 INTERNAL_PREFIX = "/_wardgate/"
@@ -68,7 +68,8 @@ def _cond(var: str, op: str, value: Arg) -> tuple[Arg, ...]:
 
 
 def _anchored(pattern: str) -> str:
-    return f"^(?:{pattern})$"
+    # \z, not $: PCRE's $ also matches before a final newline, and nginx decodes %0a into $uri.
+    return f"^(?:{pattern})" + END
 
 
 class _Renderer:
@@ -164,7 +165,7 @@ class _Renderer:
         if path_type == "ReplaceFullPath" and value is not None:
             return [], (value,)
         if path_type == "ReplacePrefixMatch" and value is not None and prefix is not None:
-            pattern = "^(/.*)?$" if prefix == "/" else f"^{regex_escape(prefix)}(/.*)?$"
+            pattern = ("^(/.*)?" if prefix == "/" else f"^{regex_escape(prefix)}(/.*)?") + END
             stmts = [
                 d("set", R("$wg_rest"), ""),
                 Directive("if", _cond("$wg_rawpath", "~", pattern), [d("set", R("$wg_rest"), R("$1"))]),
@@ -297,7 +298,7 @@ class _Renderer:
                 for origin in cors.allow_origins:
                     scheme, _, host = origin.partition("://")
                     host_rx = "[^/]+" + regex_escape(host[1:]) if host.startswith("*.") else regex_escape(host)
-                    node.block.append(entry(f"~*^{regex_escape(scheme)}://{host_rx}$", R("$http_origin")))
+                    node.block.append(entry(f"~*^{regex_escape(scheme)}://{host_rx}" + END, R("$http_origin")))
                 node.block.append(d("default", ""))
             self.http_extra.append(node)
         return "$" + self._maps[key]
@@ -456,7 +457,7 @@ class _Renderer:
             assert node.block is not None
             for host, name in port.listeners:
                 # map values and `if` operands interpolate `$`: user-named listeners go in as Text.
-                node.block.append(d("default", Text(name)) if not host else entry(host, Text(name)))
+                node.block.append(d("default", Text(name)) if not host else map_entry(host, Text(name)))
             self.http_extra.append(node)
         return "$" + self._maps[key]
 
@@ -584,7 +585,7 @@ class _Renderer:
             return [] if covers else None
         if p.value == "/":
             return []
-        rx = f"^{regex_escape(p.value)}(?:/|$)"
+        rx = f"^{regex_escape(p.value)}(?:/|{END})"
         return [(_cond("$uri", "!~", rx), _cond("$uri", "~", rx))]
 
     def _request_conditions(self, m: ir.Match) -> list[tuple[tuple[Arg, ...], tuple[Arg, ...]]]:
