@@ -44,7 +44,7 @@ from wardgate import ir
 from wardgate.errors import InputError, Problem, UnsafeValueError
 from wardgate.model import parse
 from wardgate.model.gatewayapi import check_route_path
-from wardgate.quoting import check_regex, regex_escape
+from wardgate.quoting import MATCH_LIMIT, check_regex, regex_escape
 from wardgate.render.nginx import RenderOptions, render
 from wardgate.render.policies import path_regex
 from wardgate.sources.files import RawObject, load_text
@@ -300,7 +300,8 @@ def check_values(conf: tuple[Node, ...], case: Case) -> None:
     locations = [c.args for c in servers[0].block or () if c.name == "location"]
     for loc in locations:  # a leading =, ~, ^~ or @ in a one-argument location would change its kind
         assert (len(loc) == 1 and loc[0].startswith("/")) or (len(loc) == 2 and (
-            (loc[0] == "=" and loc[1].startswith("/")) or (loc[0] == "~" and loc[1].startswith("^(?:")))), loc
+            (loc[0] == "=" and loc[1].startswith("/"))
+            or (loc[0] == "~" and loc[1].startswith(MATCH_LIMIT + "^(?:")))), loc
     path = v["path"]
     if case.path_type == "Exact":
         assert ("=", path) in locations
@@ -309,13 +310,13 @@ def check_values(conf: tuple[Node, ...], case: Case) -> None:
         assert ((prefix,) if prefix == "/" else (prefix + "/",)) in locations
         assert prefix == "/" or ("=", prefix) in locations
     else:
-        assert ("~", f"^(?:{path})\\z") in locations
+        assert ("~", f"{MATCH_LIMIT}^(?:{path})\\z") in locations
 
     var = "$http_" + v["header_name"].lower().replace("-", "_")
     hv = v["header_value"]
-    has("if", (var, "!=", esc(hv)) if case.header_type == "Exact" else (var, "!~", f"^(?:{hv})\\z"))
+    has("if", (var, "!=", esc(hv)) if case.header_type == "Exact" else (var, "!~", f"{MATCH_LIMIT}^(?:{hv})\\z"))
     qv = v["query_value"]
-    want = ("!=", esc(qv)) if case.query_type == "Exact" else ("!~", f"^(?:{qv})\\z")
+    want = ("!=", esc(qv)) if case.query_type == "Exact" else ("!~", f"{MATCH_LIMIT}^(?:{qv})\\z")
     assert any(n == "if" and len(a) == 3 and a[0].startswith("$wg_q") and a[1:] == want for n, a in seen), want
 
     has("proxy_set_header", ("X-Fuzz-Set", esc(v["req_set"])))
@@ -781,10 +782,10 @@ def test_generated_patterns_end_at_the_end(case: Case) -> None:
         for name, kind in (("path", case.path_type), ("header_value", case.header_type),
                            ("query_value", case.query_type)):
             if kind == "RegularExpression":
-                oracles[f"^(?:{v[name]}){end}"] = functools.partial(whole_match, v[name])
+                oracles[f"{MATCH_LIMIT}^(?:{v[name]}){end}"] = functools.partial(whole_match, v[name])
         if case.path_type == "PathPrefix" and prefix:
             oracles[f"^{regex_escape(prefix)}(?:/|{end})"] = lambda s: s == prefix or s.startswith(prefix + "/")
-        oracles[f"^(?:{REDIRECT_REGEX}){end}"] = functools.partial(whole_match, REDIRECT_REGEX)
+        oracles[f"{MATCH_LIMIT}^(?:{REDIRECT_REGEX}){end}"] = functools.partial(whole_match, REDIRECT_REGEX)
     patterns = _generated_patterns(read_conf(out.files["nginx.conf"]))
     checked = 0
     for pattern in patterns:

@@ -19,7 +19,7 @@ import pytest
 import trustme
 
 from conftest import GW, Backend, Gateway
-from policy_helpers import decision_log, http, raw, rendered, setup
+from policy_helpers import decision_log, example, http, raw, rendered, setup
 from test_listeners import tls_secret
 
 pytestmark = pytest.mark.timeout(300)
@@ -142,14 +142,7 @@ def test_ambiguous_paths_are_refused_by_default(gateway: Gateway, backends: Back
 
 
 def test_ambiguous_paths_pass_raw_with_the_opt_out(gateway: Gateway, backends: Backends) -> None:
-    setup(gateway, backends, """
-        apiVersion: policy.wardgate.io/v1alpha1
-        kind: ClientTrafficPolicy
-        metadata: {name: raw-paths, namespace: default}
-        spec:
-          targetRefs: [{kind: Gateway, name: gw}]
-          path: {ambiguous: Allow}
-        """)
+    setup(gateway, backends, example("raw-paths"))
     addr = gateway.address()
     for path in AMBIGUOUS:
         resp = raw(addr, http("GET", path, []))

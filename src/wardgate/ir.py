@@ -332,6 +332,8 @@ class Gateway:
     actions: tuple[Action, ...]
     policies: tuple[Policy, ...] = ()
     client_ip: ClientIP = field(default_factory=ClientIP)
+    # 400 for request paths a backend could read differently from nginx's $uri (ClientTrafficPolicy).
+    reject_ambiguous_paths: bool = True
 
     @property
     def key(self) -> str:

@@ -3,7 +3,7 @@
 Routing model (see docs/architecture.md):
 - one `server` per (port, hostname); nginx's hashed server_name lookup picks the virtual host;
 - one `location` per distinct path: `= /x` for Exact, `= /p` + `/p/` for PathPrefix (element
-  semantics), `~ ^(?:re)$` for RegularExpression, so only hosts with regex routes pay for regexes;
+  semantics), `~ ^(?:re)\\z` for RegularExpression, so only hosts with regex routes pay for regexes;
 - inside a location the candidate matches are tried in Gateway API precedence order with
   rewrite-phase `if`s; a conditional match jumps to its action's internal location, the first
   unconditional one is served inline, and if none applies the answer is 404.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from wardgate import ir
 from wardgate.perf import no_gc_pauses
-from wardgate.quoting import DOLLAR_VAR, END, Arg, Expr, Raw, Text, header_variable, regex_escape
+from wardgate.quoting import DOLLAR_VAR, END, MATCH_LIMIT, Arg, Expr, Raw, Text, header_variable, regex_escape
 from wardgate.render.emit import Directive, block, d, emit, entry, map_entry
 from wardgate.render.policies import PolicyRenderer, header_directives
 
@@ -69,7 +69,7 @@ def _cond(var: str, op: str, value: Arg) -> tuple[Arg, ...]:
 
 def _anchored(pattern: str) -> str:
     # \z, not $: PCRE's $ also matches before a final newline, and nginx decodes %0a into $uri.
-    return f"^(?:{pattern})" + END
+    return MATCH_LIMIT + f"^(?:{pattern})" + END
 
 
 class _Renderer:
@@ -412,6 +412,11 @@ class _Renderer:
         # passed. RFC 9112 3.2.2: the request-line authority wins, and clients must send the same.
         srv.block_append(Directive("if", (R("("), R("$wg_host_mismatch"), R(")")), [
             d("set", R("$wg_decision"), "invalid-request"), d("return", 400)]))
+        if self.gw.reject_ambiguous_paths:
+            # Policies judge nginx's normalised $uri, the backend gets the raw URI: refuse what a
+            # backend could normalise differently (/api/..;/admin, /api/%2e%2e/admin).
+            srv.block_append(Directive("if", (R("("), R("$wg_ambiguous_path"), R(")")), [
+                d("set", R("$wg_decision"), "ambiguous-path"), d("return", 400)]))
         cert = vhost.certificate or (port.default_certificate if default else None)
         if port.protocol == "HTTPS":
             self._tls(srv, cert)
@@ -680,6 +685,9 @@ class _Renderer:
             # request line's, lower-cased, without port or trailing dot). Absent Host is fine.
             Directive("map", (Expr((R("$host"), "|", R("$http_host"))), R("$wg_host_mismatch")), [
                 entry(r"~*^([^|]*)\|\1\.?(?::[0-9]*)?\z", ""), entry(r"~^[^|]*\|\z", ""), d("default", "1")]),
+            # 1 for a raw path (before any `?`) with `;`, `\`, `#`, %2e, %2f, %5c or a dot segment.
+            Directive("map", (R("$request_uri"), R("$wg_ambiguous_path")), [
+                entry(r"~^[^?]*(?:[;\\#]|%(?:2[eEfF]|5[cC])|/\.\.?(?:[/?#]|\z))", "1"), d("default", "")]),
             Directive("map", (R("$request_uri"), R("$wg_rawpath")),
                       [entry("~^(?<wg_rawpath_p>[^?]*)", R("$wg_rawpath_p"))]),
             # Variables set only in some locations must exist everywhere.

@@ -18,7 +18,19 @@ from __future__ import annotations
 from importlib import resources
 
 from wardgate import ir
-from wardgate.quoting import END, Arg, Body, Expr, Lines, Raw, Text, header_variable, lua_literal, regex_escape
+from wardgate.quoting import (
+    END,
+    MATCH_LIMIT,
+    Arg,
+    Body,
+    Expr,
+    Lines,
+    Raw,
+    Text,
+    header_variable,
+    lua_literal,
+    regex_escape,
+)
 from wardgate.render.emit import Directive, d, entry, map_entry
 
 R = Raw
@@ -51,7 +63,8 @@ def path_regex(paths: tuple[ir.PathMatch, ...]) -> str:
             alts.append("(?s:.*)" if p.value == "/" else regex_escape(p.value) + "(?:/(?s:.*))?")
         else:
             alts.append(f"(?:{p.value})")
-    return "^(?:" + "|".join(alts) + ")" + END
+    limit = MATCH_LIMIT if any(p.type == "RegularExpression" for p in paths) else ""
+    return limit + "^(?:" + "|".join(alts) + ")" + END
 
 
 def header_directives(ops: ir.HeaderOps) -> list[Directive]:
