@@ -34,7 +34,7 @@ LOG_FORMAT = (
 
 
 DEFAULT_PROXY_HEADERS: tuple[tuple[str, Raw], ...] = (
-    ("Host", Raw("$http_host")),
+    ("Host", Raw("$wg_host")),
     ("X-Forwarded-For", Raw("$proxy_add_x_forwarded_for")),
     ("X-Forwarded-Proto", Raw("$scheme")),
     ("X-Forwarded-Host", Raw("$host")),
@@ -686,6 +686,9 @@ class _Renderer:
             Directive("map", (Expr((R("$host"), "|", R("$http_host"))), R("$wg_host_mismatch")), [
                 entry(r"~*^([^|]*)\|\1\.?(?::[0-9]*)?\z", ""), entry(r"~^[^|]*\|\z", ""), d("default", "1")]),
             # 1 for a raw path (before any `?`) with `;`, `\`, `#`, %2e, %2f, %5c or a dot segment.
+            # The Host header as sent (port included, as conformance expects); without one (HTTP/1.0),
+            # the host nginx routed on, so the backend never falls back to its default host.
+            Directive("map", (R("$http_host"), R("$wg_host")), [entry("", R("$host")), d("default", R("$http_host"))]),
             Directive("map", (R("$request_uri"), R("$wg_ambiguous_path")), [
                 entry(r"~^[^?]*(?:[;\\#]|%(?:2[eEfF]|5[cC])|/\.\.?(?:[/?#]|\z))", "1"), d("default", "")]),
             Directive("map", (R("$request_uri"), R("$wg_rawpath")),
