@@ -291,7 +291,7 @@ def test_check_regex_refuses_redos_shapes(pattern: str, why: str) -> None:
     "/static/[a-z0-9]+\\.(css|js)", "/files/[0-9]+\\.txt", "[0-9]+", "/t/[0-9a-f]{12}", "/redirect-[0-9]+",
     "(/[a-z]+)*", "([0-9]+\\.){3}[0-9]+", "(\\w+-)*x", "([^/]+/)*", "(ab|ac)*", "(css|js|png)+", "(GET|POST){2}",
     "(a+b)*", "(a++)+", "(?>a+)+", "/api/.*", ".*", "\\(*", "[(*]", "/v[0-9]+/(users|groups)/[0-9]+", "(a|)*",
-    "(?=a+)+b", "/(?#a+)+x",
+    "(?=a+)+b", "/(?#a+)+x", "\\Q(a+)+\\E", "[(a+)+]", "\\(a+\\)+",
 ])
 def test_check_regex_accepts_ordinary_repeats(pattern: str) -> None:
     assert check_regex(pattern) == pattern

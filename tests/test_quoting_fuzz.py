@@ -890,3 +890,18 @@ def test_listener_hostnames_are_plain_map_keys(hosts: list[str]) -> None:
     assert "safe.example" in served
     res = nginx_test(files)
     assert res.returncode == 0, f"nginx -t rejected what wardgate accepted:\n{res.stderr}"
+
+
+@settings(FUZZ, max_examples=3000)
+@given(st.one_of(REGEX, st.text(max_size=40)))
+@example("(a+)+")
+@example("\\Q(a+)+\\E")
+@example("[(a+)+]")
+def test_regex_check_answers_every_pattern(pattern: str) -> None:
+    """The ReDoS scan reads any pattern PCRE2 accepts: it refuses with a ValueError or accepts,
+    and never refuses a pattern that holds no repeat at all."""
+    try:
+        check_regex(pattern)
+    except ValueError as exc:
+        if "ReDoS" in str(exc):
+            assert re.search(r"[*+{]", pattern), pattern
