@@ -34,7 +34,7 @@ LOG_FORMAT = (
 
 
 DEFAULT_PROXY_HEADERS: tuple[tuple[str, Raw], ...] = (
-    ("Host", Raw("$wg_host")),
+    ("Host", Raw("$http_host")),
     ("X-Forwarded-For", Raw("$proxy_add_x_forwarded_for")),
     ("X-Forwarded-Proto", Raw("$scheme")),
     ("X-Forwarded-Host", Raw("$host")),
@@ -410,13 +410,16 @@ class _Renderer:
         # nginx routed on the request line's host when it has one; a Host header naming another
         # host would reach the backend (and its header matches, the WAF) under policies it never
         # passed. RFC 9112 3.2.2: the request-line authority wins, and clients must send the same.
-        srv.block_append(Directive("if", (R("("), R("$wg_host_mismatch"), R(")")), [
-            d("set", R("$wg_decision"), "invalid-request"), d("return", 400)]))
+        # (A plain comparison first: the regex map runs only when the two differ at all.)
+        srv.block_append(Directive("if", _cond("$http_host", "!=", R("$host")), [
+            d("set", R("$wg_reject"), R("$wg_host_mismatch"))]))
         if self.gw.reject_ambiguous_paths:
             # Policies judge nginx's normalised $uri, the backend gets the raw URI: refuse what a
             # backend could normalise differently (/api/..;/admin, /api/%2e%2e/admin).
             srv.block_append(Directive("if", (R("("), R("$wg_ambiguous_path"), R(")")), [
-                d("set", R("$wg_decision"), "ambiguous-path"), d("return", 400)]))
+                d("set", R("$wg_reject"), "ambiguous-path")]))
+        srv.block_append(Directive("if", (R("("), R("$wg_reject"), R(")")), [
+            d("set", R("$wg_decision"), R("$wg_reject")), d("return", 400)]))
         cert = vhost.certificate or (port.default_certificate if default else None)
         if port.protocol == "HTTPS":
             self._tls(srv, cert)
@@ -681,14 +684,12 @@ class _Renderer:
             if self.opts.access_log else d("access_log", R("off")),
             Directive("geo", (R("$" + DOLLAR_VAR),), [d("default", "$")]),
             Directive("map", (R("$http_upgrade"), R("$wg_connection")), [d("default", "upgrade"), entry("", "")]),
-            # 1 when a Host header names another host than the one nginx routed on ($host: the
+            # Set when a Host header names another host than the one nginx routed on ($host: the
             # request line's, lower-cased, without port or trailing dot). Absent Host is fine.
             Directive("map", (Expr((R("$host"), "|", R("$http_host"))), R("$wg_host_mismatch")), [
-                entry(r"~*^([^|]*)\|\1\.?(?::[0-9]*)?\z", ""), entry(r"~^[^|]*\|\z", ""), d("default", "1")]),
-            # 1 for a raw path (before any `?`) with `;`, `\`, `#`, %2e, %2f, %5c or a dot segment.
-            # The Host header as sent (port included, as conformance expects); without one (HTTP/1.0),
-            # the host nginx routed on, so the backend never falls back to its default host.
-            Directive("map", (R("$http_host"), R("$wg_host")), [entry("", R("$host")), d("default", R("$http_host"))]),
+                entry(r"~*^([^|]*)\|\1\.?(?::[0-9]*)?\z", ""), entry(r"~^[^|]*\|\z", ""),
+                d("default", "invalid-request")]),
+            # Set for a raw path (before any `?`) with `;`, `\`, `#`, %2e, %2f, %5c or a dot segment.
             Directive("map", (R("$request_uri"), R("$wg_ambiguous_path")), [
                 entry(r"~^[^?]*(?:[;\\#]|%(?:2[eEfF]|5[cC])|/\.\.?(?:[/?#]|\z))", "1"), d("default", "")]),
             Directive("map", (R("$request_uri"), R("$wg_rawpath")),
@@ -699,6 +700,7 @@ class _Renderer:
             Directive("map", (R("$host"), R("$wg_decision")), [d("default", "")]),
             Directive("map", (R("$host"), R("$wg_waf")), [d("default", "")]),
             Directive("map", (R("$host"), R("$wg_uri")), [d("default", "")]),
+            Directive("map", (R("$host"), R("$wg_reject")), [d("default", "")]),
             # What the decision log says: the policy that answered; else, for answers no backend
             # gave: "waf" for a 403 on a WAF-enabled route, "request-limits" for nginx's 413 (body
             # size), "invalid-request" for its 400 (malformed); else "allow". Keyed on one
