@@ -259,10 +259,42 @@ def test_check_regex_accepts(pattern: str) -> None:
     ("(?P<host>.*)", "named group"),
     ("/(?<wg_dollar>.*)", "named group"),
     ("(?'a'x)", "named group"),
+    # (*ACCEPT) ends the match before wardgate's \z; newline conventions change what $ means
+    ("/a(*ACCEPT)", "(*...) verb"),
+    ("(*LF)/a$", "regular expression"),
+    ("/a(*COMMIT)", "(*...) verb"),
 ])
 def test_check_regex_refuses(pattern: str, why: str) -> None:
     with pytest.raises(ValueError, match=re.escape(why)):
         check_regex(pattern)
+
+
+NESTED = "nests an unbounded repeat"
+OVERLAP = "alternatives can match the same text"
+
+
+@pytest.mark.parametrize(("pattern", "why"), [
+    ("(a+)+", NESTED), ("(a*)*", NESTED), ("/x/(a+)+", NESTED), ("(.*a){20}", NESTED), ("(.*a){2,}", NESTED),
+    ("(?:a*)*", NESTED), ("((a+))+", NESTED), ("(\\w+\\s?)*", NESTED), ("(x+x+)+y", NESTED), ("(.+/)*x", NESTED),
+    ("(?i)(A+)+", NESTED), ("(?x)(a+ )+", NESTED), ("([a-z]+[0-9]*)+", NESTED), ("(.?a+b)*", NESTED),
+    ("(a|a)*", OVERLAP), ("(\\d|\\w)+", OVERLAP), ("(a|ab)*", OVERLAP), ("(.|x){5,}", OVERLAP),
+    ("/p(?:/(a|a)*)?", OVERLAP),
+])
+def test_check_regex_refuses_redos_shapes(pattern: str, why: str) -> None:
+    """Issue 9 item 6: backtracking that a request can drive to PCRE's limit (about 100 ms each)."""
+    with pytest.raises(ValueError, match=re.escape(why)) as exc:
+        check_regex(pattern)
+    assert "ReDoS" in str(exc.value)
+
+
+@pytest.mark.parametrize("pattern", [
+    "/static/[a-z0-9]+\\.(css|js)", "/files/[0-9]+\\.txt", "[0-9]+", "/t/[0-9a-f]{12}", "/redirect-[0-9]+",
+    "(/[a-z]+)*", "([0-9]+\\.){3}[0-9]+", "(\\w+-)*x", "([^/]+/)*", "(ab|ac)*", "(css|js|png)+", "(GET|POST){2}",
+    "(a+b)*", "(a++)+", "(?>a+)+", "/api/.*", ".*", "\\(*", "[(*]", "/v[0-9]+/(users|groups)/[0-9]+", "(a|)*",
+    "(?=a+)+b", "/(?#a+)+x", "\\Q(a+)+\\E", "[(a+)+]", "\\(a+\\)+",
+])
+def test_check_regex_accepts_ordinary_repeats(pattern: str) -> None:
+    assert check_regex(pattern) == pattern
 
 
 @pytest.mark.parametrize("value", ["/a.b", "/p/", "a+b", "(x)", "[y]", "{z}", "^$|?*\\", "/-~%", "é"])

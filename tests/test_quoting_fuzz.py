@@ -18,6 +18,8 @@ The configuration is read back with crossplane; nginx's own unescaping of quoted
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 import functools
 import os
 import re
@@ -26,7 +28,7 @@ import socket
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,11 +40,16 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import nginx_unescape
+from wardgate import ir
 from wardgate.errors import InputError, Problem, UnsafeValueError
 from wardgate.model import parse
+from wardgate.model.gatewayapi import check_route_path
+from wardgate.quoting import MATCH_LIMIT, check_regex, regex_escape
 from wardgate.render.nginx import RenderOptions, render
+from wardgate.render.policies import path_regex
 from wardgate.sources.files import RawObject, load_text
 from wardgate.translate import translate
+from wardgate.translate.build import normalize_prefix
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "examples" / "quickstart"
@@ -293,7 +300,8 @@ def check_values(conf: tuple[Node, ...], case: Case) -> None:
     locations = [c.args for c in servers[0].block or () if c.name == "location"]
     for loc in locations:  # a leading =, ~, ^~ or @ in a one-argument location would change its kind
         assert (len(loc) == 1 and loc[0].startswith("/")) or (len(loc) == 2 and (
-            (loc[0] == "=" and loc[1].startswith("/")) or (loc[0] == "~" and loc[1].startswith("^(?:")))), loc
+            (loc[0] == "=" and loc[1].startswith("/"))
+            or (loc[0] == "~" and loc[1].startswith(MATCH_LIMIT + "^(?:")))), loc
     path = v["path"]
     if case.path_type == "Exact":
         assert ("=", path) in locations
@@ -302,13 +310,13 @@ def check_values(conf: tuple[Node, ...], case: Case) -> None:
         assert ((prefix,) if prefix == "/" else (prefix + "/",)) in locations
         assert prefix == "/" or ("=", prefix) in locations
     else:
-        assert ("~", f"^(?:{path})$") in locations
+        assert ("~", f"{MATCH_LIMIT}^(?:{path})\\z") in locations
 
     var = "$http_" + v["header_name"].lower().replace("-", "_")
     hv = v["header_value"]
-    has("if", (var, "!=", esc(hv)) if case.header_type == "Exact" else (var, "!~", f"^(?:{hv})$"))
+    has("if", (var, "!=", esc(hv)) if case.header_type == "Exact" else (var, "!~", f"{MATCH_LIMIT}^(?:{hv})\\z"))
     qv = v["query_value"]
-    want = ("!=", esc(qv)) if case.query_type == "Exact" else ("!~", f"^(?:{qv})$")
+    want = ("!=", esc(qv)) if case.query_type == "Exact" else ("!~", f"{MATCH_LIMIT}^(?:{qv})\\z")
     assert any(n == "if" and len(a) == 3 and a[0].startswith("$wg_q") and a[1:] == want for n, a in seen), want
 
     has("proxy_set_header", ("X-Fuzz-Set", esc(v["req_set"])))
@@ -692,3 +700,208 @@ def test_unmatchable_header_name_is_an_input_error_not_a_runner_crash(tmp_path: 
     finally:
         runner.stop()
     assert not report.ok
+
+
+# --- `$` is not the end: a final newline matches nothing it would not match without it -----------
+
+_PCRE2_ANCHORED, _PCRE2_ENDANCHORED = 0x80000000, 0x20000000
+
+
+@functools.cache
+def _pcre2() -> ctypes.CDLL:
+    lib = ctypes.CDLL(ctypes.util.find_library("pcre2-8") or "libpcre2-8.so.0")
+    lib.pcre2_compile_8.restype = ctypes.c_void_p
+    lib.pcre2_compile_8.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int),
+                                    ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p]
+    lib.pcre2_match_data_create_from_pattern_8.restype = ctypes.c_void_p
+    lib.pcre2_match_data_create_from_pattern_8.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.pcre2_match_8.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t,
+                                  ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p]
+    lib.pcre2_match_data_free_8.argtypes = [ctypes.c_void_p]
+    lib.pcre2_code_free_8.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def pcre_matches(pattern: str, subject: str, options: int = 0) -> bool:
+    """PCRE2 (the library nginx links), compiled without options as nginx does."""
+    lib = _pcre2()
+    err, off = ctypes.c_int(), ctypes.c_size_t()
+    raw_pattern = pattern.encode()
+    code = lib.pcre2_compile_8(raw_pattern, len(raw_pattern), 0, ctypes.byref(err), ctypes.byref(off), None)
+    assert code, f"does not compile: {pattern!r}"
+    data = lib.pcre2_match_data_create_from_pattern_8(code, None)
+    try:
+        raw_subject = subject.encode()
+        return int(lib.pcre2_match_8(code, raw_subject, len(raw_subject), 0, options, data, None)) >= 0
+    finally:
+        lib.pcre2_match_data_free_8(data)
+        lib.pcre2_code_free_8(code)
+
+
+def whole_match(user_regex: str, subject: str) -> bool:
+    """What the Gateway API means by a RegularExpression match: the whole subject, in PCRE terms."""
+    return pcre_matches(user_regex, subject, _PCRE2_ANCHORED | _PCRE2_ENDANCHORED)
+
+
+def _subjects(value: str) -> list[str]:
+    base = [value, "", "/", "a", "aaaa", "/safe", "/safe/x", "/redirect-1", value + "/x", value + "x"]
+    return sorted({s + tail for s in base for tail in ("", "\n", "\n\n")})
+
+
+def _generated_patterns(conf: tuple[Node, ...]) -> list[str]:
+    """Every regex nginx matches against a request value: locations, `if`s and map keys."""
+    out = []
+    for node, parents in walk(conf):
+        if node.name == "location" and node.args[:1] == ("~",):
+            out.append(node.args[1])
+        elif node.name == "if" and len(node.args) == 5 and node.args[2] in _REGEX_OPS:
+            out.append(node.args[3])
+        elif parents and parents[-1].name == "map" and node.name.startswith("~"):
+            out.append(node.name[2:] if node.name.startswith("~*") else node.name[1:])
+    return out
+
+
+@settings(FUZZ, max_examples=300)
+@given(cases())
+@example(Case.make({"path": "/api"}, path_type="RegularExpression"))
+@example(Case.make({"path": "/api"}, path_type="PathPrefix"))
+@example(Case.make({"header_value": ".*"}, header_type="RegularExpression"))
+@example(Case.make({"query_value": "a+"}, query_type="RegularExpression"))
+@example(Case.make({"path": "/a$\\n?"}, path_type="RegularExpression"))
+def test_generated_patterns_end_at_the_end(case: Case) -> None:
+    """Each pattern wardgate generates from a user path or regex matches a subject (a `%0a` suffix
+    included) exactly when the Gateway API match would: `^(?:R)$` let "/api\\n" through for /api."""
+    assume(yaml_round_trips(case))
+    out = pipeline(case)
+    assume(out.files is not None and not out.partial)
+    assert out.files is not None
+    v = case.v
+    oracles: dict[str, Callable[[str], bool]] = {}
+    prefix = v["path"].rstrip("/")
+    for end in ("\\z", "$"):  # the pattern whichever anchor ends it: the subjects decide
+        for name, kind in (("path", case.path_type), ("header_value", case.header_type),
+                           ("query_value", case.query_type)):
+            if kind == "RegularExpression":
+                oracles[f"{MATCH_LIMIT}^(?:{v[name]}){end}"] = functools.partial(whole_match, v[name])
+        if case.path_type == "PathPrefix" and prefix:
+            oracles[f"^{regex_escape(prefix)}(?:/|{end})"] = lambda s: s == prefix or s.startswith(prefix + "/")
+        oracles[f"{MATCH_LIMIT}^(?:{REDIRECT_REGEX}){end}"] = functools.partial(whole_match, REDIRECT_REGEX)
+    patterns = _generated_patterns(read_conf(out.files["nginx.conf"]))
+    checked = 0
+    for pattern in patterns:
+        oracle = oracles.get(pattern)
+        if oracle is None:
+            continue
+        for subject in _subjects(v["path"] if "path" in case.fuzzed else v["header_value"]):
+            assert pcre_matches(pattern, subject) == oracle(subject), (pattern, subject)
+        checked += 1
+    assert checked, f"no generated pattern of this case was checked: {patterns}"
+    # The rest are wardgate's own, and none ends in a bare `$`.
+    for pattern in patterns:
+        assert not re.search(r"(?<!\\)\$\)?$", pattern), f"{pattern!r} ends in $, which allows a final newline"
+
+
+_ALLOW_PATHS = st.one_of(
+    st.builds(lambda p: ir.PathMatch("Exact", p), PATH), st.builds(lambda p: ir.PathMatch("PathPrefix", p), PATH),
+    # (PathPrefix values are normalised in translation, as below)
+    st.builds(lambda r: ir.PathMatch("RegularExpression", r), REGEX))
+
+
+@settings(FUZZ, max_examples=300)
+@given(st.lists(_ALLOW_PATHS, min_size=1, max_size=3))
+@example([ir.PathMatch("Exact", "/api"), ir.PathMatch("PathPrefix", "/upload")])
+def test_allowlist_and_waf_exclusion_patterns_end_at_the_end(paths: list[ir.PathMatch]) -> None:
+    """urlAllowlist and WAF path exclusions share path_regex: Gateway API semantics, `%0a` included."""
+    for p in paths:
+        try:
+            check_route_path(p.value) if p.type != "RegularExpression" else check_regex(p.value)
+        except ValueError:
+            assume(False)
+    paths = [ir.PathMatch(p.type, normalize_prefix(p.value)) if p.type == "PathPrefix" else p for p in paths]
+    rx = path_regex(tuple(paths))
+
+    def expected(s: str) -> bool:
+        for p in paths:
+            if p.type == "Exact" and s == p.value:
+                return True
+            if p.type == "PathPrefix" and (p.value == "/" or s == p.value or s.startswith(p.value + "/")):
+                return True
+            if p.type == "RegularExpression" and whole_match(p.value, s):
+                return True
+        return False
+
+    for p in paths:
+        for subject in _subjects(p.value):
+            assert pcre_matches(rx, subject) == expected(subject), (rx, subject)
+
+
+# --- map keys: listener hostnames become keys of the SNI map ----------------------------------------
+
+MAP_KEYWORDS = ["include", "default", "hostnames", "volatile", "*.include", "*.default", "include.example",
+                "~x", "\\x", "x;y", "x y", 'x"y', "$x", "x\n", "*", "."]
+
+
+@functools.cache
+def _tls_secret() -> str:
+    import trustme
+
+    cert = trustme.CA().issue_cert("safe.example")
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls", "namespace": "default"},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": base64.b64encode(cert.cert_chain_pems[0].bytes()).decode(),
+                 "tls.key": base64.b64encode(cert.private_key_pem.bytes()).decode()}})
+
+
+def _https_gateway(hosts: list[str]) -> str:
+    listeners = [{"name": f"l{i}", "protocol": "HTTPS", "port": 8443, "hostname": h,
+                  "tls": {"certificateRefs": [{"name": "tls"}]}} for i, h in enumerate([*hosts, "safe.example"])]
+    gw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+          "metadata": {"name": "g", "namespace": "default"},
+          "spec": {"gatewayClassName": "wardgate", "listeners": listeners}}
+    klass = (QUICKSTART / "gateway.yaml").read_text().split("---")[0]
+    return klass + "---\n" + yaml.dump(gw, Dumper=_Dumper) + "---\n" + _tls_secret()
+
+
+@settings(FUZZ, max_examples=120)
+@given(st.lists(st.one_of(HOST, st.sampled_from(MAP_KEYWORDS)), min_size=1, max_size=3, unique=True))
+@example(["include", "default", "hostnames"])
+@example(["volatile", "*.include"])
+def test_listener_hostnames_are_plain_map_keys(hosts: list[str]) -> None:
+    """A hostname `include` was a bare key in the SNI map, which nginx read as its include
+    keyword (it opened a file named after the listener). Every key is now `\\`-prefixed: map drops
+    the backslash and takes the rest as the key, whatever it spells."""
+    try:
+        tr = translate(parse(load_text(_https_gateway(hosts), "gw.yaml")))
+    except InputError as exc:
+        for p in exc.problems:
+            assert (p.kind, p.name) == ("Gateway", "g") and (p.field or "").startswith("spec.listeners["), str(p)
+        return
+    assume(tr.gateways)
+    files = render(tr.gateways[0], RenderOptions(listen_host="127.0.0.1"))
+    conf = read_conf(files["nginx.conf"])
+    maps = [n for n, _ in walk(conf) if n.name == "map" and n.args[0] == "$ssl_server_name"]
+    assert len(maps) == 1
+    keys = [c.name for c in maps[0].block or () if c.name not in ("hostnames", "default")]
+    assert all(k.startswith("\\") for k in keys), keys
+    served = {h for h in [*hosts, "safe.example"]
+              if any(n.name == "server_name" and n.args == (h,) for n, _ in walk(conf))}
+    assert {k[1:] for k in keys} == served
+    assert "safe.example" in served
+    res = nginx_test(files)
+    assert res.returncode == 0, f"nginx -t rejected what wardgate accepted:\n{res.stderr}"
+
+
+@settings(FUZZ, max_examples=3000)
+@given(st.one_of(REGEX, st.text(max_size=40)))
+@example("(a+)+")
+@example("\\Q(a+)+\\E")
+@example("[(a+)+]")
+def test_regex_check_answers_every_pattern(pattern: str) -> None:
+    """The ReDoS scan reads any pattern PCRE2 accepts: it refuses with a ValueError or accepts,
+    and never refuses a pattern that holds no repeat at all."""
+    try:
+        check_regex(pattern)
+    except ValueError as exc:
+        if "ReDoS" in str(exc):
+            assert re.search(r"[*+{]", pattern), pattern

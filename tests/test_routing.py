@@ -176,7 +176,8 @@ def test_backend_gets_the_raw_request_uri(gateway: Gateway, backends: Callable[.
             - matches: [{path: {type: PathPrefix, value: /api}}]
               backendRefs: [{name: app, port: 80}]
         """, "app")
-    for path in ("/api/a%2Fb?x=%20y&z", "/api//double/./dot", "/api/%7Euser"):
+    # (Paths with %2F, dot segments or `;` get 400 by default: tests/test_security_paths.py.)
+    for path in ("/api/a%3Fb?x=%20y&z", "/api//double/dot", "/api/%7Euser"):
         # Served inline (no header) and through an internal jump (header): the same raw URI.
         assert request(url(gateway, path), host="example.com").json["path"] == path
         assert request(url(gateway, path), host="example.com", headers={"X-V": "2"}).json["path"] == path

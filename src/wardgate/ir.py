@@ -400,6 +400,8 @@ class Gateway:
     passthrough: tuple[PassthroughPort, ...] = ()
     # TCP upstreams of the passthrough routes (nginx's stream module).
     stream_upstreams: tuple[Upstream, ...] = ()
+    # 400 for request paths a backend could read differently from nginx's $uri (ClientTrafficPolicy).
+    reject_ambiguous_paths: bool = True
 
     @property
     def key(self) -> str:

@@ -22,6 +22,14 @@ from dataclasses import dataclass
 from wardgate.errors import UnsafeValueError
 
 DOLLAR_VAR = "wg_dollar"
+# The end of the subject in every pattern wardgate generates. PCRE's `$` also matches before a
+# final newline (nginx decodes %0a into $uri, ModSecurity into REQUEST_FILENAME), so `/api%0a`
+# would pass a check for `/api`.
+END = r"\z"
+# Put before every pattern that holds a user regex: PCRE2 stops a match after this many steps
+# (nginx leaves its default, 10 million: about 25 ms per request for `(a+)+`). A backstop for
+# the shapes check_regex refuses; PCRE2 only lets a pattern lower the limit, never raise it.
+MATCH_LIMIT = "(*LIMIT_MATCH=1000000)"
 
 # RFC 7230 token, as the Gateway API CRDs define HTTPHeaderName, less `$` (nginx would read a
 # variable where some directives interpolate the name).
@@ -154,14 +162,348 @@ def check_regex(pattern: str) -> str:
     if _NAMED_GROUP.search(pattern):
         raise ValueError(f"regular expression {pattern!r} uses a named group; use (?:...) or (...) instead")
     # The pattern must compile alone (so "a)|(b" can't break out of the group wardgate wraps it
-    # in) and anchored as ^(?:...)$ (an (?x) comment could swallow the closing parenthesis).
-    for shift, form in ((0, pattern), (4, f"^(?:{pattern})$")):
+    # in) and anchored as ^(?:...)\\z (an (?x) comment could swallow the closing parenthesis).
+    for shift, form in ((0, pattern), (len(MATCH_LIMIT) + 4, f"{MATCH_LIMIT}^(?:{pattern})" + END)):
         error = pcre_error(form)
         if error:
             message, offset = error
             where = f" (at offset {min(max(offset - shift, 0), len(pattern))})" if offset >= 0 else ""
             raise ValueError(f"invalid regular expression {pattern!r}: {message}{where}")
+    problem = _regex_hazard(pattern)
+    if problem:
+        raise ValueError(f"regular expression {pattern!r} {problem}")
     return pattern
+
+
+# --- ReDoS: shapes that backtrack exponentially (or to a high power) on a request -----------------
+#
+# nginx matches with PCRE2 (JIT) and no match limit of its own: `(a+)+` against "aaaa...!" makes
+# each request spin until PCRE2's default limit, then logs an alert. So patterns are parsed into
+# a small tree and refused when a repeated group (`*`, `+`, `{n,}`, `{2,}`...) holds
+# - an unbounded repeat that can match the same characters as the rest of its iteration
+#   (`(a+)+`, `(a*)*`, `(.*a){20}`, `(\w+\s?)*`), unless every iteration holds a literal
+#   character nothing else in it can match, which splits iterations unambiguously (`(/[a-z]+)*`,
+#   `([0-9]+\.){3}`);
+# - alternatives that can start with the same character (`(a|a)*`, `(\d|\w)+`), unless they are
+#   plain strings none of which is a prefix of another (`(ab|ac)*`).
+# Possessive repeats (`a++`) and atomic groups (`(?>...)`) never backtrack into and are allowed.
+
+_PROBE = [chr(c) for c in range(0x20, 0x7f)] + ["\n", "\t", "\x85", "\u00e9", "\u2028", "\U0001f4a5"]
+
+
+@dataclass
+class _Atom:
+    """One character: a literal, a class, `.`, an escape. `text` is its PCRE source."""
+
+    text: str
+    literal: str | None  # the character, when it is exactly one literal character
+
+    def chars(self) -> frozenset[str]:
+        """Which probe characters it matches (Python's `re` stands in for PCRE on one atom;
+        anything it can't read counts as matching everything)."""
+        if self.literal is not None:
+            return frozenset(self.literal)
+        try:
+            rx = re.compile(self.text, re.S if self.text == "." else 0)
+        except re.error:
+            return frozenset(_PROBE)
+        return frozenset(c for c in _PROBE if rx.fullmatch(c) and (self.text != "." or c != "\n"))
+
+
+@dataclass
+class _Group:
+    alternatives: list[list[_Item]]
+    atomic: bool = False  # atomic groups and lookarounds: no backtracking into them from outside
+    opaque: bool = False  # a backreference or a construct the scan does not model
+
+
+@dataclass
+class _Item:
+    node: _Atom | _Group
+    lo: int = 1
+    hi: int | None = 1  # None: unbounded
+    possessive: bool = False
+
+    @property
+    def unbounded(self) -> bool:
+        return self.hi is None and not self.possessive
+
+
+_QUANT = re.compile(r"\*|\+|\?|\{([0-9]+)(,([0-9]*))?\}")
+_ESCAPE_CLASS = re.compile(r"\\(?:[dDwWsShHvVNR]|[pP](?:\{[^}]*\}|[A-Za-z]))")
+
+
+class _RegexScan:
+    def __init__(self, pattern: str) -> None:
+        self.p = pattern
+        self.i = 0
+        self.extended = False
+
+    def parse(self) -> _Group:
+        return self._alternatives()
+
+    def _alternatives(self) -> _Group:
+        alts: list[list[_Item]] = [[]]
+        p = self.p
+        while self.i < len(p):
+            c = p[self.i]
+            if c == ")":
+                break
+            if c == "|":
+                self.i += 1
+                alts.append([])
+                continue
+            node = self._node()
+            if node is None:
+                continue
+            item = _Item(node)
+            self._quantifier(item)
+            alts[-1].append(item)
+        return _Group(alts)
+
+    def _quantifier(self, item: _Item) -> None:
+        m = _QUANT.match(self.p, self.i)
+        if not m:
+            return
+        q = m.group(0)
+        if q == "*":
+            item.lo, item.hi = 0, None
+        elif q == "+":
+            item.lo, item.hi = 1, None
+        elif q == "?":
+            item.lo, item.hi = 0, 1
+        else:
+            item.lo = int(m.group(1))
+            item.hi = item.lo if m.group(2) is None else (int(m.group(3)) if m.group(3) else None)
+        self.i = m.end()
+        if self.p[self.i:self.i + 1] == "+":
+            item.possessive = True
+            self.i += 1
+        elif self.p[self.i:self.i + 1] == "?":
+            self.i += 1
+
+    def _node(self) -> _Atom | _Group | None:
+        p, c = self.p, self.p[self.i]
+        if self.extended and c in " \t\n\r\f\v":
+            self.i += 1
+            return None
+        if self.extended and c == "#":
+            self.i = len(p)
+            return None
+        if c == "(":
+            return self._group()
+        if c == "[":
+            end = self._class_end(self.i)
+            text = p[self.i:end]
+            self.i = end
+            return _Atom(text, None)
+        if c == "\\":
+            return self._escape()
+        if c in "^$":
+            self.i += 1
+            return None
+        self.i += 1
+        return _Atom(c if c != "." else ".", None if c == "." else c)
+
+    def _escape(self) -> _Atom | _Group | None:
+        p = self.p
+        m = _ESCAPE_CLASS.match(p, self.i)
+        if m:
+            self.i = m.end()
+            return _Atom(m.group(0), None)
+        nxt = p[self.i + 1:self.i + 2]
+        if nxt == "Q":  # \Q...\E: literal text
+            end = p.find("\\E", self.i + 2)
+            end = len(p) if end < 0 else end
+            text = p[self.i + 2:end]
+            self.i = end + 2
+            return _Group([[_Item(_Atom(ch, ch)) for ch in text]]) if text else None
+        if nxt in ("b", "B", "A", "z", "Z", "G", "K", "E"):
+            self.i += 2
+            return None
+        if nxt.isdigit() or nxt in ("g", "k"):  # backreferences: any text, any length
+            m = re.compile(r"\\(?:[0-9]+|g\{?-?[0-9A-Za-z_]+\}?|k[<{'][A-Za-z_0-9]+[>}'])").match(p, self.i)
+            self.i = m.end() if m else self.i + 2
+            return _Group([[]], opaque=True)
+        m = re.compile(r"\\(?:x\{[0-9A-Fa-f]+\}|x[0-9A-Fa-f]{0,2}|o\{[0-7]+\}|c.|.)").match(p, self.i)
+        assert m is not None
+        text = m.group(0)
+        self.i = m.end()
+        # \. \/ \- ...: that character; \t, \x41, \cA: left to Python's re in _Atom.chars().
+        return _Atom(text, text[1] if len(text) == 2 and not text[1].isalnum() else None)
+
+    def _class_end(self, start: int) -> int:
+        p, i = self.p, start + 1
+        if p[i:i + 1] == "^":
+            i += 1
+        if p[i:i + 1] == "]":
+            i += 1
+        while i < len(p) and p[i] != "]":
+            if p[i] == "\\":
+                i += 2
+            elif p.startswith("[:", i):
+                close = p.find(":]", i + 2)
+                i = close + 2 if close >= 0 else i + 1
+            else:
+                i += 1
+        return min(i + 1, len(p))
+
+    def _group(self) -> _Group | None:
+        p = self.p
+        self.i += 1
+        atomic = lookaround = False
+        if p.startswith("?#", self.i):
+            close = p.find(")", self.i)
+            self.i = len(p) if close < 0 else close + 1
+            return None
+        if p.startswith("*", self.i):  # (*VERB) and (*OPTION): refused before parsing
+            close = p.find(")", self.i)
+            self.i = len(p) if close < 0 else close + 1
+            return _Group([[]], opaque=True)
+        if p.startswith("?", self.i):
+            m = re.compile(r"\?(?:(>)|(<?[=!])|(:)|\||(?:P?<[A-Za-z_][A-Za-z0-9_]*>|'[A-Za-z_][A-Za-z0-9_]*')|"
+                           r"([-a-zA-Z^]*)(:|\)))").match(p, self.i)
+            if not m:
+                self.i += 1
+                return _Group([[]], opaque=True)
+            self.i = m.end()
+            atomic, lookaround = bool(m.group(1)), bool(m.group(2))
+            flags, end = m.group(4), m.group(5)
+            if flags is not None:
+                on = flags.split("-")[0]
+                if "x" in on:
+                    self.extended = True
+                if end == ")":
+                    return None
+        inner = self._alternatives()
+        if self.p[self.i:self.i + 1] == ")":
+            self.i += 1
+        if lookaround:  # zero-width: matches no characters of its own
+            return None
+        inner.atomic = atomic
+        return inner
+
+
+def _atoms(items: list[_Item]) -> list[_Atom] | None:
+    """Every character atom these items can match; None if some part is opaque."""
+    out: list[_Atom] = []
+    for it in items:
+        if isinstance(it.node, _Atom):
+            out.append(it.node)
+            continue
+        if it.node.opaque:
+            return None
+        for alt in it.node.alternatives:
+            sub = _atoms(alt)
+            if sub is None:
+                return None
+            out += sub
+    return out
+
+
+def _unbounded_inside(items: list[_Item]) -> list[_Item]:
+    """Repeats without an upper bound (that can backtrack) anywhere in these items."""
+    out: list[_Item] = []
+    for it in items:
+        if it.possessive or (isinstance(it.node, _Group) and it.node.atomic):
+            continue
+        if it.unbounded or (isinstance(it.node, _Group) and it.node.opaque):
+            out.append(it)
+        if isinstance(it.node, _Group):
+            for alt in it.node.alternatives:
+                out += _unbounded_inside(alt)
+    return out
+
+
+def _delimited(alt: list[_Item]) -> bool:
+    """A literal character every iteration holds a fixed number of times and nothing else in it
+    can match: iterations then split in one way only."""
+    everything = _atoms(alt)
+    if everything is None:
+        return False
+    fixed = {id(it.node): it.node.literal for it in alt
+             if isinstance(it.node, _Atom) and it.node.literal is not None and it.lo == it.hi and it.lo >= 1}
+    return any(all(id(a) in fixed for a in everything if ch in a.chars()) for ch in set(fixed.values()))
+
+
+def _first(items: list[_Item]) -> tuple[frozenset[str], bool] | None:
+    """Characters an alternative can start with, and whether it can match the empty string."""
+    out: set[str] = set()
+    for it in items:
+        if isinstance(it.node, _Atom):
+            out |= it.node.chars()
+            if it.lo >= 1:
+                return frozenset(out), False
+            continue
+        if it.node.opaque:
+            return None
+        empty = False
+        for alt in it.node.alternatives:
+            sub = _first(alt)
+            if sub is None:
+                return None
+            out |= sub[0]
+            empty = empty or sub[1]
+        if it.lo >= 1 and not empty:
+            return frozenset(out), False
+    return frozenset(out), True
+
+
+def _literal_text(items: list[_Item]) -> str | None:
+    if all(isinstance(it.node, _Atom) and it.node.literal is not None and it.lo == it.hi == 1 for it in items):
+        return "".join(it.node.literal or "" for it in items if isinstance(it.node, _Atom))
+    return None
+
+
+def _ambiguous_alternatives(group: _Group) -> bool:
+    alts = [a for a in group.alternatives if a]
+    firsts = [_first(a) for a in alts]
+    for i in range(len(alts)):
+        for j in range(i + 1, len(alts)):
+            fi, fj = firsts[i], firsts[j]
+            if fi is None or fj is None:
+                return True
+            if fi[0] & fj[0]:
+                a, b = _literal_text(alts[i]), _literal_text(alts[j])
+                if a is None or b is None or a.startswith(b) or b.startswith(a):
+                    return True
+    return False
+
+
+def _hazard(group: _Group) -> str | None:
+    for alt in group.alternatives:
+        for it in alt:
+            if not isinstance(it.node, _Group):
+                continue
+            repeated = (it.hi is None or it.hi > 1) and not it.possessive and not it.node.atomic
+            if repeated:
+                for inner in it.node.alternatives:
+                    if _unbounded_inside(inner) and not _delimited(inner):
+                        return "nests an unbounded repeat inside a repeated group"
+                if _ambiguous_alternatives(it.node):
+                    return "repeats a group whose alternatives can match the same text"
+            found = _hazard(it.node)
+            if found:
+                return found
+    return None
+
+
+_VERB = re.compile(r"\(\*")
+
+
+def _regex_hazard(pattern: str) -> str | None:
+    """Why a pattern is refused beyond PCRE's syntax, or None."""
+    scan = _RegexScan(pattern)
+    # (*ACCEPT) ends a match wherever it stands, past wardgate's \z; (*LF), (*CR)... change what
+    # PCRE calls a line end; (*LIMIT_...) raise limits.
+    stripped = re.sub(r"\\Q.*?(?:\\E|$)|\\.|\[(?:\\.|[^\]])*\]", "", pattern)
+    if _VERB.search(stripped):
+        return "uses a (*...) verb or option, which wardgate does not support"
+    problem = _hazard(scan.parse())
+    if problem:
+        return (f"{problem} (nested repeats such as (a+)+, (a|a)* or (.*a){{20}}): a request could make it "
+                "backtrack for a long time (ReDoS); make the inner repeat possessive (a++) or rewrite it")
+    return None
 
 
 def _load_pcre2() -> ctypes.CDLL | None:
@@ -318,6 +660,15 @@ def lua_literal(value: object) -> str:
 
 
 @dataclass(frozen=True)
+class MapKey:
+    """A literal key in a `map` block. A bare key that is one of map's keywords (`include`,
+    `default`, `hostnames`, `volatile`) would be read as that keyword, and one starting with `~`
+    as a regex: map drops one leading backslash from a key and reads the rest as plain text."""
+
+    value: str
+
+
+@dataclass(frozen=True)
 class Expr:
     """One interpolated argument built from renderer variables (Raw, e.g. `$http_x`) and user text."""
 
@@ -345,7 +696,7 @@ def expr(value: Expr) -> str:
     return '"' + "".join(out) + '"'
 
 
-Arg = str | int | float | Raw | Text | Expr | Body | Lines
+Arg = str | int | float | Raw | Text | Expr | Body | Lines | MapKey
 
 
 def token(value: Arg) -> str:
@@ -360,6 +711,8 @@ def token(value: Arg) -> str:
         return body(value.value)
     if isinstance(value, Lines):
         return '"' + _lines(value.value) + '"'
+    if isinstance(value, MapKey):
+        return '"\\\\' + _escape(value.value) + '"'  # `\\` in the file: one backslash for map
     if isinstance(value, bool):
         raise UnsafeValueError("booleans are not nginx tokens")
     if isinstance(value, int):

@@ -358,12 +358,22 @@ class ClientIP(Model):
         return self
 
 
+class RequestPath(Model):
+    """Request paths a backend may read differently from nginx's normalised path, which every
+    policy checks: `;` path parameters, encoded dots (%2e), slashes (%2f) and backslashes (%5c),
+    raw backslashes, dot segments and a `#`. `Reject` answers 400; `Allow` passes them on raw."""
+
+    ambiguous: Literal["Reject", "Allow"] = "Reject"
+
+
 class ClientTrafficPolicySpec(PolicySpec):
     client_ip: ClientIP = Field(default_factory=ClientIP, alias="clientIP")
+    path: RequestPath = Field(default_factory=RequestPath)
 
 
 class ClientTrafficPolicy(Policy):
-    """How a Gateway finds the client's IP address: connection, X-Forwarded-For or PROXY protocol."""
+    """How a Gateway reads client requests: where the client IP comes from (connection,
+    X-Forwarded-For or PROXY protocol) and which request paths it refuses."""
 
     spec: ClientTrafficPolicySpec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from wardgate.quoting import Arg, token
+from wardgate.quoting import Arg, MapKey, token
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -38,6 +38,11 @@ def d(name: str, *args: Arg) -> Directive:
 def entry(*args: Arg) -> Directive:
     """A data line inside map/geo/split_clients: a key and a value."""
     return Directive("", args)
+
+
+def map_entry(key: str, value: Arg) -> Directive:
+    """A `map` line with a literal key: never read as a keyword (include, default...) or regex."""
+    return Directive("", (MapKey(key), value))
 
 
 def block(name: str, *args: Arg) -> Directive:

@@ -3,7 +3,7 @@
 Routing model (see docs/architecture.md):
 - one `server` per (port, hostname); nginx's hashed server_name lookup picks the virtual host;
 - one `location` per distinct path: `= /x` for Exact, `= /p` + `/p/` for PathPrefix (element
-  semantics), `~ ^(?:re)$` for RegularExpression, so only hosts with regex routes pay for regexes;
+  semantics), `~ ^(?:re)\\z` for RegularExpression, so only hosts with regex routes pay for regexes;
 - inside a location the candidate matches are tried in Gateway API precedence order with
   rewrite-phase `if`s; a conditional match jumps to its action's internal location, the first
   unconditional one is served inline, and if none applies the answer is 404.
@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 
 from wardgate import ir
 from wardgate.perf import no_gc_pauses
-from wardgate.quoting import DOLLAR_VAR, Arg, Expr, Raw, Text, header_variable, regex_escape
+from wardgate.quoting import DOLLAR_VAR, END, MATCH_LIMIT, Arg, Expr, Raw, Text, header_variable, regex_escape
 from wardgate.render import stream
-from wardgate.render.emit import Directive, block, d, emit, entry
+from wardgate.render.emit import Directive, block, d, emit, entry, map_entry
 from wardgate.render.policies import PolicyRenderer, header_directives
 
 INTERNAL_PREFIX = "/_wardgate/"
@@ -78,7 +78,8 @@ def _cond(var: str, op: str, value: Arg) -> tuple[Arg, ...]:
 
 
 def _anchored(pattern: str) -> str:
-    return f"^(?:{pattern})$"
+    # \z, not $: PCRE's $ also matches before a final newline, and nginx decodes %0a into $uri.
+    return MATCH_LIMIT + f"^(?:{pattern})" + END
 
 
 class _Renderer:
@@ -177,7 +178,7 @@ class _Renderer:
         if path_type == "ReplaceFullPath" and value is not None:
             return [], (value,)
         if path_type == "ReplacePrefixMatch" and value is not None and prefix is not None:
-            pattern = "^(/.*)?$" if prefix == "/" else f"^{regex_escape(prefix)}(/.*)?$"
+            pattern = ("^(/.*)?" if prefix == "/" else f"^{regex_escape(prefix)}(/.*)?") + END
             stmts = [
                 d("set", R("$wg_rest"), ""),
                 Directive("if", _cond("$wg_rawpath", "~", pattern), [d("set", R("$wg_rest"), R("$1"))]),
@@ -334,7 +335,7 @@ class _Renderer:
                 for origin in cors.allow_origins:
                     scheme, _, host = origin.partition("://")
                     host_rx = "[^/]+" + regex_escape(host[1:]) if host.startswith("*.") else regex_escape(host)
-                    node.block.append(entry(f"~*^{regex_escape(scheme)}://{host_rx}$", R("$http_origin")))
+                    node.block.append(entry(f"~*^{regex_escape(scheme)}://{host_rx}" + END, R("$http_origin")))
                 node.block.append(d("default", ""))
             self.http_extra.append(node)
         return "$" + self._maps[key]
@@ -456,6 +457,19 @@ class _Renderer:
             srv.add("set_real_ip_from", R("unix:"))
             srv.add("real_ip_header", R("proxy_protocol"))
         srv.add("server_name", vhost.hostname)
+        # nginx routed on the request line's host when it has one; a Host header naming another
+        # host would reach the backend (and its header matches, the WAF) under policies it never
+        # passed. RFC 9112 3.2.2: the request-line authority wins, and clients must send the same.
+        # (A plain comparison first: the regex map runs only when the two differ at all.)
+        srv.block_append(Directive("if", _cond("$http_host", "!=", R("$host")), [
+            d("set", R("$wg_reject"), R("$wg_host_mismatch"))]))
+        if self.gw.reject_ambiguous_paths:
+            # Policies judge nginx's normalised $uri, the backend gets the raw URI: refuse what a
+            # backend could normalise differently (/api/..;/admin, /api/%2e%2e/admin).
+            srv.block_append(Directive("if", (R("("), R("$wg_ambiguous_path"), R(")")), [
+                d("set", R("$wg_reject"), "ambiguous-path")]))
+        srv.block_append(Directive("if", (R("("), R("$wg_reject"), R(")")), [
+            d("set", R("$wg_decision"), R("$wg_reject")), d("return", 400)]))
         certs = vhost.certificates or (port.default_certificates if default else ())
         if port.protocol == "HTTPS":
             self._tls(srv, port, vhost, certs)
@@ -501,7 +515,7 @@ class _Renderer:
             assert node.block is not None
             for host, name in port.listeners:
                 # map values and `if` operands interpolate `$`: user-named listeners go in as Text.
-                node.block.append(d("default", Text(name)) if not host else entry(host, Text(name)))
+                node.block.append(d("default", Text(name)) if not host else map_entry(host, Text(name)))
             self.http_extra.append(node)
         return "$" + self._maps[key]
 
@@ -642,7 +656,7 @@ class _Renderer:
             return [] if covers else None
         if p.value == "/":
             return []
-        rx = f"^{regex_escape(p.value)}(?:/|$)"
+        rx = f"^{regex_escape(p.value)}(?:/|{END})"
         return [(_cond("$uri", "!~", rx), _cond("$uri", "~", rx))]
 
     def _request_conditions(self, m: ir.Match) -> list[tuple[tuple[Arg, ...], tuple[Arg, ...]]]:
@@ -739,6 +753,14 @@ class _Renderer:
             if self.opts.access_log else d("access_log", R("off")),
             Directive("geo", (R("$" + DOLLAR_VAR),), [d("default", "$")]),
             Directive("map", (R("$http_upgrade"), R("$wg_connection")), [d("default", "upgrade"), entry("", "")]),
+            # Set when a Host header names another host than the one nginx routed on ($host: the
+            # request line's, lower-cased, without port or trailing dot). Absent Host is fine.
+            Directive("map", (Expr((R("$host"), "|", R("$http_host"))), R("$wg_host_mismatch")), [
+                entry(r"~*^([^|]*)\|\1\.?(?::[0-9]*)?\z", ""), entry(r"~^[^|]*\|\z", ""),
+                d("default", "invalid-request")]),
+            # Set for a raw path (before any `?`) with `;`, `\`, `#`, %2e, %2f, %5c or a dot segment.
+            Directive("map", (R("$request_uri"), R("$wg_ambiguous_path")), [
+                entry(r"~^[^?]*(?:[;\\#]|%(?:2[eEfF]|5[cC])|/\.\.?(?:[/?#]|\z))", "1"), d("default", "")]),
             Directive("map", (R("$request_uri"), R("$wg_rawpath")),
                       [entry("~^(?<wg_rawpath_p>[^?]*)", R("$wg_rawpath_p"))]),
             # Variables set only in some locations must exist everywhere.
@@ -747,6 +769,7 @@ class _Renderer:
             Directive("map", (R("$host"), R("$wg_decision")), [d("default", "")]),
             Directive("map", (R("$host"), R("$wg_waf")), [d("default", "")]),
             Directive("map", (R("$host"), R("$wg_uri")), [d("default", "")]),
+            Directive("map", (R("$host"), R("$wg_reject")), [d("default", "")]),
             # What the decision log says: the policy that answered; else, for answers no backend
             # gave: "waf" for a 403 on a WAF-enabled route, "request-limits" for nginx's 413 (body
             # size), "invalid-request" for its 400 (malformed); else "allow". Keyed on one

@@ -18,8 +18,20 @@ from __future__ import annotations
 from importlib import resources
 
 from wardgate import ir
-from wardgate.quoting import Arg, Body, Expr, Lines, Raw, Text, header_variable, lua_literal, regex_escape
-from wardgate.render.emit import Directive, d, entry
+from wardgate.quoting import (
+    END,
+    MATCH_LIMIT,
+    Arg,
+    Body,
+    Expr,
+    Lines,
+    Raw,
+    Text,
+    header_variable,
+    lua_literal,
+    regex_escape,
+)
+from wardgate.render.emit import Directive, d, entry, map_entry
 
 R = Raw
 LUA_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
@@ -47,10 +59,12 @@ def path_regex(paths: tuple[ir.PathMatch, ...]) -> str:
         if p.type == "Exact":
             alts.append(regex_escape(p.value))
         elif p.type == "PathPrefix":
-            alts.append(".*" if p.value == "/" else regex_escape(p.value) + "(?:/.*)?")
+            # (?s:): everything under the prefix, newlines included, as nginx's prefix locations do.
+            alts.append("(?s:.*)" if p.value == "/" else regex_escape(p.value) + "(?:/(?s:.*))?")
         else:
             alts.append(f"(?:{p.value})")
-    return "^(?:" + "|".join(alts) + ")$"
+    limit = MATCH_LIMIT if any(p.type == "RegularExpression" for p in paths) else ""
+    return limit + "^(?:" + "|".join(alts) + ")" + END
 
 
 def header_directives(ops: ir.HeaderOps) -> list[Directive]:
@@ -177,7 +191,7 @@ class PolicyRenderer:
             out.append(node)
         for methods, var in self._methods.items():
             out.append(Directive("map", (R("$request_method"), R("$" + var)),
-                                 [d("default", 1), *(entry(m, "") for m in methods)]))
+                                 [d("default", 1), *(map_entry(m, "") for m in methods)]))
         out += self._rate_maps
         if self._used_zones:
             out += [d("limit_req_zone", R("$wg_rlkey"), R(f"zone={zone}:10m"), R(f"rate={rate}"))
@@ -200,7 +214,7 @@ class PolicyRenderer:
         out: list[Directive] = []
         if cip.source == "xff" and cip.hops:
             # The Nth address from the right of X-Forwarded-For; the connection's if there are fewer.
-            rx = r"(?:^|,)\s*(?<wg_xff_ip>[0-9A-Fa-f:.]+)\s*" + "(?:,[^,]*)" * (cip.hops - 1) + "$"
+            rx = r"(?:^|,)\s*(?<wg_xff_ip>[0-9A-Fa-f:.]+)\s*" + "(?:,[^,]*)" * (cip.hops - 1) + END
             out.append(Directive("map", (R("$http_x_forwarded_for"), R("$wg_client_ip")), [
                 entry("~" + rx, R("$wg_xff_ip")), d("default", R("$remote_addr"))]))
             return out

@@ -407,12 +407,20 @@ def warn_route_hsts(attachment: PolicyAttachment) -> None:
                                  "or a listener; this value is ignored")
 
 
+def reject_ambiguous_paths(attachment: PolicyAttachment, gateway: tuple[str, str]) -> bool:
+    pol = attachment.winners["ClientTrafficPolicy"].get(("Gateway", *gateway, ""))
+    return not isinstance(pol, ClientTrafficPolicy) or pol.spec.path.ambiguous == "Reject"
+
+
 def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
     """The Gateway with each virtual host's policy ids (and HSTS) filled in."""
     cip = client_ip(resolver.attachment, (gw.namespace, gw.name))
+    reject = reject_ambiguous_paths(resolver.attachment, (gw.namespace, gw.name))
     if resolver.policy("") is None and not resolver.attachment.route_level:
         # No policy anywhere on this Gateway: skip the walk over every virtual host (10k routes).
-        return gw if cip == gw.client_ip else replace(gw, client_ip=cip)
+        if (cip, reject) == (gw.client_ip, gw.reject_ambiguous_paths):
+            return gw
+        return replace(gw, client_ip=cip, reject_ambiguous_paths=reject)
     actions = {a.id: a for a in gw.actions}
     ports = []
     for port in gw.ports:
@@ -433,7 +441,8 @@ def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
                                   action_policies=tuple(sorted(per_action.items())),
                                   hsts=vh.hsts if hsts is None else hsts))
         ports.append(replace(port, vhosts=tuple(vhosts), policy=resolver.policy("")))
-    return replace(gw, ports=tuple(ports), policies=resolver.ordered(), client_ip=cip)
+    return replace(gw, ports=tuple(ports), policies=resolver.ordered(), client_ip=cip,
+                   reject_ambiguous_paths=reject)
 
 
 __all__ = ["PolicyAttachment", "PolicyResolver", "apply_policies", "security_txt_body", "warn_route_hsts"]
