@@ -27,7 +27,7 @@ from wardgate.sources.files import MAX_FILE_BYTES, FileCache, load_paths_keeping
 from wardgate.sources.generations import GenerationTracker
 from wardgate.status.report import write_status_file
 from wardgate.translate import Options, Translation, translate
-from wardgate.translate.gateways import gateway_status
+from wardgate.translate.gateways import with_data_plane
 
 log = logging.getLogger("wardgate")
 
@@ -124,7 +124,7 @@ class Runner:
                 self._write_status()
                 return ReconcileReport(False, [error], [], time.monotonic() - t0)
             self.apply_errors.pop("*", None)
-            self._last_good = {(o.kind, o.namespace, o.name): o for o in rs.objects}
+            self._last_good = {o.key: o for o in rs.objects}
             if problems:
                 report.ok = False
                 report.errors = [str(p) for p in problems] + report.errors
@@ -137,48 +137,51 @@ class Runner:
         for p in tr.problems:
             log.warning("%s", p)
         report = ReconcileReport(True)
-        wanted = {gw.key for gw in tr.gateways}
-        for key in tr.failed:
+        # The data plane names each Gateway's nginx by the display form of its key.
+        wanted = {str(gw.key) for gw in tr.gateways}
+        failed = {str(k) for k in tr.failed}
+        for key in failed:
             self.apply_errors[key] = "internal error translating this Gateway; the last good configuration serves"
             self.config_failures[key] = self.config_failures.get(key, 0) + 1
             report.ok = False
             report.errors.append(f"Gateway {key}: {self.apply_errors[key]}")
         for key in list(self.instances):
-            if key not in wanted and key not in tr.failed:
+            if key not in wanted and key not in failed:
                 log.info("Gateway %s is gone: stopping its nginx", key)
                 self.instances.pop(key).stop()
                 self.apply_errors.pop(key, None)
         for gw in tr.gateways:
-            inst = self.instances.get(gw.key)
+            key = str(gw.key)
+            inst = self.instances.get(key)
             if inst is None:
-                inst = NginxInstance(gw.key, self.state_dir / "gateways" / f"{gw.namespace}_{gw.name}",
+                inst = NginxInstance(key, self.state_dir / "gateways" / f"{gw.namespace}_{gw.name}",
                                      self.opts.nginx_bin)
-                self.instances[gw.key] = inst
-            ropts = RenderOptions(self.address_of(gw.key), self.opts.port_offset, self.opts.modules_dir,
+                self.instances[key] = inst
+            ropts = RenderOptions(self.address_of(key), self.opts.port_offset, self.opts.modules_dir,
                                   self.opts.worker_processes, log_dir=str(inst.workdir.resolve() / "logs"))
             try:
                 files = render(gw, ropts)
                 res = inst.apply(files)
             except Exception as exc:  # refuse, keep the old config; the other Gateways go on
                 error = (f"render: {exc}" if isinstance(exc, UnsafeValueError)
-                         else _internal_error(f"Gateway {gw.key}: rendering", exc))
-                self.apply_errors[gw.key] = error
-                self.config_failures[gw.key] = self.config_failures.get(gw.key, 0) + 1
+                         else _internal_error(f"Gateway {key}: rendering", exc))
+                self.apply_errors[key] = error
+                self.config_failures[key] = self.config_failures.get(key, 0) + 1
                 report.ok = False
-                report.errors.append(f"Gateway {gw.key}: {error}")
+                report.errors.append(f"Gateway {key}: {error}")
                 continue
             if res.ok:
-                self.apply_errors.pop(gw.key, None)
+                self.apply_errors.pop(key, None)
                 if res.changed:
-                    report.changed.append(gw.key)
-                    log.info("Gateway %s: generation %d serving (%.3fs)", gw.key, res.generation,
+                    report.changed.append(key)
+                    log.info("Gateway %s: generation %d serving (%.3fs)", key, res.generation,
                              res.duration_s)
             else:
-                self.apply_errors[gw.key] = res.error or "nginx rejected the configuration"
+                self.apply_errors[key] = res.error or "nginx rejected the configuration"
                 report.ok = False
-                report.errors.append(f"Gateway {gw.key}: {res.error}")
+                report.errors.append(f"Gateway {key}: {res.error}")
                 log.error("Gateway %s: nginx rejected the new configuration, the last good one keeps "
-                          "serving: %s", gw.key, res.error)
+                          "serving: %s", key, res.error)
         self.translation = tr
         return report
 
@@ -205,13 +208,10 @@ class Runner:
             if tr is not None:
                 for st in tr.statuses:
                     if st.kind == "Gateway":
-                        plan = tr.plans[(st.namespace, st.name)]
-                        key = f"{st.namespace}/{st.name}"
+                        key = str(st.key)
                         inst = self.instances.get(key)
                         ok = key not in self.apply_errors and inst is not None and inst.is_running()
-                        st = gateway_status(plan, [self.address_of(key)],
-                                            st.status["conditions"][0]["lastTransitionTime"],
-                                            {p.name: ok for p in plan.listeners})
+                        st = with_data_plane(st, [self.address_of(key)], ok)
                     objects.append(st.to_dict())
             return {
                 "objects": objects,

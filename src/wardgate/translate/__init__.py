@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from wardgate import CONTROLLER_NAME, ir
 from wardgate.errors import Problem
+from wardgate.keys import ObjectKey
 from wardgate.model import ResourceSet
 from wardgate.model.gatewayapi import GROUP, Gateway, GatewayClass, HTTPRoute
 from wardgate.perf import no_gc_pauses
@@ -35,12 +36,12 @@ class Options:
 @dataclass
 class Translation:
     gateways: list[ir.Gateway] = field(default_factory=list)
-    plans: dict[tuple[str, str], GatewayPlan] = field(default_factory=dict)
+    plans: dict[ObjectKey, GatewayPlan] = field(default_factory=dict)
     statuses: list[ObjectStatus] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     # Gateways whose translation failed (a bug, reported as a problem): whoever serves them keeps
     # their last good configuration instead of treating them as gone.
-    failed: set[str] = field(default_factory=set)
+    failed: set[ObjectKey] = field(default_factory=set)
 
 
 def _class_status(gc: GatewayClass, now: str) -> ObjectStatus:
@@ -99,7 +100,7 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
     results = _attach(routes, out, index, opts.controller_name, now)
     reject_kind_conflicts(results, now)
     tls_results = _attach(rs.tls_routes, out, index, opts.controller_name, now)
-    route_parents: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    route_parents: dict[ObjectKey, set[ObjectKey]] = {}
     for res in results:
         for gw_key, atts in res.attachments.items():
             # Policies target HTTPRoutes only (a GRPCRoute gets its Gateway's and listener's).
@@ -107,7 +108,7 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
                 route_parents.setdefault(res.route.key, set()).add(gw_key)
     policies = PolicyAttachment(rs, index, out.plans, route_parents, opts.controller_name, now)
     warn_route_hsts(policies)
-    ancestors: dict[tuple[str, str], list[tuple[tuple[str, str], PolicyResult]]] = {}
+    ancestors: dict[ObjectKey, list[tuple[ObjectKey, PolicyResult]]] = {}
     for key, plan in out.plans.items():
         builder = GatewayBuilder(plan, index)
         attachments = [a for res in results for a in res.attachments.get(key, [])]
@@ -134,12 +135,12 @@ def _failed(out: Translation, gw: Gateway, exc: Exception) -> None:
     # The exception's type only: its text could quote Secret or ConfigMap data.
     log.error("translating Gateway %s failed (%s); its last good configuration keeps serving:\n%s",
               gw.ref(), type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)))
-    out.failed.add(f"{gw.namespace}/{gw.name}")
+    out.failed.add(gw.key)
     out.problems.append(Problem(f"internal error translating this Gateway ({type(exc).__name__}); its last "
                                 "good configuration keeps serving", gw.origin, "Gateway", gw.namespace, gw.name))
 
 
-def _backend_tls_statuses(ancestors: dict[tuple[str, str], list[tuple[tuple[str, str], PolicyResult]]],
+def _backend_tls_statuses(ancestors: dict[ObjectKey, list[tuple[ObjectKey, PolicyResult]]],
                           controller: str, now: str) -> list[ObjectStatus]:
     """status.ancestors of each BackendTLSPolicy: one entry per Gateway whose routes reach it."""
     out = []
@@ -147,7 +148,7 @@ def _backend_tls_statuses(ancestors: dict[tuple[str, str], list[tuple[tuple[str,
         policy = entries[0][1].policy
         gen = policy.metadata.generation
         items = []
-        for (gw_ns, gw_name), result in sorted(entries, key=lambda e: e[0]):
+        for (_, gw_ns, gw_name), result in sorted(entries, key=lambda e: e[0]):
             ok = result.tls is not None
             items.append({
                 "ancestorRef": {"group": GROUP, "kind": "Gateway", "namespace": gw_ns, "name": gw_name},

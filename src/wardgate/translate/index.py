@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from wardgate import ir
 from wardgate.errors import Problem
+from wardgate.keys import ObjectKey
 from wardgate.model import ResourceSet
 from wardgate.model.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
 from wardgate.model.gatewayapi import BackendTLSPolicy, HTTPRoute, ReferenceGrant
@@ -14,37 +15,43 @@ from wardgate.model.gatewayapi import BackendTLSPolicy, HTTPRoute, ReferenceGran
 class Index:
     def __init__(self, rs: ResourceSet) -> None:
         self.namespaces: dict[str, Namespace] = {n.name: n for n in rs.of(Namespace)}
-        self.services: dict[tuple[str, str], Service] = {s.key: s for s in rs.of(Service)}
-        self.secrets: dict[tuple[str, str], Secret] = {s.key: s for s in rs.of(Secret)}
-        self.config_maps: dict[tuple[str, str], ConfigMap] = {c.key: c for c in rs.of(ConfigMap)}
-        self.slices: dict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
+        self.services: dict[ObjectKey, Service] = {s.key: s for s in rs.of(Service)}
+        self.secrets: dict[ObjectKey, Secret] = {s.key: s for s in rs.of(Secret)}
+        self.config_maps: dict[ObjectKey, ConfigMap] = {c.key: c for c in rs.of(ConfigMap)}
+        self.slices: dict[ObjectKey, list[EndpointSlice]] = defaultdict(list)
         for es in rs.of(EndpointSlice):
             if es.service_name:
-                self.slices[(es.namespace, es.service_name)].append(es)
-        # (namespace, Service) -> the BackendTLSPolicies targeting it, oldest first.
-        self.backend_tls: dict[tuple[str, str], list[BackendTLSPolicy]] = defaultdict(list)
+                self.slices[ObjectKey("Service", es.namespace, es.service_name)].append(es)
+        # Service -> the BackendTLSPolicies targeting it, oldest first.
+        self.backend_tls: dict[ObjectKey, list[BackendTLSPolicy]] = defaultdict(list)
         for p in rs.of(BackendTLSPolicy):
             for ref in p.spec.target_refs:
                 if ref.group in ("", "core") and ref.kind == "Service":
-                    self.backend_tls[(p.namespace, ref.name)].append(p)
+                    self.backend_tls[ObjectKey("Service", p.namespace, ref.name)].append(p)
         # (namespace, Service, port) -> ready endpoints, filled on first use.
         self.endpoint_cache: dict[tuple[str, str, int], tuple[ir.Endpoint, ...]] = {}
-        self.routes: dict[tuple[str, str], HTTPRoute] = {r.key: r for r in rs.http_routes}
-        # Objects whose latest version the model refused: (kind, namespace, name) -> why.
-        self.rejected: dict[tuple[str, str, str], list[Problem]] = {}
+        self.routes: dict[ObjectKey, HTTPRoute] = {r.key: r for r in rs.http_routes}
+        # Objects whose latest version the model refused, with why.
+        self.rejected: dict[ObjectKey, list[Problem]] = {}
         for _raw, problems in rs.rejected:
             for p in problems:
                 if p.kind and p.name:
-                    self.rejected.setdefault((p.kind, p.namespace or "", p.name), []).append(p)
+                    self.rejected.setdefault(ObjectKey(p.kind, p.namespace or "", p.name), []).append(p)
         self.grants: dict[str, list[ReferenceGrant]] = defaultdict(list)
         for g in rs.of(ReferenceGrant):
             self.grants[g.namespace].append(g)
 
     def route(self, namespace: str, name: str) -> HTTPRoute | None:
-        return self.routes.get((namespace, name))
+        return self.routes.get(ObjectKey("HTTPRoute", namespace, name))
+
+    def service(self, namespace: str, name: str) -> Service | None:
+        return self.services.get(ObjectKey("Service", namespace, name))
+
+    def secret(self, namespace: str, name: str) -> Secret | None:
+        return self.secrets.get(ObjectKey("Secret", namespace, name))
 
     def config_map(self, namespace: str, name: str) -> ConfigMap | None:
-        return self.config_maps.get((namespace, name))
+        return self.config_maps.get(ObjectKey("ConfigMap", namespace, name))
 
     def namespace_labels(self, name: str) -> dict[str, str]:
         ns = self.namespaces.get(name)
