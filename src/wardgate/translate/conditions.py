@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wardgate.keys import ObjectKey
@@ -46,22 +46,29 @@ class Condition:
         return self.status == "True"
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {"type": self.type, "status": self.status, "reason": self.reason, "message": self.message,
+                "observedGeneration": self.observedGeneration, "lastTransitionTime": self.lastTransitionTime}
 
 
 def condition(type_: ConditionType, ok: bool, reason: Reason, message: str, generation: int, now: str) -> Condition:
     return Condition(type_, "True" if ok else "False", reason, message, generation, now)
 
 
-def _wire(value: Any) -> Any:
-    """Conditions as plain dicts, the rest of a status as it is."""
-    if isinstance(value, Condition):
-        return value.to_dict()
-    if isinstance(value, dict):
-        return {k: _wire(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_wire(v) for v in value]
-    return value
+def _conds(conditions: list[Condition]) -> list[dict[str, Any]]:
+    return [c.to_dict() for c in conditions]
+
+
+def _wire(status: dict[str, Any]) -> dict[str, Any]:
+    """The status with its conditions as plain dicts. Conditions sit at the top and in the
+    entries of listeners, parents and ancestors; only those are copied (the status of every
+    route is written on each reconcile)."""
+    out = dict(status)
+    for key, value in status.items():
+        if key == "conditions":
+            out[key] = _conds(value)
+        elif isinstance(value, list) and value and isinstance(value[0], dict) and "conditions" in value[0]:
+            out[key] = [{**entry, "conditions": _conds(entry["conditions"])} for entry in value]
+    return out
 
 
 @dataclass
