@@ -69,13 +69,33 @@ def _manifest_entries(paths: Iterable[Path]) -> list[tuple[Path, Path | None]]:
     out: list[tuple[Path, Path | None]] = []
     for path in paths:
         if path.is_dir():
-            out.extend((p, path) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix in SUFFIXES
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            out.extend((p, path) for p in _walk(path))
         elif path.exists():
             out.append((path, None))
         else:
             raise InputError([Problem(f"no such file or directory: {path}")])
     return out
+
+
+def _walk(root: Path) -> list[Path]:
+    """The manifest files under `root` in sorted order: files (or symlinks to files) with a
+    manifest suffix, nothing hidden, symlinked directories not entered (as Path.rglob), unreadable
+    directories skipped. Hidden directories are not walked at all (a ConfigMap volume's `..data`)."""
+    out: list[Path] = []
+    stack = [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for e in entries:
+                    if e.name.startswith("."):
+                        continue
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                    elif e.name.endswith(SUFFIXES) and e.is_file():
+                        out.append(Path(e.path))
+        except OSError:
+            continue
+    return sorted(out)
 
 
 def _objects(doc: Any, origin: Origin, problems: list[Problem]) -> Iterator[RawObject]:
