@@ -280,7 +280,7 @@ class Runner:
     def _relevant(self, path: Path) -> bool:
         """Whether an event on `path` can change what is loaded: not a hidden file (editors' and
         atomic writers' temporary files), nor a file of a type never read."""
-        for root in self.paths:
+        for root in (p.absolute() for p in self.paths):  # the watcher reports absolute paths
             if path == root:
                 return True
             if path.is_relative_to(root):
