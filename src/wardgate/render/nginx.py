@@ -11,21 +11,23 @@ Routing model (see docs/architecture.md):
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from wardgate import ir
 from wardgate.perf import no_gc_pauses
 from wardgate.quoting import DOLLAR_VAR, Arg, Expr, Raw, Text, header_variable, regex_escape
 from wardgate.render.emit import Directive, block, d, emit, entry
-from wardgate.render.policies import PolicyRenderer, header_directives
+from wardgate.render.policies import REQUEST_ID, WARDGATE_MODULE, PolicyRenderer, header_directives
 
 INTERNAL_PREFIX = "/_wardgate/"
 MODULES = ("ngx_http_headers_more_filter_module.so",)
 
 LOG_FORMAT = (
-    '{"time":"$time_iso8601","request_id":"$request_id","remote_addr":"$remote_addr",'
+    '{"time":"$time_iso8601","request_id":"$wardgate_request_id","remote_addr":"$remote_addr",'
     '"host":"$host","method":"$request_method","uri":"$request_uri","status":$status,'
     '"bytes_sent":$body_bytes_sent,"request_time":$request_time,"route":"$wg_route",'
     '"upstream_addr":"$upstream_addr","upstream_status":"$upstream_status",'
@@ -38,10 +40,17 @@ DEFAULT_PROXY_HEADERS: tuple[tuple[str, Raw], ...] = (
     ("X-Forwarded-For", Raw("$proxy_add_x_forwarded_for")),
     ("X-Forwarded-Proto", Raw("$scheme")),
     ("X-Forwarded-Host", Raw("$host")),
-    ("X-Request-Id", Raw("$request_id")),
+    ("X-Request-Id", Raw(REQUEST_ID)),
     ("Upgrade", Raw("$http_upgrade")),
     ("Connection", Raw("$wg_connection")),
 )
+
+
+def default_wardgate_module() -> str:
+    """Where scripts/install.sh builds wardgate's nginx module: inside the virtual environment
+    wardgate runs from; WARDGATE_NGINX_MODULE overrides."""
+    return os.environ.get("WARDGATE_NGINX_MODULE") or os.path.join(sys.prefix, "lib", "nginx", "modules",
+                                                                   WARDGATE_MODULE)
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class RenderOptions:
     # Where modules that resolve paths against the working directory (ModSecurity's audit log)
     # write logs: the instance's absolute logs/ directory.
     log_dir: str = "logs"
+    wardgate_module: str = field(default_factory=default_wardgate_module)
 
 
 def R(text: str) -> Raw:
@@ -95,7 +105,7 @@ class _Renderer:
             return self._maps[key]
         name = self._var("wg_s")
         self._maps[key] = name
-        node = Directive("split_clients", (Expr((R("$request_id"),)), R("$" + name)), [])
+        node = Directive("split_clients", (Expr((R(REQUEST_ID),)), R("$" + name)), [])
         assert node.block is not None
         total = sum(w for w, _ in shares) or 1.0
         acc = 0.0
@@ -632,6 +642,7 @@ class _Renderer:
                       for (base, copies), name in self._retry_upstreams.items()]
         main: list[Directive] = [d("load_module", f"{self.opts.modules_dir}/{m}")
                                  for m in (*MODULES, *self.pol.modules())]
+        main.append(d("load_module", self.opts.wardgate_module))  # last: see WARDGATE_MODULE
         workers = self.opts.worker_processes
         main += [
             d("worker_processes", workers if workers else R("auto")),
