@@ -63,6 +63,32 @@ def test_duplicate_headers_in_the_module(gateway: Gateway, backends: Backends) -
     assert [e["decision"] for e in log if e["status"] == 400] == ["duplicate-header"]
 
 
+LUA_TOO = """\
+apiVersion: policy.wardgate.io/v1alpha1
+kind: SecurityPolicy
+metadata: {name: duplicates, namespace: default}
+spec:
+  targetRefs: [{kind: Gateway, name: gw}]
+  requestLimits: {maxURLLength: 4096}
+  duplicateHeaders:
+    default: KeepFirst
+    headers: [{name: X-Tenant, action: KeepLast}]
+"""
+
+
+def test_duplicate_headers_with_other_lua_checks(gateway: Gateway, backends: Backends) -> None:
+    """With request limits on the same policy the check stays in Lua (to keep the order of checks):
+    the same answers, also for headers nginx keeps pointers to."""
+    setup(gateway, backends, LUA_TOO)
+    assert "wardgate_duplicate_headers" not in rendered(gateway)
+    status, seen = send(gateway, ("User-Agent", "first"), ("Accept", "a/a"), ("User-Agent", "second"),
+                        ("Accept", "b/b"), ("X-Tenant", "t1"), ("X-Tenant", "t2"))
+    assert (status, seen["User-Agent"], seen["Accept"], seen["X-Tenant"]) == (200, ["first"], ["a/a"], ["t2"])
+    status, seen = send(gateway, ("X-Forwarded-For", "192.0.2.1"), ("X-Forwarded-For", "192.0.2.2"))
+    assert status == 200 and seen["X-Forwarded-For"] == ["192.0.2.1, 127.0.0.1"]
+    assert send(gateway, ("Content-Type", "a/b"), ("Content-Type", "c/d"))[0] == 400
+
+
 def test_duplicate_headers_keep_alive_requests(gateway: Gateway, backends: Backends) -> None:
     """Several requests on one connection: each request's list is its own (nothing carried over)."""
     setup(gateway, backends, example("duplicate-headers"))
