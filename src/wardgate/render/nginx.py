@@ -661,6 +661,9 @@ class _Renderer:
             d("tcp_nodelay", R("on")),
             d("keepalive_timeout", R("65s")),
             d("keepalive_requests", 10000),
+            # One pool block per request: with 4k (the default) a proxied request allocated two more
+            # blocks (2.1k instructions per request in malloc and free); it used about 12k anyway.
+            d("request_pool_size", R("16k")),
             d("client_body_temp_path", "tmp/client_body"),
             d("proxy_temp_path", "tmp/proxy"),
             d("fastcgi_temp_path", "tmp/fastcgi"),
@@ -683,12 +686,10 @@ class _Renderer:
             Directive("map", (R("$http_upgrade"), R("$wg_connection")), [d("default", "upgrade"), entry("", "")]),
             Directive("map", (R("$request_uri"), R("$wg_rawpath")),
                       [entry("~^(?<wg_rawpath_p>[^?]*)", R("$wg_rawpath_p"))]),
-            # Variables set only in some locations must exist everywhere.
-            Directive("map", (R("$host"), R("$wg_route")), [d("default", "")]),
-            Directive("map", (R("$host"), R("$wg_preflight")), [d("default", "")]),
-            Directive("map", (R("$host"), R("$wg_decision")), [d("default", "")]),
-            Directive("map", (R("$host"), R("$wg_waf")), [d("default", "")]),
-            Directive("map", (R("$host"), R("$wg_uri")), [d("default", "")]),
+            # Variables set only in some locations must exist everywhere. Keyed on a constant: a
+            # map on $host lower-cases and hashes the host first (0.5k instructions per request).
+            *(Directive("map", ("", R(var)), [d("default", "")])
+              for var in ("$wg_route", "$wg_preflight", "$wg_decision", "$wg_waf", "$wg_uri")),
             # What the decision log says: the policy that answered; else, for answers no backend
             # gave: "waf" for a 403 on a WAF-enabled route, "request-limits" for nginx's 413 (body
             # size), "invalid-request" for its 400 (malformed); else "allow". Keyed on one
