@@ -36,6 +36,11 @@ from wardgate.render.emit import Directive, d, entry, map_entry
 R = Raw
 LUA_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
 MODSECURITY_MODULE = "ngx_http_modsecurity_module.so"
+# wardgate's own module (module/, built by scripts/build-module.sh): duplicate headers without Lua
+# and a request id without a random-number call per request. Loaded last, after ModSecurity, so its
+# preaccess handler runs before ModSecurity's.
+WARDGATE_MODULE = "ngx_http_wardgate_module.so"
+REQUEST_ID = "$wardgate_request_id"  # 32 hex characters, unique, not secret
 # A token longer than nginx's 4 KiB configuration buffer is refused, so long bodies are split
 # into map values joined at run time.
 _CHUNK = 3000
@@ -99,6 +104,14 @@ def native_rate(rl: ir.RateLimit) -> str | None:
     return None
 
 
+def _duplicate_headers(p: ir.Policy) -> Directive:
+    """wardgate's module: `wardgate_duplicate_headers <default> name=action ...` (the IR's names are
+    lower case; each pair is one quoted token)."""
+    assert p.duplicate_default is not None
+    return d("wardgate_duplicate_headers", R(p.duplicate_default),
+             *(f"{name}={act}" for name, act in p.duplicate_headers))
+
+
 class PolicyRenderer:
     """Renders one Gateway's policies. Collects http-level directives in `http` as it goes."""
 
@@ -146,9 +159,10 @@ class PolicyRenderer:
         return native, {zone: rate for rate, zone in zones.items()}
 
     def needs_lua(self, p: ir.Policy) -> bool:
+        """Whether the policy's checks 6-8 run in Lua. Duplicate headers alone run in wardgate's
+        module; with another Lua check they stay in Lua, to keep the order of checks 6-8."""
         rl = p.rate_limit
-        return bool(p.duplicate_default or p.max_url_length or p.max_header_bytes
-                    or (rl is not None and rl.bucket not in self._zones))
+        return bool(p.max_url_length or p.max_header_bytes or (rl is not None and rl.bucket not in self._zones))
 
     def decision_fallback(self) -> str:
         """The variable the decision log uses when no wardgate check set $wg_decision: limit_req
@@ -237,7 +251,7 @@ class PolicyRenderer:
                 cfg["max_url"] = p.max_url_length
             if p.max_header_bytes:
                 cfg["max_header_bytes"] = p.max_header_bytes
-            if p.duplicate_default:
+            if p.duplicate_default:  # with other Lua checks: in Lua, in their order
                 cfg["dup"] = {"default": p.duplicate_default, "headers": dict(p.duplicate_headers)}
             rl = p.rate_limit
             if rl is not None and rl.bucket not in self._zones:
@@ -276,7 +290,7 @@ class PolicyRenderer:
         ]
         return [
             d("modsecurity", R("off")),
-            d("modsecurity_transaction_id", R("$request_id")),
+            d("modsecurity_transaction_id", R(REQUEST_ID)),
             d("modsecurity_rules", Lines("\n".join(rules) + "\n")),
         ]
 
@@ -325,6 +339,8 @@ class PolicyRenderer:
             # At the end of the rewrite phase: after the `if` checks, before ModSecurity's request
             # body phase (preaccess), where CRS decides. access_by_lua would run after the WAF.
             out.append(Directive("rewrite_by_lua_block", (), None, lua=f"package.loaded.wardgate.access({p.id})"))
+        elif p.duplicate_default:
+            out.append(_duplicate_headers(p))
         out += self._limit_req(p)
         if waf:
             out += self._waf_location(p)
