@@ -22,7 +22,7 @@ from wardgate.model import parse
 from wardgate.render.nginx import RenderOptions, render
 from wardgate.sources import load_paths
 from wardgate.sources.files import MAX_FILE_BYTES
-from wardgate.status.report import format_table
+from wardgate.status.report import format_exposure, format_table
 from wardgate.translate import Options, translate
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A Gateway API security gateway on nginx.")
@@ -148,6 +148,29 @@ def status(
     _print(doc, output)
     if doc.get("errors"):
         raise typer.Exit(1)
+
+
+@app.command()
+def exposure(
+    files: Files,
+    output: Annotated[str, typer.Option("-o", "--output", help="table or json")] = "table",
+    max_file_size: MaxFileSize = MAX_FILE_BYTES,
+) -> None:
+    """What each Gateway serves (listener, hostname, path, route), flagging hostnames served by
+    several Gateways and routes reached through a wildcard broader than their hostname."""
+    from wardgate.translate.exposure import exposure_of
+
+    if output not in ("table", "json"):
+        raise typer.BadParameter("-o must be table or json")
+    try:
+        tr = translate(parse(load_paths(files, max_bytes=max_file_size)))
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    for p in tr.problems:
+        typer.echo(f"warning: {p}", err=True)
+    doc = exposure_of(tr)
+    typer.echo(json.dumps(doc, indent=1) if output == "json" else format_exposure(doc))
 
 
 @app.command()

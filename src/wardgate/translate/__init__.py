@@ -6,6 +6,7 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import Any
 
 from wardgate import CONTROLLER_NAME, ir
 from wardgate.errors import Problem
@@ -19,7 +20,7 @@ from wardgate.translate.gateways import GatewayPlan, gateway_status, plan_gatewa
 from wardgate.translate.index import Index
 from wardgate.translate.passthrough import add_passthrough
 from wardgate.translate.policies import PolicyAttachment, PolicyResolver, apply_policies, warn_route_hsts
-from wardgate.translate.routes import Route, RouteResult, RouteT, attach_route, reject_kind_conflicts
+from wardgate.translate.routes import Attachment, Route, RouteResult, RouteT, attach_route, reject_kind_conflicts
 
 log = logging.getLogger("wardgate")
 
@@ -41,6 +42,9 @@ class Translation:
     # Gateways whose translation failed (a bug, reported as a problem): whoever serves them keeps
     # their last good configuration instead of treating them as gone.
     failed: set[str] = field(default_factory=set)
+    # Per Gateway: every route's attachment to a listener, with the hostnames it gets there
+    # (HTTPRoute, GRPCRoute and TLSRoute), for the exposure report.
+    attachments: dict[tuple[str, str], list[Attachment[Any]]] = field(default_factory=dict)
 
 
 def _class_status(gc: GatewayClass, now: str) -> ObjectStatus:
@@ -111,6 +115,7 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
     for key, plan in out.plans.items():
         builder = GatewayBuilder(plan, index)
         attachments = [a for res in results for a in res.attachments.get(key, [])]
+        out.attachments[key] = [*attachments, *(a for res in tls_results for a in res.attachments.get(key, []))]
         if plan.accepted:
             try:
                 gw_ir, problems = add_passthrough(builder.build(attachments), plan,
