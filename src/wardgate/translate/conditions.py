@@ -40,11 +40,3 @@ class ObjectStatus:
             "status": self.status,
         }
 
-
-def set_condition(conditions: list[dict[str, Any]], new: dict[str, Any]) -> None:
-    """Replace the condition of the same type, keeping order."""
-    for i, c in enumerate(conditions):
-        if c["type"] == new["type"]:
-            conditions[i] = new
-            return
-    conditions.append(new)
