@@ -221,14 +221,25 @@ def run(
 @app.command()
 def echo(
     listen: Annotated[str, typer.Option(help="host:port to serve on.")] = "127.0.0.1:3000",
-    namespace: Annotated[str, typer.Option()] = "default",
-    pod: Annotated[str, typer.Option(help="Name reported as the pod.")] = "echo-0",
+    namespace: Annotated[str, typer.Option(help="Reported as `namespace`.")] = "default",
+    pod: Annotated[str, typer.Option(help="Reported as `pod`.")] = "echo-0",
+    service: Annotated[str, typer.Option(help="Reported as `service`.")] = "",
+    certfile: Annotated[Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM).")] = None,
+    keyfile: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM).")] = None,
+    client_ca: Annotated[Path | None, typer.Option(help="Ask for client certificates signed by this CA.")]
+    = None,
+    quiet: Annotated[bool, typer.Option(help="Do not log a line per request.")] = False,
 ) -> None:
-    """A test backend that answers every request with a JSON echo of it."""
+    """A test backend that answers every request with a JSON echo of it (docs/echo.md)."""
     from wardgate.verify.echo import main as echo_main
 
     host, _, port = listen.rpartition(":")
-    raise typer.Exit(echo_main(["--host", host, "--port", port, "--namespace", namespace, "--pod", pod]))
+    args = ["--host", host.strip("[]") or "127.0.0.1", "--port", port, "--namespace", namespace, "--pod", pod,
+            "--service", service]
+    for flag, path in (("--certfile", certfile), ("--keyfile", keyfile), ("--client-ca", client_ca)):
+        if path is not None:
+            args += [flag, str(path)]
+    raise typer.Exit(echo_main([*args, *(["--quiet"] if quiet else [])]))
 
 
 @verify_app.command("conformance")
