@@ -535,3 +535,23 @@ def test_duplicate_headers_reject_singletons_unless_listed() -> None:
     assert pol is not None and pol.duplicate_default == "last"
     assert pol.duplicate_headers == (("authorization", "first"), ("content-length", "reject"),
                                      ("content-type", "reject"), ("host", "reject"), ("x-tenant", "allow"))
+
+
+def test_messages_name_the_problem() -> None:
+    """What a user reads: each refusal's own words (and the 2048-character bound of security.txt
+    values, at 2048 and 2049)."""
+    assert "expected a size such as 512, 64Ki or 1Mi" in refused(security, requestLimits={"maxBodySize": True})
+    assert "invalid size '12Q': expected a number with an optional Ki, Mi, Gi, k, M or G suffix" in refused(
+        security, requestLimits={"maxBodySize": "12Q"})
+    assert "body must not contain NUL characters" in refused(security, directResponses=[{"path": "/x",
+                                                                                         "body": "\x00"}])
+    base = {"contact": ["mailto:a@example.com"], "expires": FUTURE}
+    for field, prefix in (("contact", "https://example.com/"), ("canonical", "https://example.com/")):
+        longest = prefix + "a" * (2048 - len(prefix))
+        SecurityTxt.model_validate({**base, field: [longest]})
+        assert "security.txt value is longer than 2048 characters" in refused(
+            SecurityTxt.model_validate, {**base, field: [longest + "a"]})
+    assert "'ftp://x' must be an https:, mailto: or tel: URI (RFC 9116 2.5.3)" in refused(
+        SecurityTxt.model_validate, {**base, "contact": ["ftp://x"]})
+    assert "'mailto:a@b' must be an https URI (RFC 9116)" in refused(
+        SecurityTxt.model_validate, {**base, "policy": ["mailto:a@b"]})
