@@ -387,7 +387,7 @@ def policies_by_path(tr: Translation) -> dict[tuple[int, str], ir.Policy | None]
 
 
 def status_of(tr: Translation, kind: str, ns: str, name: str) -> list[dict[str, Any]]:
-    return next(s.status for s in tr.statuses if s.key == (kind, ns, name))["ancestors"]  # type: ignore[no-any-return]
+    return next(s.to_dict()["status"] for s in tr.statuses if s.key == (kind, ns, name))["ancestors"]  # type: ignore[no-any-return]
 
 
 def test_levels_merge_field_by_field_down_to_the_rule() -> None:

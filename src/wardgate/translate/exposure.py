@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from wardgate import ir
+from wardgate.keys import ObjectKey
 from wardgate.translate.gateways import SNI_PROTOCOLS, GatewayPlan
 from wardgate.translate.hostnames import covering_names, owner
 
@@ -74,7 +75,7 @@ def served_by(gw: ir.Gateway, plan: GatewayPlan | None) -> list[Served]:
         for vh in port.vhosts:
             for m in vh.matches:
                 src = sources[m.action]
-                out.add(Served(gw.key, vh.listener, vh.hostname, path_text(m.path),
+                out.add(Served(str(gw.key), vh.listener, vh.hostname, path_text(m.path),
                                route_text(src.kind, src.namespace, src.name)))
     for pp in gw.passthrough:
         # The IR's SNI routes don't name their listener: the owner among the port's TLS/HTTPS ones.
@@ -84,7 +85,7 @@ def served_by(gw: ir.Gateway, plan: GatewayPlan | None) -> list[Served]:
         for sni in pp.routes:
             i = owner(hosts, sni.hostname)
             name = listeners[i].name if i is not None else ""
-            out.add(Served(gw.key, name, sni.hostname, None,
+            out.add(Served(str(gw.key), name, sni.hostname, None,
                            route_text("TLSRoute", sni.source.namespace, sni.source.name)))
     return sorted(out)
 
@@ -143,16 +144,15 @@ def _multi_gateway_findings(served: Sequence[Served]) -> list[Finding]:
     return out
 
 
-def exposure(gateways: Iterable[ir.Gateway], plans: Mapping[tuple[str, str], GatewayPlan],
-             attachments: Mapping[tuple[str, str], Sequence[Attachment[AnyRoute]]]) -> dict[str, Any]:
+def exposure(gateways: Iterable[ir.Gateway], plans: Mapping[ObjectKey, GatewayPlan],
+             attachments: Mapping[ObjectKey, Sequence[Attachment[AnyRoute]]]) -> dict[str, Any]:
     served: list[Served] = []
     findings: list[Finding] = []
     for gw in gateways:
-        key = (gw.namespace, gw.name)
-        mine = served_by(gw, plans.get(key))
+        mine = served_by(gw, plans.get(gw.key))
         served += mine
         seen = {(s.gateway, s.listener, s.hostname, s.route) for s in mine}
-        findings += _wildcard_findings(gw.key, attachments.get(key, ()), seen)
+        findings += _wildcard_findings(str(gw.key), attachments.get(gw.key, ()), seen)
     findings += _multi_gateway_findings(served)
     return {"served": [s.to_dict() for s in sorted(served)],
             "findings": [f.to_dict() for f in sorted(set(findings))]}
