@@ -50,6 +50,9 @@ class Translation:
     # Gateways whose translation failed (a bug, reported as a problem): whoever serves them keeps
     # their last good configuration instead of treating them as gone.
     failed: set[ObjectKey] = field(default_factory=set)
+    # Per Gateway: every route's attachment to a listener, with the hostnames it gets there
+    # (HTTPRoute, GRPCRoute and TLSRoute), for the exposure report.
+    attachments: dict[ObjectKey, list[Attachment[Any]]] = field(default_factory=dict)
 
 
 # What one Gateway's IR is built from, besides the index: its plan, and per attachment the route
@@ -193,10 +196,11 @@ def translate(rs: ResourceSet, options: Options | None = None, cache: Translatio
     ancestors: dict[ObjectKey, list[tuple[ObjectKey, PolicyResult]]] = {}
     for key, plan in out.plans.items():
         attachments = [a for res in results for a in res.attachments.get(key, [])]
+        tls = [a for res in tls_results for a in res.attachments.get(key, [])]
+        out.attachments[key] = [*attachments, *tls]
         if plan.accepted:
             try:
-                built = _build(plan, index, attachments,
-                               [a for res in tls_results for a in res.attachments.get(key, [])], cache)
+                built = _build(plan, index, attachments, tls, cache)
                 out.problems.extend(built.problems)
                 out.gateways.append(apply_policies(built.gateway, PolicyResolver(policies, key)))
                 for pkey, result in built.policies.items():
