@@ -287,3 +287,12 @@ def test_two_rate_limits_on_one_target_the_older_applies_whole(gateway: Gateway,
     cond = accepted(ancestors(gateway, "RateLimitPolicy", "burst-only")[0])
     assert (cond["status"], cond["reason"]) == ("False", "Conflicted")
     assert "default/whole-route" in cond["message"] and "applies whole" in cond["message"]
+
+
+def test_two_client_traffic_policies_with_disjoint_fields_both_apply(gateway: Gateway, backends: Backends) -> None:
+    # A network team says where the client IP comes from; an app team lets matrix parameters through.
+    setup(gateway, backends, example("client-ip-hops"), example("raw-paths"), example("ip-access"))
+    assert get(gateway, "/cart;jsessionid=1", headers={"X-Forwarded-For": "10.1.2.3"}).status == 200
+    assert get(gateway, "/cart", headers={"X-Forwarded-For": "192.0.2.1"}).status == 403  # the XFF address
+    for name in ("behind-one-lb", "raw-paths"):
+        assert accepted(ancestors(gateway, "ClientTrafficPolicy", name)[0])["reason"] == "Accepted", name
