@@ -5,22 +5,30 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from wardgate import CONTROLLER_NAME, ir
 from wardgate.errors import Problem
 from wardgate.keys import ObjectKey
 from wardgate.model import ResourceSet
-from wardgate.model.gatewayapi import GROUP, Gateway, GatewayClass, HTTPRoute
+from wardgate.model.gatewayapi import GROUP, Gateway, GatewayClass, HTTPRoute, TLSRoute
 from wardgate.perf import no_gc_pauses
 from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.build import GatewayBuilder
 from wardgate.translate.conditions import ObjectStatus, condition
-from wardgate.translate.gateways import GatewayPlan, gateway_status, plan_gateway
-from wardgate.translate.index import Index
+from wardgate.translate.gateways import GatewayPlan, ListenerPlan, gateway_status, plan_gateway
+from wardgate.translate.index import Index, Read
 from wardgate.translate.passthrough import add_passthrough
 from wardgate.translate.policies import PolicyAttachment, PolicyResolver, apply_policies, warn_route_hsts
-from wardgate.translate.routes import Route, RouteResult, RouteT, attach_route, reject_kind_conflicts
+from wardgate.translate.routes import (
+    Attachment,
+    Route,
+    RouteResult,
+    RouteT,
+    attach_route,
+    reject_kind_conflicts,
+)
 
 log = logging.getLogger("wardgate")
 
@@ -42,6 +50,77 @@ class Translation:
     # Gateways whose translation failed (a bug, reported as a problem): whoever serves them keeps
     # their last good configuration instead of treating them as gone.
     failed: set[ObjectKey] = field(default_factory=set)
+
+
+# What one Gateway's IR is built from, besides the index: its plan, and per attachment the route
+# (compared by identity: typed objects are immutable and parsed again only when they change),
+# the listener and the hostnames it serves there.
+_Signature = tuple[tuple[object, ...], tuple[tuple[object, ...], ...]]
+
+
+@dataclass
+class _Built:
+    """One Gateway's IR before policies are applied, with what it was made from."""
+
+    signature: _Signature
+    reads: list[Read]
+    gateway: ir.Gateway
+    problems: list[Problem]
+    # BackendTLSPolicies its routes reach, for their ancestor status.
+    policies: dict[ObjectKey, PolicyResult]
+
+
+class TranslationCache:
+    """Per Gateway, the IR built last time, reused when nothing it was built from changed.
+
+    Exact by construction: building records every index table read (Services, EndpointSlices,
+    Secrets, ConfigMaps, ReferenceGrants, BackendTLSPolicies, Namespaces), and the memo is used
+    only if each read sees the very same objects now, the plan is equal and the attachments are
+    the same routes on the same listeners and hostnames. Policies are applied afresh every time
+    (they also write policy status and can depend on the date).
+    """
+
+    def __init__(self) -> None:
+        self.built: dict[ObjectKey, _Built] = {}
+        self.hits = 0
+        self.misses = 0
+
+
+def _signature(plan: GatewayPlan, attachments: list[Attachment[Route]],
+               tls: list[Attachment[TLSRoute]]) -> _Signature:
+    def listener(lp: ListenerPlan) -> tuple[object, ...]:
+        return tuple(getattr(lp, f.name) for f in fields(lp) if f.name != "attached")
+
+    head = (*(getattr(plan, f.name) for f in fields(plan) if f.name != "listeners"),
+            *(listener(lp) for lp in plan.listeners))
+    both: list[Attachment[Any]] = [*attachments, *tls]
+    atts = tuple((a.route, a.listener.name, tuple(a.hostnames)) for a in both)
+    return head, atts
+
+
+def _same_signature(a: _Signature, b: _Signature) -> bool:
+    return a[0] == b[0] and len(a[1]) == len(b[1]) and all(
+        x[0] is y[0] and x[1:] == y[1:] for x, y in zip(a[1], b[1], strict=True))
+
+
+def _build(plan: GatewayPlan, index: Index, attachments: list[Attachment[Route]],
+           tls: list[Attachment[TLSRoute]], cache: TranslationCache | None) -> _Built:
+    """The Gateway's IR without policies: from the cache when its inputs are unchanged."""
+    key = plan.gateway.key
+    signature = _signature(plan, attachments, tls)
+    old = cache.built.get(key) if cache is not None else None
+    if cache is not None and old is not None and _same_signature(old.signature, signature) \
+            and index.unchanged(old.reads):
+        cache.hits += 1
+        return old
+    view, reads = index.recording() if cache is not None else (index, [])
+    builder = GatewayBuilder(plan, view)
+    gw_ir, problems = add_passthrough(builder.build(attachments), plan, tls, view)
+    built = _Built(signature, reads, gw_ir, problems + builder.problems, builder.policies)
+    if cache is not None:
+        cache.misses += 1
+        cache.built[key] = built
+    return built
 
 
 def _class_status(gc: GatewayClass, now: str) -> ObjectStatus:
@@ -72,7 +151,10 @@ def _attach(routes: list[RouteT], out: Translation, index: Index, controller: st
 
 
 @no_gc_pauses
-def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
+def translate(rs: ResourceSet, options: Options | None = None, cache: TranslationCache | None = None
+              ) -> Translation:
+    """`cache`: what a previous translation built, reused for Gateways whose inputs are unchanged
+    (and updated); without one every Gateway is built."""
     opts = options or Options()
     now = opts.now or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     out = Translation()
@@ -111,21 +193,21 @@ def translate(rs: ResourceSet, options: Options | None = None) -> Translation:
     warn_route_hsts(policies)
     ancestors: dict[ObjectKey, list[tuple[ObjectKey, PolicyResult]]] = {}
     for key, plan in out.plans.items():
-        builder = GatewayBuilder(plan, index)
         attachments = [a for res in results for a in res.attachments.get(key, [])]
         if plan.accepted:
             try:
-                gw_ir, problems = add_passthrough(builder.build(attachments), plan,
-                                                  [a for res in tls_results for a in res.attachments.get(key, [])],
-                                                  index)
-                out.problems.extend(problems)
-                out.gateways.append(apply_policies(gw_ir, PolicyResolver(policies, key)))
+                built = _build(plan, index, attachments,
+                               [a for res in tls_results for a in res.attachments.get(key, [])], cache)
+                out.problems.extend(built.problems)
+                out.gateways.append(apply_policies(built.gateway, PolicyResolver(policies, key)))
+                for pkey, result in built.policies.items():
+                    ancestors.setdefault(pkey, []).append((key, result))
             except Exception as exc:  # as above: this Gateway keeps its last good configuration
                 _failed(out, plan.gateway, exc)
-        out.problems.extend(builder.problems)
         out.statuses.append(gateway_status(plan, list(opts.addresses), now))
-        for pkey, result in builder.policies.items():
-            ancestors.setdefault(pkey, []).append((key, result))
+    if cache is not None:  # Gateways that are gone, or not accepted now
+        for gone in set(cache.built) - {g.key for g in out.gateways}:
+            del cache.built[gone]
     out.statuses += _backend_tls_statuses(ancestors, opts.controller_name, now)
     out.statuses += policies.statuses()
     out.problems += policies.problems
@@ -163,4 +245,4 @@ def _backend_tls_statuses(ancestors: dict[ObjectKey, list[tuple[ObjectKey, Polic
     return out
 
 
-__all__ = ["ObjectStatus", "Options", "Translation", "translate"]
+__all__ = ["ObjectStatus", "Options", "Translation", "TranslationCache", "translate"]
