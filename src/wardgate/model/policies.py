@@ -484,20 +484,17 @@ def merge_specs(base: Any, over: Any) -> Any:
     return base.model_copy(update=updates)
 
 
-def combine_same_target(specs: list[Any]) -> tuple[Any, list[set[str]]]:
+def combine_same_target(specs: list[Any]) -> Any:
     """Several policies of one kind on one target, oldest first: each spec field comes whole from
-    the oldest policy that sets it (GEP-713: per distinct field, the oldest wins). Returns the
-    combined spec and, per policy, the fields it provides."""
-    claimed: set[str] = set()
-    provided: list[set[str]] = []
+    the oldest policy that sets it (GEP-713: per distinct field, the oldest wins)."""
     combined = specs[0]
-    for spec in specs:
+    claimed = set(combined.model_fields_set)
+    for spec in specs[1:]:
         mine = set(spec.model_fields_set) - _NOT_MERGED - claimed
-        provided.append(mine)
-        claimed |= mine
-        if spec is not specs[0] and mine:
+        if mine:
             combined = combined.model_copy(update={name: getattr(spec, name) for name in mine})
-    return combined, provided
+            claimed |= mine
+    return combined
 
 
 def merge_paths(model: type[Model], prefix: str = "") -> list[tuple[str, MergeRule]]:

@@ -78,7 +78,7 @@ def _overlap(a: Scope, b: Scope) -> bool:
 
 
 def _fields(pol: Policy) -> list[str]:
-    """The spec fields a policy sets, as the user wrote them (camelCase), in declaration order."""
+    """The spec fields a policy sets (what it says, not where it applies), in declaration order."""
     spec = type(pol.spec)
     return [name for name in spec.model_fields
             if name in pol.spec.model_fields_set and name not in ("target_refs", "parent_refs")]
@@ -378,7 +378,7 @@ def merged(levels: list[list[Policy]]) -> Any:
     merged, the more specific on top."""
     spec: Any = None
     for level in levels:
-        here = combine_same_target([p.spec for p in level])[0] if len(level) > 1 else level[0].spec
+        here = combine_same_target([p.spec for p in level]) if len(level) > 1 else level[0].spec
         spec = here if spec is None else merge_specs(spec, here)
     return spec
 
