@@ -185,12 +185,13 @@ def translate(rs: ResourceSet, options: Options | None = None, cache: Translatio
     results = _attach(routes, out, index, opts.controller_name, now)
     reject_kind_conflicts(results, now)
     tls_results = _attach(rs.tls_routes, out, index, opts.controller_name, now)
-    route_parents: dict[ObjectKey, set[ObjectKey]] = {}
+    route_parents: dict[ObjectKey, dict[ObjectKey, set[str]]] = {}
     for res in results:
         for gw_key, atts in res.attachments.items():
             # Policies target HTTPRoutes only (a GRPCRoute gets its Gateway's and listener's).
             if atts and isinstance(res.route, HTTPRoute):
-                route_parents.setdefault(res.route.key, set()).add(gw_key)
+                route_parents.setdefault(res.route.key, {}).setdefault(gw_key, set()).update(
+                    a.listener.name for a in atts)
     policies = PolicyAttachment(rs, index, out.plans, route_parents, opts.controller_name, now)
     warn_route_hsts(policies)
     ancestors: dict[ObjectKey, list[tuple[ObjectKey, PolicyResult]]] = {}
