@@ -73,17 +73,40 @@ class Upstream:
     tls: UpstreamTLS | None = None
 
 
+RequestValueKind = Literal["client_ip", "request_id", "host", "scheme"]
+
+
+@dataclass(frozen=True)
+class RequestValue:
+    """A header value the data plane fills in per request, one of a fixed list (SecurityPolicy
+    `valueFrom`): the client address as ClientIP decides it, the request id, the request's host
+    or scheme."""
+
+    kind: RequestValueKind
+
+
+HeaderValue = str | RequestValue
+
+
 @dataclass(frozen=True)
 class HeaderOps:
-    set: tuple[tuple[str, str], ...] = ()
-    add: tuple[tuple[str, str], ...] = ()
+    set: tuple[tuple[str, HeaderValue], ...] = ()
+    add: tuple[tuple[str, HeaderValue], ...] = ()
     remove: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.set or self.add or self.remove)
 
     def __add__(self, other: HeaderOps) -> HeaderOps:
-        return HeaderOps(self.set + other.set, self.add + other.add, self.remove + other.remove)
+        """`other` applied after self, by header name (case-insensitive): for every name `other`
+        mentions in set, add or remove, only its operations count (a route's filter after a
+        policy's, a backend's after the rule's)."""
+        named = {n.lower() for n, _ in (*other.set, *other.add)} | {n.lower() for n in other.remove}
+        return HeaderOps(
+            tuple(h for h in self.set if h[0].lower() not in named) + other.set,
+            tuple(h for h in self.add if h[0].lower() not in named) + other.add,
+            tuple(n for n in self.remove if n.lower() not in named) + other.remove,
+        )
 
 
 @dataclass(frozen=True)
@@ -323,6 +346,9 @@ class ClientIP:
     source: Literal["connection", "xff", "proxy_protocol"] = "connection"
     hops: int | None = None
     trusted: tuple[str, ...] = ()
+    # X-Forwarded-For to the backend: "replace" sends the trusted chain only (from the decided
+    # client address to the connection's peer), "append" the client's header plus the peer.
+    forwarded_for: Literal["replace", "append"] = "replace"
 
 
 @dataclass(frozen=True)

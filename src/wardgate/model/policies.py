@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
-from wardgate.model.base import HeaderName, MatchableHeaderName, Model, Resource, SectionName
+from wardgate.model.base import HeaderName, HeaderValue, MatchableHeaderName, Model, Resource, SectionName
 from wardgate.model.gatewayapi import HTTPHeaderFilter, HTTPPathMatch, Method, check_route_path
 from wardgate.validation import validators
 
@@ -308,9 +308,36 @@ class Hsts(Model):
             "; preload" if self.preload else "")
 
 
+# Values a policy header can take from the request, a fixed list: a header value is never a free
+# nginx variable. docs/policies.md says what each is.
+ValueFrom = Literal["ClientIP", "RequestID", "Host", "Scheme"]
+
+
+class PolicyHeader(Model):
+    """A header to set or add: a fixed `value`, or `valueFrom` one of a few per-request values."""
+
+    name: HeaderName
+    value: HeaderValue | None = None
+    value_from: ValueFrom | None = None
+
+    @model_validator(mode="after")
+    def _one_value(self) -> PolicyHeader:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError(f"header {self.name!r} needs exactly one of value and valueFrom")
+        return self
+
+
+class PolicyHeaderFilter(Model):
+    """A SecurityPolicy's header changes: Gateway API's header filter, plus `valueFrom`."""
+
+    set: list[PolicyHeader] = Field(default_factory=list)
+    add: list[PolicyHeader] = Field(default_factory=list)
+    remove: list[HeaderName] = Field(default_factory=list)
+
+
 class SecurityPolicySpec(ScopedPolicySpec):
-    request_headers: HTTPHeaderFilter | None = None
-    response_headers: HTTPHeaderFilter | None = None
+    request_headers: PolicyHeaderFilter | None = None
+    response_headers: PolicyHeaderFilter | None = None
     allowed_methods: Annotated[list[Method], Field(min_length=1)] | None = None
     url_allowlist: UrlAllowlist | None = None
     security_txt: SecurityTxt | None = None
@@ -375,9 +402,14 @@ class RateLimitPolicy(Policy):
 
 
 class ClientIP(Model):
+    """Where the client address comes from. `forwardedFor` is what the backend gets in
+    X-Forwarded-For: `Replace` (default) the trusted chain only, from the decided client address
+    on; `Append` the client's own header with the connection's address appended."""
+
     source: Literal["Connection", "XForwardedFor", "ProxyProtocol"] = "Connection"
     trusted_hops: Annotated[int, Field(ge=1, le=16)] | None = None
     trusted_cidrs: Annotated[list[CIDR], Field(max_length=1024, alias="trustedCIDRs")] = Field(default_factory=list)
+    forwarded_for: Literal["Replace", "Append"] = "Replace"
 
     @model_validator(mode="after")
     def _consistent(self) -> ClientIP:
@@ -422,10 +454,11 @@ POLICY_KINDS: dict[str, type[Policy]] = {
 # two the same.
 MergeRule = Literal["not merged", "replace", "key by key", "by header name", "union"]
 _NOT_MERGED = frozenset({"target_refs", "parent_refs"})  # where a policy applies, not what it says
+_HEADER_FILTERS = (HTTPHeaderFilter, PolicyHeaderFilter)
 _RULES: dict[tuple[type[Model], str], MergeRule] = {
-    (HTTPHeaderFilter, "set"): "by header name",
-    (HTTPHeaderFilter, "add"): "by header name",
-    (HTTPHeaderFilter, "remove"): "union",
+    **{(f, "set"): "by header name" for f in _HEADER_FILTERS},
+    **{(f, "add"): "by header name" for f in _HEADER_FILTERS},
+    **{(f, "remove"): "union" for f in _HEADER_FILTERS},
     # One choice: a route's `{type: Route}` must not inherit the Gateway's `header`.
     (RateLimitPolicySpec, "key"): "replace",
 }
@@ -438,7 +471,7 @@ def merge_rule(model: type[Model], name: str) -> MergeRule:
     if (model, name) in _RULES:
         return _RULES[(model, name)]
     nested = _object_type(model.model_fields[name].annotation)
-    if nested is HTTPHeaderFilter:
+    if nested in _HEADER_FILTERS:
         return "by header name"
     return "key by key" if nested else "replace"
 
@@ -454,7 +487,10 @@ def _object_type(annotation: Any) -> type[Model] | None:
     return None
 
 
-def merge_header_filters(base: HTTPHeaderFilter, over: HTTPHeaderFilter) -> HTTPHeaderFilter:
+HeaderFilter = HTTPHeaderFilter | PolicyHeaderFilter
+
+
+def merge_header_filters(base: HeaderFilter, over: HeaderFilter) -> HeaderFilter:
     """Header operations by name (case-insensitive): `over` alone decides every header it names in
     set, add or remove; `base` keeps the others. So removal lists add up, and a more specific
     `set` undoes a less specific `remove` of the same name (and a `remove` undoes a `set`)."""
@@ -475,7 +511,7 @@ def merge_specs(base: Any, over: Any) -> Any:
         if rule == "not merged":
             continue
         mine, theirs = getattr(over, name), getattr(base, name)
-        if rule == "by header name" and isinstance(mine, HTTPHeaderFilter) and isinstance(theirs, HTTPHeaderFilter):
+        if rule == "by header name" and isinstance(mine, _HEADER_FILTERS) and type(theirs) is type(mine):
             updates[name] = merge_header_filters(theirs, mine)
         elif rule == "key by key" and isinstance(mine, Model) and type(mine) is type(theirs):
             updates[name] = merge_specs(theirs, mine)

@@ -22,7 +22,14 @@ from wardgate.perf import no_gc_pauses
 from wardgate.quoting import DOLLAR_VAR, END, MATCH_LIMIT, Arg, Expr, Raw, Text, header_variable, regex_escape
 from wardgate.render import stream
 from wardgate.render.emit import Directive, block, d, emit, entry, map_entry
-from wardgate.render.policies import REQUEST_ID, WARDGATE_MODULE, PolicyRenderer, header_directives
+from wardgate.render.policies import (
+    REQUEST_ID,
+    WARDGATE_MODULE,
+    PolicyRenderer,
+    header_directives,
+    value_arg,
+    value_parts,
+)
 
 INTERNAL_PREFIX = "/_wardgate/"
 # A disabled ("0s") timeout: nginx has no "never", so the largest 32-bit millisecond count (24.8 days).
@@ -41,18 +48,22 @@ LOG_FORMAT = (
 )
 
 
-DEFAULT_PROXY_HEADERS: tuple[tuple[str, Raw], ...] = (
+DEFAULT_PROXY_HEADERS: tuple[tuple[str, Raw | str], ...] = (
     ("Host", Raw("$http_host")),
-    ("X-Forwarded-For", Raw("$proxy_add_x_forwarded_for")),
+    # The client address and chain as ClientTrafficPolicy decides them (PolicyRenderer._client_ip):
+    # never what the client claims.
+    ("X-Forwarded-For", Raw("$wg_xff")),
     ("X-Forwarded-Proto", Raw("$scheme")),
     ("X-Forwarded-Host", Raw("$host")),
+    ("X-Real-IP", Raw("$wg_client_ip")),
     ("X-Request-Id", Raw(REQUEST_ID)),
+    ("Proxy", ""),  # httpoxy: CGI-style backends would read it as their outgoing proxy
     ("Upgrade", Raw("$http_upgrade")),
     ("Connection", Raw("$wg_connection")),
 )
 # For grpc_pass: Host becomes the backend's :authority (nginx would send the upstream's name).
 # No Upgrade/Connection: HTTP/2 has no hop-by-hop headers.
-DEFAULT_GRPC_HEADERS: tuple[tuple[str, Raw], ...] = tuple(
+DEFAULT_GRPC_HEADERS: tuple[tuple[str, Raw | str], ...] = tuple(
     (k, v) for k, v in DEFAULT_PROXY_HEADERS if k not in ("Upgrade", "Connection"))
 
 
@@ -132,7 +143,7 @@ class _Renderer:
         self.http_extra.append(node)
         return name
 
-    def _append_map(self, header: str, value: str) -> str:
+    def _append_map(self, header: str, value: tuple[Raw | str, ...]) -> str:
         """$var = "<existing header>,<value>" or just value when the header is absent."""
         key = ("add", header.lower(), value)
         if key in self._maps:
@@ -141,8 +152,8 @@ class _Renderer:
         self._maps[key] = name
         src = header_variable(header)
         node = Directive("map", (R(src), R("$" + name)), [
-            entry("", Text(value)),
-            d("default", Expr((R(src), "," + value))),
+            entry("", value_arg(value)),
+            d("default", Expr((R(src), ",", *value))),
         ])
         self.http_extra.append(node)
         return name
@@ -165,16 +176,18 @@ class _Renderer:
         if action.rewrite and action.rewrite.hostname:
             headers["host"] = ("Host", action.rewrite.hostname)
         for name, value in ops.set:
-            headers[name.lower()] = (name, Text(value))
-        adds: dict[str, list[tuple[str, str]]] = defaultdict(list)
+            headers[name.lower()] = (name, value_arg(value_parts(value)))
+        set_values = {n.lower(): (n, v) for n, v in ops.set}
+        adds: dict[str, list[tuple[str, ir.HeaderValue]]] = defaultdict(list)
         for name, value in ops.add:
             adds[name.lower()].append((name, value))
         for low, items in adds.items():
-            joined = ",".join(v for _, v in items)
-            if low in headers and low in {n.lower() for n, _ in ops.set}:
-                name, current = headers[low]
-                base = current.value if isinstance(current, Text) else ""
-                headers[low] = (name, Text(f"{base},{joined}"))
+            joined: tuple[Raw | str, ...] = ()
+            for i, (_, value) in enumerate(items):
+                joined += ((",",) if i else ()) + value_parts(value)
+            if low in set_values:
+                name, base = set_values[low]
+                headers[low] = (name, value_arg((*value_parts(base), ",", *joined)))
             else:
                 headers[low] = (items[0][0], R("$" + self._append_map(items[0][0], joined)))
         for name in ops.remove:

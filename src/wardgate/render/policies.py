@@ -72,14 +72,33 @@ def path_regex(paths: tuple[ir.PathMatch, ...]) -> str:
     return limit + "^(?:" + "|".join(alts) + ")" + END
 
 
+# SecurityPolicy `valueFrom`: the only variables a header value can name, fixed here; no user
+# text ever becomes a variable name.
+REQUEST_VALUES: dict[ir.RequestValueKind, str] = {
+    "client_ip": "${wg_client_ip}", "request_id": "${" + REQUEST_ID[1:] + "}", "host": "${host}",
+    "scheme": "${scheme}"}
+
+
+def value_parts(value: ir.HeaderValue) -> tuple[Raw | str, ...]:
+    """A header value as Expr parts: user text, or the fixed variable of a per-request value."""
+    return (value,) if isinstance(value, str) else (R(REQUEST_VALUES[value.kind]),)
+
+
+def value_arg(parts: tuple[Raw | str, ...]) -> Arg:
+    """One argument from Expr parts: plain Text when they are all user text."""
+    if all(isinstance(p, str) for p in parts):
+        return Text("".join(p for p in parts if isinstance(p, str)))
+    return Expr(parts)
+
+
 def header_directives(ops: ir.HeaderOps) -> list[Directive]:
     """Response header changes. `set` uses headers-more, which replaces a backend's copy (and
     works on every status); `add` appends."""
     out: list[Directive] = []
     for name, value in ops.set:
-        out.append(d("more_set_headers", Text(f"{name}: {value}")))
+        out.append(d("more_set_headers", value_arg((f"{name}: ", *value_parts(value)))))
     for name, value in ops.add:
-        out.append(d("add_header", name, Text(value), R("always")))
+        out.append(d("add_header", name, value_arg(value_parts(value)), R("always")))
     for name in ops.remove:
         out.append(d("more_clear_headers", name))
     return out
@@ -224,6 +243,7 @@ class PolicyRenderer:
         return out + self.http
 
     def _client_ip(self) -> list[Directive]:
+        """$wg_client_ip, the client address, and $wg_xff, the X-Forwarded-For a backend gets."""
         cip = self.gw.client_ip
         out: list[Directive] = []
         if cip.source == "xff" and cip.hops:
@@ -231,13 +251,48 @@ class PolicyRenderer:
             rx = r"(?:^|,)\s*(?<wg_xff_ip>[0-9A-Fa-f:.]+)\s*" + "(?:,[^,]*)" * (cip.hops - 1) + END
             out.append(Directive("map", (R("$http_x_forwarded_for"), R("$wg_client_ip")), [
                 entry("~" + rx, R("$wg_xff_ip")), d("default", R("$remote_addr"))]))
-            return out
+            return out + self._forwarded_for(cip)
         if cip.source in ("xff", "proxy_protocol"):
             trusted = cip.trusted or (("0.0.0.0/0", "::/0") if cip.source == "proxy_protocol" else ())
             out += [d("set_real_ip_from", c) for c in trusted]
             out.append(d("real_ip_header", R("X-Forwarded-For" if cip.source == "xff" else "proxy_protocol")))
             out.append(d("real_ip_recursive", R("on")))
         out.append(Directive("map", (R("$remote_addr"), R("$wg_client_ip")), [d("default", R("$remote_addr"))]))
+        return out + self._forwarded_for(cip)
+
+    @staticmethod
+    def _forwarded_for(cip: ir.ClientIP) -> list[Directive]:
+        """$wg_peer: the address this request came from (realip keeps it in $realip_remote_addr
+        when it rewrites $remote_addr; behind wardgate's own stream module that is the unix socket,
+        whose PROXY header gave $remote_addr). $wg_xff: "append" adds it to the client's header;
+        "replace" keeps only the chain ClientIP trusts, from the decided client address to it."""
+        peer_src = "$remote_addr" if cip.source == "proxy_protocol" else "$realip_remote_addr"
+        out = [Directive("map", (R(peer_src), R("$wg_peer")), [
+            entry("unix:", R("$remote_addr")), d("default", R(peer_src))])]
+        xff = R("$http_x_forwarded_for")
+        if cip.forwarded_for == "append":
+            out.append(Directive("map", (xff, R("$wg_xff")), [
+                entry("", R("$wg_peer")), d("default", Expr((xff, ", ", R("$wg_peer"))))]))
+        elif cip.source == "xff" and cip.hops:
+            # The entries from the Nth from the right on, as $wg_client_ip picks it; the connection
+            # address alone when that is the client.
+            rx = r"(?:^|,)\s*(?<wg_xff_chain>[0-9A-Fa-f:.]+\s*" + "(?:,[^,]*)" * (cip.hops - 1) + ")" + END
+            out.append(Directive("map", (xff, R("$wg_xff")), [
+                entry("~" + rx, Expr((R("$wg_xff_chain"), ", ", R("$wg_peer")))), d("default", R("$wg_peer"))]))
+        elif cip.source == "xff":
+            # realip took $remote_addr from X-Forwarded-For (it differs from the peer): keep the
+            # header from the last entry equal to it on, all trusted hops, then add the peer.
+            # Unchanged, or behind the stream module (peer "unix:"), the header wasn't believed.
+            key = Expr((R("$remote_addr"), "|", R("$realip_remote_addr"), "|", xff))
+            out.append(Directive("map", (key, R("$wg_xff")), [
+                entry(r"~^(?<wg_xa>[^|]*)\|\k<wg_xa>\|", R("$remote_addr")),
+                entry(r"~^[^|]*\|unix:\|", R("$remote_addr")),
+                entry(r"~^(?<wg_xb>[^|]*)\|[^|]*\|(?:.*,)?\s*(?<wg_xff_chain>\k<wg_xb>\s*(?:,.*)?)" + END,
+                      Expr((R("$wg_xff_chain"), ", ", R("$wg_peer")))),
+                d("default", Expr((R("$remote_addr"), ", ", R("$wg_peer"))))]))
+        else:
+            # Connection or PROXY protocol: the client address is all anyone vouches for.
+            out.append(Directive("map", (R("$wg_client_ip"), R("$wg_xff")), [d("default", R("$wg_client_ip"))]))
         return out
 
     def _lua_init(self) -> str:

@@ -27,6 +27,8 @@ from wardgate.model.policies import (
     SINGLETON_HEADERS,
     ClientTrafficPolicySpec,
     Policy,
+    PolicyHeader,
+    PolicyHeaderFilter,
     PolicyTargetRef,
     RateLimitPolicySpec,
     SecurityPolicySpec,
@@ -34,7 +36,7 @@ from wardgate.model.policies import (
     combine_same_target,
     merge_specs,
 )
-from wardgate.translate.build import header_ops, normalize_prefix
+from wardgate.translate.build import normalize_prefix
 from wardgate.translate.conditions import ObjectStatus, Reason, condition
 from wardgate.translate.gateways import GatewayPlan
 from wardgate.translate.index import Index
@@ -401,6 +403,28 @@ def _one_per_ancestor(entries: list[_Ancestor]) -> list[_Ancestor]:
     return list(by_ref.values())
 
 
+# SecurityPolicy valueFrom -> the IR's per-request values (render maps each to one fixed variable).
+_VALUE_FROM: dict[str, ir.RequestValueKind] = {
+    "ClientIP": "client_ip", "RequestID": "request_id", "Host": "host", "Scheme": "scheme"}
+
+
+def _header_value(h: PolicyHeader) -> ir.HeaderValue:
+    if h.value_from is not None:
+        return ir.RequestValue(_VALUE_FROM[h.value_from])
+    assert h.value is not None  # the model requires exactly one
+    return h.value
+
+
+def policy_header_ops(f: PolicyHeaderFilter | None) -> ir.HeaderOps:
+    if f is None:
+        return ir.HeaderOps()
+    return ir.HeaderOps(
+        set=tuple((h.name, _header_value(h)) for h in f.set),
+        add=tuple((h.name, _header_value(h)) for h in f.add),
+        remove=tuple(f.remove),
+    )
+
+
 def _path(p: HTTPPathMatch) -> ir.PathMatch:
     return ir.PathMatch(p.type, normalize_prefix(p.value) if p.type == "PathPrefix" else p.value)
 
@@ -455,8 +479,8 @@ class PolicyResolver:
             s: SecurityPolicySpec = merged(sec)
             out = replace(
                 out,
-                request_headers=header_ops(s.request_headers),
-                response_headers=header_ops(s.response_headers),
+                request_headers=policy_header_ops(s.request_headers),
+                response_headers=policy_header_ops(s.response_headers),
                 allowed_methods=tuple(dict.fromkeys(s.allowed_methods or ())),
                 allowlist=tuple(_path(p) for p in s.url_allowlist.paths) if s.url_allowlist else (),
                 allowlist_status=s.url_allowlist.status if s.url_allowlist else 404,
@@ -535,7 +559,8 @@ def client_ip(attachment: PolicyAttachment, gateway: ObjectKey) -> ir.ClientIP:
         return ir.ClientIP()
     c = spec.client_ip
     source = {"Connection": "connection", "XForwardedFor": "xff", "ProxyProtocol": "proxy_protocol"}[c.source]
-    return ir.ClientIP(source, c.trusted_hops, tuple(c.trusted_cidrs))  # type: ignore[arg-type]
+    forwarded_for = {"Replace": "replace", "Append": "append"}[c.forwarded_for]
+    return ir.ClientIP(source, c.trusted_hops, tuple(c.trusted_cidrs), forwarded_for)  # type: ignore[arg-type]
 
 
 def warn_route_hsts(attachment: PolicyAttachment) -> None:
