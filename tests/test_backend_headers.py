@@ -199,3 +199,4 @@ def test_route_filter_wins_over_policy_by_name(gateway: Gateway, backends: Backe
         # The backendRef's set beats the rule's remove and the policy's remove.
         assert got["x-qux"] in (["b1"], ["b2"]) and got["x-baz"] == got["x-qux"]
         assert got["x-bar"] == ["policy"]
+

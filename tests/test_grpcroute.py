@@ -483,3 +483,26 @@ def test_httproute_policy_does_not_reach_a_same_named_grpcroute(gateway: Gateway
                         "-H", "Host: www.example.com", f"http://{gateway.address()}:8080/x"],
                        capture_output=True, text=True, timeout=10)
     assert " 200" in r.stdout.splitlines()[0] and "x-app-policy: applied" in r.stdout, r.stdout
+
+
+def test_backend_gets_client_address_headers_not_the_client_claims(gateway: Gateway,
+                                                                   grpc_backends: Callable[..., str]) -> None:
+    gateway.write("gw.yaml", gateway_yaml("- {name: grpc, protocol: HTTP, port: 8080}"), grpc_backends("svc"),
+                  grpc_route("""\
+                      parentRefs: [{name: gw}]
+                      hostnames: [grpc.example.com]
+                      rules:
+                        - backendRefs: [{name: svc, port: 50051}]
+                      """))
+    gateway.reconcile()
+    c = client(gateway)
+    try:
+        r = c.call("/grpc.test.Echo/Hello", {"x-real-ip": "203.0.113.66", "x-forwarded-for": "203.0.113.66",
+                                              "proxy": "http://evil:3128/"})
+    finally:
+        c.close()
+    # As an HTTP backend does (tests/test_backend_headers.py): never the client's claims, no httpoxy.
+    assert r.body is not None
+    md = r.body["metadata"]
+    # The gRPC client connects from 127.0.0.1 (the gateway is on another 127.x address).
+    assert (md.get("x-real-ip"), md.get("x-forwarded-for"), "proxy" in md) == ("127.0.0.1", "127.0.0.1", False)

@@ -201,13 +201,20 @@ def test_shared_port_passthrough_and_terminating_https(gateway: Gateway, backend
     # (a distinct loopback source) seen by the backend and the decision log.
     client_ip = f"{loopback_subnet()}.77"
     transport = httpx.HTTPTransport(http2=True, verify=_ctx(gw_ca), local_address=client_ip)
-    with httpx.Client(transport=transport) as client:
-        r = client.get(f"https://{addr}:8443/hello", headers={"Host": "web.example.com"},
-                       extensions={"sni_hostname": "web.example.com"})
+
+    def get(path: str) -> httpx.Response:
+        with httpx.Client(transport=transport) as client:
+            # Claims the client can't back: the backend must get the address the stream module saw.
+            return client.get(f"https://{addr}:8443{path}", extensions={"sni_hostname": "web.example.com"},
+                              headers={"Host": "web.example.com", "X-Real-IP": "203.0.113.66",
+                                       "X-Forwarded-For": f"{client_ip}, 203.0.113.66"})
+
+    r = get("/hello")
     assert r.status_code == 200, r.text
     assert r.http_version == "HTTP/2"
     assert r.json()["pod"].startswith("web-")
     assert r.json()["headers"]["X-Forwarded-For"] == [client_ip]
+    assert r.json()["headers"]["X-Real-Ip"] == [client_ip]
     entry = decision_log(gateway, "/hello")[0]
     assert entry["remote_addr"] == client_ip and entry["client_ip"] == client_ip
     # A name the passthrough listener owns but no route claims is closed; another name too.
@@ -217,6 +224,20 @@ def test_shared_port_passthrough_and_terminating_https(gateway: Gateway, backend
     listeners = {ls["name"]: ls for ls in gateway.status("Gateway", "gw")["listeners"]}
     assert conditions(listeners["web"])["Conflicted"] == ("False", "NoConflicts")
     assert conditions(listeners["passthrough"])["Programmed"] == ("True", "Programmed")
+    # Trusting X-Forwarded-For from loopback proxies doesn't extend to this port: the HTTPS server
+    # behind the stream module trusts only its PROXY header, so the client's header stays unbelieved.
+    gateway.write("ctp.yaml", textwrap.dedent("""\
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: ClientTrafficPolicy
+        metadata: {name: xff, namespace: default}
+        spec:
+          targetRefs: [{kind: Gateway, name: gw}]
+          clientIP: {source: XForwardedFor, trustedCIDRs: [127.0.0.0/8]}
+        """))
+    gateway.reconcile()
+    r = get("/trusting")
+    assert r.status_code == 200, r.text
+    assert (r.json()["headers"]["X-Forwarded-For"], r.json()["headers"]["X-Real-Ip"]) == ([client_ip], [client_ip])
 
 
 def _ctx(ca: trustme.CA) -> ssl.SSLContext:
