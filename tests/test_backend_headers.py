@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from conftest import Backend, Gateway
-from policy_helpers import decision_log, example, http, raw, setup
+from policy_helpers import Raw, decision_log, example, http, raw, setup
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -146,6 +146,9 @@ spec:
   requestHeaders:
     remove: [X-Foo, X-Baz]
     set: [{name: X-Bar, value: policy}]
+  responseHeaders:
+    remove: [X-Resp]
+    set: [{name: X-Resp-Policy, value: policy}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -160,6 +163,10 @@ spec:
           requestHeaderModifier:
             set: [{name: X-Foo, value: route}]
             remove: [X-Bar]
+        - type: ResponseHeaderModifier
+          responseHeaderModifier:
+            set: [{name: X-Resp, value: route}]
+            remove: [X-Resp-Policy]
       backendRefs: [{name: app, port: 80}]
     - matches: [{path: {type: PathPrefix, value: /two}}]
       filters:
@@ -188,9 +195,13 @@ def test_route_filter_wins_over_policy_by_name(gateway: Gateway, backends: Backe
         r = raw(gateway.address(), http("GET", path, [("X-Foo", "client"), ("X-Baz", "client")],
                                         host="filtered.example.com"))
         assert r.status == 200, r.status
+        responses.append(r)
         return {k.lower(): v for k, v in r.json["headers"].items()}
 
+    responses: list[Raw] = []
     got = via("/one")
+    # Response headers likewise: the route's set beats the policy's remove, and its remove the set.
+    assert (responses[-1].header("X-Resp"), responses[-1].header("X-Resp-Policy")) == (["route"], [])
     assert got["x-foo"] == ["route"]  # the policy's remove lost to the route's set
     assert "x-bar" not in got  # the route's remove beat the policy's set
     assert "x-baz" not in got  # a name the route doesn't mention: the policy's remove holds
