@@ -8,9 +8,11 @@ import textwrap
 from collections.abc import Callable
 
 import pytest
+from pydantic import ValidationError
 
 from conftest import Backend, Gateway
 from policy_helpers import Raw, decision_log, example, http, raw, setup
+from wardgate.model.policies import SecurityPolicySpec
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -211,3 +213,17 @@ def test_route_filter_wins_over_policy_by_name(gateway: Gateway, backends: Backe
         assert got["x-qux"] in (["b1"], ["b2"]) and got["x-baz"] == got["x-qux"]
         assert got["x-bar"] == ["policy"]
 
+
+
+@pytest.mark.parametrize("header", [
+    {"name": "X-A", "value": "1", "valueFrom": "ClientIP"},  # both
+    {"name": "X-A"},  # neither
+    {"name": "X-A", "valueFrom": "$remote_addr"},  # not in the list
+    {"name": "X-A", "valueFrom": "clientip"},  # the list is case-sensitive, like every enum here
+])
+def test_value_from_validation(header: dict[str, str]) -> None:
+    spec = {"targetRefs": [{"kind": "Gateway", "name": "gw"}], "responseHeaders": {"add": [header]}}
+    with pytest.raises(ValidationError):
+        SecurityPolicySpec.model_validate(spec)
+    ok = {"name": "X-A", "valueFrom": "RequestID"}
+    SecurityPolicySpec.model_validate({**spec, "responseHeaders": {"add": [ok]}})
