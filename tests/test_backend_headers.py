@@ -73,6 +73,9 @@ def test_trusted_proxy_chain(gateway: Gateway, backends: Backends) -> None:
     # address (the chain must not be found by searching the client's header).
     got = received(gateway, "127.0.0.9", [("X-Real-IP", "6.6.6.6"), ("X-Forwarded-For", "127.0.0.9, 6.6.6.6")])
     assert (got["x-real-ip"], got["x-forwarded-for"]) == (["127.0.0.9"], ["127.0.0.9"])
+    # Two X-Forwarded-For headers read as one list, as realip reads them.
+    got = received(gateway, "127.0.0.2", [("X-Forwarded-For", "203.0.113.66"), ("X-Forwarded-For", "198.51.100.9")])
+    assert (got["x-real-ip"], got["x-forwarded-for"]) == (["198.51.100.9"], ["198.51.100.9, 127.0.0.2"])
     # No header from a trusted proxy: the proxy is the client.
     got = received(gateway, "127.0.0.2", [])
     assert (got["x-real-ip"], got["x-forwarded-for"]) == (["127.0.0.2"], ["127.0.0.2"])
