@@ -75,6 +75,16 @@ def scratch_dir(prefix: str) -> Path:
     return path
 
 
+def nginx_test(conf: Path, prefix: Path, timeout_s: float = 600) -> float:
+    """Seconds `nginx -t` takes to load `conf` with nginx prefix `prefix`; raises if it fails."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(["nginx", "-t", "-q", "-p", f"{prefix}/", "-c", str(conf)],
+                          capture_output=True, text=True, timeout=timeout_s, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nginx -t failed: {proc.stderr.strip()[:500]}")
+    return time.perf_counter() - t0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -37,6 +37,7 @@ from bench.common import (
     measure,
     median,
     memory,
+    nginx_test,
     pin,
     ratio,
     reaches_backend,
@@ -114,12 +115,7 @@ def _status_kb(field: str) -> int:
 
 
 def _nginx_t(conf_dir: Path, workdir: Path) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(["nginx", "-t", "-q", "-p", f"{workdir}/", "-c", str(conf_dir / "nginx.conf")],
-                          capture_output=True, text=True, timeout=300, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"nginx -t failed: {proc.stderr.strip()}")
-    return time.perf_counter() - t0
+    return nginx_test(conf_dir / "nginx.conf", workdir, 300)
 
 
 def _quiesce(master: int, workers: int, timeout_s: float = 15.0) -> bool:

@@ -1,0 +1,130 @@
+"""What a Gateway-wide SecurityPolicy costs the configuration at scale (part of suite `scale`).
+
+n hosts on one Gateway, each HTTPRoute with two PathPrefix rules, rendered twice: without policy
+and with one SecurityPolicy on the Gateway (request and response headers, allowedMethods,
+securityTxt, duplicateHeaders KeepFirst, requestLimits). Per case: translate and render time
+(in this process, best of `runs`), nginx.conf size and `nginx -t` time (median of `runs`). The
+ratios (with / without) are the headline `scale policy overhead`.
+
+Run alone: `python -m bench.overhead 2000 10000`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import manifests
+from bench.common import log, median, nginx_test, ratio, scratch
+
+SIZES = (2_000, 10_000)
+QUICK_SIZES = (2_000,)
+
+GATEWAY_POLICY = f"""\
+apiVersion: policy.wardgate.io/v1alpha1
+kind: SecurityPolicy
+metadata: {{name: gateway-wide, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: {manifests.GATEWAY}}}]
+  requestHeaders:
+    set: [{{name: {manifests.BOT_CLASS[0]}, value: {manifests.BOT_CLASS[1]}}}]
+  responseHeaders:
+    set: [{{name: {manifests.ROBOTS_TAG[0]}, value: "{manifests.ROBOTS_TAG[1]}"}}]
+  allowedMethods: [{", ".join(manifests.ALLOWED_METHODS)}]
+  securityTxt:
+    contact: ["{manifests.SECURITY_CONTACT}"]
+    expires: "{manifests.SECURITY_EXPIRES}"
+  duplicateHeaders:
+    default: KeepFirst
+  requestLimits:
+    maxBodySize: 1Mi
+"""
+
+
+def _route(i: int) -> str:
+    """Route i: host r<i>.example.com, PathPrefix /p<i> and /q<i>, each its own rule."""
+    return f"""\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r{i}, namespace: default}}
+spec:
+  parentRefs: [{{name: {manifests.GATEWAY}}}]
+  hostnames: [r{i}.example.com]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /p{i}}}}}]
+      backendRefs: [{{name: {manifests.SERVICE}, port: 80}}]
+    - matches: [{{path: {{type: PathPrefix, value: /q{i}}}}}]
+      backendRefs: [{{name: {manifests.SERVICE}, port: 80}}]
+"""
+
+
+def _nginx_t(root: Path) -> float:
+    for d in ("logs", "run", "tmp"):
+        (root / d).mkdir(exist_ok=True)
+    return nginx_test(root / "nginx.conf", root)
+
+
+def measure_case(n: int, policy: bool, runs: int, root: Path) -> dict[str, Any]:
+    from wardgate.model import parse
+    from wardgate.render.nginx import RenderOptions, render
+    from wardgate.sources import load_paths
+    from wardgate.translate import Options, translate
+
+    files = root / "manifests"
+    files.mkdir(parents=True)
+    (files / "base.yaml").write_text(manifests.base(8080, 9))
+    (files / "routes.yaml").write_text("---\n".join(_route(i) for i in range(n)))
+    if policy:
+        (files / "policy.yaml").write_text(GATEWAY_POLICY)
+    rs = parse(load_paths([files]))
+    translate_s, render_s = [], []
+    conf: dict[str, str] = {}
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        tr = translate(rs, Options(addresses=("127.0.0.1",)))
+        t1 = time.perf_counter()
+        (gw,) = tr.gateways
+        conf = render(gw, RenderOptions(listen_host="127.0.0.1", worker_processes=1))
+        t2 = time.perf_counter()
+        translate_s.append(t1 - t0)
+        render_s.append(t2 - t1)
+    out = root / "nginx"
+    for rel, text in conf.items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    nginx_t = [_nginx_t(out) for _ in range(runs)]
+    return {"nginx_conf_mb": round(len(conf["nginx.conf"].encode()) / 1e6, 3),
+            "nginx_t_s": round(median(nginx_t) or 0, 3),
+            "translate_s": round(min(translate_s), 3), "render_s": round(min(render_s), 3)}
+
+
+def run(quick: bool, runs: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {"policy": "Gateway-wide SecurityPolicy: request/response headers, allowedMethods, "
+                                     "securityTxt, duplicateHeaders KeepFirst, requestLimits",
+                           "routes": "HTTPRoute r<i>: host r<i>.example.com, PathPrefix /p<i> and /q<i>",
+                           "sizes": {}}
+    for n in QUICK_SIZES if quick else SIZES:
+        entry: dict[str, Any] = {}
+        try:
+            for policy in (False, True):
+                with scratch(f"overhead{n}") as root:
+                    entry["with_policy" if policy else "without_policy"] = res = measure_case(n, policy, runs, root)
+                    log(f"policy overhead {n} hosts, policy={policy}: {res}")
+            w, wo = entry["with_policy"], entry["without_policy"]
+            entry["config_ratio"] = round(ratio(w["nginx_conf_mb"], wo["nginx_conf_mb"]) or 0, 3)
+            entry["nginx_t_ratio"] = round(ratio(w["nginx_t_s"], wo["nginx_t_s"]) or 0, 3)
+        except Exception as exc:  # the rest of the suite carries on
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+        doc["sizes"][str(n)] = entry
+    return doc
+
+
+if __name__ == "__main__":
+    import json
+
+    sizes = tuple(int(a) for a in sys.argv[1:]) or SIZES
+    SIZES = sizes
+    print(json.dumps(run(False, 3), indent=1))
