@@ -42,7 +42,7 @@ def _cond(var: Arg, op: str, value: Arg) -> tuple[Arg, ...]:
 def split(tables: Tables, key: tuple[object, ...], shares: list[tuple[float, str]], salt: str = "") -> str:
     """A split_clients variable choosing among values by percentage. Splits with different
     `salt`s decide independently of each other for one request."""
-    name = var_name("wg_s", key, shares, salt)
+    name = var_name("wg_s", key, salt)
     node = Directive("split_clients", (Expr((Raw("${request_id}"), salt)), Raw("$" + name)), [])
     assert node.block is not None
     total = sum(w for w, _ in shares) or 1.0
@@ -65,7 +65,7 @@ def _request_headers(ctx: ServerCtx, action: ir.Action, pid: int | None) -> list
     p = ctx.plan.policy(pid)
     ops = (p.request_headers if p else ir.HeaderOps()) + action.request_headers
     host = action.rewrite.hostname if action.rewrite else None
-    wanted = headers.proxy_list(ctx.tables, ops, action.grpc, host)
+    wanted = headers.proxy_list(ctx.tables, ops, ("place", pid, action.id), action.grpc, host)
     inherited = ctx.grpc_headers if action.grpc else ctx.proxy_headers
     return [] if wanted == inherited else headers.proxy_directives(wanted, action.grpc)
 
@@ -148,7 +148,7 @@ def body(ctx: ServerCtx, action: ir.Action, internal: bool = False, pid: int | N
                             *policies.checks(ctx.tables, p, hoisted=pid == ctx.shared)]
     out += headers.response(action.response_headers)
     if action.cors is not None:
-        out += cors.directives(ctx.tables, action.cors)
+        out += cors.directives(ctx.tables, action.cors, action.id)
     if action.direct_status is not None:
         return [*out, d("return", action.direct_status)]
     if action.redirect is not None:
@@ -228,7 +228,7 @@ def _mirror_location(ctx: ServerCtx, loc: str, mirror: ir.Mirror, action: ir.Act
         var = split(ctx.tables, ("mirror", loc), [(mirror.percent, "1"), (100.0 - mirror.percent, "")], salt=loc)
         node.block.append(Directive("if", _cond(Raw("$" + var), "=", ""), [d("return", 204)]))
     # Mirrors carry the route's request headers, not the policy's.
-    wanted = headers.proxy_list(ctx.tables, action.request_headers, action.grpc,
+    wanted = headers.proxy_list(ctx.tables, action.request_headers, ("mirror", action.id), action.grpc,
                                 action.rewrite.hostname if action.rewrite else None)
     if wanted != (ctx.grpc_headers if action.grpc else ctx.proxy_headers):
         node.block += headers.proxy_directives(wanted, action.grpc)

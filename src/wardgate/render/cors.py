@@ -8,9 +8,9 @@ from wardgate.render.emit import Directive, d, entry
 from wardgate.render.tables import Tables, var_name
 
 
-def _origin(tables: Tables, cors: ir.Cors) -> Raw:
+def _origin(tables: Tables, cors: ir.Cors, action: int) -> Raw:
     """$var = the request's Origin when the filter allows it, else ""."""
-    var = var_name("wg_c", cors.allow_origins)
+    var = var_name("wg_c", action)
     node = Directive("map", (Raw("$http_origin"), Raw("$" + var)), [])
     assert node.block is not None
     if "*" in cors.allow_origins:
@@ -24,9 +24,9 @@ def _origin(tables: Tables, cors: ir.Cors) -> Raw:
     return tables.add(var, node)
 
 
-def _when(tables: Tables, src: str, value: Arg) -> Raw:
+def _when(tables: Tables, src: str, value: Arg, key: tuple[object, ...]) -> Raw:
     """$var = value when $src is non-empty, else "" (add_header skips empty values)."""
-    var = var_name("wg_v", src, repr(value))
+    var = var_name("wg_v", *key)
     return tables.add(var, Directive("map", (Raw(src), Raw("$" + var)), [entry("", ""), d("default", value)]))
 
 
@@ -34,10 +34,10 @@ def _cond(*parts: Arg) -> tuple[Arg, ...]:
     return (Raw("("), *parts, Raw(")"))
 
 
-def directives(tables: Tables, cors: ir.Cors) -> list[Directive]:
+def directives(tables: Tables, cors: ir.Cors, action: int) -> list[Directive]:
     """Preflights are answered here: 204 with the CORS headers for an allowed origin, 403
     without them otherwise. Other requests from allowed origins get the headers."""
-    origin = _origin(tables, cors)
+    origin = _origin(tables, cors, action)
     out = [
         # $wg_preflight: "x" + the allowed origin ("x" alone: not allowed), empty if no preflight.
         d("set", Raw("$wg_preflight"), ""),
@@ -50,23 +50,22 @@ def directives(tables: Tables, cors: ir.Cors) -> list[Directive]:
     ]
     if "*" not in cors.allow_origins:
         out.append(d("add_header", "Vary", "Origin", Raw("always")))
+    # (header, sent when this is non-empty, value)
+    when: list[tuple[str, str, Arg]] = []
     if cors.allow_credentials:
-        out.append(d("add_header", "Access-Control-Allow-Credentials", _when(tables, origin.text, "true"),
-                     Raw("always")))
+        when.append(("Access-Control-Allow-Credentials", origin.text, "true"))
     if cors.expose_headers:
-        out.append(d("add_header", "Access-Control-Expose-Headers",
-                     _when(tables, origin.text, Text(", ".join(cors.expose_headers))), Raw("always")))
+        when.append(("Access-Control-Expose-Headers", origin.text, Text(", ".join(cors.expose_headers))))
     # "*" answers with what the preflight asked for, which is valid with credentials too.
-    allowed: Arg = (Raw("$http_access_control_request_method") if "*" in cors.allow_methods
-                    else ", ".join(cors.allow_methods))
-    out.append(d("add_header", "Access-Control-Allow-Methods", _when(tables, "$wg_preflight", allowed),
-                 Raw("always")))
+    when.append(("Access-Control-Allow-Methods", "$wg_preflight",
+                 Raw("$http_access_control_request_method") if "*" in cors.allow_methods
+                 else ", ".join(cors.allow_methods)))
     if cors.allow_headers:
-        hdrs: Arg = (Raw("$http_access_control_request_headers") if "*" in cors.allow_headers
-                     else Text(", ".join(cors.allow_headers)))
-        out.append(d("add_header", "Access-Control-Allow-Headers", _when(tables, "$wg_preflight", hdrs),
-                     Raw("always")))
-    out.append(d("add_header", "Access-Control-Max-Age", _when(tables, "$wg_preflight", str(cors.max_age)),
-                 Raw("always")))
+        when.append(("Access-Control-Allow-Headers", "$wg_preflight",
+                     Raw("$http_access_control_request_headers") if "*" in cors.allow_headers
+                     else Text(", ".join(cors.allow_headers))))
+    when.append(("Access-Control-Max-Age", "$wg_preflight", str(cors.max_age)))
+    out += [d("add_header", name, _when(tables, src, value, (action, name)), Raw("always"))
+            for name, src, value in when]
     out.append(Directive("if", (Raw("("), Raw("$wg_preflight"), Raw(")")), [d("return", 204)]))
     return out

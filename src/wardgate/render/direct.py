@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from wardgate import ir
 from wardgate.quoting import Arg, Body, Expr, Raw
 from wardgate.render.emit import Directive, d
-from wardgate.render.tables import Table, Tables, var_name
+from wardgate.render.tables import Table, Tables
 
 # A token longer than nginx's 4 KiB configuration buffer is refused, so long bodies are split
 # into map values joined at run time.
@@ -51,7 +51,8 @@ def plan(policies: tuple[ir.Policy, ...], used: frozenset[int]) -> DirectPlan:
             continue
         for i, resp in enumerate(p.direct):
             types[resp.content_type] = types.get(resp.content_type, 0) + 1
-            names = [var_name("wg_b", chunk) for chunk in _chunks(resp.body)]
+            # Digits only, fixed-width tail: policy id, response index, chunk number.
+            names = [f"wg_b{p.id}{i:03d}{n:03d}" for n in range(len(_chunks(resp.body)))]
             for var, chunk in zip(names, _chunks(resp.body), strict=True):
                 tables.add(var, Directive("map", (Raw("$host"), Raw("$" + var)), [d("default", Body(chunk))]))
             bodies[(p.id, i)] = (Raw("$" + names[0]) if len(names) == 1

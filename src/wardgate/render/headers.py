@@ -47,17 +47,19 @@ def response(ops: ir.HeaderOps, adds: bool = True, shared: bool = True) -> list[
     return out
 
 
-def _append(tables: Tables, header: str, value: str) -> Raw:
+def _append(tables: Tables, header: str, value: str, key: tuple[object, ...]) -> Raw:
     """$var = "<existing header>,<value>", or just value when the header is absent."""
     src = header_variable(header)
-    var = var_name("wg_h", header.lower(), value)
+    var = var_name("wg_h", *key)
     return tables.add(var, Directive("map", (Raw(src), Raw("$" + var)), [
         entry("", Text(value)), d("default", Expr((Raw(src), "," + value)))]))
 
 
-def proxy_list(tables: Tables, ops: ir.HeaderOps, grpc: bool = False, host: str | None = None) -> ProxyHeaders:
+def proxy_list(tables: Tables, ops: ir.HeaderOps, origin: tuple[object, ...], grpc: bool = False,
+               host: str | None = None) -> ProxyHeaders:
     """The whole request header list of a place: the defaults, changed by `ops` (policy first,
-    then the route's own filter, which wins for the same name) and a rewritten Host."""
+    then the route's own filter, which wins for the same name) and a rewritten Host. `origin`
+    (IR ids) names the maps of appended values."""
     defaults = DEFAULT_GRPC_HEADERS if grpc else DEFAULT_PROXY_HEADERS
     if not ops and not host:
         return defaults
@@ -70,14 +72,14 @@ def proxy_list(tables: Tables, ops: ir.HeaderOps, grpc: bool = False, host: str 
     for name, value in ops.add:
         adds[name.lower()].append((name, value))
     set_names = {n.lower() for n, _ in ops.set}
-    for low, items in adds.items():
+    for i, (low, items) in enumerate(adds.items()):
         joined = ",".join(v for _, v in items)
         if low in headers and low in set_names:
             name, current = headers[low]
             base = current.value if isinstance(current, Text) else ""
             headers[low] = (name, Text(f"{base},{joined}"))
         else:
-            headers[low] = (items[0][0], _append(tables, items[0][0], joined))
+            headers[low] = (items[0][0], _append(tables, items[0][0], joined, (*origin, i)))
     for name in ops.remove:
         headers[name.lower()] = (name, "")
     return tuple(headers.values())

@@ -8,9 +8,9 @@ from wardgate.render.emit import Directive, d, entry
 from wardgate.render.tables import Tables, var_name
 
 
-def geo(tables: Tables, allow: tuple[str, ...], deny: tuple[str, ...]) -> Raw:
+def geo(tables: Tables, allow: tuple[str, ...], deny: tuple[str, ...], key: tuple[object, ...]) -> Raw:
     """$var that is 1 for a client to refuse: not in `allow` (when given) or in `deny`."""
-    var = var_name("wg_ip", allow, deny)
+    var = var_name("wg_ip", *key)
     node = Directive("geo", (Raw("$wg_client_ip"), Raw("$" + var)), [d("default", 1 if allow else 0)])
     assert node.block is not None
     node.block += [entry(c, 0) for c in allow] + [entry(c, 1) for c in deny]
@@ -18,7 +18,7 @@ def geo(tables: Tables, allow: tuple[str, ...], deny: tuple[str, ...]) -> Raw:
 
 
 def check(tables: Tables, p: ir.Policy) -> Directive:
-    return Directive("if", (Raw("("), geo(tables, p.ip_allow, p.ip_deny), Raw(")")), [
+    return Directive("if", (Raw("("), geo(tables, p.ip_allow, p.ip_deny, ("access", p.id)), Raw(")")), [
         d("set", Raw("$wg_decision"), "ip-access"), d("return", 403)])
 
 

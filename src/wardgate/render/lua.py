@@ -47,7 +47,7 @@ def plan(policies: tuple[ir.Policy, ...], used: frozenset[int], rp: ratelimit.Ra
             continue
         cfg = {**requestlimits.lua_config(p), **duplicates.lua_config(p)}
         if p.rate_limit is not None and not rp.native(p.rate_limit):
-            cfg["rl"] = ratelimit.lua_config(tables, p.rate_limit)
+            cfg["rl"] = ratelimit.lua_config(tables, p.rate_limit, p.id)
         config[p.id] = cfg
     return LuaPlan(frozenset(config), config, tables.frozen())
 

@@ -93,8 +93,9 @@ def make_plan(gw: ir.Gateway, opts: RenderOptions) -> Plan:
         # http-level headers run before the server's HSTS, which would then win over the policy.
         shared, p = None, None
     tables = Tables()
-    proxy = proxy_list(tables, p.request_headers if p else ir.HeaderOps())
-    grpc = proxy_list(tables, p.request_headers if p else ir.HeaderOps(), grpc=True)
+    ops = p.request_headers if p else ir.HeaderOps()
+    proxy = proxy_list(tables, ops, ("policy", shared))
+    grpc = proxy_list(tables, ops, ("policy", shared), grpc=True)
     return Plan(
         gw=gw, opts=opts, actions={a.id: a for a in gw.actions}, policies=policies,
         upstreams=upstreams.plan(gw), rate=rate, lua=lua.plan(gw.policies, used, rate),

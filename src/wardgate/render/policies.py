@@ -36,7 +36,7 @@ def server_checks(tables: Tables, plan: Plan, p: ir.Policy) -> list[Directive]:
     if p.ip_allow or p.ip_deny:
         out.append(ipaccess.check(tables, p))
     if p.allowed_methods:
-        out.append(methods.check(tables, p.allowed_methods))
+        out.append(methods.check(tables, p.allowed_methods, p.id))
     return out + lua.place(plan.lua, p.id)
 
 
@@ -49,7 +49,7 @@ def checks(tables: Tables, p: ir.Policy | None, hoisted: bool, allowlist_check: 
     if not hoisted and (p.ip_allow or p.ip_deny):
         out.append(ipaccess.check(tables, p))
     if not hoisted and p.allowed_methods:
-        out.append(methods.check(tables, p.allowed_methods))
+        out.append(methods.check(tables, p.allowed_methods, p.id))
     if p.allowlist and allowlist_check:
         out.append(allowlist.check(p))
     return out

@@ -67,7 +67,7 @@ def plan(policies: tuple[ir.Policy, ...], used: frozenset[int]) -> RatePlan:
     return RatePlan(native, {z: r for r, z in zones.items() if z in used_zones})
 
 
-def _key(tables: Tables, rl: ir.RateLimit) -> Arg:
+def _key(tables: Tables, rl: ir.RateLimit, pid: int) -> Arg:
     """The limit_req key of a budget, the same strings the Lua limiter uses: "<bucket>:" plus
     the client IP, "#" and the header value, or nothing (Route); "" (not counted) for exempt
     clients."""
@@ -77,12 +77,12 @@ def _key(tables: Tables, rl: ir.RateLimit) -> Arg:
         key = f"{rl.bucket}:"
     elif rl.key == "header" and rl.header:
         header = header_variable(rl.header)
-        var = var_name("wg_rlh", rl.bucket, rl.header)
+        var = var_name("wg_rlh", pid)
         key = tables.add(var, Directive("map", (Raw(header), Raw("$" + var)), [
             entry("", by_ip), d("default", Expr((f"{rl.bucket}:#", Raw(header))))]))
     if rl.exempt:
-        var = var_name("wg_rlx", rl.bucket, rl.exempt, repr(key))
-        key = tables.add(var, Directive("map", (geo(tables, (), rl.exempt), Raw("$" + var)), [
+        var = var_name("wg_rlx", pid)
+        key = tables.add(var, Directive("map", (geo(tables, (), rl.exempt, ("exempt", pid)), Raw("$" + var)), [
             entry("1", ""), d("default", key)]))
     return key
 
@@ -95,7 +95,7 @@ def location(tables: Tables, rp: RatePlan, p: ir.Policy) -> list[Directive]:
     args: list[Arg] = [Raw(f"zone={zone}")]
     if rl.burst:
         args.append(Raw(f"burst={rl.burst}"))
-    return [d("set", Raw("$wg_rlkey"), _key(tables, rl)),
+    return [d("set", Raw("$wg_rlkey"), _key(tables, rl, p.id)),
             d("limit_req", *args, Raw("nodelay")),
             d("limit_req_status", rl.status),
             # Empty (so not sent) unless limit_req refused this request: a backend's own
@@ -123,7 +123,7 @@ def http_directives(rp: RatePlan) -> list[Directive]:
     ]
 
 
-def lua_config(tables: Tables, rl: ir.RateLimit) -> dict[str, object]:
+def lua_config(tables: Tables, rl: ir.RateLimit, pid: int) -> dict[str, object]:
     """The Lua limiter's settings for a budget limit_req doesn't keep."""
     limit: dict[str, object] = {"bucket": rl.bucket, "limit": rl.requests, "period": rl.period_s,
                                 "burst": rl.burst, "key": rl.key, "status": rl.status, "headers": rl.headers}
@@ -131,5 +131,5 @@ def lua_config(tables: Tables, rl: ir.RateLimit) -> dict[str, object]:
         limit["header"] = rl.header
     if rl.exempt:
         # A geo that is 1 exactly for the exempt CIDRs.
-        limit["exempt_var"] = geo(tables, (), rl.exempt).text[1:]
+        limit["exempt_var"] = geo(tables, (), rl.exempt, ("exempt", pid)).text[1:]
     return limit

@@ -75,8 +75,8 @@ def server(plan: Plan, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> S
     tables = Tables()
     proxy, grpc_headers = plan.proxy_headers, plan.grpc_headers
     if p is not None and shared != plan.shared:
-        proxy = proxy_list(tables, p.request_headers)
-        grpc_headers = proxy_list(tables, p.request_headers, grpc=True)
+        proxy = proxy_list(tables, p.request_headers, ("policy", shared))
+        grpc_headers = proxy_list(tables, p.request_headers, ("policy", shared), grpc=True)
     ctx = ServerCtx(plan, port, shared, proxy, grpc_headers, tables)
     certs = vhost.certificates or (port.default_certificates if default else ())
     if port.protocol == "HTTPS":
@@ -240,12 +240,13 @@ def _request_conditions(ctx: ServerCtx, m: ir.Match) -> list[Cond]:
         method = Raw(m.method)
         out.append((_cond(Raw("$request_method"), "!=", method), _cond(Raw("$request_method"), "=", method)))
     out += [_value_cond(Raw(header_variable(h.name)), h.type, h.value) for h in m.headers]
-    out += [_value_cond(_query_var(ctx, q.name), q.type, q.value) for q in m.query]
+    out += [_value_cond(_query_var(ctx, q.name, (m.action, m.order, i)), q.type, q.value)
+            for i, q in enumerate(m.query)]
     return out
 
 
-def _query_var(ctx: ServerCtx, name: str) -> Raw:
+def _query_var(ctx: ServerCtx, name: str, key: tuple[object, ...]) -> Raw:
     """The first value of a case-sensitive query parameter (nginx's $arg_ ignores case)."""
-    var = var_name("wg_q", name)
+    var = var_name("wg_q", *key)
     return ctx.tables.add(var, Directive("map", (Raw("$args"), Raw("$" + var)), [
         entry(f"~(?:^|&){regex_escape(name)}=(?<{var}v>[^&]*)", Raw(f"${var}v")), d("default", "")]))

@@ -1,8 +1,8 @@
 """http-level tables (map, geo, split_clients) that servers refer to by variable.
 
-A table's variable name is derived from its content, not from the order tables were asked for,
-so a server's output depends only on what it uses (it can be rendered alone, and memoized), and
-equal tables are written once per Gateway.
+A table's variable name is derived from what it belongs to (IR ids: policy, action, port), never
+from the order tables were asked for nor from user text, so a server's output depends only on what
+it uses (it can be rendered alone, and memoized), and a table several servers use is written once.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from wardgate.render.emit import Directive
 
 
 def var_name(prefix: str, *key: object) -> str:
-    """A variable name for a table with this content: `prefix` and a short digest."""
+    """A variable name for the table of `key` (renderer-made values only): `prefix` and a digest."""
     return prefix + hashlib.blake2b(repr(key).encode(), digest_size=5).hexdigest()
 
 

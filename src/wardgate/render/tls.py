@@ -73,7 +73,7 @@ def client_validation(files: Files, cv: ir.ClientValidation) -> list[Directive]:
 def sni_listener_check(tables: Tables, port: ir.Port, vhost: ir.VirtualHost) -> Directive:
     """421 when the TLS name chose another listener than the Host header: HTTP/2 connection reuse
     or a confused client. RFC 9110 says 421, and the client retries."""
-    var = var_name("wg_sni", port.port, port.listeners)
+    var = var_name("wg_sni", port.port)
     node = Directive("map", (Raw("$ssl_server_name"), Raw("$" + var)), [d("hostnames")])
     assert node.block is not None
     for host, name in port.listeners:
