@@ -33,6 +33,7 @@ class ServerCtx:
     tables: Tables = field(default_factory=Tables)
     files: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Directive] = field(default_factory=dict)
+    bodies: dict[tuple[int, bool, int | None], list[Directive]] = field(default_factory=dict)
 
 
 def _cond(var: Arg, op: str, value: Arg) -> tuple[Arg, ...]:
@@ -63,10 +64,13 @@ def _request_headers(ctx: ServerCtx, action: ir.Action, pid: int | None) -> list
     """The place's request header list when it differs from the one it inherits (nginx drops
     every inherited proxy_set_header of a location that declares one, so it comes whole)."""
     p = ctx.plan.policy(pid)
-    ops = (p.request_headers if p else ir.HeaderOps()) + action.request_headers
     host = action.rewrite.hostname if action.rewrite else None
-    wanted = headers.proxy_list(ctx.tables, ops, ("place", pid, action.id), action.grpc, host)
     inherited = ctx.grpc_headers if action.grpc else ctx.proxy_headers
+    if not host and not action.request_headers and (p is None or not p.request_headers):
+        defaults = headers.DEFAULT_GRPC_HEADERS if action.grpc else headers.DEFAULT_PROXY_HEADERS
+        return [] if inherited is defaults or inherited == defaults else headers.proxy_directives(defaults, action.grpc)
+    ops = (p.request_headers if p else ir.HeaderOps()) + action.request_headers
+    wanted = headers.proxy_list(ctx.tables, ops, ("place", pid, action.id), action.grpc, host)
     return [] if wanted == inherited else headers.proxy_directives(wanted, action.grpc)
 
 
@@ -130,6 +134,8 @@ def _retry(retry: ir.Retry) -> list[Directive]:
 
 def _backend_tls(plan: Plan, names: list[str]) -> ir.UpstreamTLS | None:
     """The TLS settings shared by these upstreams (retry copies have their base's)."""
+    if len(names) == 1:
+        return plan.upstreams.tls(names[0])
     settings = {plan.upstreams.tls(n) for n in names}
     if len(settings) > 1:
         raise ValueError("the backends of one rule must all use TLS (BackendTLSPolicy) with the same "
@@ -140,13 +146,21 @@ def _backend_tls(plan: Plan, names: list[str]) -> ir.UpstreamTLS | None:
 def body(ctx: ServerCtx, action: ir.Action, internal: bool = False, pid: int | None = None) -> list[Directive]:
     """The directives serving an action under policy `pid`. `internal`: in a location reached
     by an internal redirect, where nginx no longer has the client's URI and it must be passed
-    explicitly."""
+    explicitly. (A PathPrefix rule is served inline in two locations: built once per server.)"""
+    key = (action.id, internal, pid)
+    if key not in ctx.bodies:
+        ctx.bodies[key] = _body(ctx, action, internal, pid)
+    return ctx.bodies[key]
+
+
+def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) -> list[Directive]:
     plan = ctx.plan
     p = plan.policy(pid)
     out: list[Directive] = [*policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared),
                             d("set", Raw("$wg_route"), Text(str(action.source))),
                             *policies.checks(ctx.tables, p, hoisted=pid == ctx.shared)]
-    out += headers.response(action.response_headers)
+    if action.response_headers:
+        out += headers.response(action.response_headers)
     if action.cors is not None:
         out += cors.directives(ctx.tables, action.cors, action.id)
     if action.direct_status is not None:

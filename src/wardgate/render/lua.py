@@ -1,11 +1,11 @@
 """The Lua request checks (6-8: request limits, duplicate headers, rate limit) of wardgate_access.lua.
 
 One entry for the whole Gateway: an http-level rewrite_by_lua_block (compiled once at config load,
-inherited by every location) runs the checks of the policy whose id a place wrote into $wg_lua,
-and clears it, so a request runs them once even when it jumps between locations. At the end of
-the rewrite phase: after the `if` checks, before ModSecurity's request body phase (preaccess),
-where CRS decides (access_by_lua would run after the WAF). A place that answers with `return`
-never reaches it.
+inherited by every location) runs the checks of the policy whose id the serving place wrote into
+$wg_lua (nginx skips the entry in a location a request leaves by `rewrite ... last`, so a jump
+doesn't run them twice). At the end of the rewrite phase: after the `if` checks, before
+ModSecurity's request body phase (preaccess), where CRS decides (access_by_lua would run after
+the WAF). A place that answers with `return` never reaches it.
 """
 
 from __future__ import annotations

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from wardgate.quoting import Raw, Text
 from wardgate.render.emit import Directive, d, map_entry
-from wardgate.render.tables import Tables, var_name
+from wardgate.render.tables import Tables
 
 
 def check(tables: Tables, methods: tuple[str, ...], pid: int) -> Directive:
     """A variable that is 1 for a method not in `methods`: a hash lookup, not a regex. nginx
     answers 400 to methods that are not upper case, so the map's case folding can't matter."""
-    var = var_name("wg_method", pid)
+    var = f"wg_method{int(pid)}"
     ref = tables.add(var, Directive("map", (Raw("$request_method"), Raw("$" + var)),
                                     [d("default", 1), *(map_entry(m, "") for m in methods)]))
     return Directive("if", (Raw("("), ref, Raw(")")), [d("set", Raw("$wg_decision"), "method"), d("return", 405)])

@@ -9,6 +9,7 @@ See docs/architecture.md for the layout and what each module owns.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from wardgate import ir
@@ -29,45 +30,66 @@ HTTP2_MAX_STREAMS = 100
 MODULES = ("ngx_http_headers_more_filter_module.so",)
 R = Raw
 
-# Rendered servers of the last render of each Gateway, keyed by everything their text depends on:
-# an unchanged virtual host under an unchanged plan is not rendered again.
-_MEMO: dict[str, dict[tuple[Any, ...], tuple[str, tuple[Table, ...], tuple[tuple[str, str], ...]]]] = {}
+@dataclass(frozen=True)
+class _Rendered:
+    """A server's text and what it needs at http level, with everything it was rendered from."""
+
+    inputs: tuple[Any, ...]  # port settings, the virtual host, its actions and policies
+    text: str
+    tables: tuple[Table, ...]
+    files: tuple[tuple[str, str], ...]
 
 
-def _memo_key(plan: Plan, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> tuple[Any, ...]:
+# Per Gateway: the plan-wide inputs of its last render, and its servers by (port, hostname). An
+# unchanged virtual host (the same objects, or equal ones) under an unchanged plan is not rendered
+# again: an incremental reconcile re-renders only what an edit touched.
+_MEMO: dict[str, tuple[tuple[Any, ...], dict[tuple[int, str], _Rendered]]] = {}
+
+
+def _plan_inputs(plan: Plan) -> tuple[Any, ...]:
+    """What every server's text depends on besides its own virtual host."""
+    return (plan.opts, plan.gw.client_ip.source, plan.waf, plan.shared, plan.proxy_headers, plan.grpc_headers,
+            plan.direct.content_type, plan.lua.ids, tuple(plan.rate.zones.items()),
+            tuple((u.name, u.tls) for u in plan.upstreams.by_name.values()))
+
+
+def _inputs(plan: Plan, port: ir.Port, vhost: ir.VirtualHost) -> tuple[Any, ...]:
     by_action = dict(vhost.action_policies)
-    acts = tuple(plan.actions[m.action] for m in vhost.matches)
-    pols = tuple(plan.policies[i] for i in sorted({*by_action.values(), *((vhost.policy,) if vhost.policy is not None
-                                                                           else ())}))
-    return (
-        plan.opts, plan.gw.client_ip.source, plan.waf, plan.shared, plan.proxy_headers, plan.grpc_headers,
-        plan.direct.content_type, port.port, port.protocol, port.default_certificates, port.listeners,
-        port.client_validation, port.http2, port.tls_min_version, port.behind_stream, vhost, default, acts, pols,
-        tuple((p.id in plan.lua.ids, plan.rate.zones.get(p.rate_limit.bucket) if p.rate_limit else None)
-              for p in pols),
-        tuple(plan.upstreams.tls(b.upstream) for a in acts for b in a.backends if b.upstream),
-    )
+    pids = {*by_action.values()}
+    if vhost.policy is not None:
+        pids.add(vhost.policy)
+    return (port.port, port.protocol, port.default_certificates, port.listeners, port.client_validation,
+            port.http2, port.tls_min_version, port.behind_stream, vhost,
+            *(plan.actions[m.action] for m in vhost.matches), *(plan.policies[i] for i in sorted(pids)))
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    # Identity first: cheap, and the usual case when translation reuses unchanged objects.
+    return (len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))) or a == b
 
 
 def _servers(plan: Plan, tables: Tables, files: dict[str, str]) -> str:
-    memo = _MEMO.get(plan.gw.key, {})
-    fresh: dict[tuple[Any, ...], tuple[str, tuple[Table, ...], tuple[tuple[str, str], ...]]] = {}
+    shared = _plan_inputs(plan)
+    last_shared, last = _MEMO.get(plan.gw.key, ((), {}))
+    if not _same(shared, last_shared):
+        last = {}
+    fresh: dict[tuple[int, str], _Rendered] = {}
     out: list[str] = []
     for port in plan.gw.ports:
         vhosts = list(port.vhosts)
         if not any(v.hostname == "" for v in vhosts):
             vhosts.append(ir.VirtualHost("", (), policy=port.policy))
         for vhost in vhosts:
-            key = _memo_key(plan, port, vhost, vhost.hostname == "")
-            done = fresh.get(key) or memo.get(key)
-            if done is None:
+            inputs = _inputs(plan, port, vhost)
+            done = last.get((port.port, vhost.hostname))
+            if done is None or not _same(done.inputs, inputs):
                 res = routing.server(plan, port, vhost, vhost.hostname == "")
-                done = (emit([res.node], 1), res.tables, res.files)
-            fresh[key] = done
-            out.append(done[0])
-            tables.merge(done[1])
-            files.update(done[2])
-    _MEMO[plan.gw.key] = fresh
+                done = _Rendered(inputs, emit([res.node], 1), res.tables, res.files)
+            fresh[(port.port, vhost.hostname)] = done
+            out.append(done.text)
+            tables.merge(done.tables)
+            files.update(done.files)
+    _MEMO[plan.gw.key] = (shared, fresh)
     return "".join(out)
 
 

@@ -10,7 +10,7 @@
 --   M.configure({ [id] = policy, ... })   -- init phase; validates, precomputes
 --   M.access(id)                          -- per request; may end the request
 --   M.run()                               -- per request (the http-level entry): the checks of
---                                            policy $wg_lua once, then clears it
+--                                            the policy the serving place named in $wg_lua
 --
 -- policy (every key optional, nil = that check is off):
 --   max_url = N           414 when #$request_uri > N
@@ -294,19 +294,16 @@ function M.access(id)
 end
 
 -- The one entry point nginx calls (rewrite_by_lua at http level): the place that serves a
--- request names its policy in $wg_lua. Cleared after the checks ran, so a request that moves
--- to another location (rewrite ... last) is not checked, or counted, twice; mirror subrequests
--- share the variables of their request and are never checked.
+-- request names its policy in $wg_lua. (nginx skips it in a location the request leaves by
+-- `rewrite ... last`.) Mirror subrequests share the variables of their request: never checked.
 function M.run()
     if ngx.is_subrequest then
         return
     end
     local id = ngx_var.wg_lua
-    if not id or id == "" then
-        return
+    if id and id ~= "" then
+        return M.access(tonumber(id))
     end
-    ngx_var.wg_lua = ""
-    return M.access(tonumber(id))
 end
 
 -- Configuration ---------------------------------------------------------------------------
