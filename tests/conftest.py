@@ -76,7 +76,10 @@ GW = GW_HEAD + "    - {name: http, protocol: HTTP, port: 8080}\n"
 
 def loopback_subnet() -> str:
     """A fresh 127.x.y.0/24 for one test's gateways or backends."""
-    return f"127.{_NET}.{next(_subnets)}"
+    # The suite needs more than 254 of them: carry into the next /16 of the 130-249 range, which
+    # keeps clear of the fixed addresses below 130 (127.0.0.1, the harnesses' 127.0.x.y).
+    n = next(_subnets)
+    return f"127.{130 + (_NET - 130 + n // 254) % 120}.{n % 254 + 1}"
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from wardgate.keys import ObjectKey
+
 PathType = Literal["Exact", "PathPrefix", "RegularExpression"]
 ValueMatchType = Literal["Exact", "RegularExpression"]
 BackendProtocol = Literal["http", "h2c", "ws"]
@@ -177,6 +179,10 @@ class RouteRef:
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}#{self.rule_name or self.rule}"
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey(self.kind, self.namespace, self.name)
 
 
 @dataclass(frozen=True)
@@ -404,5 +410,5 @@ class Gateway:
     reject_ambiguous_paths: bool = True
 
     @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+    def key(self) -> ObjectKey:
+        return ObjectKey("Gateway", self.namespace, self.name)

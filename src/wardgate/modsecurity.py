@@ -11,19 +11,12 @@ from __future__ import annotations
 import re
 
 from wardgate.errors import UnsafeValueError
+from wardgate.quoting import check_waf_path
 
 # Rule ids wardgate generates per location (a range CRS leaves to users).
 RULE_BASE = 77_000
 # ARGS names and header names as the policy models allow them.
 _TARGET = re.compile(r"^[A-Za-z0-9_.\[\]-]+$")
-
-
-def check_operator(value: str) -> str:
-    """Text inside a quoted rule operator (`"@rx ..."`): `"` would end the argument and `%{`
-    expands a macro. The model refuses both in WAF exclusion paths with this message."""
-    if '"' in value or "%{" in value:
-        raise ValueError(f'{value!r} must not contain " or %{{')
-    return value
 
 
 def _target(name: str) -> str:
@@ -68,7 +61,7 @@ def location_rules(block: bool, paranoia: int, threshold: int) -> list[str]:
 def path_exclusion(rule_id: int, path_rx: str, rule_ids: tuple[int, ...], args: tuple[str, ...],
                    headers: tuple[str, ...]) -> str:
     """Rules (or the whole engine, without rule ids) off for requests whose path matches `path_rx`."""
-    check_operator(path_rx)
+    check_waf_path(path_rx)  # the model checked each path the same way
     if rule_ids and (args or headers):
         ctls = [f"ctl:ruleRemoveTargetById={int(i)};ARGS:{_target(a)}" for i in rule_ids for a in args]
         ctls += [f"ctl:ruleRemoveTargetById={int(i)};REQUEST_HEADERS:{_target(h)}" for i in rule_ids

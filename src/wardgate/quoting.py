@@ -175,6 +175,34 @@ def check_regex(pattern: str) -> str:
     return pattern
 
 
+
+def check_waf_path(value: str) -> str:
+    """A path that becomes a ModSecurity rule's quoted operator, where `"` would end the argument
+    and `%{` expands a macro."""
+    if '"' in value or "%{" in value:
+        raise ValueError(f'path {value!r} for a WAF exclusion must not contain " or %{{')
+    return value
+
+
+class Grammar:
+    """The model's `Validators` (wardgate.validation): this module's checks, installed by the
+    package, so the model never imports the grammar."""
+
+    hostname = staticmethod(check_hostname)
+    header_name = staticmethod(check_header_name)
+    matchable_header_name = staticmethod(check_matchable_header_name)
+    header_value = staticmethod(check_header_value)
+    text = staticmethod(check_text)
+    path = staticmethod(check_path)
+    regex = staticmethod(check_regex)
+    no_zone = staticmethod(check_no_zone)
+    waf_path = staticmethod(check_waf_path)
+
+    @staticmethod
+    def literal_regex(value: str) -> str:
+        return regex_escape(value)
+
+
 # --- ReDoS: shapes that backtrack exponentially (or to a high power) on a request -----------------
 #
 # nginx matches with PCRE2 (JIT) and no match limit of its own: `(a+)+` against "aaaa...!" makes

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wardgate import ir
 from wardgate.dataplane import NginxInstance
 from wardgate.dataplane.admin import AdminServer, GatewayState
 from wardgate.errors import InputError, Problem, UnsafeValueError
@@ -23,11 +24,11 @@ from wardgate.model import ObjectKey, ParseCache, ResourceSet, parse_keeping
 from wardgate.model.base import Resource
 from wardgate.render.nginx import RenderOptions, render
 from wardgate.sources import RawObject, manifest_files
-from wardgate.sources.files import MAX_FILE_BYTES, FileCache, load_paths_keeping
+from wardgate.sources.files import MAX_FILE_BYTES, SUFFIXES, FileCache, load_paths_keeping
 from wardgate.sources.generations import GenerationTracker
 from wardgate.status.report import write_status_file
-from wardgate.translate import Options, Translation, translate
-from wardgate.translate.gateways import gateway_status
+from wardgate.translate import Options, Translation, TranslationCache, translate
+from wardgate.translate.gateways import with_data_plane
 
 log = logging.getLogger("wardgate")
 
@@ -71,6 +72,9 @@ class Runner:
         self.opts = options or RunnerOptions()
         self._files = FileCache(self.opts.max_file_bytes)
         self._parsed = ParseCache()
+        self._translated = TranslationCache()
+        # Per Gateway: the IR, options and files last applied, so an unchanged IR is not rendered.
+        self._rendered: dict[str, tuple[ir.Gateway, RenderOptions, dict[str, str]]] = {}
         self._loader = loader
         self._last_good: dict[ObjectKey, Resource] = {}
         self._lock = threading.RLock()
@@ -124,7 +128,7 @@ class Runner:
                 self._write_status()
                 return ReconcileReport(False, [error], [], time.monotonic() - t0)
             self.apply_errors.pop("*", None)
-            self._last_good = {(o.kind, o.namespace, o.name): o for o in rs.objects}
+            self._last_good = {o.key: o for o in rs.objects}
             if problems:
                 report.ok = False
                 report.errors = [str(p) for p in problems] + report.errors
@@ -133,52 +137,62 @@ class Runner:
             return report
 
     def _apply(self, rs: ResourceSet) -> ReconcileReport:
-        tr = translate(rs, Options(addresses=(self.opts.listen_host,)))
+        tr = translate(rs, Options(addresses=(self.opts.listen_host,)), self._translated)
         for p in tr.problems:
             log.warning("%s", p)
         report = ReconcileReport(True)
-        wanted = {gw.key for gw in tr.gateways}
-        for key in tr.failed:
+        # The data plane names each Gateway's nginx by the display form of its key.
+        wanted = {str(gw.key) for gw in tr.gateways}
+        failed = {str(k) for k in tr.failed}
+        for key in failed:
             self.apply_errors[key] = "internal error translating this Gateway; the last good configuration serves"
             self.config_failures[key] = self.config_failures.get(key, 0) + 1
             report.ok = False
             report.errors.append(f"Gateway {key}: {self.apply_errors[key]}")
         for key in list(self.instances):
-            if key not in wanted and key not in tr.failed:
+            if key not in wanted and key not in failed:
                 log.info("Gateway %s is gone: stopping its nginx", key)
                 self.instances.pop(key).stop()
                 self.apply_errors.pop(key, None)
+                self._rendered.pop(key, None)
         for gw in tr.gateways:
-            inst = self.instances.get(gw.key)
+            key = str(gw.key)
+            inst = self.instances.get(key)
             if inst is None:
-                inst = NginxInstance(gw.key, self.state_dir / "gateways" / f"{gw.namespace}_{gw.name}",
+                inst = NginxInstance(key, self.state_dir / "gateways" / f"{gw.namespace}_{gw.name}",
                                      self.opts.nginx_bin)
-                self.instances[gw.key] = inst
-            ropts = RenderOptions(self.address_of(gw.key), self.opts.port_offset, self.opts.modules_dir,
+                self.instances[key] = inst
+            ropts = RenderOptions(self.address_of(key), self.opts.port_offset, self.opts.modules_dir,
                                   self.opts.worker_processes, log_dir=str(inst.workdir.resolve() / "logs"))
             try:
-                files = render(gw, ropts)
+                last = self._rendered.get(key)
+                if last is not None and last[1] == ropts and (last[0] is gw or last[0] == gw):
+                    files = last[2]  # rendering is a function of the IR and the options
+                else:
+                    files = render(gw, ropts)
                 res = inst.apply(files)
+                if res.ok:
+                    self._rendered[key] = (gw, ropts, files)
             except Exception as exc:  # refuse, keep the old config; the other Gateways go on
                 error = (f"render: {exc}" if isinstance(exc, UnsafeValueError)
-                         else _internal_error(f"Gateway {gw.key}: rendering", exc))
-                self.apply_errors[gw.key] = error
-                self.config_failures[gw.key] = self.config_failures.get(gw.key, 0) + 1
+                         else _internal_error(f"Gateway {key}: rendering", exc))
+                self.apply_errors[key] = error
+                self.config_failures[key] = self.config_failures.get(key, 0) + 1
                 report.ok = False
-                report.errors.append(f"Gateway {gw.key}: {error}")
+                report.errors.append(f"Gateway {key}: {error}")
                 continue
             if res.ok:
-                self.apply_errors.pop(gw.key, None)
+                self.apply_errors.pop(key, None)
                 if res.changed:
-                    report.changed.append(gw.key)
-                    log.info("Gateway %s: generation %d serving (%.3fs)", gw.key, res.generation,
+                    report.changed.append(key)
+                    log.info("Gateway %s: generation %d serving (%.3fs)", key, res.generation,
                              res.duration_s)
             else:
-                self.apply_errors[gw.key] = res.error or "nginx rejected the configuration"
+                self.apply_errors[key] = res.error or "nginx rejected the configuration"
                 report.ok = False
-                report.errors.append(f"Gateway {gw.key}: {res.error}")
+                report.errors.append(f"Gateway {key}: {res.error}")
                 log.error("Gateway %s: nginx rejected the new configuration, the last good one keeps "
-                          "serving: %s", gw.key, res.error)
+                          "serving: %s", key, res.error)
         self.translation = tr
         return report
 
@@ -205,13 +219,10 @@ class Runner:
             if tr is not None:
                 for st in tr.statuses:
                     if st.kind == "Gateway":
-                        plan = tr.plans[(st.namespace, st.name)]
-                        key = f"{st.namespace}/{st.name}"
+                        key = str(st.key)
                         inst = self.instances.get(key)
                         ok = key not in self.apply_errors and inst is not None and inst.is_running()
-                        st = gateway_status(plan, [self.address_of(key)],
-                                            st.status["conditions"][0]["lastTransitionTime"],
-                                            {p.name: ok for p in plan.listeners})
+                        st = with_data_plane(st, [self.address_of(key)], ok)
                     objects.append(st.to_dict())
             return {
                 "objects": objects,
@@ -266,6 +277,18 @@ class Runner:
             out.append((str(f), st.st_mtime_ns, st.st_size))
         return tuple(out)
 
+    def _relevant(self, path: Path) -> bool:
+        """Whether an event on `path` can change what is loaded: not a hidden file (editors' and
+        atomic writers' temporary files), nor a file of a type never read."""
+        for root in (p.absolute() for p in self.paths):  # the watcher reports absolute paths
+            if path == root:
+                return True
+            if path.is_relative_to(root):
+                if any(part.startswith(".") for part in path.relative_to(root).parts):
+                    return False
+                return path.suffix in SUFFIXES or not path.is_file()
+        return True
+
     def stop(self) -> None:
         with self._lock:
             for inst in self.instances.values():
@@ -297,18 +320,24 @@ class Runner:
         last = time.monotonic()
         watched = [p for p in self.paths if p.exists()]
         try:
-            for _changes in watch(*watched, stop_event=stop, rust_timeout=int(poll_s * 1000),
-                                  yield_on_timeout=True, debounce=50, step=20):
+            # step: how long the watcher waits for more events once one came (the latency it adds
+            # to every edit); debounce: the most it groups (a directory copied in at once).
+            for changes in watch(*watched, stop_event=stop, rust_timeout=int(poll_s * 1000),
+                                 yield_on_timeout=True, debounce=50, step=10):
                 self.supervise()
-                # Compare file metadata rather than trusting events alone: an edit made between
-                # the first reconcile and the watcher starting would otherwise be missed.
-                now = self._fingerprint()
                 resync = time.monotonic() - last >= resync_s
-                if now != seen or resync:
-                    if resync:  # validate everything again: validity can depend on time
-                        self._parsed = ParseCache()
-                    seen, last = now, time.monotonic()
+                if resync:  # validate everything again: validity can depend on time
+                    self._parsed = ParseCache()
+                    self._translated = TranslationCache()
+                # An event on a manifest reconciles at once (reading only what changed); without
+                # one, file metadata is compared: an edit made between the first reconcile and the
+                # watcher starting would otherwise be missed.
+                relevant = any(self._relevant(Path(path)) for _change, path in changes)
+                if relevant or resync or self._fingerprint() != seen:
+                    last = time.monotonic()
                     report = self.reconcile()
+                    # what that reconcile read (files that changed since are events to come)
+                    seen = self._files.fingerprint if self._loader is None else self._fingerprint()
                     log.info("reconciled in %.3fs: %s", report.duration_s,
                              "ok" if report.ok else "errors, last good config kept")
         except Exception as exc:  # the type and stack only: its text could quote Secret data

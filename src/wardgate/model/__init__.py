@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wardgate.errors import InputError, Problem
+from wardgate.keys import ObjectKey
 from wardgate.model.base import Resource
 from wardgate.model.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
 from wardgate.model.gatewayapi import (
@@ -133,9 +134,6 @@ def parse_object(raw: RawObject, seq: int = 0) -> Resource | None:
     return obj.model_copy(update={"origin": raw.origin, "seq": seq})
 
 
-ObjectKey = tuple[str, str, str]
-
-
 def _raw_key(raw: RawObject) -> ObjectKey:
     data = raw.data
     meta_raw = data.get("metadata")
@@ -144,7 +142,7 @@ def _raw_key(raw: RawObject) -> ObjectKey:
     group = str(data.get("apiVersion", "")).rpartition("/")[0]
     cls = KINDS.get((group, kind))
     ns = str(meta.get("namespace") or ("default" if cls is None or cls.NAMESPACED else ""))
-    return (kind, ns, str(meta.get("name", "")))
+    return ObjectKey(kind, ns, str(meta.get("name", "")))
 
 
 class ParseCache:
@@ -188,13 +186,13 @@ def parse_keeping(raws: Iterable[RawObject], previous: dict[ObjectKey, Resource]
             problems.extend(exc.problems)
             out.rejected.append((raw, exc.problems))
             kept = (previous or {}).get(_raw_key(raw))
-            if kept is None or (kept.kind, kept.namespace, kept.name) in seen:
+            if kept is None or kept.key in seen:
                 continue
             obj = kept
         if obj is None:
             out.ignored.append(raw)
             continue
-        key = (obj.kind, obj.namespace, obj.name)
+        key = obj.key
         if key in seen:
             first = seen[key].origin
             problems.append(Problem(f"defined twice (first at {first})", raw.origin, obj.kind,

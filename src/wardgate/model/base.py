@@ -7,8 +7,9 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from wardgate import quoting
 from wardgate.errors import Origin
+from wardgate.keys import ObjectKey
+from wardgate.validation import validators
 
 
 class Model(BaseModel):
@@ -51,21 +52,23 @@ class Resource(Model):
         return self.metadata.name
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.metadata.namespace, self.metadata.name)
+    def key(self) -> ObjectKey:
+        return ObjectKey(self.kind, self.metadata.namespace, self.metadata.name)
 
     def ref(self) -> str:
-        return f"{self.kind} {self.namespace + '/' if self.namespace else ''}{self.name}"
+        return self.key.ref()
 
 
 def _wrap(check: Any) -> Any:
     return AfterValidator(check)
 
 
-Hostname = Annotated[str, _wrap(quoting.check_hostname)]
-PreciseHostname = Annotated[str, _wrap(lambda v: quoting.check_hostname(v, wildcard=False))]
-HeaderName = Annotated[str, _wrap(quoting.check_header_name)]
-HeaderValue = Annotated[str, _wrap(quoting.check_header_value)]
+Hostname = Annotated[str, _wrap(lambda v: validators().hostname(v))]
+PreciseHostname = Annotated[str, _wrap(lambda v: validators().hostname(v, wildcard=False))]
+HeaderName = Annotated[str, _wrap(lambda v: validators().header_name(v))]
+HeaderValue = Annotated[str, _wrap(lambda v: validators().header_value(v))]
+# Header names the data plane can also test ($http_<name>).
+MatchableHeaderName = Annotated[str, _wrap(lambda v: validators().matchable_header_name(v))]
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
 # The Gateway API SectionName: listener, rule and parentRef section names. A rule name reaches
 # nginx configuration (the decision log's route), so it must not carry anything but this.

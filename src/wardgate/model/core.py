@@ -8,9 +8,9 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from wardgate import quoting
 from wardgate.model.base import Model, PortNumber, Resource
 from wardgate.model.tls import tls_pair_problem
+from wardgate.validation import validators
 
 
 class Namespace(Resource):
@@ -57,7 +57,7 @@ class Endpoint(Model):
                 ip = ipaddress.ip_address(a)
             except ValueError:
                 raise ValueError(f"{a!r} is not an IP address") from None
-            quoting.check_no_zone(ip, a)
+            validators().no_zone(ip, a)
         return addresses
 
 

@@ -8,17 +8,18 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from wardgate import quoting
 from wardgate.model.base import (
     HeaderName,
     HeaderValue,
     Hostname,
+    MatchableHeaderName,
     Model,
     PortNumber,
     PreciseHostname,
     Resource,
     SectionName,
 )
+from wardgate.validation import validators
 
 GROUP = "gateway.networking.k8s.io"
 
@@ -188,7 +189,7 @@ class ParentReference(Model):
 
 def check_route_path(value: str) -> str:
     """An Exact or PathPrefix value: the Gateway API grammar, outside wardgate's own paths."""
-    quoting.check_path(value)
+    validators().path(value)
     if value == "/_wardgate" or value.startswith("/_wardgate/"):
         raise ValueError("paths under /_wardgate/ are reserved for wardgate's internal locations")
     return value
@@ -201,7 +202,7 @@ class HTTPPathMatch(Model):
     @model_validator(mode="after")
     def _check(self) -> HTTPPathMatch:
         if self.type == "RegularExpression":
-            quoting.check_regex(self.value)
+            validators().regex(self.value)
         else:
             check_route_path(self.value)
         return self
@@ -216,14 +217,14 @@ class _ValueMatch(Model):
     @model_validator(mode="after")
     def _check(self) -> _ValueMatch:
         if self.type == "RegularExpression":
-            quoting.check_regex(self.value)
+            validators().regex(self.value)
         else:
-            quoting.check_header_value(self.value, "value")
+            validators().header_value(self.value, "value")
         return self
 
 
 class HTTPHeaderMatch(_ValueMatch):
-    name: Annotated[str, AfterValidator(quoting.check_matchable_header_name)]
+    name: MatchableHeaderName
 
 
 class HTTPQueryParamMatch(_ValueMatch):
@@ -262,7 +263,7 @@ class HTTPPathModifier(Model):
         if value is None:
             field = "replaceFullPath" if self.type == "ReplaceFullPath" else "replacePrefixMatch"
             raise ValueError(f"{field} is required when type is {self.type}")
-        quoting.check_path(value)
+        validators().path(value)
         return self
 
     @property
@@ -321,9 +322,9 @@ class HTTPCORSFilter(Model):
     allow_origins: list[Annotated[str, Field(pattern=_ORIGIN, max_length=253)]] = Field(default_factory=list)
     allow_methods: list[Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "*"]] \
         = Field(default_factory=list)
-    allow_headers: list[Annotated[str, AfterValidator(lambda v: v if v == "*" else quoting.check_header_name(v))]] \
+    allow_headers: list[Annotated[str, AfterValidator(lambda v: v if v == "*" else validators().header_name(v))]] \
         = Field(default_factory=list)
-    expose_headers: list[Annotated[str, AfterValidator(lambda v: v if v == "*" else quoting.check_header_name(v))]] \
+    expose_headers: list[Annotated[str, AfterValidator(lambda v: v if v == "*" else validators().header_name(v))]] \
         = Field(default_factory=list)
     allow_credentials: bool = False
     max_age: Annotated[int, Field(ge=1, le=86400)] = 5
@@ -480,8 +481,8 @@ class GRPCMethodMatch(Model):
         else:
             for value in (self.service, self.method):
                 if value:
-                    quoting.check_regex(value)
-            quoting.check_regex(self.path_regex())
+                    validators().regex(value)
+            validators().regex(self.path_regex())
         return self
 
     def path_regex(self) -> str:
@@ -490,8 +491,8 @@ class GRPCMethodMatch(Model):
         The lookahead pins the path to exactly two elements, so a service pattern can't
         swallow the "/" before the method."""
         if self.type == "Exact":
-            service = quoting.regex_escape(self.service) if self.service else _GRPC_ANY
-            method = quoting.regex_escape(self.method) if self.method else _GRPC_ANY
+            service = validators().literal_regex(self.service) if self.service else _GRPC_ANY
+            method = validators().literal_regex(self.method) if self.method else _GRPC_ANY
             return f"/{service}/{method}"
         service = f"(?:{self.service})" if self.service else _GRPC_ANY
         method = f"(?:{self.method})" if self.method else _GRPC_ANY

@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
-from wardgate import quoting
-from wardgate.model.base import HeaderName, Model, Resource, SectionName
+from wardgate.model.base import HeaderName, MatchableHeaderName, Model, Resource, SectionName
 from wardgate.model.gatewayapi import HTTPHeaderFilter, HTTPPathMatch, Method, check_route_path
+from wardgate.validation import validators
 
 POLICY_GROUP = "policy.wardgate.io"
 POLICY_VERSION = "v1alpha1"
@@ -47,7 +47,7 @@ def _cidr(value: str) -> str:
         net = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
         raise ValueError(f"invalid CIDR {value!r}: {exc}") from None
-    quoting.check_no_zone(net.network_address, value)
+    validators().no_zone(net.network_address, value)
     return str(net)
 
 
@@ -55,14 +55,14 @@ CIDR = Annotated[str, AfterValidator(_cidr)]
 
 
 def _contact_uri(value: str) -> str:
-    quoting.check_text(value, "security.txt value", 2048)
+    validators().text(value, "security.txt value", 2048)
     if not re.fullmatch(r"(https://|mailto:|tel:)\S+", value):
         raise ValueError(f"{value!r} must be an https:, mailto: or tel: URI (RFC 9116 2.5.3)")
     return value
 
 
 def _https_uri(value: str) -> str:
-    quoting.check_text(value, "security.txt value", 2048)
+    validators().text(value, "security.txt value", 2048)
     if not re.fullmatch(r"(https://|dns:|openpgp4fpr:)\S+", value):
         raise ValueError(f"{value!r} must be an https URI (RFC 9116)")
     return value
@@ -217,10 +217,7 @@ class RequestLimits(Model):
 
 
 def _rule_safe(p: HTTPPathMatch) -> HTTPPathMatch:
-    # WAF exclusion paths become a ModSecurity rule's quoted operator, where `"` would end the
-    # argument and `%{` expands a macro.
-    if '"' in p.value or "%{" in p.value:
-        raise ValueError(f'path {p.value!r} for a WAF exclusion must not contain " or %{{')
+    validators().waf_path(p.value)  # it becomes part of a ModSecurity rule
     return p
 
 
@@ -231,7 +228,7 @@ class WafExclusion(Model):
         default_factory=list)
     args: list[Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.\[\]-]+$")]] = Field(
         default_factory=list)
-    request_headers: list[Annotated[str, AfterValidator(quoting.check_matchable_header_name)]] = Field(
+    request_headers: list[MatchableHeaderName] = Field(
         default_factory=list)
     paths: Annotated[list[Annotated[HTTPPathMatch, AfterValidator(_rule_safe)]], Field(max_length=64)] = Field(
         default_factory=list)
@@ -314,7 +311,7 @@ class SecurityPolicy(Policy):
 
 class RateLimitKey(Model):
     type: Literal["ClientIP", "Header", "Route"] = "ClientIP"
-    header: Annotated[str, AfterValidator(quoting.check_matchable_header_name)] | None = None
+    header: MatchableHeaderName | None = None
 
     @model_validator(mode="after")
     def _header(self) -> RateLimitKey:

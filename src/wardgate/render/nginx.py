@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wardgate import ir
+from wardgate.keys import ObjectKey
 from wardgate.perf import no_gc_pauses
 from wardgate.quoting import DOLLAR_VAR, Expr, Raw
 from wardgate.render import accesslog, ipaccess, lua, policies, ratelimit, routing, stream, tls, upstreams, waf
@@ -43,7 +44,7 @@ class _Rendered:
 # Per Gateway: the plan-wide inputs of its last render, and its servers by (port, hostname). An
 # unchanged virtual host (the same objects, or equal ones) under an unchanged plan is not rendered
 # again: an incremental reconcile re-renders only what an edit touched.
-_MEMO: dict[str, tuple[tuple[Any, ...], dict[tuple[int, str], _Rendered]]] = {}
+_MEMO: dict[ObjectKey, tuple[tuple[Any, ...], dict[tuple[int, str], _Rendered]]] = {}
 
 
 def _plan_inputs(plan: Plan) -> tuple[Any, ...]:

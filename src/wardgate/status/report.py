@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from wardgate.keys import ObjectKey
+
 
 def write_status_file(path: Path, doc: dict[str, Any]) -> None:
     """Atomically, so a reader never sees half a document."""
@@ -33,7 +35,7 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(object, part, conditions, detail) rows for a table."""
     out: list[tuple[str, str, str, str]] = []
     for obj in doc.get("objects", []):
-        ref = f"{obj['kind']} {obj['namespace'] + '/' if obj['namespace'] else ''}{obj['name']}"
+        ref = ObjectKey(obj["kind"], obj["namespace"], obj["name"]).ref()
         st = obj.get("status", {})
         if obj["kind"] in ("GatewayClass", "Gateway"):
             addrs = ", ".join(a["value"] for a in st.get("addresses", []))

@@ -6,8 +6,10 @@ import hashlib
 from dataclasses import dataclass
 
 from wardgate import ir
+from wardgate.keys import ObjectKey
 from wardgate.model.core import ServicePort
 from wardgate.model.gatewayapi import BackendTLSPolicy
+from wardgate.translate.conditions import Reason
 from wardgate.translate.gateways import check_ca_pem
 from wardgate.translate.index import Index
 
@@ -16,7 +18,7 @@ from wardgate.translate.index import Index
 class PolicyResult:
     policy: BackendTLSPolicy
     tls: ir.UpstreamTLS | None  # None: the policy is invalid
-    reason: str = "Accepted"
+    reason: Reason = "Accepted"
     message: str = "Policy is accepted"
 
 
@@ -29,7 +31,7 @@ def resolve(policy: BackendTLSPolicy, index: Index) -> PolicyResult:
         where = f"spec.validation.caCertificateRefs[{i}]"
         if ref.group not in ("", "core") or ref.kind != "ConfigMap":
             return PolicyResult(policy, None, "InvalidKind", f"{where}: only core ConfigMaps hold CA certificates")
-        cm = index.config_maps.get((policy.namespace, ref.name))
+        cm = index.config_map(policy.namespace, ref.name)
         pem = cm.data.get("ca.crt") if cm else None
         error = (f"ConfigMap {policy.namespace}/{ref.name} not found" if cm is None else
                  "ConfigMap has no ca.crt" if not pem else check_ca_pem(pem.encode()))
@@ -44,7 +46,7 @@ def resolve(policy: BackendTLSPolicy, index: Index) -> PolicyResult:
 def policy_for(index: Index, namespace: str, service: str, port: ServicePort) -> BackendTLSPolicy | None:
     """The policy that applies to a Service port: one naming the port wins over one for the Service;
     among equals the oldest (creationTimestamp, then load order), as GEP-713 resolves conflicts."""
-    candidates = [p for p in index.backend_tls.get((namespace, service), [])
+    candidates = [p for p in index.backend_tls.get(ObjectKey("Service", namespace, service), [])
                   if any(r.name == service and r.section_name in (None, port.name) for r in p.spec.target_refs)]
     if not candidates:
         return None

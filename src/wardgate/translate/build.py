@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from wardgate import ir
 from wardgate.errors import Problem
+from wardgate.keys import ObjectKey
 from wardgate.model.gatewayapi import (
     GRPCRoute,
     GRPCRouteMatch,
@@ -60,7 +61,7 @@ class GatewayBuilder:
     problems: list[Problem] = field(default_factory=list)
     upstreams: dict[tuple[str, str, int], ir.Upstream] = field(default_factory=dict)
     # BackendTLSPolicies this Gateway's routes reach, for their ancestor status.
-    policies: dict[tuple[str, str], PolicyResult] = field(default_factory=dict)
+    policies: dict[ObjectKey, PolicyResult] = field(default_factory=dict)
     actions: list[ir.Action] = field(default_factory=list)
     # (kind, namespace, name, rule): an HTTPRoute and a GRPCRoute may share a name.
     _rules: dict[tuple[str, str, str, int], _RuleActions] = field(default_factory=dict)

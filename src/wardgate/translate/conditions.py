@@ -3,23 +3,78 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from wardgate.keys import ObjectKey
+
+ConditionType = Literal["Accepted", "Programmed", "ResolvedRefs", "Conflicted", "SupportedVersion",
+                        "InsecureFrontendValidationMode"]
+
+# Every reason wardgate reports: the Gateway API's (GatewayClass, Gateway, listener, route,
+# BackendTLSPolicy, GEP-713 policy ancestors) and "Pending"/"Invalid" for the data plane.
+Reason = Literal[
+    # True
+    "Accepted", "Programmed", "ResolvedRefs", "NoConflicts", "SupportedVersion", "ConfigurationChanged",
+    # GatewayClass and Gateway
+    "InvalidParameters", "ListenersNotValid", "Invalid", "Pending",
+    # listeners
+    "UnsupportedProtocol", "UnsupportedValue", "InvalidRouteKinds", "InvalidCertificateRef",
+    "RefNotPermitted", "InvalidCACertificateKind", "InvalidCACertificateRef", "NoValidCACertificate",
+    "InvalidClientCertificateRef", "ProtocolConflict", "HostnameConflict",
+    # routes
+    "NoMatchingParent", "NotAllowedByListeners", "NoMatchingListenerHostname", "InvalidKind",
+    "BackendNotFound",
+    # policies
+    "Conflicted", "TargetNotFound", "InvalidRef",
+]
 
 
-def condition(type_: str, ok: bool, reason: str, message: str, generation: int, now: str) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": "True" if ok else "False",
-        "reason": reason,
-        "message": message,
-        "observedGeneration": generation,
-        "lastTransitionTime": now,
-    }
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A metav1.Condition, field for field under its wire names: the status document holds
+    exactly these fields, in this order."""
+
+    type: ConditionType
+    status: Literal["True", "False"]
+    reason: Reason
+    message: str
+    observedGeneration: int  # camelCase: the Kubernetes field names
+    lastTransitionTime: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "True"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "status": self.status, "reason": self.reason, "message": self.message,
+                "observedGeneration": self.observedGeneration, "lastTransitionTime": self.lastTransitionTime}
+
+
+def condition(type_: ConditionType, ok: bool, reason: Reason, message: str, generation: int, now: str) -> Condition:
+    return Condition(type_, "True" if ok else "False", reason, message, generation, now)
+
+
+def _conds(conditions: list[Condition]) -> list[dict[str, Any]]:
+    return [c.to_dict() for c in conditions]
+
+
+def _wire(status: dict[str, Any]) -> dict[str, Any]:
+    """The status with its conditions as plain dicts. Conditions sit at the top and in the
+    entries of listeners, parents and ancestors; only those are copied (the status of every
+    route is written on each reconcile)."""
+    out = dict(status)
+    for key, value in status.items():
+        if key == "conditions":
+            out[key] = _conds(value)
+        elif isinstance(value, list) and value and isinstance(value[0], dict) and "conditions" in value[0]:
+            out[key] = [{**entry, "conditions": _conds(entry["conditions"])} for entry in value]
+    return out
 
 
 @dataclass
 class ObjectStatus:
-    """`status` is exactly what a Kubernetes status subresource would hold."""
+    """`status` is exactly what a Kubernetes status subresource would hold, with its conditions
+    as `Condition`s until `to_dict()`."""
 
     kind: str
     namespace: str
@@ -28,8 +83,8 @@ class ObjectStatus:
     status: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.kind, self.namespace, self.name)
+    def key(self) -> ObjectKey:
+        return ObjectKey(self.kind, self.namespace, self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,14 +92,5 @@ class ObjectStatus:
             "namespace": self.namespace,
             "name": self.name,
             "generation": self.generation,
-            "status": self.status,
+            "status": _wire(self.status),
         }
-
-
-def set_condition(conditions: list[dict[str, Any]], new: dict[str, Any]) -> None:
-    """Replace the condition of the same type, keeping order."""
-    for i, c in enumerate(conditions):
-        if c["type"] == new["type"]:
-            conditions[i] = new
-            return
-    conditions.append(new)

@@ -6,7 +6,7 @@ import hashlib
 import os
 import ssl
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from wardgate import ir, quoting
+from wardgate.keys import ObjectKey
 from wardgate.model.core import TLS_SECRET_TYPE, Secret
 from wardgate.model.gatewayapi import GROUP, Gateway, Listener
 from wardgate.model.tls import decode_pem, tls_pair_problem
-from wardgate.translate.conditions import ObjectStatus, condition
+from wardgate.translate.conditions import Condition, ObjectStatus, Reason, condition
 from wardgate.translate.index import Index
 
 SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS", "TLS")
@@ -33,13 +34,13 @@ class ListenerPlan:
     listener: Listener
     supported_kinds: list[tuple[str, str]]
     accepted: bool = True
-    accepted_reason: str = "Accepted"
+    accepted_reason: Reason = "Accepted"
     accepted_message: str = "Listener is valid"
     resolved: bool = True
-    resolved_reason: str = "ResolvedRefs"
+    resolved_reason: Reason = "ResolvedRefs"
     resolved_message: str = "All references are resolved"
     conflicted: bool = False
-    conflict_reason: str = "NoConflicts"
+    conflict_reason: Reason = "NoConflicts"
     certificates: tuple[ir.TLSCertificate, ...] = ()
     client_validation: ir.ClientValidation | None = None
     tls: ir.ListenerTLS = field(default_factory=ir.ListenerTLS)
@@ -64,13 +65,13 @@ class GatewayPlan:
     gateway: Gateway
     listeners: list[ListenerPlan]
     accepted: bool = True
-    accepted_reason: str = "Accepted"
+    accepted_reason: Reason = "Accepted"
     accepted_message: str = "Gateway is accepted"
     insecure_fallback: bool = False
     # spec.tls.backend.clientCertificateRef, presented to TLS backends.
     backend_client_certificate: ir.TLSCertificate | None = None
     resolved: bool = True
-    resolved_reason: str = "ResolvedRefs"
+    resolved_reason: Reason = "ResolvedRefs"
     resolved_message: str = "All references are resolved"
 
 
@@ -120,7 +121,7 @@ def _digest(pair: tuple[str, str]) -> str:
 
 def _rejected_note(index: Index, ns: str, name: str) -> str:
     """What is wrong with the latest version of a Secret the model refused, or ''."""
-    problems = index.rejected.get(("Secret", ns, name))
+    problems = index.rejected.get(ObjectKey("Secret", ns, name))
     return "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in problems or [])
 
 
@@ -147,7 +148,7 @@ def _resolve_certificates(gw: Gateway, plan: ListenerPlan, index: Index) -> None
             plan.resolved, plan.resolved_reason = False, "RefNotPermitted"
             plan.resolved_message = f"{where}: no ReferenceGrant in {ns} allows this Gateway to use {ref.name}"
             return
-        secret = index.secrets.get((ns, ref.name))
+        secret = index.secret(ns, ref.name)
         rejected = _rejected_note(index, ns, ref.name)
         if secret is None:
             plan.resolved, plan.resolved_reason = False, "InvalidCertificateRef"
@@ -293,14 +294,15 @@ def _resolve_client_validation(gw: Gateway, plan: ListenerPlan, index: Index) ->
     for i, ref in enumerate(validation.ca_certificate_refs):
         field = f"{where}.validation.caCertificateRefs[{i}]"
         ns = ref.namespace or gw.namespace
-        reason, message = "", ""
+        reason: Reason | None = None
+        message = ""
         if ref.group not in ("", "core") or ref.kind != "ConfigMap":
             reason, message = "InvalidCACertificateKind", f"{field}: only core ConfigMaps hold CA certificates"
         elif ns != gw.namespace and not index.grant_allows(GROUP, "Gateway", gw.namespace, "", "ConfigMap", ns,
                                                            ref.name):
             reason, message = "RefNotPermitted", f"{field}: no ReferenceGrant in {ns} allows this Gateway to use it"
         else:
-            cm = index.config_maps.get((ns, ref.name))
+            cm = index.config_map(ns, ref.name)
             pem = cm.data.get("ca.crt") if cm else None
             error = (f"ConfigMap {ns}/{ref.name} not found" if cm is None else
                      "ConfigMap has no ca.crt" if not pem else check_ca_pem(pem.encode()))
@@ -327,13 +329,14 @@ def _resolve_backend_client_certificate(plan: GatewayPlan, index: Index) -> None
     ref = backend.client_certificate_ref
     ns = ref.namespace or gw.namespace
     where = "spec.tls.backend.clientCertificateRef"
-    error, reason = None, "InvalidClientCertificateRef"
+    error: str | None = None
+    reason: Reason = "InvalidClientCertificateRef"
     if ref.group not in ("", "core") or ref.kind != "Secret":
         error = f"{where}: only core Secrets are supported, not {ref.group}/{ref.kind}"
     elif ns != gw.namespace and not index.grant_allows(GROUP, "Gateway", gw.namespace, "", "Secret", ns, ref.name):
         error, reason = f"{where}: no ReferenceGrant in {ns} allows this Gateway to use {ref.name}", "RefNotPermitted"
     else:
-        secret = index.secrets.get((ns, ref.name))
+        secret = index.secret(ns, ref.name)
         cert, key = (secret.value("tls.crt"), secret.value("tls.key")) if secret else (None, None)
         rejected = _rejected_note(index, ns, ref.name)
         if secret is None:
@@ -424,22 +427,23 @@ def _mark_conflicts(plans: list[ListenerPlan]) -> None:
                     p.conflicted, p.conflict_reason = True, "HostnameConflict"
 
 
-def gateway_status(plan: GatewayPlan, addresses: list[str], now: str,
-                   programmed: dict[str, bool] | None = None) -> ObjectStatus:
-    """The Gateway's status. `programmed` (listener -> ok) comes from the data plane."""
+def gateway_status(plan: GatewayPlan, addresses: list[str], now: str) -> ObjectStatus:
+    """The Gateway's status, as if the data plane accepts its configuration: only the data plane
+    knows otherwise, and says so through `with_data_plane`."""
     gw = plan.gateway
     gen = gw.metadata.generation
     listeners: list[dict[str, Any]] = []
     any_programmed = False
     for p in plan.listeners:
-        prog = p.programmable and plan.accepted and (programmed or {}).get(p.name, True)
+        prog = p.programmable and plan.accepted
         any_programmed = any_programmed or prog
+        prog_reason: Reason
         if prog:
             prog_reason, prog_msg = "Programmed", "Listener is programmed in nginx"
         elif not p.programmable:
             prog_reason, prog_msg = "Invalid", "Listener is not valid"
         else:
-            prog_reason, prog_msg = "Pending", "nginx has not accepted the configuration"
+            prog_reason, prog_msg = "Pending", _PENDING
         listeners.append({
             "name": p.name,
             "supportedKinds": [{"group": g, "kind": k} for g, k in p.supported_kinds],
@@ -457,11 +461,11 @@ def gateway_status(plan: GatewayPlan, addresses: list[str], now: str,
         })
     gw_prog = plan.accepted and any_programmed
     status = {
-        "addresses": [{"type": "IPAddress", "value": a} for a in addresses] if plan.accepted else [],
+        "addresses": _addresses(addresses) if plan.accepted else [],
         "conditions": [
             condition("Accepted", plan.accepted, plan.accepted_reason, plan.accepted_message, gen, now),
             condition("Programmed", gw_prog, "Programmed" if gw_prog else "Invalid",
-                      "Gateway is programmed in nginx" if gw_prog else "Gateway is not programmed", gen, now),
+                      "Gateway is programmed in nginx" if gw_prog else _NOT_PROGRAMMED, gen, now),
             condition("ResolvedRefs", plan.resolved, plan.resolved_reason, plan.resolved_message, gen, now),
         ] + ([condition("InsecureFrontendValidationMode", True, "ConfigurationChanged",
                         "client certificates are requested but not required (AllowInsecureFallback)", gen, now)]
@@ -469,3 +473,31 @@ def gateway_status(plan: GatewayPlan, addresses: list[str], now: str,
         "listeners": listeners,
     }
     return ObjectStatus("Gateway", gw.namespace, gw.name, gen, status)
+
+
+_PENDING = "nginx has not accepted the configuration"
+_NOT_PROGRAMMED = "Gateway is not programmed"
+
+
+def _addresses(addresses: list[str]) -> list[dict[str, str]]:
+    return [{"type": "IPAddress", "value": a} for a in addresses]
+
+
+def with_data_plane(st: ObjectStatus, addresses: list[str], programmed: bool) -> ObjectStatus:
+    """A Gateway's status from `gateway_status` with what only the data plane knows: the
+    addresses it listens on, and whether nginx runs the configuration. When it doesn't, every
+    listener translation found programmable is Pending, and so the Gateway is not Programmed.
+    Returns a new status; `st` is left as translation made it."""
+    accepted = next(c.ok for c in st.status["conditions"] if c.type == "Accepted")
+    status = {**st.status, "addresses": _addresses(addresses) if accepted else []}
+    if not programmed:
+        status["conditions"] = [_unprogrammed(c, "Invalid", _NOT_PROGRAMMED) for c in st.status["conditions"]]
+        status["listeners"] = [{**lst, "conditions": [_unprogrammed(c, "Pending", _PENDING) for c in lst["conditions"]]}
+                               for lst in st.status["listeners"]]
+    return replace(st, status=status)
+
+
+def _unprogrammed(c: Condition, reason: Reason, message: str) -> Condition:
+    if c.type != "Programmed" or not c.ok:
+        return c
+    return replace(c, status="False", reason=reason, message=message)

@@ -15,6 +15,7 @@ from typing import Any
 
 from wardgate import ir, quoting
 from wardgate.errors import Problem
+from wardgate.keys import ObjectKey
 from wardgate.model import ResourceSet
 from wardgate.model.gatewayapi import GROUP, HTTPPathMatch
 from wardgate.model.policies import (
@@ -30,7 +31,7 @@ from wardgate.model.policies import (
     merge_specs,
 )
 from wardgate.translate.build import header_ops, normalize_prefix
-from wardgate.translate.conditions import ObjectStatus, condition
+from wardgate.translate.conditions import ObjectStatus, Reason, condition
 from wardgate.translate.gateways import GatewayPlan
 from wardgate.translate.index import Index
 
@@ -65,7 +66,7 @@ def security_txt_body(txt: SecurityTxt) -> str:
 class _Ancestor:
     ref: dict[str, Any]
     accepted: bool
-    reason: str
+    reason: Reason
     message: str
     resolved: tuple[bool, str] | None = None  # ResolvedRefs (status, message), when relevant
 
@@ -76,24 +77,24 @@ class PolicyAttachment:
 
     rs: ResourceSet
     index: Index
-    plans: dict[tuple[str, str], GatewayPlan]
+    plans: dict[ObjectKey, GatewayPlan]
     # route key -> keys of the Gateways it is attached to
-    route_parents: dict[tuple[str, str], set[tuple[str, str]]]
+    route_parents: dict[ObjectKey, set[ObjectKey]]
     controller: str
     now: str
     problems: list[Problem] = field(default_factory=list)
     # kind -> target -> winning policy
     winners: dict[str, dict[TargetKey, Policy]] = field(default_factory=dict)
-    _ancestors: dict[tuple[str, str, str], list[_Ancestor]] = field(default_factory=dict)
-    _notes: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
-    _policies: dict[tuple[str, str, str], Policy] = field(default_factory=dict)
+    _ancestors: dict[ObjectKey, list[_Ancestor]] = field(default_factory=dict)
+    _notes: dict[ObjectKey, list[str]] = field(default_factory=dict)
+    _policies: dict[ObjectKey, Policy] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for kind, cls in POLICY_KINDS.items():
             self.winners[kind] = {}
             candidates: dict[TargetKey, list[Policy]] = {}
             for pol in sorted(self.rs.of(cls), key=_age):
-                self._policies[(kind, pol.namespace, pol.name)] = pol
+                self._policies[pol.key] = pol
                 for ref in pol.spec.target_refs:
                     key = self._resolve(kind, pol, ref)
                     if key is not None:
@@ -118,7 +119,7 @@ class PolicyAttachment:
                 ref["sectionName"] = section
             return [ref]
         return [{"group": GROUP, "kind": "Gateway", "namespace": g_ns, "name": g_name}
-                for g_ns, g_name in sorted(self.route_parents.get((ns, name), ()))]
+                for _, g_ns, g_name in sorted(self.route_parents.get(ObjectKey("HTTPRoute", ns, name), ()))]
 
     def _resolve(self, kind: str, pol: Policy, ref: PolicyTargetRef) -> TargetKey | None:
         ns = pol.namespace
@@ -132,9 +133,9 @@ class PolicyAttachment:
                                      "sectionName"))
             return None
         if ref.kind == "Gateway":
-            plan = self.plans.get((ns, ref.name))
+            plan = self.plans.get(ObjectKey("Gateway", ns, ref.name))
             if plan is None:
-                if any(g.key == (ns, ref.name) for g in self.rs.gateways):
+                if any(g.key == ObjectKey("Gateway", ns, ref.name) for g in self.rs.gateways):
                     return None  # another controller's Gateway: not ours to report on
                 self._add(pol, _Ancestor(ref_dict, False, "TargetNotFound", f"{where} does not exist"))
                 return None
@@ -151,21 +152,21 @@ class PolicyAttachment:
             self._add(pol, _Ancestor(ref_dict, False, "TargetNotFound",
                                      f"{where} has no rule named {ref.section_name!r}"))
             return None
-        if not self.route_parents.get((ns, ref.name)):
+        if not self.route_parents.get(ObjectKey("HTTPRoute", ns, ref.name)):
             self._add(pol, _Ancestor(ref_dict, False, "TargetNotFound",
                                      f"{where} is not attached to any Gateway of this controller"))
             return None
         return ("HTTPRoute", ns, ref.name, ref.section_name or "")
 
     def _add(self, pol: Policy, anc: _Ancestor) -> None:
-        self._ancestors.setdefault((pol.kind, pol.namespace, pol.name), []).append(anc)
+        self._ancestors.setdefault(pol.key, []).append(anc)
         if not anc.accepted:  # also a warning in logs, `wardgate validate` and /status
             self.problems.append(Problem(f"not applied here ({anc.reason}): {anc.message}", pol.origin, pol.kind,
                                          pol.namespace, pol.name, "spec.targetRefs"))
 
     def note(self, pol: Policy, message: str) -> None:
         """A warning shown in the policy's Accepted message (and in `wardgate status`)."""
-        notes = self._notes.setdefault((pol.kind, pol.namespace, pol.name), [])
+        notes = self._notes.setdefault(pol.key, [])
         if message not in notes:
             notes.append(message)
             self.problems.append(Problem(message, pol.origin, pol.kind, pol.namespace, pol.name))
@@ -178,23 +179,23 @@ class PolicyAttachment:
         return any(key[0] == "HTTPRoute" or key[3] for kind in ("SecurityPolicy", "RateLimitPolicy")
                    for key in self.winners[kind])
 
-    def chain(self, kind: str, gateway: tuple[str, str], listener: str,
-              route: tuple[str, str] | None = None, rule: str | None = None) -> list[Policy]:
+    def chain(self, kind: str, gateway: ObjectKey, listener: str,
+              route: ObjectKey | None = None, rule: str | None = None) -> list[Policy]:
         """The policies of `kind` that apply, least specific first."""
         won = self.winners[kind]
         if not won:
             return []
-        keys: list[TargetKey] = [("Gateway", *gateway, ""), ("Gateway", *gateway, listener)]
+        keys: list[TargetKey] = [(*gateway, ""), (*gateway, listener)]
         if route is not None:
-            keys.append(("HTTPRoute", *route, ""))
+            keys.append((*route, ""))
             if rule:
-                keys.append(("HTTPRoute", *route, rule))
+                keys.append((*route, rule))
         return [won[k] for k in keys if k in won]
 
     # --- status -------------------------------------------------------------------------------
 
     def statuses(self) -> list[ObjectStatus]:
-        out: dict[tuple[str, str, str], ObjectStatus] = {}
+        out: dict[ObjectKey, ObjectStatus] = {}
         for key, pol in self._policies.items():
             gen = pol.metadata.generation
             notes = self._notes.get(key, [])
@@ -221,7 +222,7 @@ class PolicyAttachment:
             ns, name = str(meta.get("namespace") or "default"), str(meta.get("name", ""))
             raw_gen = meta.get("generation")
             gen = raw_gen if isinstance(raw_gen, int) and raw_gen > 0 else 1
-            kept = (kind, ns, name) in self._policies
+            kept = ObjectKey(kind, ns, name) in self._policies
             message = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in problems)
             message += ("; the last accepted version stays in force" if kept else "; the policy is not applied")
             refs = []
@@ -235,11 +236,11 @@ class PolicyAttachment:
             items = [{"ancestorRef": r, "controllerName": self.controller,
                       "conditions": [condition("Accepted", False, "Invalid", message, gen, self.now)]}
                      for r in refs]
-            out[(kind, ns, name)] = ObjectStatus(kind, ns, name, gen, {"ancestors": items})
+            out[ObjectKey(kind, ns, name)] = ObjectStatus(kind, ns, name, gen, {"ancestors": items})
         return list(out.values())
 
     def set_resolved(self, pol: Policy, ok: bool, message: str) -> None:
-        for anc in self._ancestors.get((pol.kind, pol.namespace, pol.name), []):
+        for anc in self._ancestors.get(pol.key, []):
             if anc.accepted and (anc.resolved is None or anc.resolved[0]):
                 anc.resolved = (ok, message)
 
@@ -269,11 +270,11 @@ class PolicyResolver:
     """Effective ir.Policy per (listener, route, rule) of one Gateway, interned by value."""
 
     attachment: PolicyAttachment
-    gateway: tuple[str, str]
+    gateway: ObjectKey
     policies: dict[ir.Policy, int] = field(default_factory=dict)
     _cache: dict[tuple[object, ...], int | None] = field(default_factory=dict)
 
-    def policy(self, listener: str, route: tuple[str, str] | None = None, rule: str | None = None) -> int | None:
+    def policy(self, listener: str, route: ObjectKey | None = None, rule: str | None = None) -> int | None:
         key = (listener, route, rule)
         if key in self._cache:
             return self._cache[key]
@@ -391,8 +392,8 @@ class PolicyResolver:
         return tuple(out)
 
 
-def client_ip(attachment: PolicyAttachment, gateway: tuple[str, str]) -> ir.ClientIP:
-    pol = attachment.winners["ClientTrafficPolicy"].get(("Gateway", *gateway, ""))
+def client_ip(attachment: PolicyAttachment, gateway: ObjectKey) -> ir.ClientIP:
+    pol = attachment.winners["ClientTrafficPolicy"].get((*gateway, ""))
     if not isinstance(pol, ClientTrafficPolicy):
         return ir.ClientIP()
     c = pol.spec.client_ip
@@ -407,15 +408,15 @@ def warn_route_hsts(attachment: PolicyAttachment) -> None:
                                  "or a listener; this value is ignored")
 
 
-def reject_ambiguous_paths(attachment: PolicyAttachment, gateway: tuple[str, str]) -> bool:
-    pol = attachment.winners["ClientTrafficPolicy"].get(("Gateway", *gateway, ""))
+def reject_ambiguous_paths(attachment: PolicyAttachment, gateway: ObjectKey) -> bool:
+    pol = attachment.winners["ClientTrafficPolicy"].get((*gateway, ""))
     return not isinstance(pol, ClientTrafficPolicy) or pol.spec.path.ambiguous == "Reject"
 
 
 def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
     """The Gateway with each virtual host's policy ids (and HSTS) filled in."""
-    cip = client_ip(resolver.attachment, (gw.namespace, gw.name))
-    reject = reject_ambiguous_paths(resolver.attachment, (gw.namespace, gw.name))
+    cip = client_ip(resolver.attachment, gw.key)
+    reject = reject_ambiguous_paths(resolver.attachment, gw.key)
     if resolver.policy("") is None and not resolver.attachment.route_level:
         # No policy anywhere on this Gateway: skip the walk over every virtual host (10k routes).
         if (cip, reject) == (gw.client_ip, gw.reject_ambiguous_paths):
@@ -432,7 +433,7 @@ def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
                     continue
                 src = actions[m.action].source
                 # Policies target HTTPRoutes: an action of a same-named GRPCRoute gets none of theirs.
-                route = (src.namespace, src.name) if src.kind == "HTTPRoute" else None
+                route = src.key if src.kind == "HTTPRoute" else None
                 pid = resolver.policy(vh.listener, route, src.rule_name if route else None)
                 if pid is not None:
                     per_action[m.action] = pid

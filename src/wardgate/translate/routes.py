@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from wardgate import ir
+from wardgate.keys import ObjectKey
 from wardgate.model.core import Service, ServicePort
 from wardgate.model.gatewayapi import (
     GROUP,
@@ -21,7 +22,7 @@ from wardgate.model.gatewayapi import (
 )
 from wardgate.translate import backendtls
 from wardgate.translate.backendtls import PolicyResult, policy_for
-from wardgate.translate.conditions import condition
+from wardgate.translate.conditions import Reason, condition
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan
 from wardgate.translate.hostnames import hostnames_overlap, intersect
 from wardgate.translate.index import Index
@@ -61,7 +62,7 @@ class Backend:
 
 @dataclass(frozen=True)
 class BackendError:
-    reason: str
+    reason: Reason
     field: str
     detail: str
 
@@ -84,7 +85,7 @@ class Attachment(Generic[RouteT]):
 class RouteResult(Generic[RouteT]):
     route: RouteT
     parents: list[dict[str, Any]] = field(default_factory=list)
-    attachments: dict[tuple[str, str], list[Attachment[RouteT]]] = field(default_factory=dict)
+    attachments: dict[ObjectKey, list[Attachment[RouteT]]] = field(default_factory=dict)
 
 
 def _endpoints(index: Index, svc: Service, sp: ServicePort) -> tuple[ir.Endpoint, ...]:
@@ -124,7 +125,7 @@ def resolve_backend(
         return BackendError("RefNotPermitted", field_path,
                             f"no ReferenceGrant in namespace {ns} allows a reference to "
                             f"Service {ref.name}")
-    svc = index.services.get((ns, ref.name))
+    svc = index.service(ns, ref.name)
     if svc is None:
         return BackendError("BackendNotFound", field_path, f"Service {ns}/{ref.name} not found")
     if ref.port is None:
@@ -142,7 +143,7 @@ def resolve_backend(
                    backendtls.resolve(policy, index) if policy else None)
 
 
-def resolved_refs(route: AnyRoute, index: Index) -> tuple[bool, str, str]:
+def resolved_refs(route: AnyRoute, index: Index) -> tuple[bool, Reason, str]:
     """The route's ResolvedRefs condition: the first problem found, in document order."""
     rules: Sequence[HTTPRouteRule | GRPCRouteRule | TLSRouteRule] = route.spec.rules
     for r, rule in enumerate(rules):
@@ -184,7 +185,7 @@ def _allowed(listener: ListenerPlan, route: AnyRoute, gw_ns: str, index: Index) 
 
 
 def select_listeners(ref: ParentReference, plan: GatewayPlan, route: AnyRoute, index: Index
-                     ) -> tuple[list[tuple[ListenerPlan, list[str]]], str, str]:
+                     ) -> tuple[list[tuple[ListenerPlan, list[str]]], Reason, str]:
     """The listeners of `plan` a parentRef attaches the route to, with the hostnames served
     through each, and the Accepted reason and message."""
     candidates = plan.listeners
@@ -210,7 +211,7 @@ def select_listeners(ref: ParentReference, plan: GatewayPlan, route: AnyRoute, i
 
 
 def attach_route(
-    route: RouteT, plans: dict[tuple[str, str], GatewayPlan], index: Index, controller: str, now: str
+    route: RouteT, plans: dict[ObjectKey, GatewayPlan], index: Index, controller: str, now: str
 ) -> RouteResult[RouteT]:
     result = RouteResult(route)
     gen = route.metadata.generation
@@ -218,7 +219,7 @@ def attach_route(
     for ref in route.spec.parent_refs:
         if ref.group != GROUP or ref.kind != "Gateway":
             continue
-        key = (ref.namespace or route.namespace, ref.name)
+        key = ObjectKey("Gateway", ref.namespace or route.namespace, ref.name)
         plan = plans.get(key)
         if plan is None:
             continue  # not one of ours: another controller reports on it
@@ -244,7 +245,7 @@ def reject_kind_conflicts(results: list[RouteResult[Route]], now: str) -> None:
     """An HTTPRoute and a GRPCRoute on one listener with overlapping hostnames: the spec accepts
     only the older (creationTimestamp, then namespace/name); the other loses that listener, and a
     parentRef left with no listener gets Accepted=False."""
-    by_listener: dict[tuple[tuple[str, str], str], list[tuple[RouteResult[Route], Attachment[Route]]]] = {}
+    by_listener: dict[tuple[ObjectKey, str], list[tuple[RouteResult[Route], Attachment[Route]]]] = {}
     for res in results:
         for gw_key, atts in res.attachments.items():
             for a in atts:
@@ -267,17 +268,18 @@ def reject_kind_conflicts(results: list[RouteResult[Route]], now: str) -> None:
                 _lose(res, gw_key, a, winner, now)
 
 
-def _lose(res: RouteResult[Route], gw_key: tuple[str, str], a: Attachment[Route], winner: Route, now: str) -> None:
+def _lose(res: RouteResult[Route], gw_key: ObjectKey, a: Attachment[Route], winner: Route, now: str) -> None:
     res.attachments[gw_key].remove(a)
     a.listener.attached -= 1
     for parent in res.parents:
         ref = parent["parentRef"]
-        if (ref.get("namespace") or res.route.namespace, ref["name"]) != gw_key or not _covers(ref, a):
+        if ObjectKey("Gateway", ref.get("namespace") or res.route.namespace, ref["name"]) != gw_key \
+                or not _covers(ref, a):
             continue
         if any(_covers(ref, x) for x in res.attachments[gw_key]):
             continue  # still attached through another listener
-        parent["conditions"][0].update(
-            status="False", reason="HostnameConflict", lastTransitionTime=now,
+        parent["conditions"][0] = replace(
+            parent["conditions"][0], status="False", reason="HostnameConflict", lastTransitionTime=now,
             message=f"{winner.kind} {winner.namespace}/{winner.name} is older and serves overlapping hostnames "
                     f"on listener {a.listener.name}; an HTTPRoute and a GRPCRoute can't share a hostname there")
 

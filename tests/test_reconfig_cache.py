@@ -1,0 +1,288 @@
+"""A reconcile reuses what it built before only when nothing it was built from changed.
+
+Each test keeps the route in a file of its own and edits one dependency in another file, so the
+route object is the very same between the two reconciles and only the dependency can tell the
+runner that the Gateway's configuration must change. Behaviour is checked through real nginx.
+"""
+
+from __future__ import annotations
+
+import ssl
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trustme
+import yaml
+
+from conftest import GW, GW_HEAD, Backend, Gateway, loopback_subnet, request
+from test_listeners import tls_secret
+from test_tls import get, handshake
+from wardgate.verify.echo import EchoIdentity, EchoServer
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def route(name: str = "app", namespace: str = "default", service: str = "app",
+          service_namespace: str | None = None, host: str = "example.com", gateway: str = "gw") -> str:
+    ns = f", namespace: {service_namespace}" if service_namespace else ""
+    return f"""\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {{name: {name}, namespace: {namespace}}}
+        spec:
+          parentRefs: [{{name: {gateway}, namespace: default}}]
+          hostnames: [{host}]
+          rules: [{{backendRefs: [{{name: {service}{ns}, port: 80}}]}}]
+        """
+
+
+def service(name: str = "app", namespace: str = "default", port: int = 80, target: int = 3000) -> str:
+    return f"""\
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: {name}, namespace: {namespace}}}
+        spec: {{ports: [{{name: http, port: {port}, targetPort: {target}}}]}}
+        """
+
+
+def endpoints(backend: Backend, name: str = "app") -> str:
+    addresses = ", ".join(s.host for s in backend.servers)
+    return f"""\
+        apiVersion: discovery.k8s.io/v1
+        kind: EndpointSlice
+        metadata: {{name: {name}-1, namespace: {backend.namespace}, labels: {{kubernetes.io/service-name: {name}}}}}
+        addressType: IPv4
+        ports: [{{name: http, port: {backend.servers[0].port}}}]
+        endpoints: [{{addresses: [{addresses}]}}]
+        """
+
+
+def pod(gateway: Gateway, host: str = "example.com", key: str = "default/gw") -> str | int:
+    """The echo pod that answered, or the status when no backend did."""
+    r = request(f"http://{gateway.address(key)}:8080/", host=host)
+    return str(r.json["pod"]) if r.status == 200 else r.status
+
+
+def test_an_endpointslice_edit_changes_the_backend_answering(gateway: Gateway,
+                                                             backends: Callable[..., Backend]) -> None:
+    a, b = backends("app"), backends("app")
+    gateway.write("gw.yaml", GW, "---\n", service())
+    gateway.write("route.yaml", route())
+    gateway.write("slice.yaml", endpoints(a))
+    gateway.reconcile()
+    assert pod(gateway) == a.servers[0].identity.pod
+    gateway.write("slice.yaml", endpoints(b))
+    gateway.reconcile()
+    assert pod(gateway) == b.servers[0].identity.pod
+    (gateway.dir / "slice.yaml").unlink()  # no endpoints at all: nginx has no peer to try
+    gateway.reconcile()
+    assert pod(gateway) in (500, 502, 503)
+
+
+def test_a_service_edit_is_picked_up(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    a = backends("app")
+    gateway.write("gw.yaml", GW, "---\n", endpoints(a))
+    gateway.write("route.yaml", route())
+    gateway.write("svc.yaml", service())
+    gateway.reconcile()
+    assert pod(gateway) == a.servers[0].identity.pod
+    gateway.write("svc.yaml", service(port=81))  # the route's port 80 is gone: the rule answers 500
+    gateway.reconcile()
+    assert pod(gateway) == 500
+    gateway.write("svc.yaml", service())
+    gateway.reconcile()
+    assert pod(gateway) == a.servers[0].identity.pod
+
+
+def test_a_reference_grant_is_picked_up(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    other = backends("app", namespace="backend")
+    gateway.write("gw.yaml", GW, "---\n", service(namespace="backend"), "---\n", endpoints(other))
+    gateway.write("route.yaml", route(service_namespace="backend"))
+    gateway.reconcile()
+    assert pod(gateway) == 500  # a cross-namespace reference without a grant
+    gateway.write("zz-grant.yaml", """\
+        apiVersion: gateway.networking.k8s.io/v1beta1
+        kind: ReferenceGrant
+        metadata: {name: routes, namespace: backend}
+        spec:
+          from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}]
+          to: [{group: "", kind: Service}]
+        """)
+    gateway.reconcile()
+    assert pod(gateway) == other.servers[0].identity.pod
+    (gateway.dir / "zz-grant.yaml").unlink()
+    gateway.reconcile()
+    assert pod(gateway) == 500
+
+
+def test_namespace_labels_are_picked_up(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    app = backends("app", namespace="apps")
+    gateway.write("gw.yaml", GW_HEAD + "    - {name: http, protocol: HTTP, port: 8080, allowedRoutes: "
+                  "{namespaces: {from: Selector, selector: {matchLabels: {team: web}}}}}\n",
+                  "---\n", service(namespace="apps"), "---\n", endpoints(app))
+    gateway.write("route.yaml", route(namespace="apps"))
+
+    def labels(team: str) -> None:
+        gateway.write("ns.yaml", f"""\
+            apiVersion: v1
+            kind: Namespace
+            metadata: {{name: apps, labels: {{team: {team}}}}}
+            """)
+        gateway.reconcile()
+
+    labels("web")
+    assert pod(gateway) == app.servers[0].identity.pod
+    labels("batch")  # the route is no longer allowed on the listener
+    assert pod(gateway) == 404
+    labels("web")
+    assert pod(gateway) == app.servers[0].identity.pod
+
+
+def test_a_policy_and_its_config_map_are_picked_up(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    app = backends("app")
+    gateway.write("gw.yaml", GW, "---\n", service(), "---\n", endpoints(app))
+    gateway.write("route.yaml", route())
+
+    def policy(value: str) -> None:
+        gateway.write("policy.yaml", f"""\
+            apiVersion: policy.wardgate.io/v1alpha1
+            kind: SecurityPolicy
+            metadata: {{name: p, namespace: default}}
+            spec:
+              targetRefs: [{{kind: HTTPRoute, name: app}}]
+              responseHeaders: {{set: [{{name: X-Policy, value: {value}}}]}}
+              directResponses: [{{path: /legal, bodyFrom: {{configMapRef: {{name: legal, key: body}}}}}}]
+            """)
+
+    def config_map(body: str) -> None:
+        gateway.write("cm.yaml", yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap",
+                                                 "metadata": {"name": "legal", "namespace": "default"},
+                                                 "data": {"body": body}}))
+
+    policy("one")
+    config_map("first text")
+    gateway.reconcile()
+    base = f"http://{gateway.address()}:8080"
+    assert request(f"{base}/", host="example.com").headers["x-policy"] == "one"
+    assert request(f"{base}/legal", host="example.com").body == b"first text"
+    policy("two")
+    gateway.reconcile()
+    assert request(f"{base}/", host="example.com").headers["x-policy"] == "two"
+    config_map("second text")
+    gateway.reconcile()
+    assert request(f"{base}/legal", host="example.com").body == b"second text"
+
+
+def test_a_listener_secret_edit_changes_the_certificate_served(gateway: Gateway, backends: Callable[..., Backend]
+                                                               ) -> None:
+    first, second = trustme.CA(), trustme.CA()
+    app = backends("app")
+    gateway.write("gw.yaml", GW_HEAD + "    - {name: https, protocol: HTTPS, port: 8443, "
+                  "tls: {certificateRefs: [{name: cert}]}}\n",
+                  "---\n", service(), "---\n", endpoints(app))
+    gateway.write("route.yaml", route())
+
+    def trusting(ca: trustme.CA) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        return ctx
+
+    for ca, other in ((first, second), (second, first)):
+        gateway.write("secret.yaml", tls_secret("cert", ca, "example.com"))
+        gateway.reconcile()
+        with handshake(gateway.address(), 8443, trusting(ca), host="example.com") as sock:
+            assert get(sock, host="example.com")[0] == 200
+        with pytest.raises(ssl.SSLCertVerificationError):
+            handshake(gateway.address(), 8443, trusting(other), host="example.com").close()
+
+
+def test_a_backend_ca_config_map_edit_is_picked_up(gateway: Gateway, world_dir: Path) -> None:
+    backend_ca, wrong_ca = trustme.CA(), trustme.CA()
+    backend_ca.issue_cert("app.internal").private_key_and_cert_chain_pem.write_to_path(str(world_dir / "s.pem"))
+    net = loopback_subnet()
+    echo = EchoServer(f"{net}.1", 8443, EchoIdentity("default", "app-abc12-00000"), certfile=str(world_dir / "s.pem"),
+                      keyfile=str(world_dir / "s.pem"), log=lambda _line: None).start()
+    try:
+        gateway.write("gw.yaml", GW, f"""\
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: BackendTLSPolicy
+            metadata: {{name: app-tls, namespace: default}}
+            spec:
+              targetRefs: [{{group: "", kind: Service, name: app}}]
+              validation: {{hostname: app.internal, caCertificateRefs: [{{group: "", kind: ConfigMap, name: ca}}]}}
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {{name: app, namespace: default}}
+            spec: {{ports: [{{name: https, port: 80, targetPort: 8443}}]}}
+            ---
+            apiVersion: discovery.k8s.io/v1
+            kind: EndpointSlice
+            metadata: {{name: app, namespace: default, labels: {{kubernetes.io/service-name: app}}}}
+            addressType: IPv4
+            ports: [{{name: https, port: 8443}}]
+            endpoints: [{{addresses: ["{net}.1"]}}]
+            """)
+        gateway.write("route.yaml", route())
+
+        def ca_map(ca: trustme.CA) -> None:
+            gateway.write("ca.yaml", yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap",
+                                                     "metadata": {"name": "ca", "namespace": "default"},
+                                                     "data": {"ca.crt": ca.cert_pem.bytes().decode()}}))
+            gateway.reconcile()
+
+        ca_map(backend_ca)
+        assert pod(gateway) == "app-abc12-00000"
+        ca_map(wrong_ca)  # nginx no longer trusts the backend's certificate
+        assert pod(gateway) == 502
+        ca_map(backend_ca)
+        assert pod(gateway) == "app-abc12-00000"
+    finally:
+        echo.stop()
+
+
+def test_an_edit_to_one_gateways_route_leaves_the_other_gateway_alone(gateway: Gateway,
+                                                                       backends: Callable[..., Backend]) -> None:
+    app = backends("app")
+    other_gw = GW.replace("name: gw,", "name: other,")
+    gateway.write("gw.yaml", GW, "---\n", other_gw, "---\n", service(), "---\n", endpoints(app))
+    gateway.write("route.yaml", route())
+    gateway.write("other.yaml", route(name="other", gateway="other", host="other.example.com"))
+    gateway.reconcile()
+    runner = gateway.runner
+    before = runner.instances["default/other"].generation, runner.instances["default/gw"].generation
+    gateway.write("route.yaml", route(host="new.example.com"))
+    gateway.reconcile()
+    assert pod(gateway, host="new.example.com") == app.servers[0].identity.pod
+    assert pod(gateway, host="other.example.com", key="default/other") == app.servers[0].identity.pod
+    assert runner.instances["default/gw"].generation == before[1] + 1
+    assert runner.instances["default/other"].generation == before[0]  # not rendered nor reloaded
+    assert runner._translated.hits >= 1  # the other Gateway's IR was reused
+    # An edit to the Service both use reaches both.
+    gateway.write("gw.yaml", GW, "---\n", other_gw, "---\n", service(port=81), "---\n", endpoints(app))
+    gateway.reconcile()
+    assert pod(gateway, host="new.example.com") == 500
+    assert pod(gateway, host="other.example.com", key="default/other") == 500
+
+
+def test_a_symlinked_manifest_is_read_again_when_its_target_changes(gateway: Gateway,
+                                                                   backends: Callable[..., Backend]) -> None:
+    """A Kubernetes ConfigMap volume: each file is a symlink through `..data`, which is swapped to
+    a new directory on update, leaving the symlink itself (and often the size) unchanged."""
+    a, b = backends("a"), backends("b")
+    gateway.write("gw.yaml", GW, "---\n", service("a"), "---\n", endpoints(a, "a"), "---\n", service("b"), "---\n",
+                  endpoints(b, "b"))
+    for version, svc in (("..v1", "a"), ("..v2", "b")):
+        (gateway.dir / version).mkdir()
+        (gateway.dir / version / "route.yaml").write_text(textwrap.dedent(route(service=svc)))
+    (gateway.dir / "..data").symlink_to("..v1")
+    (gateway.dir / "route.yaml").symlink_to("..data/route.yaml")
+    gateway.reconcile()
+    assert pod(gateway) == a.servers[0].identity.pod
+    (gateway.dir / "..tmp").symlink_to("..v2")
+    (gateway.dir / "..tmp").replace(gateway.dir / "..data")
+    gateway.reconcile()
+    assert pod(gateway) == b.servers[0].identity.pod
