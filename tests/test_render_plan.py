@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import GATEWAY_CLASS, GW, Backend, Gateway, request
+from policy_helpers import decision_log, example, setup
 from test_golden import APP_BACKEND, CASES
 from wardgate.model import parse
 from wardgate.render import nginx
@@ -127,3 +128,15 @@ spec:
     for once in ('"X-Robots-Tag: noindex"', 'proxy_set_header "X-Bot-Class" "unverified"', "client_max_body_size",
                  "rewrite_by_lua_block {", "mailto:security@example.com"):
         assert conf.count(once) == 1, once
+
+
+def test_decision_log_names_direct_responses(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    """Direct-response locations set no decision; the log still tells them from proxied answers
+    and from the checks that refused a request on the same path."""
+    setup(gateway, backends, example("security-txt"), example("methods"))
+    base = f"http://{gateway.address()}:8080"
+    assert request(f"{base}/.well-known/security.txt?m=direct", host="example.com").status == 200
+    assert request(f"{base}/.well-known/security.txt?m=refused", host="example.com", method="DELETE").status == 405
+    assert request(f"{base}/page?m=proxied", host="example.com").status == 200
+    decided = {e["uri"].split("m=")[1]: e["decision"] for e in decision_log(gateway, "?m=", count=3)}
+    assert decided == {"direct": "direct-response", "refused": "method", "proxied": "allow"}

@@ -40,7 +40,8 @@ def http_directives(enabled: bool, decision_fallback: str) -> list[Directive]:
 
     What the decision log says: the policy that answered; else, for answers no backend gave: "waf"
     for a 403 on a WAF-enabled route, "request-limits" for nginx's 413 (body size),
-    "invalid-request" for its 400 (malformed); else "allow". Keyed on one variable at a time, so an
+    "invalid-request" for its 400 (malformed), "direct-response" for a 200 (only direct responses
+    answer 200 themselves, so their locations set nothing); else "allow". Keyed on one variable at a time, so an
     ordinary request costs two hash lookups: a regex map here was 6% of plain routing's
     instructions, a map over "$wg_waf|$status|..." still 10%. `decision_fallback` is
     $wg_decision_lr when limit_req may refuse (it can't set $wg_decision)."""
@@ -52,11 +53,12 @@ def http_directives(enabled: bool, decision_fallback: str) -> list[Directive]:
         Directive("map", (Raw("$wg_decision"), Raw("$wg_decision_log")), [
             entry("", Raw(decision_fallback)), d("default", Raw("$wg_decision"))]),
         Directive("map", (Raw("$status"), Raw("$wg_decision_auto")), [
-            d("default", "allow"), entry("400", Raw("$wg_decision_400")), entry("403", Raw("$wg_decision_403")),
-            entry("413", Raw("$wg_decision_413"))]),
+            d("default", "allow"), entry("200", Raw("$wg_decision_200")), entry("400", Raw("$wg_decision_400")),
+            entry("403", Raw("$wg_decision_403")), entry("413", Raw("$wg_decision_413"))]),
         *(Directive("map", (Raw("$upstream_status"), Raw(f"$wg_decision_{status}")), [
             entry("", decision), d("default", "allow")])
-          for status, decision in (("400", "invalid-request"), ("413", "request-limits"))),
+          for status, decision in (("200", "direct-response"), ("400", "invalid-request"),
+                                   ("413", "request-limits"))),
         Directive("map", (Expr((Raw("$wg_waf"), "|", Raw("$upstream_status"))), Raw("$wg_decision_403")), [
             entry("on|", "waf"), d("default", "allow")]),
     ]

@@ -67,5 +67,6 @@ def body(dp: DirectPlan, p: ir.Policy, index: int, head: list[Directive], checks
     `checks`: rewrite-phase checks 2-3 the server doesn't run already."""
     resp = p.direct[index]
     out = [] if resp.content_type == dp.content_type else [d("default_type", resp.content_type)]
-    out += [*head, d("set", Raw("$wg_decision"), "direct-response"), *checks]
+    # No `set $wg_decision`: the log calls a 200 no backend gave "direct-response" (accesslog.py).
+    out += [*head, *checks]
     return [*out, d("return", resp.status, dp.bodies[(p.id, index)])]
