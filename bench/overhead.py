@@ -7,7 +7,7 @@ render (cold, and again with memoized servers), as CPU time of this process; ngi
 CPU and wall time (median of `runs`). The ratios (with / without; nginx -t by CPU time, which other
 load on the machine hardly moves) are the headline `scale policy overhead`.
 
-Run alone: `python -m bench.overhead --sizes 2000 10000`.
+Run alone: `python -m bench.overhead [--update-results]` (the latter records it in bench/results).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import manifests
-from bench.common import REPO, log, median, nginx_test_times, ratio, scratch
+from bench.common import REPO, RESULTS_DIR, log, machine_info, median, nginx_test_times, ratio, scratch
 
 SIZES = (2_000, 10_000)
 QUICK_SIZES = (2_000,)
@@ -111,10 +111,13 @@ def measure_case(n: int, policy: bool, runs: int, root: Path) -> dict[str, Any]:
 
 
 def run(quick: bool, runs: int, sizes: tuple[int, ...] | None = None) -> dict[str, Any]:
-    doc: dict[str, Any] = {"policy": "Gateway-wide SecurityPolicy: request/response headers, allowedMethods, "
-                                     "securityTxt, duplicateHeaders KeepFirst, requestLimits",
-                           "routes": "HTTPRoute r<i>: host r<i>.example.com, PathPrefix /p<i> and /q<i>",
-                           "sizes": {}}
+    doc: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": machine_info().get("wardgate_commit"),
+        "policy": "Gateway-wide SecurityPolicy: request/response headers, allowedMethods, securityTxt, "
+                  "duplicateHeaders KeepFirst, requestLimits",
+        "routes": "HTTPRoute r<i>: host r<i>.example.com, PathPrefix /p<i> and /q<i>",
+        "sizes": {}}
     for n in sizes or (QUICK_SIZES if quick else SIZES):
         entry: dict[str, Any] = {}
         try:
@@ -144,12 +147,25 @@ def run_isolated(quick: bool, runs: int) -> dict[str, Any]:
         return dict(json.loads(out.read_text()))
 
 
+def update_results(doc: dict[str, Any], out: Path = RESULTS_DIR) -> None:
+    """Put this measurement into the scale suite of the committed results and write latest.*
+    again from them: the other suites' figures stay as they were measured."""
+    from bench import report
+
+    latest = json.loads((out / "latest.json").read_text())
+    suites = latest["suites"]
+    suites.setdefault("scale", {"suite": "scale", "sizes": {}})["policy_overhead"] = doc
+    report.write(out, suites, latest["machine"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="policy overhead at scale (part of suite scale)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sizes", type=int, nargs="*", default=None)
     ap.add_argument("--out-file", type=Path, default=None)
+    ap.add_argument("--update-results", action="store_true",
+                    help="also record it in bench/results/latest.* (scale suite) without rerunning the others")
     a = ap.parse_args()
     doc = run(a.quick, a.runs, tuple(a.sizes) if a.sizes else None)
     text = json.dumps(doc, indent=1)
@@ -157,6 +173,8 @@ def main() -> None:
         a.out_file.write_text(text)
     else:
         print(text)
+    if a.update_results:
+        update_results(doc)
 
 
 if __name__ == "__main__":

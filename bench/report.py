@@ -127,7 +127,8 @@ def _policy_overhead_md(po: dict[str, Any]) -> list[str]:
                      f"{_f(wo['translate_s'], 3)} / {_f(w['translate_s'], 3)}",
                      f"{_f(wo['render_s'], 3)} / {_f(w['render_s'], 3)} (again {_f(wo.get('render_again_s'), 3)} / "
                      f"{_f(w.get('render_again_s'), 3)})", ""])
-    return ["### Policy overhead (bench/overhead.py)", "", f"{po.get('routes')}; {po.get('policy')}. "
+    return ["### Policy overhead (bench/overhead.py)", "", f"Measured {po.get('started')} at commit "
+            f"{po.get('commit')}. {po.get('routes')}; {po.get('policy')}. "
             "Without / with the policy on the same routes; translate and render: CPU s of the controller "
             "process (render cold / again with memoized servers).", "",
             *_table(["hosts", "nginx.conf MB without", "with", "ratio", "nginx -t CPU s (wall) without", "with",

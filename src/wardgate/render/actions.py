@@ -230,7 +230,7 @@ def _per_backend(ctx: ServerCtx, action: ir.Action, backends: list[ir.WeightedBa
         node = Directive("location", (Raw("="), loc), [])
         ctx.extra[loc] = node
         node.block = [d("internal"), *(_retry(action.retry) if action.retry else []),
-                      *body(ctx, single, internal=True, pid=pid)]
+                      *_body(ctx, single, internal=True, pid=pid)]  # not cached: one per backend
     return out
 
 
