@@ -3,14 +3,24 @@
 CRS is loaded at http level with the engine off (inline rules with absolute Includes, so nothing
 depends on nginx's working directory); each WAF place turns the engine on with a few location
 rules. ModSecurity keeps the settings of the first location that turned it on for the whole
-request, so only the place that finally serves a request may. Rule text comes from
-wardgate.modsecurity, the grammar module's ModSecurity part.
+request, so only the place that finally serves a request may. Rule text comes from the grammar
+module (quoting.py, modsec_*).
 """
 
 from __future__ import annotations
 
-from wardgate import ir, modsecurity
-from wardgate.quoting import Lines, Raw
+from wardgate import ir
+from wardgate.quoting import (
+    MODSEC_RULE_BASE,
+    Lines,
+    Raw,
+    modsec_http_rules,
+    modsec_location_rules,
+    modsec_path_exclusion,
+    modsec_remove_rules,
+    modsec_rules_text,
+    modsec_target_exclusions,
+)
 from wardgate.render.emit import Directive, d
 from wardgate.render.paths import path_regex
 
@@ -18,7 +28,7 @@ MODULE = "ngx_http_modsecurity_module.so"
 CRS_SETUP = "/etc/modsecurity/crs/crs-setup.conf"
 CRS_RULES = "/usr/share/modsecurity-crs/rules"
 MODSECURITY_BASE = "/etc/nginx/modsecurity.conf"
-WAF_RULE_BASE = modsecurity.RULE_BASE
+WAF_RULE_BASE = MODSEC_RULE_BASE
 
 
 def enabled(p: ir.Policy) -> bool:
@@ -26,11 +36,11 @@ def enabled(p: ir.Policy) -> bool:
 
 
 def http_directives(log_dir: str, audit_log: str) -> list[Directive]:
-    rules = modsecurity.http_rules(MODSECURITY_BASE, CRS_SETUP, CRS_RULES, f"{log_dir}/{audit_log}")
+    rules = modsec_http_rules(MODSECURITY_BASE, CRS_SETUP, CRS_RULES, f"{log_dir}/{audit_log}")
     return [
         d("modsecurity", Raw("off")),
         d("modsecurity_transaction_id", Raw("$request_id")),
-        d("modsecurity_rules", Lines(modsecurity.rules_text(rules))),
+        d("modsecurity_rules", Lines(modsec_rules_text(rules))),
     ]
 
 
@@ -39,15 +49,15 @@ def location(p: ir.Policy | None) -> list[Directive]:
     w = p.waf if p is not None else None
     if w is None or w.mode == "Off":
         return [d("modsecurity", Raw("off"))]
-    rules = modsecurity.location_rules(w.mode == "Block", w.paranoia, w.threshold)
+    rules = modsec_location_rules(w.mode == "Block", w.paranoia, w.threshold)
     rule_id = WAF_RULE_BASE + 1
     for ex in w.exclusions:
         if ex.paths:
-            rules.append(modsecurity.path_exclusion(rule_id, path_regex(ex.paths), ex.rule_ids, ex.args, ex.headers))
+            rules.append(modsec_path_exclusion(rule_id, path_regex(ex.paths), ex.rule_ids, ex.args, ex.headers))
             rule_id += 1
         elif ex.args or ex.headers:
-            rules += modsecurity.target_exclusions(ex.rule_ids, ex.args, ex.headers)
+            rules += modsec_target_exclusions(ex.rule_ids, ex.args, ex.headers)
         else:
-            rules.append(modsecurity.remove_rules(ex.rule_ids))
+            rules.append(modsec_remove_rules(ex.rule_ids))
     return [d("modsecurity", Raw("on")), d("set", Raw("$wg_waf"), Raw("on") if w.mode == "Block" else ""),
-            d("modsecurity_rules", Lines(modsecurity.rules_text(rules)))]
+            d("modsecurity_rules", Lines(modsec_rules_text(rules)))]
