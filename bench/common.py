@@ -214,6 +214,7 @@ def machine_info() -> dict[str, Any]:
         "nginx": _version(["nginx", "-v"], r"nginx/(\S+)"),
         "haproxy": _version(["haproxy", "-v"], r"HA-?Proxy version (\S+)"),
         "caddy": _version(["caddy", "version"], r"v?(\d+\.\d+\.\d+\S*)"),
+        "traefik": _version([str(Path(sys.executable).parent / "traefik"), "version"], r"Version:\s+(\S+)"),
         "wrk": _version(["wrk", "-v"], r"wrk (\S+(?: \S+)?) \["),
         "wardgate_version": wg_version,
         "wardgate_commit": git("rev-parse", "HEAD"),

@@ -37,6 +37,8 @@ from bench.targets import (
     HAProxyPolicies,
     LimitNginx,
     Target,
+    Traefik,
+    TraefikPolicies,
     Wardgate,
     WardgateNoLog,
     WardgatePolicies,
@@ -64,7 +66,7 @@ def run(settings: Settings) -> dict[str, Any]:
         "targets": {},
     }
     targets: list[Target] = [LimitNginx(), Wardgate(), WardgatePolicies(), Caddy(), CaddyPolicies(), HAProxy(),
-                             HAProxyPolicies(), WardgateNoLog()]
+                             HAProxyPolicies(), Traefik(), TraefikPolicies(), WardgateNoLog()]
     if settings.targets:
         targets = [t for t in targets if t.name in settings.targets]
     results: dict[str, dict[str, Any]] = {}

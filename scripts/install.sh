@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 # lua-resty-core: the Lua module needs it to start (nginx -t passes without it, nginx does not).
 DEB_PACKAGES=(nginx libnginx-mod-http-js libnginx-mod-http-lua lua-resty-core libnginx-mod-http-headers-more-filter
               libnginx-mod-http-modsecurity libnginx-mod-stream modsecurity-crs python3-venv curl jq
-              wrk caddy haproxy valgrind)  # the last four: the benchmarks' load generator, peers and
-                                           # instruction counter
+              wrk caddy haproxy valgrind  # the benchmarks' load generator, peers and instruction counter
+              nginx-dev gcc make)         # to build wardgate's nginx module against the packaged nginx
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -40,3 +40,5 @@ VENV=${WARDGATE_VENV:-.venv}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 export PIP_ROOT_USER_ACTION=ignore
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+# wardgate's nginx module, into the venv, where render looks for it (RenderOptions.wardgate_module)
+bash scripts/build-module.sh "$VENV/lib/nginx/modules"

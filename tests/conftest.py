@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from wardgate.runner import Runner, RunnerOptions
 from wardgate.verify.echo import EchoIdentity, EchoServer
@@ -26,6 +27,23 @@ REPO = Path(__file__).resolve().parents[1]
 # the `shared` directory beside the clone. A user's clone has none: those tests are skipped there,
 # and fail under CI=true, where the corpora are always present.
 CORPORA = Path(os.environ.get("WARDGATE_CORPORA") or REPO.parent / "shared")
+
+
+# HYPOTHESIS_PROFILE=mutmut (docs/testing.md): the fuzzers run a twentieth of their examples, so
+# mutation testing can rerun them for every mutant.
+settings.register_profile("mutmut", deadline=None, database=None, max_examples=20)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "")
+if HYPOTHESIS_PROFILE:
+    settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+# Under it, tests skip `nginx -t` too: rendering is not mutated, and nginx is what makes them slow.
+MUTATION_TESTING = HYPOTHESIS_PROFILE == "mutmut"
+
+
+def examples(n: int) -> int:
+    """A fuzzer's max_examples: `n`, or a twentieth of it under the mutmut profile."""
+    return max(10, n // 20) if HYPOTHESIS_PROFILE == "mutmut" else n
 
 
 def shared_corpus(name: str) -> Path:

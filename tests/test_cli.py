@@ -45,3 +45,30 @@ def test_invalid_input_exits_2_with_located_error(tmp_path: Path) -> None:
     r = wardgate("validate", "-f", str(bad))
     assert r.returncode == 2
     assert f"{bad}[doc 0]: Gateway default/g: spec.listeners[0].port" in r.stderr
+
+
+def test_echo_command_options_and_output(tmp_path: Path) -> None:
+    """`wardgate echo` (docs/echo.md): the identity options appear in every JSON answer."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:  # a free port on loopback
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "wardgate", "echo", "--listen", f"127.0.0.1:{port}",
+                             "--namespace", "apps", "--pod", "shop-0", "--service", "shop", "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().strip() == f"echo: listening on http://127.0.0.1:{port}"
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/a/b?c=d", data=b"xyz", method="PUT",
+                                     headers={"X-Test": "1", "Host": "shop.example"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            doc = json.loads(resp.read())
+        assert {k: doc[k] for k in ("path", "host", "method", "namespace", "pod", "service", "bodyLength")} == {
+            "path": "/a/b?c=d", "host": "shop.example", "method": "PUT", "namespace": "apps", "pod": "shop-0",
+            "service": "shop", "bodyLength": 3}
+        assert doc["headers"]["X-Test"] == ["1"] and doc["proto"] == "HTTP/1.1"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0

@@ -394,7 +394,7 @@ def test_gateway_policy_covers_hosts_no_listener_accepts(gateway: Gateway, backe
                               "- {name: http, protocol: HTTP, port: 8080, hostname: example.com}")
     app = backends("app2")
     gateway.write("gw.yaml", only_example + app.manifests())
-    combined = example("headers") + "  ipAccess: {deny: [127.66.0.0/16]}\n"  # one policy per target
+    combined = example("headers") + "  ipAccess: {deny: [127.66.0.0/16]}\n"
     gateway.write("policies.yaml", "---\n" + combined)
     gateway.reconcile()
     r = raw(gateway.address(), http("GET", "/", [], host="unknown.example"), source="127.0.0.1")

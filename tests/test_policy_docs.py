@@ -13,7 +13,7 @@ from conftest import REPO
 from policy_helpers import doc_examples
 from wardgate.model import parse
 from wardgate.model.crds import all_crds
-from wardgate.model.policies import POLICY_KINDS
+from wardgate.model.policies import POLICY_KINDS, merge_paths
 from wardgate.sources.files import RawObject
 
 
@@ -69,6 +69,32 @@ def test_every_documented_example_is_valid_and_run_by_a_test() -> None:
         raws = [RawObject(d, None) for d in yaml.safe_load_all(text) if d]  # type: ignore[arg-type]
         parse(raws)  # raises on any invalid field
         assert re.search(rf'example\("{name}"\)', tests), f"example {name!r} is not used by any test"
+
+
+def merge_table() -> dict[tuple[str, str], str]:
+    """docs/policies.md's merge table: (policy kind, field path) -> rule, each path once."""
+    text = (REPO / "docs" / "policies.md").read_text()
+    section = text.split("### Merge rules for every field", 1)[1].split("\n### ", 1)[0]
+    rows: dict[tuple[str, str], str] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or cells[0] not in POLICY_KINDS:
+            continue
+        for path in re.findall(r"`([^`]+)`", cells[1]):
+            assert (cells[0], path) not in rows, f"{cells[0]} {path} is in the merge table twice"
+            rows[(cells[0], path)] = cells[2]
+    return rows
+
+
+def test_merge_table_lists_every_field_with_the_rule_the_code_applies() -> None:
+    table = merge_table()
+    expected = {(kind, path): rule for kind, cls in POLICY_KINDS.items()
+                for path, rule in merge_paths(cls.model_fields["spec"].annotation)}
+    assert len(expected) > 50
+    assert set(expected) - set(table) == set(), "fields missing from the merge table in docs/policies.md"
+    assert set(table) - set(expected) == set(), "the merge table lists fields the models don't have"
+    wrong = {k: (table[k], rule) for k, rule in expected.items() if table[k] != rule}
+    assert not wrong, f"merge table rule (docs, code) disagree: {wrong}"
 
 
 def test_checked_in_crds_are_generated_from_the_models() -> None:

@@ -18,6 +18,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import MUTATION_TESTING, examples
 from test_quoting_fuzz import (
     ANY_TEXT,
     BASE,
@@ -213,18 +214,18 @@ def test_every_payload_in_every_policy_field(fuzzed: str) -> None:
             accepted.append(files)
     assert accepted, "no payload was accepted: the field is not exercised"
     # nginx itself (and init_by_lua) on a few accepted configurations per field.
-    for files in accepted[:: max(1, len(accepted) // 3)][:3]:
+    for files in [] if MUTATION_TESTING else accepted[:: max(1, len(accepted) // 3)][:3]:
         res = nginx_test(files)
         assert res.returncode == 0, f"nginx -t rejected what wardgate accepted:\n{res.stderr}"
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=examples(150))
 @given(st.sampled_from(sorted(FIELDS)), ANY_TEXT)
 def test_fuzzed_policy_field_is_refused_or_injects_nothing(fuzzed: str, value: str) -> None:
     check(fuzzed, value)
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=examples(300))
 @given(st.text(max_size=40))
 def test_lua_strings_hold_exactly_the_text_and_nothing_else(value: str) -> None:
     lit = lua_string(value)

@@ -51,7 +51,7 @@ def test_ip_access_runs_before_method_and_allowlist(gateway: Gateway, backends: 
 
 def test_method_runs_before_the_allowlist_and_direct_responses_skip_the_allowlist(
         gateway: Gateway, backends: Backends) -> None:
-    # One SecurityPolicy per target: a second one on the same Gateway would be Conflicted.
+    # One policy with all three fields (separate policies on the Gateway would add up the same way).
     combined = (example("allowlist") + "  allowedMethods: [GET, HEAD]\n"
                 + "  securityTxt: {contact: ['mailto:s@example.com'], expires: '2030-01-01T00:00:00Z'}\n")
     setup(gateway, backends, combined)

@@ -326,3 +326,146 @@ def test_emit_refuses_bad_directive_names(name: str) -> None:
 def test_emit_comments_cannot_break_out() -> None:
     out = emit([Directive("a", (), None, comment="x\nevil;\r}")])
     assert out.splitlines() == ["# x evil; }", "a;"]
+
+
+# --- boundaries and small outputs: each length limit at n (accepted) and n + 1 (refused) -------
+
+
+def test_header_name_length_boundary_and_wildcard() -> None:
+    assert check_header_name("a" * 256) == "a" * 256
+    with pytest.raises(ValueError, match="RFC 7230 token"):
+        check_header_name("a" * 257)
+    with pytest.raises(ValueError, match="RFC 7230 token"):
+        check_header_name("")
+    # `*` is a token character, but headers-more reads it as a wildcard (clearing every header).
+    for name in ("X-*", "*", "a*b"):
+        with pytest.raises(ValueError, match="must not start with '-' or contain '\\*'"):
+            check_header_name(name)
+    with pytest.raises(ValueError, match="must not start with '-'"):
+        check_header_name("-s")
+    assert check_header_name("x-") == "x-"
+
+
+def test_check_text_length_boundary() -> None:
+    assert check_text("a" * 4096) == "a" * 4096
+    with pytest.raises(ValueError, match="value is longer than 4096 characters"):
+        check_text("a" * 4097)
+    assert check_text("a" * 10, "thing", 10) == "a" * 10
+    with pytest.raises(ValueError, match="thing is longer than 10 characters"):
+        check_text("a" * 11, "thing", 10)
+
+
+def test_header_value_escaped_size_boundary() -> None:
+    from wardgate.quoting import MAX_HEADER_VALUE_TOKEN, check_header_value
+    assert MAX_HEADER_VALUE_TOKEN == 4096 - 264
+    assert check_header_value("a" * MAX_HEADER_VALUE_TOKEN)
+    with pytest.raises(ValueError, match=f"too long for nginx once escaped: {MAX_HEADER_VALUE_TOKEN + 1} bytes"):
+        check_header_value("a" * (MAX_HEADER_VALUE_TOKEN + 1))
+    # A `$` is written as 12 bytes: 319 of them and 4 more bytes fit exactly, 5 don't.
+    assert check_header_value("$" * 319 + "aaaa")
+    with pytest.raises(ValueError, match="3833 bytes"):
+        check_header_value("$" * 319 + "aaaaa")
+    with pytest.raises(ValueError, match="3834 bytes"):
+        check_header_value('"' * 1917)
+    assert check_header_value('"' * 1916)
+
+
+def test_hostname_length_boundary() -> None:
+    label = "a" * 63
+    host = ".".join([label] * 3) + "." + "b" * 61  # 253 characters
+    assert len(host) == 253 and check_hostname(host) == host
+    with pytest.raises(ValueError, match="lower-case RFC 1123 labels"):
+        check_hostname(host + "b")
+    with pytest.raises(ValueError, match="invalid precise hostname"):
+        check_hostname("*.example.com", wildcard=False)
+    with pytest.raises(ValueError, match=r"invalid hostname \(optionally \*\.-prefixed\)"):
+        check_hostname("Example.com")
+
+
+def test_path_length_boundary_and_dot_segments() -> None:
+    assert check_path("/" + "a" * 1023) == "/" + "a" * 1023
+    with pytest.raises(ValueError, match="must start with '/'"):
+        check_path("/" + "a" * 1024)
+    for bad in ("/a/..", "/a/."):
+        with pytest.raises(ValueError, match="must not end with a dot segment"):
+            check_path(bad)
+    assert check_path("/a/..b") == "/a/..b"
+    assert check_path("/a.") == "/a."
+
+
+def test_regex_length_boundary() -> None:
+    assert check_regex("a" * 1024) == "a" * 1024
+    for bad in ("", "a" * 1025):
+        with pytest.raises(ValueError, match="regular expression must be 1 to 1024 characters"):
+            check_regex(bad)
+
+
+def test_regex_error_offset_is_in_the_users_pattern() -> None:
+    with pytest.raises(ValueError, match=r"\(at offset 3\)"):
+        check_regex("abc)")
+    with pytest.raises(ValueError, match="invalid regular expression 'a\\(b'"):
+        check_regex("a(b")
+
+
+def test_cipher_names() -> None:
+    from wardgate.quoting import check_cipher_names
+    assert check_cipher_names("ECDHE-RSA-AES128-GCM-SHA256:AES256-SHA") == ("ECDHE-RSA-AES128-GCM-SHA256",
+                                                                          "AES256-SHA")
+    longest = ":".join(f"C-{i:05d}" for i in range(127)) + ":C-123456"  # 1024 characters
+    assert len(longest) == 1024 and len(check_cipher_names(longest)) == 128
+    for bad, why in (("", "1 to 1024"), (longest + "3", "1 to 1024"), ("A-B:A-B", "twice"),
+                     ("A-B:!C-D", "invalid cipher"), ("A-B::C-D", "invalid cipher"), ("AES", "invalid cipher")):
+        with pytest.raises(ValueError, match=why):
+            check_cipher_names(bad)
+
+
+def test_lua_literals() -> None:
+    from wardgate.quoting import lua_literal, lua_string
+    assert lua_literal(False) == "false"
+    assert lua_literal(True) == "true"
+    assert lua_literal(None) == "nil"
+    assert lua_literal(0) == "0" and lua_literal(-12) == "-12"
+    assert lua_literal("a b") == '"a\\032b"'
+    assert lua_literal(["x", 1, False]) == '{"x",1,false}'
+    assert lua_literal(("x",)) == '{"x"}'
+    assert lua_literal({"k": [True], 2: None}) == '{["k"]={true},[2]=nil}'
+    assert lua_literal([]) == "{}" and lua_literal({}) == "{}"
+    with pytest.raises(UnsafeValueError, match="no Lua literal for float"):
+        lua_literal(1.5)
+    assert lua_string("Az09_-./:") == '"Az09_-./:"'
+    assert lua_string('"];\n€') == '"\\034\\093\\059\\010\\226\\130\\172"'
+    assert lua_string("") == '""'
+
+
+def test_body_and_lines_tokens() -> None:
+    from wardgate.quoting import Body, Lines, MapKey, body, check_body
+    assert body('a\tb\r\n"$\\') == '"a\\tb\\r\\n\\"${' + DOLLAR_VAR + '}\\\\"'
+    assert token(Body("x$")) == '"x${' + DOLLAR_VAR + '}"'
+    assert token(Lines('a\n"$')) == '"a\\n\\"$"'
+    assert token(MapKey("default")) == '"\\\\default"'
+    assert check_body("a\tb\r\n") is None
+    assert check_body("ab\x01") == "contains a control character at offset 2 (only tab and line breaks)"
+    with pytest.raises(UnsafeValueError, match="offset 1"):
+        body("a\x7f")
+    assert token(1.5) == "1.5" and token(2.0) == "2" and token(7) == "7"
+    with pytest.raises(UnsafeValueError, match="booleans are not nginx tokens"):
+        token(True)
+
+
+def test_escape_refuses_nul_and_line_breaks_with_a_message() -> None:
+    for bad in ("a\x00", "a\nb", "a\rb"):
+        with pytest.raises(UnsafeValueError, match="NUL or line break"):
+            literal(bad)
+    with pytest.raises(UnsafeValueError, match="control character"):
+        literal("a\x1b")
+
+
+def test_no_zone_ids() -> None:
+    import ipaddress
+
+    from wardgate.quoting import check_no_zone
+    check_no_zone(ipaddress.ip_address("fe80::1"), "fe80::1")
+    with pytest.raises(ValueError, match="zone ids"):
+        check_no_zone(ipaddress.ip_address("fe80::1%eth0"), "fe80::1%eth0")
+    with pytest.raises(ValueError, match="zone ids"):
+        check_no_zone(None, "10.0.0.0%x")

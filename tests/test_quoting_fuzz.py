@@ -39,7 +39,7 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import nginx_unescape
+from conftest import examples, nginx_unescape
 from wardgate import ir
 from wardgate.errors import InputError, Problem, UnsafeValueError
 from wardgate.model import parse
@@ -538,7 +538,7 @@ FUZZ = settings(derandomize=True, deadline=None, database=None, print_blob=True,
 # --- the properties ----------------------------------------------------------------------------
 
 
-@settings(FUZZ, max_examples=600)
+@settings(FUZZ, max_examples=examples(600))
 @given(cases())
 @example(Case.make({"req_set": 'x"; return 200 "pwned', "resp_set": "a;}\nserver{listen 1;}"}))
 @example(Case.make({"resp_add": "$remote_addr", "rewrite_path": "/${wg_dollar}"}))
@@ -549,7 +549,7 @@ def test_fuzzed_route_is_refused_or_injects_nothing(case: Case) -> None:
     check_case(case)
 
 
-@settings(FUZZ, max_examples=40)
+@settings(FUZZ, max_examples=examples(40))
 @given(cases())
 def test_accepted_fuzzed_route_passes_nginx_t(case: Case) -> None:
     assume(yaml_round_trips(case))
@@ -580,7 +580,7 @@ def _payload_cases() -> Iterator[Any]:
         yield pytest.param(name, kind, sorted(set(extra) | set(INJECTIONS)), id=f"{name}-{kind}")
 
 
-@pytest.mark.parametrize(("name", "kind", "payloads"), _payload_cases())
+@pytest.mark.parametrize(("name", "kind", "payloads"), list(_payload_cases()))  # a list: collected again by mutmut
 def test_every_payload_in_every_field(name: str, kind: str, payloads: list[str]) -> None:
     failures: list[str] = []
     accepted = 0
@@ -761,7 +761,7 @@ def _generated_patterns(conf: tuple[Node, ...]) -> list[str]:
     return out
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=examples(300))
 @given(cases())
 @example(Case.make({"path": "/api"}, path_type="RegularExpression"))
 @example(Case.make({"path": "/api"}, path_type="PathPrefix"))
@@ -807,7 +807,7 @@ _ALLOW_PATHS = st.one_of(
     st.builds(lambda r: ir.PathMatch("RegularExpression", r), REGEX))
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=examples(300))
 @given(st.lists(_ALLOW_PATHS, min_size=1, max_size=3))
 @example([ir.PathMatch("Exact", "/api"), ir.PathMatch("PathPrefix", "/upload")])
 def test_allowlist_and_waf_exclusion_patterns_end_at_the_end(paths: list[ir.PathMatch]) -> None:
@@ -863,7 +863,7 @@ def _https_gateway(hosts: list[str]) -> str:
     return klass + "---\n" + yaml.dump(gw, Dumper=_Dumper) + "---\n" + _tls_secret()
 
 
-@settings(FUZZ, max_examples=120)
+@settings(FUZZ, max_examples=examples(120))
 @given(st.lists(st.one_of(HOST, st.sampled_from(MAP_KEYWORDS)), min_size=1, max_size=3, unique=True))
 @example(["include", "default", "hostnames"])
 @example(["volatile", "*.include"])
@@ -892,7 +892,7 @@ def test_listener_hostnames_are_plain_map_keys(hosts: list[str]) -> None:
     assert res.returncode == 0, f"nginx -t rejected what wardgate accepted:\n{res.stderr}"
 
 
-@settings(FUZZ, max_examples=3000)
+@settings(FUZZ, max_examples=examples(3000))
 @given(st.one_of(REGEX, st.text(max_size=40)))
 @example("(a+)+")
 @example("\\Q(a+)+\\E")

@@ -94,9 +94,11 @@ def test_memoized_render_equals_a_fresh_one(case: str, tmp_path: Path) -> None:
             assert warm == _cold(changed)
 
 
-def test_gateway_wide_policy_is_written_once(tmp_path: Path) -> None:
-    """The seed policy on a whole Gateway: its headers, body limit and Lua entry are not repeated
-    per location, and its security.txt body is written once."""
+@pytest.mark.parametrize("limits", ["{maxBodySize: 1Mi}", "{maxBodySize: 1Mi, maxURLLength: 2048}"])
+def test_gateway_wide_policy_is_written_once(tmp_path: Path, limits: str) -> None:
+    """The seed policy on a whole Gateway: its headers, body limit, duplicate-header check (the
+    module's, or in Lua with the URL limit) are not repeated per location, and its security.txt
+    body is written once."""
     routes = "".join(f"""\
 ---
 apiVersion: gateway.networking.k8s.io/v1
@@ -121,13 +123,16 @@ spec:
   allowedMethods: [GET, HEAD]
   securityTxt: {contact: ["mailto:security@example.com"], expires: "2030-01-01T00:00:00Z"}
   duplicateHeaders: {default: KeepFirst}
-  requestLimits: {maxBodySize: 1Mi}
+  requestLimits: LIMITS
 """
-    (gw,) = _gateways(GATEWAY_CLASS + "---\n" + GW + APP_BACKEND + routes + policy, tmp_path)
+    (gw,) = _gateways(GATEWAY_CLASS + "---\n" + GW + APP_BACKEND + routes + policy.replace("LIMITS", limits),
+                      tmp_path)
     conf = _cold(gw)["nginx.conf"]
+    lua = "maxURLLength" in limits
     for once in ('"X-Robots-Tag: noindex"', 'proxy_set_header "X-Bot-Class" "unverified"', "client_max_body_size",
-                 "rewrite_by_lua_block {", "mailto:security@example.com"):
+                 "rewrite_by_lua_block {" if lua else "wardgate_duplicate_headers", "mailto:security@example.com"):
         assert conf.count(once) == 1, once
+    assert ("ngx_http_lua_module" in conf) == lua
 
 
 def test_decision_log_names_direct_responses(gateway: Gateway, backends: Callable[..., Backend]) -> None:

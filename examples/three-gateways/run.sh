@@ -20,7 +20,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 start_echo() {  # port namespace pod
-  "$BIN/python" -m wardgate.verify.echo --host 127.0.0.1 --port "$1" --namespace "$2" --pod "$3" --quiet &
+  "$BIN/wardgate" echo --listen "127.0.0.1:$1" --namespace "$2" --pod "$3" --quiet &
   PIDS+=($!)
 }
 start_echo 3001 apps shop-0

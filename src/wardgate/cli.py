@@ -22,7 +22,7 @@ from wardgate.model import parse
 from wardgate.render.nginx import RenderOptions, render
 from wardgate.sources import load_paths
 from wardgate.sources.files import MAX_FILE_BYTES
-from wardgate.status.report import format_table
+from wardgate.status.report import format_exposure, format_table
 from wardgate.translate import Options, translate
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A Gateway API security gateway on nginx.")
@@ -151,6 +151,29 @@ def status(
 
 
 @app.command()
+def exposure(
+    files: Files,
+    output: Annotated[str, typer.Option("-o", "--output", help="table or json")] = "table",
+    max_file_size: MaxFileSize = MAX_FILE_BYTES,
+) -> None:
+    """What each Gateway serves (listener, hostname, path, route), flagging hostnames served by
+    several Gateways and routes reached through a wildcard broader than their hostname."""
+    from wardgate.translate.exposure import exposure_of
+
+    if output not in ("table", "json"):
+        raise typer.BadParameter("-o must be table or json")
+    try:
+        tr = translate(parse(load_paths(files, max_bytes=max_file_size)))
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    for p in tr.problems:
+        typer.echo(f"warning: {p}", err=True)
+    doc = exposure_of(tr)
+    typer.echo(json.dumps(doc, indent=1) if output == "json" else format_exposure(doc))
+
+
+@app.command()
 def run(
     files: Files,
     listen_host: Annotated[str, typer.Option(help="Address nginx listens on.")] = "127.0.0.1",
@@ -198,14 +221,25 @@ def run(
 @app.command()
 def echo(
     listen: Annotated[str, typer.Option(help="host:port to serve on.")] = "127.0.0.1:3000",
-    namespace: Annotated[str, typer.Option()] = "default",
-    pod: Annotated[str, typer.Option(help="Name reported as the pod.")] = "echo-0",
+    namespace: Annotated[str, typer.Option(help="Reported as `namespace`.")] = "default",
+    pod: Annotated[str, typer.Option(help="Reported as `pod`.")] = "echo-0",
+    service: Annotated[str, typer.Option(help="Reported as `service`.")] = "",
+    certfile: Annotated[Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM).")] = None,
+    keyfile: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM).")] = None,
+    client_ca: Annotated[Path | None, typer.Option(help="Ask for client certificates signed by this CA.")]
+    = None,
+    quiet: Annotated[bool, typer.Option(help="Do not log a line per request.")] = False,
 ) -> None:
-    """A test backend that answers every request with a JSON echo of it."""
+    """A test backend that answers every request with a JSON echo of it (docs/echo.md)."""
     from wardgate.verify.echo import main as echo_main
 
     host, _, port = listen.rpartition(":")
-    raise typer.Exit(echo_main(["--host", host, "--port", port, "--namespace", namespace, "--pod", pod]))
+    args = ["--host", host.strip("[]") or "127.0.0.1", "--port", port, "--namespace", namespace, "--pod", pod,
+            "--service", service]
+    for flag, path in (("--certfile", certfile), ("--keyfile", keyfile), ("--client-ca", client_ca)):
+        if path is not None:
+            args += [flag, str(path)]
+    raise typer.Exit(echo_main([*args, *(["--quiet"] if quiet else [])]))
 
 
 @verify_app.command("conformance")

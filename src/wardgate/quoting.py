@@ -608,13 +608,6 @@ def header_variable(name: str) -> str:
     return "$http_" + var
 
 
-def variable_name(name: str) -> str:
-    """A variable name the renderer invents (never user text)."""
-    if not _VARNAME.fullmatch(name):
-        raise UnsafeValueError(f"bad internal variable name {name!r}")
-    return name
-
-
 # Renderer-made pieces of an interpolated argument: variables and plain URL-ish characters.
 _EXPR_RAW = re.compile(r"^(?:\$[a-z0-9_]+|\$\{[a-z0-9_]+\}|[A-Za-z0-9_:/.\-])+$")
 

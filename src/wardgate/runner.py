@@ -28,6 +28,7 @@ from wardgate.sources.files import MAX_FILE_BYTES, SUFFIXES, FileCache, load_pat
 from wardgate.sources.generations import GenerationTracker
 from wardgate.status.report import write_status_file
 from wardgate.translate import Options, Translation, TranslationCache, translate
+from wardgate.translate.exposure import exposure_of
 from wardgate.translate.gateways import with_data_plane
 
 log = logging.getLogger("wardgate")
@@ -86,6 +87,8 @@ class Runner:
         # Per Gateway: configurations that could not be built (translation or render failed).
         self.config_failures: dict[str, int] = {}
         self._addresses: dict[str, str] = {}
+        # The exposure report of the last translation: computed once per translation, not per /status.
+        self._exposure: tuple[Translation | None, dict[str, Any]] = (None, {"served": [], "findings": []})
 
     # --- one pass -----------------------------------------------------------------------------
 
@@ -230,8 +233,17 @@ class Runner:
                 + [f"Gateway {k}: {v}" for k, v in self.apply_errors.items()],
                 "warnings": [str(p) for p in tr.problems] if tr else [],
                 "gateways": {k: self._gateway_state(k, i) for k, i in self.instances.items()},
+                "exposure": self.exposure(),
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
+
+    def exposure(self) -> dict[str, Any]:
+        """translate/exposure.py's report on what the current configuration serves."""
+        with self._lock:
+            tr = self.translation
+            if tr is not None and self._exposure[0] is not tr:
+                self._exposure = (tr, exposure_of(tr))
+            return self._exposure[1]
 
     def _gateway_state(self, key: str, inst: NginxInstance) -> dict[str, Any]:
         return {
@@ -243,7 +255,18 @@ class Runner:
             "restarts": inst.restarts,
             "lastError": self.apply_errors.get(key),
             "workdir": str(inst.workdir),
+            "listeners": self._bound_listeners(key),
         }
+
+    def _bound_listeners(self, key: str) -> list[dict[str, Any]]:
+        """Where each listener of a Gateway listens: its address (--listen-host or one from
+        --address-pool) and its port plus --port-offset."""
+        ns, _, name = key.partition("/")
+        plan = self.translation.plans.get(ObjectKey("Gateway", ns, name)) if self.translation else None
+        address = self.address_of(key)
+        return [{"name": p.name, "protocol": p.listener.protocol, "address": address,
+                 "port": p.listener.port + self.opts.port_offset, "declaredPort": p.listener.port}
+                for p in (plan.listeners if plan else [])]
 
     def states(self) -> tuple[list[GatewayState], int]:
         with self._lock:

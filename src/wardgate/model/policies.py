@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
@@ -86,9 +87,43 @@ class PolicyTargetRef(Model):
 
 TargetRefs = Annotated[list[PolicyTargetRef], Field(min_length=1, max_length=16)]
 
+_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
+class PolicyParentRef(Model):
+    """A Gateway (optionally one listener) that a route-level policy applies on. `namespace`
+    defaults to the policy's, as a route's parentRefs default to the route's."""
+
+    namespace: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] | None \
+        = None
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=_NAME)]
+    section_name: SectionName | None = None
+
 
 class PolicySpec(Model):
     target_refs: TargetRefs
+
+
+class ScopedPolicySpec(PolicySpec):
+    """A policy kind that can target routes, and so can be limited to some of their parents."""
+
+    parent_refs: Annotated[list[PolicyParentRef], Field(min_length=1, max_length=16)] | None = None
+
+    @model_validator(mode="after")
+    def _scoped_routes(self) -> ScopedPolicySpec:
+        if self.parent_refs is None:
+            return self
+        if any(ref.kind != "HTTPRoute" for ref in self.target_refs):
+            raise ValueError("parentRefs limits a policy on HTTPRoutes to some of their Gateways: every "
+                             "targetRef must then be an HTTPRoute (a Gateway target already names its Gateway)")
+        seen: set[tuple[str | None, str, str | None]] = set()
+        for ref in self.parent_refs:
+            key = (ref.namespace, ref.name, ref.section_name)
+            if key in seen:
+                raise ValueError(f"parentRefs lists {ref.name}"
+                                 f"{'/' + ref.section_name if ref.section_name else ''} twice")
+            seen.add(key)
+        return self
 
 
 class Policy(Resource):
@@ -273,7 +308,7 @@ class Hsts(Model):
             "; preload" if self.preload else "")
 
 
-class SecurityPolicySpec(PolicySpec):
+class SecurityPolicySpec(ScopedPolicySpec):
     request_headers: HTTPHeaderFilter | None = None
     response_headers: HTTPHeaderFilter | None = None
     allowed_methods: Annotated[list[Method], Field(min_length=1)] | None = None
@@ -320,7 +355,7 @@ class RateLimitKey(Model):
         return self
 
 
-class RateLimitPolicySpec(PolicySpec):
+class RateLimitPolicySpec(ScopedPolicySpec):
     requests: Annotated[int, Field(ge=1, le=1_000_000_000)]
     unit: Literal["Second", "Minute", "Hour"]
     burst: Annotated[int, Field(ge=0, le=1_000_000)] = 0
@@ -382,19 +417,98 @@ POLICY_KINDS: dict[str, type[Policy]] = {
 }
 
 
+# How a field set at a more specific level (Gateway -> listener -> HTTPRoute -> rule) combines
+# with the same field from a less specific one. docs/policies.md has the table; a test keeps the
+# two the same.
+MergeRule = Literal["not merged", "replace", "key by key", "by header name", "union"]
+_NOT_MERGED = frozenset({"target_refs", "parent_refs"})  # where a policy applies, not what it says
+_RULES: dict[tuple[type[Model], str], MergeRule] = {
+    (HTTPHeaderFilter, "set"): "by header name",
+    (HTTPHeaderFilter, "add"): "by header name",
+    (HTTPHeaderFilter, "remove"): "union",
+    # One choice: a route's `{type: Route}` must not inherit the Gateway's `header`.
+    (RateLimitPolicySpec, "key"): "replace",
+}
+
+
+def merge_rule(model: type[Model], name: str) -> MergeRule:
+    """The merge rule of field `name` of `model`."""
+    if name in _NOT_MERGED:
+        return "not merged"
+    if (model, name) in _RULES:
+        return _RULES[(model, name)]
+    nested = _object_type(model.model_fields[name].annotation)
+    if nested is HTTPHeaderFilter:
+        return "by header name"
+    return "key by key" if nested else "replace"
+
+
+def _object_type(annotation: Any) -> type[Model] | None:
+    """The object type of a field that holds one object (`X` or `X | None`); None for lists and scalars."""
+    if isinstance(annotation, type) and issubclass(annotation, Model):
+        return annotation
+    if get_origin(annotation) in (Union, UnionType):
+        objects = [t for t in get_args(annotation) if t is not type(None)]
+        if len(objects) == 1:
+            return _object_type(objects[0])
+    return None
+
+
+def merge_header_filters(base: HTTPHeaderFilter, over: HTTPHeaderFilter) -> HTTPHeaderFilter:
+    """Header operations by name (case-insensitive): `over` alone decides every header it names in
+    set, add or remove; `base` keeps the others. So removal lists add up, and a more specific
+    `set` undoes a less specific `remove` of the same name (and a `remove` undoes a `set`)."""
+    named = {h.name.lower() for h in (*over.set, *over.add)} | {n.lower() for n in over.remove}
+    return base.model_copy(update={
+        "set": [h for h in base.set if h.name.lower() not in named] + list(over.set),
+        "add": [h for h in base.add if h.name.lower() not in named] + list(over.add),
+        "remove": [n for n in base.remove if n.lower() not in named] + list(over.remove),
+    })
+
+
 def merge_specs(base: Any, over: Any) -> Any:
-    """`over` on top of `base`, field by field: nested objects merge key by key, lists and scalars
-    replace. Only fields `over` sets explicitly count, so an unset field inherits."""
+    """`over` (a more specific level) on top of `base`, each field by its `merge_rule`. Only fields
+    `over` sets explicitly count, so an unset field inherits."""
     updates: dict[str, Any] = {}
     for name in over.model_fields_set:
-        if name == "target_refs":
+        rule = merge_rule(type(over), name)
+        if rule == "not merged":
             continue
         mine, theirs = getattr(over, name), getattr(base, name)
-        if isinstance(mine, Model) and isinstance(theirs, Model) and type(mine) is type(theirs):
+        if rule == "by header name" and isinstance(mine, HTTPHeaderFilter) and isinstance(theirs, HTTPHeaderFilter):
+            updates[name] = merge_header_filters(theirs, mine)
+        elif rule == "key by key" and isinstance(mine, Model) and type(mine) is type(theirs):
             updates[name] = merge_specs(theirs, mine)
         else:
             updates[name] = mine
     return base.model_copy(update=updates)
+
+
+def combine_same_target(specs: list[Any]) -> Any:
+    """Several policies of one kind on one target, oldest first: each spec field comes whole from
+    the oldest policy that sets it (GEP-713: per distinct field, the oldest wins)."""
+    combined = specs[0]
+    claimed = set(combined.model_fields_set)
+    for spec in specs[1:]:
+        mine = set(spec.model_fields_set) - _NOT_MERGED - claimed
+        if mine:
+            combined = combined.model_copy(update={name: getattr(spec, name) for name in mine})
+            claimed |= mine
+    return combined
+
+
+def merge_paths(model: type[Model], prefix: str = "") -> list[tuple[str, MergeRule]]:
+    """Every field a merge reaches (through objects merged key by key or by header name), as
+    (camelCase path, rule): the rows of docs/policies.md's merge table."""
+    out: list[tuple[str, MergeRule]] = []
+    for name, info in model.model_fields.items():
+        path = prefix + (info.alias or name)
+        rule = merge_rule(model, name)
+        out.append((path, rule))
+        nested = _object_type(info.annotation)
+        if nested is not None and rule in ("key by key", "by header name"):
+            out += merge_paths(nested, path + ".")
+    return out
 
 
 __all__ = [
@@ -405,9 +519,13 @@ __all__ = [
     "SINGLETON_HEADERS",
     "ClientTrafficPolicy",
     "Policy",
+    "PolicyParentRef",
     "PolicySpec",
     "PolicyTargetRef",
     "RateLimitPolicy",
     "SecurityPolicy",
+    "combine_same_target",
+    "merge_paths",
+    "merge_rule",
     "merge_specs",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from wardgate.quoting import Expr, Raw
 from wardgate.render.emit import Directive, d, entry
+from wardgate.render.module import REQUEST_ID
 
 ACCESS_LOG = "access.log"
 AUDIT_LOG = "waf-audit.log"
@@ -17,7 +18,7 @@ ROUTE_FIELD = "route"
 # (field, nginx value, quoted): the JSON object written per request.
 FIELDS: tuple[tuple[str, str, bool], ...] = (
     ("time", "$time_iso8601", True),
-    (REQUEST_ID_FIELD, "$request_id", True),
+    (REQUEST_ID_FIELD, REQUEST_ID, True),
     ("remote_addr", "$remote_addr", True),
     ("host", "$host", True),
     ("method", "$request_method", True),

@@ -11,6 +11,7 @@ from wardgate.quoting import Arg, Expr, Raw, Text
 from wardgate.render import cors, grpc, headers, policies, tls
 from wardgate.render.emit import Directive, d, entry
 from wardgate.render.headers import ProxyHeaders
+from wardgate.render.module import REQUEST_ID
 from wardgate.render.paths import prefix_rest
 from wardgate.render.plan import Plan
 from wardgate.render.tables import Tables, var_name
@@ -44,7 +45,7 @@ def split(tables: Tables, key: tuple[object, ...], shares: list[tuple[float, str
     """A split_clients variable choosing among values by percentage. Splits with different
     `salt`s decide independently of each other for one request."""
     name = var_name("wg_s", key, salt)
-    node = Directive("split_clients", (Expr((Raw("${request_id}"), salt)), Raw("$" + name)), [])
+    node = Directive("split_clients", (Expr((Raw("${" + REQUEST_ID[1:] + "}"), salt)), Raw("$" + name)), [])
     assert node.block is not None
     total = sum(w for w, _ in shares) or 1.0
     acc = 0.0

@@ -14,6 +14,7 @@ from collections import defaultdict
 from wardgate import ir
 from wardgate.quoting import Arg, Expr, Raw, Text, header_variable
 from wardgate.render.emit import Directive, d, entry
+from wardgate.render.module import REQUEST_ID
 from wardgate.render.tables import Tables, var_name
 
 DEFAULT_PROXY_HEADERS: tuple[tuple[str, Raw], ...] = (
@@ -21,7 +22,7 @@ DEFAULT_PROXY_HEADERS: tuple[tuple[str, Raw], ...] = (
     ("X-Forwarded-For", Raw("$proxy_add_x_forwarded_for")),
     ("X-Forwarded-Proto", Raw("$scheme")),
     ("X-Forwarded-Host", Raw("$host")),
-    ("X-Request-Id", Raw("$request_id")),
+    ("X-Request-Id", Raw(REQUEST_ID)),
     ("Upgrade", Raw("$http_upgrade")),
     ("Connection", Raw("$wg_connection")),
 )

@@ -24,8 +24,10 @@ MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
 
 
 def needs_lua(p: ir.Policy, rp: ratelimit.RatePlan) -> bool:
+    """Whether the policy's checks 6-8 run in Lua. Duplicate headers alone run in wardgate's
+    module; with another Lua check they stay in Lua, to keep the order of checks 6-8."""
     rl = p.rate_limit
-    return duplicates.needs_lua(p) or requestlimits.needs_lua(p) or (rl is not None and not rp.native(rl))
+    return requestlimits.needs_lua(p) or (rl is not None and not rp.native(rl))
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ plan and never changes it, so nothing depends on the order servers are written i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wardgate import ir
 from wardgate.render import direct, lua, ratelimit, upstreams, waf
 from wardgate.render.headers import ProxyHeaders, proxy_list
+from wardgate.render.module import default_wardgate_module
 from wardgate.render.tables import Table, Tables
 
 
@@ -31,6 +32,7 @@ class RenderOptions:
     # Where modules that resolve paths against the working directory (ModSecurity's audit log)
     # write logs: the instance's absolute logs/ directory.
     log_dir: str = "logs"
+    wardgate_module: str = field(default_factory=default_wardgate_module)
 
 
 def server_policies(vhost: ir.VirtualHost) -> set[int | None]:

@@ -14,7 +14,7 @@ nginx reading the body.
 from __future__ import annotations
 
 from wardgate import ir
-from wardgate.render import allowlist, headers, ipaccess, lua, methods, ratelimit, requestlimits, waf
+from wardgate.render import allowlist, duplicates, headers, ipaccess, lua, methods, ratelimit, requestlimits, waf
 from wardgate.render.emit import Directive
 from wardgate.render.paths import path_regex
 from wardgate.render.plan import Plan
@@ -23,11 +23,12 @@ from wardgate.render.tables import Tables
 __all__ = ["checks", "location", "path_regex", "server_checks", "shared_directives"]
 
 
-def shared_directives(p: ir.Policy) -> list[Directive]:
+def shared_directives(plan: Plan, p: ir.Policy) -> list[Directive]:
     """What every place of a scope can inherit: headers-more response headers (they add up
-    across levels) and the body limit."""
+    across levels), the body limit and the module's duplicate-header check."""
     out = [methods.allow_header(p.allowed_methods)] if p.allowed_methods else []
-    return out + headers.response(p.response_headers, adds=False) + requestlimits.body_size(p.max_body_bytes)
+    return (out + headers.response(p.response_headers, adds=False) + requestlimits.body_size(p.max_body_bytes)
+            + duplicates.directives(p, p.id in plan.lua.ids))
 
 
 def server_checks(tables: Tables, plan: Plan, p: ir.Policy) -> list[Directive]:
@@ -67,7 +68,7 @@ def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | N
     """
     if p is None:
         return []
-    out = shared_directives(p) if p.id != inherited else []
+    out = shared_directives(plan, p) if p.id != inherited else []
     out += headers.response(p.response_headers, shared=False)
     if p.id != server:
         out += lua.place(plan.lua, p.id)

@@ -91,7 +91,7 @@ def server(plan: Plan, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> S
     if p is not None:
         # What every place of this server shares, once for all of them.
         if shared != plan.shared:
-            srv.block += policies.shared_directives(p)
+            srv.block += policies.shared_directives(plan, p)
             if proxy != plan.proxy_headers:
                 srv.block += proxy_directives(proxy)
             if grpc_headers != plan.grpc_headers and any(a.grpc for a in _actions(plan, vhost)):
@@ -152,7 +152,8 @@ def _direct_index(ctx: ServerCtx, pid: int | None, kind: str, value: str) -> int
 def _direct(ctx: ServerCtx, pid: int, index: int) -> list[Directive]:
     p = ctx.plan.policies[pid]
     # The place's response headers (those the server doesn't add already); no body limit.
-    head = [] if pid == ctx.shared else [x for x in policies.shared_directives(p) if x.name != "client_max_body_size"]
+    head = [] if pid == ctx.shared else [x for x in policies.shared_directives(ctx.plan, p)
+                                         if x.name not in ("client_max_body_size", "wardgate_duplicate_headers")]
     head += headers.response(p.response_headers, shared=False)
     if ctx.plan.waf:
         head.append(d("modsecurity", Raw("off")))

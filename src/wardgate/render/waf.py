@@ -22,6 +22,7 @@ from wardgate.quoting import (
     modsec_target_exclusions,
 )
 from wardgate.render.emit import Directive, d
+from wardgate.render.module import REQUEST_ID
 from wardgate.render.paths import path_regex
 
 MODULE = "ngx_http_modsecurity_module.so"
@@ -39,7 +40,7 @@ def http_directives(log_dir: str, audit_log: str) -> list[Directive]:
     rules = modsec_http_rules(MODSECURITY_BASE, CRS_SETUP, CRS_RULES, f"{log_dir}/{audit_log}")
     return [
         d("modsecurity", Raw("off")),
-        d("modsecurity_transaction_id", Raw("$request_id")),
+        d("modsecurity_transaction_id", Raw(REQUEST_ID)),
         d("modsecurity_rules", Lines(modsec_rules_text(rules))),
     ]
 

@@ -41,6 +41,7 @@ local ngx_md5 = ngx.md5
 local ngx_req = ngx.req
 local get_headers = ngx_req.get_headers
 local set_header = ngx_req.set_header
+local clear_header = ngx_req.clear_header
 local raw_header = ngx_req.raw_header
 local http_version = ngx_req.http_version
 
@@ -116,6 +117,13 @@ end
 
 -- Duplicate headers -----------------------------------------------------------------
 
+-- one copy of the header with this value: set_header alone only rewrites the first copy of a
+-- header nginx keeps a pointer to (User-Agent, Accept, ...) and leaves the others in place
+local function keep_one(name, value)
+    clear_header(name)
+    set_header(name, value)
+end
+
 -- returns true when the request must be rejected
 local function check_dup(d, h)
     if not h then
@@ -132,9 +140,9 @@ local function check_dup(d, h)
                 if act == ACT_REJECT then
                     return true
                 elseif act == ACT_FIRST then
-                    set_header(names[i], val[1])
+                    keep_one(names[i], val[1])
                 else
-                    set_header(names[i], val[#val])
+                    keep_one(names[i], val[#val])
                 end
             end
         end
@@ -150,9 +158,9 @@ local function check_dup(d, h)
             if act == ACT_REJECT then
                 return true
             elseif act == ACT_FIRST then
-                set_header(name, val[1])
+                keep_one(name, val[1])
             elseif act == ACT_LAST then
-                set_header(name, val[#val])
+                keep_one(name, val[#val])
             end
         end
     end

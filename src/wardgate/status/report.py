@@ -31,6 +31,11 @@ def _conds(conditions: list[dict[str, Any]]) -> str:
     return ", ".join(f"{c['type']}={c['status']}({c['reason']})" for c in conditions)
 
 
+def _host_port(b: dict[str, Any]) -> str:
+    address = str(b["address"])
+    return f"[{address}]:{b['port']}" if ":" in address else f"{address}:{b['port']}"
+
+
 def rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(object, part, conditions, detail) rows for a table."""
     out: list[tuple[str, str, str, str]] = []
@@ -40,9 +45,14 @@ def rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         if obj["kind"] in ("GatewayClass", "Gateway"):
             addrs = ", ".join(a["value"] for a in st.get("addresses", []))
             out.append((ref, "", _conds(st.get("conditions", [])), addrs))
+            # Where standalone mode binds each listener (the data-plane section of the document).
+            bound = {b["name"]: b for b in doc.get("gateways", {}).get(f"{obj['namespace']}/{obj['name']}", {})
+                     .get("listeners", [])}
             for lst in st.get("listeners", []):
-                out.append((ref, f"listener {lst['name']}", _conds(lst.get("conditions", [])),
-                            f"attachedRoutes={lst.get('attachedRoutes', 0)}"))
+                detail = f"attachedRoutes={lst.get('attachedRoutes', 0)}"
+                if lst["name"] in bound:
+                    detail += f" on {_host_port(bound[lst['name']])}"
+                out.append((ref, f"listener {lst['name']}", _conds(lst.get("conditions", [])), detail))
         # Routes report per parent; policies (GEP-713) per ancestor.
         for label, key, ref_key in (("parent", "parents", "parentRef"), ("ancestor", "ancestors", "ancestorRef")):
             for entry in st.get(key, []):
@@ -67,4 +77,17 @@ def format_table(doc: dict[str, Any]) -> str:
         lines.append(f"error: {err}")
     for warn in doc.get("warnings", []):
         lines.append(f"warning: {warn}")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def format_exposure(doc: dict[str, Any]) -> str:
+    """The exposure report (translate/exposure.py) as a table, findings after it."""
+    table = [("GATEWAY", "LISTENER", "HOSTNAME", "PATH", "ROUTE")]
+    table += [(s["gateway"], s["listener"], s["hostname"], s["path"] or "(TLS passthrough)", s["route"])
+              for s in doc["served"]]
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in table]
+    lines += [f"{f['kind']}: {f['hostname']}: {f['detail']}" for f in doc["findings"]]
+    if not doc["findings"]:
+        lines.append("no findings")
     return "\n".join(line.rstrip() for line in lines)

@@ -50,6 +50,9 @@ class Translation:
     # Gateways whose translation failed (a bug, reported as a problem): whoever serves them keeps
     # their last good configuration instead of treating them as gone.
     failed: set[ObjectKey] = field(default_factory=set)
+    # Per Gateway: every route's attachment to a listener, with the hostnames it gets there
+    # (HTTPRoute, GRPCRoute and TLSRoute), for the exposure report.
+    attachments: dict[ObjectKey, list[Attachment[Any]]] = field(default_factory=dict)
 
 
 # What one Gateway's IR is built from, besides the index: its plan, and per attachment the route
@@ -182,21 +185,23 @@ def translate(rs: ResourceSet, options: Options | None = None, cache: Translatio
     results = _attach(routes, out, index, opts.controller_name, now)
     reject_kind_conflicts(results, now)
     tls_results = _attach(rs.tls_routes, out, index, opts.controller_name, now)
-    route_parents: dict[ObjectKey, set[ObjectKey]] = {}
+    route_parents: dict[ObjectKey, dict[ObjectKey, set[str]]] = {}
     for res in results:
         for gw_key, atts in res.attachments.items():
             # Policies target HTTPRoutes only (a GRPCRoute gets its Gateway's and listener's).
             if atts and isinstance(res.route, HTTPRoute):
-                route_parents.setdefault(res.route.key, set()).add(gw_key)
+                route_parents.setdefault(res.route.key, {}).setdefault(gw_key, set()).update(
+                    a.listener.name for a in atts)
     policies = PolicyAttachment(rs, index, out.plans, route_parents, opts.controller_name, now)
     warn_route_hsts(policies)
     ancestors: dict[ObjectKey, list[tuple[ObjectKey, PolicyResult]]] = {}
     for key, plan in out.plans.items():
         attachments = [a for res in results for a in res.attachments.get(key, [])]
+        tls = [a for res in tls_results for a in res.attachments.get(key, [])]
+        out.attachments[key] = [*attachments, *tls]
         if plan.accepted:
             try:
-                built = _build(plan, index, attachments,
-                               [a for res in tls_results for a in res.attachments.get(key, [])], cache)
+                built = _build(plan, index, attachments, tls, cache)
                 out.problems.extend(built.problems)
                 out.gateways.append(apply_policies(built.gateway, PolicyResolver(policies, key)))
                 for pkey, result in built.policies.items():

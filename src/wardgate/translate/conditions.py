@@ -8,7 +8,7 @@ from typing import Any, Literal
 from wardgate.keys import ObjectKey
 
 ConditionType = Literal["Accepted", "Programmed", "ResolvedRefs", "Conflicted", "SupportedVersion",
-                        "InsecureFrontendValidationMode"]
+                        "InsecureFrontendValidationMode", "PartiallyEnforced"]
 
 # Every reason wardgate reports: the Gateway API's (GatewayClass, Gateway, listener, route,
 # BackendTLSPolicy, GEP-713 policy ancestors) and "Pending"/"Invalid" for the data plane.

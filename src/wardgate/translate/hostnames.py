@@ -49,7 +49,7 @@ def hostnames_overlap(a: list[str], b: list[str]) -> bool:
 def owner(listener_hosts: list[str], host: str) -> int | None:
     """Index of the listener hostname ("" for none) that owns `host` on a port: the most specific
     one that accepts it (listener isolation). "" as `host` is owned by a listener without one."""
-    owners = [i for i, h in enumerate(listener_hosts) if (listener_matches(h, host) if host else not h)]
+    owners = [i for i, h in enumerate(listener_hosts) if listener_matches(h, host)]
     return min(owners, key=lambda i: specificity(listener_hosts[i]), default=None)
 
 
@@ -66,7 +66,7 @@ def covering_names(host: str) -> list[str]:
     """Every route hostname that covers `host`, most specific first: itself, each wildcard
     suffix, then "" (any host). Lets callers look up by name instead of scanning every route."""
     target = host[2:] if host.startswith("*.") else host
-    labels = target.split(".") if target else []
+    labels = target.split(".")  # "" gives [""]: no wildcard suffix
     out = [host] if host else []
     out += ["*." + ".".join(labels[i:]) for i in range(1, len(labels))]
     out.append("")

@@ -1,9 +1,12 @@
 """Policy attachment (GEP-713): which wardgate policies apply where, merged, and their status.
 
 Levels, least to most specific: Gateway, Gateway listener (sectionName), HTTPRoute, HTTPRoute
-rule (sectionName = rule name). The most specific level wins field by field (`merge_specs`).
-Two policies of one kind on the same target: the oldest wins (creationTimestamp, then
-namespace/name, as GEP-713 says) and the other is reported Conflicted.
+rule (sectionName = rule name). The most specific level wins, each field by its merge rule
+(`merge_specs`). A policy on routes may name the parents it applies on (`spec.parentRefs`).
+Several policies of one kind on the same target (and parent): each spec field comes from the
+oldest that sets it (creationTimestamp, then namespace/name, as GEP-713 says); a policy that
+loses some of its fields is PartiallyEnforced, one that loses all of them Conflicted.
+RateLimitPolicy is one limit: there the oldest policy wins whole.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from wardgate import ir, quoting
 from wardgate.errors import Problem
@@ -22,12 +25,13 @@ from wardgate.model.policies import (
     POLICY_KINDS,
     SECURITY_TXT_PATH,
     SINGLETON_HEADERS,
-    ClientTrafficPolicy,
+    ClientTrafficPolicySpec,
     Policy,
     PolicyTargetRef,
     RateLimitPolicySpec,
     SecurityPolicySpec,
     SecurityTxt,
+    combine_same_target,
     merge_specs,
 )
 from wardgate.translate.build import header_ops, normalize_prefix
@@ -42,10 +46,50 @@ EXPIRY_WARNING_DAYS = 30
 
 # (kind, namespace, name, sectionName or "")
 TargetKey = tuple[str, str, str, str]
+# The listeners of one Gateway a policy applies on: all of them, some, or none.
+Scope = Literal["all"] | frozenset[str] | None
+# Kinds whose settings only make sense together: the oldest policy on a target wins whole.
+ATOMIC_KINDS = frozenset({"RateLimitPolicy"})
 
 
 def _age(p: Policy) -> tuple[str, str, str]:
     return (p.metadata.creation_timestamp or "", p.namespace, p.name)
+
+
+def scope_on(pol: Policy, gateway: ObjectKey) -> Scope:
+    """Where on `gateway` a policy applies, as its spec.parentRefs say (all listeners without)."""
+    refs = getattr(pol.spec, "parent_refs", None)
+    if refs is None:
+        return "all"
+    listeners: set[str] = set()
+    for ref in refs:
+        if ObjectKey("Gateway", ref.namespace or pol.namespace, ref.name) != gateway:
+            continue
+        if ref.section_name is None:
+            return "all"
+        listeners.add(ref.section_name)
+    return frozenset(listeners) or None
+
+
+def _overlap(a: Scope, b: Scope) -> bool:
+    if a is None or b is None:
+        return False
+    return a == "all" or b == "all" or bool(a & b)
+
+
+def _fields(pol: Policy) -> list[str]:
+    """The spec fields a policy sets (what it says, not where it applies), in declaration order."""
+    spec = type(pol.spec)
+    return [name for name in spec.model_fields
+            if name in pol.spec.model_fields_set and name not in ("target_refs", "parent_refs")]
+
+
+def _spec_path(pol: Policy, name: str) -> str:
+    return "spec." + (type(pol.spec).model_fields[name].alias or name)
+
+
+def _target(key: TargetKey) -> str:
+    return f"{key[0]} {key[1]}/{key[2]}{'/' + key[3] if key[3] else ''}"
 
 
 def security_txt_body(txt: SecurityTxt) -> str:
@@ -69,6 +113,7 @@ class _Ancestor:
     reason: Reason
     message: str
     resolved: tuple[bool, str] | None = None  # ResolvedRefs (status, message), when relevant
+    superseded: str | None = None  # PartiallyEnforced: the fields an older policy provides instead
 
 
 @dataclass
@@ -78,48 +123,111 @@ class PolicyAttachment:
     rs: ResourceSet
     index: Index
     plans: dict[ObjectKey, GatewayPlan]
-    # route key -> keys of the Gateways it is attached to
-    route_parents: dict[ObjectKey, set[ObjectKey]]
+    # route key -> Gateway key -> names of the listeners it is attached to
+    route_parents: dict[ObjectKey, dict[ObjectKey, set[str]]]
     controller: str
     now: str
     problems: list[Problem] = field(default_factory=list)
-    # kind -> target -> winning policy
-    winners: dict[str, dict[TargetKey, Policy]] = field(default_factory=dict)
+    # kind -> target -> the policies attached to it, oldest first
+    attached: dict[str, dict[TargetKey, list[Policy]]] = field(default_factory=dict)
     _ancestors: dict[ObjectKey, list[_Ancestor]] = field(default_factory=dict)
     _notes: dict[ObjectKey, list[str]] = field(default_factory=dict)
     _policies: dict[ObjectKey, Policy] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for kind, cls in POLICY_KINDS.items():
-            self.winners[kind] = {}
-            candidates: dict[TargetKey, list[Policy]] = {}
+            attached: dict[TargetKey, list[Policy]] = {}
+            self.attached[kind] = attached
             for pol in sorted(self.rs.of(cls), key=_age):
                 self._policies[pol.key] = pol
                 for ref in pol.spec.target_refs:
                     key = self._resolve(kind, pol, ref)
-                    if key is not None:
-                        candidates.setdefault(key, []).append(pol)
-            for key, pols in candidates.items():
-                self.winners[kind][key] = pols[0]
-                for loser in pols[1:]:
-                    for anc in self._ancestors_of(key):
-                        self._add(loser, _Ancestor(anc, False, "Conflicted",
-                                                   f"{kind} {pols[0].namespace}/{pols[0].name} targets the same "
-                                                   f"{key[0]} {key[2]}{'/' + key[3] if key[3] else ''} and is older"))
-                for anc in self._ancestors_of(key):
-                    self._add(pols[0], _Ancestor(anc, True, "Accepted", "Accepted"))
+                    if key is not None and not any(p is pol for p in attached.get(key, ())):
+                        attached.setdefault(key, []).append(pol)
+            for key, pols in attached.items():
+                for i, pol in enumerate(pols):
+                    for gateway, ref, scope in self._ancestors_of(key, pol):
+                        rivals = [q for q in pols[:i] if _overlap(self._scope(key, q, gateway), scope)]
+                        self._add(pol, self._judge(kind, key, pol, rivals, ref))
+
+    def _judge(self, kind: str, key: TargetKey, pol: Policy, rivals: list[Policy], ref: dict[str, Any]) -> _Ancestor:
+        """`pol`'s status on one ancestor, given the older policies that apply there too."""
+        if not rivals:
+            return _Ancestor(ref, True, "Accepted", "Accepted")
+        first = rivals[0]
+        if kind in ATOMIC_KINDS:
+            return _Ancestor(ref, False, "Conflicted", f"{kind} {first.namespace}/{first.name} targets the same "
+                                                       f"{_target(key)} and is older; a {kind} applies whole")
+        lost: dict[str, Policy] = {}
+        mine = _fields(pol)
+        for name in mine:
+            owner = next((q for q in rivals if name in q.spec.model_fields_set), None)
+            if owner is not None:
+                lost[name] = owner
+        if not lost:
+            return _Ancestor(ref, True, "Accepted", "Accepted")
+        detail = "; ".join(
+            f"{_spec_path(pol, name)} comes from {kind} {owner.namespace}/{owner.name}, which also sets it on "
+            f"{_target(key)} and is older" for name, owner in lost.items())
+        if len(lost) == len(mine):
+            return _Ancestor(ref, False, "Conflicted", f"every field conflicts: {detail}")
+        kept = ", ".join(_spec_path(pol, name) for name in mine if name not in lost)
+        return _Ancestor(ref, True, "Accepted", f"Accepted; {kept} apply; field conflict: {detail}",
+                         superseded=f"{kept} apply; {detail}")
 
     # --- targets ------------------------------------------------------------------------------
 
-    def _ancestors_of(self, key: TargetKey) -> list[dict[str, Any]]:
+    def _scope(self, key: TargetKey, pol: Policy, gateway: ObjectKey) -> Scope:
+        if key[0] == "Gateway":
+            return "all" if (key[1], key[2]) == (gateway.namespace, gateway.name) else None
+        return scope_on(pol, gateway)
+
+    def _ancestors_of(self, key: TargetKey, pol: Policy) -> list[tuple[ObjectKey, dict[str, Any], Scope]]:
+        """(Gateway, ancestorRef, listeners) for each ancestor `pol` applies on through `key`: the
+        Gateway for a Gateway target; each parent it applies on for a route target (with a
+        sectionName when its parentRefs name listeners)."""
         kind, ns, name, section = key
         if kind == "Gateway":
             ref: dict[str, Any] = {"group": GROUP, "kind": "Gateway", "namespace": ns, "name": name}
             if section:
                 ref["sectionName"] = section
-            return [ref]
-        return [{"group": GROUP, "kind": "Gateway", "namespace": g_ns, "name": g_name}
-                for _, g_ns, g_name in sorted(self.route_parents.get(ObjectKey("HTTPRoute", ns, name), ()))]
+            return [(ObjectKey("Gateway", ns, name), ref, "all")]
+        out: list[tuple[ObjectKey, dict[str, Any], Scope]] = []
+        for gateway, listeners in sorted(self.route_parents.get(ObjectKey("HTTPRoute", ns, name), {}).items()):
+            base = {"group": GROUP, "kind": "Gateway", "namespace": gateway.namespace, "name": gateway.name}
+            scope = scope_on(pol, gateway)
+            if scope == "all":
+                out.append((gateway, base, scope))
+            elif scope is not None:
+                out += [(gateway, {**base, "sectionName": lst}, frozenset({lst}))
+                        for lst in sorted(scope) if lst in listeners]
+        return out
+
+    def _check_parent_refs(self, pol: Policy, route: ObjectKey) -> bool:
+        """Report each of `pol`'s parentRefs the route is not attached through; whether any is."""
+        refs = getattr(pol.spec, "parent_refs", None)
+        if refs is None:
+            return True
+        parents = self.route_parents.get(route, {})
+        ok = False
+        for ref in refs:
+            gateway = ObjectKey("Gateway", ref.namespace or pol.namespace, ref.name)
+            if gateway not in self.plans and any(g.key == gateway for g in self.rs.gateways):
+                continue  # another controller's Gateway: not ours to report on
+            listeners = parents.get(gateway)
+            if listeners is not None and (ref.section_name is None or ref.section_name in listeners):
+                ok = True
+                continue
+            anc: dict[str, Any] = {"group": GROUP, "kind": "Gateway", "namespace": gateway.namespace,
+                                   "name": gateway.name}
+            where = f"Gateway {gateway.namespace}/{gateway.name}"
+            if ref.section_name:
+                anc["sectionName"] = ref.section_name
+                where += f" listener {ref.section_name}"
+            self._add(pol, _Ancestor(anc, False, "TargetNotFound",
+                                     f"spec.parentRefs: HTTPRoute {route.namespace}/{route.name} is not attached "
+                                     f"to {where}"))
+        return ok
 
     def _resolve(self, kind: str, pol: Policy, ref: PolicyTargetRef) -> TargetKey | None:
         ns = pol.namespace
@@ -156,6 +264,8 @@ class PolicyAttachment:
             self._add(pol, _Ancestor(ref_dict, False, "TargetNotFound",
                                      f"{where} is not attached to any Gateway of this controller"))
             return None
+        if not self._check_parent_refs(pol, ObjectKey("HTTPRoute", ns, ref.name)):
+            return None
         return ("HTTPRoute", ns, ref.name, ref.section_name or "")
 
     def _add(self, pol: Policy, anc: _Ancestor) -> None:
@@ -177,20 +287,32 @@ class PolicyAttachment:
     def route_level(self) -> bool:
         """Whether any Security or RateLimit policy targets a listener or a route."""
         return any(key[0] == "HTTPRoute" or key[3] for kind in ("SecurityPolicy", "RateLimitPolicy")
-                   for key in self.winners[kind])
+                   for key in self.attached[kind])
 
     def chain(self, kind: str, gateway: ObjectKey, listener: str,
-              route: ObjectKey | None = None, rule: str | None = None) -> list[Policy]:
-        """The policies of `kind` that apply, least specific first."""
-        won = self.winners[kind]
-        if not won:
+              route: ObjectKey | None = None, rule: str | None = None) -> list[list[Policy]]:
+        """The policies of `kind` that apply, by level, least specific first; oldest first within
+        a level (only the oldest for an atomic kind)."""
+        attached = self.attached[kind]
+        if not attached:
             return []
         keys: list[TargetKey] = [(*gateway, ""), (*gateway, listener)]
         if route is not None:
             keys.append((*route, ""))
             if rule:
                 keys.append((*route, rule))
-        return [won[k] for k in keys if k in won]
+        levels = []
+        for key in keys:
+            level = [p for p in attached.get(key, ())
+                     if key[0] == "Gateway" or _applies(scope_on(p, gateway), listener)]
+            if level:
+                levels.append(level[:1] if kind in ATOMIC_KINDS else level)
+        return levels
+
+    def combined(self, kind: str, key: TargetKey) -> Any:
+        """The spec the policies on `key` add up to (None without any)."""
+        pols = self.attached[kind].get(key)
+        return merged([pols]) if pols else None
 
     # --- status -------------------------------------------------------------------------------
 
@@ -205,6 +327,8 @@ class PolicyAttachment:
                 if anc.accepted and notes:
                     message += "; warnings: " + "; ".join(notes)
                 conds = [condition("Accepted", anc.accepted, anc.reason, message, gen, self.now)]
+                if anc.accepted and anc.superseded:
+                    conds.append(condition("PartiallyEnforced", True, "Conflicted", anc.superseded, gen, self.now))
                 if anc.resolved is not None:
                     ok, msg = anc.resolved
                     conds.append(condition("ResolvedRefs", ok, "ResolvedRefs" if ok else "InvalidRef", msg, gen,
@@ -245,20 +369,36 @@ class PolicyAttachment:
                 anc.resolved = (ok, message)
 
 
+def _applies(scope: Scope, listener: str) -> bool:
+    return scope == "all" or (scope is not None and listener in scope)
+
+
+def merged(levels: list[list[Policy]]) -> Any:
+    """The effective spec: each level's policies combined (oldest wins per field), then levels
+    merged, the more specific on top."""
+    spec: Any = None
+    for level in levels:
+        here = combine_same_target([p.spec for p in level]) if len(level) > 1 else level[0].spec
+        spec = here if spec is None else merge_specs(spec, here)
+    return spec
+
+
 def _one_per_ancestor(entries: list[_Ancestor]) -> list[_Ancestor]:
     """One entry per ancestor (a policy targeting two rules of a route reaches its Gateways
     twice): accepted if it applies through any target, with every other outcome in the message."""
-    merged: dict[str, _Ancestor] = {}
+    by_ref: dict[str, _Ancestor] = {}
     for anc in entries:
         key = repr(sorted(anc.ref.items()))
-        have = merged.get(key)
+        have = by_ref.get(key)
         if have is None:
-            merged[key] = _Ancestor(dict(anc.ref), anc.accepted, anc.reason, anc.message, anc.resolved)
+            by_ref[key] = replace(anc, ref=dict(anc.ref))
             continue
         first, second = (have, anc) if have.accepted or not anc.accepted else (anc, have)
         message = first.message if second.message in first.message else f"{first.message}; {second.message}"
-        merged[key] = _Ancestor(first.ref, first.accepted, first.reason, message, first.resolved or second.resolved)
-    return list(merged.values())
+        superseded = "; ".join(dict.fromkeys(s for s in (first.superseded, second.superseded) if s)) or None
+        by_ref[key] = _Ancestor(first.ref, first.accepted, first.reason, message, first.resolved or second.resolved,
+                                superseded)
+    return list(by_ref.values())
 
 
 def _path(p: HTTPPathMatch) -> ir.PathMatch:
@@ -292,31 +432,27 @@ class PolicyResolver:
         off); None when none sets it. HSTS is a property of a whole host (browsers apply it to
         every path), so route-level values are ignored with a warning (`warn_route_hsts`)."""
         chain = self.attachment.chain("SecurityPolicy", self.gateway, listener)
-        if not any("hsts" in p.spec.model_fields_set for p in chain):
+        if not any("hsts" in p.spec.model_fields_set for level in chain for p in level):
             return None
-        spec: SecurityPolicySpec = self._merged(chain)
+        spec: SecurityPolicySpec = merged(chain)
         return spec.hsts.header() if spec.hsts is not None else ""
 
     def ordered(self) -> tuple[ir.Policy, ...]:
         return tuple(replace(p, id=i) for p, i in sorted(self.policies.items(), key=lambda kv: kv[1]))
 
-    def _merged(self, chain: list[Policy]) -> Any:
-        spec = chain[0].spec
-        for pol in chain[1:]:
-            spec = merge_specs(spec, pol.spec)
-        return spec
+    def _setter(self, chain: list[list[Policy]], name: str) -> Policy:
+        """The policy whose spec field `name` is in effect: the oldest that sets it at the most
+        specific level that does."""
+        for level in reversed(chain):
+            for pol in level:
+                if name in pol.spec.model_fields_set:
+                    return pol
+        return chain[-1][0]
 
-    def _setter(self, chain: list[Policy], name: str) -> Policy:
-        """The most specific policy in `chain` that sets spec field `name`."""
-        for pol in reversed(chain):
-            if name in pol.spec.model_fields_set:
-                return pol
-        return chain[-1]
-
-    def _build(self, sec: list[Policy], rl: list[Policy]) -> ir.Policy:
+    def _build(self, sec: list[list[Policy]], rl: list[list[Policy]]) -> ir.Policy:
         out = ir.Policy(id=0)
         if sec:
-            s: SecurityPolicySpec = self._merged(sec)
+            s: SecurityPolicySpec = merged(sec)
             out = replace(
                 out,
                 request_headers=header_ops(s.request_headers),
@@ -345,10 +481,11 @@ class PolicyResolver:
                     ir.WafExclusion(tuple(e.rule_ids), tuple(e.args), tuple(e.request_headers),
                                     tuple(_path(p) for p in e.paths)) for e in w.exclusions)))
         if rl:
-            r: RateLimitPolicySpec = self._merged(rl)
+            r: RateLimitPolicySpec = merged(rl)
             # One budget per distinct (policies, settings): a Gateway-wide limit is shared by every
             # route it covers; a route that changes any field gets its own.
-            ident = repr(([(p.namespace, p.name) for p in rl], r.model_dump(exclude={"target_refs"})))
+            ident = repr(([(p.namespace, p.name) for level in rl for p in level],
+                          r.model_dump(exclude={"target_refs", "parent_refs"})))
             bucket = "b" + hashlib.sha256(ident.encode()).hexdigest()[:12]
             key = {"ClientIP": "ip", "Header": "header", "Route": "route"}[r.key.type]
             out = replace(out, rate_limit=ir.RateLimit(
@@ -357,7 +494,7 @@ class PolicyResolver:
                 r.rate_limit_headers))
         return out
 
-    def _direct(self, s: SecurityPolicySpec, chain: list[Policy]) -> tuple[ir.DirectResponse, ...]:
+    def _direct(self, s: SecurityPolicySpec, chain: list[list[Policy]]) -> tuple[ir.DirectResponse, ...]:
         out: list[ir.DirectResponse] = []
         if s.security_txt is not None:
             txt = s.security_txt
@@ -393,24 +530,25 @@ class PolicyResolver:
 
 
 def client_ip(attachment: PolicyAttachment, gateway: ObjectKey) -> ir.ClientIP:
-    pol = attachment.winners["ClientTrafficPolicy"].get((*gateway, ""))
-    if not isinstance(pol, ClientTrafficPolicy):
+    spec = attachment.combined("ClientTrafficPolicy", (*gateway, ""))
+    if not isinstance(spec, ClientTrafficPolicySpec):
         return ir.ClientIP()
-    c = pol.spec.client_ip
+    c = spec.client_ip
     source = {"Connection": "connection", "XForwardedFor": "xff", "ProxyProtocol": "proxy_protocol"}[c.source]
     return ir.ClientIP(source, c.trusted_hops, tuple(c.trusted_cidrs))  # type: ignore[arg-type]
 
 
 def warn_route_hsts(attachment: PolicyAttachment) -> None:
-    for key, pol in attachment.winners["SecurityPolicy"].items():
-        if key[0] == "HTTPRoute" and "hsts" in pol.spec.model_fields_set:
-            attachment.note(pol, "spec.hsts applies to whole hosts: set it on a policy that targets a Gateway "
-                                 "or a listener; this value is ignored")
+    for key, pols in attachment.attached["SecurityPolicy"].items():
+        for pol in pols:
+            if key[0] == "HTTPRoute" and "hsts" in pol.spec.model_fields_set:
+                attachment.note(pol, "spec.hsts applies to whole hosts: set it on a policy that targets a "
+                                     "Gateway or a listener; this value is ignored")
 
 
 def reject_ambiguous_paths(attachment: PolicyAttachment, gateway: ObjectKey) -> bool:
-    pol = attachment.winners["ClientTrafficPolicy"].get((*gateway, ""))
-    return not isinstance(pol, ClientTrafficPolicy) or pol.spec.path.ambiguous == "Reject"
+    spec = attachment.combined("ClientTrafficPolicy", (*gateway, ""))
+    return not isinstance(spec, ClientTrafficPolicySpec) or spec.path.ambiguous == "Reject"
 
 
 def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
