@@ -22,6 +22,18 @@ Backends = Callable[..., Backend]
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
+# Passes the client's X-Forwarded-For on (the default sends only the client address), so the
+# backend shows which copy of a duplicated one was kept.
+APPEND = """\
+apiVersion: policy.wardgate.io/v1alpha1
+kind: ClientTrafficPolicy
+metadata: {name: append, namespace: default}
+spec:
+  targetRefs: [{kind: Gateway, name: gw}]
+  clientIP: {forwardedFor: Append}
+"""
+
+
 def send(gateway: Gateway, *headers: tuple[str, str], path: str = "/dup") -> tuple[int, dict[str, list[str]]]:
     r = raw(gateway.address(), http("GET", path, list(headers)))
     return r.status, (r.json["headers"] if r.status == 200 else {})
@@ -36,7 +48,7 @@ def test_duplicate_headers_only_policy_renders_no_lua(gateway: Gateway, backends
 
 
 def test_duplicate_headers_in_the_module(gateway: Gateway, backends: Backends) -> None:
-    setup(gateway, backends, example("duplicate-headers"))  # default KeepFirst, X-Tenant KeepLast
+    setup(gateway, backends, example("duplicate-headers"), APPEND)  # default KeepFirst, X-Tenant KeepLast
     # Headers nginx itself knows (it keeps pointers to them) are deduplicated like any other.
     status, seen = send(gateway, ("User-Agent", "first"), ("Accept", "a/a"), ("User-Agent", "second"),
                         ("Accept", "b/b"))
@@ -79,7 +91,7 @@ spec:
 def test_duplicate_headers_with_other_lua_checks(gateway: Gateway, backends: Backends) -> None:
     """With request limits on the same policy the check stays in Lua (to keep the order of checks):
     the same answers, also for headers nginx keeps pointers to."""
-    setup(gateway, backends, LUA_TOO)
+    setup(gateway, backends, LUA_TOO, APPEND)
     assert "wardgate_duplicate_headers" not in rendered(gateway)
     status, seen = send(gateway, ("User-Agent", "first"), ("Accept", "a/a"), ("User-Agent", "second"),
                         ("Accept", "b/b"), ("X-Tenant", "t1"), ("X-Tenant", "t2"))
