@@ -793,9 +793,13 @@ class _Renderer:
                 entry("413", R("$wg_decision_413"))]),
             *(Directive("map", (R("$upstream_status"), R(f"$wg_decision_{status}")), [
                 entry("", decision), d("default", "allow")])
-              for status, decision in (("400", "invalid-request"), ("413", "request-limits"))),
+              for status, decision in (("400", "invalid-request"),)),
             Directive("map", (Expr((R("$wg_waf"), "|", R("$upstream_status"))), R("$wg_decision_403")), [
-                entry("on|", "waf"), d("default", "allow")]),
+                entry("on|", "waf"), entry("cap|", "waf"), d("default", "allow")]),
+            # ModSecurity's own 413 only where nginx has no body limit (policies.py, $wg_waf "cap").
+            Directive("map", (Expr((R("$wg_waf"), "|", R("$upstream_status"))), R("$wg_decision_413")), [
+                entry("|", "request-limits"), entry("on|", "request-limits"), entry("cap|", "waf-body-limit"),
+                d("default", "allow")]),
         ]
         if any(p.protocol == "HTTPS" for p in self.gw.ports):
             http.block += tls_http_directives()

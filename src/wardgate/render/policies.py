@@ -29,6 +29,7 @@ from wardgate.quoting import (
     Text,
     header_variable,
     lua_literal,
+    modsec_request_policy,
     regex_escape,
 )
 from wardgate.render.emit import Directive, d, entry, map_entry
@@ -403,6 +404,7 @@ class PolicyRenderer:
             f'SecAction "id:{WAF_RULE_BASE},phase:1,pass,nolog,t:none,'
             f'setvar:tx.paranoia_level={w.paranoia},setvar:tx.executing_paranoia_level={w.paranoia},'
             f'setvar:tx.inbound_anomaly_score_threshold={w.threshold}"',
+            *modsec_request_policy(w.methods, w.uninspected_types, w.body_limit),
         ]
         rule_id = WAF_RULE_BASE + 1
         for ex in w.exclusions:
@@ -429,7 +431,9 @@ class PolicyRenderer:
                 rules.append("SecRuleRemoveById " + " ".join(str(i) for i in ex.rule_ids))
         # Every rules string must end with a newline: without it a SecRuleUpdateTargetById breaks
         # the next rule libmodsecurity parses.
-        return [d("modsecurity", R("on")), d("set", R("$wg_waf"), R("on") if w.mode == "Block" else ""),
+        # "cap": nginx has no body limit here, so a 413 is the WAF's (decision `waf-body-limit`).
+        mark = ("cap" if p.max_body_bytes == 0 else "on") if w.mode == "Block" else ""
+        return [d("modsecurity", R("on")), d("set", R("$wg_waf"), R(mark) if mark else ""),
                 d("modsecurity_rules", Lines("\n".join(rules) + "\n"))]
 
     # --- direct responses --------------------------------------------------------------------------
