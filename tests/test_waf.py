@@ -126,8 +126,11 @@ def test_body_size_answers_before_the_waf(gateway: Gateway, backends: Backends) 
 
 
 def test_verify_waf_on_the_shared_corpora_matches_plain_modsecurity(waf_corpus: Path) -> None:
-    """The whole corpus at PL1 through wardgate: at least FORMAT.md's plain ModSecurity+CRS 3.3.4
-    figures, minus 1 point."""
+    """The whole corpus at PL1 through wardgate: FORMAT.md's plain ModSecurity+CRS 3.3.4 attack
+    figures (minus 1 point), and more benign requests through than CRS's defaults let (92.1%): the
+    methods, JSON types and body limits wardgate sets (docs/policies.md, WAF). 8 of 151 stay
+    refused by default: text/plain x2, NDJSON, octet-stream (uninspected unless a route lists
+    them), GraphQL x2 and Markdown x2 (per-route exclusions)."""
     doc = WafRun(waf_corpus, paranoia=1, workers=4).run()
     assert set(doc["summary"]) == {"block_expected", "blocked", "allow_expected", "allowed"}
     assert all(set(g) == {"source", "category", "block_expected", "blocked", "allow_expected", "allowed"}
@@ -143,9 +146,9 @@ def test_verify_waf_on_the_shared_corpora_matches_plain_modsecurity(waf_corpus: 
         s = by_source[source]
         return 100.0 * s[what] / s[f"{'block' if what == 'blocked' else 'allow'}_expected"]
 
-    baseline = {("crs-regression", "blocked"): 98.1, ("crs-regression", "allowed"): 60.4,
+    baseline = {("crs-regression", "blocked"): 98.1, ("crs-regression", "allowed"): 61.2,
                 ("gotestwaf", "blocked"): 39.3, ("gotestwaf", "allowed"): 77.3,
-                ("payloadbox", "blocked"): 95.1, ("benign-basic", "allowed"): 92.1}
+                ("payloadbox", "blocked"): 95.1, ("benign-basic", "allowed"): 95.7}
     got = {key: round(rate(*key), 1) for key in baseline}
     assert all(got[key] >= baseline[key] - 1.0 for key in baseline), got
 
@@ -358,3 +361,46 @@ def test_unlimited_body_stops_at_the_waf_cap_with_its_own_label(gateway: Gateway
     assert (entry["decision"], entry["status"]) == ("waf-body-limit", 413)
     audit = [a for a in audit_entries(gateway) if a["transaction"]["unique_id"] == entry["request_id"]]
     assert audit and "77903" in rule_ids(audit[0])
+
+
+def _benign(waf_corpus: Path, record_id: str) -> dict[str, Any]:
+    for line in (waf_corpus / "benign-basic.jsonl").read_text().splitlines():
+        record: dict[str, Any] = json.loads(line)
+        if record["id"] == record_id:
+            return record
+    raise AssertionError(record_id)
+
+
+def _replay(addr: str, record: dict[str, Any], host: str = "example.com") -> int:
+    headers = [(k, v) for k, v in record["headers"].items() if k.lower() != "host"]
+    body = record["body"].encode() if record["body"] is not None else None
+    return raw(addr, http(record["method"], record["path"], headers, body, host=host)).status
+
+
+def test_documented_exclusions_for_graphql_and_markdown(
+        gateway: Gateway, backends: Backends, waf_corpus: Path) -> None:
+    """The two content false positives of the benign corpus, and the exclusions docs/policies.md
+    gives for them: only the named rules skip only the named JSON field."""
+    graphql = [_benign(waf_corpus, i) for i in ("benign-084-graphql-query", "benign-085-graphql-mutation")]
+    markdown = [_benign(waf_corpus, i) for i in ("benign-079-comment-markdown", "benign-080-comment-markdown-code")]
+    setup(gateway, backends, _waf_policy("app"))
+    addr = gateway.address()
+    assert [_replay(addr, r) for r in graphql + markdown] == [403] * 4  # CRS 3.3.4 as it is
+    setup(gateway, backends, example("waf-graphql"))
+    assert [_replay(addr, r) for r in graphql] == [200, 200]
+    assert [_replay(addr, r) for r in markdown] == [403, 403]
+    sqli = {"query": "query { a }", "variables": {"id": "1' OR '1'='1"}}
+    assert _send(addr, "POST", "/graphql", "application/json", json.dumps(sqli).encode()) == 403
+    setup(gateway, backends, example("waf-markdown"))
+    assert [_replay(addr, r) for r in markdown] == [200, 200]
+    xss = {"author": "x", "body_markdown": "hi", "url": "<script>alert(1)</script>"}
+    assert _send(addr, "POST", "/api/v1/posts/p/comments", "application/json", json.dumps(xss).encode()) == 403
+
+
+def test_documented_uninspected_types_example(gateway: Gateway, backends: Backends, waf_corpus: Path) -> None:
+    beacon = _benign(waf_corpus, "benign-086-analytics-beacon")
+    ndjson = _benign(waf_corpus, "benign-139-ndjson-logs")
+    setup(gateway, backends, example("waf-uninspected-types"))
+    addr = gateway.address()
+    assert [_replay(addr, r, host="other.example.com") for r in (beacon, ndjson)] == [200, 200]
+    assert status(gateway, SQLI, host="other.example.com") == 403  # the URL is still inspected
