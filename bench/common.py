@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -73,6 +74,25 @@ def scratch_dir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=f"wardgate-bench-{prefix}-"))
     path.chmod(0o755)
     return path
+
+
+def nginx_test(conf: Path, prefix: Path, timeout_s: float = 600) -> float:
+    """Seconds `nginx -t` takes to load `conf` with nginx prefix `prefix`; raises if it fails."""
+    return nginx_test_times(conf, prefix, timeout_s)[0]
+
+
+def nginx_test_times(conf: Path, prefix: Path, timeout_s: float = 600) -> tuple[float, float]:
+    """(wall, CPU) seconds of one `nginx -t`. The CPU time (user + system of the nginx process)
+    hardly changes when other processes share the machine; the wall time does."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(["nginx", "-t", "-q", "-p", f"{prefix}/", "-c", str(conf)],
+                          capture_output=True, text=True, timeout=timeout_s, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nginx -t failed: {proc.stderr.strip()[:500]}")
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def free_port() -> int:

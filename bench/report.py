@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.common import ensure_matplotlib, log, ratio, write_json
 
-HEADLINE_LINES = 17
+HEADLINE_LINES = 18
 WAF_HEADLINE_KIND = "get"  # the waf/limit headlines: the same benign GET / as the dataplane suite
 
 
@@ -85,6 +85,7 @@ def headlines(suites: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
         lines += [("scale p99 10k/10", f"n/a (scale suite {why})"),
                   ("scale cpu-efficiency 10k/10", f"n/a (scale suite {why})"),
                   ("scale reconcile 10k", f"n/a (scale suite {why})")]
+    lines.append(_policy_overhead_line(sc))
 
     rc = suites.get("reconfig")
     if rc and "error" not in rc:
@@ -96,6 +97,44 @@ def headlines(suites: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
         lines.append(("reconfig time-to-visible", f"n/a (reconfig suite {'failed' if rc else 'not run'})"))
     assert len(lines) == HEADLINE_LINES, len(lines)
     return lines
+
+
+def _policy_overhead_line(sc: dict[str, Any] | None) -> tuple[str, str]:
+    """What a Gateway-wide SecurityPolicy adds to nginx.conf and `nginx -t` at the largest size."""
+    po = (sc or {}).get("policy_overhead") or {}
+    sizes = sorted(int(n) for n in po.get("sizes", {}))
+    if not sizes:
+        why = po.get("error") or ("scale suite failed" if sc and "error" in sc else "not run")
+        return "scale policy overhead 10k", f"n/a ({why})"
+    entry = po["sizes"][str(sizes[-1])]
+    if entry.get("error"):
+        return f"scale policy overhead {_size_label(sizes[-1])}", f"n/a ({entry['error'][:80]})"
+    return (f"scale policy overhead {_size_label(sizes[-1])}",
+            f"config {_f(entry.get('config_ratio'))}x, nginx -t {_f(entry.get('nginx_t_ratio'))}x")
+
+
+def _policy_overhead_md(po: dict[str, Any]) -> list[str]:
+    if not po.get("sizes"):
+        return []
+    rows = []
+    for n, e in sorted(po["sizes"].items(), key=lambda kv: int(kv[0])):
+        if e.get("error"):
+            rows.append([n, *["—"] * 8, e["error"][:120]])
+            continue
+        wo, w = e["without_policy"], e["with_policy"]
+        rows.append([n, _f(wo["nginx_conf_mb"]), _f(w["nginx_conf_mb"]), _f(e["config_ratio"]),
+                     f"{_f(wo.get('nginx_t_cpu_s'))} ({_f(wo['nginx_t_s'])})",
+                     f"{_f(w.get('nginx_t_cpu_s'))} ({_f(w['nginx_t_s'])})", _f(e["nginx_t_ratio"]),
+                     f"{_f(wo['translate_s'], 3)} / {_f(w['translate_s'], 3)}",
+                     f"{_f(wo['render_s'], 3)} / {_f(w['render_s'], 3)} (again {_f(wo.get('render_again_s'), 3)} / "
+                     f"{_f(w.get('render_again_s'), 3)})", ""])
+    return ["### Policy overhead (bench/overhead.py)", "", f"Measured {po.get('started')} at commit "
+            f"{po.get('commit')}. {po.get('routes')}; {po.get('policy')}. "
+            "Without / with the policy on the same routes; translate and render: CPU s of the controller "
+            "process (render cold / again with memoized servers).", "",
+            *_table(["hosts", "nginx.conf MB without", "with", "ratio", "nginx -t CPU s (wall) without", "with",
+                     "CPU ratio",
+                     "translate s without / with", "render s without / with", "error"], rows), ""]
 
 
 def _range(r: list[float] | None) -> str:
@@ -283,7 +322,7 @@ def _scale_md(sc: dict[str, Any]) -> list[str]:
     if err_rows:
         out += ["", "Errors:", *err_rows]
     out += ["", "nginx memory sums master + workers (RSS double-counts pages shared after fork; PSS does not).", ""]
-    return out
+    return out + _policy_overhead_md(sc.get("policy_overhead") or {})
 
 
 def _reconfig_md(rc: dict[str, Any]) -> list[str]:

@@ -8,6 +8,8 @@ memory figures belong to that size alone. Per size:
 - controller memory (VmRSS and peak ru_maxrss) and nginx memory (RSS and PSS of master + workers,
   after start and after reloads: the master grows after a reload);
 - the data plane on the LAST route (pinned like the dataplane suite), compared with the 10-route case.
+Then bench/overhead.py: what a Gateway-wide SecurityPolicy adds to nginx.conf and `nginx -t` at
+2,000 and 10,000 hosts (headline `scale policy overhead`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import manifests
+from bench import manifests, overhead
 from bench.common import (
     PROXY_CPU,
     REPO,
@@ -37,6 +39,7 @@ from bench.common import (
     measure,
     median,
     memory,
+    nginx_test,
     pin,
     ratio,
     reaches_backend,
@@ -114,12 +117,7 @@ def _status_kb(field: str) -> int:
 
 
 def _nginx_t(conf_dir: Path, workdir: Path) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(["nginx", "-t", "-q", "-p", f"{workdir}/", "-c", str(conf_dir / "nginx.conf")],
-                          capture_output=True, text=True, timeout=300, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"nginx -t failed: {proc.stderr.strip()}")
-    return time.perf_counter() - t0
+    return nginx_test(conf_dir / "nginx.conf", workdir, 300)
 
 
 def _quiesce(master: int, workers: int, timeout_s: float = 15.0) -> bool:
@@ -293,6 +291,10 @@ def run(settings: Settings) -> dict[str, Any]:
                 "rps_ratio": _r(ratio(med["rps"], base["rps"])),
                 "cpu_efficiency": _r(ratio(base["cpu_us_per_req"], med["cpu_us_per_req"])),
             }
+    try:
+        doc["policy_overhead"] = overhead.run_isolated(settings.quick, settings.runs)
+    except Exception as exc:  # the sizes above still count
+        doc["policy_overhead"] = {"error": f"{type(exc).__name__}: {exc}"}
     doc["wall_s"] = round(time.monotonic() - t_start, 1)
     return doc
 

@@ -483,7 +483,9 @@ def test_conflicts_oldest_wins_and_target_not_found() -> None:
     assert root is not None and root.allowed_methods == ("GET",)
     young = status_of(tr, "SecurityPolicy", "infra", "young")[0]["conditions"][0]
     assert (young["status"], young["reason"]) == ("False", "Conflicted")
-    assert "SecurityPolicy infra/old targets the same Gateway gw and is older" in young["message"]
+    # Several policies on one target merge by field (issue 12): every field of this one is set by the older.
+    assert "spec.allowedMethods comes from SecurityPolicy infra/old" in young["message"]
+    assert "is older" in young["message"]
     expect = {("SecurityPolicy", "infra", "nolistener"): "Gateway infra/gw has no listener named 'nope'",
               ("SecurityPolicy", "apps", "norule"): "HTTPRoute apps/app has no rule named 'nope'",
               ("RateLimitPolicy", "apps", "noroute"): "HTTPRoute apps/ghost does not exist",

@@ -184,21 +184,8 @@ def check_waf_path(value: str) -> str:
     return value
 
 
-# --- ModSecurity: what CRS allows per route, and the body limits ----------------------------------
-# Methods and media types become CRS's space-separated `tx.allowed_*` lists; both grammars leave
-# out everything that could end a list entry, a quoted argument or start a macro (`|`, space, `'`,
-# `"`, `%`, `,`).
-_MODSEC_METHOD = re.compile(r"^[A-Z]{1,32}$")
+# A media type as CRS lists them: nothing that ends a list entry or a quoted rule argument.
 _MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9._+-]{0,63}/[a-z0-9][a-z0-9._+-]{0,63}$")
-# CRS 3.3.4's own list (REQUEST-901 rule 901162), which a location's list replaces.
-CRS_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "multipart/related", "text/xml",
-                     "application/xml", "application/soap+xml", "application/json",
-                     "application/cloudevents+json", "application/cloudevents-batch+json")
-# JSON bodies under a name Debian's `^application/json` rule (200001) misses: parsed and allowed.
-# Every `application/*+json` is matched by a rule of its own.
-JSON_CONTENT_TYPES = ("application/csp-report",)
-# Ids of the rules below, after the exclusions' (which count up from 77001, at most 256 of them).
-MODSEC_POLICY_RULE = 77_900
 
 
 def check_media_type(value: str) -> str:
@@ -206,44 +193,6 @@ def check_media_type(value: str) -> str:
     if not _MEDIA_TYPE.fullmatch(value):
         raise ValueError(f"{value!r} is not a media type such as text/plain (lower case, no parameters)")
     return value
-
-
-def modsec_request_policy(methods: tuple[str, ...], content_types: tuple[str, ...], body_limit: int) -> list[str]:
-    """One location's request policy for CRS and ModSecurity: the methods it allows (rule 911100),
-    the media types (920420), JSON parsing for every JSON type, and ModSecurity's body limits.
-
-    Location rules run before the http-level ones, so CRS's 901160/901162 find the lists set and
-    keep them. Over `body_limit` ModSecurity keeps the first `body_limit` bytes (ProcessPartial)
-    and rule MODSEC_POLICY_RULE+3 answers 413, which logs a rule id (Reject would answer 403
-    without one)."""
-    for m in methods:
-        if not _MODSEC_METHOD.fullmatch(m):
-            raise UnsafeValueError(f"refusing ModSecurity method {m!r}")
-    for t in content_types:
-        if not _MEDIA_TYPE.fullmatch(t):
-            raise UnsafeValueError(f"refusing ModSecurity media type {t!r}")
-    limit = int(body_limit)
-    if limit <= 0:
-        raise UnsafeValueError("a ModSecurity body limit must be positive (0 means no limit for one directive "
-                               "and refuse everything for the other)")
-    types = " ".join(f"|{t}|" for t in dict.fromkeys(CRS_CONTENT_TYPES + JSON_CONTENT_TYPES + content_types))
-    json_types = "|".join(re.escape(t) for t in JSON_CONTENT_TYPES)
-    rid = MODSEC_POLICY_RULE
-    return [
-        f"SecRequestBodyLimit {limit}",
-        f"SecRequestBodyNoFilesLimit {limit}",
-        "SecRequestBodyLimitAction ProcessPartial",
-        f"SecAction \"id:{rid},phase:1,pass,nolog,t:none,setvar:'tx.allowed_methods={' '.join(methods)}',"
-        f"setvar:'tx.allowed_request_content_type={types}'\"",
-        # As 920420 reads the type: up to the first `;` or space, lower-cased.
-        f'SecRule REQUEST_HEADERS:Content-Type "@rx ^(application/[^;\\s]+\\+json)(?:[;\\s]|$)" '
-        f'"id:{rid + 1},phase:1,pass,nolog,capture,t:none,t:lowercase,ctl:requestBodyProcessor=JSON,'
-        f"setvar:'tx.allowed_request_content_type=%{{tx.allowed_request_content_type}} |%{{tx.1}}|'\"",
-        f'SecRule REQUEST_HEADERS:Content-Type "@rx ^(?:{json_types})(?:[;\\s]|$)" '
-        f'"id:{rid + 2},phase:1,pass,nolog,t:none,t:lowercase,ctl:requestBodyProcessor=JSON"',
-        f'SecRule INBOUND_DATA_ERROR "@eq 1" "id:{rid + 3},phase:2,deny,status:413,log,t:none,'
-        f"msg:'Request body over the WAF limit of {limit} bytes'\"",
-    ]
 
 
 class Grammar:
@@ -804,3 +753,141 @@ def token(value: Arg) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return literal(value)
+
+
+# --- ModSecurity rule text ------------------------------------------------------------------
+# The only place wardgate writes libmodsecurity's rule language. The lines end up inside one
+# `modsecurity_rules` argument (Lines escapes that for nginx); every value in a rule is a number,
+# a name matched against a strict grammar, or a path regex checked like the model's WAF paths.
+
+# Rule ids wardgate generates per location (a range CRS leaves to users).
+MODSEC_RULE_BASE = 77_000
+# ARGS names and header names as the policy models allow them.
+_MODSEC_TARGET = re.compile(r"^[A-Za-z0-9_.\[\]-]+$")
+
+
+def _modsec_target(name: str) -> str:
+    if not _MODSEC_TARGET.fullmatch(name):
+        raise UnsafeValueError(f"refusing ModSecurity target name {name!r}")
+    return name
+
+
+def modsec_http_rules(base: str, setup: str, rules_dir: str, audit_log: str) -> list[str]:
+    """CRS for the whole Gateway, engine on (the nginx connector's `modsecurity off` keeps it out
+    of locations that don't ask for it)."""
+    return [
+        f"Include {base}",
+        "SecRuleEngine On",
+        # One JSON line per request a rule flagged (not per 4xx/5xx, Debian's default), without
+        # request headers (part B): they carry credentials.
+        "SecAuditEngine RelevantOnly",
+        'SecAuditLogRelevantStatus "^$"',
+        "SecAuditLogFormat JSON",
+        "SecAuditLogType Serial",
+        "SecAuditLogParts AHZ",
+        f"SecAuditLog {audit_log}",
+        f"Include {setup}",
+        f"Include {rules_dir}/*.conf",
+        # Outbound (response) rules off: the nginx connector can't refuse a response cleanly
+        # (at PL2 a backend 500 became an empty reply).
+        "SecRuleRemoveById 950000-959999",
+    ]
+
+
+def modsec_location_rules(block: bool, paranoia: int, threshold: int) -> list[str]:
+    """Engine mode, paranoia level and anomaly threshold for one location (a phase-1 SecAction:
+    location rules run before the http-level CRS)."""
+    return [
+        f'SecRuleEngine {"On" if block else "DetectionOnly"}',
+        f'SecAction "id:{MODSEC_RULE_BASE},phase:1,pass,nolog,t:none,'
+        f'setvar:tx.paranoia_level={int(paranoia)},setvar:tx.executing_paranoia_level={int(paranoia)},'
+        f'setvar:tx.inbound_anomaly_score_threshold={int(threshold)}"',
+    ]
+
+
+def modsec_path_exclusion(rule_id: int, path_rx: str, rule_ids: tuple[int, ...], args: tuple[str, ...],
+                   headers: tuple[str, ...]) -> str:
+    """Rules (or the whole engine, without rule ids) off for requests whose path matches `path_rx`."""
+    check_waf_path(path_rx)  # the model checked each path the same way
+    if rule_ids and (args or headers):
+        ctls = [f"ctl:ruleRemoveTargetById={int(i)};ARGS:{_modsec_target(a)}" for i in rule_ids for a in args]
+        ctls += [f"ctl:ruleRemoveTargetById={int(i)};REQUEST_HEADERS:{_modsec_target(h)}" for i in rule_ids
+                 for h in headers]
+    elif rule_ids:
+        ctls = [f"ctl:ruleRemoveById={int(i)}" for i in rule_ids]
+    else:
+        ctls = ["ctl:ruleEngine=Off"]
+    # normalizePath: ModSecurity decodes the path but keeps dot segments, so /upload/../admin
+    # would otherwise match /upload while nginx serves /admin.
+    return (f'SecRule REQUEST_FILENAME "@rx {path_rx}" "id:{int(rule_id)},phase:1,pass,nolog,t:none,'
+            "t:normalizePath," + ",".join(ctls) + '"')
+
+
+def modsec_target_exclusions(rule_ids: tuple[int, ...], args: tuple[str, ...], headers: tuple[str, ...]) -> list[str]:
+    """Some args/headers out of these rules' targets, on every path."""
+    targets = [f"!ARGS:{_modsec_target(a)}" for a in args] + [f"!REQUEST_HEADERS:{_modsec_target(h)}" for h in headers]
+    return [f'SecRuleUpdateTargetById {int(i)} "{"|".join(targets)}"' for i in rule_ids]
+
+
+def modsec_remove_rules(rule_ids: tuple[int, ...]) -> str:
+    return "SecRuleRemoveById " + " ".join(str(int(i)) for i in rule_ids)
+
+
+def modsec_rules_text(lines: list[str]) -> str:
+    """One rules argument. Every rules string must end with a newline: without it a
+    SecRuleUpdateTargetById breaks the next rule libmodsecurity parses."""
+    return "\n".join(lines) + "\n"
+
+
+# --- ModSecurity: what CRS allows per route, and the body limits --------------------------------
+# Methods and media types become CRS's space-separated `tx.allowed_*` lists; both grammars leave
+# out everything that could end a list entry, a quoted argument or start a macro (`|`, space, `'`,
+# `"`, `%`, `,`).
+_MODSEC_METHOD = re.compile(r"^[A-Z]{1,32}$")
+# CRS 3.3.4's own list (REQUEST-901 rule 901162), which a location's list replaces.
+CRS_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "multipart/related", "text/xml",
+                     "application/xml", "application/soap+xml", "application/json",
+                     "application/cloudevents+json", "application/cloudevents-batch+json")
+# JSON bodies under a name Debian's `^application/json` rule (200001) misses: parsed and allowed.
+# Every `application/*+json` is matched by a rule of its own.
+JSON_CONTENT_TYPES = ("application/csp-report",)
+# Ids of the rules below, after the exclusions' (which count up from 77001, at most 256 of them).
+MODSEC_POLICY_RULE = MODSEC_RULE_BASE + 900
+
+
+def modsec_request_policy(methods: tuple[str, ...], content_types: tuple[str, ...], body_limit: int) -> list[str]:
+    """One location's request policy for CRS and ModSecurity: the methods it allows (rule 911100),
+    the media types (920420), JSON parsing for every JSON type, and ModSecurity's body limits.
+
+    Location rules run before the http-level ones, so CRS's 901160/901162 find the lists set and
+    keep them. Over `body_limit` ModSecurity keeps the first `body_limit` bytes (ProcessPartial)
+    and rule MODSEC_POLICY_RULE+3 answers 413, which logs a rule id (Reject would answer 403
+    without one)."""
+    for m in methods:
+        if not _MODSEC_METHOD.fullmatch(m):
+            raise UnsafeValueError(f"refusing ModSecurity method {m!r}")
+    for t in content_types:
+        if not _MEDIA_TYPE.fullmatch(t):
+            raise UnsafeValueError(f"refusing ModSecurity media type {t!r}")
+    limit = int(body_limit)
+    if limit <= 0:
+        raise UnsafeValueError("a ModSecurity body limit must be positive (0 means no limit for one directive "
+                               "and refuse everything for the other)")
+    types = " ".join(f"|{t}|" for t in dict.fromkeys(CRS_CONTENT_TYPES + JSON_CONTENT_TYPES + content_types))
+    json_types = "|".join(re.escape(t) for t in JSON_CONTENT_TYPES)
+    rid = MODSEC_POLICY_RULE
+    return [
+        f"SecRequestBodyLimit {limit}",
+        f"SecRequestBodyNoFilesLimit {limit}",
+        "SecRequestBodyLimitAction ProcessPartial",
+        f"SecAction \"id:{rid},phase:1,pass,nolog,t:none,setvar:'tx.allowed_methods={' '.join(methods)}',"
+        f"setvar:'tx.allowed_request_content_type={types}'\"",
+        # As 920420 reads the type: up to the first `;` or space, lower-cased.
+        f'SecRule REQUEST_HEADERS:Content-Type "@rx ^(application/[^;\\s]+\\+json)(?:[;\\s]|$)" '
+        f'"id:{rid + 1},phase:1,pass,nolog,capture,t:none,t:lowercase,ctl:requestBodyProcessor=JSON,'
+        f"setvar:'tx.allowed_request_content_type=%{{tx.allowed_request_content_type}} |%{{tx.1}}|'\"",
+        f'SecRule REQUEST_HEADERS:Content-Type "@rx ^(?:{json_types})(?:[;\\s]|$)" '
+        f'"id:{rid + 2},phase:1,pass,nolog,t:none,t:lowercase,ctl:requestBodyProcessor=JSON"',
+        f'SecRule INBOUND_DATA_ERROR "@eq 1" "id:{rid + 3},phase:2,deny,status:413,log,t:none,'
+        f"msg:'Request body over the WAF limit of {limit} bytes'\"",
+    ]

@@ -9,6 +9,8 @@
 --
 --   M.configure({ [id] = policy, ... })   -- init phase; validates, precomputes
 --   M.access(id)                          -- per request; may end the request
+--   M.run()                               -- per request (the http-level entry): the checks of
+--                                            the policy the serving place named in $wg_lua
 --
 -- policy (every key optional, nil = that check is off):
 --   max_url = N           414 when #$request_uri > N
@@ -296,6 +298,19 @@ function M.access(id)
     local rl = p.rl
     if rl then
         return rate_limit(rl)
+    end
+end
+
+-- The one entry point nginx calls (rewrite_by_lua at http level): the place that serves a
+-- request names its policy in $wg_lua. (nginx skips it in a location the request leaves by
+-- `rewrite ... last`.) Mirror subrequests share the variables of their request: never checked.
+function M.run()
+    if ngx.is_subrequest then
+        return
+    end
+    local id = ngx_var.wg_lua
+    if id and id ~= "" then
+        return M.access(tonumber(id))
     end
 end
 

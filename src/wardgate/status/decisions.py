@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ACCESS_LOG = "access.log"
-AUDIT_LOG = "waf-audit.log"
+from wardgate.render.accesslog import ACCESS_LOG, AUDIT_LOG, REQUEST_ID_FIELD
 
 
 def _json_lines(path: Path, last: int | None = None) -> Iterator[dict[str, Any]]:
@@ -48,15 +47,15 @@ def waf_rules(audit: dict[str, Any]) -> tuple[str, list[str]] | None:
 def decisions(logs_dir: Path, last: int | None = None) -> list[dict[str, Any]]:
     """The last `last` decision-log entries of one Gateway (all when None), with `waf_rules`."""
     entries = list(_json_lines(logs_dir / ACCESS_LOG, last))
-    wanted = {e.get("request_id") for e in entries}
+    wanted = {e.get(REQUEST_ID_FIELD) for e in entries}
     rules: dict[str, list[str]] = {}
     for audit in _json_lines(logs_dir / AUDIT_LOG):
         found = waf_rules(audit)
         if found and found[0] in wanted:
             rules[found[0]] = found[1]
     for e in entries:
-        if e.get("request_id") in rules:
-            e["waf_rules"] = rules[e["request_id"]]
+        if e.get(REQUEST_ID_FIELD) in rules:
+            e["waf_rules"] = rules[e[REQUEST_ID_FIELD]]
     return entries
 
 
