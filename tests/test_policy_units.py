@@ -411,10 +411,12 @@ def test_levels_merge_field_by_field_down_to_the_rule() -> None:
     assert login is not None and root is not None
     assert login.allowed_methods == ("POST",) and root.allowed_methods == ("GET",)
     for p in (login, root):
-        assert p.waf == ir.Waf("DetectOnly", 2, 9)
+        # CRS's methods and ModSecurity's body limit follow the merged allowedMethods and maxBodySize.
+        assert p.waf == ir.Waf("DetectOnly", 2, 9, methods=p.allowed_methods, body_limit=1024)
         assert (p.max_url_length, p.max_body_bytes) == (100, 1024)
     admin = pols[(8081, "")]  # the other listener: Gateway level only
-    assert admin is not None and admin.waf == ir.Waf("DetectOnly", 2, 5) and admin.max_body_bytes is None
+    assert admin is not None and admin.max_body_bytes is None
+    assert admin.waf == ir.Waf("DetectOnly", 2, 5, methods=("GET",), body_limit=ir.NGINX_BODY_LIMIT)
     for ns, name in (("infra", "gw-wide"), ("infra", "web"), ("apps", "route"), ("apps", "login")):
         anc = status_of(tr, "SecurityPolicy", ns, name)
         assert [a["conditions"][0]["reason"] for a in anc] == ["Accepted"], (name, anc)

@@ -126,8 +126,11 @@ def test_body_size_answers_before_the_waf(gateway: Gateway, backends: Backends) 
 
 
 def test_verify_waf_on_the_shared_corpora_matches_plain_modsecurity(waf_corpus: Path) -> None:
-    """The whole corpus at PL1 through wardgate: at least FORMAT.md's plain ModSecurity+CRS 3.3.4
-    figures, minus 1 point."""
+    """The whole corpus at PL1 through wardgate: FORMAT.md's plain ModSecurity+CRS 3.3.4 attack
+    figures (minus 1 point), and more benign requests through than CRS's defaults let (92.1%): the
+    methods, JSON types and body limits wardgate sets (docs/policies.md, WAF). 8 of 151 stay
+    refused by default: text/plain x2, NDJSON, octet-stream (uninspected unless a route lists
+    them), GraphQL x2 and Markdown x2 (per-route exclusions)."""
     doc = WafRun(waf_corpus, paranoia=1, workers=4).run()
     assert set(doc["summary"]) == {"block_expected", "blocked", "allow_expected", "allowed"}
     assert all(set(g) == {"source", "category", "block_expected", "blocked", "allow_expected", "allowed"}
@@ -143,9 +146,9 @@ def test_verify_waf_on_the_shared_corpora_matches_plain_modsecurity(waf_corpus: 
         s = by_source[source]
         return 100.0 * s[what] / s[f"{'block' if what == 'blocked' else 'allow'}_expected"]
 
-    baseline = {("crs-regression", "blocked"): 98.1, ("crs-regression", "allowed"): 60.4,
+    baseline = {("crs-regression", "blocked"): 98.1, ("crs-regression", "allowed"): 61.2,
                 ("gotestwaf", "blocked"): 39.3, ("gotestwaf", "allowed"): 77.3,
-                ("payloadbox", "blocked"): 95.1, ("benign-basic", "allowed"): 92.1}
+                ("payloadbox", "blocked"): 95.1, ("benign-basic", "allowed"): 95.7}
     got = {key: round(rate(*key), 1) for key in baseline}
     assert all(got[key] >= baseline[key] - 1.0 for key in baseline), got
 
@@ -256,3 +259,148 @@ def test_decisions_command_joins_waf_rule_ids(gateway: Gateway, backends: Backen
     assert "949110" in joined["waf_rules"] and any(r.startswith("942") for r in joined["waf_rules"])
     fine = next(e for e in lines if "marker=fine" in e["uri"])
     assert fine["decision"] == "allow" and "waf_rules" not in fine
+
+
+def _waf_policy(target: str, extra: str = "") -> str:
+    return textwrap.dedent(f"""\
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: SecurityPolicy
+        metadata: {{name: waf-{target}, namespace: default}}
+        spec:
+          targetRefs: [{{kind: HTTPRoute, name: {target}}}]
+          waf: {{mode: Block}}
+        """) + extra
+
+
+def _send(addr: str, method: str, path: str, content_type: str | None, body: bytes | None,
+          host: str = "example.com") -> int:
+    headers = [("Content-Type", content_type)] if content_type else []
+    return raw(addr, http(method, path, headers, body, host=host), timeout=60).status
+
+
+def test_crs_methods_follow_allowed_methods(gateway: Gateway, backends: Backends) -> None:
+    """CRS's 911100 refused PUT, PATCH and DELETE everywhere: its list is the route's methods now."""
+    methods = _waf_policy("other", "  allowedMethods: [GET, POST, PUT]\n")
+    setup(gateway, backends, _waf_policy("app"), methods)
+    addr = gateway.address()
+    for method in ("PUT", "PATCH", "DELETE", "GET", "OPTIONS"):  # no allowedMethods: the standard ones
+        assert _send(addr, method, f"/?m={method}", None, None) == 200, method
+    assert _send(addr, "PUT", "/", "application/json", b'{"shape": "circle"}', host="other.example.com") == 200
+    assert _send(addr, "DELETE", "/", None, None, host="other.example.com") == 405  # allowedMethods decides
+    assert _send(addr, "PROPFIND", "/", None, None) == 403  # not a standard method: CRS still refuses it
+    assert status(gateway, SQLI) == 403
+
+
+def test_json_media_types_are_parsed_and_allowed(gateway: Gateway, backends: Backends) -> None:
+    """Every application/*+json (and CSP reports) goes through the JSON parser: attacks in them are
+    seen, clean bodies pass. Before, cloudevents+json was allowed but never parsed."""
+    setup(gateway, backends, _waf_policy("app"))
+    addr = gateway.address()
+    attack = json.dumps({"id": "1' OR '1'='1", "q": "<script>alert(1)</script>"}).encode()
+    clean = json.dumps({"specversion": "1.0", "type": "order.created", "data": {"note": "Side door"}}).encode()
+    for ctype in ("application/cloudevents+json", "application/vnd.api+json; charset=utf-8",
+                  "application/merge-patch+json", "application/csp-report"):
+        assert _send(addr, "POST", "/events", ctype, clean) == 200, ctype
+        assert _send(addr, "POST", "/events", ctype, attack) == 403, ctype
+
+
+def test_uninspected_content_types_are_refused_unless_listed(gateway: Gateway, backends: Backends) -> None:
+    listed = _waf_policy("other").replace("waf: {mode: Block}", "waf: {mode: Block, allowUninspectedContentTypes: "
+                                                                "[text/plain, application/octet-stream]}")
+    setup(gateway, backends, _waf_policy("app"), listed)
+    addr = gateway.address()
+    note = b"Shopping list:\n- milk\n- bread\n"
+    for ctype, body in (("text/plain; charset=utf-8", note), ("application/octet-stream", bytes(range(256)))):
+        assert _send(addr, "POST", "/notes", ctype, body) == 403, ctype  # 920420, as CRS decides
+        assert _send(addr, "POST", "/notes", ctype, body, host="other.example.com") == 200, ctype
+    assert _send(addr, "POST", "/notes", "application/x-ndjson", b'{"a": 1}\n', host="other.example.com") == 403
+
+
+def test_modsecurity_body_limits_follow_request_limits(gateway: Gateway, backends: Backends) -> None:
+    """ModSecurity's own limits (12.5 MiB, 128 KiB without files) no longer answer under a larger
+    maxBodySize; above it nginx answers 413, labelled `request-limits`."""
+    limits = """\
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: SecurityPolicy
+        metadata: {name: limits, namespace: default}
+        spec:
+          targetRefs: [{kind: HTTPRoute, name: other}]
+          requestLimits: {maxBodySize: 16Mi}
+          waf: {mode: Block}
+        """
+    setup(gateway, backends, _waf_policy("app", "  requestLimits: {maxBodySize: 1Mi}\n"), limits)
+    addr = gateway.address()
+    # ~200 KiB of JSON, parsed (in fewer than Debian's 1000 arguments, SecArgumentsLimit)
+    doc = json.dumps({"items": ["x" * 1000] * 205}).encode()
+    assert 200 * 1024 < len(doc) < 1 << 20
+    assert _send(addr, "POST", "/?marker=json200k", "application/json", doc) == 200
+    upload = b"x" * (13 << 20)
+    assert _send(addr, "POST", "/?marker=upload13m", "application/octet-stream", upload,
+                 host="other.example.com") != 413  # not the size: 920420 refuses the type (403)
+    form = b"a=" + b"x" * (13 << 20)
+    assert _send(addr, "POST", "/?marker=form13m", "application/x-www-form-urlencoded", form,
+                 host="other.example.com") == 200
+    over = b"a=" + b"x" * (17 << 20)
+    assert _send(addr, "POST", "/?marker=form17m", "application/x-www-form-urlencoded", over,
+                 host="other.example.com") == 413
+    entry = decision_log(gateway, "marker=form17m")[0]
+    assert (entry["decision"], entry["status"]) == ("request-limits", 413)
+
+
+def test_unlimited_body_stops_at_the_waf_cap_with_its_own_label(gateway: Gateway, backends: Backends) -> None:
+    cap = 64 << 20  # wardgate.ir.WAF_BODY_CAP, spelled out so old code fails on behaviour
+    # An uninspected type, so the test doesn't wait for CRS to read 64 MiB.
+    policy = _waf_policy("app", "  requestLimits: {maxBodySize: 0}\n").replace(
+        "waf: {mode: Block}", "waf: {mode: Block, allowUninspectedContentTypes: [application/octet-stream]}")
+    setup(gateway, backends, policy)
+    addr = gateway.address()
+    octets = "application/octet-stream"
+    assert _send(addr, "POST", "/?marker=under", octets, b"x" * cap) == 200
+    assert _send(addr, "POST", "/?marker=overcap", octets, b"x" * (cap + 1)) == 413
+    entry = decision_log(gateway, "marker=overcap")[0]
+    assert (entry["decision"], entry["status"]) == ("waf-body-limit", 413)
+    audit = [a for a in audit_entries(gateway) if a["transaction"]["unique_id"] == entry["request_id"]]
+    assert audit and "77903" in rule_ids(audit[0])
+
+
+def _benign(waf_corpus: Path, record_id: str) -> dict[str, Any]:
+    for line in (waf_corpus / "benign-basic.jsonl").read_text().splitlines():
+        record: dict[str, Any] = json.loads(line)
+        if record["id"] == record_id:
+            return record
+    raise AssertionError(record_id)
+
+
+def _replay(addr: str, record: dict[str, Any], host: str = "example.com") -> int:
+    headers = [(k, v) for k, v in record["headers"].items() if k.lower() != "host"]
+    body = record["body"].encode() if record["body"] is not None else None
+    return raw(addr, http(record["method"], record["path"], headers, body, host=host)).status
+
+
+def test_documented_exclusions_for_graphql_and_markdown(
+        gateway: Gateway, backends: Backends, waf_corpus: Path) -> None:
+    """The two content false positives of the benign corpus, and the exclusions docs/policies.md
+    gives for them: only the named rules skip only the named JSON field."""
+    graphql = [_benign(waf_corpus, i) for i in ("benign-084-graphql-query", "benign-085-graphql-mutation")]
+    markdown = [_benign(waf_corpus, i) for i in ("benign-079-comment-markdown", "benign-080-comment-markdown-code")]
+    setup(gateway, backends, _waf_policy("app"))
+    addr = gateway.address()
+    assert [_replay(addr, r) for r in graphql + markdown] == [403] * 4  # CRS 3.3.4 as it is
+    setup(gateway, backends, example("waf-graphql"))
+    assert [_replay(addr, r) for r in graphql] == [200, 200]
+    assert [_replay(addr, r) for r in markdown] == [403, 403]
+    sqli = {"query": "query { a }", "variables": {"id": "1' OR '1'='1"}}
+    assert _send(addr, "POST", "/graphql", "application/json", json.dumps(sqli).encode()) == 403
+    setup(gateway, backends, example("waf-markdown"))
+    assert [_replay(addr, r) for r in markdown] == [200, 200]
+    xss = {"author": "x", "body_markdown": "hi", "url": "<script>alert(1)</script>"}
+    assert _send(addr, "POST", "/api/v1/posts/p/comments", "application/json", json.dumps(xss).encode()) == 403
+
+
+def test_documented_uninspected_types_example(gateway: Gateway, backends: Backends, waf_corpus: Path) -> None:
+    beacon = _benign(waf_corpus, "benign-086-analytics-beacon")
+    ndjson = _benign(waf_corpus, "benign-139-ndjson-logs")
+    setup(gateway, backends, example("waf-uninspected-types"))
+    addr = gateway.address()
+    assert [_replay(addr, r, host="other.example.com") for r in (beacon, ndjson)] == [200, 200]
+    assert status(gateway, SQLI, host="other.example.com") == 403  # the URL is still inspected

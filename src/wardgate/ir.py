@@ -294,12 +294,23 @@ class WafExclusion:
     paths: tuple[PathMatch, ...] = ()
 
 
+# What a route without allowedMethods allows, CRS's method check included.
+STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# nginx's client_max_body_size when requestLimits.maxBodySize is unset.
+NGINX_BODY_LIMIT = 1 << 20
+# ModSecurity holds a body in memory: where maxBodySize is 0 (no limit) it still stops here.
+WAF_BODY_CAP = 64 << 20
+
+
 @dataclass(frozen=True)
 class Waf:
     mode: Literal["Block", "DetectOnly", "Off"] = "Block"
     paranoia: int = 1
     threshold: int = 5
     exclusions: tuple[WafExclusion, ...] = ()
+    methods: tuple[str, ...] = STANDARD_METHODS  # CRS's tx.allowed_methods
+    uninspected_types: tuple[str, ...] = ()  # added to CRS's allowed content types
+    body_limit: int = NGINX_BODY_LIMIT  # ModSecurity's limits, equal to nginx's unless that has none
 
 
 DuplicateAction = Literal["allow", "reject", "first", "last"]

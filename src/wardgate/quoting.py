@@ -184,6 +184,17 @@ def check_waf_path(value: str) -> str:
     return value
 
 
+# A media type as CRS lists them: nothing that ends a list entry or a quoted rule argument.
+_MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9._+-]{0,63}/[a-z0-9][a-z0-9._+-]{0,63}$")
+
+
+def check_media_type(value: str) -> str:
+    """A lower-case `type/subtype` without parameters."""
+    if not _MEDIA_TYPE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a media type such as text/plain (lower case, no parameters)")
+    return value
+
+
 class Grammar:
     """The model's `Validators` (wardgate.validation): this module's checks, installed by the
     package, so the model never imports the grammar."""
@@ -197,6 +208,7 @@ class Grammar:
     regex = staticmethod(check_regex)
     no_zone = staticmethod(check_no_zone)
     waf_path = staticmethod(check_waf_path)
+    media_type = staticmethod(check_media_type)
 
     @staticmethod
     def literal_regex(value: str) -> str:
@@ -825,3 +837,57 @@ def modsec_rules_text(lines: list[str]) -> str:
     """One rules argument. Every rules string must end with a newline: without it a
     SecRuleUpdateTargetById breaks the next rule libmodsecurity parses."""
     return "\n".join(lines) + "\n"
+
+
+# --- ModSecurity: what CRS allows per route, and the body limits --------------------------------
+# Methods and media types become CRS's space-separated `tx.allowed_*` lists; both grammars leave
+# out everything that could end a list entry, a quoted argument or start a macro (`|`, space, `'`,
+# `"`, `%`, `,`).
+_MODSEC_METHOD = re.compile(r"^[A-Z]{1,32}$")
+# CRS 3.3.4's own list (REQUEST-901 rule 901162), which a location's list replaces.
+CRS_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "multipart/related", "text/xml",
+                     "application/xml", "application/soap+xml", "application/json",
+                     "application/cloudevents+json", "application/cloudevents-batch+json")
+# JSON bodies under a name Debian's `^application/json` rule (200001) misses: parsed and allowed.
+# Every `application/*+json` is matched by a rule of its own.
+JSON_CONTENT_TYPES = ("application/csp-report",)
+# Ids of the rules below, after the exclusions' (which count up from 77001, at most 256 of them).
+MODSEC_POLICY_RULE = MODSEC_RULE_BASE + 900
+
+
+def modsec_request_policy(methods: tuple[str, ...], content_types: tuple[str, ...], body_limit: int) -> list[str]:
+    """One location's request policy for CRS and ModSecurity: the methods it allows (rule 911100),
+    the media types (920420), JSON parsing for every JSON type, and ModSecurity's body limits.
+
+    Location rules run before the http-level ones, so CRS's 901160/901162 find the lists set and
+    keep them. Over `body_limit` ModSecurity keeps the first `body_limit` bytes (ProcessPartial)
+    and rule MODSEC_POLICY_RULE+3 answers 413, which logs a rule id (Reject would answer 403
+    without one)."""
+    for m in methods:
+        if not _MODSEC_METHOD.fullmatch(m):
+            raise UnsafeValueError(f"refusing ModSecurity method {m!r}")
+    for t in content_types:
+        if not _MEDIA_TYPE.fullmatch(t):
+            raise UnsafeValueError(f"refusing ModSecurity media type {t!r}")
+    limit = int(body_limit)
+    if limit <= 0:
+        raise UnsafeValueError("a ModSecurity body limit must be positive (0 means no limit for one directive "
+                               "and refuse everything for the other)")
+    types = " ".join(f"|{t}|" for t in dict.fromkeys(CRS_CONTENT_TYPES + JSON_CONTENT_TYPES + content_types))
+    json_types = "|".join(re.escape(t) for t in JSON_CONTENT_TYPES)
+    rid = MODSEC_POLICY_RULE
+    return [
+        f"SecRequestBodyLimit {limit}",
+        f"SecRequestBodyNoFilesLimit {limit}",
+        "SecRequestBodyLimitAction ProcessPartial",
+        f"SecAction \"id:{rid},phase:1,pass,nolog,t:none,setvar:'tx.allowed_methods={' '.join(methods)}',"
+        f"setvar:'tx.allowed_request_content_type={types}'\"",
+        # As 920420 reads the type: up to the first `;` or space, lower-cased.
+        f'SecRule REQUEST_HEADERS:Content-Type "@rx ^(application/[^;\\s]+\\+json)(?:[;\\s]|$)" '
+        f'"id:{rid + 1},phase:1,pass,nolog,capture,t:none,t:lowercase,ctl:requestBodyProcessor=JSON,'
+        f"setvar:'tx.allowed_request_content_type=%{{tx.allowed_request_content_type}} |%{{tx.1}}|'\"",
+        f'SecRule REQUEST_HEADERS:Content-Type "@rx ^(?:{json_types})(?:[;\\s]|$)" '
+        f'"id:{rid + 2},phase:1,pass,nolog,t:none,t:lowercase,ctl:requestBodyProcessor=JSON"',
+        f'SecRule INBOUND_DATA_ERROR "@eq 1" "id:{rid + 3},phase:2,deny,status:413,log,t:none,'
+        f"msg:'Request body over the WAF limit of {limit} bytes'\"",
+    ]

@@ -56,6 +56,10 @@ class Validators(Protocol):
         """A path that can become a WAF rule's operand."""
         ...
 
+    def media_type(self, value: str) -> str:
+        """A media type (`type/subtype`) the WAF can list as allowed."""
+        ...
+
 
 _installed: Validators | None = None
 

@@ -277,11 +277,24 @@ class WafExclusion(Model):
         return self
 
 
+def _uninspected_type(value: str) -> str:
+    validators().media_type(value)
+    if value.endswith("+json") or value in ("application/json", "application/csp-report"):
+        raise ValueError(f"{value} is parsed as JSON and allowed already; list only types the WAF cannot parse")
+    if value.startswith("multipart/") or value.endswith("xml") or value == "application/x-www-form-urlencoded":
+        raise ValueError(f"{value} has a body parser of its own; list only types the WAF cannot parse")
+    return value
+
+
 class Waf(Model):
     mode: Literal["Block", "DetectOnly", "Off"] = "Block"
     paranoia_level: Annotated[int, Field(ge=1, le=4)] = 1
     anomaly_threshold: Annotated[int, Field(ge=1, le=10000)] = 5
     exclusions: Annotated[list[WafExclusion], Field(max_length=256)] = Field(default_factory=list)
+    # Media types no ModSecurity body parser reads (text/plain, application/octet-stream, NDJSON):
+    # CRS refuses them (920420) unless listed here, and their bodies then pass uninspected.
+    allow_uninspected_content_types: Annotated[list[Annotated[str, AfterValidator(_uninspected_type)]], Field(
+        max_length=32)] = Field(default_factory=list)
 
 
 class Hsts(Model):

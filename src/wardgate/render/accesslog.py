@@ -40,7 +40,8 @@ def http_directives(enabled: bool, decision_fallback: str) -> list[Directive]:
     """log_format, access_log and the maps that turn checks and statuses into the decision.
 
     What the decision log says: the policy that answered; else, for answers no backend gave: "waf"
-    for a 403 on a WAF-enabled route, "request-limits" for nginx's 413 (body size),
+    for a 403 on a WAF-enabled route, "request-limits" for nginx's 413 (body size) and
+    "waf-body-limit" for ModSecurity's (only where nginx has no limit),
     "invalid-request" for its 400 (malformed), "direct-response" for a 200 (only direct responses
     answer 200 themselves, so their locations set nothing); else "allow". Keyed on one variable at a time, so an
     ordinary request costs two hash lookups: a regex map here was 6% of plain routing's
@@ -58,8 +59,11 @@ def http_directives(enabled: bool, decision_fallback: str) -> list[Directive]:
             entry("403", Raw("$wg_decision_403")), entry("413", Raw("$wg_decision_413"))]),
         *(Directive("map", (Raw("$upstream_status"), Raw(f"$wg_decision_{status}")), [
             entry("", decision), d("default", "allow")])
-          for status, decision in (("200", "direct-response"), ("400", "invalid-request"),
-                                   ("413", "request-limits"))),
+          for status, decision in (("200", "direct-response"), ("400", "invalid-request"))),
         Directive("map", (Expr((Raw("$wg_waf"), "|", Raw("$upstream_status"))), Raw("$wg_decision_403")), [
-            entry("on|", "waf"), d("default", "allow")]),
+            entry("on|", "waf"), entry("cap|", "waf"), d("default", "allow")]),
+        # ModSecurity's own 413 only where nginx has no body limit (waf.py sets $wg_waf "cap").
+        Directive("map", (Expr((Raw("$wg_waf"), "|", Raw("$upstream_status"))), Raw("$wg_decision_413")), [
+            entry("|", "request-limits"), entry("on|", "request-limits"), entry("cap|", "waf-body-limit"),
+            d("default", "allow")]),
     ]

@@ -18,6 +18,7 @@ from wardgate.quoting import (
     modsec_location_rules,
     modsec_path_exclusion,
     modsec_remove_rules,
+    modsec_request_policy,
     modsec_rules_text,
     modsec_target_exclusions,
 )
@@ -51,6 +52,7 @@ def location(p: ir.Policy | None) -> list[Directive]:
     if w is None or w.mode == "Off":
         return [d("modsecurity", Raw("off"))]
     rules = modsec_location_rules(w.mode == "Block", w.paranoia, w.threshold)
+    rules += modsec_request_policy(w.methods, w.uninspected_types, w.body_limit)
     rule_id = WAF_RULE_BASE + 1
     for ex in w.exclusions:
         if ex.paths:
@@ -60,5 +62,7 @@ def location(p: ir.Policy | None) -> list[Directive]:
             rules += modsec_target_exclusions(ex.rule_ids, ex.args, ex.headers)
         else:
             rules.append(modsec_remove_rules(ex.rule_ids))
-    return [d("modsecurity", Raw("on")), d("set", Raw("$wg_waf"), Raw("on") if w.mode == "Block" else ""),
+    # "cap": nginx has no body limit here, so a 413 is the WAF's (decision `waf-body-limit`).
+    mark = ("cap" if p is not None and p.max_body_bytes == 0 else "on") if w.mode == "Block" else ""
+    return [d("modsecurity", Raw("on")), d("set", Raw("$wg_waf"), Raw(mark) if mark else ""),
             d("modsecurity_rules", Lines(modsec_rules_text(rules)))]

@@ -425,6 +425,15 @@ def policy_header_ops(f: PolicyHeaderFilter | None) -> ir.HeaderOps:
     )
 
 
+def waf_body_limit(max_body: int | None) -> int:
+    """ModSecurity's body limits follow nginx's, which answers first (413, `request-limits`):
+    maxBodySize, nginx's default without one. Without a limit (0) nginx streams any size, but
+    ModSecurity holds the body in memory, so it stops at WAF_BODY_CAP (413, `waf-body-limit`)."""
+    if max_body is None:
+        return ir.NGINX_BODY_LIMIT
+    return max_body if max_body > 0 else ir.WAF_BODY_CAP
+
+
 def _path(p: HTTPPathMatch) -> ir.PathMatch:
     return ir.PathMatch(p.type, normalize_prefix(p.value) if p.type == "PathPrefix" else p.value)
 
@@ -503,7 +512,10 @@ class PolicyResolver:
                 w = s.waf
                 out = replace(out, waf=ir.Waf(w.mode, w.paranoia_level, w.anomaly_threshold, tuple(
                     ir.WafExclusion(tuple(e.rule_ids), tuple(e.args), tuple(e.request_headers),
-                                    tuple(_path(p) for p in e.paths)) for e in w.exclusions)))
+                                    tuple(_path(p) for p in e.paths)) for e in w.exclusions),
+                    methods=out.allowed_methods or ir.STANDARD_METHODS,
+                    uninspected_types=tuple(dict.fromkeys(w.allow_uninspected_content_types)),
+                    body_limit=waf_body_limit(out.max_body_bytes)))
         if rl:
             r: RateLimitPolicySpec = merged(rl)
             # One budget per distinct (policies, settings): a Gateway-wide limit is shared by every
