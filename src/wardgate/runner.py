@@ -110,10 +110,7 @@ class Runner:
                     raws, problems = load_paths_keeping(self.paths, self._files)
                 rs, invalid = parse_keeping(self._generations.apply(raws), self._last_good, self._parsed)
             except Exception as exc:  # a bug reading input must not stop the gateways that serve
-                # the type and stack only: an exception's text could quote Secret data
-                error = f"internal error loading the input ({type(exc).__name__}); the last good " \
-                        "configuration keeps serving"
-                log.error("%s:\n%s", error, "".join(traceback.format_tb(exc.__traceback__)))
+                error = _internal_error("loading the input", exc)
                 self.apply_errors["*"] = error
                 self._write_status()
                 return ReconcileReport(False, [error], [], time.monotonic() - t0)

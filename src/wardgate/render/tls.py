@@ -50,7 +50,8 @@ def server(files: Files, port: ir.Port, vhost: ir.VirtualHost, certs: tuple[ir.T
         out += [d("ssl_certificate", path), d("ssl_certificate_key", path)]
     # The cipher list, unlike the version, follows the server SNI selects.
     if vhost.tls.ciphers != ir.ListenerTLS().ciphers:
-        out.append(d("ssl_ciphers", Raw(":".join(vhost.tls.ciphers))))
+        # Names from the listener's tls.options: a quoted token, like every user string.
+        out.append(d("ssl_ciphers", ":".join(vhost.tls.ciphers)))
     if vhost.hsts:
         # headers-more: also on error pages, replacing a backend's own value, and inherited
         # together with the locations' own more_set_headers.
