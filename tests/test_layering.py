@@ -1,6 +1,6 @@
 """The pipeline's layering (docs/architecture.md), checked on the imports of every module.
 
-sources -> model -> translate -> ir -> render -> dataplane -> status: each stage imports only
+sources -> model -> migrate -> translate -> ir -> render -> dataplane -> status: each stage imports only
 earlier ones and the shared leaves. Rendering never sees a Kubernetes object, and the model
 reaches the nginx grammar only through `wardgate.validation`.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "wardgate"
 
-STAGES = ["sources", "model", "translate", "ir", "render", "dataplane", "status"]
+STAGES = ["sources", "model", "migrate", "translate", "ir", "render", "dataplane", "status"]
 # Imported by any stage; they import only each other. `wardgate` is the package root: the
 # composition root that installs the grammar's validators into the model (and CONTROLLER_NAME).
 LEAVES = {"wardgate", "errors", "perf", "keys", "quoting", "validation"}
@@ -27,7 +27,8 @@ EXCEPTIONS = {
 FORBIDDEN = {
     ("model", "quoting"): "the model validates through wardgate.validation, never the grammar itself",
     **{(later, k8s): "IR onwards never see a Kubernetes object"
-       for later in ("ir", "render", "dataplane", "status") for k8s in ("sources", "model", "translate")},
+       for later in ("ir", "render", "dataplane", "status") for k8s in ("sources", "model", "migrate", "translate")},
+    ("translate", "migrate"): "the pipeline runs what migrate wrote, never migrate itself",
 }
 
 
