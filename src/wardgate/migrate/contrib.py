@@ -1,0 +1,49 @@
+"""What one source of behaviour (an annotation, a snippet, a ConfigMap key) adds to the output.
+
+Annotation handlers, the snippet converter and the ConfigMap reader all return a Contribution;
+the converter decides where it lands (the Ingress's rules, the host's route, the Gateway) and
+merges contributions field by field. Every dict is in the output's YAML shape (camelCase).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from wardgate.migrate.report import Finding
+
+
+@dataclass
+class Contribution:
+    # HTTPRoute filters added to every rule the source covers (RequestHeaderModifier,
+    # ResponseHeaderModifier, RequestRedirect, URLRewrite, CORS, ExtensionRef, ...).
+    filters: list[dict[str, Any]] = field(default_factory=list)
+    # Other HTTPRouteRule fields (timeouts, sessionPersistence, ...).
+    rule: dict[str, Any] = field(default_factory=dict)
+    # SecurityPolicy spec fields for the rules the source covers.
+    security: dict[str, Any] = field(default_factory=dict)
+    # RateLimitPolicy spec fields (requests, unit, burst, status, exemptCIDRs, ...).
+    rate_limit: dict[str, Any] = field(default_factory=dict)
+    # ClientTrafficPolicy spec fields for the Gateway.
+    client_traffic: dict[str, Any] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the annotations being converted sit, for findings and lookups."""
+
+    file: str
+    obj: str  # "Ingress ns/name"
+    namespace: str
+    ingress_class: str | None
+    # Every annotation of the object, prefix stripped, so a handler can read its companions
+    # (limit-rpm reads limit-burst-multiplier).
+    annotations: Mapping[str, str]
+    # The controller ConfigMap's data for this class (defaults applied by the caller).
+    config: Mapping[str, str]
+
+
+# A handler converts one annotation key (and may read companions from `source.annotations`).
+Handler = Callable[[str, str, Source], Contribution]
