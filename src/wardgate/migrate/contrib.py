@@ -47,3 +47,19 @@ class Source:
 
 # A handler converts one annotation key (and may read companions from `source.annotations`).
 Handler = Callable[[str, str, Source], Contribution]
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One ingress-nginx annotation (key without prefix) as migrate knows it.
+
+    Each topic module `wardgate/migrate/ann_<topic>.py` exports `CATALOG: dict[str, CatalogEntry]`
+    for the annotations it converts; `wardgate.migrate.catalog` joins them with the annotations
+    that are never converted, so every annotation ingress-nginx documents has exactly one entry.
+    """
+
+    becomes: str  # what it turns into, one line, for docs/migration.md's table
+    handler: Handler | None = None  # None: never converted; `becomes` says why and what to do
+    # Companions read by another key's handler (limit-burst-multiplier by limit-rpm): the converter
+    # reports them as covered by `owner` instead of calling a handler.
+    owner: str | None = None
