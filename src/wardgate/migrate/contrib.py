@@ -9,9 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from wardgate.migrate.report import Finding
+
+
+@dataclass
+class ExtraRule:
+    """An HTTPRoute rule a source adds beside the Ingress's own: a server-snippet's
+    `location = /.well-known/security.txt { return 200 "..."; }`, a snippet's
+    `rewrite ^/old$ /new permanent;`. Its `matches` (HTTPRouteMatch dicts) take precedence over the
+    Ingress's paths the way an nginx `location =` did (Exact beats every prefix).
+
+    `backend` says what serves it:
+    - "none": the gateway answers (direct response, redirect, refusal), so no backendRefs. Nothing
+      else applies to it: not the Ingress's other annotations, not this source's `filters` and
+      `security` (nginx answered in its rewrite phase, or in a location of its own, before any of
+      them) and no HTTP->HTTPS redirect; `filters` and `security` here are complete. Put it where
+      the Ingress's route-level policies can't reach it (an HTTPRoute of its own, or target those
+      policies at rules by name) and on every listener of the host.
+    - "ingress": a copy of the Ingress rule whose path covers the match (its backendRefs, every
+      contribution of the Ingress), with these `filters` added (an internal rewrite).
+
+    `within_ingress_paths`: ingress-nginx applied it only inside the Ingress's own locations (a
+    configuration-snippet), so keep it only where one of the Ingress's paths covers the match.
+    """
+
+    matches: list[dict[str, Any]]
+    filters: list[dict[str, Any]] = field(default_factory=list)
+    security: dict[str, Any] = field(default_factory=dict)
+    backend: Literal["none", "ingress"] = "none"
+    within_ingress_paths: bool = False
 
 
 @dataclass
@@ -27,6 +55,11 @@ class Contribution:
     rate_limit: dict[str, Any] = field(default_factory=dict)
     # ClientTrafficPolicy spec fields for the Gateway.
     client_traffic: dict[str, Any] = field(default_factory=dict)
+    # HTTPRoute rules of their own beside the Ingress's (see ExtraRule).
+    rules: list[ExtraRule] = field(default_factory=list)
+    # Set when ingress-nginx never serves this Ingress at all (a snippet above
+    # annotations-risk-level): why. The converter then leaves the whole Ingress out.
+    ignore_ingress: str = ""
     findings: list[Finding] = field(default_factory=list)
 
 
