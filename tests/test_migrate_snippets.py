@@ -626,12 +626,16 @@ def manifests(host: str, route: str, backend: str, parts: list[Contribution], ex
     for c in parts:
         for k, v in c.security.items():
             security[k] = {**security[k], **v} if isinstance(v, dict) and k in security else v
-        rules += c.rules
+        rules += [r for r in c.rules if r.backend == "none"]
+    backend_refs = [{"name": backend, "port": 80}]
+    # Internal rewrites: copies of the Ingress's rule, narrowed, with the rewrite added.
+    copies = [{"matches": r.matches, "filters": r.filters, "backendRefs": backend_refs}
+              for c in parts for r in c.rules if r.backend == "ingress"]
     out = [yaml.safe_dump({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
                            "metadata": {"name": route, "namespace": "default"},
                            "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [host], "rules": [
-                               {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                                "backendRefs": [{"name": backend, "port": 80}]}]}}),
+                               *copies, {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                                         "backendRefs": backend_refs}]}}),
            policy(route, {"kind": "HTTPRoute", "name": route}, security)]
     if rules:
         named = [{"name": f"snippet-{i}", "matches": r.matches, "filters": r.filters} for i, r in enumerate(rules)]
@@ -656,12 +660,15 @@ def test_converted_snippets_on_a_real_gateway(gateway: Gateway, backends: Backen
         if ($request_method !~ ^(GET|POST)$) {
           return 405;
         }
+        rewrite ^/legacy(/.*)?$ /modern$1 break;
+        rewrite ^/old$ /new permanent;
         """)
+    moved = conv('location = /moved { return 308 https://elsewhere.example.com$request_uri; }', level="server")
     app = backends("app")
     # security-txt: whitelist-source-range 10.0.0.0/8 as the policy mig-annot makes of it.
     gateway.write("gw.yaml", GW + app.manifests(), "---\n".join([
         "", *manifests("security.example.com", "sec", "app", [server], {"ipAccess": {"allow": ["10.0.0.0/8"]}}),
-        *manifests("methods.example.com", "methods", "app", [methods], {})]))
+        *manifests("methods.example.com", "methods", "app", [methods, moved], {})]))
     gateway.reconcile()
 
     def get(host: str, path: str, method: str = "GET") -> Any:
@@ -683,3 +690,13 @@ def test_converted_snippets_on_a_real_gateway(gateway: Gateway, backends: Backen
         assert (method, r.status, r.headers["x-frame-options"]) == (method, status, "DENY")
     r = get("methods.example.com", "/status/503")
     assert (r.status, r.headers["x-frame-options"]) == (503, "DENY")
+    # rewrite ... break: the Ingress's backend gets the new path; ... permanent and a location's
+    # return: redirects the gateway answers, with the snippet's header.
+    r = get("methods.example.com", "/legacy/a?x=1")
+    assert (r.status, r.json["path"]) == (200, "/modern/a?x=1")
+    r = get("methods.example.com", "/old?x=1")
+    assert (r.status, r.headers["location"], r.headers["x-frame-options"]) == (
+        301, "http://methods.example.com:8080/new?x=1", "DENY")
+    assert get("methods.example.com", "/old", "PUT").status == 405  # the method limit came first in the snippet
+    r = get("methods.example.com", "/moved?x=1")
+    assert (r.status, r.headers["location"]) == (308, "https://elsewhere.example.com/moved?x=1")

@@ -282,6 +282,7 @@ class _Place:
     filters: list[dict[str, Any]] = field(default_factory=list)
     rules: list[ExtraRule] = field(default_factory=list)
     answered_at: int | None = None  # line of an unconditional return: nothing after it runs
+    methods_line: int | None = None  # the first `if ($request_method ...)` method limit
 
     def security(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -463,7 +464,9 @@ class _Converter:
         self.top = _Place(level)
         # server-snippet locations: (statement, what it does, exact, path, lines that failed)
         self.locations: list[tuple[Stmt, _Place, bool, str, list[int]]] = []
-        self.answers: list[ExtraRule] = []  # rules the gateway answers: they get the place's headers
+        # Rules the gateway answers (rewrite ... redirect), with their line: they get the place's
+        # headers, and its method limit when that came first (the rewrite phase runs in order).
+        self.answers: list[tuple[ExtraRule, int]] = []
         ann = source.annotations
         self.ip_lists = [k for k in ("whitelist-source-range", "allowlist-source-range", "denylist-source-range")
                          if ann.get(k, "").strip()]
@@ -840,6 +843,7 @@ class _Converter:
         if place.methods is not None:
             allowed = [m for m in allowed if m in place.methods]
         place.methods = allowed
+        place.methods_line = place.methods_line or st.line
         self.note(ret.line, _exact(f"return {code}: part of the method limit on line {st.line}"))
         return _diff(f"if ($request_method {op} {pattern}): allowedMethods [{', '.join(allowed)}]{self.where(place)}; "
                      + "; ".join(notes))
@@ -1021,7 +1025,7 @@ class _Converter:
                          within_ingress_paths=place.kind == "location")
         place.rules.append(rule)
         if backend == "none":
-            self.answers.append(rule)
+            self.answers.append((rule, st.line))
             ann = self.source.annotations
             others = [k for k in ("custom-headers", "enable-cors") if ann.get(k, "").strip()]
             if others and place.kind == "location":
@@ -1077,8 +1081,10 @@ class _Converter:
                     self.results[line] = [_exact(f"never decides: the answer on line {top.answered_at} comes first "
                                                  "(rewrite phase, before allow/deny's access phase)")]
             top.ip_rules = []
-        for rule in self.answers:
+        for rule, line in self.answers:
             rule.security = {"responseHeaders": h} if (h := top.response.dump()) else {}
+            if top.methods is not None and top.methods_line is not None and top.methods_line < line:
+                rule.security["allowedMethods"] = list(top.methods)
         for st, own, exact, path, blocking in self.locations:
             if top.answered_at is not None:
                 result = _exact(f"location {' '.join(st.args)}: never reached (line {top.answered_at} answers every "
