@@ -133,6 +133,7 @@ ADVICE: dict[str, str] = {
     "ssl_protocols": "TLS settings belong to the Gateway listener (tls.options)",
 }
 
+_BLOCKS = frozenset({"if", "location", "limit_except"})
 # nginx's rewrite module: run in order in the rewrite phase, so nothing after a `return` runs.
 _REWRITE_PHASE = frozenset({"if", "return", "rewrite", "set", "break"})
 # Lines that change only what is logged: they don't stop a location from converting.
@@ -506,6 +507,9 @@ class _Converter:
 
     def directive(self, st: Stmt, place: _Place) -> _Result:
         handler = _HANDLERS.get(st.name)
+        if handler is not None and (st.block is not None) != (st.name in _BLOCKS):
+            self.skip_block(st, f"inside `{st.name}` on line {st.line}, which nginx refuses")
+            return _no(f"{st.name}: nginx refuses it " + ("with a block" if st.block is not None else "without one"))
         if handler is not None:
             return handler(self, st, place)
         if st.name in PER_LOCATION:
