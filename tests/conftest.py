@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+# ngx_conf_read_token's unescaping: the bytes nginx hands to a directive (migrate reads snippets with it).
+from wardgate.migrate.snippets import nginx_unescape  # noqa: F401
 from wardgate.runner import Runner, RunnerOptions
 from wardgate.verify.echo import EchoIdentity, EchoServer
 
@@ -230,25 +232,3 @@ def request(url: str, *, host: str | None = None, method: str = "GET", headers: 
     except urllib.error.HTTPError as exc:
         items = list(exc.headers.items())
         return Response(exc.code, {k.lower(): v for k, v in items}, exc.read(), items)
-
-
-def nginx_unescape(token: str) -> str:
-    """ngx_conf_read_token's unescaping of the inside of a double-quoted token: `\\"`, `\\'` and
-    `\\\\` lose their backslash, `\\t`/`\\r`/`\\n` become control characters, every other
-    backslash pair is kept. This gives exactly the bytes nginx hands to the directive."""
-    out, i = [], 0
-    while i < len(token):
-        c = token[i]
-        if c == "\\" and i + 1 < len(token):
-            nxt = token[i + 1]
-            if nxt in "\"'\\":
-                out.append(nxt)
-                i += 2
-                continue
-            if nxt in "trn":
-                out.append({"t": "\t", "r": "\r", "n": "\n"}[nxt])
-                i += 2
-                continue
-        out.append(c)
-        i += 1
-    return "".join(out)
