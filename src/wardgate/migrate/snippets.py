@@ -15,16 +15,18 @@ the model refuses is reported, never passed on.
 
 from __future__ import annotations
 
+import functools
+import io
 import ipaddress
-import os
 import re
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import crossplane
+from crossplane.analyzer import analyze, enter_block_ctx
+from crossplane.errors import NgxParserBaseException
 from crossplane.ext.lua import LuaBlockPlugin
+from crossplane.lexer import _balance_braces, _lex_file_object
 from pydantic import BaseModel, ValidationError
 
 from wardgate.migrate.contrib import Contribution, ExtraRule, Source
@@ -186,45 +188,86 @@ def nginx_unescape(token: str) -> str:
     return "".join(out)
 
 
-# The blocks ingress-nginx puts a snippet in, opened on the snippet's first line so crossplane's
-# line numbers are the snippet's own.
+# The blocks ingress-nginx puts a snippet in, opened on the snippet's first line so the line
+# numbers are the snippet's own: (before, after, how many blocks deep the snippet is).
 _WRAP = {"location": ("http{server{location /{", "\n}}}", 3), "server": ("http{server{", "\n}}", 2)}
 
 
 def parse_snippet(text: str, level: Level) -> tuple[Stmt, ...]:
     """The snippet's directives, as nginx reads them in that block. Raises SnippetSyntaxError
     with the first error nginx would report (syntax, a directive not allowed there, a wrong number
-    of arguments). `include` is never followed."""
-    head, tail, depth = _WRAP[level]
-    fd, path = tempfile.mkstemp(prefix="wardgate-snippet-", suffix=".conf")
+    of arguments). crossplane lexes (Lua blocks included) and checks each directive against what
+    nginx allows; the text never touches the filesystem and `include` is never followed."""
+    if len(text) > _CACHED_SIZE:
+        return _parse(text, level)
+    parsed = _parse_cached(text, level)
+    if isinstance(parsed, SnippetSyntaxError):
+        raise SnippetSyntaxError(parsed.line, parsed.message)
+    return parsed
+
+
+# Clusters copy the same snippet into many Ingresses, and crossplane's lexer reads one character
+# at a time: the parse of small snippets is kept (results are immutable).
+_CACHED_SIZE = 8192
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(text: str, level: Level) -> tuple[Stmt, ...] | SnippetSyntaxError:
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
-            f.write(head + text + tail)
-        payload = crossplane.parse(path, single=True, catch_errors=True, check_ctx=True, check_args=True,
-                                   comments=False, onerror=lambda e: getattr(e, "strerror", None) or str(e))
-    finally:
-        os.unlink(path)
+        return _parse(text, level)
+    except SnippetSyntaxError as exc:
+        return exc
+
+
+def _parse(text: str, level: Level) -> tuple[Stmt, ...]:
+    head, tail, depth = _WRAP[level]
     lines = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
-    errors = payload["errors"]
-    if errors:
-        first = errors[0]
-        message = str(first.get("callback") or first["error"]).replace(path, "snippet")
-        line = first.get("line") or lines
-        return _raise(min(int(line), lines), message)
-    block: list[dict[str, Any]] = payload["config"][0]["parsed"]
+    tokens = _balance_braces(_lex_file_object(io.StringIO(head + text + tail)))
+    try:
+        block = _block(tokens, ())
+    except NgxParserBaseException as exc:
+        raise SnippetSyntaxError(min(exc.lineno or lines, lines), exc.strerror) from None
+    except (StopIteration, RuntimeError):
+        raise SnippetSyntaxError(lines, "unexpected end of file, expecting \";\" or \"}\"") from None
     for _ in range(depth):
-        block = block[0]["block"]
-    return _stmts(block)
+        inner = block[0].block if block else None
+        if inner is None:  # a stray "}" closed ingress-nginx's block early
+            raise SnippetSyntaxError(lines, "unexpected \"}\"")
+        block = inner
+    return block
 
 
-def _raise(line: int, message: str) -> tuple[Stmt, ...]:
-    raise SnippetSyntaxError(line, message)
+def _block(tokens: Iterator[tuple[str, int, bool]], ctx: tuple[str, ...]) -> tuple[Stmt, ...]:
+    """Directives up to the "}" that closes `ctx` (or the end), like crossplane's parser."""
+    out: list[Stmt] = []
+    for token, line, quoted in tokens:
+        if token == "}" and not quoted:
+            break
+        if token.startswith("#") and not quoted:
+            continue
+        stmt: dict[str, Any] = {"directive": token, "line": line, "args": []}
+        token, _, quoted = next(tokens)
+        while token not in ("{", ";", "}") or quoted:
+            if quoted or not token.startswith("#"):
+                stmt["args"].append(token)
+            token, _, quoted = next(tokens)
+        if stmt["directive"] == "if":
+            _if_args(stmt["args"])
+        analyze("snippet", stmt, token, ctx, strict=False, check_ctx=True, check_args=True)
+        if token == "}":
+            raise SnippetSyntaxError(line, "unexpected \"}\"")
+        block = _block(tokens, enter_block_ctx(stmt, ctx)) if token == "{" else None
+        out.append(Stmt(nginx_unescape(stmt["directive"]), tuple(nginx_unescape(a) for a in stmt["args"]), line,
+                        block))
+    return tuple(out)
 
 
-def _stmts(parsed: list[dict[str, Any]]) -> tuple[Stmt, ...]:
-    return tuple(Stmt(nginx_unescape(p["directive"]), tuple(nginx_unescape(a) for a in p["args"]), int(p["line"]),
-                      _stmts(p["block"]) if "block" in p else None)
-                 for p in parsed if p["directive"] != "#")
+def _if_args(args: list[str]) -> None:
+    """`if (a op b)`: the parentheses are not part of the arguments."""
+    if args and args[0].startswith("(") and args[-1].endswith(")"):
+        args[0] = args[0][1:].lstrip()
+        args[-1] = args[-1][:-1].rstrip()
+        args[:] = [a for i, a in enumerate(args) if a or 0 < i < len(args) - 1]
 
 
 # --- what a place accumulates ---------------------------------------------------------------------
