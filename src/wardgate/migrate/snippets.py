@@ -82,10 +82,11 @@ TEMPLATE_PROXY_HEADERS = frozenset({
     "host", "upgrade", "connection", "x-request-id", "x-real-ip", "x-forwarded-for", "x-forwarded-host",
     "x-forwarded-port", "x-forwarded-proto", "x-forwarded-scheme", "x-scheme", "x-original-forwarded-for",
     "x-original-forwarded-host", "proxy"})
-# ...of which these ignore a changed incoming header entirely (computed from the connection).
+# ...of which these never come from the incoming header of the same name (the connection, the
+# Host header, X-Forwarded-For / X-Forwarded-Host), so changing that header had no effect.
 _COMPUTED_PROXY_HEADERS = frozenset({
     "x-real-ip", "x-forwarded-host", "x-forwarded-port", "x-forwarded-proto", "x-forwarded-scheme", "x-scheme",
-    "proxy", "x-original-forwarded-host"})
+    "proxy", "x-original-forwarded-for", "x-original-forwarded-host"})
 
 # nginx variables a header value may be, and the wardgate valueFrom with the same value.
 VALUE_FROM: dict[str, tuple[str, str]] = {
@@ -521,11 +522,11 @@ class _Converter:
     def note(self, line: int, result: _Result) -> None:
         self.results.setdefault(line, []).append(result)
 
-    def skip_block(self, st: Stmt, why: str) -> None:
+    def skip_block(self, st: Stmt, why: str, result: Callable[[str], _Result] = lambda d: _no(d)) -> None:
         """Every line inside a block that is not converted as a whole."""
         for inner in st.block or ():
-            self.note(inner.line, _no(f"{inner.name}: {why}"))
-            self.skip_block(inner, why)
+            self.note(inner.line, result(f"{inner.name}: {why}"))
+            self.skip_block(inner, why, result)
 
     def findings(self) -> list[Finding]:
         out: list[Finding] = []
@@ -544,7 +545,7 @@ class _Converter:
             if answered is not None and st.name in _REWRITE_PHASE:
                 why = f"never runs (line {answered} answers every request first)"
                 self.note(st.line, _exact(f"{st.name}: {why}; nothing to convert"))
-                self.skip_block(st, why)
+                self.skip_block(st, why, _exact)
                 continue
             self.note(st.line, self.directive(st, self.top))
 
@@ -852,7 +853,6 @@ class _Converter:
             if not re.fullmatch(r"[A-Z]+", pattern):
                 return None
             matching = {pattern}
-            known = pattern in METHODS
         else:
             try:
                 rx = re.compile(pattern, re.I if op.endswith("*") else 0)
@@ -860,11 +860,12 @@ class _Converter:
                 return None
             matching = {m for m in METHODS if rx.search(m)}
             alternation = re.fullmatch(r"\^\(?([A-Z|]+)\)?\$", pattern)
-            known = alternation is not None and all(m in METHODS for m in alternation.group(1).split("|"))
             if alternation is None:
                 notes.append(f"the pattern {pattern!r} was matched against every method name; of Gateway API's nine it "
                              f"matches {', '.join(sorted(matching)) or 'none'}, and wardgate refuses every other "
                              "method")
+            elif op.startswith("!") and not set(alternation.group(1).split("|")) <= set(METHODS):
+                notes.append("methods outside Gateway API's nine that the pattern allowed get 405 in wardgate")
         deny_listed = op in ("=", "~", "~*")
         allowed = [m for m in METHODS if (m not in matching) == deny_listed]
         if not allowed:
@@ -872,10 +873,6 @@ class _Converter:
         if deny_listed:
             notes.append("nginx passed methods outside Gateway API's nine (PROPFIND, ...) on; wardgate refuses them "
                          "with 405")
-        elif not known and op != "!=":
-            notes.append("methods outside Gateway API's nine that the pattern allowed get 405 in wardgate")
-        elif op == "!=" and pattern not in METHODS:
-            return None
         if int(code) != 405:
             notes.append(f"nginx answered {code}; wardgate answers 405")
         if len(ret.args) > 1:
@@ -889,6 +886,8 @@ class _Converter:
                          "refuses OPTIONS with 405")
         if place.methods is not None:
             allowed = [m for m in allowed if m in place.methods]
+            if not allowed:  # two limits that together refuse every method
+                return None
         place.methods = allowed
         place.methods_line = place.methods_line or st.line
         self.note(ret.line, _exact(f"return {code}: part of the method limit on line {st.line}"))
@@ -937,13 +936,17 @@ class _Converter:
                     place.ip_rules.append(([ipaddress.ip_network(cidr.strip(), strict=False)], False, 0))
                 except ValueError:
                     continue
-        shadow = next((line for prev, _, line in place.ip_rules for p in prev for n in nets
-                       if n.version == p.version and n.subnet_of(p)), None)  # type: ignore[arg-type]
+        # The earlier rule whose network holds each of this rule's: then this one never decides.
+        covering = [next((line for prev, _, line in place.ip_rules for p in prev
+                          if n.version == p.version and n.subnet_of(p)), None) for n in nets]  # type: ignore[arg-type]
         place.ip_rules.append((nets, allow, st.line))
         what = f"{st.name} {arg}: ipAccess (first match in nginx, the same decisions as wardgate's longest prefix)"
-        if shadow is not None:
-            what += f"; never decides (line {shadow} matches these addresses first)" if shadow else (
-                "; never decides (denylist-source-range matches these addresses first)")
+        if None not in covering:
+            first = covering[0]
+            what += (f"; never decides (line {first} matches these addresses first)" if first else
+                     "; never decides (denylist-source-range matches these addresses first)")
+        if place.kind == "location" and self.ip_lists:
+            what += "; denylist-source-range's entries come first in the list, as in the location"
         if place.kind == "server" and self.ip_lists:
             return _diff(f"{what}; in ingress-nginx the Ingress's {', '.join(self.ip_lists)} replaced these rules in "
                          "its own locations; wardgate merges the lists field by field")
