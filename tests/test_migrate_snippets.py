@@ -663,7 +663,8 @@ def test_converted_snippets_on_a_real_gateway(gateway: Gateway, backends: Backen
         rewrite ^/legacy(/.*)?$ /modern$1 break;
         rewrite ^/old$ /new permanent;
         """)
-    moved = conv('location = /moved { return 308 https://elsewhere.example.com$request_uri; }', level="server")
+    moved = conv('location = /moved { return 308 https://elsewhere.example.com$request_uri; }\n'
+                 'location = /private { return 403; }', level="server")
     app = backends("app")
     # security-txt: whitelist-source-range 10.0.0.0/8 as the policy mig-annot makes of it.
     gateway.write("gw.yaml", GW + app.manifests(), "---\n".join([
@@ -700,3 +701,5 @@ def test_converted_snippets_on_a_real_gateway(gateway: Gateway, backends: Backen
     assert get("methods.example.com", "/old", "PUT").status == 405  # the method limit came first in the snippet
     r = get("methods.example.com", "/moved?x=1")
     assert (r.status, r.headers["location"]) == (308, "https://elsewhere.example.com/moved?x=1")
+    assert get("methods.example.com", "/private").status == 403  # a urlAllowlist that allows nothing
+    assert get("methods.example.com", "/private/x").status == 200
