@@ -86,14 +86,35 @@ def _merge(dst: dict[str, Any], src: Mapping[str, Any], owners: dict[str, str], 
     conflicts: list[tuple[str, str]] = []
     for k, v in src.items():
         where = f"{path}.{k}" if path else k
-        if k not in dst:
+        if k not in dst and isinstance(v, Mapping):
+            dst[k] = {}
+            conflicts += _merge(dst[k], v, owners, owner, where)
+        elif k not in dst:
             dst[k] = copy.deepcopy(v)
             owners[where] = owner
+            if _named_list(v):
+                owners.update({f"{where}.{h['name'].lower()}": owner for h in v})
         elif isinstance(dst[k], dict) and isinstance(v, Mapping):
             conflicts += _merge(dst[k], v, owners, owner, where)
+        elif k in ("set", "add") and _named_list(dst[k]) and _named_list(v):
+            # header operations add up by name (requestHeaders, responseHeaders, header filters)
+            for h in v:
+                name = f"{where}.{h['name'].lower()}"
+                prior = next((x for x in dst[k] if x["name"].lower() == h["name"].lower()), None)
+                if prior is None or (k == "add" and prior != h):
+                    dst[k].append(copy.deepcopy(h))
+                    owners.setdefault(name, owner)
+                elif prior != h:
+                    conflicts.append((f"{where} {h['name']}", owners.get(name, "?")))
+        elif k == "remove" and isinstance(dst[k], list) and isinstance(v, list):
+            dst[k] += [x for x in v if x not in dst[k]]
         elif dst[k] != v:
             conflicts.append((where, owners.get(where, "?")))
     return conflicts
+
+
+def _named_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, dict) and isinstance(x.get("name"), str) for x in value)
 
 
 def _merge_filters(dst: list[dict[str, Any]], src: Iterable[Mapping[str, Any]], owners: dict[str, str],
@@ -106,24 +127,6 @@ def _merge_filters(dst: list[dict[str, Any]], src: Iterable[Mapping[str, Any]], 
         if same is None or ftype in ("ExtensionRef", "RequestMirror"):
             dst.append(copy.deepcopy(dict(f)))
             owners[f"filters.{ftype}"] = owner
-            continue
-        if ftype in ("RequestHeaderModifier", "ResponseHeaderModifier"):
-            key = ftype[0].lower() + ftype[1:]
-            mine, theirs = same.setdefault(key, {}), f.get(key) or {}
-            for op in ("set", "add"):
-                for h in theirs.get(op, []):
-                    prior = next((x for x in mine.get(op, []) if x["name"].lower() == h["name"].lower()), None)
-                    if prior is None:
-                        mine.setdefault(op, []).append(dict(h))
-                        owners[f"filters.{ftype}.{op}.{h['name'].lower()}"] = owner
-                    elif prior != h and op == "set":
-                        conflicts.append((f"filters.{ftype}.set {h['name']}",
-                                          owners.get(f"filters.{ftype}.set.{h['name'].lower()}", "?")))
-                    elif prior != h:
-                        mine[op].append(dict(h))
-            for name in theirs.get("remove", []):
-                if name not in mine.setdefault("remove", []):
-                    mine["remove"].append(name)
             continue
         conflicts += _merge(same, f, owners, owner, f"filters.{ftype}")
     return conflicts
@@ -222,6 +225,10 @@ class Rule:
     extra: dict[str, Any] = field(default_factory=dict)  # timeouts, ...
     ssl_redirect: bool = False  # on the HTTP listener: redirect to HTTPS instead
     redirect_code: int = 308
+    # Whether the owner's policies apply (not to server-level redirects: app-root, www aliases).
+    targets: bool = True
+    # Only on the HTTP listener's redirect route (the implicit `location /` of a TLS host).
+    redirect_only: bool = False
 
     def to_dict(self, *, redirect: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "matches": self.matches}
@@ -260,6 +267,7 @@ class Converter:
         self.objects: list[dict[str, Any]] = []
         self.grants: dict[tuple[str, str, str, str], set[str]] = {}  # (to ns, from ns, from kind, to kind)
         self.listener_names: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> HTTPS listener
+        self.http_listeners: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> own HTTP listener
         self.route_rules: dict[str, list[tuple[str, str, str]]] = {}  # ingress ref -> (ns, route, rule)
         self.cm_cache: dict[str, Contribution | None] = {}
 
@@ -335,6 +343,7 @@ class Converter:
         routes = self.group(plans)
         for r in routes:
             self.build_rules(r)
+        routes += self.www_aliases(routes)
         self.name_routes(routes)
         gateways = self.emit_gateways(routes, classes)
         self.emit_routes(routes)
@@ -439,6 +448,11 @@ class Converter:
                                                  [ref], r))
             elif redirects:
                 r.rules.append(self.new_rule(first, counter, [{"path": {"type": "PathPrefix", "value": "/"}}], [], r))
+            elif first.routing.ssl_redirect_for(self.host_has_tls(r)):
+                # undefined paths redirect to https too (ingress-nginx's `location /` of the host)
+                rl = self.new_rule(first, counter, [{"path": {"type": "PathPrefix", "value": "/"}}], [], r)
+                rl.redirect_only = rl.ssl_redirect = True
+                r.rules.append(rl)
             elif r.host and self.has_route_policies(first):
                 self.findings.append(Finding(
                     first.ing.file, first.ing.ref, "spec.rules", "converted-with-difference",
@@ -446,6 +460,40 @@ class Converter:
                     f"applied this Ingress's annotations (the host's first) to them as well", first.cls.name))
         for c in r.canaries:
             self.merge_canary(r, c, by_path, counter)
+        root = next((p for p in r.plans if p.routing.app_root), None)
+        if root is not None and root.routing.app_root:
+            # A server-level `if ($uri = /)`: before any location, so it wins over an Exact "/" path.
+            for rl in r.rules:
+                rl.matches = [m for m in rl.matches if m["path"] != {"type": "Exact", "value": "/"}]
+            r.rules = [rl for rl in r.rules if rl.matches]
+            rl = self.new_rule(root, counter, [{"path": {"type": "Exact", "value": "/"}}], [], r)
+            rl.filters = [{"type": "RequestRedirect", "requestRedirect": {
+                "path": {"type": "ReplaceFullPath", "replaceFullPath": root.routing.app_root}, "statusCode": 302}}]
+            rl.extra, rl.ssl_redirect, rl.targets = {}, False, False
+            r.rules.insert(0, rl)
+
+    def www_aliases(self, routes: list[HostRoute]) -> list[HostRoute]:
+        """from-to-www-redirect: a route for the other name (www. added or removed) redirecting
+        to the host, unless some Ingress defines that name itself."""
+        have = {(r.gateways, r.host) for r in routes}
+        out: list[HostRoute] = []
+        for r in routes:
+            p = next((p for p in r.plans if p.routing.from_to_www), None)
+            if p is None or not r.host or r.host.startswith("*."):
+                continue
+            alias = r.host[4:] if r.host.startswith("www.") else f"www.{r.host}"
+            if (r.gateways, alias) in have:
+                continue
+            have.add((r.gateways, alias))
+            a = HostRoute(alias, r.gateways, r.namespace, plans=[p])
+            rl = self.new_rule(p, {}, [{"path": {"type": "PathPrefix", "value": "/"}}], [], a)
+            rl.name = _sanitize(f"to-{r.host}", 63)
+            rl.filters = [{"type": "RequestRedirect",
+                           "requestRedirect": {"hostname": r.host, "statusCode": p.routing.redirect_code}}]
+            rl.extra, rl.ssl_redirect, rl.targets = {}, False, False
+            a.rules.append(rl)
+            out.append(a)
+        return out
 
     @staticmethod
     def has_route_policies(p: IngressPlan) -> bool:
@@ -568,11 +616,32 @@ class Converter:
                             f"Secret {p.ing.namespace}/{t.secret_name} is not in the input; the listener for "
                             f"{r.host} refuses TLS until it exists (ingress-nginx used its default certificate)",
                             p.cls.name))
+        # With a route for any host (rules without host, a defaultBackend-only Ingress), each named
+        # host gets its own HTTP listener: listener isolation keeps the catch-all's rules from
+        # serving a named host's unknown paths, which ingress-nginx answers with 404.
+        isolate: dict[GatewayRef, list[HostRoute]] = {g: [] for g in gws}
+        for g in gws:
+            if any(not r.host and g in r.gateways for r in routes):
+                isolate[g] = sorted({r.host: r for r in routes if r.host and g in r.gateways}.values(),
+                                    key=lambda r: r.host)
         out: dict[GatewayRef, list[str]] = {}
         for g in sorted(gws, key=str):
             listeners: list[dict[str, Any]] = [
                 {"name": "http", "protocol": "HTTP", "port": 80, "allowedRoutes": {"namespaces": {"from": "All"}}}]
             names: set[str] = {"http"}
+            for r in isolate[g]:
+                if len(listeners) >= MAX_LISTENERS:
+                    p = r.plans[0]
+                    self.findings.append(Finding(
+                        p.ing.file, p.ing.ref, "spec.rules", "converted-with-difference",
+                        f"Gateway {g} already has {MAX_LISTENERS} listeners (the Gateway API limit): host {r.host} "
+                        "shares the HTTP listener with the route for any host, whose rules then also serve this "
+                        "host's undefined paths (ingress-nginx answered 404)", p.cls.name))
+                    continue
+                name = _listener_name(r.host, names, "http-")
+                listeners.append({"name": name, "protocol": "HTTP", "port": 80, "hostname": r.host,
+                                  "allowedRoutes": {"namespaces": {"from": "All"}}})
+                self.http_listeners[(g, r.host)] = name
             for host in sorted(tls[g]):
                 ns, secret, p = tls[g][host]
                 if len(listeners) >= MAX_LISTENERS:
@@ -605,7 +674,7 @@ class Converter:
             tls_gws = [g for g in r.gateways if (g, r.host) in self.listener_names]
             redirect_any = any(rl.ssl_redirect for rl in r.rules)
             plain = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != r.namespace else {}),
-                      "sectionName": "http"} for g in r.gateways]
+                      "sectionName": self.http_listeners.get((g, r.host), "http")} for g in r.gateways]
             secure = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != r.namespace else {}),
                        "sectionName": self.listener_names[(g, r.host)]} for g in tls_gws]
             if redirect_any:
@@ -616,9 +685,10 @@ class Converter:
 
     def emit_route(self, r: HostRoute, name: str, parents: list[dict[str, Any]], sources: list[str],
                    *, redirect: bool) -> None:
-        if not parents or not r.rules:
+        if not parents:
             return
-        chunks = [r.rules[i:i + MAX_RULES] for i in range(0, len(r.rules), MAX_RULES)]
+        mine = [rl for rl in r.rules if redirect or not rl.redirect_only]
+        chunks = [mine[i:i + MAX_RULES] for i in range(0, len(mine), MAX_RULES)]
         for n, chunk in enumerate(chunks):
             rname = name if n == 0 else f"{name}-{n + 1}"
             spec: dict[str, Any] = {"parentRefs": parents}
@@ -627,7 +697,7 @@ class Converter:
             rules = []
             for rl in chunk:
                 rules.append(rl.to_dict(redirect=redirect and rl.ssl_redirect))
-                if not (redirect and rl.ssl_redirect):
+                if rl.targets and not (redirect and rl.ssl_redirect):
                     self.route_rules.setdefault(rl.owner.ing.ref, []).append((r.namespace, rname, rl.name))
             spec["rules"] = rules
             self.objects.append({"apiVersion": GATEWAY_API, "kind": "HTTPRoute",
@@ -665,8 +735,14 @@ class Converter:
             ctp: dict[str, Any] = {}
             owners: dict[str, str] = {}
             sources: list[str] = []
-            sec: dict[str, Any] = {}
-            sec_owners: dict[str, str] = {}
+            # ingress-nginx's upstream headers wardgate doesn't send by itself (X-Forwarded-Port:
+            # the listener's port, 443 set per HTTPS listener below).
+            sec: dict[str, Any] = {"requestHeaders": {"set": [
+                {"name": "X-Forwarded-Port", "value": "80"},
+                {"name": "X-Forwarded-Scheme", "valueFrom": "Scheme"},
+                {"name": "X-Scheme", "valueFrom": "Scheme"}]}}
+            sec_owners: dict[str, str] = {f"requestHeaders.set.{h}": "ingress-nginx's defaults"
+                                          for h in ("x-forwarded-port", "x-forwarded-scheme", "x-scheme")}
             for cname in cls_names:
                 info = classes[cname]
                 c = self.configmap_contribution(info)
@@ -675,7 +751,8 @@ class Converter:
                 src = f"ConfigMap {info.configmap[0]}/{info.configmap[1]}" if info.configmap else f"class {cname}"
                 for where, other in _merge(ctp, c.client_traffic, owners, src) + _merge(sec, c.security, sec_owners,
                                                                                        src):
-                    self.findings.append(Finding("", src, where, "converted-with-difference",
+                    self.findings.append(Finding(self.inputs.configmaps[info.configmap].file if info.configmap
+                                                 else "", src, where, "converted-with-difference",
                                                  f"Gateway {g} serves several classes: {where} differs from "
                                                  f"{other}'s; {other}'s value is kept", cname))
                 if c.client_traffic or c.security:
@@ -692,10 +769,19 @@ class Converter:
                 self.objects.append({"apiVersion": POLICY_API, "kind": "ClientTrafficPolicy",
                                      "metadata": _meta(g.name, g.namespace, sources),
                                      "spec": {"targetRefs": target, **ctp}})
-            if sec:
-                self.objects.append({"apiVersion": POLICY_API, "kind": "SecurityPolicy",
-                                     "metadata": _meta(f"{g.name}-gateway", g.namespace, sources),
-                                     "spec": {"targetRefs": target, **sec}})
+            self.objects.append({"apiVersion": POLICY_API, "kind": "SecurityPolicy",
+                                 "metadata": _meta(f"{g.name}-gateway", g.namespace,
+                                                   sources or [f"IngressClass {c}" for c in cls_names]),
+                                 "spec": {"targetRefs": target, **sec}})
+            https = sorted(name for (gw, _host), name in self.listener_names.items() if gw == g)
+            for n, chunk in enumerate(https[i:i + MAX_TARGETS] for i in range(0, len(https), MAX_TARGETS)):
+                self.objects.append({
+                    "apiVersion": POLICY_API, "kind": "SecurityPolicy",
+                    "metadata": _meta(f"{g.name}-https" + (f"-{n + 1}" if n else ""), g.namespace,
+                                      [f"IngressClass {c}" for c in cls_names]),
+                    "spec": {"targetRefs": [{"group": GROUP, "kind": "Gateway", "name": g.name, "sectionName": h}
+                                            for h in chunk],
+                             "requestHeaders": {"set": [{"name": "X-Forwarded-Port", "value": "443"}]}}})
 
     def configmap_contribution(self, info: ClassInfo) -> Contribution | None:
         """The controller ConfigMap's keys through wardgate.migrate.configmap (mig-annot's), if
@@ -733,8 +819,8 @@ def _wild(hosts: Sequence[str], host: str) -> bool:
     return any(h.startswith("*.") and host.endswith(h[1:]) and "." not in host[: -len(h) + 1] for h in hosts)
 
 
-def _listener_name(host: str, used: set[str]) -> str:
-    base = "https-" + _sanitize(host.replace("*", "wildcard"), 240)
+def _listener_name(host: str, used: set[str], prefix: str = "https-") -> str:
+    base = prefix + _sanitize(host.replace("*", "wildcard"), 240)
     name, n = base, 1
     while name in used:
         n += 1
