@@ -774,13 +774,13 @@ class Converter:
                                                    sources or [f"IngressClass {c}" for c in cls_names]),
                                  "spec": {"targetRefs": target, **sec}})
             https = sorted(name for (gw, _host), name in self.listener_names.items() if gw == g)
-            for n, chunk in enumerate(https[i:i + MAX_TARGETS] for i in range(0, len(https), MAX_TARGETS)):
+            for n, part in enumerate(https[i:i + MAX_TARGETS] for i in range(0, len(https), MAX_TARGETS)):
                 self.objects.append({
                     "apiVersion": POLICY_API, "kind": "SecurityPolicy",
                     "metadata": _meta(f"{g.name}-https" + (f"-{n + 1}" if n else ""), g.namespace,
                                       [f"IngressClass {c}" for c in cls_names]),
                     "spec": {"targetRefs": [{"group": GROUP, "kind": "Gateway", "name": g.name, "sectionName": h}
-                                            for h in chunk],
+                                            for h in part],
                              "requestHeaders": {"set": [{"name": "X-Forwarded-Port", "value": "443"}]}}})
 
     def configmap_contribution(self, info: ClassInfo) -> Contribution | None:
