@@ -411,3 +411,54 @@ def test_migrated_output_serves_on_a_real_gateway(gateway: Gateway, backends: Ca
     r = request(f"http://{addr}/x", host="unknown.example.org")
     assert (r.status, pod(r.body)) == (200, "fallback")
     assert request(f"http://{addr}/other", host="shop.example.com").status == 308
+
+
+def test_canary_weight_cookie_and_header_rules() -> None:
+    main = ingress("main", paths=[("/", "Prefix", "stable", 80)])
+    canary = ingress("main-canary", paths=[("/", "Prefix", "canary", 80)], annotations={
+        "nginx.ingress.kubernetes.io/canary": "true",
+        "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary",
+        "nginx.ingress.kubernetes.io/canary-by-cookie": "beta",
+        "nginx.ingress.kubernetes.io/canary-weight": "30",
+        "nginx.ingress.kubernetes.io/upstream-vhost": "ignored.example"})
+    objects, report = run(NGINX_CLASS, main, canary)
+    rules = named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"]
+    # header always/never, cookie always/never, then the weighted split; all the mainline's rules
+    assert [r.get("matches", [{}])[0].get("headers") for r in rules] == [
+        None,
+        [{"name": "X-Canary", "value": "always"}], [{"name": "X-Canary", "value": "never"}],
+        [{"type": "RegularExpression", "name": "Cookie", "value": r"(?:.*;\s*)?beta=always(?:;.*)?"}],
+        [{"type": "RegularExpression", "name": "Cookie", "value": r"(?:.*;\s*)?beta=never(?:;.*)?"}]]
+    assert rules[0]["backendRefs"] == [{"name": "stable", "port": 80, "weight": 70},
+                                       {"name": "canary", "port": 80, "weight": 30}]
+    assert [r["backendRefs"][0]["name"] for r in rules[1:]] == ["canary", "stable", "canary", "stable"]
+    assert all(r["name"].startswith("main-") for r in rules)
+    ignored = next(f for f in report["findings"] if f["item"] == "upstream-vhost")
+    assert ignored["status"] == "exact" and "canary" in ignored["detail"]
+    assert not any("URLRewrite" in str(r) for r in rules)
+    assert pipeline_problems(objects) == []
+
+
+def test_ssl_passthrough_and_grpc_routes() -> None:
+    tls = [{"hosts": ["app.example.com"], "secretName": "app-cert"}]
+    objects, report = run(
+        NGINX_CLASS,
+        ingress("vault", "vault.example.com", paths=[("/", "Prefix", "vault", 8200)],
+                annotations={"nginx.ingress.kubernetes.io/ssl-passthrough": "true"}),
+        ingress("rpc", paths=[("/", "Prefix", "rpc", 9000), ("/pkg.Svc/Get", "Prefix", "rpc2", 9000)], tls=tls,
+                annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"}))
+    listeners = {x["name"]: x for x in named(objects, "Gateway", "nginx")["spec"]["listeners"]}
+    assert listeners["tls-vault-example-com"]["tls"] == {"mode": "Passthrough"}
+    tlsroute = of(objects, "TLSRoute")[0]
+    assert tlsroute["spec"]["hostnames"] == ["vault.example.com"]
+    assert tlsroute["spec"]["rules"] == [{"backendRefs": [{"name": "vault", "port": 8200}]}]
+    grpc = of(objects, "GRPCRoute")[0]
+    assert [p["sectionName"] for p in grpc["spec"]["parentRefs"]] == ["https-app-example-com"]
+    assert [r.get("matches") for r in grpc["spec"]["rules"]] == [
+        None, [{"method": {"service": "pkg.Svc", "method": "Get"}}]]
+    # the HTTP listener only redirects; no HTTPRoute serves the gRPC paths on HTTPS
+    assert [r["metadata"]["name"] for r in of(objects, "HTTPRoute") if r["spec"]["hostnames"] == ["app.example.com"]
+            ] == ["app.example.com-http"]
+    assert next(f for f in report["findings"] if f["item"] == "backend-protocol")["status"] == \
+        "converted-with-difference"
+    assert pipeline_problems(objects) == []

@@ -43,6 +43,8 @@ CONTROLLER_NAME = "wardgate.io/gateway-controller"
 MAX_RULES = 16  # HTTPRoute spec.rules maxItems
 MAX_TARGETS = 16  # policy targetRefs maxItems
 MAX_LISTENERS = 64  # Gateway spec.listeners maxItems
+GRPC_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror")
+_GRPC_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*")
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,7 @@ class Rule:
     targets: bool = True
     # Only on the HTTP listener's redirect route (the implicit `location /` of a TLS host).
     redirect_only: bool = False
+    grpc: bool = False  # backend-protocol GRPC: served by a GRPCRoute
 
     def to_dict(self, *, redirect: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "matches": self.matches}
@@ -241,7 +244,22 @@ class Rule:
             out["filters"] = filters
         if self.backend_refs and not any(f.get("type") == "RequestRedirect" for f in filters):
             out["backendRefs"] = self.backend_refs
+            # ingress-nginx tries a request up to 3 times on connection errors and timeouts
+            # (proxy-next-upstream "error timeout", proxy-next-upstream-tries 3), the same pod
+            # again when it has only one; nginx never retries a non-idempotent request.
+            out["retry"] = {"attempts": 2}
         out.update(self.extra)
+        return out
+
+    def to_grpc(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        methods = [m["grpc"] for m in self.matches if m.get("grpc")]
+        if methods:
+            out["matches"] = [{"method": m} for m in methods]
+        filters = [f for f in self.filters if f.get("type") in GRPC_FILTERS]
+        if filters:
+            out["filters"] = filters
+        out["backendRefs"] = self.backend_refs
         return out
 
 
@@ -257,6 +275,8 @@ class HostRoute:
     rules: list[Rule] = field(default_factory=list)
     tls: dict[GatewayRef, tuple[str, str]] = field(default_factory=dict)  # -> secret (ns, name)
     name: str = ""
+    # ssl-passthrough: the Ingress and backendRef of the TLSRoute for this host
+    passthrough: tuple[IngressPlan, dict[str, Any]] | None = None
 
 
 class Converter:
@@ -268,6 +288,7 @@ class Converter:
         self.grants: dict[tuple[str, str, str, str], set[str]] = {}  # (to ns, from ns, from kind, to kind)
         self.listener_names: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> HTTPS listener
         self.http_listeners: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> own HTTP listener
+        self.passthrough_listeners: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> TLS listener
         self.route_rules: dict[str, list[tuple[str, str, str]]] = {}  # ingress ref -> (ns, route, rule)
         self.cm_cache: dict[str, Contribution | None] = {}
 
@@ -435,6 +456,15 @@ class Converter:
                         r.rules.append(rl)
                     rl.matches += conv.matches
                     by_path[path.path] = rl
+        for rl in r.rules:
+            if rl.owner.routing.backend_protocol == "GRPC":
+                self.grpc_matches(r, rl)
+        pt = next((p for p in r.plans if p.routing.ssl_passthrough), None)
+        if pt is not None and r.host:
+            path = next(x for rule in pt.ing.rules if rule.host == r.host for x in rule.paths)
+            ref = self.backend_ref(path.backend, pt.ing, pt.ing.namespace, f"{path.field}.backend")
+            if ref is not None:
+                r.passthrough = (pt, ref)
         # The host's implicit `location /` (ingress-nginx creates it with the first Ingress's
         # annotations and its spec.defaultBackend, else the 404 default backend).
         first = r.plans[0]
@@ -494,6 +524,31 @@ class Converter:
             a.rules.append(rl)
             out.append(a)
         return out
+
+    def grpc_matches(self, r: HostRoute, rl: Rule) -> None:
+        """backend-protocol GRPC: the rule's paths as gRPC method matches ("/" is every method)."""
+        ing = rl.owner.ing
+        rl.grpc = True
+        for m in rl.matches:
+            value = m["path"]["value"]
+            parts = [x for x in value.split("/") if x]
+            if m["path"]["type"] == "RegularExpression" or len(parts) > 2 or (
+                    parts and (not _GRPC_NAME.fullmatch(parts[0]) or (len(parts) == 2 and "." in parts[1]))):
+                self.findings.append(Finding(ing.file, ing.ref, "backend-protocol", "not-converted",
+                                             f"path {value!r} is not '/', '/<service>' or '/<service>/<method>': "
+                                             "it can't be a GRPCRoute match and is not served", rl.owner.cls.name))
+                m["grpc"] = None
+                continue
+            m["grpc"] = {"service": parts[0], **({"method": parts[1]} if len(parts) == 2 else {})} if parts else {}
+        dropped = sorted({str(f.get("type")) for f in rl.filters if f.get("type") not in GRPC_FILTERS})
+        if dropped:
+            self.findings.append(Finding(ing.file, ing.ref, "backend-protocol", "not-converted",
+                                         f"filters {', '.join(dropped)} don't exist on a GRPCRoute; not applied",
+                                         rl.owner.cls.name))
+        if not r.host or not self.host_has_tls(r):
+            self.findings.append(Finding(ing.file, ing.ref, "backend-protocol", "not-converted",
+                                         f"host {r.host or '(any)'} has no TLS: gRPC would need cleartext HTTP/2 on "
+                                         "the whole HTTP port; not served", rl.owner.cls.name))
 
     @staticmethod
     def has_route_policies(p: IngressPlan) -> bool:
@@ -642,6 +697,13 @@ class Converter:
                 listeners.append({"name": name, "protocol": "HTTP", "port": 80, "hostname": r.host,
                                   "allowedRoutes": {"namespaces": {"from": "All"}}})
                 self.http_listeners[(g, r.host)] = name
+            for r in sorted((r for r in routes if r.passthrough is not None and g in r.gateways),
+                            key=lambda r: r.host):
+                name = _listener_name(r.host, names, "tls-")
+                listeners.append({"name": name, "protocol": "TLS", "port": 443, "hostname": r.host,
+                                  "tls": {"mode": "Passthrough"}, "allowedRoutes": {"namespaces": {"from": "All"}}})
+                self.passthrough_listeners[(g, r.host)] = name
+                tls[g].pop(r.host, None)  # the backend terminates TLS: no certificate here
             for host in sorted(tls[g]):
                 ns, secret, p = tls[g][host]
                 if len(listeners) >= MAX_LISTENERS:
@@ -682,12 +744,29 @@ class Converter:
                 self.emit_route(r, f"{r.name}-http", plain, sources, redirect=True)
             else:
                 self.emit_route(r, r.name, plain + secure, sources, redirect=False)
+            grpc = [rl for rl in r.rules if rl.grpc and any(m.get("grpc") is not None for m in rl.matches)]
+            if grpc and secure:
+                self.objects.append({"apiVersion": GATEWAY_API, "kind": "GRPCRoute",
+                                     "metadata": _meta(r.name, r.namespace, sources),
+                                     "spec": {"parentRefs": secure, "hostnames": [r.host],
+                                              "rules": [rl.to_grpc() for rl in grpc[:MAX_RULES]]}})
+            if r.passthrough is not None:
+                pt, ref = r.passthrough
+                parents = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != pt.ing.namespace else {}),
+                            "sectionName": self.passthrough_listeners[(g, r.host)]}
+                           for g in r.gateways if (g, r.host) in self.passthrough_listeners]
+                self.objects.append({"apiVersion": GATEWAY_API, "kind": "TLSRoute",
+                                     "metadata": _meta(r.name, pt.ing.namespace, [pt.ing.ref]),
+                                     "spec": {"parentRefs": parents, "hostnames": [r.host],
+                                              "rules": [{"backendRefs": [ref]}]}})
 
     def emit_route(self, r: HostRoute, name: str, parents: list[dict[str, Any]], sources: list[str],
                    *, redirect: bool) -> None:
         if not parents:
             return
-        mine = [rl for rl in r.rules if redirect or not rl.redirect_only]
+        # gRPC rules are the GRPCRoute's; on the HTTP listener they only redirect
+        mine = [rl for rl in r.rules
+                if (redirect and rl.ssl_redirect) or not (rl.redirect_only or rl.grpc)]
         chunks = [mine[i:i + MAX_RULES] for i in range(0, len(mine), MAX_RULES)]
         for n, chunk in enumerate(chunks):
             rname = name if n == 0 else f"{name}-{n + 1}"
