@@ -462,3 +462,56 @@ def test_ssl_passthrough_and_grpc_routes() -> None:
     assert next(f for f in report["findings"] if f["item"] == "backend-protocol")["status"] == \
         "converted-with-difference"
     assert pipeline_problems(objects) == []
+
+
+def test_extra_rules_from_a_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules a source adds (mig-snip's Contribution.rules): a gateway-answered one on every listener
+    with its own policy, only the host's first server-level one, and a copy of the covering rule."""
+    from types import SimpleNamespace
+
+    from wardgate.migrate import catalog
+    from wardgate.migrate.contrib import CatalogEntry, Contribution
+
+    def handler(key: str, value: str, source: Any) -> Contribution:
+        c = Contribution()
+        if key == "server-snippet":
+            rule = SimpleNamespace(matches=[{"path": {"type": "Exact", "value": f"/{value}.txt"}}], filters=[],
+                                   security={"directResponses": [{"path": f"/{value}.txt", "body": value}]},
+                                   backend="none", within_ingress_paths=False)
+        else:
+            rule = SimpleNamespace(matches=[{"path": {"type": "Exact", "value": "/old"}}],
+                                   filters=[{"type": "URLRewrite", "urlRewrite": {"path": {
+                                       "type": "ReplaceFullPath", "replaceFullPath": "/new"}}}],
+                                   security={}, backend="ingress", within_ingress_paths=True)
+        c.rules = [rule]  # type: ignore[attr-defined]
+        return c
+
+    real = catalog.lookup
+    monkeypatch.setattr(catalog, "lookup", lambda key: CatalogEntry("test", handler)
+                        if key in ("server-snippet", "configuration-snippet") else real(key))
+    tls = [{"hosts": ["app.example.com"], "secretName": "app-cert"}]
+    first = ingress("z-first", paths=[("/", "Prefix", "web", 80)], tls=tls, annotations={
+        "nginx.ingress.kubernetes.io/server-snippet": "security",
+        "nginx.ingress.kubernetes.io/configuration-snippet": "x",
+        "nginx.ingress.kubernetes.io/upstream-vhost": "web.internal"})
+    second = ingress("a-second", paths=[("/api", "Prefix", "api", 80)], annotations={
+        "nginx.ingress.kubernetes.io/server-snippet": "robots"})
+    objects, report = run(NGINX_CLASS, first, second)
+    https = named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"]
+    plain = named(objects, "HTTPRoute", "app.example.com-http")["spec"]["rules"]
+    answered = next(r for r in https if r["matches"][0]["path"]["value"] == "/security.txt")
+    assert "backendRefs" not in answered and "filters" not in answered
+    assert next(r for r in plain if r["matches"][0]["path"]["value"] == "/security.txt") == answered
+    assert not any(r["matches"][0]["path"]["value"] == "/robots.txt" for r in https)
+    assert any(f["object"] == "Ingress default/a-second" and f["item"] == "server-snippet" and
+               "one server-snippet per host" in f["detail"] for f in report["findings"])
+    copy = next(r for r in https if r["matches"][0]["path"]["value"] == "/old")
+    assert copy["backendRefs"] == [{"name": "web", "port": 80}]
+    assert [f["type"] for f in copy["filters"]] == ["URLRewrite"]
+    assert copy["filters"][0]["urlRewrite"] == {"hostname": "web.internal",
+                                                "path": {"type": "ReplaceFullPath", "replaceFullPath": "/new"}}
+    # the answered rule's own policy, on both listeners' routes; the Ingress's policies don't target it
+    targets = sorted((t["name"], t["sectionName"]) for o in of(objects, "SecurityPolicy")
+                     if o["spec"].get("directResponses") for t in o["spec"]["targetRefs"])
+    assert targets == [("app.example.com", answered["name"]), ("app.example.com-http", answered["name"])]
+    assert pipeline_problems(objects) == []

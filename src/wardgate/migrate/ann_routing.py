@@ -370,6 +370,23 @@ def _service_upstream(key: str, value: str, source: Source) -> Contribution:
                 "changes follow the gateway rather than kube-proxy")
 
 
+def _use_regex(key: str, value: str, source: Source) -> Contribution:
+    if not parse_bool(value, key):
+        return _one(source, key, "exact", "paths keep their pathType (the default)")
+    return _one(source, key, "converted-with-difference",
+                "every path of the Ingress's hosts (other Ingresses' too) becomes a RegularExpression match, "
+                "case-insensitive and anchored at the start only as in ingress-nginx; see each path's finding")
+
+
+def _default_backend(key: str, value: str, source: Source) -> Contribution:
+    if source.annotations.get("custom-http-errors"):
+        return _one(source, key, "exact", "converted with custom-http-errors (the error pages' backend)")
+    return _one(source, key, "not-converted",
+                f"ingress-nginx sent requests to Service {value} when the backend had no ready endpoints (with "
+                "X-Code: 503); wardgate answers 503 itself (no fallback backend): keep the Service's endpoints "
+                "ready, or serve an error page with custom-http-errors")
+
+
 CATALOG: dict[str, CatalogEntry] = {
     "ssl-redirect": CatalogEntry("HTTP listener route with RequestRedirect to https (308) when the host has TLS",
                                  _ssl_redirect),
@@ -397,6 +414,9 @@ CATALOG: dict[str, CatalogEntry] = {
     "backend-protocol": CatalogEntry("GRPC: GRPCRoute; HTTPS/GRPCS need a BackendTLSPolicy (verified TLS)",
                                      _backend_protocol),
     "ssl-passthrough": CatalogEntry("TLSRoute on a Passthrough listener", _ssl_passthrough),
+    "use-regex": CatalogEntry("RegularExpression path matches for the host's paths", _use_regex),
+    "default-backend": CatalogEntry("(with custom-http-errors) the error pages' backend; alone not converted",
+                                    _default_backend),
     "service-upstream": CatalogEntry("backendRefs to the Service (the gateway balances over its endpoints)",
                                      _service_upstream),
 }

@@ -143,6 +143,9 @@ class IngressPlan:
     routing: Routing
     contrib: Contribution = field(default_factory=Contribution)
     owners: dict[str, str] = field(default_factory=dict)
+    # (annotation, ExtraRule): rules a source adds beside the Ingress's paths (Contribution.rules)
+    extra_rules: list[tuple[str, Any]] = field(default_factory=list)
+    ignored: str = ""  # why ingress-nginx never serves this Ingress (Contribution.ignore_ingress)
 
 
 def _conflict_findings(ing: Ingress, key: str, conflicts: list[tuple[str, str]], cls: str) -> list[Finding]:
@@ -208,6 +211,10 @@ def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str]) -> tuple[I
         if not own:
             findings.append(Finding(ing.file, ing.ref, key, "exact", entry.becomes, cls.name))
         findings += add_contribution(plan, key, c)
+        # Contribution.rules / ignore_ingress (mig-snip's extension of the Contribution), read
+        # by name so the converter works with either shape of it.
+        plan.extra_rules += [(key, x) for x in getattr(c, "rules", None) or []]
+        plan.ignored = plan.ignored or str(getattr(c, "ignore_ingress", "") or "")
     return plan, findings
 
 
@@ -291,6 +298,10 @@ class Converter:
         self.passthrough_listeners: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> TLS listener
         self.route_rules: dict[str, list[tuple[str, str, str]]] = {}  # ingress ref -> (ns, route, rule)
         self.cm_cache: dict[str, Contribution | None] = {}
+        self.default_redirects: set[str] = set()  # Ingresses reported for the default ssl-redirect
+        # SecurityPolicies for single rules (an ExtraRule's own `security`): (owner, rule, spec)
+        self.rule_policies: list[tuple[IngressPlan, Rule, dict[str, Any]]] = []
+        self.rule_routes: dict[int, list[tuple[str, str]]] = {}  # id(rule) -> [(namespace, route)]
 
     # -- classes -------------------------------------------------------------------------------
 
@@ -360,6 +371,10 @@ class Converter:
             config = {**CONFIG_DEFAULTS, **info.config}
             p, fs = dispatch(ing, info, config)
             self.findings += fs
+            if p.ignored:
+                self.findings.append(Finding(ing.file, ing.ref, "(ingress)", "exact",
+                                             f"not migrated: ingress-nginx never serves it ({p.ignored})", cls))
+                continue
             plans.append(p)
         routes = self.group(plans)
         for r in routes:
@@ -456,6 +471,7 @@ class Converter:
                         r.rules.append(rl)
                     rl.matches += conv.matches
                     by_path[path.path] = rl
+        self.place_extra_rules(r, counter)
         for rl in r.rules:
             if rl.owner.routing.backend_protocol == "GRPC":
                 self.grpc_matches(r, rl)
@@ -490,6 +506,16 @@ class Converter:
                     f"applied this Ingress's annotations (the host's first) to them as well", first.cls.name))
         for c in r.canaries:
             self.merge_canary(r, c, by_path, counter)
+        for p in r.plans:
+            anns = p.ing.nginx_annotations
+            if r.host and "ssl-redirect" not in anns and "force-ssl-redirect" not in anns \
+                    and p.routing.ssl_redirect_for(self.host_has_tls(r)) and p.ing.ref not in self.default_redirects:
+                self.default_redirects.add(p.ing.ref)
+                self.findings.append(Finding(
+                    p.ing.file, p.ing.ref, "ssl-redirect (default)", "converted-with-difference",
+                    f"host {r.host} has TLS: plain HTTP redirects to https with {p.routing.redirect_code} (HTTP "
+                    "listener route with RequestRedirect); the Location keeps the request's final '/' (ingress-nginx "
+                    "strips one)", p.cls.name))
         root = next((p for p in r.plans if p.routing.app_root), None)
         if root is not None and root.routing.app_root:
             # A server-level `if ($uri = /)`: before any location, so it wins over an Exact "/" path.
@@ -524,6 +550,44 @@ class Converter:
             a.rules.append(rl)
             out.append(a)
         return out
+
+    def place_extra_rules(self, r: HostRoute, counter: dict[str, int]) -> None:
+        """Rules sources add beside the Ingresses' paths (a snippet's `location = /x { return ...; }`
+        or `rewrite`): answered by the gateway, or a copy of the Ingress rule covering them."""
+        server_level: set[str] = set()
+        for p in r.plans:
+            own = [rl for rl in r.rules if rl.owner is p]
+            for key, extra in p.extra_rules:
+                if key in SERVER_LEVEL:
+                    if key in server_level:
+                        self.findings.append(Finding(
+                            p.ing.file, p.ing.ref, key, "exact",
+                            f"ignored for host {r.host or '(any)'}: ingress-nginx applies one {key} per host, the "
+                            "first Ingress's (in its order)", p.cls.name))
+                        continue
+                    server_level.add(key)
+                matches = [dict(m) for m in extra.matches]
+                cover = [_covering(m, own) for m in matches]
+                if extra.within_ingress_paths or extra.backend == "ingress":
+                    matches = [m for m, c in zip(matches, cover, strict=True) if c is not None]
+                    cover = [c for c in cover if c is not None]
+                if not matches:
+                    continue
+                if extra.backend == "ingress":
+                    base = cover[0]
+                    assert base is not None
+                    rl = self.new_rule(p, counter, matches, copy.deepcopy(base.backend_refs), r)
+                    rl.filters = copy.deepcopy(base.filters)
+                    conflicts = _merge_filters(rl.filters, extra.filters, dict(p.owners), key)
+                    self.findings += _conflict_findings(p.ing, key, conflicts, p.cls.name)
+                    rl.extra = copy.deepcopy(base.extra)
+                else:
+                    rl = self.new_rule(p, counter, matches, [], r)
+                    rl.filters, rl.extra = copy.deepcopy(list(extra.filters)), {}
+                    rl.ssl_redirect, rl.targets = False, False
+                    if extra.security:
+                        self.rule_policies.append((p, rl, dict(extra.security)))
+                r.rules.insert(0, rl)
 
     def grpc_matches(self, r: HostRoute, rl: Rule) -> None:
         """backend-protocol GRPC: the rule's paths as gRPC method matches ("/" is every method)."""
@@ -776,6 +840,7 @@ class Converter:
             rules = []
             for rl in chunk:
                 rules.append(rl.to_dict(redirect=redirect and rl.ssl_redirect))
+                self.rule_routes.setdefault(id(rl), []).append((r.namespace, rname))
                 if rl.targets and not (redirect and rl.ssl_redirect):
                     self.route_rules.setdefault(rl.owner.ing.ref, []).append((r.namespace, rname, rl.name))
             spec["rules"] = rules
@@ -809,6 +874,13 @@ class Converter:
                             "spec": {"targetRefs": [{"group": GROUP, "kind": "HTTPRoute", "name": route,
                                                      "sectionName": rule} for route, rule in chunk],
                                      **copy.deepcopy(spec)}})
+        for p, rl, spec in self.rule_policies:
+            for ns, route in self.rule_routes.get(id(rl), []):
+                self.objects.append({
+                    "apiVersion": POLICY_API, "kind": "SecurityPolicy",
+                    "metadata": _meta(_sanitize(f"{route}-{rl.name}", 240), ns, [p.ing.ref]),
+                    "spec": {"targetRefs": [{"group": GROUP, "kind": "HTTPRoute", "name": route,
+                                             "sectionName": rl.name}], **copy.deepcopy(spec)}})
         # ClientTrafficPolicy and Gateway-wide settings: from the classes' ConfigMaps and Ingresses.
         for g, cls_names in gateways.items():
             ctp: dict[str, Any] = {}
@@ -890,6 +962,33 @@ class Converter:
                 "metadata": _meta(name, to_ns, [f"{from_kind}s in {from_ns}"]),
                 "spec": {"from": [{"group": GROUP, "kind": from_kind, "namespace": from_ns}],
                          "to": [{"group": "", "kind": to_kind, "name": n} for n in sorted(names)]}})
+
+
+# Annotations nginx applies once per server (host): the first Ingress of the host provides them.
+SERVER_LEVEL = frozenset({"server-snippet"})
+
+
+def _covering(match: Mapping[str, Any], rules: Sequence[Rule]) -> Rule | None:
+    """The rule whose path match covers an Exact/PathPrefix match most specifically, as nginx's
+    location for that path would be chosen (None for regex matches or no cover)."""
+    path = match.get("path") or {}
+    if path.get("type") not in ("Exact", "PathPrefix"):
+        return None
+    value = str(path.get("value", "/"))
+    best: tuple[int, Rule] | None = None
+    for rl in rules:
+        for m in rl.matches:
+            mp = m.get("path") or {}
+            v = str(mp.get("value", ""))
+            if mp.get("type") == "Exact":
+                ok = path.get("type") == "Exact" and v == value
+            elif mp.get("type") == "PathPrefix":
+                ok = value == v or value.startswith(v.rstrip("/") + "/")
+            else:
+                ok = False
+            if ok and (best is None or len(v) + (mp.get("type") == "Exact") > best[0]):
+                best = (len(v) + (mp.get("type") == "Exact"), rl)
+    return best[1] if best else None
 
 
 def _wild(hosts: Sequence[str], host: str) -> bool:
