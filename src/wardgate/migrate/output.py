@@ -6,11 +6,10 @@ policies), then name; keys keep the order the converter built them in, which is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 import json
 import re
+from collections.abc import Iterable
+from typing import Any
 
 KIND_ORDER = ("GatewayClass", "Gateway", "ReferenceGrant", "HTTPRoute", "GRPCRoute", "TLSRoute",
               "BackendTLSPolicy", "ClientTrafficPolicy", "SecurityPolicy", "RateLimitPolicy")
