@@ -241,11 +241,38 @@ def _redirect_url(value: str, key: str) -> dict[str, Any]:
     return rd
 
 
+def compat_available() -> bool:
+    """Whether this wardgate has IngressNginxCompat (nginx's `return` for redirects, exactly)."""
+    from wardgate.model import KINDS
+
+    return ("policy.wardgate.io", "IngressNginxCompat") in KINDS
+
+
+def redirect_filter(location: str, code: int, *, path_only: bool = False) -> dict[str, Any]:
+    """nginx's `return <code> <location>`: through IngressNginxCompat when it exists (the Location
+    exactly, no query string added), else a Gateway API RequestRedirect (which keeps the path's
+    form and adds the query string)."""
+    if compat_available():
+        return {"type": "ExtensionRef", "_compat": {"redirect": {"location": location, "statusCode": code}}}
+    if path_only:
+        return {"type": "RequestRedirect", "requestRedirect": {
+            "path": {"type": "ReplaceFullPath", "replaceFullPath": location}, "statusCode": code}}
+    return {"type": "RequestRedirect", "requestRedirect": {**_redirect_url(location, "redirect"), "statusCode": code}}
+
+
+class IngressRejected(ValueError):
+    """The value fails ingress-nginx's annotation validation: the admission webhook refuses the
+    Ingress, and without it the controller ignores the whole Ingress."""
+
+
 def _redirect(key: str, value: str, source: Source) -> Contribution:
     anns = source.annotations
     temporal = key == "temporal-redirect"
     if not temporal and anns.get("temporal-redirect"):
         return _one(source, key, "exact", "temporal-redirect wins over permanent-redirect, as in ingress-nginx")
+    if "$" in value:
+        raise IngressRejected(f"{key}: {value!r} contains an nginx variable, which ingress-nginx's annotation "
+                              "validation refuses: the Ingress is not served")
     rd = _redirect_url(value, key)
     code_key = f"{key}-code"
     code = 302 if temporal else 301
@@ -261,6 +288,12 @@ def _redirect(key: str, value: str, source: Source) -> Contribution:
         notes.append(f"status {code} is not one Gateway API redirects with; {301 if code < 303 else 308} instead")
         code = 301 if code < 303 else 308
     rd["statusCode"] = code
+    if compat_available():
+        status: Status = "converted-with-difference" if notes else "exact"
+        return Contribution(filters=[redirect_filter(value, code)], findings=[
+            Finding(source.file, source.obj, key, status,
+                    "; ".join([f"IngressNginxCompat redirect to {value} ({code}) on every path of the Ingress, "
+                               "the Location exactly as ingress-nginx sends it", *notes]), source.ingress_class)])
     u = urlsplit(value)
     if not u.path:
         notes.append("the Location ends in '/' (the URL has no path)")
@@ -276,6 +309,9 @@ def _redirect(key: str, value: str, source: Source) -> Contribution:
 def _app_root(key: str, value: str, source: Source) -> Contribution:
     if not _valid_app_root(value):
         raise ValueError(f"{key}: {value!r} must be a path starting with '/' (no spaces or variables)")
+    if compat_available():
+        return _one(source, key, "exact", "Exact '/' rule with an IngressNginxCompat redirect (302) to "
+                    "$scheme://$http_host" + value + ", as ingress-nginx's server-level `return`")
     return _one(source, key, "converted-with-difference",
                 "Exact '/' rule with RequestRedirect 302 ReplaceFullPath; the Location drops the Host header's "
                 "port and keeps the query string (ingress-nginx: $http_host, no query)")

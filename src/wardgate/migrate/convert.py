@@ -15,7 +15,9 @@ The shape of the output, following ingress-nginx's model of one nginx `server` p
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +45,8 @@ CONTROLLER_NAME = "wardgate.io/gateway-controller"
 MAX_RULES = 16  # HTTPRoute spec.rules maxItems
 MAX_TARGETS = 16  # policy targetRefs maxItems
 MAX_LISTENERS = 64  # Gateway spec.listeners maxItems
+POLICY_GROUP = "policy.wardgate.io"
+COMPAT_KIND = "IngressNginxCompat"
 GRPC_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror")
 _GRPC_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*")
 
@@ -54,6 +58,10 @@ class MigrateOptions:
     # (class, namespace, name) from `--configmap CLASS=NS/NAME`.
     configmaps: tuple[tuple[str, str, str], ...] = ()
     gateway_class: str = "wardgate"
+    # (namespace, name) of the Secret ingress-nginx served hosts without their own certificate
+    # with (`--default-certificate`, its --default-ssl-certificate): an HTTPS listener without
+    # hostname then serves every host on 443, as ingress-nginx did.
+    default_certificate: tuple[str, str] | None = None
 
 
 @dataclass
@@ -202,6 +210,10 @@ def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str]) -> tuple[I
             continue
         try:
             c = entry.handler(key, value, source)
+        except ann_routing.IngressRejected as exc:
+            findings.append(Finding(ing.file, ing.ref, key, "exact", str(exc), cls.name))
+            plan.ignored = plan.ignored or f"{key} fails ingress-nginx's annotation validation"
+            continue
         except ValueError as exc:
             findings.append(Finding(ing.file, ing.ref, key, "not-converted",
                                     f"invalid value: {exc}; not applied", cls.name))
@@ -240,16 +252,31 @@ class Rule:
     redirect_only: bool = False
     grpc: bool = False  # backend-protocol GRPC: served by a GRPCRoute
 
-    def to_dict(self, *, redirect: bool = False) -> dict[str, Any]:
+    def compat_spec(self) -> dict[str, Any]:
+        """IngressNginxCompat fields that filters carry inline ("_compat": a redirect as nginx's
+        `return`): written as one IngressNginxCompat the rule names."""
+        spec: dict[str, Any] = {}
+        for f in self.filters:
+            spec.update(f.get("_compat") or {})
+        return spec
+
+    def redirects(self) -> bool:
+        return any(f.get("type") == "RequestRedirect" for f in self.filters) or "redirect" in self.compat_spec()
+
+    def to_dict(self, *, redirect: bool = False, compat_ref: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "matches": self.matches}
         if redirect:
             out["filters"] = [{"type": "RequestRedirect",
                                "requestRedirect": {"scheme": "https", "statusCode": self.redirect_code}}]
             return out
-        filters = self.filters
+        filters = [f for f in self.filters if "_compat" not in f]
+        if compat_ref is not None:  # the one IngressNginxCompat of the rule replaces the others
+            filters = [f for f in filters if (f.get("extensionRef") or {}).get("kind") != COMPAT_KIND]
+            filters.append({"type": "ExtensionRef", "extensionRef": {
+                "group": POLICY_GROUP, "kind": COMPAT_KIND, "name": compat_ref}})
         if filters:
             out["filters"] = filters
-        if self.backend_refs and not any(f.get("type") == "RequestRedirect" for f in filters):
+        if self.backend_refs and not self.redirects():
             out["backendRefs"] = self.backend_refs
             # ingress-nginx tries a request up to 3 times on connection errors and timeouts
             # (proxy-next-upstream "error timeout", proxy-next-upstream-tries 3), the same pod
@@ -299,6 +326,11 @@ class Converter:
         self.route_rules: dict[str, list[tuple[str, str, str]]] = {}  # ingress ref -> (ns, route, rule)
         self.cm_cache: dict[str, Contribution | None] = {}
         self.default_redirects: set[str] = set()  # Ingresses reported for the default ssl-redirect
+        self.compat_objects: dict[tuple[str, str], dict[str, Any]] = {}
+        # (namespace, name) -> IngressNginxCompat spec and the Ingresses whose paths name it
+        # (filled by paths' conversions: mig-compat)
+        self.compat: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = {}
+        self.default_https: set[GatewayRef] = set()  # Gateways with an HTTPS listener for any host
         # SecurityPolicies for single rules (an ExtraRule's own `security`): (owner, rule, spec)
         self.rule_policies: list[tuple[IngressPlan, Rule, dict[str, Any]]] = []
         self.rule_routes: dict[int, list[tuple[str, str]]] = {}  # id(rule) -> [(namespace, route)]
@@ -362,7 +394,8 @@ class Converter:
         # answered 404 to everything, and so will the Gateway.
         every = [c.name for c in self.inputs.classes.values() if is_ingress_nginx(c.controller, self.inputs)]
         plan = plan_classes(self.inputs, [c for _, c in served] + every, gateway_opts=self.options.gateways,
-                            configmap_opts=self.options.configmaps)
+                            configmap_opts=self.options.configmaps,
+                            default_certificate=self.options.default_certificate)
         self.findings += plan.findings
         classes = plan.classes
         plans: list[IngressPlan] = []
@@ -486,7 +519,8 @@ class Converter:
         first = r.plans[0]
         if not has_root:
             db = first.ing.default_backend
-            redirects = any(f.get("type") == "RequestRedirect" for f in first.contrib.filters)
+            redirects = any(f.get("type") == "RequestRedirect" or "redirect" in (f.get("_compat") or {})
+                            for f in first.contrib.filters)
             if db is not None:
                 ref = self.backend_ref(db, first.ing, r.namespace, "spec.defaultBackend")
                 if ref is not None:
@@ -523,8 +557,7 @@ class Converter:
                 rl.matches = [m for m in rl.matches if m["path"] != {"type": "Exact", "value": "/"}]
             r.rules = [rl for rl in r.rules if rl.matches]
             rl = self.new_rule(root, counter, [{"path": {"type": "Exact", "value": "/"}}], [], r)
-            rl.filters = [{"type": "RequestRedirect", "requestRedirect": {
-                "path": {"type": "ReplaceFullPath", "replaceFullPath": root.routing.app_root}, "statusCode": 302}}]
+            rl.filters = [ann_routing.redirect_filter(root.routing.app_root, 302, path_only=True)]
             rl.extra, rl.ssl_redirect, rl.targets = {}, False, False
             r.rules.insert(0, rl)
 
@@ -750,6 +783,18 @@ class Converter:
             listeners: list[dict[str, Any]] = [
                 {"name": "http", "protocol": "HTTP", "port": 80, "allowedRoutes": {"namespaces": {"from": "All"}}}]
             names: set[str] = {"http"}
+            cert_of = next((classes[c].default_certificate for c in sorted(gws[g]) if classes[c].default_certificate),
+                           None)
+            if cert_of is not None:
+                default_cert: dict[str, Any] = {"name": cert_of[1]}
+                if cert_of[0] != g.namespace:
+                    default_cert["namespace"] = cert_of[0]
+                    self.grant(cert_of[0], g.namespace, "Gateway", "Secret", cert_of[1])
+                listeners.append({"name": "https", "protocol": "HTTPS", "port": 443,
+                                  "tls": {"certificateRefs": [default_cert]},
+                                  "allowedRoutes": {"namespaces": {"from": "All"}}})
+                names.add("https")
+                self.default_https.add(g)
             for r in isolate[g]:
                 if len(listeners) >= MAX_LISTENERS:
                     p = r.plans[0]
@@ -799,12 +844,13 @@ class Converter:
     def emit_routes(self, routes: list[HostRoute]) -> None:
         for r in routes:
             sources = [p.ing.ref for p in r.plans] + [c.ing.ref for c in r.canaries]
-            tls_gws = [g for g in r.gateways if (g, r.host) in self.listener_names]
+            tls_gws = [g for g in r.gateways if (g, r.host) in self.listener_names or
+                       (g in self.default_https and (g, r.host) not in self.passthrough_listeners)]
             redirect_any = any(rl.ssl_redirect for rl in r.rules)
             plain = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != r.namespace else {}),
                       "sectionName": self.http_listeners.get((g, r.host), "http")} for g in r.gateways]
             secure = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != r.namespace else {}),
-                       "sectionName": self.listener_names[(g, r.host)]} for g in tls_gws]
+                       "sectionName": self.listener_names.get((g, r.host), "https")} for g in tls_gws]
             if redirect_any:
                 self.emit_route(r, r.name, secure, sources, redirect=False)
                 self.emit_route(r, f"{r.name}-http", plain, sources, redirect=True)
@@ -826,6 +872,20 @@ class Converter:
                                      "spec": {"parentRefs": parents, "hostnames": [r.host],
                                               "rules": [{"backendRefs": [ref]}]}})
 
+    def compat_object(self, namespace: str, spec: dict[str, Any], rl: Rule) -> str:
+        """The IngressNginxCompat holding `spec` in `namespace` (one per distinct spec)."""
+        text = json.dumps(spec, sort_keys=True)
+        name = "ingress-nginx-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+        if (namespace, name) not in self.compat_objects:
+            self.compat_objects[(namespace, name)] = {
+                "apiVersion": POLICY_API, "kind": COMPAT_KIND, "metadata": _meta(name, namespace, []),
+                "spec": spec}
+            self.objects.append(self.compat_objects[(namespace, name)])
+        sources = self.compat_objects[(namespace, name)]["metadata"]["annotations"]
+        refs = [x for x in sources[FROM].split(", ") if x] + [rl.owner.ing.ref]
+        sources[FROM] = ", ".join(sorted(set(refs)))
+        return name
+
     def emit_route(self, r: HostRoute, name: str, parents: list[dict[str, Any]], sources: list[str],
                    *, redirect: bool) -> None:
         if not parents:
@@ -841,7 +901,18 @@ class Converter:
                 spec["hostnames"] = [r.host]
             rules = []
             for rl in chunk:
-                rules.append(rl.to_dict(redirect=redirect and rl.ssl_redirect))
+                as_redirect = redirect and rl.ssl_redirect
+                cspec = {} if as_redirect else rl.compat_spec()
+                if cspec:
+                    # a rule names one IngressNginxCompat: fold in those its path filters name
+                    for f in rl.filters:
+                        named = (f.get("extensionRef") or {})
+                        if named.get("kind") == COMPAT_KIND and (r.namespace, named.get("name")) in self.compat:
+                            cspec = {**self.compat[(r.namespace, named["name"])][0], **cspec}
+                    if "redirect" in cspec:
+                        cspec.pop("rewriteTarget", None)  # nginx's `return` answers before any rewrite
+                ref = self.compat_object(r.namespace, cspec, rl) if cspec else None
+                rules.append(rl.to_dict(redirect=as_redirect, compat_ref=ref))
                 self.rule_routes.setdefault(id(rl), []).append((r.namespace, rname))
                 if rl.targets and not (redirect and rl.ssl_redirect):
                     self.route_rules.setdefault(rl.owner.ing.ref, []).append((r.namespace, rname, rl.name))
@@ -890,10 +961,11 @@ class Converter:
             sources: list[str] = []
             # ingress-nginx's upstream headers wardgate doesn't send by itself (X-Forwarded-Port:
             # the listener's port, 443 set per HTTPS listener below).
+            # ingress-nginx's template also clears the Server response header.
             sec: dict[str, Any] = {"requestHeaders": {"set": [
                 {"name": "X-Forwarded-Port", "value": "80"},
                 {"name": "X-Forwarded-Scheme", "valueFrom": "Scheme"},
-                {"name": "X-Scheme", "valueFrom": "Scheme"}]}}
+                {"name": "X-Scheme", "valueFrom": "Scheme"}]}, "responseHeaders": {"remove": ["Server"]}}
             sec_owners: dict[str, str] = {f"requestHeaders.set.{h}": "ingress-nginx's defaults"
                                           for h in ("x-forwarded-port", "x-forwarded-scheme", "x-scheme")}
             for cname in cls_names:
@@ -926,7 +998,8 @@ class Converter:
                                  "metadata": _meta(f"{g.name}-gateway", g.namespace,
                                                    sources or [f"IngressClass {c}" for c in cls_names]),
                                  "spec": {"targetRefs": target, **sec}})
-            https = sorted(name for (gw, _host), name in self.listener_names.items() if gw == g)
+            https = sorted([name for (gw, _host), name in self.listener_names.items() if gw == g] +
+                           (["https"] if g in self.default_https else []))
             for n, part in enumerate(https[i:i + MAX_TARGETS] for i in range(0, len(https), MAX_TARGETS)):
                 self.objects.append({
                     "apiVersion": POLICY_API, "kind": "SecurityPolicy",
