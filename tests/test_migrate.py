@@ -515,3 +515,47 @@ def test_extra_rules_from_a_handler(monkeypatch: pytest.MonkeyPatch) -> None:
                      if o["spec"].get("directResponses") for t in o["spec"]["targetRefs"])
     assert targets == [("app.example.com", answered["name"]), ("app.example.com-http", answered["name"])]
     assert pipeline_problems(objects) == []
+
+
+def test_default_certificate_serves_every_host_on_https() -> None:
+    deployment = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ctl, namespace: ingress-nginx}
+spec:
+  template:
+    spec:
+      containers:
+        - name: controller
+          args: [/nginx-ingress-controller, --default-ssl-certificate=certs/wildcard]
+"""
+    tls = [{"hosts": ["own.example.com"], "secretName": "own-cert"}]
+    objects, _ = run(NGINX_CLASS, deployment, ingress("plain"), ingress("own", "own.example.com", tls=tls),
+                     ingress("catch", host=None, default_backend=("fallback", 80)))
+    listeners = named(objects, "Gateway", "nginx")["spec"]["listeners"]
+    assert listeners[1] == {"name": "https", "protocol": "HTTPS", "port": 443,
+                            "tls": {"certificateRefs": [{"name": "wildcard", "namespace": "certs"}]},
+                            "allowedRoutes": {"namespaces": {"from": "All"}}}
+    sections = {r["metadata"]["name"]: [p["sectionName"] for p in r["spec"]["parentRefs"]]
+                for r in of(objects, "HTTPRoute")}
+    # hosts beside the catch-all route get their own listeners on both ports (isolation)
+    assert sections == {"app.example.com": ["http-app-example-com", "https-app-example-com"],
+                        "catch-all": ["http", "https"],
+                        "own.example.com": ["https-own-example-com"],
+                        "own.example.com-http": ["http-own-example-com"]}
+    grants = {(g["metadata"]["namespace"], t["name"]) for g in of(objects, "ReferenceGrant") for t in g["spec"]["to"]}
+    assert grants == {("certs", "wildcard"), ("default", "own-cert")}
+    # the option wins over the Deployment's flag
+    objects, _ = run(NGINX_CLASS, deployment, ingress("plain"),
+                     options=MigrateOptions(default_certificate=("ingress-nginx", "fake")))
+    assert named(objects, "Gateway", "nginx")["spec"]["listeners"][1]["tls"] == {
+        "certificateRefs": [{"name": "fake"}]}
+
+
+def test_redirect_with_an_nginx_variable_leaves_the_ingress_out() -> None:
+    objects, report = run(NGINX_CLASS, ingress("moved", "moved.example.com", annotations={
+        "nginx.ingress.kubernetes.io/permanent-redirect": "https://new.example.com$request_uri"}),
+        ingress("ok", "ok.example.com"))
+    assert [r["spec"]["hostnames"] for r in of(objects, "HTTPRoute")] == [["ok.example.com"]]
+    found = {(f["item"], f["status"]) for f in report["findings"] if f["object"] == "Ingress default/moved"}
+    assert found == {("permanent-redirect", "exact"), ("(ingress)", "exact")}

@@ -783,6 +783,7 @@ class Converter:
             listeners: list[dict[str, Any]] = [
                 {"name": "http", "protocol": "HTTP", "port": 80, "allowedRoutes": {"namespaces": {"from": "All"}}}]
             names: set[str] = {"http"}
+            default_listener: dict[str, Any] = {}
             cert_of = next((classes[c].default_certificate for c in sorted(gws[g]) if classes[c].default_certificate),
                            None)
             if cert_of is not None:
@@ -790,9 +791,10 @@ class Converter:
                 if cert_of[0] != g.namespace:
                     default_cert["namespace"] = cert_of[0]
                     self.grant(cert_of[0], g.namespace, "Gateway", "Secret", cert_of[1])
-                listeners.append({"name": "https", "protocol": "HTTPS", "port": 443,
-                                  "tls": {"certificateRefs": [default_cert]},
-                                  "allowedRoutes": {"namespaces": {"from": "All"}}})
+                default_listener = {"name": "https", "protocol": "HTTPS", "port": 443,
+                                    "tls": {"certificateRefs": [default_cert]},
+                                    "allowedRoutes": {"namespaces": {"from": "All"}}}
+                listeners.append(default_listener)
                 names.add("https")
                 self.default_https.add(g)
             for r in isolate[g]:
@@ -808,6 +810,12 @@ class Converter:
                 listeners.append({"name": name, "protocol": "HTTP", "port": 80, "hostname": r.host,
                                   "allowedRoutes": {"namespaces": {"from": "All"}}})
                 self.http_listeners[(g, r.host)] = name
+                if g in self.default_https and r.host not in tls[g] and r.passthrough is None \
+                        and len(listeners) < MAX_LISTENERS:
+                    # the same isolation on 443, with the default certificate
+                    name = _listener_name(r.host, names)
+                    listeners.append({**default_listener, "name": name, "hostname": r.host})
+                    self.listener_names[(g, r.host)] = name
             for r in sorted((r for r in routes if r.passthrough is not None and g in r.gateways),
                             key=lambda r: r.host):
                 name = _listener_name(r.host, names, "tls-")
