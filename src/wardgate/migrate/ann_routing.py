@@ -127,6 +127,15 @@ class Routing:
     from_to_www: bool = False
     backend_protocol: str = "HTTP"  # upper case: HTTP, HTTPS, GRPC, GRPCS, AUTO_HTTP, FCGI
     ssl_passthrough: bool = False
+    # preserve-trailing-slash: ingress-nginx's https redirect then keeps a final '/', as
+    # RequestRedirect always does (by default it strips one)
+    preserve_trailing_slash: bool = False
+
+    def redirect_difference(self) -> str:
+        """What the https redirect does differently from ingress-nginx's ("" when nothing)."""
+        if self.preserve_trailing_slash:
+            return ""
+        return "the Location keeps the request's final '/' (ingress-nginx strips one unless preserve-trailing-slash)"
 
     def ssl_redirect_for(self, host_has_tls: bool) -> bool:
         """Whether plain HTTP requests to this Ingress's paths redirect to HTTPS."""
@@ -158,7 +167,7 @@ def routing(source: Source) -> Routing:
     if protocol not in BACKEND_PROTOCOLS:
         protocol = "HTTP"  # ingress-nginx ignores an invalid value
     return Routing(ssl, force, redirect_code(config), canary, app_root, _bool_or(anns, "from-to-www-redirect", False),
-                   protocol, _bool_or(anns, "ssl-passthrough", False))
+                   protocol, _bool_or(anns, "ssl-passthrough", False), _bool_or(anns, "preserve-trailing-slash", False))
 
 
 def _valid_app_root(value: str) -> bool:
@@ -190,9 +199,10 @@ def _ssl_redirect(key: str, value: str, source: Source) -> Contribution:
     if not on:
         return _one(source, key, "exact", "no redirect (the default)")
     where = "for every request" if key == "force-ssl-redirect" else "when the host has TLS"
-    return _one(source, key, "converted-with-difference",
-                f"HTTP listener route with RequestRedirect scheme https, {code} {where}; the Location keeps "
-                "the request's final '/' (ingress-nginx strips one)")
+    difference = routing(source).redirect_difference()
+    return _one(source, key, "converted-with-difference" if difference else "exact",
+                f"HTTP listener route with RequestRedirect scheme https, {code} {where}"
+                + (f"; {difference}" if difference else ""))
 
 
 def _bool_only(meaning: str) -> Any:
@@ -406,12 +416,10 @@ def _service_upstream(key: str, value: str, source: Source) -> Contribution:
                 "changes follow the gateway rather than kube-proxy")
 
 
-def _use_regex(key: str, value: str, source: Source) -> Contribution:
-    if not parse_bool(value, key):
-        return _one(source, key, "exact", "paths keep their pathType (the default)")
-    return _one(source, key, "converted-with-difference",
-                "every path of the Ingress's hosts (other Ingresses' too) becomes a RegularExpression match, "
-                "case-insensitive and anchored at the start only as in ingress-nginx; see each path's finding")
+def _preserve_trailing_slash(key: str, value: str, source: Source) -> Contribution:
+    if parse_bool(value, key):
+        return _one(source, key, "exact", "the https redirect keeps the request's final '/', as wardgate's does")
+    return _one(source, key, "exact", "the default: see ssl-redirect for the final '/'")
 
 
 def _default_backend(key: str, value: str, source: Source) -> Contribution:
@@ -450,7 +458,8 @@ CATALOG: dict[str, CatalogEntry] = {
     "backend-protocol": CatalogEntry("GRPC: GRPCRoute; HTTPS/GRPCS need a BackendTLSPolicy (verified TLS)",
                                      _backend_protocol),
     "ssl-passthrough": CatalogEntry("TLSRoute on a Passthrough listener", _ssl_passthrough),
-    "use-regex": CatalogEntry("RegularExpression path matches for the host's paths", _use_regex),
+    "preserve-trailing-slash": CatalogEntry("the https redirect keeps the request's final '/'",
+                                            _preserve_trailing_slash),
     "default-backend": CatalogEntry("(with custom-http-errors) the error pages' backend; alone not converted",
                                     _default_backend),
     "service-upstream": CatalogEntry("backendRefs to the Service (the gateway balances over its endpoints)",

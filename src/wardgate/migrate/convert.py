@@ -545,11 +545,12 @@ class Converter:
             if r.host and "ssl-redirect" not in anns and "force-ssl-redirect" not in anns \
                     and p.routing.ssl_redirect_for(self.host_has_tls(r)) and p.ing.ref not in self.default_redirects:
                 self.default_redirects.add(p.ing.ref)
+                difference = p.routing.redirect_difference()
                 self.findings.append(Finding(
-                    p.ing.file, p.ing.ref, "ssl-redirect (default)", "converted-with-difference",
+                    p.ing.file, p.ing.ref, "ssl-redirect (default)",
+                    "converted-with-difference" if difference else "exact",
                     f"host {r.host} has TLS: plain HTTP redirects to https with {p.routing.redirect_code} (HTTP "
-                    "listener route with RequestRedirect); the Location keeps the request's final '/' (ingress-nginx "
-                    "strips one)", p.cls.name))
+                    "listener route with RequestRedirect)" + (f"; {difference}" if difference else ""), p.cls.name))
         root = next((p for p in r.plans if p.routing.app_root), None)
         if root is not None and root.routing.app_root:
             # A server-level `if ($uri = /)`: before any location, so it wins over an Exact "/" path.
