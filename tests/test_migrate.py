@@ -559,3 +559,11 @@ def test_redirect_with_an_nginx_variable_leaves_the_ingress_out() -> None:
     assert [r["spec"]["hostnames"] for r in of(objects, "HTTPRoute")] == [["ok.example.com"]]
     found = {(f["item"], f["status"]) for f in report["findings"] if f["object"] == "Ingress default/moved"}
     assert found == {("permanent-redirect", "exact"), ("(ingress)", "exact")}
+
+
+def test_hostless_rules_and_catch_all_default_backend_share_the_any_host_route() -> None:
+    objects, _ = run(NGINX_CLASS, ingress("z-rules", host=None, paths=[("/api", "Prefix", "api", 80)]),
+                     ingress("a-catch", host=None, default_backend=("fallback", 80)))
+    rules = named(objects, "HTTPRoute", "catch-all")["spec"]["rules"]
+    assert [(r["matches"][0]["path"]["value"], r["backendRefs"][0]["name"]) for r in rules] == [
+        ("/api", "api"), ("/", "fallback")]

@@ -331,6 +331,7 @@ class Converter:
         # (filled by paths' conversions: mig-compat)
         self.compat: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = {}
         self.default_https: set[GatewayRef] = set()  # Gateways with an HTTPS listener for any host
+        self.canaried: dict[tuple[str, str], str] = {}  # (host, path) -> its canary Ingress
         # SecurityPolicies for single rules (an ExtraRule's own `security`): (owner, rule, spec)
         self.rule_policies: list[tuple[IngressPlan, Rule, dict[str, Any]]] = []
         self.rule_routes: dict[int, list[tuple[str, str]]] = {}  # id(rule) -> [(namespace, route)]
@@ -517,6 +518,9 @@ class Converter:
         # The host's implicit `location /` (ingress-nginx creates it with the first Ingress's
         # annotations and its spec.defaultBackend, else the 404 default backend).
         first = r.plans[0]
+        if not r.host:
+            # the server for any host: its `location /` is the defaultBackend-only Ingress's
+            first = next((p for p in r.plans if not p.ing.rules), first)
         if not has_root:
             db = first.ing.default_backend
             redirects = any(f.get("type") == "RequestRedirect" or "redirect" in (f.get("_compat") or {})
@@ -684,9 +688,16 @@ class Converter:
                                                  f"no mainline Ingress serves {r.host or '(any)'}{path.path}: the "
                                                  "canary path is not served, as in ingress-nginx", c.cls.name))
                     continue
+                if (r.host, path.path) in self.canaried:
+                    self.findings.append(Finding(
+                        c.ing.file, c.ing.ref, path.field, "exact",
+                        f"{self.canaried[(r.host, path.path)]} already is the canary of {r.host or '(any)'}{path.path}: "
+                        "ingress-nginx merges one canary per path; ignored", c.cls.name))
+                    continue
                 ref = self.backend_ref(path.backend, c.ing, r.namespace, f"{path.field}.backend")
                 if ref is None:
                     continue
+                self.canaried[(r.host, path.path)] = c.ing.ref
                 self.apply_canary(r, main, canary, ref, c, counter, path.path)
 
     def apply_canary(self, r: HostRoute, main: Rule, canary: Canary, ref: dict[str, Any], c: IngressPlan,
