@@ -691,8 +691,9 @@ class Converter:
                 if (r.host, path.path) in self.canaried:
                     self.findings.append(Finding(
                         c.ing.file, c.ing.ref, path.field, "exact",
-                        f"{self.canaried[(r.host, path.path)]} already is the canary of {r.host or '(any)'}{path.path}: "
-                        "ingress-nginx merges one canary per path; ignored", c.cls.name))
+                        f"{self.canaried[(r.host, path.path)]} already is the canary of "
+                        f"{r.host or '(any)'}{path.path}: ingress-nginx merges one canary per path; ignored",
+                        c.cls.name))
                     continue
                 ref = self.backend_ref(path.backend, c.ing, r.namespace, f"{path.field}.backend")
                 if ref is None:
