@@ -15,6 +15,7 @@ The shape of the output, following ingress-nginx's model of one nginx `server` p
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import importlib
 import json
@@ -184,6 +185,9 @@ def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str]) -> tuple[I
         findings.append(Finding(ing.file, ing.ref, "(routing)", "not-converted", str(exc), cls.name))
         routing = Routing()
     plan = IngressPlan(ing, cls, routing)
+    admission = getattr(_configmap_module(), "admission", None)
+    if admission is not None:  # mig-annot's: annotations above the risk level, blocked words
+        plan.ignored = str(admission(anns, config) or "")
     canary = routing.canary is not None
     for key in sorted(anns):
         value = anns[key]
@@ -402,8 +406,7 @@ class Converter:
         plans: list[IngressPlan] = []
         for ing, cls in served:
             info = classes[cls]
-            config = {**CONFIG_DEFAULTS, **info.config}
-            p, fs = dispatch(ing, info, config)
+            p, fs = dispatch(ing, info, class_config(info))
             self.findings += fs
             if p.ignored:
                 self.findings.append(Finding(ing.file, ing.ref, "(ingress)", "exact",
@@ -997,8 +1000,8 @@ class Converter:
                 src = f"ConfigMap {info.configmap[0]}/{info.configmap[1]}" if info.configmap else f"class {cname}"
                 for where, other in _merge(ctp, c.client_traffic, owners, src) + _merge(sec, c.security, sec_owners,
                                                                                        src):
-                    self.findings.append(Finding(self.inputs.configmaps[info.configmap].file if info.configmap
-                                                 else "", src, where, "converted-with-difference",
+                    cm = self.inputs.configmaps.get(info.configmap) if info.configmap else None
+                    self.findings.append(Finding(cm.file if cm else "", src, where, "converted-with-difference",
                                                  f"Gateway {g} serves several classes: {where} differs from "
                                                  f"{other}'s; {other}'s value is kept", cname))
                 if c.client_traffic or c.security:
@@ -1031,21 +1034,24 @@ class Converter:
                              "requestHeaders": {"set": [{"name": "X-Forwarded-Port", "value": "443"}]}}})
 
     def configmap_contribution(self, info: ClassInfo) -> Contribution | None:
-        """The controller ConfigMap's keys through wardgate.migrate.configmap (mig-annot's), if
-        that module is there: `convert(data, source) -> Contribution`."""
-        if not info.config_found or info.configmap is None:
-            return None
+        """The class's controller settings through wardgate.migrate.configmap (mig-annot's), when
+        that module is there: `config_contributions(data, source) -> Contribution` on the
+        ConfigMap's data ({} without one: ingress-nginx's defaults may still differ from wardgate's)."""
         if info.name in self.cm_cache:
             return self.cm_cache[info.name]
-        try:
-            module = importlib.import_module("wardgate.migrate.configmap")
-        except ImportError:
+        module = _configmap_module()
+        convert_cm = getattr(module, "config_contributions", None) or getattr(module, "convert", None)
+        if convert_cm is None:
             self.cm_cache[info.name] = None
             return None
-        cm = self.inputs.configmaps[info.configmap]
-        source = Source(cm.file, f"ConfigMap {cm.namespace}/{cm.name}", cm.namespace, info.name, {},
-                        {**CONFIG_DEFAULTS, **cm.data})
-        c: Contribution = module.convert(cm.data, source)
+        cm = self.inputs.configmaps.get(info.configmap) if info.configmap else None
+        if cm is not None:
+            source = Source(cm.file, f"ConfigMap {cm.namespace}/{cm.name}", cm.namespace, info.name, {},
+                            class_config(info))
+        else:
+            where = f"ConfigMap {info.configmap[0]}/{info.configmap[1]}" if info.configmap else f"class {info.name}"
+            source = Source("", f"{where} (not in the input: defaults)", "", info.name, {}, class_config(info))
+        c: Contribution = convert_cm(dict(info.config), source)
         self.findings += c.findings
         self.cm_cache[info.name] = c
         return c
@@ -1085,6 +1091,24 @@ def _covering(match: Mapping[str, Any], rules: Sequence[Rule]) -> Rule | None:
             if ok and (best is None or len(v) + (mp.get("type") == "Exact") > best[0]):
                 best = (len(v) + (mp.get("type") == "Exact"), rl)
     return best[1] if best else None
+
+
+@functools.cache
+def _configmap_module() -> Any:
+    """wardgate.migrate.configmap (mig-annot's controller ConfigMap reader), or None."""
+    try:
+        return importlib.import_module("wardgate.migrate.configmap")
+    except ImportError:
+        return None
+
+
+def class_config(info: ClassInfo) -> dict[str, str]:
+    """The configuration the class's controller ran with: the ConfigMap's data over ingress-nginx's
+    defaults (the configmap module's `effective`, else CONFIG_DEFAULTS)."""
+    effective = getattr(_configmap_module(), "effective", None)
+    if effective is not None:
+        return dict(effective(info.config))
+    return {**CONFIG_DEFAULTS, **info.config}
 
 
 def _wild(hosts: Sequence[str], host: str) -> bool:
