@@ -567,3 +567,42 @@ def test_hostless_rules_and_catch_all_default_backend_share_the_any_host_route()
     rules = named(objects, "HTTPRoute", "catch-all")["spec"]["rules"]
     assert [(r["matches"][0]["path"]["value"], r["backendRefs"][0]["name"]) for r in rules] == [
         ("/api", "api"), ("/", "fallback")]
+
+
+def test_undefined_paths_get_the_first_ingress_policies_on_a_real_gateway(
+        gateway: Gateway, backends: Callable[..., Backend], monkeypatch: pytest.MonkeyPatch) -> None:
+    """ingress-nginx's 404 for a host's undefined paths comes from its `location /`, which carries
+    the host's first Ingress's annotations: an allowlist refuses there too, headers are added."""
+    from wardgate.migrate import catalog
+    from wardgate.migrate.contrib import CatalogEntry, Contribution
+
+    def handler(key: str, value: str, source: Any) -> Contribution:
+        if key == "test-allow":
+            return Contribution(security={"ipAccess": {"allow": [value]}})
+        return Contribution(filters=[{"type": "ResponseHeaderModifier",
+                                      "responseHeaderModifier": {"set": [{"name": "X-Robots-Tag", "value": value}]}}])
+
+    real = catalog.lookup
+    monkeypatch.setattr(catalog, "lookup", lambda key: CatalogEntry("test", handler)
+                        if key in ("test-allow", "test-header") else real(key))
+    web = backends("web")
+    source = "---\n".join([
+        NGINX_CLASS,
+        ingress("closed", "closed.example.com", paths=[("/app", "Prefix", "web", 80)],
+                annotations={"nginx.ingress.kubernetes.io/test-allow": "10.0.0.0/8"}),
+        ingress("open", "open.example.com", paths=[("/app", "Prefix", "web", 80)],
+                annotations={"nginx.ingress.kubernetes.io/test-allow": "127.0.0.0/8",
+                             "nginx.ingress.kubernetes.io/test-header": "noindex"}),
+    ])
+    result = migrate(load_text(source, "ingresses.yaml"))
+    gateway.write("migrated.yaml", dump(result.objects[1:]))
+    gateway.write("world.yaml", web.manifests())
+    gateway.reconcile()
+    addr = gateway.address("ingress-nginx/nginx")
+    assert request(f"http://{addr}/app", host="closed.example.com").status == 403
+    assert request(f"http://{addr}/elsewhere", host="closed.example.com").status == 403
+    r = request(f"http://{addr}/app", host="open.example.com")
+    assert (r.status, r.headers.get("x-robots-tag")) == (200, "noindex")
+    r = request(f"http://{addr}/elsewhere", host="open.example.com")
+    assert (r.status, r.headers.get("x-robots-tag")) == (404, "noindex")
+    assert request(f"http://{addr}/elsewhere", host="unknown.example.com").status == 404

@@ -535,16 +535,19 @@ class Converter:
                                                  [ref], r))
             elif redirects:
                 r.rules.append(self.new_rule(first, counter, [{"path": {"type": "PathPrefix", "value": "/"}}], [], r))
+            elif r.host and self.has_route_policies(first):
+                # ingress-nginx's 404 for undefined paths comes from the host's `location /`, with
+                # the first Ingress's annotations (allowlists, headers): a rule of that Ingress
+                # whose own policy answers 404 after them (urlAllowlist matching nothing), and
+                # which redirects to https on plain HTTP like the Ingress's paths.
+                rl = self.new_rule(first, counter, [{"path": {"type": "PathPrefix", "value": "/"}}], [], r)
+                self.rule_policies.append((first, rl, NOT_FOUND))
+                r.rules.append(rl)
             elif first.routing.ssl_redirect_for(self.host_has_tls(r)):
                 # undefined paths redirect to https too (ingress-nginx's `location /` of the host)
                 rl = self.new_rule(first, counter, [{"path": {"type": "PathPrefix", "value": "/"}}], [], r)
                 rl.redirect_only = rl.ssl_redirect = True
                 r.rules.append(rl)
-            elif r.host and self.has_route_policies(first):
-                self.findings.append(Finding(
-                    first.ing.file, first.ing.ref, "spec.rules", "converted-with-difference",
-                    f"paths of host {r.host} that no Ingress defines get wardgate's plain 404; ingress-nginx "
-                    f"applied this Ingress's annotations (the host's first) to them as well", first.cls.name))
         for c in r.canaries:
             self.merge_canary(r, c, by_path, counter)
         for p in r.plans:
@@ -657,7 +660,9 @@ class Converter:
 
     @staticmethod
     def has_route_policies(p: IngressPlan) -> bool:
-        return bool(p.contrib.security or p.contrib.rate_limit or p.contrib.filters)
+        """Whether the Ingress changes what a 404 of its host looks like (who gets it, its headers)."""
+        return bool(p.contrib.security or p.contrib.rate_limit or
+                    any(f.get("type") == "ResponseHeaderModifier" for f in p.contrib.filters))
 
     def new_rule(self, p: IngressPlan, counter: dict[str, int], matches: list[dict[str, Any]],
                  refs: list[dict[str, Any]], r: HostRoute) -> Rule:
@@ -937,7 +942,8 @@ class Converter:
                         cspec.pop("rewriteTarget", None)  # nginx's `return` answers before any rewrite
                 ref = self.compat_object(r.namespace, cspec, rl) if cspec else None
                 rules.append(rl.to_dict(redirect=as_redirect, compat_ref=ref))
-                self.rule_routes.setdefault(id(rl), []).append((r.namespace, rname))
+                if not as_redirect:  # a rule's own policy never stands before its https redirect
+                    self.rule_routes.setdefault(id(rl), []).append((r.namespace, rname))
                 if rl.targets and not (redirect and rl.ssl_redirect):
                     self.route_rules.setdefault(rl.owner.ing.ref, []).append((r.namespace, rname, rl.name))
             spec["rules"] = rules
@@ -1065,6 +1071,11 @@ class Converter:
                 "spec": {"from": [{"group": GROUP, "kind": from_kind, "namespace": from_ns}],
                          "to": [{"group": "", "kind": to_kind, "name": n} for n in sorted(names)]}})
 
+
+# The policy of a host's rule for paths no Ingress defines: 404 once the Ingress's own checks
+# (IP access, methods) have passed. The pattern matches no path.
+NOT_FOUND: dict[str, Any] = {"urlAllowlist": {"paths": [{"type": "RegularExpression", "value": "(?!)"}],
+                                              "status": 404}}
 
 # Annotations nginx applies once per server (host): the first Ingress of the host provides them.
 SERVER_LEVEL = frozenset({"server-snippet"})
