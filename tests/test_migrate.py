@@ -606,3 +606,36 @@ def test_undefined_paths_get_the_first_ingress_policies_on_a_real_gateway(
     r = request(f"http://{addr}/elsewhere", host="open.example.com")
     assert (r.status, r.headers.get("x-robots-tag")) == (404, "noindex")
     assert request(f"http://{addr}/elsewhere", host="unknown.example.com").status == 404
+
+
+@pytest.mark.parametrize("spec", [
+    "{rules: [{host: 'A.EXAMPLE.COM', http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}]}}]}",
+    "{rules: [{host: 'a.example.com', http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: a, port: {number: '80'}}}}]}}]}",
+    "{rules: [{host: 'a.example.com', http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: a, port: {number: 70000}}}}]}}]}",
+    "{rules: [{host: 'a.example.com', http: {paths: [{path: /, pathType: Prefix, backend: {resource: {kind: X, name: y}}}]}}]}",
+    "{rules: [{host: 'a.example.com', http: {paths: [null, 7, {pathType: Exact}]}}]}",
+    "{rules: [{host: 'a.example.com', http: {paths: [{path: 'rel', pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}]}}]}",
+    "{rules: [{host: 'a.example.com', http: {paths: [{path: \"/\\x01\", pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}]}}]}",
+    "{rules: 'all of them'}",
+    "{rules: [{host: ['x']}]}",
+    "{tls: [{hosts: 'a.example.com', secretName: 7}], rules: []}",
+    "{defaultBackend: {service: {name: 'Bad_Name', port: {number: 80}}}}",
+    "{ingressClassName: 7}",
+    "[1, 2, 3]",
+])
+def test_malformed_ingresses_are_findings_never_crashes(spec: str) -> None:
+    doc = f"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: bad, namespace: default}}\nspec: {spec}\n"
+    objects, report = run(NGINX_CLASS, doc, ingress("good", "good.example.com"))
+    bad = [f for f in report["findings"] if f["object"] == "Ingress default/bad"]
+    assert bad and all(f["status"] in ("not-converted", "exact") and f["item"] for f in bad), bad
+    assert any(r["spec"]["hostnames"] == ["good.example.com"] for r in of(objects, "HTTPRoute"))
+    assert pipeline_problems(objects) == []
+
+
+@pytest.mark.parametrize("meta", ["{name: Bad_Name}", "{name: ok, namespace: 'a/b'}", "{name: ok, annotations: [x]}",
+                                  "{name: ok, annotations: {nginx.ingress.kubernetes.io/ssl-redirect: true}}", "7"])
+def test_malformed_metadata_is_a_finding(meta: str) -> None:
+    doc = f"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {meta}\nspec: {{}}\n"
+    objects, report = run(NGINX_CLASS, doc, ingress("good", "good.example.com"))
+    assert any(f["status"] == "not-converted" and f["file"] == "input.yaml[doc 1]" for f in report["findings"])
+    assert len(of(objects, "HTTPRoute")) == 1
