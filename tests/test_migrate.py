@@ -608,14 +608,20 @@ def test_undefined_paths_get_the_first_ingress_policies_on_a_real_gateway(
     assert request(f"http://{addr}/elsewhere", host="unknown.example.com").status == 404
 
 
+def _one_path(path: str = "/", ptype: str = "Prefix", backend: str = "{service: {name: a, port: {number: 80}}}",
+              host: str = "a.example.com") -> str:
+    entry = f"{{path: {path}, pathType: {ptype}, backend: {backend}}}"
+    return f"{{rules: [{{host: '{host}', http: {{paths: [{entry}]}}}}]}}"
+
+
 @pytest.mark.parametrize("spec", [
-    "{rules: [{host: 'A.EXAMPLE.COM', http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}]}}]}",
-    "{rules: [{host: 'a.example.com', http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: a, port: {number: '80'}}}}]}}]}",
-    "{rules: [{host: 'a.example.com', http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: a, port: {number: 70000}}}}]}}]}",
-    "{rules: [{host: 'a.example.com', http: {paths: [{path: /, pathType: Prefix, backend: {resource: {kind: X, name: y}}}]}}]}",
+    _one_path(host="A.EXAMPLE.COM"),
+    _one_path(backend="{service: {name: a, port: {number: '80'}}}"),
+    _one_path(backend="{service: {name: a, port: {number: 70000}}}"),
+    _one_path(backend="{resource: {kind: X, name: y}}"),
+    _one_path(path="rel"),
+    _one_path(path='"/\\x01"'),
     "{rules: [{host: 'a.example.com', http: {paths: [null, 7, {pathType: Exact}]}}]}",
-    "{rules: [{host: 'a.example.com', http: {paths: [{path: 'rel', pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}]}}]}",
-    "{rules: [{host: 'a.example.com', http: {paths: [{path: \"/\\x01\", pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}]}}]}",
     "{rules: 'all of them'}",
     "{rules: [{host: ['x']}]}",
     "{tls: [{hosts: 'a.example.com', secretName: 7}], rules: []}",
@@ -624,7 +630,8 @@ def test_undefined_paths_get_the_first_ingress_policies_on_a_real_gateway(
     "[1, 2, 3]",
 ])
 def test_malformed_ingresses_are_findings_never_crashes(spec: str) -> None:
-    doc = f"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: bad, namespace: default}}\nspec: {spec}\n"
+    doc = ("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: bad, namespace: default}\n"
+           f"spec: {spec}\n")
     objects, report = run(NGINX_CLASS, doc, ingress("good", "good.example.com"))
     bad = [f for f in report["findings"] if f["object"] == "Ingress default/bad"]
     assert bad and all(f["status"] in ("not-converted", "exact") and f["item"] for f in bad), bad
