@@ -290,6 +290,39 @@ def verify_waf(
     typer.echo(f"{doc['seconds']} s, paranoia level {paranoia}")
 
 
+@verify_app.command("migration")
+def verify_migration(
+    cases: Annotated[Path, typer.Option(help="A migration corpus (docs/migration-cases.md): its root or its "
+                                             "cases/ folder.")],
+    only: Annotated[list[str] | None, typer.Option(help="Run only this case id (repeatable).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    migrated: Annotated[Path | None, typer.Option(
+        help="Serve DIR/<case id>.yaml (migration output you wrote or edited) instead of running "
+             "`wardgate migrate` on each case.")] = None,
+    min_pass: Annotated[float, typer.Option(
+        min=0, max=100, help="Exit 0 when at least this percentage of the cases pass.")] = 100.0,
+    port_offset: Annotated[int | None, typer.Option(
+        help="Listener port p binds p+N (default: 0 as root, else 20000).")] = None,
+) -> None:
+    """Migrate each case's Ingresses, run the result on real Gateways with echo backends, send the
+    case's requests and compare the answers with ingress-nginx's. Exit 1 when fewer than
+    --min-pass percent of the cases pass (by default: when any case fails or errors)."""
+    from wardgate.verify.migration import MigrationVerifyOptions, run_migration_verify
+
+    try:
+        doc = run_migration_verify(MigrationVerifyOptions(cases=cases, only=list(only or []), migrated=migrated,
+                                                          port_offset=port_offset),
+                                   out=typer.echo)
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=1))
+    s = doc["summary"]
+    total = s["pass"] + s["fail"] + s["error"]
+    raise typer.Exit(0 if total and 100.0 * s["pass"] / total >= min_pass else 1)
+
+
 @app.command()
 def decisions(
     state_dir: Annotated[Path, typer.Option(help="The state directory of `wardgate run`.")] = Path(".wardgate"),
