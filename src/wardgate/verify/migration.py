@@ -158,39 +158,19 @@ def stamp_creation(raws: Sequence[RawObject]) -> None:
                                                       time.gmtime(STAMP_BASE + STAMP_STEP_S * i))
 
 
-def _as_dict(obj: Any) -> Json:
-    if isinstance(obj, dict):
-        return obj
-    data = getattr(obj, "data", None)
-    if isinstance(data, dict):
-        return data
-    to_dict = getattr(obj, "to_dict", None)
-    if callable(to_dict):
-        out = to_dict()
-        if isinstance(out, dict):
-            return out
-    raise _CaseError(f"migrate returned an object of type {type(obj).__name__}, not a manifest")
+def run_migrate(raws: list[RawObject]) -> tuple[list[Json], dict[str, str]]:
+    """`wardgate migrate` with its defaults on the case's objects: the output objects and which
+    Gateway is each ingress class's entrypoint (the first, when a class maps to several)."""
+    from wardgate.migrate import MigrateOptions, migrate
 
-
-def run_migrate(raws: list[RawObject]) -> tuple[list[Json], Mapping[str, str] | None]:
-    """`wardgate.migrate.migrate` on the case's objects: the output objects and, when the result
-    says so, which Gateway serves each ingress class."""
-    import wardgate.migrate as migrate_pkg
-
-    fn: Any = getattr(migrate_pkg, "migrate", None)
-    if not callable(fn):
-        raise _CaseError("wardgate.migrate.migrate() is not available in this build")
-    options_type: Any = getattr(migrate_pkg, "MigrateOptions", None) or getattr(migrate_pkg, "Options", None)
     try:
-        result = fn(raws, options_type()) if options_type is not None else fn(raws)
+        result = migrate(raws, MigrateOptions())
     except InputError as exc:
         raise _CaseError("migrate refused the input: " + "; ".join(str(p) for p in exc.problems)[:800]) from None
-    except Exception as exc:  # a migrate bug is this case's error, not the run's end
+    except Exception as exc:  # a migrate bug is this case's error, not the end of the run
         raise _CaseError(f"migrate raised {type(exc).__name__}: {exc}") from None
-    objects = [_as_dict(o) for o in getattr(result, "objects", result)]
-    classes: Any = getattr(result, "gateways", None)
-    hint = {str(k): str(v) for k, v in classes.items()} if isinstance(classes, Mapping) else None
-    return objects, hint
+    gateways = {cls: str(info.gateways[0]) for cls, info in result.report.classes.items() if info.gateways}
+    return result.objects, gateways
 
 
 def _ingress_class(doc: Mapping[str, Any], default_class: str | None) -> str | None:
