@@ -379,6 +379,41 @@ def verify_migration(
     raise typer.Exit(0 if total and 100.0 * s["pass"] / total >= min_pass else 1)
 
 
+@app.command("diff")
+def diff_cmd(
+    old: Annotated[str, typer.Option(help="The gateway being replaced, e.g. http://10.0.0.5 or https://10.0.0.5:8443.")],
+    new: Annotated[str, typer.Option(help="The new gateway, in the same form.")],
+    requests: Annotated[Path, typer.Option(
+        help="JSON lines {method, path, host, headers, body}, or an access log in ingress-nginx's default format.")],
+    host: Annotated[str | None, typer.Option(
+        help="Host header for lines that have none (ingress-nginx's default access log never has one).")] = None,
+    header: Annotated[list[str] | None, typer.Option(
+        "--header", metavar="NAME", help="Compare this response header (repeatable; replaces the default set). "
+                                         "Location is always compared.")] = None,
+    ignore_body: Annotated[bool, typer.Option(
+        help="Do not compare body hashes (bodies that carry request ids or times always differ).")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Requests in flight (1 keeps the file's order).")] = 1,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every difference here as JSON.")] = None,
+) -> None:
+    """Replay requests against the old and the new gateway and print what differs (status, Location,
+    response headers, body hash). Exit 1 when anything differs."""
+    from wardgate.verify.migration_diff import DEFAULT_HEADERS, load_requests, parse_target, run_diff
+
+    try:
+        targets = parse_target(old), parse_target(new)
+        loaded, skipped = load_requests(requests, host)
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    for where in skipped:
+        typer.echo(f"skipped {where}: its request line is not an HTTP request", err=True)
+    doc = run_diff(*targets, loaded, header_names=list(header) if header else list(DEFAULT_HEADERS),
+                   bodies=not ignore_body, workers=workers, out=typer.echo)
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=1))
+    raise typer.Exit(1 if doc["differ"] else 0)
+
+
 @app.command()
 def decisions(
     state_dir: Annotated[Path, typer.Option(help="The state directory of `wardgate run`.")] = Path(".wardgate"),

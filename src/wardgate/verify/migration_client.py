@@ -94,7 +94,7 @@ def encode_request(method: str, target: str, headers: Sequence[tuple[str, str]],
         lines.append(f"{name}: {value}")
     if body is not None and not any(n.lower() in ("content-length", "transfer-encoding") for n, _ in headers):
         lines.append(f"Content-Length: {len(body)}")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
     return head + (body or b"")
 
 
