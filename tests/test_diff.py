@@ -91,7 +91,10 @@ def test_diff_reports_what_differs(two_gateways: tuple[str, str], tmp_path: Path
     requests = tmp_path / "requests.txt"
     requests.write_text(REQUESTS)
     report = tmp_path / "diff.json"
-    r = diff("--old", old, "--new", new, "--requests", str(requests), "--host", "shop.example",
+    r = diff("--old", old, "--new", new, "--requests", str(requests), "--host", "shop.example")
+    assert r.returncode == 1 and f"skipped {requests}:5: POST may change state" in r.stderr
+    assert r.stdout.splitlines()[-1].startswith("3 request(s): 2 differ, 1 same")
+    r = diff("--old", old, "--new", new, "--requests", str(requests), "--host", "shop.example", "--all-methods",
              "--json", str(report))
     assert r.returncode == 1, r.stdout + r.stderr
     lines = r.stdout.splitlines()

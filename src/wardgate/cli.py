@@ -393,11 +393,13 @@ def diff_cmd(
     ignore_body: Annotated[bool, typer.Option(
         help="Do not compare body hashes (bodies that carry request ids or times always differ).")] = False,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Requests in flight (1 keeps the file's order).")] = 1,
+    all_methods: Annotated[bool, typer.Option(
+        help="Also replay methods other than GET, HEAD and OPTIONS (each is sent twice: to old and new).")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every difference here as JSON.")] = None,
 ) -> None:
     """Replay requests against the old and the new gateway and print what differs (status, Location,
     response headers, body hash). Exit 1 when anything differs."""
-    from wardgate.verify.migration_diff import DEFAULT_HEADERS, load_requests, parse_target, run_diff
+    from wardgate.verify.migration_diff import DEFAULT_HEADERS, SAFE_METHODS, load_requests, parse_target, run_diff
 
     try:
         targets = parse_target(old), parse_target(new)
@@ -407,6 +409,12 @@ def diff_cmd(
         return
     for where in skipped:
         typer.echo(f"skipped {where}: its request line is not an HTTP request", err=True)
+    if not all_methods:
+        unsafe = [r for r in loaded if r.method not in SAFE_METHODS]
+        for r in unsafe:
+            typer.echo(f"skipped {r.where}: {r.method} may change state and would run twice (--all-methods "
+                       "replays it)", err=True)
+        loaded = [r for r in loaded if r.method in SAFE_METHODS]
     doc = run_diff(*targets, loaded, header_names=list(header) if header else list(DEFAULT_HEADERS),
                    bodies=not ignore_body, workers=workers, out=typer.echo)
     if json_out:

@@ -30,6 +30,8 @@ DEFAULT_HEADERS = (
     "Access-Control-Allow-Credentials", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers",
     "WWW-Authenticate", "X-Frame-Options", "X-Content-Type-Options", "Content-Security-Policy", "X-Robots-Tag",
 )
+# Replayed unless asked otherwise: the others may change state, and every request is sent twice.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_LINE = 1 << 20
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 # ingress-nginx's default log-format-upstream, up to $http_user_agent; the rest of the line is not needed.
@@ -239,4 +241,4 @@ def run_diff(old: Target, new: Target, requests: Sequence[ReplayRequest], *, hea
             "differences": [d.to_json() for d in differences]}
 
 
-__all__ = ["DEFAULT_HEADERS", "ReplayRequest", "Target", "load_requests", "parse_target", "run_diff"]
+__all__ = ["DEFAULT_HEADERS", "SAFE_METHODS", "ReplayRequest", "Target", "load_requests", "parse_target", "run_diff"]
