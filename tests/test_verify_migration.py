@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -400,6 +401,11 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (cases / "wrong-expectation.json").write_text(json.dumps(wrong))
     shutil.copy(migrated / "basic-routing.yaml", migrated / "wrong-expectation.yaml")
     (cases / "malformed.json").write_text(json.dumps({"id": "malformed", "manifests": "", "requests": {}}))
+    docs = (REPO / "docs" / "migration-cases.md").read_text()
+    for marker, target in (("case", cases / "docs-example.json"), ("migrated", migrated / "docs-example.yaml")):
+        m = re.search(rf"<!-- {marker}: docs-example -->\n```\w+\n(.*?)```", docs, re.DOTALL)
+        assert m is not None, marker
+        target.write_text(m.group(1))
     return root
 
 
@@ -410,7 +416,7 @@ def test_fixture_cases_run_end_to_end(corpus: Path) -> None:
                                out=lines.append)
     took = time.monotonic() - started
     results = {c["id"]: c for c in doc["cases"]}
-    for case_id in ("basic-routing", "two-classes", "rate-limit", "rate-limit-again"):
+    for case_id in ("basic-routing", "two-classes", "rate-limit", "rate-limit-again", "docs-example"):
         assert results[case_id]["result"] == "pass", results[case_id]
     wrong = results["wrong-expectation"]
     assert wrong["result"] == "fail"
@@ -418,8 +424,8 @@ def test_fixture_cases_run_end_to_end(corpus: Path) -> None:
     assert wrong["reason"] == "status 404, expected 200"
     malformed = results["malformed"]
     assert malformed["result"] == "error" and "'requests' must be a list" in malformed["reason"]
-    assert doc["summary"] == {"pass": 4, "fail": 1, "error": 1, "seconds": doc["summary"]["seconds"]}
-    assert lines[-1].startswith("6 case(s): 4 pass, 1 fail, 1 error (67% pass)")
+    assert doc["summary"] == {"pass": 5, "fail": 1, "error": 1, "seconds": doc["summary"]["seconds"]}
+    assert lines[-1].startswith("7 case(s): 5 pass, 1 fail, 1 error (71% pass)")
     assert any(line.startswith("FAIL  wrong-expectation") and "requests[1]" in line for line in lines)
     assert took < 60
 
