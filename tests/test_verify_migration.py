@@ -384,7 +384,8 @@ def _tls_secret(name: str, namespace: str, host: str) -> str:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fixture cases plus: the TLS Secret two-classes needs, the rate-limit case twice (the
-    second passes only if state is fresh), a case with a wrong expectation and a malformed one."""
+    second passes only if state is fresh), a case with a wrong expectation, one whose migrated
+    output is invalid and a malformed one."""
     root = tmp_path_factory.mktemp("migration-corpus")
     shutil.copytree(FIXTURES, root, dirs_exist_ok=True)
     cases, migrated = root / "cases", root / "migrated"
@@ -400,6 +401,12 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wrong["requests"][1]["expect"]["status"] = 200
     (cases / "wrong-expectation.json").write_text(json.dumps(wrong))
     shutil.copy(migrated / "basic-routing.yaml", migrated / "wrong-expectation.yaml")
+    # Its HTTPRoute default/basic is invalid: the case fails naming it, whatever its requests get.
+    broken = json.loads((cases / "basic-routing.json").read_text())
+    broken["id"] = "basic-routing2"
+    (cases / "basic-routing2.json").write_text(json.dumps(broken))
+    (migrated / "basic-routing2.yaml").write_text(
+        (migrated / "basic-routing.yaml").read_text().replace("value: /exact}", "value: exact}"))
     (cases / "malformed.json").write_text(json.dumps({"id": "malformed", "manifests": "", "requests": {}}))
     docs = (REPO / "docs" / "migration-cases.md").read_text()
     for marker, target in (("case", cases / "docs-example.json"), ("migrated", migrated / "docs-example.yaml")):
@@ -422,10 +429,14 @@ def test_fixture_cases_run_end_to_end(corpus: Path) -> None:
     assert wrong["result"] == "fail"
     assert wrong["failed_request"] == "requests[1] GET http://basic.example.test/appx"
     assert wrong["reason"] == "status 404, expected 200"
+    broken = results["basic-routing2"]
+    assert broken["result"] == "fail" and broken["reason"].startswith("wardgate refuses the migrated objects: "
+                                                                      "basic-routing2:migrated[doc 1]: "
+                                                                      "HTTPRoute default/basic"), broken
     malformed = results["malformed"]
     assert malformed["result"] == "error" and "'requests' must be a list" in malformed["reason"]
-    assert doc["summary"] == {"pass": 5, "fail": 1, "error": 1, "seconds": doc["summary"]["seconds"]}
-    assert lines[-1].startswith("7 case(s): 5 pass, 1 fail, 1 error (71% pass)")
+    assert doc["summary"] == {"pass": 5, "fail": 2, "error": 1, "seconds": doc["summary"]["seconds"]}
+    assert lines[-1].startswith("8 case(s): 5 pass, 2 fail, 1 error (62% pass)")
     assert any(line.startswith("FAIL  wrong-expectation") and "requests[1]" in line for line in lines)
     assert took < 60
 

@@ -519,14 +519,34 @@ class MigrationHarness:
                 for where, group in (("harness", [*ours, *slices]), ("case", passed), ("migrated", produced))
                 for i, d in enumerate(group)]
         if _stateful(case, migrated.objects):
-            with self._lock:
-                self._objects = []
-            self.runner.reconcile()  # stops every nginx: the case starts with empty shared memory
+            self._reset()  # the case starts with empty nginx shared memory
         with self._lock:
             self._objects = raws
         report = self.runner.reconcile()
-        self._wait_listening(set(migrated.gateways.values()) | {g for g in [migrated.default_gateway] if g})
+        if self.runner.input_errors:
+            # The runner serves the last good version of an invalid object, which would be the previous
+            # case's object of that name: serve this case without it instead.
+            self._reset()
+            with self._lock:
+                self._objects = raws
+            report = self.runner.reconcile()
+        refused = [str(p) for p in self.runner.input_errors if p.origin and p.origin.file == f"{case_id}:migrated"]
+        if refused:
+            raise _Failure("wardgate refuses the migrated objects: " + "; ".join(refused)[:1500])
+        gateways = set(migrated.gateways.values()) | {g for g in [migrated.default_gateway] if g}
+        # A Gateway whose new configuration failed keeps serving its previous one: the previous case's.
+        broken = [f"Gateway {k}: {v}" for k, v in self.runner.apply_errors.items() if k in gateways or k == "*"]
+        if broken:
+            self._reset()
+            raise _Failure("the migrated configuration does not run: " + "; ".join(broken)[:1500])
+        self._wait_listening(gateways)
         return list(report.errors)
+
+    def _reset(self) -> None:
+        """Serve nothing: every nginx stops and the runner forgets every object."""
+        with self._lock:
+            self._objects = []
+        self.runner.reconcile()
 
     def _entrypoint(self, key: str) -> _Entrypoint:
         state = self.runner.status().get("gateways", {}).get(key) or {}
