@@ -6,16 +6,22 @@ from __future__ import annotations
 import json
 import random
 import re
+import socket
+import ssl
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 import yaml
 
-from conftest import REPO
+from conftest import REPO, Backend, Gateway, request
+from test_listeners import tls_secret
 from wardgate.migrate import MigrateOptions, migrate
+from wardgate.migrate.output import dump
 from wardgate.model import parse
 from wardgate.sources.files import load_text
 from wardgate.translate import translate
@@ -300,7 +306,7 @@ def test_report_summary_and_strict(tmp_path: Path) -> None:
     assert doc["summary"]["byClass"] == {"nginx": {"exact": 1, "unknown": 1}}
     assert doc["summary"]["byAnnotation"] == {"made-up": {"unknown": 1}, "upstream-vhost": {"exact": 1}}
     out = list(yaml.safe_load_all(done.stdout))
-    assert {o["kind"] for o in out} == {"GatewayClass", "Gateway", "HTTPRoute"}
+    assert {o["kind"] for o in out} == {"GatewayClass", "Gateway", "HTTPRoute", "SecurityPolicy"}
     strict = subprocess.run([*cmd, "--strict"], capture_output=True, text=True, timeout=60)
     assert strict.returncode == 1
     # -o DIR: one file per namespace plus the report; stdin with -f -
@@ -325,3 +331,187 @@ def test_every_corpus_case_migrates_to_valid_output(case: str) -> None:
     res = migrate(objects)
     rs = parse(load_text(res.yaml(), "out.yaml") + objects)
     assert [str(p) for p in translate(rs).problems] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The migrated output on a real gateway
+
+
+def https_get(addr: str, host: str, path: str, ca: trustme.CA, headers: dict[str, str] | None = None
+              ) -> tuple[int, dict[str, str], bytes]:
+    """One HTTPS request with SNI `host`: status, lower-cased headers, body."""
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    with socket.create_connection((addr, 443), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=host) as s:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    hdrs = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if hdrs.get("transfer-encoding") == "chunked":
+        out, rest = b"", body
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            n = int(size, 16)
+            if n == 0:
+                break
+            out, rest = out + rest[:n], rest[n + 2:]
+        body = out
+    return int(lines[0].split()[1]), hdrs, body
+
+
+def test_migrated_output_serves_on_a_real_gateway(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    ca = trustme.CA()
+    svc = {name: backends(name) for name in ("api", "web", "canary", "fallback")}
+    shop_tls = [{"hosts": ["shop.example.com"], "secretName": "shop-cert"}]
+    source = "---\n".join([
+        NGINX_CLASS,
+        ingress("shop", "shop.example.com", paths=[("/api", "Prefix", "api", 80), ("/exact", "Exact", "web", 80)],
+                tls=shop_tls, annotations={"nginx.ingress.kubernetes.io/upstream-vhost": "internal.shop"}),
+        ingress("shop-canary", "shop.example.com", paths=[("/api", "Prefix", "canary", 80)],
+                annotations={"nginx.ingress.kubernetes.io/canary": "true",
+                             "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary"}),
+        ingress("plain", "plain.example.com", paths=[("/", "Prefix", "web", 80)]),
+        ingress("catch", host=None, default_backend=("fallback", 80)),
+    ])
+    result = migrate(load_text(source, "ingresses.yaml"))
+    assert result.objects[0]["kind"] == "GatewayClass"  # the fixture has its own
+    gateway.write("migrated.yaml", dump(result.objects[1:]))
+    gateway.write("world.yaml", *(b.manifests() for b in svc.values()), tls_secret("shop-cert", ca, "shop.example.com"))
+    gateway.reconcile()
+    addr = gateway.address("ingress-nginx/nginx")
+
+    def pod(body: bytes) -> str:
+        return str(json.loads(body)["pod"]).split("-")[0]
+
+    # ssl-redirect: plain HTTP to a TLS host redirects with 308
+    r = request(f"http://{addr}/api/x?q=1", host="shop.example.com")
+    assert (r.status, r.headers["location"]) == (308, "https://shop.example.com/api/x?q=1")
+    status, headers, body = https_get(addr, "shop.example.com", "/api/x", ca)
+    assert (status, pod(body)) == (200, "api")
+    echoed = json.loads(body)
+    assert echoed["host"] == "internal.shop"  # upstream-vhost
+    assert echoed["headers"]["X-Forwarded-Port"] == ["443"]
+    assert echoed["headers"]["X-Scheme"] == ["https"]
+    assert headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+    # the canary gets header-selected traffic, with the mainline's configuration
+    status, _, body = https_get(addr, "shop.example.com", "/api/x", ca, {"X-Canary": "always"})
+    assert (status, pod(body), json.loads(body)["host"]) == (200, "canary", "internal.shop")
+    status, _, body = https_get(addr, "shop.example.com", "/api/x", ca, {"X-Canary": "never"})
+    assert pod(body) == "api"
+    assert https_get(addr, "shop.example.com", "/exact", ca)[0] == 200
+    assert https_get(addr, "shop.example.com", "/exact/", ca)[0] == 404
+    # a host without TLS is served on HTTP; its undefined paths are 404, not the catch-all's
+    r = request(f"http://{addr}/anything", host="plain.example.com")
+    assert (r.status, pod(r.body)) == (200, "web")
+    assert json.loads(r.body)["headers"]["X-Forwarded-Port"] == ["80"]
+    r = request(f"http://{addr}/x", host="unknown.example.org")
+    assert (r.status, pod(r.body)) == (200, "fallback")
+    assert request(f"http://{addr}/other", host="shop.example.com").status == 308
+
+
+def test_canary_weight_cookie_and_header_rules() -> None:
+    main = ingress("main", paths=[("/", "Prefix", "stable", 80)])
+    canary = ingress("main-canary", paths=[("/", "Prefix", "canary", 80)], annotations={
+        "nginx.ingress.kubernetes.io/canary": "true",
+        "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary",
+        "nginx.ingress.kubernetes.io/canary-by-cookie": "beta",
+        "nginx.ingress.kubernetes.io/canary-weight": "30",
+        "nginx.ingress.kubernetes.io/upstream-vhost": "ignored.example"})
+    objects, report = run(NGINX_CLASS, main, canary)
+    rules = named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"]
+    # header always/never, cookie always/never, then the weighted split; all the mainline's rules
+    assert [r.get("matches", [{}])[0].get("headers") for r in rules] == [
+        None,
+        [{"name": "X-Canary", "value": "always"}], [{"name": "X-Canary", "value": "never"}],
+        [{"type": "RegularExpression", "name": "Cookie", "value": r"(?:.*;\s*)?beta=always(?:;.*)?"}],
+        [{"type": "RegularExpression", "name": "Cookie", "value": r"(?:.*;\s*)?beta=never(?:;.*)?"}]]
+    assert rules[0]["backendRefs"] == [{"name": "stable", "port": 80, "weight": 70},
+                                       {"name": "canary", "port": 80, "weight": 30}]
+    assert [r["backendRefs"][0]["name"] for r in rules[1:]] == ["canary", "stable", "canary", "stable"]
+    assert all(r["name"].startswith("main-") for r in rules)
+    ignored = next(f for f in report["findings"] if f["item"] == "upstream-vhost")
+    assert ignored["status"] == "exact" and "canary" in ignored["detail"]
+    assert not any("URLRewrite" in str(r) for r in rules)
+    assert pipeline_problems(objects) == []
+
+
+def test_ssl_passthrough_and_grpc_routes() -> None:
+    tls = [{"hosts": ["app.example.com"], "secretName": "app-cert"}]
+    objects, report = run(
+        NGINX_CLASS,
+        ingress("vault", "vault.example.com", paths=[("/", "Prefix", "vault", 8200)],
+                annotations={"nginx.ingress.kubernetes.io/ssl-passthrough": "true"}),
+        ingress("rpc", paths=[("/", "Prefix", "rpc", 9000), ("/pkg.Svc/Get", "Prefix", "rpc2", 9000)], tls=tls,
+                annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"}))
+    listeners = {x["name"]: x for x in named(objects, "Gateway", "nginx")["spec"]["listeners"]}
+    assert listeners["tls-vault-example-com"]["tls"] == {"mode": "Passthrough"}
+    tlsroute = of(objects, "TLSRoute")[0]
+    assert tlsroute["spec"]["hostnames"] == ["vault.example.com"]
+    assert tlsroute["spec"]["rules"] == [{"backendRefs": [{"name": "vault", "port": 8200}]}]
+    grpc = of(objects, "GRPCRoute")[0]
+    assert [p["sectionName"] for p in grpc["spec"]["parentRefs"]] == ["https-app-example-com"]
+    assert [r.get("matches") for r in grpc["spec"]["rules"]] == [
+        None, [{"method": {"service": "pkg.Svc", "method": "Get"}}]]
+    # the HTTP listener only redirects; no HTTPRoute serves the gRPC paths on HTTPS
+    assert [r["metadata"]["name"] for r in of(objects, "HTTPRoute") if r["spec"]["hostnames"] == ["app.example.com"]
+            ] == ["app.example.com-http"]
+    assert next(f for f in report["findings"] if f["item"] == "backend-protocol")["status"] == \
+        "converted-with-difference"
+    assert pipeline_problems(objects) == []
+
+
+def test_extra_rules_from_a_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules a source adds (mig-snip's Contribution.rules): a gateway-answered one on every listener
+    with its own policy, only the host's first server-level one, and a copy of the covering rule."""
+    from types import SimpleNamespace
+
+    from wardgate.migrate import catalog
+    from wardgate.migrate.contrib import CatalogEntry, Contribution
+
+    def handler(key: str, value: str, source: Any) -> Contribution:
+        c = Contribution()
+        if key == "server-snippet":
+            rule = SimpleNamespace(matches=[{"path": {"type": "Exact", "value": f"/{value}.txt"}}], filters=[],
+                                   security={"directResponses": [{"path": f"/{value}.txt", "body": value}]},
+                                   backend="none", within_ingress_paths=False)
+        else:
+            rule = SimpleNamespace(matches=[{"path": {"type": "Exact", "value": "/old"}}],
+                                   filters=[{"type": "URLRewrite", "urlRewrite": {"path": {
+                                       "type": "ReplaceFullPath", "replaceFullPath": "/new"}}}],
+                                   security={}, backend="ingress", within_ingress_paths=True)
+        c.rules = [rule]  # type: ignore[attr-defined]
+        return c
+
+    real = catalog.lookup
+    monkeypatch.setattr(catalog, "lookup", lambda key: CatalogEntry("test", handler)
+                        if key in ("server-snippet", "configuration-snippet") else real(key))
+    tls = [{"hosts": ["app.example.com"], "secretName": "app-cert"}]
+    first = ingress("z-first", paths=[("/", "Prefix", "web", 80)], tls=tls, annotations={
+        "nginx.ingress.kubernetes.io/server-snippet": "security",
+        "nginx.ingress.kubernetes.io/configuration-snippet": "x",
+        "nginx.ingress.kubernetes.io/upstream-vhost": "web.internal"})
+    second = ingress("a-second", paths=[("/api", "Prefix", "api", 80)], annotations={
+        "nginx.ingress.kubernetes.io/server-snippet": "robots"})
+    objects, report = run(NGINX_CLASS, first, second)
+    https = named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"]
+    plain = named(objects, "HTTPRoute", "app.example.com-http")["spec"]["rules"]
+    answered = next(r for r in https if r["matches"][0]["path"]["value"] == "/security.txt")
+    assert "backendRefs" not in answered and "filters" not in answered
+    assert next(r for r in plain if r["matches"][0]["path"]["value"] == "/security.txt") == answered
+    assert not any(r["matches"][0]["path"]["value"] == "/robots.txt" for r in https)
+    assert any(f["object"] == "Ingress default/a-second" and f["item"] == "server-snippet" and
+               "one server-snippet per host" in f["detail"] for f in report["findings"])
+    copy = next(r for r in https if r["matches"][0]["path"]["value"] == "/old")
+    assert copy["backendRefs"] == [{"name": "web", "port": 80}]
+    assert [f["type"] for f in copy["filters"]] == ["URLRewrite"]
+    assert copy["filters"][0]["urlRewrite"] == {"hostname": "web.internal",
+                                                "path": {"type": "ReplaceFullPath", "replaceFullPath": "/new"}}
+    # the answered rule's own policy, on both listeners' routes; the Ingress's policies don't target it
+    targets = sorted((t["name"], t["sectionName"]) for o in of(objects, "SecurityPolicy")
+                     if o["spec"].get("directResponses") for t in o["spec"]["targetRefs"])
+    assert targets == [("app.example.com", answered["name"]), ("app.example.com-http", answered["name"])]
+    assert pipeline_problems(objects) == []

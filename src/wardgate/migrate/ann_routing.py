@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from wardgate.migrate.contrib import CatalogEntry, Contribution, Source
 from wardgate.migrate.report import Finding, Status
 
+BACKEND_PROTOCOLS = ("HTTP", "HTTPS", "GRPC", "GRPCS", "AUTO_HTTP", "FCGI")
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 REDIRECT_CODES = (301, 302, 303, 307, 308)  # what Gateway API's RequestRedirect can answer
@@ -124,7 +125,8 @@ class Routing:
     canary: Canary | None = None
     app_root: str | None = None
     from_to_www: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    backend_protocol: str = "HTTP"  # upper case: HTTP, HTTPS, GRPC, GRPCS, AUTO_HTTP, FCGI
+    ssl_passthrough: bool = False
 
     def ssl_redirect_for(self, host_has_tls: bool) -> bool:
         """Whether plain HTTP requests to this Ingress's paths redirect to HTTPS."""
@@ -152,7 +154,11 @@ def routing(source: Source) -> Routing:
     app_root = anns.get("app-root")
     if app_root is not None and not _valid_app_root(app_root):
         app_root = None
-    return Routing(ssl, force, redirect_code(config), canary, app_root, _bool_or(anns, "from-to-www-redirect", False))
+    protocol = anns.get("backend-protocol", "HTTP").strip().upper()
+    if protocol not in BACKEND_PROTOCOLS:
+        protocol = "HTTP"  # ingress-nginx ignores an invalid value
+    return Routing(ssl, force, redirect_code(config), canary, app_root, _bool_or(anns, "from-to-www-redirect", False),
+                   protocol, _bool_or(anns, "ssl-passthrough", False))
 
 
 def _valid_app_root(value: str) -> bool:
@@ -323,8 +329,62 @@ def _timeout(key: str, value: str, source: Source) -> Contribution:
                         findings=[Finding(source.file, source.obj, key, status, detail, source.ingress_class)])
 
 
-def _not(becomes: str) -> CatalogEntry:
-    return CatalogEntry(becomes)
+def _backend_protocol(key: str, value: str, source: Source) -> Contribution:
+    protocol = value.strip().upper()
+    if protocol not in BACKEND_PROTOCOLS:
+        raise ValueError(f"{key}: {value!r} is not one of {', '.join(BACKEND_PROTOCOLS)} (ingress-nginx uses HTTP)")
+    if protocol == "HTTP":
+        return _one(source, key, "exact", "plain HTTP to the backend (the default)")
+    if protocol == "GRPC":
+        return _one(source, key, "converted-with-difference",
+                    "GRPCRoute on the host's HTTPS listeners (gRPC over TLS with ALPN h2): paths '/' and "
+                    "'/<service>[/<method>]' become method matches; the host's plain-HTTP listener does not serve gRPC "
+                    "(cleartext HTTP/2 would take the whole port)")
+    if protocol in ("HTTPS", "GRPCS"):
+        return _one(source, key, "not-converted",
+                    "TLS to the backend: ingress-nginx did not verify the pods' certificates, wardgate always does "
+                    "(BackendTLSPolicy). Add a BackendTLSPolicy for the Service with the CA that signed the pods' "
+                    "certificates (caCertificateRefs) and the name in them; until then requests go out as plain "
+                    + ("HTTP" if protocol == "HTTPS" else "gRPC"))
+    if protocol == "AUTO_HTTP":
+        return _one(source, key, "not-converted",
+                    "AUTO_HTTP (the client's scheme to the backend) has no equivalent: plain HTTP is used")
+    return _one(source, key, "not-converted", "FastCGI backends have no Gateway API equivalent")
+
+
+def _ssl_passthrough(key: str, value: str, source: Source) -> Contribution:
+    if not parse_bool(value, key):
+        return _one(source, key, "exact", "no passthrough (the default)")
+    return _one(source, key, "exact",
+                "TLSRoute on a Passthrough listener (port 443, the host's name) to the backend of the host's "
+                "first path; the HTTP listener keeps serving the host's paths (ingress-nginx needed "
+                "--enable-ssl-passthrough)")
+
+
+def _service_upstream(key: str, value: str, source: Source) -> Contribution:
+    if not parse_bool(value, key):
+        return _one(source, key, "exact", "endpoints balanced by the gateway (the default)")
+    return _one(source, key, "converted-with-difference",
+                "wardgate balances over the Service's endpoints itself (ingress-nginx sent every request to the "
+                "ClusterIP and let kube-proxy pick): the same pods, but connection reuse, retries and ready-state "
+                "changes follow the gateway rather than kube-proxy")
+
+
+def _use_regex(key: str, value: str, source: Source) -> Contribution:
+    if not parse_bool(value, key):
+        return _one(source, key, "exact", "paths keep their pathType (the default)")
+    return _one(source, key, "converted-with-difference",
+                "every path of the Ingress's hosts (other Ingresses' too) becomes a RegularExpression match, "
+                "case-insensitive and anchored at the start only as in ingress-nginx; see each path's finding")
+
+
+def _default_backend(key: str, value: str, source: Source) -> Contribution:
+    if source.annotations.get("custom-http-errors"):
+        return _one(source, key, "exact", "converted with custom-http-errors (the error pages' backend)")
+    return _one(source, key, "not-converted",
+                f"ingress-nginx sent requests to Service {value} when the backend had no ready endpoints (with "
+                "X-Code: 503); wardgate answers 503 itself (no fallback backend): keep the Service's endpoints "
+                "ready, or serve an error page with custom-http-errors")
 
 
 CATALOG: dict[str, CatalogEntry] = {
@@ -351,4 +411,12 @@ CATALOG: dict[str, CatalogEntry] = {
     "proxy-connect-timeout": CatalogEntry("rule timeouts.backendRequest", _timeout),
     "proxy-send-timeout": CatalogEntry("rule timeouts.backendRequest", _timeout),
     "proxy-read-timeout": CatalogEntry("rule timeouts.backendRequest", _timeout),
+    "backend-protocol": CatalogEntry("GRPC: GRPCRoute; HTTPS/GRPCS need a BackendTLSPolicy (verified TLS)",
+                                     _backend_protocol),
+    "ssl-passthrough": CatalogEntry("TLSRoute on a Passthrough listener", _ssl_passthrough),
+    "use-regex": CatalogEntry("RegularExpression path matches for the host's paths", _use_regex),
+    "default-backend": CatalogEntry("(with custom-http-errors) the error pages' backend; alone not converted",
+                                    _default_backend),
+    "service-upstream": CatalogEntry("backendRefs to the Service (the gateway balances over its endpoints)",
+                                     _service_upstream),
 }

@@ -43,6 +43,8 @@ CONTROLLER_NAME = "wardgate.io/gateway-controller"
 MAX_RULES = 16  # HTTPRoute spec.rules maxItems
 MAX_TARGETS = 16  # policy targetRefs maxItems
 MAX_LISTENERS = 64  # Gateway spec.listeners maxItems
+GRPC_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror")
+_GRPC_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*")
 
 
 @dataclass(frozen=True)
@@ -86,14 +88,35 @@ def _merge(dst: dict[str, Any], src: Mapping[str, Any], owners: dict[str, str], 
     conflicts: list[tuple[str, str]] = []
     for k, v in src.items():
         where = f"{path}.{k}" if path else k
-        if k not in dst:
+        if k not in dst and isinstance(v, Mapping):
+            dst[k] = {}
+            conflicts += _merge(dst[k], v, owners, owner, where)
+        elif k not in dst:
             dst[k] = copy.deepcopy(v)
             owners[where] = owner
+            if _named_list(v):
+                owners.update({f"{where}.{h['name'].lower()}": owner for h in v})
         elif isinstance(dst[k], dict) and isinstance(v, Mapping):
             conflicts += _merge(dst[k], v, owners, owner, where)
+        elif k in ("set", "add") and _named_list(dst[k]) and _named_list(v):
+            # header operations add up by name (requestHeaders, responseHeaders, header filters)
+            for h in v:
+                name = f"{where}.{h['name'].lower()}"
+                prior = next((x for x in dst[k] if x["name"].lower() == h["name"].lower()), None)
+                if prior is None or (k == "add" and prior != h):
+                    dst[k].append(copy.deepcopy(h))
+                    owners.setdefault(name, owner)
+                elif prior != h:
+                    conflicts.append((f"{where} {h['name']}", owners.get(name, "?")))
+        elif k == "remove" and isinstance(dst[k], list) and isinstance(v, list):
+            dst[k] += [x for x in v if x not in dst[k]]
         elif dst[k] != v:
             conflicts.append((where, owners.get(where, "?")))
     return conflicts
+
+
+def _named_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, dict) and isinstance(x.get("name"), str) for x in value)
 
 
 def _merge_filters(dst: list[dict[str, Any]], src: Iterable[Mapping[str, Any]], owners: dict[str, str],
@@ -106,24 +129,6 @@ def _merge_filters(dst: list[dict[str, Any]], src: Iterable[Mapping[str, Any]], 
         if same is None or ftype in ("ExtensionRef", "RequestMirror"):
             dst.append(copy.deepcopy(dict(f)))
             owners[f"filters.{ftype}"] = owner
-            continue
-        if ftype in ("RequestHeaderModifier", "ResponseHeaderModifier"):
-            key = ftype[0].lower() + ftype[1:]
-            mine, theirs = same.setdefault(key, {}), f.get(key) or {}
-            for op in ("set", "add"):
-                for h in theirs.get(op, []):
-                    prior = next((x for x in mine.get(op, []) if x["name"].lower() == h["name"].lower()), None)
-                    if prior is None:
-                        mine.setdefault(op, []).append(dict(h))
-                        owners[f"filters.{ftype}.{op}.{h['name'].lower()}"] = owner
-                    elif prior != h and op == "set":
-                        conflicts.append((f"filters.{ftype}.set {h['name']}",
-                                          owners.get(f"filters.{ftype}.set.{h['name'].lower()}", "?")))
-                    elif prior != h:
-                        mine[op].append(dict(h))
-            for name in theirs.get("remove", []):
-                if name not in mine.setdefault("remove", []):
-                    mine["remove"].append(name)
             continue
         conflicts += _merge(same, f, owners, owner, f"filters.{ftype}")
     return conflicts
@@ -138,6 +143,9 @@ class IngressPlan:
     routing: Routing
     contrib: Contribution = field(default_factory=Contribution)
     owners: dict[str, str] = field(default_factory=dict)
+    # (annotation, ExtraRule): rules a source adds beside the Ingress's paths (Contribution.rules)
+    extra_rules: list[tuple[str, Any]] = field(default_factory=list)
+    ignored: str = ""  # why ingress-nginx never serves this Ingress (Contribution.ignore_ingress)
 
 
 def _conflict_findings(ing: Ingress, key: str, conflicts: list[tuple[str, str]], cls: str) -> list[Finding]:
@@ -203,6 +211,10 @@ def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str]) -> tuple[I
         if not own:
             findings.append(Finding(ing.file, ing.ref, key, "exact", entry.becomes, cls.name))
         findings += add_contribution(plan, key, c)
+        # Contribution.rules / ignore_ingress (mig-snip's extension of the Contribution), read
+        # by name so the converter works with either shape of it.
+        plan.extra_rules += [(key, x) for x in getattr(c, "rules", None) or []]
+        plan.ignored = plan.ignored or str(getattr(c, "ignore_ingress", "") or "")
     return plan, findings
 
 
@@ -222,6 +234,11 @@ class Rule:
     extra: dict[str, Any] = field(default_factory=dict)  # timeouts, ...
     ssl_redirect: bool = False  # on the HTTP listener: redirect to HTTPS instead
     redirect_code: int = 308
+    # Whether the owner's policies apply (not to server-level redirects: app-root, www aliases).
+    targets: bool = True
+    # Only on the HTTP listener's redirect route (the implicit `location /` of a TLS host).
+    redirect_only: bool = False
+    grpc: bool = False  # backend-protocol GRPC: served by a GRPCRoute
 
     def to_dict(self, *, redirect: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "matches": self.matches}
@@ -234,7 +251,22 @@ class Rule:
             out["filters"] = filters
         if self.backend_refs and not any(f.get("type") == "RequestRedirect" for f in filters):
             out["backendRefs"] = self.backend_refs
+            # ingress-nginx tries a request up to 3 times on connection errors and timeouts
+            # (proxy-next-upstream "error timeout", proxy-next-upstream-tries 3), the same pod
+            # again when it has only one; nginx never retries a non-idempotent request.
+            out["retry"] = {"attempts": 2}
         out.update(self.extra)
+        return out
+
+    def to_grpc(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        methods = [m["grpc"] for m in self.matches if m.get("grpc")]
+        if methods:
+            out["matches"] = [{"method": m} for m in methods]
+        filters = [f for f in self.filters if f.get("type") in GRPC_FILTERS]
+        if filters:
+            out["filters"] = filters
+        out["backendRefs"] = self.backend_refs
         return out
 
 
@@ -250,6 +282,8 @@ class HostRoute:
     rules: list[Rule] = field(default_factory=list)
     tls: dict[GatewayRef, tuple[str, str]] = field(default_factory=dict)  # -> secret (ns, name)
     name: str = ""
+    # ssl-passthrough: the Ingress and backendRef of the TLSRoute for this host
+    passthrough: tuple[IngressPlan, dict[str, Any]] | None = None
 
 
 class Converter:
@@ -260,8 +294,14 @@ class Converter:
         self.objects: list[dict[str, Any]] = []
         self.grants: dict[tuple[str, str, str, str], set[str]] = {}  # (to ns, from ns, from kind, to kind)
         self.listener_names: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> HTTPS listener
+        self.http_listeners: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> own HTTP listener
+        self.passthrough_listeners: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> TLS listener
         self.route_rules: dict[str, list[tuple[str, str, str]]] = {}  # ingress ref -> (ns, route, rule)
         self.cm_cache: dict[str, Contribution | None] = {}
+        self.default_redirects: set[str] = set()  # Ingresses reported for the default ssl-redirect
+        # SecurityPolicies for single rules (an ExtraRule's own `security`): (owner, rule, spec)
+        self.rule_policies: list[tuple[IngressPlan, Rule, dict[str, Any]]] = []
+        self.rule_routes: dict[int, list[tuple[str, str]]] = {}  # id(rule) -> [(namespace, route)]
 
     # -- classes -------------------------------------------------------------------------------
 
@@ -331,10 +371,15 @@ class Converter:
             config = {**CONFIG_DEFAULTS, **info.config}
             p, fs = dispatch(ing, info, config)
             self.findings += fs
+            if p.ignored:
+                self.findings.append(Finding(ing.file, ing.ref, "(ingress)", "exact",
+                                             f"not migrated: ingress-nginx never serves it ({p.ignored})", cls))
+                continue
             plans.append(p)
         routes = self.group(plans)
         for r in routes:
             self.build_rules(r)
+        routes += self.www_aliases(routes)
         self.name_routes(routes)
         gateways = self.emit_gateways(routes, classes)
         self.emit_routes(routes)
@@ -426,6 +471,16 @@ class Converter:
                         r.rules.append(rl)
                     rl.matches += conv.matches
                     by_path[path.path] = rl
+        self.place_extra_rules(r, counter)
+        for rl in r.rules:
+            if rl.owner.routing.backend_protocol == "GRPC":
+                self.grpc_matches(r, rl)
+        pt = next((p for p in r.plans if p.routing.ssl_passthrough), None)
+        if pt is not None and r.host:
+            path = next(x for rule in pt.ing.rules if rule.host == r.host for x in rule.paths)
+            ref = self.backend_ref(path.backend, pt.ing, pt.ing.namespace, f"{path.field}.backend")
+            if ref is not None:
+                r.passthrough = (pt, ref)
         # The host's implicit `location /` (ingress-nginx creates it with the first Ingress's
         # annotations and its spec.defaultBackend, else the 404 default backend).
         first = r.plans[0]
@@ -439,6 +494,11 @@ class Converter:
                                                  [ref], r))
             elif redirects:
                 r.rules.append(self.new_rule(first, counter, [{"path": {"type": "PathPrefix", "value": "/"}}], [], r))
+            elif first.routing.ssl_redirect_for(self.host_has_tls(r)):
+                # undefined paths redirect to https too (ingress-nginx's `location /` of the host)
+                rl = self.new_rule(first, counter, [{"path": {"type": "PathPrefix", "value": "/"}}], [], r)
+                rl.redirect_only = rl.ssl_redirect = True
+                r.rules.append(rl)
             elif r.host and self.has_route_policies(first):
                 self.findings.append(Finding(
                     first.ing.file, first.ing.ref, "spec.rules", "converted-with-difference",
@@ -446,6 +506,113 @@ class Converter:
                     f"applied this Ingress's annotations (the host's first) to them as well", first.cls.name))
         for c in r.canaries:
             self.merge_canary(r, c, by_path, counter)
+        for p in r.plans:
+            anns = p.ing.nginx_annotations
+            if r.host and "ssl-redirect" not in anns and "force-ssl-redirect" not in anns \
+                    and p.routing.ssl_redirect_for(self.host_has_tls(r)) and p.ing.ref not in self.default_redirects:
+                self.default_redirects.add(p.ing.ref)
+                self.findings.append(Finding(
+                    p.ing.file, p.ing.ref, "ssl-redirect (default)", "converted-with-difference",
+                    f"host {r.host} has TLS: plain HTTP redirects to https with {p.routing.redirect_code} (HTTP "
+                    "listener route with RequestRedirect); the Location keeps the request's final '/' (ingress-nginx "
+                    "strips one)", p.cls.name))
+        root = next((p for p in r.plans if p.routing.app_root), None)
+        if root is not None and root.routing.app_root:
+            # A server-level `if ($uri = /)`: before any location, so it wins over an Exact "/" path.
+            for rl in r.rules:
+                rl.matches = [m for m in rl.matches if m["path"] != {"type": "Exact", "value": "/"}]
+            r.rules = [rl for rl in r.rules if rl.matches]
+            rl = self.new_rule(root, counter, [{"path": {"type": "Exact", "value": "/"}}], [], r)
+            rl.filters = [{"type": "RequestRedirect", "requestRedirect": {
+                "path": {"type": "ReplaceFullPath", "replaceFullPath": root.routing.app_root}, "statusCode": 302}}]
+            rl.extra, rl.ssl_redirect, rl.targets = {}, False, False
+            r.rules.insert(0, rl)
+
+    def www_aliases(self, routes: list[HostRoute]) -> list[HostRoute]:
+        """from-to-www-redirect: a route for the other name (www. added or removed) redirecting
+        to the host, unless some Ingress defines that name itself."""
+        have = {(r.gateways, r.host) for r in routes}
+        out: list[HostRoute] = []
+        for r in routes:
+            p = next((p for p in r.plans if p.routing.from_to_www), None)
+            if p is None or not r.host or r.host.startswith("*."):
+                continue
+            alias = r.host[4:] if r.host.startswith("www.") else f"www.{r.host}"
+            if (r.gateways, alias) in have:
+                continue
+            have.add((r.gateways, alias))
+            a = HostRoute(alias, r.gateways, r.namespace, plans=[p])
+            rl = self.new_rule(p, {}, [{"path": {"type": "PathPrefix", "value": "/"}}], [], a)
+            rl.name = _sanitize(f"to-{r.host}", 63)
+            rl.filters = [{"type": "RequestRedirect",
+                           "requestRedirect": {"hostname": r.host, "statusCode": p.routing.redirect_code}}]
+            rl.extra, rl.ssl_redirect, rl.targets = {}, False, False
+            a.rules.append(rl)
+            out.append(a)
+        return out
+
+    def place_extra_rules(self, r: HostRoute, counter: dict[str, int]) -> None:
+        """Rules sources add beside the Ingresses' paths (a snippet's `location = /x { return ...; }`
+        or `rewrite`): answered by the gateway, or a copy of the Ingress rule covering them."""
+        server_level: set[str] = set()
+        for p in r.plans:
+            own = [rl for rl in r.rules if rl.owner is p]
+            for key, extra in p.extra_rules:
+                if key in SERVER_LEVEL:
+                    if key in server_level:
+                        self.findings.append(Finding(
+                            p.ing.file, p.ing.ref, key, "exact",
+                            f"ignored for host {r.host or '(any)'}: ingress-nginx applies one {key} per host, the "
+                            "first Ingress's (in its order)", p.cls.name))
+                        continue
+                    server_level.add(key)
+                matches = [dict(m) for m in extra.matches]
+                cover = [_covering(m, own) for m in matches]
+                if extra.within_ingress_paths or extra.backend == "ingress":
+                    matches = [m for m, c in zip(matches, cover, strict=True) if c is not None]
+                    cover = [c for c in cover if c is not None]
+                if not matches:
+                    continue
+                if extra.backend == "ingress":
+                    base = cover[0]
+                    assert base is not None
+                    rl = self.new_rule(p, counter, matches, copy.deepcopy(base.backend_refs), r)
+                    rl.filters = copy.deepcopy(base.filters)
+                    conflicts = _merge_filters(rl.filters, extra.filters, dict(p.owners), key)
+                    self.findings += _conflict_findings(p.ing, key, conflicts, p.cls.name)
+                    rl.extra = copy.deepcopy(base.extra)
+                else:
+                    rl = self.new_rule(p, counter, matches, [], r)
+                    rl.filters, rl.extra = copy.deepcopy(list(extra.filters)), {}
+                    rl.ssl_redirect, rl.targets = False, False
+                    if extra.security:
+                        self.rule_policies.append((p, rl, dict(extra.security)))
+                r.rules.insert(0, rl)
+
+    def grpc_matches(self, r: HostRoute, rl: Rule) -> None:
+        """backend-protocol GRPC: the rule's paths as gRPC method matches ("/" is every method)."""
+        ing = rl.owner.ing
+        rl.grpc = True
+        for m in rl.matches:
+            value = m["path"]["value"]
+            parts = [x for x in value.split("/") if x]
+            if m["path"]["type"] == "RegularExpression" or len(parts) > 2 or (
+                    parts and (not _GRPC_NAME.fullmatch(parts[0]) or (len(parts) == 2 and "." in parts[1]))):
+                self.findings.append(Finding(ing.file, ing.ref, "backend-protocol", "not-converted",
+                                             f"path {value!r} is not '/', '/<service>' or '/<service>/<method>': "
+                                             "it can't be a GRPCRoute match and is not served", rl.owner.cls.name))
+                m["grpc"] = None
+                continue
+            m["grpc"] = {"service": parts[0], **({"method": parts[1]} if len(parts) == 2 else {})} if parts else {}
+        dropped = sorted({str(f.get("type")) for f in rl.filters if f.get("type") not in GRPC_FILTERS})
+        if dropped:
+            self.findings.append(Finding(ing.file, ing.ref, "backend-protocol", "not-converted",
+                                         f"filters {', '.join(dropped)} don't exist on a GRPCRoute; not applied",
+                                         rl.owner.cls.name))
+        if not r.host or not self.host_has_tls(r):
+            self.findings.append(Finding(ing.file, ing.ref, "backend-protocol", "not-converted",
+                                         f"host {r.host or '(any)'} has no TLS: gRPC would need cleartext HTTP/2 on "
+                                         "the whole HTTP port; not served", rl.owner.cls.name))
 
     @staticmethod
     def has_route_policies(p: IngressPlan) -> bool:
@@ -568,11 +735,39 @@ class Converter:
                             f"Secret {p.ing.namespace}/{t.secret_name} is not in the input; the listener for "
                             f"{r.host} refuses TLS until it exists (ingress-nginx used its default certificate)",
                             p.cls.name))
+        # With a route for any host (rules without host, a defaultBackend-only Ingress), each named
+        # host gets its own HTTP listener: listener isolation keeps the catch-all's rules from
+        # serving a named host's unknown paths, which ingress-nginx answers with 404.
+        isolate: dict[GatewayRef, list[HostRoute]] = {g: [] for g in gws}
+        for g in gws:
+            if any(not r.host and g in r.gateways for r in routes):
+                isolate[g] = sorted({r.host: r for r in routes if r.host and g in r.gateways}.values(),
+                                    key=lambda r: r.host)
         out: dict[GatewayRef, list[str]] = {}
         for g in sorted(gws, key=str):
             listeners: list[dict[str, Any]] = [
                 {"name": "http", "protocol": "HTTP", "port": 80, "allowedRoutes": {"namespaces": {"from": "All"}}}]
             names: set[str] = {"http"}
+            for r in isolate[g]:
+                if len(listeners) >= MAX_LISTENERS:
+                    p = r.plans[0]
+                    self.findings.append(Finding(
+                        p.ing.file, p.ing.ref, "spec.rules", "converted-with-difference",
+                        f"Gateway {g} already has {MAX_LISTENERS} listeners (the Gateway API limit): host {r.host} "
+                        "shares the HTTP listener with the route for any host, whose rules then also serve this "
+                        "host's undefined paths (ingress-nginx answered 404)", p.cls.name))
+                    continue
+                name = _listener_name(r.host, names, "http-")
+                listeners.append({"name": name, "protocol": "HTTP", "port": 80, "hostname": r.host,
+                                  "allowedRoutes": {"namespaces": {"from": "All"}}})
+                self.http_listeners[(g, r.host)] = name
+            for r in sorted((r for r in routes if r.passthrough is not None and g in r.gateways),
+                            key=lambda r: r.host):
+                name = _listener_name(r.host, names, "tls-")
+                listeners.append({"name": name, "protocol": "TLS", "port": 443, "hostname": r.host,
+                                  "tls": {"mode": "Passthrough"}, "allowedRoutes": {"namespaces": {"from": "All"}}})
+                self.passthrough_listeners[(g, r.host)] = name
+                tls[g].pop(r.host, None)  # the backend terminates TLS: no certificate here
             for host in sorted(tls[g]):
                 ns, secret, p = tls[g][host]
                 if len(listeners) >= MAX_LISTENERS:
@@ -605,7 +800,7 @@ class Converter:
             tls_gws = [g for g in r.gateways if (g, r.host) in self.listener_names]
             redirect_any = any(rl.ssl_redirect for rl in r.rules)
             plain = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != r.namespace else {}),
-                      "sectionName": "http"} for g in r.gateways]
+                      "sectionName": self.http_listeners.get((g, r.host), "http")} for g in r.gateways]
             secure = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != r.namespace else {}),
                        "sectionName": self.listener_names[(g, r.host)]} for g in tls_gws]
             if redirect_any:
@@ -613,12 +808,30 @@ class Converter:
                 self.emit_route(r, f"{r.name}-http", plain, sources, redirect=True)
             else:
                 self.emit_route(r, r.name, plain + secure, sources, redirect=False)
+            grpc = [rl for rl in r.rules if rl.grpc and any(m.get("grpc") is not None for m in rl.matches)]
+            if grpc and secure:
+                self.objects.append({"apiVersion": GATEWAY_API, "kind": "GRPCRoute",
+                                     "metadata": _meta(r.name, r.namespace, sources),
+                                     "spec": {"parentRefs": secure, "hostnames": [r.host],
+                                              "rules": [rl.to_grpc() for rl in grpc[:MAX_RULES]]}})
+            if r.passthrough is not None:
+                pt, ref = r.passthrough
+                parents = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != pt.ing.namespace else {}),
+                            "sectionName": self.passthrough_listeners[(g, r.host)]}
+                           for g in r.gateways if (g, r.host) in self.passthrough_listeners]
+                self.objects.append({"apiVersion": GATEWAY_API, "kind": "TLSRoute",
+                                     "metadata": _meta(r.name, pt.ing.namespace, [pt.ing.ref]),
+                                     "spec": {"parentRefs": parents, "hostnames": [r.host],
+                                              "rules": [{"backendRefs": [ref]}]}})
 
     def emit_route(self, r: HostRoute, name: str, parents: list[dict[str, Any]], sources: list[str],
                    *, redirect: bool) -> None:
-        if not parents or not r.rules:
+        if not parents:
             return
-        chunks = [r.rules[i:i + MAX_RULES] for i in range(0, len(r.rules), MAX_RULES)]
+        # gRPC rules are the GRPCRoute's; on the HTTP listener they only redirect
+        mine = [rl for rl in r.rules
+                if (redirect and rl.ssl_redirect) or not (rl.redirect_only or rl.grpc)]
+        chunks = [mine[i:i + MAX_RULES] for i in range(0, len(mine), MAX_RULES)]
         for n, chunk in enumerate(chunks):
             rname = name if n == 0 else f"{name}-{n + 1}"
             spec: dict[str, Any] = {"parentRefs": parents}
@@ -627,7 +840,8 @@ class Converter:
             rules = []
             for rl in chunk:
                 rules.append(rl.to_dict(redirect=redirect and rl.ssl_redirect))
-                if not (redirect and rl.ssl_redirect):
+                self.rule_routes.setdefault(id(rl), []).append((r.namespace, rname))
+                if rl.targets and not (redirect and rl.ssl_redirect):
                     self.route_rules.setdefault(rl.owner.ing.ref, []).append((r.namespace, rname, rl.name))
             spec["rules"] = rules
             self.objects.append({"apiVersion": GATEWAY_API, "kind": "HTTPRoute",
@@ -660,13 +874,26 @@ class Converter:
                             "spec": {"targetRefs": [{"group": GROUP, "kind": "HTTPRoute", "name": route,
                                                      "sectionName": rule} for route, rule in chunk],
                                      **copy.deepcopy(spec)}})
+        for p, rl, spec in self.rule_policies:
+            for ns, route in self.rule_routes.get(id(rl), []):
+                self.objects.append({
+                    "apiVersion": POLICY_API, "kind": "SecurityPolicy",
+                    "metadata": _meta(_sanitize(f"{route}-{rl.name}", 240), ns, [p.ing.ref]),
+                    "spec": {"targetRefs": [{"group": GROUP, "kind": "HTTPRoute", "name": route,
+                                             "sectionName": rl.name}], **copy.deepcopy(spec)}})
         # ClientTrafficPolicy and Gateway-wide settings: from the classes' ConfigMaps and Ingresses.
         for g, cls_names in gateways.items():
             ctp: dict[str, Any] = {}
             owners: dict[str, str] = {}
             sources: list[str] = []
-            sec: dict[str, Any] = {}
-            sec_owners: dict[str, str] = {}
+            # ingress-nginx's upstream headers wardgate doesn't send by itself (X-Forwarded-Port:
+            # the listener's port, 443 set per HTTPS listener below).
+            sec: dict[str, Any] = {"requestHeaders": {"set": [
+                {"name": "X-Forwarded-Port", "value": "80"},
+                {"name": "X-Forwarded-Scheme", "valueFrom": "Scheme"},
+                {"name": "X-Scheme", "valueFrom": "Scheme"}]}}
+            sec_owners: dict[str, str] = {f"requestHeaders.set.{h}": "ingress-nginx's defaults"
+                                          for h in ("x-forwarded-port", "x-forwarded-scheme", "x-scheme")}
             for cname in cls_names:
                 info = classes[cname]
                 c = self.configmap_contribution(info)
@@ -675,7 +902,8 @@ class Converter:
                 src = f"ConfigMap {info.configmap[0]}/{info.configmap[1]}" if info.configmap else f"class {cname}"
                 for where, other in _merge(ctp, c.client_traffic, owners, src) + _merge(sec, c.security, sec_owners,
                                                                                        src):
-                    self.findings.append(Finding("", src, where, "converted-with-difference",
+                    self.findings.append(Finding(self.inputs.configmaps[info.configmap].file if info.configmap
+                                                 else "", src, where, "converted-with-difference",
                                                  f"Gateway {g} serves several classes: {where} differs from "
                                                  f"{other}'s; {other}'s value is kept", cname))
                 if c.client_traffic or c.security:
@@ -692,10 +920,19 @@ class Converter:
                 self.objects.append({"apiVersion": POLICY_API, "kind": "ClientTrafficPolicy",
                                      "metadata": _meta(g.name, g.namespace, sources),
                                      "spec": {"targetRefs": target, **ctp}})
-            if sec:
-                self.objects.append({"apiVersion": POLICY_API, "kind": "SecurityPolicy",
-                                     "metadata": _meta(f"{g.name}-gateway", g.namespace, sources),
-                                     "spec": {"targetRefs": target, **sec}})
+            self.objects.append({"apiVersion": POLICY_API, "kind": "SecurityPolicy",
+                                 "metadata": _meta(f"{g.name}-gateway", g.namespace,
+                                                   sources or [f"IngressClass {c}" for c in cls_names]),
+                                 "spec": {"targetRefs": target, **sec}})
+            https = sorted(name for (gw, _host), name in self.listener_names.items() if gw == g)
+            for n, part in enumerate(https[i:i + MAX_TARGETS] for i in range(0, len(https), MAX_TARGETS)):
+                self.objects.append({
+                    "apiVersion": POLICY_API, "kind": "SecurityPolicy",
+                    "metadata": _meta(f"{g.name}-https" + (f"-{n + 1}" if n else ""), g.namespace,
+                                      [f"IngressClass {c}" for c in cls_names]),
+                    "spec": {"targetRefs": [{"group": GROUP, "kind": "Gateway", "name": g.name, "sectionName": h}
+                                            for h in part],
+                             "requestHeaders": {"set": [{"name": "X-Forwarded-Port", "value": "443"}]}}})
 
     def configmap_contribution(self, info: ClassInfo) -> Contribution | None:
         """The controller ConfigMap's keys through wardgate.migrate.configmap (mig-annot's), if
@@ -727,14 +964,41 @@ class Converter:
                          "to": [{"group": "", "kind": to_kind, "name": n} for n in sorted(names)]}})
 
 
+# Annotations nginx applies once per server (host): the first Ingress of the host provides them.
+SERVER_LEVEL = frozenset({"server-snippet"})
+
+
+def _covering(match: Mapping[str, Any], rules: Sequence[Rule]) -> Rule | None:
+    """The rule whose path match covers an Exact/PathPrefix match most specifically, as nginx's
+    location for that path would be chosen (None for regex matches or no cover)."""
+    path = match.get("path") or {}
+    if path.get("type") not in ("Exact", "PathPrefix"):
+        return None
+    value = str(path.get("value", "/"))
+    best: tuple[int, Rule] | None = None
+    for rl in rules:
+        for m in rl.matches:
+            mp = m.get("path") or {}
+            v = str(mp.get("value", ""))
+            if mp.get("type") == "Exact":
+                ok = path.get("type") == "Exact" and v == value
+            elif mp.get("type") == "PathPrefix":
+                ok = value == v or value.startswith(v.rstrip("/") + "/")
+            else:
+                ok = False
+            if ok and (best is None or len(v) + (mp.get("type") == "Exact") > best[0]):
+                best = (len(v) + (mp.get("type") == "Exact"), rl)
+    return best[1] if best else None
+
+
 def _wild(hosts: Sequence[str], host: str) -> bool:
     """A TLS entry `*.example.com` covers `a.example.com` (one label), as nginx's certificate
     selection in ingress-nginx does."""
     return any(h.startswith("*.") and host.endswith(h[1:]) and "." not in host[: -len(h) + 1] for h in hosts)
 
 
-def _listener_name(host: str, used: set[str]) -> str:
-    base = "https-" + _sanitize(host.replace("*", "wildcard"), 240)
+def _listener_name(host: str, used: set[str], prefix: str = "https-") -> str:
+    base = prefix + _sanitize(host.replace("*", "wildcard"), 240)
     name, n = base, 1
     while name in used:
         n += 1
