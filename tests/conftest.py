@@ -69,7 +69,7 @@ def waf_corpus() -> Path:
     return shared_corpus("waf")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def migration_corpus() -> Path:
     return shared_corpus("migration")
 

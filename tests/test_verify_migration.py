@@ -461,14 +461,29 @@ def test_cli_exit_code_json_and_only(corpus: Path, tmp_path: Path) -> None:
 
 # ============================================================================ the shared corpus
 
+@pytest.fixture(scope="module")
+def corpus_run(migration_corpus: Path) -> dict[str, Any]:
+    """`wardgate verify migration` on the shared corpus, once for the tests below."""
+    return run_migration_verify(MigrationVerifyOptions(cases=migration_corpus), out=lambda _line: None)
+
+
 @pytest.mark.timeout(900)
-def test_migration_corpus(migration_corpus: Path) -> None:
-    """`wardgate verify migration` on the shared corpus: at least 95% pass, and docs/migration.md
-    explains every case that does not."""
-    doc = run_migration_verify(MigrationVerifyOptions(cases=migration_corpus), out=lambda _line: None)
-    total = len(doc["cases"])
-    passed = doc["summary"]["pass"]
-    not_passed = {c["id"]: c["reason"] for c in doc["cases"] if c["result"] != "pass"}
-    assert passed / total >= 0.95, not_passed
-    explained = (REPO / "docs" / "migration.md").read_text() if (REPO / "docs" / "migration.md").exists() else ""
+def test_migration_corpus_runs_every_case(corpus_run: dict[str, Any]) -> None:
+    """Every case is judged (none in error: the harness understands the whole corpus), in the time
+    CI allows."""
+    errors = {c["id"]: c["reason"] for c in corpus_run["cases"] if c["result"] == "error"}
+    assert errors == {}
+    assert len(corpus_run["cases"]) >= 60
+    assert corpus_run["summary"]["seconds"] < 180
+
+
+@pytest.mark.timeout(900)
+def test_migration_corpus_passes(corpus_run: dict[str, Any]) -> None:
+    """Issue 13's acceptance: at least 95% of the cases pass, and docs/migration.md explains every
+    case that does not (by its id in backquotes)."""
+    total = len(corpus_run["cases"])
+    not_passed = {c["id"]: c["reason"] for c in corpus_run["cases"] if c["result"] != "pass"}
+    assert corpus_run["summary"]["pass"] / total >= 0.95, not_passed
+    guide = REPO / "docs" / "migration.md"
+    explained = guide.read_text() if guide.exists() else ""
     assert [case for case in not_passed if f"`{case}`" not in explained] == []
