@@ -385,7 +385,7 @@ def _tls_secret(name: str, namespace: str, host: str) -> str:
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fixture cases plus: the TLS Secret two-classes needs, the rate-limit case twice (the
     second passes only if state is fresh), a case with a wrong expectation, one whose migrated
-    output is invalid and a malformed one."""
+    output is invalid, one with a field of the wrong type and a malformed one."""
     root = tmp_path_factory.mktemp("migration-corpus")
     shutil.copytree(FIXTURES, root, dirs_exist_ok=True)
     cases, migrated = root / "cases", root / "migrated"
@@ -407,6 +407,11 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (cases / "basic-routing2.json").write_text(json.dumps(broken))
     (migrated / "basic-routing2.yaml").write_text(
         (migrated / "basic-routing.yaml").read_text().replace("value: /exact}", "value: exact}"))
+    bad = json.loads((cases / "rate-limit.json").read_text())
+    bad["id"] = "bad-field"
+    bad["requests"][0]["repeat"] = "many"
+    (cases / "bad-field.json").write_text(json.dumps(bad))
+    shutil.copy(migrated / "rate-limit.yaml", migrated / "bad-field.yaml")
     (cases / "malformed.json").write_text(json.dumps({"id": "malformed", "manifests": "", "requests": {}}))
     docs = (REPO / "docs" / "migration-cases.md").read_text()
     for marker, target in (("case", cases / "docs-example.json"), ("migrated", migrated / "docs-example.yaml")):
@@ -433,10 +438,12 @@ def test_fixture_cases_run_end_to_end(corpus: Path) -> None:
     assert broken["result"] == "fail" and broken["reason"].startswith("wardgate refuses the migrated objects: "
                                                                       "basic-routing2:migrated[doc 1]: "
                                                                       "HTTPRoute default/basic"), broken
+    assert results["bad-field"]["result"] == "error"
+    assert "wrong type or value: ValueError" in results["bad-field"]["reason"]
     malformed = results["malformed"]
     assert malformed["result"] == "error" and "'requests' must be a list" in malformed["reason"]
-    assert doc["summary"] == {"pass": 5, "fail": 2, "error": 1, "seconds": doc["summary"]["seconds"]}
-    assert lines[-1].startswith("8 case(s): 5 pass, 2 fail, 1 error (62% pass)")
+    assert doc["summary"] == {"pass": 5, "fail": 2, "error": 2, "seconds": doc["summary"]["seconds"]}
+    assert lines[-1].startswith("9 case(s): 5 pass, 2 fail, 2 error (56% pass)")
     assert any(line.startswith("FAIL  wrong-expectation") and "requests[1]" in line for line in lines)
     assert took < 60
 

@@ -482,6 +482,9 @@ class MigrationHarness:
             return CaseResult(case_id, "error", str(exc), seconds=time.monotonic() - started)
         except OSError as exc:  # an echo backend could not bind, ...
             return CaseResult(case_id, "error", f"harness: {exc}", seconds=time.monotonic() - started)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:  # a field of the wrong shape
+            return CaseResult(case_id, "error", f"the case has a field of the wrong type or value: "
+                              f"{type(exc).__name__}: {exc}", seconds=time.monotonic() - started)
         finally:
             if backends is not None:
                 backends.stop()
