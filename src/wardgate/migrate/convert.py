@@ -623,8 +623,10 @@ class Converter:
         base = _sanitize(p.ing.name if p.ing.namespace == r.namespace else f"{p.ing.namespace}-{p.ing.name}", 56)
         counter[base] = counter.get(base, 0) + 1
         rule = Rule(f"{base}-{counter[base]}", p, matches, refs)
-        rule.filters = copy.deepcopy(p.contrib.filters)
-        rule.extra = copy.deepcopy(p.contrib.rule)
+        # Shallow copies: nothing below mutates a filter in place (merges deep-copy first), and
+        # migrate() unshares the output.
+        rule.filters = list(p.contrib.filters)
+        rule.extra = dict(p.contrib.rule)
         rule.ssl_redirect = p.routing.ssl_redirect_for(self.host_has_tls(r))
         rule.redirect_code = p.routing.redirect_code
         return rule
@@ -663,20 +665,20 @@ class Converter:
 
         def add(headers: list[dict[str, Any]], refs: list[dict[str, Any]]) -> None:
             rl = self.new_rule(main.owner, counter, [{**m, "headers": headers} for m in base_matches], refs, r)
-            rl.filters, rl.extra = copy.deepcopy(main.filters), copy.deepcopy(main.extra)
+            rl.filters, rl.extra = list(main.filters), dict(main.extra)
             rl.ssl_redirect, rl.redirect_code = main.ssl_redirect, main.redirect_code
             extra.append(rl)
 
         for headers, to_canary in canary.header_matches():
-            add(headers, [ref] if to_canary else copy.deepcopy(main.backend_refs))
+            add(headers, [ref] if to_canary else list(main.backend_refs))
         index += 1
         r.rules[index:index] = extra
         if canary.weight is not None and main.backend_refs and canary.weight > 0:
             if len(base_matches) < len(main.matches):
                 # the weight applies to this path only: split it off the main rule
                 main.matches = [m for m in main.matches if m not in base_matches]
-                rl = self.new_rule(main.owner, counter, base_matches, copy.deepcopy(main.backend_refs), r)
-                rl.filters, rl.extra = copy.deepcopy(main.filters), copy.deepcopy(main.extra)
+                rl = self.new_rule(main.owner, counter, base_matches, list(main.backend_refs), r)
+                rl.filters, rl.extra = list(main.filters), dict(main.extra)
                 rl.ssl_redirect, rl.redirect_code = main.ssl_redirect, main.redirect_code
                 r.rules.insert(index + len(extra), rl)
                 main = rl
