@@ -70,6 +70,11 @@ def conformance_corpus() -> Path:
 def waf_corpus() -> Path:
     return shared_corpus("waf")
 
+
+@pytest.fixture(scope="session")
+def migration_corpus() -> Path:
+    return shared_corpus("migration")
+
 # Each test session takes its own /16 of loopback so parallel or leftover runs can't collide.
 _NET = random.Random(os.getpid()).randrange(130, 250)
 _subnets = itertools.count(1)

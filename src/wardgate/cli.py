@@ -355,6 +355,82 @@ def verify_waf(
     typer.echo(f"{doc['seconds']} s, paranoia level {paranoia}")
 
 
+@verify_app.command("migration")
+def verify_migration(
+    cases: Annotated[Path, typer.Option(help="A migration corpus (docs/migration-cases.md): its root or its "
+                                             "cases/ folder.")],
+    only: Annotated[list[str] | None, typer.Option(help="Run only this case id (repeatable).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    migrated: Annotated[Path | None, typer.Option(
+        help="Serve DIR/<case id>.yaml (migration output you wrote or edited) instead of running "
+             "`wardgate migrate` on each case.")] = None,
+    min_pass: Annotated[float, typer.Option(
+        min=0, max=100, help="Exit 0 when at least this percentage of the cases pass.")] = 100.0,
+    port_offset: Annotated[int | None, typer.Option(
+        help="Listener port p binds p+N (default: 0 as root, else 20000).")] = None,
+) -> None:
+    """Migrate each case's Ingresses, run the result on real Gateways with echo backends, send the
+    case's requests and compare the answers with ingress-nginx's. Exit 1 when fewer than
+    --min-pass percent of the cases pass (by default: when any case fails or errors)."""
+    from wardgate.verify.migration import MigrationVerifyOptions, run_migration_verify
+
+    try:
+        doc = run_migration_verify(MigrationVerifyOptions(cases=cases, only=list(only or []), migrated=migrated,
+                                                          port_offset=port_offset),
+                                   out=typer.echo)
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=1))
+    s = doc["summary"]
+    total = s["pass"] + s["fail"] + s["error"]
+    raise typer.Exit(0 if total and 100.0 * s["pass"] / total >= min_pass else 1)
+
+
+@app.command("diff")
+def diff_cmd(
+    old: Annotated[str, typer.Option(help="The gateway being replaced, e.g. http://10.0.0.5 or https://10.0.0.5:8443.")],
+    new: Annotated[str, typer.Option(help="The new gateway, in the same form.")],
+    requests: Annotated[Path, typer.Option(
+        help="JSON lines {method, path, host, headers, body}, or an access log in ingress-nginx's default format.")],
+    host: Annotated[str | None, typer.Option(
+        help="Host header for lines that have none (ingress-nginx's default access log never has one).")] = None,
+    header: Annotated[list[str] | None, typer.Option(
+        "--header", metavar="NAME", help="Compare this response header (repeatable; replaces the default set). "
+                                         "Location is always compared.")] = None,
+    ignore_body: Annotated[bool, typer.Option(
+        help="Do not compare body hashes (bodies that carry request ids or times always differ).")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Requests in flight (1 keeps the file's order).")] = 1,
+    all_methods: Annotated[bool, typer.Option(
+        help="Also replay methods other than GET, HEAD and OPTIONS (each is sent twice: to old and new).")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every difference here as JSON.")] = None,
+) -> None:
+    """Replay requests against the old and the new gateway and print what differs (status, Location,
+    response headers, body hash). Exit 1 when anything differs."""
+    from wardgate.verify.migration_diff import DEFAULT_HEADERS, SAFE_METHODS, load_requests, parse_target, run_diff
+
+    try:
+        targets = parse_target(old), parse_target(new)
+        loaded, skipped = load_requests(requests, host)
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    for where in skipped:
+        typer.echo(f"skipped {where}: its request line is not an HTTP request", err=True)
+    if not all_methods:
+        unsafe = [r for r in loaded if r.method not in SAFE_METHODS]
+        for r in unsafe:
+            typer.echo(f"skipped {r.where}: {r.method} may change state and would run twice (--all-methods "
+                       "replays it)", err=True)
+        loaded = [r for r in loaded if r.method in SAFE_METHODS]
+    doc = run_diff(*targets, loaded, header_names=list(header) if header else list(DEFAULT_HEADERS),
+                   bodies=not ignore_body, workers=workers, out=typer.echo)
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=1))
+    raise typer.Exit(1 if doc["differ"] else 0)
+
+
 @app.command()
 def decisions(
     state_dir: Annotated[Path, typer.Option(help="The state directory of `wardgate run`.")] = Path(".wardgate"),

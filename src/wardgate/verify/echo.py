@@ -38,6 +38,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 __all__ = [
+    "CASE_INSTANCE_HEADER",
+    "CASE_SERVICE_HEADER",
     "OP_BINARY",
     "OP_CLOSE",
     "OP_CONTINUATION",
@@ -45,8 +47,11 @@ __all__ = [
     "OP_PONG",
     "OP_TEXT",
     "WS_MAX_MESSAGE",
+    "AuthRule",
+    "CaseBackend",
     "EchoIdentity",
     "EchoServer",
+    "SeenRequest",
     "WebSocketFrame",
     "WebSocketProtocolError",
     "WebSocketReader",
@@ -101,6 +106,61 @@ class EchoIdentity:
     pod: str = ""
     service: str = ""
     ingress: str = ""
+
+
+# Migration-corpus mode (its FORMAT.md §3). Bodyless answers (HEAD, 204) still say who answered:
+CASE_SERVICE_HEADER = "X-Echo-Service"
+CASE_INSTANCE_HEADER = "X-Echo-Instance"
+_CASE_STATUS_RE = re.compile(r"/status/(\d{3})(?=/|$)")
+_CASE_DELAY_RE = re.compile(r"/delay/(\d{1,6})(?=/|$)")
+_CASE_MAX_DELAY_S = 60.0
+
+
+@dataclass(frozen=True)
+class AuthRule:
+    """One rule of an auth stub: matches when every header in ``when_header`` has exactly that value
+    (names case-insensitive), or always when ``default``; answers ``status`` with ``headers``."""
+
+    status: int
+    when_header: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    default: bool = False
+
+    def matches(self, received: dict[str, list[str]]) -> bool:
+        if self.default:
+            return True
+        lowered = {name.lower(): values for name, values in received.items()}
+        return bool(self.when_header) and all(lowered.get(name.lower()) == [value]
+                                              for name, value in self.when_header)
+
+
+@dataclass(frozen=True)
+class CaseBackend:
+    """How one pod of a migration-corpus backend answers (instead of echo-basic's way).
+
+    Every answer carries the JSON echo ``{service, instance, method, path, host, headers,
+    bodyLength}``. With ``auth_rules`` it is an auth stub (first matching rule wins); with
+    ``status_header`` its status comes from that request header (like the custom-error-pages
+    image's ``X-Code``); otherwise ``/status/<code>`` anywhere in the path sets the status and
+    ``/delay/<ms>`` waits first.
+    """
+
+    service: str
+    instance: str
+    auth_rules: tuple[AuthRule, ...] = ()
+    status_header: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    """A request a case backend received, for the harness's authRequest and upstreamHits checks."""
+
+    method: str
+    target: str
+    headers: dict[str, list[str]]
+    body_length: int
+    at: float  # time.monotonic() on arrival
 
 
 def parse_go_duration(text: str) -> float:
@@ -556,6 +616,9 @@ class _EchoHandler(socketserver.StreamRequestHandler):
 
         owner = self.server.owner
         owner._record(target)
+        if owner.case is not None:
+            self._case_answer(owner.case, method, target, host, echoed, body_length, conn_header, method == "HEAD")
+            return not close
         extra = parse_set_header(set_header) if set_header else []
         head_only = method == "HEAD"
         path, _, query = target.partition("?")
@@ -614,6 +677,44 @@ class _EchoHandler(socketserver.StreamRequestHandler):
         body = json.dumps(payload).encode() + b"\n"  # no indent: keeps json on its C encoder
         self._respond(200, body, "application/json", extra, conn_header, head_only)
         return not close
+
+    def _case_answer(self, case: CaseBackend, method: str, target: str, host: str, echoed: dict[str, list[str]],
+                     body_length: int, conn_header: str | None, head_only: bool) -> None:
+        received = dict(echoed)
+        if host:
+            received["Host"] = [host]
+        self.server.owner._remember(SeenRequest(method, target, received, body_length, time.monotonic()))
+        path = target.partition("?")[0]
+        status = 200
+        extra: list[tuple[str, str]] = []
+        if case.auth_rules:
+            rule = next((r for r in case.auth_rules if r.matches(received)), None)
+            if rule is not None:
+                status, extra = rule.status, list(rule.headers)
+        elif case.status_header is not None:
+            wanted = next((v for n, v in received.items() if n.lower() == case.status_header.lower()), [])
+            if len(wanted) == 1 and wanted[0].isascii() and wanted[0].isdigit() and 200 <= int(wanted[0]) <= 599:
+                status = int(wanted[0])
+        else:
+            delay = _CASE_DELAY_RE.search(path)
+            if delay is not None:
+                time.sleep(min(int(delay.group(1)) / 1000.0, _CASE_MAX_DELAY_S))
+            code = _CASE_STATUS_RE.search(path)
+            if code is not None and 200 <= int(code.group(1)) <= 599:
+                status = int(code.group(1))
+        payload = {
+            "service": case.service,
+            "instance": case.instance,
+            "method": method,
+            "path": target,
+            "host": host,
+            "headers": dict(sorted(received.items())),
+            "bodyLength": body_length,
+        }
+        headers = [(CASE_SERVICE_HEADER, case.service), (CASE_INSTANCE_HEADER, case.instance),
+                   *case.extra_headers, *extra]
+        self._respond(status, json.dumps(payload).encode() + b"\n", "application/json", headers, conn_header,
+                      head_only, nosniff=False)
 
     def _websocket(self, key: str) -> None:
         """Answer the opening handshake with 101, then echo messages until the close handshake."""
@@ -735,11 +836,13 @@ class _EchoHandler(socketserver.StreamRequestHandler):
         extra: list[tuple[str, str]],
         conn_header: str | None,
         head_only: bool = False,
+        nosniff: bool = True,
     ) -> None:
         headers: dict[str, tuple[str, str]] = {}
         if content_type is not None:
             headers["content-type"] = ("Content-Type", content_type)
-        headers["x-content-type-options"] = ("X-Content-Type-Options", "nosniff")
+        if nosniff:  # a case backend sends only what its case declares
+            headers["x-content-type-options"] = ("X-Content-Type-Options", "nosniff")
         for name, value in extra:  # requested headers replace our defaults of the same name
             headers[name.lower()] = (name, value)
         out = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\nDate: {_http_date()}\r\n"]
@@ -811,10 +914,13 @@ class EchoServer:
         keyfile: str | None = None,
         client_ca: str | None = None,
         log: Callable[[str], None] | None = None,
+        case: CaseBackend | None = None,
     ) -> None:
         if (keyfile or client_ca) and not certfile:
             raise ValueError("keyfile and client_ca need certfile")
         self.identity = identity
+        self.case = case
+        self._received: deque[SeenRequest] = deque(maxlen=_SEEN_LIMIT)
         self._host = host
         self._port = port
         self._port_text = str(port)
@@ -908,6 +1014,16 @@ class EchoServer:
     def _unregister(self, conn: socket.socket) -> None:
         with self._conns_lock:
             self._conns.discard(conn)
+
+    @property
+    def received(self) -> list[SeenRequest]:
+        """What a case backend received (the last 10,000 requests), oldest first."""
+        with self._seen_lock:
+            return list(self._received)
+
+    def _remember(self, seen: SeenRequest) -> None:
+        with self._seen_lock:
+            self._received.append(seen)
 
     def _record(self, path: str) -> None:
         with self._seen_lock:
