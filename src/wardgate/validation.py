@@ -56,6 +56,10 @@ class Validators(Protocol):
         """A path that can become a WAF rule's operand."""
         ...
 
+    def rewrite_target(self, value: str) -> str:
+        """A regex rewrite's replacement: a path with capture references ($1..$9)."""
+        ...
+
     def media_type(self, value: str) -> str:
         """A media type (`type/subtype`) the WAF can list as allowed."""
         ...

@@ -1,0 +1,350 @@
+"""ingress-nginx path semantics through IngressNginxCompat (docs/compatibility.md), on real nginx.
+
+Each test serves hand-written HTTPRoutes (and IngressNginxCompat filters) equivalent to some cases
+of the migration corpus (../shared/migration/cases), then sends every request of those cases and
+checks the result ingress-nginx gives, as the case file states it: status, backend, the path
+the backend got, Location, upstream headers. Each case's Services live in a namespace named after
+the case, so cases sharing a Service name don't collide.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Backend, Gateway, loopback_subnet, shared_corpus
+from wardgate.dataplane.nginx import NginxInstance
+
+pytestmark = pytest.mark.timeout(180)
+
+# Port 80, so redirects carry no port, as in the corpus; routes from every case's namespace.
+GATEWAY = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: wardgate
+  listeners:
+    - {name: http, protocol: HTTP, port: 80, allowedRoutes: {namespaces: {from: All}}}
+"""
+COMPAT_REF = "{type: ExtensionRef, extensionRef: {group: policy.wardgate.io, kind: IngressNginxCompat, name: %s}}"
+# Expectation keys these tests check; any other (beside notes) fails the test, so nothing is
+# skipped silently.
+CHECKED = {"status", "backend", "upstreamPath", "location", "upstreamHeaders", "absentUpstreamHeaders"}
+NOTES = {"confidence", "note", "verifiedBy"}
+
+
+def case_file(case_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((shared_corpus("migration") / "cases" / f"{case_id}.json").read_text())
+    return data
+
+
+def compat(ns: str, name: str, spec: str) -> str:
+    return f"---\napiVersion: policy.wardgate.io/v1alpha1\nkind: IngressNginxCompat\n" \
+           f"metadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n"
+
+
+def route(ns: str, name: str, host: str | None, rules: str) -> str:
+    hosts = f"  hostnames: [{host}]\n" if host else ""
+    return (f"---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, "
+            f"namespace: {ns}}}\nspec:\n  parentRefs: [{{name: gw, namespace: default}}]\n{hosts}  rules:\n"
+            + textwrap.indent(textwrap.dedent(rules), "    "))
+
+
+def rule(path_type: str, value: str, backend: str, *filters: str) -> str:
+    out = f"- matches: [{{path: {{type: {path_type}, value: {json.dumps(value)}}}}}]\n"
+    if filters:
+        out += "  filters:\n" + "".join(f"    - {f}\n" for f in filters)
+    return out + f"  backendRefs: [{{name: {backend}, port: 80}}]\n"
+
+
+def serve(gateway: Gateway, backends: Callable[..., Backend], cases: dict[str, str]) -> None:
+    """The Gateway, each case's echo backends (in the case's namespace) and manifests."""
+    parts = [GATEWAY]
+    for case_id, manifests in cases.items():
+        parts.append(f"---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {case_id}}}\n")
+        for svc in case_file(case_id)["backends"]:
+            parts.append(backends(svc, namespace=case_id).manifests())
+        parts.append(manifests)
+    gateway.write("world.yaml", *parts)
+    gateway.reconcile()
+
+
+def send(address: str, req: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection(address, 80, timeout=5)
+    try:
+        conn.putrequest(req["method"], req["path"], skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", req["host"])
+        for name, value in req.get("headers", {}).items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def check(gateway: Gateway, case_id: str) -> list[str]:
+    """Every request of the case, against its expectations; the mismatches, described."""
+    failures = []
+    for i, req in enumerate(case_file(case_id)["requests"]):
+        if "expect" not in req:
+            continue
+        exp = req["expect"]
+        unknown = set(exp) - CHECKED - NOTES
+        assert not unknown, f"{case_id} request {i}: expectations not checked here: {unknown}"
+        status, headers, body = send(gateway.address(), req)
+        got: dict[str, Any] = {"status": status}
+        echo = json.loads(body) if headers.get("content-type") == "application/json" else None
+        if echo is not None:
+            got["backend"] = re.sub(r"-abc12-[0-9]{5}$", "", echo["pod"])
+            got["upstreamPath"] = echo["path"]
+        upstream = {k.lower(): v for k, v in (echo or {}).get("headers", {}).items()}
+        problems = []
+        if exp.get("status") != status:
+            problems.append(f"status {status}")
+        if exp.get("backend") is not None and echo is None and req["path"] != "/health":
+            problems.append("no echo answer")  # the echo server answers /health itself
+        if echo is not None and exp.get("backend", got["backend"]) != got["backend"]:
+            problems.append(f"backend {got['backend']}")
+        if echo is not None and "upstreamPath" in exp and exp["upstreamPath"] != got["upstreamPath"]:
+            problems.append(f"upstream path {got['upstreamPath']!r}")
+        if "location" in exp and headers.get("location") != exp["location"]:
+            problems.append(f"Location {headers.get('location')!r}")
+        for name, value in exp.get("upstreamHeaders", {}).items():
+            if upstream.get(name.lower()) != [value]:
+                problems.append(f"upstream {name}: {upstream.get(name.lower())}")
+        for name in exp.get("absentUpstreamHeaders", []):
+            if name.lower() in upstream:
+                problems.append(f"upstream {name} present")
+        if problems:
+            failures.append(f"{case_id} #{i} {req['method']} {req['host']}{req['path']}: {', '.join(problems)}")
+    return failures
+
+
+def run(gateway: Gateway, backends: Callable[..., Backend], cases: dict[str, str]) -> None:
+    serve(gateway, backends, cases)
+    failures = [f for case_id in cases for f in check(gateway, case_id)]
+    assert not failures, "\n".join(failures)
+
+
+# --- cases with Gateway API's own semantics (no compatibility filter needed) ----------------------
+
+def test_plain_prefix_exact_and_defaults(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    ns = "path-prefix-element-match"
+    cases = {ns: route(ns, "r", "path-prefix.example.com", rule("PathPrefix", "/aaa", "app"))}
+    ns = "path-exact-basic"
+    cases[ns] = route(ns, "r", "path-exact.example.com", rule("Exact", "/exact", "app"))
+    ns = "path-exact-and-prefix-same-path"
+    cases[ns] = route(ns, "r", "path-exact-prefix.example.com",
+                      rule("Exact", "/exact", "exact-svc") + rule("PathPrefix", "/exact", "prefix-svc"))
+    ns = "path-case-sensitive-without-regex"
+    cases[ns] = route(ns, "r", "path-case.example.com", rule("PathPrefix", "/Api", "app"))
+    ns = "path-longest-prefix-wins"
+    cases[ns] = route(ns, "r", "path-longest.example.com", rule("PathPrefix", "/", "svc-root")
+                      + rule("PathPrefix", "/api", "svc-api") + rule("PathPrefix", "/api/v2", "svc-v2"))
+    ns = "path-unmatched-404-default-backend"
+    cases[ns] = route(ns, "r", "path-unmatched.example.com", rule("PathPrefix", "/app", "app"))
+    ns = "rewrite-target-equal-to-path-noop"  # rewrite-target equal to the path: nothing to do
+    cases[ns] = route(ns, "r", "rewrite-noop.example.com",
+                      rule("PathPrefix", "/", "web") + rule("PathPrefix", "/api", "api"))
+    run(gateway, backends, cases)
+
+
+def test_url_normalisation_needs_ambiguous_paths_allowed(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    """ingress-nginx routes /public/../api on the normalised path and forwards it raw; wardgate
+    refuses such paths unless the Gateway's ClientTrafficPolicy allows them."""
+    ns = "path-url-normalization"
+    cases = {ns: route(ns, "r", "path-normalize.example.com",
+                       rule("PathPrefix", "/api", "api") + rule("PathPrefix", "/public", "public"))
+             + "---\napiVersion: policy.wardgate.io/v1alpha1\nkind: ClientTrafficPolicy\n"
+               "metadata: {name: raw-paths, namespace: default}\n"
+               "spec: {targetRefs: [{kind: Gateway, name: gw}], path: {ambiguous: Allow}}\n"}
+    run(gateway, backends, cases)
+
+
+# --- pathMatching: IngressNginx ---------------------------------------------------------------------
+
+def test_character_prefix_and_trailing_slash_redirect(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    ns = "path-implementation-specific-char-prefix"
+    cases = {ns: compat(ns, "nginx", "{pathMatching: IngressNginx}")
+             + route(ns, "r", "path-implspecific.example.com", rule("PathPrefix", "/foo", "app", COMPAT_REF % "nginx"))}
+    ns = "path-prefix-trailing-slash-redirect"
+    cases[ns] = compat(ns, "nginx", "{pathMatching: IngressNginx}") + route(
+        ns, "r", "path-trailing-slash.example.com", rule("PathPrefix", "/foo/", "app", COMPAT_REF % "nginx"))
+    run(gateway, backends, cases)
+
+
+def test_regex_paths_case_insensitive_start_anchored_first_match(
+        gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    ref = COMPAT_REF % "nginx"
+    nginx = "{pathMatching: IngressNginx}"
+    ns = "regex-case-insensitive-start-anchored"
+    cases = {ns: compat(ns, "nginx", nginx)
+             + route(ns, "r", "regex-basic.example.com", rule("RegularExpression", "/api/v[0-9]+", "app", ref))}
+    # use-regex on one Ingress makes every path of the host a regex; the other host keeps Exact.
+    ns = "regex-applies-to-all-paths-of-host"
+    cases[ns] = compat(ns, "nginx", nginx) + route(ns, "regex", "regex-host.example.com",
+                                                   rule("RegularExpression", "/v[0-9]+/items", "items", ref)) \
+        + route(ns, "plain", "regex-host.example.com", rule("RegularExpression", "/health", "health", ref)
+                + rule("RegularExpression", "/static", "static", ref)) \
+        + route(ns, "plain-other", "regex-host-other.example.com", rule("Exact", "/health", "health"))
+    # The longer regex is tried first and wins, even over a literal path; on the second host a
+    # capture rewrite (/foo/bar/(.+) -> /$1) beside Prefix /foo/bar and /foo/bar/.
+    ns = "regex-first-match-not-longest"
+    cases[ns] = compat(ns, "nginx", nginx) + compat(ns, "rewrite", "{pathMatching: IngressNginx, rewriteTarget: /$1}") \
+        + route(ns, "order", "regex-order.example.com", rule("RegularExpression", "/foo/bar/bar", "svc-literal", ref)
+                + rule("RegularExpression", "/foo/bar/[A-Z0-9]{3}", "svc-regex", ref)) \
+        + route(ns, "priority", "regex-priority.example.com",
+                rule("RegularExpression", "/foo/bar", "service1", ref)
+                + rule("RegularExpression", "/foo/bar/", "service2", ref)
+                + rule("RegularExpression", "/foo/bar/(.+)", "service3", COMPAT_REF % "rewrite"))
+    run(gateway, backends, cases)
+
+
+def test_rewrite_target_captures_static_and_x_forwarded_prefix(
+        gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    nginx = "{pathMatching: IngressNginx}"
+    ns = "rewrite-target-capture-groups"
+    cases = {ns: compat(ns, "rw", "{pathMatching: IngressNginx, rewriteTarget: /$2}")
+             + route(ns, "r", "rewrite-capture.example.com",
+                     rule("RegularExpression", "/something(/|$)(.*)", "http-svc", COMPAT_REF % "rw"))}
+    ns = "rewrite-target-static-replaces-whole-uri"
+    cases[ns] = compat(ns, "rw", "{pathMatching: IngressNginx, rewriteTarget: /}") + route(
+        ns, "r", "rewrite-static.example.com", rule("RegularExpression", "/something", "app", COMPAT_REF % "rw"))
+    ns = "rewrite-target-implies-regex-other-ingress"
+    cases[ns] = compat(ns, "nginx", nginx) \
+        + compat(ns, "rw", "{pathMatching: IngressNginx, rewriteTarget: /new/backend}") \
+        + route(ns, "one", "rewrite-implies-regex.example.com",
+                rule("RegularExpression", "/.well-known/acme/challenge", "acme", COMPAT_REF % "nginx")
+                + rule("RegularExpression", "/", "app", COMPAT_REF % "rw")) \
+        + route(ns, "two", "rewrite-implies-regex2.example.com",
+                rule("RegularExpression", "/foo", "foo-svc", COMPAT_REF % "nginx")
+                + rule("RegularExpression", "/foo.+", "regex-svc", COMPAT_REF % "rw"))
+    # X-Forwarded-Prefix goes only with a rewrite: a RequestHeaderModifier on the rewriting rules.
+    ns = "x-forwarded-prefix"
+    xfp = "{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Forwarded-Prefix, value: %s}]}}"
+    cases[ns] = compat(ns, "foo", "{pathMatching: IngressNginx, rewriteTarget: /foo}") \
+        + compat(ns, "capture", "{pathMatching: IngressNginx, rewriteTarget: /$2}") \
+        + route(ns, "xfp", "xfp.example.com", rule("RegularExpression", "/", "app", COMPAT_REF % "foo",
+                                                  xfp % "/test/value")) \
+        + route(ns, "xfp-app", "xfp-app.example.com", rule("RegularExpression", "/app(/|$)(.*)", "app",
+                                                          COMPAT_REF % "capture", xfp % "/app")) \
+        + route(ns, "xfp-norewrite", "xfp-norewrite.example.com", rule("PathPrefix", "/", "app"))
+    run(gateway, backends, cases)
+
+
+# --- the same requests through an ingress-nginx-style configuration ----------------------------------
+
+# Locations as ingress-nginx's template writes them (buildLocation, buildProxyPass): a host in regex
+# mode, and a host with Prefix, ImplementationSpecific and Exact paths.
+REFERENCE = """\
+worker_processes 1;
+error_log logs/error.log;
+pid run/nginx.pid;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path tmp/client_body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+    port_in_redirect off;
+    server {
+        listen %(addr)s:80;
+        server_name regex.example.com;
+        location ~* "^/something(/|$)(.*)" { rewrite "(?i)/something(/|$)(.*)" /$2 break; proxy_pass http://%(a)s; }
+        location ~* "^/foo/bar/[A-Z0-9]{3}" { proxy_pass http://%(b)s; }
+        location ~* "^/foo/bar/bar" { proxy_pass http://%(c)s; }
+        location ~* "^/static/" { proxy_pass http://%(d)s; }
+        location ~* "^/static" { proxy_pass http://%(d)s; }
+        location ~* "^/x.y|/alt" { rewrite "(?i)/x.y|/alt" /got/$1 break; proxy_pass http://%(e)s; }
+        location ~* "^/" { return 404; }
+    }
+    server {
+        listen %(addr)s:80;
+        server_name plain.example.com;
+        location "/foo" { proxy_pass http://%(a)s; }
+        location "/foo/bar/" { proxy_pass http://%(b)s; }
+        location = "/foo/bar" { proxy_pass http://%(b)s; }
+        location "/dir/" { proxy_pass http://%(c)s; }
+        location = "/dir/" { proxy_pass http://%(c)s; }
+        location = "/exact/" { proxy_pass http://%(d)s; }
+        location "/fo" { proxy_pass http://%(e)s; }
+        location "/" { return 404; }
+    }
+}
+"""
+
+EQUIVALENT = """\
+---
+apiVersion: policy.wardgate.io/v1alpha1
+kind: ClientTrafficPolicy
+metadata: {name: raw-paths, namespace: default}
+spec: {targetRefs: [{kind: Gateway, name: gw}], path: {ambiguous: Allow}}
+""" + compat("default", "nginx", "{pathMatching: IngressNginx}") \
+    + compat("default", "capture", "{pathMatching: IngressNginx, rewriteTarget: /$2}") \
+    + compat("default", "alt", "{pathMatching: IngressNginx, rewriteTarget: /got/$1}") \
+    + route("default", "regex", "regex.example.com",
+            rule("RegularExpression", "/something(/|$)(.*)", "a", COMPAT_REF % "capture")
+            + rule("RegularExpression", "/foo/bar/bar", "c", COMPAT_REF % "nginx")
+            + rule("RegularExpression", "/static", "d", COMPAT_REF % "nginx")
+            + rule("RegularExpression", "/x.y|/alt", "e", COMPAT_REF % "alt")
+            + rule("RegularExpression", "/foo/bar/[A-Z0-9]{3}", "b", COMPAT_REF % "nginx")) \
+    + route("default", "plain", "plain.example.com",
+            rule("PathPrefix", "/foo", "a", COMPAT_REF % "nginx") + rule("PathPrefix", "/foo/bar", "b")
+            + rule("PathPrefix", "/dir/", "c", COMPAT_REF % "nginx")
+            + rule("Exact", "/exact/", "d", COMPAT_REF % "nginx")
+            + rule("PathPrefix", "/fo", "e", COMPAT_REF % "nginx"))
+
+PROBES = {
+    "regex.example.com": [
+        "/something", "/something/", "/something/new?x=1&y=2", "/SOMETHING/New", "/somethingelse",
+        "/something/a%20b", "/something/a%2Fb", "/something/a+b", "/something/%C3%A9?x=%20", "/something/a%3Fb",
+        "/something/a%25b", "/something//x", "//something/x", "/something/./x", "/something/../something/y",
+        "/foo/bar/bar", "/foo/bar/ba", "/foo/bar/XYZ9", "/FOO/BAR/BAR", "/static", "/static/", "/STATICx/y",
+        "/xay", "/x/y", "/z/alt/q", "/alt", "/other", "/", "/%73tatic",
+    ],
+    "plain.example.com": [
+        "/foo", "/foox", "/FOO", "/fo", "/f", "/foo/bar", "/foo/bar?q=1", "/foo/bar/", "/foo/bar/x", "/foo/barx",
+        "/dir", "/dir?x=1&y", "/dir/", "/dir/x", "/DIR/", "/exact", "/exact?a", "/exact/", "/exact/x", "/",
+        "/%66oo", "//foo", "/fo%6f/bar/", "/dir/../foo",
+    ],
+}
+
+
+def observe(address: str, host: str, path: str) -> tuple[object, ...]:
+    status, headers, body = send(address, {"method": "GET", "host": host, "path": path})
+    if headers.get("content-type") == "application/json":
+        echo = json.loads(body)
+        return status, echo["pod"].split("-")[0], echo["path"]
+    return status, headers.get("location")
+
+
+def test_same_answers_as_ingress_nginx_locations(gateway: Gateway, backends: Callable[..., Backend],
+                                                 world_dir: Path) -> None:
+    """Tricky paths (encodings, dot segments, double slashes, case, alternation) through the
+    locations ingress-nginx writes and through the equivalent HTTPRoutes: the same answers."""
+    made = {n: backends(n) for n in "abcde"}
+    gateway.write("world.yaml", GATEWAY, *(b.manifests() for b in made.values()), EQUIVALENT)
+    gateway.reconcile()
+    ref_addr = loopback_subnet() + ".1"
+    upstreams = {n: f"{b.servers[0].host}:{b.servers[0].port}" for n, b in made.items()}
+    ref = NginxInstance("reference", world_dir / "reference")
+    try:
+        applied = ref.apply({"nginx.conf": REFERENCE % {"addr": ref_addr, **upstreams}})
+        assert applied.ok, applied.error
+        differ = []
+        for host, paths in PROBES.items():
+            for path in paths:
+                want, got = observe(ref_addr, host, path), observe(gateway.address(), host, path)
+                if want != got:
+                    differ.append(f"{host}{path}: ingress-nginx {want}, wardgate {got}")
+        assert not differ, "\n".join(differ)
+    finally:
+        ref.stop()
