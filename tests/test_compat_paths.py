@@ -9,17 +9,15 @@ the case, so cases sharing a Service name don't collide.
 
 from __future__ import annotations
 
-import http.client
 import json
-import re
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import Backend, Gateway, loopback_subnet, shared_corpus
+from conftest import Backend, Gateway, loopback_subnet
+from migration_cases import case_file, check, send
 from wardgate.dataplane.nginx import NginxInstance
 
 pytestmark = pytest.mark.timeout(180)
@@ -35,15 +33,6 @@ spec:
     - {name: http, protocol: HTTP, port: 80, allowedRoutes: {namespaces: {from: All}}}
 """
 COMPAT_REF = "{type: ExtensionRef, extensionRef: {group: policy.wardgate.io, kind: IngressNginxCompat, name: %s}}"
-# Expectation keys these tests check; any other (beside notes) fails the test, so nothing is
-# skipped silently.
-CHECKED = {"status", "backend", "upstreamPath", "location", "upstreamHeaders", "absentUpstreamHeaders"}
-NOTES = {"confidence", "note", "verifiedBy"}
-
-
-def case_file(case_id: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((shared_corpus("migration") / "cases" / f"{case_id}.json").read_text())
-    return data
 
 
 def compat(ns: str, name: str, spec: str) -> str:
@@ -77,61 +66,9 @@ def serve(gateway: Gateway, backends: Callable[..., Backend], cases: dict[str, s
     gateway.reconcile()
 
 
-def send(address: str, req: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection(address, 80, timeout=5)
-    try:
-        conn.putrequest(req["method"], req["path"], skip_host=True, skip_accept_encoding=True)
-        conn.putheader("Host", req["host"])
-        for name, value in req.get("headers", {}).items():
-            conn.putheader(name, value)
-        conn.endheaders()
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
-
-
-def check(gateway: Gateway, case_id: str) -> list[str]:
-    """Every request of the case, against its expectations; the mismatches, described."""
-    failures = []
-    for i, req in enumerate(case_file(case_id)["requests"]):
-        if "expect" not in req:
-            continue
-        exp = req["expect"]
-        unknown = set(exp) - CHECKED - NOTES
-        assert not unknown, f"{case_id} request {i}: expectations not checked here: {unknown}"
-        status, headers, body = send(gateway.address(), req)
-        got: dict[str, Any] = {"status": status}
-        echo = json.loads(body) if headers.get("content-type") == "application/json" else None
-        if echo is not None:
-            got["backend"] = re.sub(r"-abc12-[0-9]{5}$", "", echo["pod"])
-            got["upstreamPath"] = echo["path"]
-        upstream = {k.lower(): v for k, v in (echo or {}).get("headers", {}).items()}
-        problems = []
-        if exp.get("status") != status:
-            problems.append(f"status {status}")
-        if exp.get("backend") is not None and echo is None and req["path"] != "/health":
-            problems.append("no echo answer")  # the echo server answers /health itself
-        if echo is not None and exp.get("backend", got["backend"]) != got["backend"]:
-            problems.append(f"backend {got['backend']}")
-        if echo is not None and "upstreamPath" in exp and exp["upstreamPath"] != got["upstreamPath"]:
-            problems.append(f"upstream path {got['upstreamPath']!r}")
-        if "location" in exp and headers.get("location") != exp["location"]:
-            problems.append(f"Location {headers.get('location')!r}")
-        for name, value in exp.get("upstreamHeaders", {}).items():
-            if upstream.get(name.lower()) != [value]:
-                problems.append(f"upstream {name}: {upstream.get(name.lower())}")
-        for name in exp.get("absentUpstreamHeaders", []):
-            if name.lower() in upstream:
-                problems.append(f"upstream {name} present")
-        if problems:
-            failures.append(f"{case_id} #{i} {req['method']} {req['host']}{req['path']}: {', '.join(problems)}")
-    return failures
-
-
 def run(gateway: Gateway, backends: Callable[..., Backend], cases: dict[str, str]) -> None:
     serve(gateway, backends, cases)
-    failures = [f for case_id in cases for f in check(gateway, case_id)]
+    failures = [f for case_id in cases for f in check(gateway.address(), case_id)]
     assert not failures, "\n".join(failures)
 
 
