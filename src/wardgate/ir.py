@@ -153,6 +153,8 @@ class Redirect:
     hostname: str | None = None
     port: int | None = None
     # "ReplaceFullPath" | "ReplacePrefixMatch" with the value; None keeps the request path.
+    # "Location" (IngressNginxCompat redirect): the value is the whole Location, an http(s) URL as
+    # it is, or a path after the request's scheme and Host header; no query string is added.
     path_type: str | None = None
     path_value: str | None = None
     # The PathPrefix the rule matched, needed for ReplacePrefixMatch.

@@ -194,6 +194,20 @@ def check_rewrite_target(value: str) -> str:
     return value
 
 
+_REDIRECT_URL = re.compile(r"^https?://[^\s/?#]+(?:[/?#][^\s]*)?$")
+
+
+def check_redirect_location(value: str) -> str:
+    """An nginx `return` redirect's Location (IngressNginxCompat redirect.location): an absolute
+    http(s) URL, sent as it is, or a path starting with `/`; no spaces."""
+    check_text(value, "location", 2048)
+    if not (_REDIRECT_URL.fullmatch(value) or (value.startswith("/") and not value.startswith("//")
+                                                 and not re.search(r"\s", value))):
+        raise ValueError(f"location {value!r} must be an http(s) URL or a path starting with a single '/', "
+                         "without spaces")
+    return value
+
+
 def rewrite_target_parts(value: str) -> tuple[Raw | str, ...]:
     """The rewrite target as Expr parts: literal text, and the captures as variables."""
     out: list[Raw | str] = []
@@ -241,6 +255,7 @@ class Grammar:
     no_zone = staticmethod(check_no_zone)
     waf_path = staticmethod(check_waf_path)
     rewrite_target = staticmethod(check_rewrite_target)
+    redirect_location = staticmethod(check_redirect_location)
     media_type = staticmethod(check_media_type)
 
     @staticmethod

@@ -60,6 +60,10 @@ class Validators(Protocol):
         """A regex rewrite's replacement: a path with capture references ($1..$9)."""
         ...
 
+    def redirect_location(self, value: str) -> str:
+        """A redirect's Location: an absolute http(s) URL, or a path."""
+        ...
+
     def media_type(self, value: str) -> str:
         """A media type (`type/subtype`) the WAF can list as allowed."""
         ...

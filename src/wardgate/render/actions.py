@@ -94,6 +94,11 @@ def path_expr(path_type: str | None, value: str | None, prefix: str | None) -> t
 
 
 def redirect(rd: ir.Redirect, port: ir.Port) -> list[Directive]:
+    if rd.path_type == "Location" and rd.path_value is not None:
+        # nginx's `return` as ingress-nginx writes it: the URL, or $scheme://$http_host<path>.
+        url = rd.path_value
+        where = Text(url) if not url.startswith("/") else Expr((Raw("$scheme"), "://", Raw("$http_host"), url))
+        return [d("return", rd.status_code, where)]
     stmts, path = path_expr(rd.path_type, rd.path_value, rd.matched_prefix)
     scheme: Raw | str = rd.scheme or Raw("$scheme")
     host: Raw | str = rd.hostname or Raw("$host")

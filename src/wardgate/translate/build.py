@@ -21,6 +21,7 @@ from wardgate.model.gatewayapi import (
 )
 from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.compat import (
+    LOCATION,
     NONE,
     RuleCompat,
     ir_path,
@@ -170,11 +171,18 @@ class GatewayBuilder:
                     elif m.fraction is not None:
                         pct = 100.0 * m.fraction.numerator / m.fraction.denominator
                     mirrors.append(ir.Mirror(upstream, pct))
+        if compat.spec is not None and compat.spec.redirect is not None:
+            if redirect is not None:
+                self._warn(route, base, "a RequestRedirect and an IngressNginxCompat redirect can't be used together; "
+                                        "the rule answers 500")
+                return ir.Action(len(self.actions), src, direct_status=500)
+            redirect = ir.Redirect(compat.spec.redirect.status_code, path_type=LOCATION,
+                                   path_value=compat.spec.redirect.location)
         target = compat.spec.rewrite_target if compat.spec is not None else None
-        if target is not None and path is not None:
-            if redirect is not None or (rewrite is not None and rewrite.path_type is not None):
-                self._warn(route, base, "an IngressNginxCompat rewriteTarget can't be combined with a RequestRedirect "
-                                        "or a URLRewrite of the path; the rule answers 500")
+        if target is not None and path is not None and redirect is None:  # nginx: `return` comes first
+            if rewrite is not None and rewrite.path_type is not None:
+                self._warn(route, base, "an IngressNginxCompat rewriteTarget can't be combined with a URLRewrite of "
+                                        "the path; the rule answers 500")
                 return ir.Action(len(self.actions), src, direct_status=500)
             rewrite = ir.Rewrite(rewrite.hostname if rewrite else None, "NginxRewrite", target, regex=path)
         backends: list[ir.WeightedBackend] = []

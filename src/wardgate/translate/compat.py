@@ -24,6 +24,10 @@ from wardgate.model.gatewayapi import HTTPPathMatch, HTTPRouteRule
 from wardgate.model.policies import POLICY_GROUP
 from wardgate.translate.index import Index
 
+# ir.Redirect path_type of an IngressNginxCompat redirect: path_value is the Location (a URL as it
+# is, or a path after the scheme and the Host header), without the query string.
+LOCATION = "Location"
+
 
 @dataclass(frozen=True)
 class RuleCompat:
@@ -112,5 +116,5 @@ def slash_redirect(p: ir.PathMatch) -> str | None:
     return None
 
 
-__all__ = ["NONE", "RuleCompat", "ir_path", "is_compat_ref", "normalize_prefix", "path_rank", "redirect_rank",
-           "rule_compat", "slash_redirect"]
+__all__ = ["LOCATION", "NONE", "RuleCompat", "ir_path", "is_compat_ref", "normalize_prefix", "path_rank",
+           "redirect_rank", "rule_compat", "slash_redirect"]
