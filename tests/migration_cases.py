@@ -36,11 +36,11 @@ class _Https(http.client.HTTPSConnection):
         self.sock = self._ctx.wrap_socket(self.sock, server_hostname=self._sni)
 
 
-def send(address: str, req: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+def send(address: str, req: dict[str, Any], port: int = 80) -> tuple[int, dict[str, str], bytes]:
     """One request as the case states it (raw path, Host header, scheme)."""
     host = req["host"]
     conn = _Https(address, host.split(":")[0]) if req.get("scheme") == "https" \
-        else http.client.HTTPConnection(address, 80, timeout=5)
+        else http.client.HTTPConnection(address, port, timeout=5)
     try:
         conn.putrequest(req["method"], req["path"], skip_host=True, skip_accept_encoding=True)
         conn.putheader("Host", host)

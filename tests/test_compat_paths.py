@@ -10,6 +10,7 @@ the case, so cases sharing a Service name don't collide.
 from __future__ import annotations
 
 import json
+import logging
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import Backend, Gateway, loopback_subnet
+from conftest import GW, REPO, Backend, Gateway, loopback_subnet
 from migration_cases import case_file, check, send
+from policy_helpers import doc_examples
+from test_policy_docs import field_paths, used_paths
 from wardgate.dataplane.nginx import NginxInstance
+from wardgate.model.compat import IngressNginxCompatSpec
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -313,3 +317,98 @@ def test_app_root_redirect_keeps_host_port_drops_query(gateway: Gateway, backend
     gateway.reconcile()
     failures = check(gateway.address(), "app-root")
     assert not failures, "\n".join(failures)
+
+
+# --- the documented examples (docs/compatibility.md) ---------------------------------------------
+
+DOCS = REPO / "docs" / "compatibility.md"
+
+
+def get(gateway: Gateway, host: str, path: str) -> tuple[int, str, str, dict[str, str]]:
+    """status, backend, upstream path (or Location), upstream headers, through the :8080 listener."""
+    status, headers, body = send(gateway.address(), {"method": "GET", "host": host, "path": path}, port=8080)
+    if headers.get("content-type") != "application/json":
+        return status, "", headers.get("location", ""), {}
+    echo = json.loads(body)
+    return status, echo["pod"].split("-")[0], echo["path"], {k.lower(): v[0] for k, v in echo["headers"].items()}
+
+
+def test_documented_examples(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    examples = doc_examples(DOCS)
+    made = [backends(n) for n in ("api", "static", "foo", "docs", "app")]
+    gateway.write("world.yaml", GW, *(b.manifests() for b in made))
+    docs: dict[tuple[str, str], str] = {}  # the examples share their IngressNginxCompat objects
+    for name in ("nginx-regex-paths", "nginx-prefix-paths", "capture-rewrite", "app-root"):
+        for doc in yaml.safe_load_all(examples[name]):
+            docs.setdefault((doc["kind"], doc["metadata"]["name"]), "---\n" + yaml.safe_dump(doc))
+    gateway.write("examples.yaml", *docs.values())
+    gateway.reconcile()
+    host = "regex.example.com"
+    assert get(gateway, host, "/API/V2/users")[:3] == (200, "api", "/API/V2/users")
+    assert get(gateway, host, "/api/v1x")[:2] == (200, "api")
+    assert get(gateway, host, "/x/api/v1")[0] == 404
+    assert get(gateway, host, "/STATIC/a.css")[:2] == (200, "static")
+    assert get(gateway, host, "/staticfiles/app.js")[:2] == (200, "static")
+    host = "prefix.example.com"
+    for path in ("/foo", "/foo/bar", "/foobar"):
+        assert get(gateway, host, path)[:2] == (200, "foo")
+    assert get(gateway, host, "/Foo")[0] == 404
+    assert get(gateway, host, "/docs/x")[:2] == (200, "docs")
+    # the listener's port is in the Location (ingress-nginx's are on 80 and 443)
+    assert get(gateway, host, "/docs?v=2")[:3] == (301, "", "http://prefix.example.com:8080/docs/?v=2")
+    host = "rewrite.example.com"
+    assert get(gateway, host, "/app")[:3] == (200, "app", "/")
+    status, backend, path, upstream = get(gateway, host, "/app/page?x=1")
+    assert (status, backend, path, upstream["x-forwarded-prefix"]) == (200, "app", "/page?x=1", "/app")
+    assert get(gateway, host, "/APP/Page")[2] == "/Page"
+    assert get(gateway, host, "/application")[0] == 404
+    host = "approot.example.com"
+    assert get(gateway, host + ":8080", "/?utm=x")[:3] == (302, "", "http://approot.example.com:8080/app1")
+    assert get(gateway, host, "/other")[:3] == (200, "app", "/other")
+
+
+def test_every_compat_field_is_in_a_documented_example() -> None:
+    used: set[str] = set()
+    for text in doc_examples(DOCS).values():
+        for doc in yaml.safe_load_all(text):
+            if doc and doc["kind"] == "IngressNginxCompat":
+                used |= used_paths(doc["spec"])
+    assert field_paths(IngressNginxCompatSpec) - used == set()
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+def test_unresolved_compat_filters_answer_500_and_say_why(gateway: Gateway, backends: Callable[..., Backend],
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="wardgate")
+    app = backends("app")
+    other = "{type: ExtensionRef, extensionRef: {group: example.com, kind: Mystery, name: x}}"
+    gateway.write("world.yaml", GATEWAY, app.manifests(), compat("default", "nginx", "{pathMatching: IngressNginx}"),
+                  route("default", "missing", "missing.example.com",
+                        rule("PathPrefix", "/", "app", COMPAT_REF % "nope")),
+                  route("default", "two", "two.example.com",
+                        rule("PathPrefix", "/", "app", COMPAT_REF % "nginx", COMPAT_REF % "nginx")),
+                  route("default", "unknown", "unknown.example.com", rule("PathPrefix", "/", "app", other)))
+    gateway.reconcile()
+    for host in ("missing", "two", "unknown"):
+        assert send(gateway.address(), {"method": "GET", "host": f"{host}.example.com", "path": "/x"})[0] == 500
+
+    def refs(name: str) -> dict[str, str]:
+        parent = gateway.status("HTTPRoute", name)["parents"][0]
+        return dict(next(c for c in parent["conditions"] if c["type"] == "ResolvedRefs"))
+
+    assert (refs("missing")["reason"], refs("unknown")["reason"]) == ("BackendNotFound", "InvalidKind")
+    assert "IngressNginxCompat default/nope not found" in refs("missing")["message"]
+    assert "spec.rules[0].filters[1].extensionRef: a rule may name one IngressNginxCompat" in caplog.text
+
+
+def test_invalid_compat_object_is_refused_with_its_field(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    app = backends("app")
+    gateway.write("world.yaml", GATEWAY, app.manifests(),
+                  compat("default", "bad", "{pathMatching: IngressNginx, rewriteTarget: /$host}"),
+                  route("default", "r", "bad.example.com",
+                        rule("RegularExpression", "/(.*)", "app", COMPAT_REF % "bad")))
+    report = gateway.runner.reconcile()
+    assert not report.ok
+    assert any("IngressNginxCompat default/bad" in e and "spec.rewriteTarget" in e for e in report.errors), \
+        report.errors

@@ -136,8 +136,10 @@ def _locations(ctx: ServerCtx, vhost: ir.VirtualHost) -> list[Directive]:
         out.append(Directive("location", (Raw("="), value), _dispatch(ctx, vhost, "exact", value, used)))
     for value in prefixes:
         out.append(Directive("location", (value,), _dispatch(ctx, vhost, "prefix", value, used)))
+    tried: set[str] = set()  # nginx tries regex locations in order: a request here missed these
     for rx in regexes:
-        out.append(Directive("location", (Raw("~"), rx), _dispatch(ctx, vhost, "regex", rx, used)))
+        out.append(Directive("location", (Raw("~"), rx), _dispatch(ctx, vhost, "regex", rx, used, tried)))
+        tried.add(rx)
     by_action = dict(vhost.action_policies)
     for action_id in used:
         node = Directive("location", (Raw("="), f"{INTERNAL_PREFIX}a/{action_id}"), [])
@@ -165,13 +167,14 @@ def _direct(ctx: ServerCtx, pid: int, index: int) -> list[Directive]:
                        policies.checks(ctx.tables, p, hoisted=pid == ctx.shared, allowlist_check=False))
 
 
-def _dispatch(ctx: ServerCtx, vhost: ir.VirtualHost, kind: str, value: str, used: dict[int, None]) -> list[Directive]:
+def _dispatch(ctx: ServerCtx, vhost: ir.VirtualHost, kind: str, value: str, used: dict[int, None],
+              tried: set[str] | None = None) -> list[Directive]:
     out: list[Directive] = []
     by_action = dict(vhost.action_policies)
     plan = ctx.plan
     for m in vhost.matches:
         conds = _path_conditions(kind, value, m)
-        if conds is None:
+        if conds is None or (tried and m.path.type == "NginxRegex" and match_regex(m.path) in tried):
             continue
         conds += _request_conditions(ctx, m)
         pid = by_action.get(m.action)

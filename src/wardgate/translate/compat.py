@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from wardgate import ir
 from wardgate.keys import ObjectKey
 from wardgate.model.compat import COMPAT_KIND, IngressNginxCompatSpec
-from wardgate.model.gatewayapi import HTTPPathMatch, HTTPRouteRule
+from wardgate.model.gatewayapi import HTTPPathMatch, HTTPRouteRule, LocalObjectReference
 from wardgate.model.policies import POLICY_GROUP
+from wardgate.translate.conditions import Reason
 from wardgate.translate.index import Index
 
 # ir.Redirect path_type of an IngressNginxCompat redirect: path_value is the Location (a URL as it
@@ -71,6 +72,16 @@ def normalize_prefix(value: str) -> str:
     return value.rstrip("/") or "/"
 
 
+def extension_ref_problem(namespace: str, ref: LocalObjectReference, index: Index) -> tuple[Reason, str] | None:
+    """Why a filter's extensionRef doesn't resolve (for the route's ResolvedRefs), or None."""
+    if not is_compat_ref(ref.group, ref.kind):
+        return "InvalidKind", f"{ref.group}/{ref.kind} is not a filter kind wardgate supports ({POLICY_GROUP}/" \
+                              f"{COMPAT_KIND} is); the rule answers 500"
+    if ObjectKey(COMPAT_KIND, namespace, ref.name) not in index.compat:
+        return "BackendNotFound", f"{COMPAT_KIND} {namespace}/{ref.name} not found; the rule answers 500"
+    return None
+
+
 def ir_path(path: HTTPPathMatch, nginx: bool) -> ir.PathMatch:
     """The IR path of a match: Gateway API's (PathPrefix without trailing slashes, which change
     nothing there), or with `nginx`, ingress-nginx's location for it."""
@@ -116,5 +127,5 @@ def slash_redirect(p: ir.PathMatch) -> str | None:
     return None
 
 
-__all__ = ["LOCATION", "NONE", "RuleCompat", "ir_path", "is_compat_ref", "normalize_prefix", "path_rank",
-           "redirect_rank", "rule_compat", "slash_redirect"]
+__all__ = ["LOCATION", "NONE", "RuleCompat", "extension_ref_problem", "ir_path", "is_compat_ref", "normalize_prefix",
+           "path_rank", "redirect_rank", "rule_compat", "slash_redirect"]
