@@ -412,3 +412,24 @@ def test_invalid_compat_object_is_refused_with_its_field(gateway: Gateway, backe
     assert not report.ok
     assert any("IngressNginxCompat default/bad" in e and "spec.rewriteTarget" in e for e in report.errors), \
         report.errors
+
+
+def test_precedence_beside_gateway_api_matches(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    """Exact first; Gateway API's regexes, then ingress-nginx's; prefixes by their nginx location's
+    length, Gateway API's PathPrefix /p counting as `/p/` (docs/compatibility.md)."""
+    made = [backends(n) for n in ("e", "s", "r", "p", "c", "x")]
+    ref = COMPAT_REF % "nginx"
+    gateway.write("world.yaml", GATEWAY, *(b.manifests() for b in made),
+                  compat("default", "nginx", "{pathMatching: IngressNginx}"),
+                  route("default", "mix", "mix.example.com",
+                        rule("RegularExpression", "/a", "r", ref) + rule("Exact", "/a/exact", "e")
+                        + rule("RegularExpression", "/a/std-[0-9]+", "s") + rule("PathPrefix", "/b/c", "c", ref)
+                        + rule("PathPrefix", "/b", "p") + rule("PathPrefix", "/bx", "x", ref)))
+    gateway.reconcile()
+    want = {"/a/exact": "e", "/a/std-12": "s", "/a/std-x": "r", "/A/anything": "r", "/b/c/d": "c", "/b/cc": "c",
+            "/b/x": "p", "/b": "p", "/bx1": "x"}
+    got = {}
+    for path in want:
+        status, _, body = send(gateway.address(), {"method": "GET", "host": "mix.example.com", "path": path})
+        got[path] = json.loads(body)["pod"].split("-")[0] if status == 200 else status
+    assert got == want
