@@ -465,3 +465,108 @@ def test_ssl_passthrough_and_grpc_routes() -> None:
     assert next(f for f in report["findings"] if f["item"] == "backend-protocol")["status"] == \
         "converted-with-difference"
     assert pipeline_problems(objects) == []
+
+
+def test_extra_rules_from_a_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules a source adds (mig-snip's Contribution.rules): a gateway-answered one on every listener
+    with its own policy, only the host's first server-level one, and a copy of the covering rule."""
+    from types import SimpleNamespace
+
+    from wardgate.migrate import catalog
+    from wardgate.migrate.contrib import CatalogEntry, Contribution
+
+    def handler(key: str, value: str, source: Any) -> Contribution:
+        c = Contribution()
+        if key == "server-snippet":
+            rule = SimpleNamespace(matches=[{"path": {"type": "Exact", "value": f"/{value}.txt"}}], filters=[],
+                                   security={"directResponses": [{"path": f"/{value}.txt", "body": value}]},
+                                   backend="none", within_ingress_paths=False)
+        else:
+            rule = SimpleNamespace(matches=[{"path": {"type": "Exact", "value": "/old"}}],
+                                   filters=[{"type": "URLRewrite", "urlRewrite": {"path": {
+                                       "type": "ReplaceFullPath", "replaceFullPath": "/new"}}}],
+                                   security={}, backend="ingress", within_ingress_paths=True)
+        c.rules = [rule]  # type: ignore[attr-defined]
+        return c
+
+    real = catalog.lookup
+    monkeypatch.setattr(catalog, "lookup", lambda key: CatalogEntry("test", handler)
+                        if key in ("server-snippet", "configuration-snippet") else real(key))
+    tls = [{"hosts": ["app.example.com"], "secretName": "app-cert"}]
+    first = ingress("z-first", paths=[("/", "Prefix", "web", 80)], tls=tls, annotations={
+        "nginx.ingress.kubernetes.io/server-snippet": "security",
+        "nginx.ingress.kubernetes.io/configuration-snippet": "x",
+        "nginx.ingress.kubernetes.io/upstream-vhost": "web.internal"})
+    second = ingress("a-second", paths=[("/api", "Prefix", "api", 80)], annotations={
+        "nginx.ingress.kubernetes.io/server-snippet": "robots"})
+    objects, report = run(NGINX_CLASS, first, second)
+    https = named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"]
+    plain = named(objects, "HTTPRoute", "app.example.com-http")["spec"]["rules"]
+    answered = next(r for r in https if r["matches"][0]["path"]["value"] == "/security.txt")
+    assert "backendRefs" not in answered and "filters" not in answered
+    assert next(r for r in plain if r["matches"][0]["path"]["value"] == "/security.txt") == answered
+    assert not any(r["matches"][0]["path"]["value"] == "/robots.txt" for r in https)
+    assert any(f["object"] == "Ingress default/a-second" and f["item"] == "server-snippet" and
+               "one server-snippet per host" in f["detail"] for f in report["findings"])
+    copy = next(r for r in https if r["matches"][0]["path"]["value"] == "/old")
+    assert copy["backendRefs"] == [{"name": "web", "port": 80}]
+    assert [f["type"] for f in copy["filters"]] == ["URLRewrite"]
+    assert copy["filters"][0]["urlRewrite"] == {"hostname": "web.internal",
+                                                "path": {"type": "ReplaceFullPath", "replaceFullPath": "/new"}}
+    # the answered rule's own policy, on both listeners' routes; the Ingress's policies don't target it
+    targets = sorted((t["name"], t["sectionName"]) for o in of(objects, "SecurityPolicy")
+                     if o["spec"].get("directResponses") for t in o["spec"]["targetRefs"])
+    assert targets == [("app.example.com", answered["name"]), ("app.example.com-http", answered["name"])]
+    assert pipeline_problems(objects) == []
+
+
+def test_default_certificate_serves_every_host_on_https() -> None:
+    deployment = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ctl, namespace: ingress-nginx}
+spec:
+  template:
+    spec:
+      containers:
+        - name: controller
+          args: [/nginx-ingress-controller, --default-ssl-certificate=certs/wildcard]
+"""
+    tls = [{"hosts": ["own.example.com"], "secretName": "own-cert"}]
+    objects, _ = run(NGINX_CLASS, deployment, ingress("plain"), ingress("own", "own.example.com", tls=tls),
+                     ingress("catch", host=None, default_backend=("fallback", 80)))
+    listeners = named(objects, "Gateway", "nginx")["spec"]["listeners"]
+    assert listeners[1] == {"name": "https", "protocol": "HTTPS", "port": 443,
+                            "tls": {"certificateRefs": [{"name": "wildcard", "namespace": "certs"}]},
+                            "allowedRoutes": {"namespaces": {"from": "All"}}}
+    sections = {r["metadata"]["name"]: [p["sectionName"] for p in r["spec"]["parentRefs"]]
+                for r in of(objects, "HTTPRoute")}
+    # hosts beside the catch-all route get their own listeners on both ports (isolation)
+    assert sections == {"app.example.com": ["http-app-example-com", "https-app-example-com"],
+                        "catch-all": ["http", "https"],
+                        "own.example.com": ["https-own-example-com"],
+                        "own.example.com-http": ["http-own-example-com"]}
+    grants = {(g["metadata"]["namespace"], t["name"]) for g in of(objects, "ReferenceGrant") for t in g["spec"]["to"]}
+    assert grants == {("certs", "wildcard"), ("default", "own-cert")}
+    # the option wins over the Deployment's flag
+    objects, _ = run(NGINX_CLASS, deployment, ingress("plain"),
+                     options=MigrateOptions(default_certificate=("ingress-nginx", "fake")))
+    assert named(objects, "Gateway", "nginx")["spec"]["listeners"][1]["tls"] == {
+        "certificateRefs": [{"name": "fake"}]}
+
+
+def test_redirect_with_an_nginx_variable_leaves_the_ingress_out() -> None:
+    objects, report = run(NGINX_CLASS, ingress("moved", "moved.example.com", annotations={
+        "nginx.ingress.kubernetes.io/permanent-redirect": "https://new.example.com$request_uri"}),
+        ingress("ok", "ok.example.com"))
+    assert [r["spec"]["hostnames"] for r in of(objects, "HTTPRoute")] == [["ok.example.com"]]
+    found = {(f["item"], f["status"]) for f in report["findings"] if f["object"] == "Ingress default/moved"}
+    assert found == {("permanent-redirect", "exact"), ("(ingress)", "exact")}
+
+
+def test_hostless_rules_and_catch_all_default_backend_share_the_any_host_route() -> None:
+    objects, _ = run(NGINX_CLASS, ingress("z-rules", host=None, paths=[("/api", "Prefix", "api", 80)]),
+                     ingress("a-catch", host=None, default_backend=("fallback", 80)))
+    rules = named(objects, "HTTPRoute", "catch-all")["spec"]["rules"]
+    assert [(r["matches"][0]["path"]["value"], r["backendRefs"][0]["name"]) for r in rules] == [
+        ("/api", "api"), ("/", "fallback")]

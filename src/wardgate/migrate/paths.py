@@ -223,10 +223,3 @@ def convert_path(path: str, path_type: str, ctx: PathContext,
     first.also = [c for c in rest if c.matches]
     return first
 
-
-def app_root(location: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """The filter of an Exact `/` rule doing app-root as ingress-nginx does (a server-level
-    `return 302 $scheme://$http_host<app-root>`: the Host header's port kept, no query string), and
-    the IngressNginxCompat spec it names."""
-    name = "ingress-nginx-app-root-" + hashlib.sha256(location.encode()).hexdigest()[:10]
-    return [_compat_filter(name)], {name: {"redirect": {"location": location, "statusCode": 302}}}
