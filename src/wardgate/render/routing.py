@@ -174,7 +174,8 @@ def _dispatch(ctx: ServerCtx, vhost: ir.VirtualHost, kind: str, value: str, used
     plan = ctx.plan
     for m in vhost.matches:
         conds = _path_conditions(kind, value, m)
-        if conds is None or (tried and m.path.type == "NginxRegex" and match_regex(m.path) in tried):
+        if conds is None or (tried and m.path.type in ("RegularExpression", "NginxRegex")
+                             and match_regex(m.path) in tried):
             continue
         conds += _request_conditions(ctx, m)
         pid = by_action.get(m.action)
@@ -228,7 +229,7 @@ def _path_conditions(kind: str, value: str, m: ir.Match) -> list[Cond] | None:
     if p.type in ("RegularExpression", "NginxRegex"):
         if kind == "regex" and rx == value:
             return []
-        if kind == "prefix" and p.type == "NginxRegex":
+        if kind == "prefix":
             return None  # nginx tried every regex location before settling on a prefix one
     elif p.value == "/":
         return []
