@@ -433,3 +433,16 @@ def test_precedence_beside_gateway_api_matches(gateway: Gateway, backends: Calla
         status, _, body = send(gateway.address(), {"method": "GET", "host": "mix.example.com", "path": path})
         got[path] = json.loads(body)["pod"].split("-")[0] if status == 200 else status
     assert got == want
+
+
+def test_editing_only_the_compat_object_takes_effect(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    """The translation memo notices an IngressNginxCompat change though no route changed."""
+    app = backends("app")
+    gateway.write("world.yaml", GATEWAY, app.manifests(), route(
+        "default", "r", "edit.example.com", rule("RegularExpression", "/app(/|$)(.*)", "app", COMPAT_REF % "rw")))
+    for target, want in (("/$2", "/x?q=1"), ("/v2/$2", "/v2/x?q=1")):
+        spec = "{pathMatching: IngressNginx, rewriteTarget: " + target + "}"
+        gateway.write("compat.yaml", compat("default", "rw", spec))
+        gateway.reconcile()
+        _, _, body = send(gateway.address(), {"method": "GET", "host": "edit.example.com", "path": "/app/x?q=1"})
+        assert json.loads(body)["path"] == want
