@@ -301,12 +301,15 @@ def test_report_summary_and_strict(tmp_path: Path) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stderr)
-    assert doc["summary"]["byStatus"] == {"exact": 1, "converted-with-difference": 0, "not-converted": 0,
+    # path.ambiguous: the Gateway's ClientTrafficPolicy forwards ambiguous paths, as ingress-nginx
+    assert doc["summary"]["byStatus"] == {"exact": 2, "converted-with-difference": 0, "not-converted": 0,
                                           "unknown": 1}
-    assert doc["summary"]["byClass"] == {"nginx": {"exact": 1, "unknown": 1}}
-    assert doc["summary"]["byAnnotation"] == {"made-up": {"unknown": 1}, "upstream-vhost": {"exact": 1}}
+    assert doc["summary"]["byClass"] == {"nginx": {"exact": 2, "unknown": 1}}
+    assert doc["summary"]["byAnnotation"] == {"made-up": {"unknown": 1}, "path.ambiguous": {"exact": 1},
+                                              "upstream-vhost": {"exact": 1}}
     out = list(yaml.safe_load_all(done.stdout))
-    assert {o["kind"] for o in out} == {"GatewayClass", "Gateway", "HTTPRoute", "SecurityPolicy"}
+    assert {o["kind"] for o in out} == {"GatewayClass", "Gateway", "HTTPRoute", "SecurityPolicy",
+                                        "ClientTrafficPolicy"}
     strict = subprocess.run([*cmd, "--strict"], capture_output=True, text=True, timeout=60)
     assert strict.returncode == 1
     # -o DIR: one file per namespace plus the report; stdin with -f -

@@ -49,7 +49,7 @@ from wardgate.render.nginx import RenderOptions, render
 from wardgate.render.policies import path_regex
 from wardgate.sources.files import RawObject, load_text
 from wardgate.translate import translate
-from wardgate.translate.build import normalize_prefix
+from wardgate.translate.compat import normalize_prefix
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "examples" / "quickstart"

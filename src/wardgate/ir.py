@@ -11,7 +11,10 @@ from typing import Literal
 
 from wardgate.keys import ObjectKey
 
-PathType = Literal["Exact", "PathPrefix", "RegularExpression"]
+# "NginxPrefix" and "NginxRegex" are ingress-nginx's location kinds (IngressNginxCompat
+# pathMatching, docs/compatibility.md): a prefix of characters, not path elements ("/foo" also
+# matches "/foobar"), and a case-insensitive regex anchored at the start only.
+PathType = Literal["Exact", "PathPrefix", "RegularExpression", "NginxPrefix", "NginxRegex"]
 ValueMatchType = Literal["Exact", "RegularExpression"]
 BackendProtocol = Literal["http", "h2c", "ws"]
 
@@ -150,6 +153,8 @@ class Redirect:
     hostname: str | None = None
     port: int | None = None
     # "ReplaceFullPath" | "ReplacePrefixMatch" with the value; None keeps the request path.
+    # "Location" (IngressNginxCompat redirect): the value is the whole Location, an http(s) URL as
+    # it is, or a path after the request's scheme and Host header; no query string is added.
     path_type: str | None = None
     path_value: str | None = None
     # The PathPrefix the rule matched, needed for ReplacePrefixMatch.
@@ -159,9 +164,14 @@ class Redirect:
 @dataclass(frozen=True)
 class Rewrite:
     hostname: str | None = None
+    # "ReplaceFullPath" | "ReplacePrefixMatch" (URLRewrite), or "NginxRewrite": nginx's
+    # `rewrite <regex> <path_value> break` (IngressNginxCompat rewriteTarget), where the regex is
+    # `regex`'s, the matched path: when it matches the normalised request path, the whole path
+    # becomes path_value, whose `$1`..`$9` are the regex's captures; the query string is kept.
     path_type: str | None = None
     path_value: str | None = None
     matched_prefix: str | None = None
+    regex: PathMatch | None = None
 
 
 @dataclass(frozen=True)

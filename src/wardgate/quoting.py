@@ -176,6 +176,52 @@ def check_regex(pattern: str) -> str:
 
 
 
+# A rewrite target: a path of literal text and `$1`..`$9` (the captures of the rewrite's regex).
+_REWRITE_CAPTURE = re.compile(r"\$([1-9])")
+
+
+def check_rewrite_target(value: str) -> str:
+    """nginx `rewrite` replacement text (IngressNginxCompat rewriteTarget): a path starting with
+    `/`, whose only `$`s are capture references `$1`..`$9`. No `?`: nginx would start a new query
+    string there, which wardgate doesn't offer (the request's query string is always kept)."""
+    check_text(value, "rewriteTarget", 1024)
+    if not value.startswith("/"):
+        raise ValueError(f"rewriteTarget {value!r} must start with '/' (a path; redirects are RequestRedirect's)")
+    if "?" in value:
+        raise ValueError(f"rewriteTarget {value!r} must not contain '?': the request's query string is kept as is")
+    if value.count("$") != len(_REWRITE_CAPTURE.findall(value)):
+        raise ValueError(f"rewriteTarget {value!r}: '$' may only start a capture reference $1 to $9")
+    return value
+
+
+_REDIRECT_URL = re.compile(r"^https?://[^\s/?#]+(?:[/?#][^\s]*)?$")
+
+
+def check_redirect_location(value: str) -> str:
+    """An nginx `return` redirect's Location (IngressNginxCompat redirect.location): an absolute
+    http(s) URL, sent as it is, or a path starting with `/`; no spaces."""
+    check_text(value, "location", 2048)
+    if not (_REDIRECT_URL.fullmatch(value) or (value.startswith("/") and not value.startswith("//")
+                                                 and not re.search(r"\s", value))):
+        raise ValueError(f"location {value!r} must be an http(s) URL or a path starting with a single '/', "
+                         "without spaces")
+    return value
+
+
+def rewrite_target_parts(value: str) -> tuple[Raw | str, ...]:
+    """The rewrite target as Expr parts: literal text, and the captures as variables."""
+    out: list[Raw | str] = []
+    pos = 0
+    for m in _REWRITE_CAPTURE.finditer(check_rewrite_target(value)):
+        if m.start() > pos:
+            out.append(value[pos:m.start()])
+        out.append(Raw("$" + m.group(1)))
+        pos = m.end()
+    if pos < len(value):
+        out.append(value[pos:])
+    return tuple(out)
+
+
 def check_waf_path(value: str) -> str:
     """A path that becomes a ModSecurity rule's quoted operator, where `"` would end the argument
     and `%{` expands a macro."""
@@ -208,6 +254,8 @@ class Grammar:
     regex = staticmethod(check_regex)
     no_zone = staticmethod(check_no_zone)
     waf_path = staticmethod(check_waf_path)
+    rewrite_target = staticmethod(check_rewrite_target)
+    redirect_location = staticmethod(check_redirect_location)
     media_type = staticmethod(check_media_type)
 
     @staticmethod

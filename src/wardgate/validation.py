@@ -56,6 +56,14 @@ class Validators(Protocol):
         """A path that can become a WAF rule's operand."""
         ...
 
+    def rewrite_target(self, value: str) -> str:
+        """A regex rewrite's replacement: a path with capture references ($1..$9)."""
+        ...
+
+    def redirect_location(self, value: str) -> str:
+        """A redirect's Location: an absolute http(s) URL, or a path."""
+        ...
+
     def media_type(self, value: str) -> str:
         """A media type (`type/subtype`) the WAF can list as allowed."""
         ...

@@ -35,7 +35,7 @@ from wardgate.migrate.ingress import (
     Inputs,
     apply_order,
 )
-from wardgate.migrate.paths import PathContext, convert_path
+from wardgate.migrate.paths import AMBIGUOUS_DETAIL, AMBIGUOUS_PATHS, COMPAT_API, convert_path, host_context
 from wardgate.migrate.report import Finding
 
 GATEWAY_API = "gateway.networking.k8s.io/v1"
@@ -420,6 +420,15 @@ class Converter:
         self.name_routes(routes)
         gateways = self.emit_gateways(routes, classes)
         self.emit_routes(routes)
+        # The paths' IngressNginxCompat objects that rules still name (a rule with a redirect names
+        # one of its own, folding the path's in).
+        named = {(o["metadata"]["namespace"], f["extensionRef"]["name"]) for o in self.objects
+                 if o["kind"] == "HTTPRoute" for rl in o["spec"]["rules"] for f in rl.get("filters", [])
+                 if f.get("type") == "ExtensionRef" and f["extensionRef"].get("kind") == COMPAT_KIND}
+        for (ns, name), (spec, sources) in sorted(self.compat.items()):
+            if (ns, name) in named:
+                self.objects.append({"apiVersion": COMPAT_API, "kind": COMPAT_KIND,
+                                     "metadata": _meta(name, ns, sources), "spec": spec})
         self.emit_policies(routes, plans, classes, gateways)
         self.emit_grants()
         if gateways:
@@ -468,9 +477,21 @@ class Converter:
             out.append(r)
         return out
 
+    def host_paths(self, r: HostRoute) -> list[tuple[str, str, Mapping[str, str]]]:
+        """(path, pathType, annotations) of the host's paths that serve, first definitions only."""
+        seen: set[tuple[str, str]] = set()
+        out: list[tuple[str, str, Mapping[str, str]]] = []
+        for p in r.plans:
+            for rule in p.ing.rules:
+                for path in rule.paths if rule.host == r.host else ():
+                    key = (path.path, "Exact" if path.path_type == "Exact" else "Prefix")
+                    if key not in seen:
+                        seen.add(key)
+                        out.append((path.path, path.path_type, p.ing.nginx_annotations))
+        return out
+
     def build_rules(self, r: HostRoute) -> None:
-        regex = any(ann_routing.host_regex(p.ing.nginx_annotations) for p in r.plans)
-        ctx = PathContext(host_regex=regex)
+        ctx = host_context(self.host_paths(r))
         seen: dict[tuple[str, str], Ingress] = {}
         by_path: dict[str, Rule] = {}  # path -> the rule serving it (for canaries)
         counter: dict[str, int] = {}
@@ -489,8 +510,8 @@ class Converter:
                             f"host {r.host or '(any)'} path {path.path!r} is already defined by {seen[key].ref} "
                             "(first in ingress-nginx's order); ignored, as in ingress-nginx", p.cls.name))
                         continue
-                    conv = convert_path(path.path, path.path_type, ctx)
-                    if conv.status != "exact":
+                    conv = convert_path(path.path, path.path_type, ctx, ing.nginx_annotations)
+                    if conv.detail:
                         self.findings.append(Finding(ing.file, ing.ref, path.field, conv.status, conv.detail,
                                                      p.cls.name))
                     ref = self.backend_ref(path.backend, ing, r.namespace, f"{path.field}.backend")
@@ -499,15 +520,21 @@ class Converter:
                     seen[key] = ing
                     if key[1] == "Prefix" and path.path == "/":
                         has_root = True
-                    gkey = (repr(ref), repr(conv.extra))
-                    rl = groups.get(gkey)
-                    if rl is None:
-                        rl = self.new_rule(p, counter, [], [ref], r)
-                        rl.extra.update(copy.deepcopy(conv.extra))
-                        groups[gkey] = rl
-                        r.rules.append(rl)
-                    rl.matches += conv.matches
-                    by_path[path.path] = rl
+                    for part in (conv, *conv.also):
+                        if not part.matches:
+                            continue
+                        gkey = (repr(ref), repr(part.extra), repr(part.filters))
+                        rl = groups.get(gkey)
+                        if rl is None:
+                            rl = self.new_rule(p, counter, [], [ref], r)
+                            rl.extra.update(copy.deepcopy(part.extra))
+                            _merge_filters(rl.filters, part.filters, {}, "paths")
+                            groups[gkey] = rl
+                            r.rules.append(rl)
+                        rl.matches += part.matches
+                        by_path[path.path] = rl
+                        for name, spec in part.compat.items():
+                            self.compat.setdefault((r.namespace, name), (spec, []))[1].append(ing.ref)
         self.place_extra_rules(r, counter)
         for rl in r.rules:
             if rl.owner.routing.backend_protocol == "GRPC":
@@ -986,9 +1013,12 @@ class Converter:
                                              "sectionName": rl.name}], **copy.deepcopy(spec)}})
         # ClientTrafficPolicy and Gateway-wide settings: from the classes' ConfigMaps and Ingresses.
         for g, cls_names in gateways.items():
-            ctp: dict[str, Any] = {}
-            owners: dict[str, str] = {}
+            # ingress-nginx routes on the normalised path and forwards ambiguous paths raw.
+            ctp: dict[str, Any] = copy.deepcopy(AMBIGUOUS_PATHS)
+            owners: dict[str, str] = {"path.ambiguous": "ingress-nginx's defaults"}
             sources: list[str] = []
+            self.findings.append(Finding("", f"Gateway {g}", "path.ambiguous", "exact", AMBIGUOUS_DETAIL,
+                                         cls_names[0] if cls_names else None))
             # ingress-nginx's upstream headers wardgate doesn't send by itself (X-Forwarded-Port:
             # the listener's port, 443 set per HTTPS listener below).
             # ingress-nginx's template also clears the Server response header.

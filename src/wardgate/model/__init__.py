@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from wardgate.errors import InputError, Problem
 from wardgate.keys import ObjectKey
 from wardgate.model.base import Resource
+from wardgate.model.compat import COMPAT_KINDS
 from wardgate.model.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
 from wardgate.model.gatewayapi import (
     GROUP,
@@ -42,6 +43,7 @@ KINDS: dict[tuple[str, str], type[Resource]] = {
     ("", "ConfigMap"): ConfigMap,
     ("discovery.k8s.io", "EndpointSlice"): EndpointSlice,
     **{(POLICY_GROUP, kind): cls for kind, cls in POLICY_KINDS.items()},
+    **COMPAT_KINDS,
 }
 SUPPORTED_VERSIONS = {GROUP: {"v1", "v1beta1", "v1alpha3"}, "": {"v1"}, "discovery.k8s.io": {"v1"},
                       POLICY_GROUP: {POLICY_VERSION}}

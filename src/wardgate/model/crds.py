@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from wardgate.model.base import Resource
+from wardgate.model.compat import COMPAT_KIND, IngressNginxCompat
 from wardgate.model.policies import POLICY_GROUP, POLICY_KINDS, POLICY_VERSION, Policy
 
 _DROP = {"title", "discriminator"}
@@ -53,7 +55,7 @@ def _plural(kind: str) -> str:
     return low[:-1] + "ies" if low.endswith("y") else low + "s"
 
 
-def crd(kind: str, cls: type[Policy]) -> dict[str, Any]:
+def crd(kind: str, cls: type[Resource]) -> dict[str, Any]:
     spec_model = cls.model_fields["spec"].annotation
     assert isinstance(spec_model, type)
     raw = spec_model.model_json_schema(by_alias=True, mode="validation")
@@ -74,7 +76,7 @@ def crd(kind: str, cls: type[Policy]) -> dict[str, Any]:
                 "name": POLICY_VERSION,
                 "served": True,
                 "storage": True,
-                "subresources": {"status": {}},
+                **({"subresources": {"status": {}}} if issubclass(cls, Policy) else {}),
                 "additionalPrinterColumns": [
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}],
                 "schema": {"openAPIV3Schema": {
@@ -85,8 +87,9 @@ def crd(kind: str, cls: type[Policy]) -> dict[str, Any]:
                         "kind": {"type": "string"},
                         "metadata": {"type": "object"},
                         "spec": spec,
-                        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
-                                   "description": "status.ancestors[] as in Gateway API PolicyStatus."},
+                        **({"status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                                       "description": "status.ancestors[] as in Gateway API PolicyStatus."}}
+                           if issubclass(cls, Policy) else {}),
                     },
                 }},
             }],
@@ -95,8 +98,9 @@ def crd(kind: str, cls: type[Policy]) -> dict[str, Any]:
 
 
 def all_crds() -> dict[str, dict[str, Any]]:
-    """File name -> CRD, for every policy kind."""
-    return {f"{POLICY_GROUP}_{_plural(kind)}.yaml": crd(kind, cls) for kind, cls in POLICY_KINDS.items()}
+    """File name -> CRD, for every policy kind and IngressNginxCompat."""
+    kinds: dict[str, type[Resource]] = {**POLICY_KINDS, COMPAT_KIND: IngressNginxCompat}
+    return {f"{POLICY_GROUP}_{_plural(kind)}.yaml": crd(kind, cls) for kind, cls in kinds.items()}
 
 
 __all__ = ["all_crds", "crd"]

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from wardgate import ir
 from wardgate.quoting import Arg, Raw, Text, header_variable, regex_escape
-from wardgate.render import actions, allowlist, direct, headers, policies, stream, tls, waf
+from wardgate.render import actions, allowlist, direct, headers, policies, rewrite, stream, tls, waf
 from wardgate.render.actions import INTERNAL_PREFIX, ServerCtx
 from wardgate.render.emit import Directive, block, d, entry
 from wardgate.render.headers import proxy_directives, proxy_list
-from wardgate.render.paths import anchored, under_prefix
+from wardgate.render.paths import anchored, match_regex
 from wardgate.render.plan import Plan, shared_policy
 from wardgate.render.tables import Table, Tables, var_name
 
@@ -86,7 +86,8 @@ def server(plan: Plan, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> S
         if certs and len(port.listeners) > 1:
             srv.block.append(tls.sni_listener_check(ctx.tables, port, vhost))
     pids = [vhost.policy, *(pid for _, pid in vhost.action_policies)]
-    if any((q := plan.policy(pid)) is not None and q.allowlist for pid in pids):
+    if any((q := plan.policy(pid)) is not None and q.allowlist for pid in pids) or \
+            rewrite.server_needs_uri(_actions(plan, vhost)):
         srv.block += allowlist.server_directives()
     if p is not None:
         # What every place of this server shares, once for all of them.
@@ -114,26 +115,31 @@ def _locations(ctx: ServerCtx, vhost: ir.VirtualHost) -> list[Directive]:
         if p is not None:
             for resp in p.direct:
                 exact[resp.path] = None
+    # Prefix locations by their nginx string: "/p/" for PathPrefix /p, the value itself for an
+    # NginxPrefix; regex locations by their pattern.
     prefixes: dict[str, None] = {"/": None}
     regexes: dict[str, None] = {}
     for m in vhost.matches:
         if m.path.type == "Exact":
             exact[m.path.value] = None
         elif m.path.type == "PathPrefix":
-            prefixes[m.path.value] = None
+            prefixes["/" if m.path.value == "/" else m.path.value + "/"] = None
             if m.path.value != "/":
                 exact[m.path.value] = None
+        elif m.path.type == "NginxPrefix":
+            prefixes[m.path.value] = None
         else:
-            regexes[m.path.value] = None
+            regexes[match_regex(m.path)] = None
     used: dict[int, None] = {}
     out: list[Directive] = []
     for value in exact:
         out.append(Directive("location", (Raw("="), value), _dispatch(ctx, vhost, "exact", value, used)))
     for value in prefixes:
-        out.append(Directive("location", (value if value == "/" else value + "/",),
-                             _dispatch(ctx, vhost, "prefix", value, used)))
-    for value in regexes:
-        out.append(Directive("location", (Raw("~"), anchored(value)), _dispatch(ctx, vhost, "regex", value, used)))
+        out.append(Directive("location", (value,), _dispatch(ctx, vhost, "prefix", value, used)))
+    tried: set[str] = set()  # nginx tries regex locations in order: a request here missed these
+    for rx in regexes:
+        out.append(Directive("location", (Raw("~"), rx), _dispatch(ctx, vhost, "regex", rx, used, tried)))
+        tried.add(rx)
     by_action = dict(vhost.action_policies)
     for action_id in used:
         node = Directive("location", (Raw("="), f"{INTERNAL_PREFIX}a/{action_id}"), [])
@@ -161,13 +167,15 @@ def _direct(ctx: ServerCtx, pid: int, index: int) -> list[Directive]:
                        policies.checks(ctx.tables, p, hoisted=pid == ctx.shared, allowlist_check=False))
 
 
-def _dispatch(ctx: ServerCtx, vhost: ir.VirtualHost, kind: str, value: str, used: dict[int, None]) -> list[Directive]:
+def _dispatch(ctx: ServerCtx, vhost: ir.VirtualHost, kind: str, value: str, used: dict[int, None],
+              tried: set[str] | None = None) -> list[Directive]:
     out: list[Directive] = []
     by_action = dict(vhost.action_policies)
     plan = ctx.plan
     for m in vhost.matches:
         conds = _path_conditions(kind, value, m)
-        if conds is None:
+        if conds is None or (tried and m.path.type in ("RegularExpression", "NginxRegex")
+                             and match_regex(m.path) in tried):
             continue
         conds += _request_conditions(ctx, m)
         pid = by_action.get(m.action)
@@ -209,21 +217,28 @@ def _dispatch(ctx: ServerCtx, vhost: ir.VirtualHost, kind: str, value: str, used
 
 
 def _path_conditions(kind: str, value: str, m: ir.Match) -> list[Cond] | None:
-    """None: the match can't apply in this location. []: it always does. Else dynamic checks."""
+    """None: the match can't apply in this location. []: it always does. Else dynamic checks.
+
+    `value` is the location's: the exact path, the prefix location's string, or the regex. A
+    prefix location gets only requests no longer prefix location and no exact one takes, so a
+    prefix match applies there always or never."""
     p = m.path
-    if p.type == "RegularExpression":
-        if kind == "regex" and p.value == value:
-            return []
-        rx = anchored(p.value)
-        return [(_cond(Raw("$uri"), "!~", rx), _cond(Raw("$uri"), "~", rx))]
     if p.type == "Exact":
         return [] if kind == "exact" and p.value == value else None
-    covers = p.value == "/" or value == p.value or value.startswith(p.value + "/")
-    if kind in ("exact", "prefix"):
-        return [] if covers else None
-    if p.value == "/":
+    rx = match_regex(p)
+    if p.type in ("RegularExpression", "NginxRegex"):
+        if kind == "regex" and rx == value:
+            return []
+        if kind == "prefix":
+            return None  # nginx tried every regex location before settling on a prefix one
+    elif p.value == "/":
         return []
-    rx = under_prefix(p.value)
+    elif kind == "exact":
+        covers = value.startswith(p.value) if p.type == "NginxPrefix" else (
+            value == p.value or value.startswith(p.value + "/"))
+        return [] if covers else None
+    elif kind == "prefix":
+        return [] if value.startswith(p.value if p.type == "NginxPrefix" else p.value + "/") else None
     return [(_cond(Raw("$uri"), "!~", rx), _cond(Raw("$uri"), "~", rx))]
 
 

@@ -20,6 +20,17 @@ from wardgate.model.gatewayapi import (
     duration_seconds,
 )
 from wardgate.translate.backendtls import PolicyResult
+from wardgate.translate.compat import (
+    LOCATION,
+    NONE,
+    RuleCompat,
+    ir_path,
+    is_compat_ref,
+    path_rank,
+    redirect_rank,
+    rule_compat,
+    slash_redirect,
+)
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan
 from wardgate.translate.hostnames import covering_names, specificity
 from wardgate.translate.hostnames import owner as owner_of
@@ -42,11 +53,6 @@ def header_ops(f: HTTPHeaderFilter | None) -> ir.HeaderOps:
     )
 
 
-def normalize_prefix(value: str) -> str:
-    """PathPrefix matching is per path element, so a trailing slash changes nothing."""
-    return value.rstrip("/") or "/"
-
-
 @dataclass
 class _RuleActions:
     """The action(s) of one rule: one per match when the action depends on the matched prefix."""
@@ -65,6 +71,20 @@ class GatewayBuilder:
     actions: list[ir.Action] = field(default_factory=list)
     # (kind, namespace, name, rule): an HTTPRoute and a GRPCRoute may share a name.
     _rules: dict[tuple[str, str, str, int], _RuleActions] = field(default_factory=dict)
+    _compat: dict[tuple[str, str, str, int], RuleCompat] = field(default_factory=dict)
+    # (namespace, name, rule, match) -> the action of an IngressNginx path's 301 to itself.
+    _slash_redirects: dict[tuple[str, str, int, int], int] = field(default_factory=dict)
+
+    def compat_of(self, route: Route, r: int) -> RuleCompat:
+        """The IngressNginxCompat filter of an HTTPRoute rule (GRPCRoutes have none)."""
+        if isinstance(route, GRPCRoute):
+            return NONE
+        key = (route.kind, route.namespace, route.name, r)
+        found = self._compat.get(key)
+        if found is None:
+            found = self._compat[key] = rule_compat(route.namespace, route.spec.rules[r], f"spec.rules[{r}]",
+                                                    self.index)
+        return found
 
     def _upstream(self, b: Backend) -> str | None:
         """The upstream for a backend; None when its BackendTLSPolicy is invalid."""
@@ -102,18 +122,26 @@ class GatewayBuilder:
         rewrite: ir.Rewrite | None = None
         mirrors: list[ir.Mirror] = []
         cors: ir.Cors | None = None
-        prefix = (normalize_prefix(match.path.value)
-                  if isinstance(match, HTTPRouteMatch) and match.path.type == "PathPrefix" else None)
+        compat = self.compat_of(route, r)
+        if compat.error is not None:
+            self._warn(route, compat.error[0], compat.error[1] + "; the rule answers 500")
+            return ir.Action(len(self.actions), src, direct_status=500)
+        path = ir_path(match.path, compat.nginx_paths) if isinstance(match, HTTPRouteMatch) else None
+        prefix = path.value if path is not None and path.type == "PathPrefix" else None
         for i, flt in enumerate(filters):
             where = f"{base}.filters[{i}]"
+            if flt.type == "ExtensionRef" and flt.extension_ref and is_compat_ref(flt.extension_ref.group,
+                                                                                 flt.extension_ref.kind):
+                continue  # IngressNginxCompat: read by compat_of
             if flt.type not in SUPPORTED_FILTERS:
                 self._warn(route, where, f"filter type {flt.type} is not supported; the rule answers 500")
                 return ir.Action(len(self.actions), src, direct_status=500)
             modifier = flt.request_redirect or flt.url_rewrite
             if modifier and modifier.path and modifier.path.type == "ReplacePrefixMatch" and prefix is None:
                 field = "requestRedirect" if flt.request_redirect else "urlRewrite"
+                hint = " (with pathMatching: IngressNginx, rewriteTarget replaces paths)" if compat.nginx_paths else ""
                 self._warn(route, f"{where}.{field}.path",
-                           "ReplacePrefixMatch needs a PathPrefix match; the rule answers 500")
+                           f"ReplacePrefixMatch needs a PathPrefix match{hint}; the rule answers 500")
                 return ir.Action(len(self.actions), src, direct_status=500)
             if flt.type == "RequestHeaderModifier":
                 req = req + header_ops(flt.request_header_modifier)
@@ -143,6 +171,20 @@ class GatewayBuilder:
                     elif m.fraction is not None:
                         pct = 100.0 * m.fraction.numerator / m.fraction.denominator
                     mirrors.append(ir.Mirror(upstream, pct))
+        if compat.spec is not None and compat.spec.redirect is not None:
+            if redirect is not None:
+                self._warn(route, base, "a RequestRedirect and an IngressNginxCompat redirect can't be used together; "
+                                        "the rule answers 500")
+                return ir.Action(len(self.actions), src, direct_status=500)
+            redirect = ir.Redirect(compat.spec.redirect.status_code, path_type=LOCATION,
+                                   path_value=compat.spec.redirect.location)
+        target = compat.spec.rewrite_target if compat.spec is not None else None
+        if target is not None and path is not None and redirect is None:  # nginx: `return` comes first
+            if rewrite is not None and rewrite.path_type is not None:
+                self._warn(route, base, "an IngressNginxCompat rewriteTarget can't be combined with a URLRewrite of "
+                                        "the path; the rule answers 500")
+                return ir.Action(len(self.actions), src, direct_status=500)
+            rewrite = ir.Rewrite(rewrite.hostname if rewrite else None, "NginxRewrite", target, regex=path)
         backends: list[ir.WeightedBackend] = []
         for i, ref in enumerate(rule.backend_refs):
             if ref.weight == 0:
@@ -195,12 +237,14 @@ class GatewayBuilder:
         cached = self._rules.get(key)
         if cached is None:
             rule = route.spec.rules[r]
+            compat = self.compat_of(route, r)
+            # A path rewrite depends on the matched path: one action per match.
             prefix_dependent = any(
                 (f.url_rewrite and f.url_rewrite.path and f.url_rewrite.path.type == "ReplacePrefixMatch")
                 or (f.request_redirect and f.request_redirect.path
                     and f.request_redirect.path.type == "ReplacePrefixMatch")
                 for f in rule.filters
-            )
+            ) or (compat.spec is not None and compat.spec.rewrite_target is not None)
             ids: list[int] = []
             matches: Sequence[HTTPRouteMatch | GRPCRouteMatch] = rule.matches
             for m, match in enumerate(matches):
@@ -255,6 +299,18 @@ class GatewayBuilder:
         return ir.Gateway(gw.namespace, gw.name, tuple(out_ports), tuple(self.upstreams.values()),
                           tuple(self.actions))
 
+    def _slash_redirect(self, route: Route, r: int, m: int, target: str) -> int:
+        """The action answering an IngressNginx path without its trailing slash: 301 to it, with
+        the query string, as nginx does for a location ending in `/` that proxies."""
+        key = (route.namespace, route.name, r, m)
+        if key not in self._slash_redirects:
+            src = ir.RouteRef(route.namespace, route.name, r, route.spec.rules[r].name, route.kind)
+            action = ir.Action(len(self.actions), src, redirect=ir.Redirect(301, path_type="ReplaceFullPath",
+                                                                             path_value=target))
+            self.actions.append(action)
+            self._slash_redirects[key] = action.id
+        return self._slash_redirects[key]
+
     def _h2c_warning(self, port: int, listeners: list[ListenerPlan],
                      by_listener: dict[str, dict[str, list[Attachment[Route]]]]) -> None:
         """nginx 1.22 serves cleartext HTTP/2 only with prior knowledge and then nothing else on
@@ -284,22 +340,20 @@ class GatewayBuilder:
                 continue
             for r, rule in enumerate(route.spec.rules):
                 action_ids = self.rule_actions(route, r)
+                compat = self.compat_of(route, r)
                 for m, match in enumerate(rule.matches):
-                    path = match.path
-                    value = normalize_prefix(path.value) if path.type == "PathPrefix" else path.value
-                    if path.type == "Exact":
-                        path_rank: tuple[int, int] = (0, -len(value))
-                    elif path.type == "RegularExpression":
-                        path_rank = (1, 0)
-                    else:
-                        path_rank = (2, -len(value))
-                    key = (host_rank, path_rank, 0 if match.method else 1, -len(match.headers),
-                           -len(match.query_params), age, route.namespace, route.name, r, m)
-                    keyed.append((key, ir.Match(
-                        ir.PathMatch(path.type, value), action_ids[m], 0, match.method,
-                        tuple(ir.HeaderMatch(h.name, h.value, h.type) for h in match.headers),
-                        tuple(ir.QueryMatch(q.name, q.value, q.type) for q in match.query_params),
-                    )))
+                    path = ir_path(match.path, compat.nginx_paths)
+                    rest = (0 if match.method else 1, -len(match.headers), -len(match.query_params), age,
+                            route.namespace, route.name, r, m)
+                    headers = tuple(ir.HeaderMatch(h.name, h.value, h.type) for h in match.headers)
+                    query = tuple(ir.QueryMatch(q.name, q.value, q.type) for q in match.query_params)
+                    keyed.append(((host_rank, path_rank(path), *rest),
+                                  ir.Match(path, action_ids[m], 0, match.method, headers, query)))
+                    target = slash_redirect(path) if compat.nginx_paths else None
+                    if target is not None:
+                        keyed.append(((host_rank, redirect_rank(target), *rest), ir.Match(
+                            ir.PathMatch("Exact", target[:-1]), self._slash_redirect(route, r, m, target), 0,
+                            match.method, headers, query)))
         keyed.sort(key=lambda kv: kv[0])
         out: list[ir.Match] = []
         seen: set[tuple[object, ...]] = set()

@@ -11,13 +11,14 @@ from wardgate import ir
 from wardgate.errors import Problem
 from wardgate.keys import ObjectKey
 from wardgate.model import ResourceSet
+from wardgate.model.compat import IngressNginxCompat
 from wardgate.model.core import ConfigMap, EndpointSlice, Namespace, Secret, Service
 from wardgate.model.gatewayapi import BackendTLSPolicy, HTTPRoute, ReferenceGrant
 
 _MISSING = object()
 # The lookup tables a translation reads: a memo of one Gateway's IR records its reads of these.
 TABLES = ("namespaces", "services", "secrets", "config_maps", "slices", "backend_tls", "routes", "rejected",
-          "grants")
+          "grants", "compat")
 # (table, key or _WHOLE, what was there): one read made while building a Gateway.
 Read = tuple[str, object, object]
 _WHOLE = object()  # the read saw the whole table (iterated it)
@@ -118,6 +119,8 @@ class Index:
         self.grants: dict[str, list[ReferenceGrant]] = defaultdict(list)
         for g in rs.of(ReferenceGrant):
             self.grants[g.namespace].append(g)
+        # IngressNginxCompat filters, which HTTPRoute rules name in ExtensionRefs.
+        self.compat: dict[ObjectKey, IngressNginxCompat] = {c.key: c for c in rs.of(IngressNginxCompat)}
 
     def recording(self) -> tuple[Index, list[Read]]:
         """A view of this index that logs every table read into the returned list. Its

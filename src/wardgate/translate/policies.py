@@ -36,7 +36,7 @@ from wardgate.model.policies import (
     combine_same_target,
     merge_specs,
 )
-from wardgate.translate.build import normalize_prefix
+from wardgate.translate.compat import normalize_prefix
 from wardgate.translate.conditions import ObjectStatus, Reason, condition
 from wardgate.translate.gateways import GatewayPlan
 from wardgate.translate.index import Index

@@ -22,6 +22,7 @@ from wardgate.model.gatewayapi import (
 )
 from wardgate.translate import backendtls
 from wardgate.translate.backendtls import PolicyResult, policy_for
+from wardgate.translate.compat import extension_ref_problem
 from wardgate.translate.conditions import Reason, condition
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan
 from wardgate.translate.hostnames import hostnames_overlap, intersect
@@ -154,6 +155,10 @@ def resolved_refs(route: AnyRoute, index: Index) -> tuple[bool, Reason, str]:
             if flt.request_mirror is not None:
                 refs.append((flt.request_mirror.backend_ref,
                              f"spec.rules[{r}].filters[{f}].requestMirror.backendRef"))
+            if flt.type == "ExtensionRef" and flt.extension_ref is not None:
+                problem = extension_ref_problem(route.namespace, flt.extension_ref, index)
+                if problem is not None:
+                    return False, problem[0], f"spec.rules[{r}].filters[{f}].extensionRef: {problem[1]}"
         for ref, path in refs:
             res = resolve_backend(ref, route, index, path)
             if isinstance(res, BackendError):

@@ -1,0 +1,61 @@
+"""IngressNginxCompat: ingress-nginx's path semantics, kept through an explicit filter.
+
+An HTTPRoute rule refers to one with an ExtensionRef filter. It is not a policy (no targetRefs):
+the rule names it, so what the rule means is visible in the rule. docs/compatibility.md says what
+each field does and why Gateway API alone can't express it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, model_validator
+
+from wardgate.model.base import Model, Resource
+from wardgate.model.policies import POLICY_GROUP
+from wardgate.validation import validators
+
+COMPAT_KIND = "IngressNginxCompat"
+
+RewriteTarget = Annotated[str, AfterValidator(lambda v: validators().rewrite_target(v))]
+Location = Annotated[str, AfterValidator(lambda v: validators().redirect_location(v))]
+
+
+class CompatRedirect(Model):
+    """nginx's `return <statusCode> <location>` as ingress-nginx writes it: an absolute URL is the
+    Location as it is; a path is `$scheme://$http_host<path>` (the Host header as the client sent
+    it, port included). The query string is never added (app-root, permanent-redirect)."""
+
+    location: Location
+    status_code: Literal[301, 302, 303, 307, 308] = 302
+
+
+class IngressNginxCompatSpec(Model):
+    """`pathMatching: IngressNginx` reads the rule's path matches as ingress-nginx's nginx
+    locations (Exact `= path`, PathPrefix a prefix of characters, RegularExpression a
+    case-insensitive regex anchored at the start only), in nginx's precedence; `rewriteTarget`
+    replaces the whole request path, with `$1`..`$9` taken from the matched path's regex;
+    `redirect` answers with nginx's `return`."""
+
+    path_matching: Literal["GatewayAPI", "IngressNginx"] = "GatewayAPI"
+    rewrite_target: RewriteTarget | None = None
+    redirect: CompatRedirect | None = None
+
+    @model_validator(mode="after")
+    def _does_something(self) -> IngressNginxCompatSpec:
+        if self.path_matching == "GatewayAPI" and self.rewrite_target is None and self.redirect is None:
+            raise ValueError("set pathMatching: IngressNginx, rewriteTarget or redirect (this changes nothing)")
+        if self.rewrite_target is not None and self.redirect is not None:
+            raise ValueError("rewriteTarget and redirect can't be used together: a redirect answers before any rewrite")
+        return self
+
+
+class IngressNginxCompat(Resource):
+    """ingress-nginx path semantics for the HTTPRoute rules that name it in an ExtensionRef filter."""
+
+    spec: IngressNginxCompatSpec
+
+
+COMPAT_KINDS: dict[tuple[str, str], type[Resource]] = {(POLICY_GROUP, COMPAT_KIND): IngressNginxCompat}
+
+__all__ = ["COMPAT_KIND", "COMPAT_KINDS", "CompatRedirect", "IngressNginxCompat", "IngressNginxCompatSpec"]
