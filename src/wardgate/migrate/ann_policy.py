@@ -30,6 +30,11 @@ def finding(source: Source, item: str, status: Status, detail: str) -> Finding:
     return Finding(source.file, source.obj, item, status, detail, source.ingress_class)
 
 
+def invalid(value: str, what: str) -> str:
+    """The start of a finding about a value ingress-nginx could not use."""
+    return f"invalid value {value!r} ({what})"
+
+
 def only(source: Source, item: str, status: Status, detail: str) -> Contribution:
     """A contribution that changes nothing and reports one item."""
     return Contribution(findings=[finding(source, item, status, detail)])
@@ -174,7 +179,7 @@ def rate_limit_handler(key: str, value: str, source: Source) -> Contribution:
     unit = "Second" if key == "limit-rps" else "Minute"
     n = go_int(value)
     if n is None:
-        return only(source, key, "not-converted", f"{value!r} is not an integer: {REJECTED}")
+        return only(source, key, "not-converted", invalid(value, "not an integer") + f": {REJECTED}")
     if n <= 0:
         return only(source, key, "exact", "no limit (0 or less), as in ingress-nginx")
     chosen = _converted_rate(source)
@@ -186,7 +191,8 @@ def rate_limit_handler(key: str, value: str, source: Source) -> Contribution:
                     "rate on a Gateway-level RateLimitPolicy if it matters")
     exempt = limit_exemptions(source)
     if exempt is None:
-        return only(source, key, "not-converted", f"limit-whitelist/limit-allowlist is not a CIDR list: {REJECTED}")
+        return only(source, key, "not-converted",
+                    f"invalid value in limit-whitelist/limit-allowlist (not a CIDR list): {REJECTED}")
     mult = burst_multiplier(source)
     if mult < 0:
         return only(source, key, "not-converted",
@@ -223,7 +229,7 @@ def burst_multiplier_handler(key: str, value: str, source: Source) -> Contributi
         return only(source, key, "exact", "no effect without limit-rps or limit-rpm, as in ingress-nginx"
                     + (" (limit-connections has no burst)" if _limit(source, "limit-connections") else ""))
     if n is None:
-        return only(source, key, "exact", f"{value!r} is not an integer: ingress-nginx used the default "
+        return only(source, key, "exact", invalid(value, "not an integer") + f": ingress-nginx used the default "
                     f"{DEFAULT_BURST_MULTIPLIER}, and so does the converted burst of {', '.join(used)}")
     return only(source, key, "exact", f"the burst of {', '.join(used)} is its rate x {n}")
 
@@ -234,7 +240,7 @@ def limit_allowlist_handler(key: str, value: str, source: Source) -> Contributio
         return only(source, key, "exact", f"ignored, as in ingress-nginx: {found[0]} is set and wins")
     cidrs = go_cidrs(value)
     if cidrs is None:
-        return only(source, key, "not-converted", f"{value!r} is not a list of CIDRs or addresses: {REJECTED}")
+        return only(source, key, "not-converted", invalid(value, "not a list of CIDRs or addresses") + ": " + REJECTED)
     limits = [k for k in RATE_ANNOTATIONS if _limit(source, k)]
     if not limits:
         return only(source, key, "exact", "no effect without limit-rps, limit-rpm or limit-connections")
@@ -244,7 +250,7 @@ def limit_allowlist_handler(key: str, value: str, source: Source) -> Contributio
 def limit_connections_handler(key: str, value: str, source: Source) -> Contribution:
     n = go_int(value)
     if n is None:
-        return only(source, key, "not-converted", f"{value!r} is not an integer: {REJECTED}")
+        return only(source, key, "not-converted", invalid(value, "not an integer") + f": {REJECTED}")
     if n <= 0:
         return only(source, key, "exact", "no limit (0 or less), as in ingress-nginx")
     return only(source, key, "not-converted",
@@ -299,13 +305,13 @@ def source_range_handler(key: str, value: str, source: Source) -> Contribution:
         if found is not None and found[0] != key:
             return only(source, key, "exact", f"ignored, as in ingress-nginx: {found[0]} is set and wins")
     if go_cidrs(value) is None or not value.strip():
-        return only(source, key, "not-converted", f"{value!r} is not a list of CIDRs or addresses: {DENIED}")
+        return only(source, key, "not-converted", invalid(value, "not a list of CIDRs or addresses") + ": " + DENIED)
     allow = _source_range(source, *allow_key)
     deny = _source_range(source, "denylist-source-range")
     for got in (allow, deny):
         if got is not None and got[1] is None:
-            return only(source, key, "not-converted", f"{got[0]} is not a valid CIDR list, so ingress-nginx denies "
-                        "every path of this Ingress (503): fix it; nothing was converted")
+            return only(source, key, "not-converted", f"invalid value in {got[0]} (not a CIDR list), so ingress-nginx "
+                        "denies every path of this Ingress (503): fix it; nothing was converted")
     allow_cidrs = allow[1] if allow and allow[1] else []
     deny_cidrs = deny[1] if deny and deny[1] else []
     access = ip_access(allow_cidrs, deny_cidrs)
@@ -432,7 +438,7 @@ def cors_config(source: Source) -> tuple[dict[str, Any], list[str]]:
 def enable_cors_handler(key: str, value: str, source: Source) -> Contribution:
     enabled = go_bool(value)
     if not enabled:
-        what = "not a boolean, so ingress-nginx left CORS off" if enabled is None else "CORS off"
+        what = invalid(value, "not a boolean") + ", so ingress-nginx left CORS off" if enabled is None else "CORS off"
         return only(source, key, "exact", what + "; the cors-* annotations have no effect")
     cors, notes = cors_config(source)
     if not cors["allowOrigins"]:
@@ -459,11 +465,14 @@ def cors_option_handler(key: str, value: str, source: Source) -> Contribution:
         "cors-expose-headers": (_CORS_EXPOSE, "no Expose-Headers"),
     }
     if key in fallback and not fallback[key][0].fullmatch(value):
-        return only(source, key, "exact", f"invalid, so ingress-nginx used {fallback[key][1]}, as the filter does")
+        return only(source, key, "exact", invalid(value, "the parser's check")
+                    + f", so ingress-nginx used {fallback[key][1]}, as the filter does")
     if key == "cors-allow-credentials" and go_bool(value) is None:
-        return only(source, key, "exact", "not a boolean: ingress-nginx used true, as the filter does")
+        return only(source, key, "exact", invalid(value, "not a boolean") + ": ingress-nginx used true, as the "
+                    "filter does")
     if key == "cors-max-age" and go_int(value) is None:
-        return only(source, key, "exact", f"not an integer: ingress-nginx used {CORS_DEFAULT_MAX_AGE}; see enable-cors")
+        return only(source, key, "exact", invalid(value, "not an integer")
+                    + f": ingress-nginx used {CORS_DEFAULT_MAX_AGE}; see enable-cors")
     return only(source, key, "converted-with-difference",
                 f"CORS filter {field}: {cors.get(field, [])!r}; differences under enable-cors")
 
@@ -496,7 +505,7 @@ def custom_headers_handler(key: str, value: str, source: Source) -> Contribution
     for h in headers:
         if not _CUSTOM_NAME.fullmatch(h["name"]) or not _CUSTOM_VALUE.fullmatch(h["value"]):
             return only(source, key, "not-converted",
-                        f"header {h['name']!r} of ConfigMap {ref} is not one ingress-nginx accepts: {DENIED}")
+                        f"invalid header {h['name']!r} in ConfigMap {ref} for ingress-nginx: {DENIED}")
         if h["name"] not in allowed:
             return only(source, key, "not-converted", f"header {h['name']} is not in the ConfigMap's "
                         f"global-allowed-response-headers: {DENIED}")
@@ -517,7 +526,8 @@ def body_size_handler(key: str, value: str, source: Source) -> Contribution:
     fallback = ""
     if size is None:
         size = nginx_size(default)
-        fallback = f"{value!r} is not an nginx size, so ingress-nginx used the ConfigMap's proxy-body-size {default}; "
+        fallback = invalid(value, "not an nginx size") + (
+            f", so ingress-nginx used the ConfigMap's proxy-body-size {default}; ")
         if size is None:
             return only(source, key, "not-converted", fallback + "which is not a size either: fix both")
     limits = {"maxBodySize": byte_quantity(size)}
@@ -531,7 +541,7 @@ def body_size_handler(key: str, value: str, source: Source) -> Contribution:
 
 def body_buffer_handler(key: str, value: str, source: Source) -> Contribution:
     if nginx_size(value) is None:
-        return only(source, key, "exact", f"{value!r} is not a size: ingress-nginx used nginx's default buffer")
+        return only(source, key, "exact", invalid(value, "not a size") + ": ingress-nginx used nginx's default buffer")
     return only(source, key, "exact", "a buffer size, not a limit: it only decides when nginx writes a request body "
                 "to a temporary file, which neither clients nor backends can see; nothing to convert")
 
@@ -639,7 +649,7 @@ def waf_settings(source: Source) -> tuple[dict[str, Any] | None, list[str], list
 
 def modsecurity_handler(key: str, value: str, source: Source) -> Contribution:
     if key == "enable-modsecurity" and go_bool(value) is None:
-        return only(source, key, "exact", "not a boolean: ingress-nginx treated it as unset")
+        return only(source, key, "exact", invalid(value, "not a boolean") + ": ingress-nginx treated it as unset")
     waf, notes, rest = waf_settings(source)
     findings: list[Finding] = []
     if key == "modsecurity-snippet":
