@@ -82,6 +82,23 @@ DEFAULTS: dict[str, str] = {
     "retry-non-idempotent": "false",
     "strict-validate-path-type": "true",
     "limit-conn-zone-variable": "$binary_remote_addr",
+    "load-balance": "round_robin",
+    "proxy-http-version": "1.1",
+    "proxy-cookie-path": "off",
+    "proxy-cookie-domain": "off",
+    "proxy-redirect-from": "off",
+    "proxy-redirect-to": "off",
+    "relative-redirects": "false",
+    "limit-rate": "0",
+    "limit-rate-after": "0",
+    "use-gzip": "false",
+    "enable-brotli": "false",
+    "use-geoip2": "false",
+    "ssl-ecdh-curve": "auto",
+    "ssl-session-tickets": "false",
+    "ssl-reject-handshake": "false",
+    "enable-ocsp": "false",
+    "ssl-early-data": "false",
 }
 
 
