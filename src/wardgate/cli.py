@@ -17,7 +17,7 @@ import yaml
 
 from wardgate import __version__
 from wardgate.dataplane.nginx import write_private
-from wardgate.errors import InputError
+from wardgate.errors import InputError, Problem
 from wardgate.model import parse
 from wardgate.render.nginx import RenderOptions, render
 from wardgate.sources import load_paths
@@ -171,6 +171,62 @@ def exposure(
         typer.echo(f"warning: {p}", err=True)
     doc = exposure_of(tr)
     typer.echo(json.dumps(doc, indent=1) if output == "json" else format_exposure(doc))
+
+
+@app.command("migrate")
+def migrate_cmd(
+    files: Annotated[list[str], typer.Option(
+        "-f", "--file", help="Manifest file or directory (repeatable); - reads stdin.")],
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--output-dir", help="Write <namespace>.yaml files and report.{txt,json} here.")] = None,
+    report: Annotated[str, typer.Option("--report", help="Report format on stderr: table or json.")] = "table",
+    strict: Annotated[bool, typer.Option(help="Exit 1 unless every finding is exact.")] = False,
+    gateway: Annotated[list[str] | None, typer.Option(
+        "--gateway", metavar="CLASS=NS/NAME", help="Put this class's routes on this Gateway (repeatable).")] = None,
+    gateway_class: Annotated[str, typer.Option(help="gatewayClassName of the Gateways.")] = "wardgate",
+    configmap: Annotated[list[str] | None, typer.Option(
+        "--configmap", metavar="CLASS=NS/NAME", help="This class's controller ConfigMap (repeatable).")] = None,
+    max_file_size: MaxFileSize = MAX_FILE_BYTES,
+) -> None:
+    """Convert ingress-nginx Ingresses to Gateway API resources and wardgate policies (docs/migration.md)."""
+    from wardgate.migrate import MigrateOptions, migrate
+    from wardgate.migrate.classes import parse_mapping
+    from wardgate.migrate.render_report import to_json, to_table
+    from wardgate.sources.files import load_bytes
+
+    if report not in ("table", "json"):
+        raise typer.BadParameter("--report must be table or json")
+    try:
+        gws = parse_mapping(gateway or [], "--gateway")
+        cms = parse_mapping(configmap or [], "--configmap")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    try:
+        objects = []
+        paths = [Path(f) for f in files if f != "-"]
+        if "-" in files:
+            data = sys.stdin.buffer.read(max_file_size + 1)
+            if len(data) > max_file_size:
+                raise InputError([Problem(f"more than {max_file_size} bytes on stdin (--max-file-size)")])
+            objects += load_bytes(data, "<stdin>")
+        if paths:
+            objects += load_paths(paths, max_bytes=max_file_size)
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    result = migrate(objects, MigrateOptions(tuple(gws), tuple(cms), gateway_class))
+    text = to_json(result.report) if report == "json" else to_table(result.report)
+    if out is None:
+        sys.stdout.write(result.yaml())
+        sys.stderr.write(text)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, content in result.files().items():
+            (out / name).write_text(content)
+        typer.echo(f"wrote {len(result.objects)} objects in {len(result.by_namespace())} file(s) to {out}; "
+                   f"report in {out / 'report.txt'}", err=True)
+    if strict and not result.report.exact:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -3,4 +3,51 @@ resources plus wardgate policies, with a report that accounts for every annotati
 
 A stage between the model and translate: it reads raw objects from `wardgate.sources` and writes
 Gateway API / wardgate objects that the model validates; the normal pipeline then runs them.
+
+    result = migrate(load_paths([Path("export.yaml")]), MigrateOptions())
+    print(result.yaml())                      # every object, deterministic
+    result.files()                            # {"<namespace>.yaml": text, ...} for -o DIR
+    result.report.to_dict()                   # findings, configMaps, summary
 """
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from wardgate.migrate.convert import MigrateOptions, convert
+from wardgate.migrate.ingress import read_inputs
+from wardgate.migrate.output import by_namespace, dump, ordered
+from wardgate.migrate.render_report import Report, to_json, to_table
+from wardgate.sources.files import RawObject
+
+
+@dataclass
+class MigrationResult:
+    objects: list[dict[str, Any]]  # output manifests in output order
+    report: Report
+
+    def by_namespace(self) -> dict[str, list[dict[str, Any]]]:
+        """namespace ("_cluster" for cluster-scoped objects) -> its objects."""
+        return by_namespace(self.objects)
+
+    def yaml(self) -> str:
+        return dump(self.objects)
+
+    def files(self) -> dict[str, str]:
+        """What `-o DIR` writes: one YAML file per namespace plus report.txt and report.json."""
+        out = {f"{ns}.yaml": dump(objs) for ns, objs in self.by_namespace().items()}
+        out["report.txt"] = to_table(self.report)
+        out["report.json"] = to_json(self.report)
+        return out
+
+
+def migrate(objects: Iterable[RawObject], options: MigrateOptions | None = None) -> MigrationResult:
+    """Convert the Ingresses among `objects` (with their IngressClasses, Services, Secrets,
+    ConfigMaps and controller Deployments). Never raises on bad input: problems are findings."""
+    conv = convert(read_inputs(objects), options or MigrateOptions())
+    return MigrationResult(ordered(conv.objects), Report(conv.findings, conv.classes))
+
+
+__all__ = ["MigrateOptions", "MigrationResult", "Report", "migrate"]

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from wardgate.migrate import ann_policy
+from wardgate.migrate import ann_policy, ann_routing
 from wardgate.migrate.contrib import CatalogEntry
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 
 # ---- INTEGRATOR: add each topic module here once it is on the branch ------------------------------
 # (wardgate.migrate.ann_routing from mig-core, ann_snippets from mig-snip, ann_auth from mig-auth).
-TOPIC_MODULES: list[ModuleType] = [ann_policy]
+TOPIC_MODULES: list[ModuleType] = [ann_policy, ann_routing]
 # ----------------------------------------------------------------------------------------------------
 
 # Which topic module MIGRATE.md gives each annotation it does not leave to ann_policy or NEVER.
@@ -196,8 +196,6 @@ def lookup(key: str) -> CatalogEntry | None:
 
 
 def pending() -> dict[str, frozenset[str]]:
-    """Documented annotations without an entry yet, by the topic module expected to provide them
-    (the modules not in TOPIC_MODULES). Empty once every topic module is joined."""
-    joined = {m.__name__ for m in TOPIC_MODULES}
-    return {module: keys - CATALOG.keys() for module, keys in PLANNED.items()
-            if module not in joined and keys - CATALOG.keys()}
+    """Documented annotations without an entry yet, by the topic module expected to provide them.
+    Empty once every topic module is joined and complete."""
+    return {module: keys - CATALOG.keys() for module, keys in PLANNED.items() if keys - CATALOG.keys()}

@@ -1,0 +1,84 @@
+"""The migration report: a table for people, JSON for machines.
+
+JSON: {"findings": [...], "configMaps": {class: {...}}, "gateways": {class: [...]},
+"summary": {"byStatus": {...}, "byClass": {class: {status: n}}, "byAnnotation": {key: {status: n}}}}.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wardgate.migrate.classes import ClassInfo
+from wardgate.migrate.report import STATUSES, Finding
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    classes: dict[str, ClassInfo] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        """Everything carried over with the same behaviour (what --strict asks)."""
+        return all(f.status == "exact" for f in self.findings)
+
+    def summary(self) -> dict[str, Any]:
+        by_status = {s: 0 for s in STATUSES}
+        by_class: dict[str, dict[str, int]] = {}
+        by_item: dict[str, dict[str, int]] = {}
+        for f in self.findings:
+            by_status[f.status] += 1
+            cls = by_class.setdefault(f.ingress_class or "(none)", {})
+            cls[f.status] = cls.get(f.status, 0) + 1
+            item = by_item.setdefault(_annotation(f.item), {})
+            item[f.status] = item.get(f.status, 0) + 1
+        return {"byStatus": by_status,
+                "byClass": {k: by_class[k] for k in sorted(by_class)},
+                "byAnnotation": {k: by_item[k] for k in sorted(by_item)}}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "findings": [{"file": f.file, "object": f.obj, "item": f.item, "status": f.status,
+                          "detail": f.detail, "ingressClass": f.ingress_class} for f in sorted_findings(self.findings)],
+            "configMaps": {name: {"configMap": f"{c.configmap[0]}/{c.configmap[1]}" if c.configmap else None,
+                                  "found": c.config_found, "how": c.configmap_how, "controller": c.controller}
+                           for name, c in sorted(self.classes.items())},
+            "gateways": {name: {"gateways": [str(g) for g in c.gateways], "how": c.gateways_how}
+                         for name, c in sorted(self.classes.items())},
+            "summary": self.summary(),
+        }
+
+
+def _annotation(item: str) -> str:
+    """The annotation (or field, or ConfigMap key) a finding is about, without snippet lines."""
+    return item.split(" line ", 1)[0]
+
+
+def sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (f.ingress_class or "", f.obj, f.item, f.file, f.status, f.detail))
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report.to_dict(), indent=1, sort_keys=False) + "\n"
+
+
+def to_table(report: Report) -> str:
+    lines: list[str] = []
+    if report.classes:
+        lines.append("CLASS  CONFIGMAP  (HOW)  ->  GATEWAYS")
+        for name, c in sorted(report.classes.items()):
+            cm = f"{c.configmap[0]}/{c.configmap[1]}" if c.configmap else "-"
+            lines.append(f"{name}  {cm}  ({c.configmap_how})  ->  {', '.join(str(g) for g in c.gateways)}")
+        lines.append("")
+    rows = [("STATUS", "CLASS", "OBJECT", "ITEM", "DETAIL")]
+    rows += [(f.status, f.ingress_class or "-", f.obj, f.item, f.detail) for f in sorted_findings(report.findings)]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        lines.append("  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4])
+    s = report.summary()["byStatus"]
+    lines.append("")
+    lines.append("summary: " + ", ".join(f"{n} {k}" for k, n in s.items()))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,464 @@
+"""`wardgate migrate` (docs/migration.md): class mapping, routes, report, determinism, bad input,
+and the migrated output run through the real pipeline."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+import yaml
+
+from conftest import REPO, Backend, Gateway, request
+from test_listeners import tls_secret
+from wardgate.migrate import MigrateOptions, migrate
+from wardgate.migrate.output import dump
+from wardgate.model import parse
+from wardgate.sources.files import load_text
+from wardgate.translate import translate
+
+CASES = REPO.parent / "shared" / "migration" / "cases"
+
+
+def case_manifests(case: str) -> str:
+    path = CASES / f"{case}.json"
+    if not path.exists():
+        pytest.skip(f"corpus case {case} not available")
+    return str(json.loads(path.read_text())["manifests"])
+
+
+def ingress(name: str, host: str | None = "app.example.com", *, ns: str = "default", cls: str | None = "nginx",
+            paths: list[tuple[str, str, str, int]] | None = None, annotations: dict[str, str] | None = None,
+            tls: list[dict[str, Any]] | None = None, default_backend: tuple[str, int] | None = None) -> str:
+    spec: dict[str, Any] = {}
+    if cls:
+        spec["ingressClassName"] = cls
+    if default_backend:
+        spec["defaultBackend"] = {"service": {"name": default_backend[0], "port": {"number": default_backend[1]}}}
+    if paths is not None or host is not None:
+        rule: dict[str, Any] = {"http": {"paths": [
+            {"path": p, "pathType": t, "backend": {"service": {"name": s, "port": {"number": port}}}}
+            for p, t, s, port in (paths or [("/", "Prefix", "app", 80)])]}}
+        if host:
+            rule["host"] = host
+        spec["rules"] = [rule]
+    if tls:
+        spec["tls"] = tls
+    meta: dict[str, Any] = {"name": name, "namespace": ns}
+    if annotations:
+        meta["annotations"] = annotations
+    return yaml.safe_dump({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta,
+                           "spec": spec}, sort_keys=False)
+
+
+NGINX_CLASS = """
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: k8s.io/ingress-nginx}
+"""
+
+
+def run(*docs: str, options: MigrateOptions | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    objs = load_text("---\n".join(docs), "input.yaml")
+    res = migrate(objs, options)
+    return res.objects, res.report.to_dict()
+
+
+def of(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def named(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name)
+
+
+def pipeline_problems(objects: list[dict[str, Any]], extra: str = "") -> list[str]:
+    """Parse + translate the output (what `wardgate validate` does); the problems it reports,
+    except missing Services (the tests' inputs have none)."""
+    raws = load_text("---\n".join(yaml.safe_dump(o) for o in objects), "out.yaml")
+    rs = parse(raws + (load_text(extra, "extra.yaml") if extra else []))
+    return [str(p) for p in translate(rs).problems if not re.search(r"Service \S+ not found", str(p))]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_plain_ingress_becomes_gateway_and_route() -> None:
+    objects, report = run(NGINX_CLASS, ingress("web", paths=[("/api", "Prefix", "api", 80),
+                                                            ("/health", "Exact", "api", 8080)]))
+    gw = named(objects, "Gateway", "nginx")
+    assert gw["metadata"]["namespace"] == "ingress-nginx"
+    assert gw["spec"]["gatewayClassName"] == "wardgate"
+    assert [(listener["name"], listener["port"]) for listener in gw["spec"]["listeners"]] == [("http", 80)]
+    route = named(objects, "HTTPRoute", "app.example.com")
+    assert route["metadata"]["annotations"]["wardgate.io/migrated-from"] == "Ingress default/web"
+    assert route["spec"]["hostnames"] == ["app.example.com"]
+    assert route["spec"]["parentRefs"] == [{"name": "nginx", "namespace": "ingress-nginx", "sectionName": "http"}]
+    rules = route["spec"]["rules"]
+    assert [r["matches"] for r in rules] == [[{"path": {"type": "PathPrefix", "value": "/api"}}],
+                                             [{"path": {"type": "Exact", "value": "/health"}}]]
+    assert [r["backendRefs"] for r in rules] == [[{"name": "api", "port": 80}], [{"name": "api", "port": 8080}]]
+    assert all(r["name"].startswith("web-") for r in rules)
+    assert report["configMaps"]["nginx"]["configMap"] == "ingress-nginx/ingress-nginx-controller"
+    assert "Helm" in report["configMaps"]["nginx"]["how"]
+    assert all("wardgate.io/migrated-from" in o["metadata"]["annotations"] for o in objects)
+    assert pipeline_problems(objects) == []
+
+
+def test_output_is_deterministic_whatever_the_input_order() -> None:
+    docs = [NGINX_CLASS] + [ingress(f"app{i}", f"h{i % 3}.example.com",
+                                    paths=[(f"/p{i}", "Prefix", f"svc{i}", 80)]) for i in range(12)]
+    first = migrate(load_text("---\n".join(docs), "in.yaml")).yaml()
+    assert migrate(load_text("---\n".join(docs), "in.yaml")).yaml() == first
+    shuffled = docs[:]
+    random.Random(7).shuffle(shuffled)
+    assert migrate(load_text("---\n".join(shuffled), "in.yaml")).yaml() == first
+
+
+def test_first_ingress_keeps_a_path_ingress_nginx_order() -> None:
+    """Without timestamps the lexically greater namespace/name comes first; with them, the oldest."""
+    a = ingress("a-late", paths=[("/x", "Prefix", "a", 80)])
+    z = ingress("z-early", paths=[("/x", "Prefix", "z", 80)])
+    objects, report = run(NGINX_CLASS, a, z)
+    rules = named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"]
+    assert [r["backendRefs"][0]["name"] for r in rules] == ["z"]
+    dropped = [f for f in report["findings"] if f["object"] == "Ingress default/a-late"]
+    assert dropped[0]["item"] == "spec.rules[0].http.paths[0]" and "already defined" in dropped[0]["detail"]
+    aged = a.replace("namespace: default", "namespace: default\n  creationTimestamp: '2024-01-01T00:00:00Z'")
+    zaged = z.replace("namespace: default", "namespace: default\n  creationTimestamp: '2025-01-01T00:00:00Z'")
+    objects, _ = run(NGINX_CLASS, aged, zaged)
+    rules = named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"]
+    assert [r["backendRefs"][0]["name"] for r in rules] == ["a"]
+
+
+def test_three_classes_three_gateways() -> None:
+    objects, report = run(case_manifests("wc-class-isolation"))
+    gws = {f"{g['metadata']['namespace']}/{g['metadata']['name']}" for g in of(objects, "Gateway")}
+    assert gws == {"ingress-nginx-internal/internal", "ingress-nginx-public/public",
+                   "ingress-nginx-phishing/phishing-simulation"}
+    assert report["configMaps"]["internal"]["configMap"] == "ingress-nginx-internal/ingress-nginx-internal-controller"
+    assert report["configMaps"]["internal"]["found"] is True
+    parents = {r["metadata"]["namespace"] + "/" + r["metadata"]["name"]: r["spec"]["parentRefs"][0]["name"]
+               for r in of(objects, "HTTPRoute")}
+    # no class -> the default IngressClass (public); the legacy annotation still works
+    assert parents == {"web/status.northwind.example": "public", "intranet/status.northwind.example": "internal",
+                       "intranet/legacy.corp.northwind.internal": "internal",
+                       "web/noclass.northwind.example": "public"}
+    wrong = [f for f in report["findings"] if f["object"] == "Ingress phishsim/wrong-class"]
+    assert wrong[0]["status"] == "not-converted" and wrong[0]["item"] == "spec.ingressClassName"
+    assert pipeline_problems(objects) == []
+
+
+def test_class_on_two_gateways_is_one_route_with_two_parents() -> None:
+    opts = MigrateOptions(gateways=(("nginx", "edge", "public"), ("nginx", "corp", "internal")))
+    objects, report = run(NGINX_CLASS, ingress("web"), options=opts)
+    routes = of(objects, "HTTPRoute")
+    assert len(routes) == 1
+    assert routes[0]["spec"]["parentRefs"] == [
+        {"name": "public", "namespace": "edge", "sectionName": "http"},
+        {"name": "internal", "namespace": "corp", "sectionName": "http"}]
+    assert {g["metadata"]["namespace"] for g in of(objects, "Gateway")} == {"edge", "corp"}
+    assert report["gateways"]["nginx"]["how"] == "--gateway"
+    assert pipeline_problems(objects) == []
+
+
+def test_two_classes_on_one_gateway() -> None:
+    classes = NGINX_CLASS + "---\n" + NGINX_CLASS.replace("name: nginx", "name: other").replace(
+        "k8s.io/ingress-nginx", "k8s.io/ingress-nginx-other")
+    opts = MigrateOptions(gateways=(("nginx", "gw", "shared"), ("other", "gw", "shared")))
+    objects, _ = run(classes, ingress("a", "a.example.com"), ingress("b", "b.example.com", cls="other"),
+                     options=opts)
+    gws = of(objects, "Gateway")
+    assert len(gws) == 1
+    assert gws[0]["metadata"]["annotations"]["wardgate.io/migrated-from"] == "IngressClass nginx, IngressClass other"
+    assert pipeline_problems(objects) == []
+
+
+def test_configmap_from_deployment_args_and_option() -> None:
+    deployment = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ctl, namespace: edge}
+spec:
+  template:
+    spec:
+      containers:
+        - name: controller
+          args: [/nginx-ingress-controller, --controller-class=k8s.io/ingress-nginx,
+                 "--configmap=$(POD_NAMESPACE)/edge-config"]
+"""
+    objects, report = run(NGINX_CLASS, deployment, ingress("web"))
+    assert report["configMaps"]["nginx"]["configMap"] == "edge/edge-config"
+    assert "Deployment edge/ctl" in report["configMaps"]["nginx"]["how"]
+    assert named(objects, "Gateway", "nginx")["metadata"]["namespace"] == "edge"
+    _, report = run(NGINX_CLASS, deployment, ingress("web"),
+                    options=MigrateOptions(configmaps=(("nginx", "x", "y"),)))
+    assert report["configMaps"]["nginx"]["configMap"] == "x/y"
+    assert report["configMaps"]["nginx"]["how"].startswith("--configmap")
+
+
+def test_tls_hosts_get_https_listeners_redirect_and_reference_grants() -> None:
+    tls = [{"hosts": ["app.example.com"], "secretName": "app-cert"}]
+    objects, _ = run(NGINX_CLASS, ingress("web", tls=tls))
+    gw = named(objects, "Gateway", "nginx")
+    https = gw["spec"]["listeners"][1]
+    assert https == {"name": "https-app-example-com", "protocol": "HTTPS", "port": 443,
+                     "hostname": "app.example.com",
+                     "tls": {"certificateRefs": [{"name": "app-cert", "namespace": "default"}]},
+                     "allowedRoutes": {"namespaces": {"from": "All"}}}
+    grant = of(objects, "ReferenceGrant")[0]
+    assert grant["metadata"]["namespace"] == "default"
+    assert grant["spec"]["from"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                      "namespace": "ingress-nginx"}]
+    assert grant["spec"]["to"] == [{"group": "", "kind": "Secret", "name": "app-cert"}]
+    main = named(objects, "HTTPRoute", "app.example.com")
+    assert [p["sectionName"] for p in main["spec"]["parentRefs"]] == ["https-app-example-com"]
+    plain = named(objects, "HTTPRoute", "app.example.com-http")
+    assert [p["sectionName"] for p in plain["spec"]["parentRefs"]] == ["http"]
+    assert plain["spec"]["rules"][0]["filters"] == [
+        {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 308}}]
+    assert "backendRefs" not in plain["spec"]["rules"][0]
+    # (the corpus test below runs TLS hosts with real certificates through the pipeline)
+
+
+def test_ssl_redirect_false_serves_both_listeners() -> None:
+    tls = [{"hosts": ["app.example.com"], "secretName": "app-cert"}]
+    objects, _ = run(NGINX_CLASS, ingress("web", tls=tls,
+                                          annotations={"nginx.ingress.kubernetes.io/ssl-redirect": "false"}))
+    routes = of(objects, "HTTPRoute")
+    assert len(routes) == 1
+    assert [p["sectionName"] for p in routes[0]["spec"]["parentRefs"]] == ["http", "https-app-example-com"]
+
+
+def test_default_backend_catch_all_and_host_rules() -> None:
+    objects, _ = run(NGINX_CLASS, ingress("catch", host=None, default_backend=("fallback", 80)),
+                     ingress("with-default", "x.example.com", paths=[("/api", "Prefix", "api", 80)],
+                             default_backend=("other", 8080)))
+    catch = named(objects, "HTTPRoute", "catch-all")
+    assert "hostnames" not in catch["spec"]
+    assert catch["spec"]["rules"][0]["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    assert catch["spec"]["rules"][0]["backendRefs"] == [{"name": "fallback", "port": 80}]
+    host = named(objects, "HTTPRoute", "x.example.com")["spec"]["rules"]
+    assert host[-1]["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    assert host[-1]["backendRefs"] == [{"name": "other", "port": 8080}]
+    assert pipeline_problems(objects) == []
+
+
+def test_port_names_resolve_through_the_service() -> None:
+    service = """
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: default}
+spec: {ports: [{name: web, port: 8081}]}
+"""
+    doc = ingress("web").replace("number: 80", "name: web").replace("name: app", "name: api")
+    objects, report = run(NGINX_CLASS, service, doc)
+    assert named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"][0]["backendRefs"] == [
+        {"name": "api", "port": 8081}]
+    objects, report = run(NGINX_CLASS, doc)
+    assert not of(objects, "HTTPRoute")
+    f = report["findings"][0]
+    assert (f["object"], f["item"], f["status"]) == (
+        "Ingress default/web", "spec.rules[0].http.paths[0].backend.service.port.name", "not-converted")
+
+
+def test_bad_input_names_file_object_and_field_and_the_rest_converts() -> None:
+    bad_path = ingress("broken", "b.example.com").replace("pathType: Prefix", "pathType: Regex")
+    bad_value = ingress("redirects", "r.example.com",
+                        annotations={"nginx.ingress.kubernetes.io/permanent-redirect": "not a url",
+                                     "nginx.ingress.kubernetes.io/ssl-redirect": "maybe",
+                                     "nginx.ingress.kubernetes.io/no-such-annotation": "1"})
+    not_a_map = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: worse}\nspec: {rules: 7}\n"
+    objects, report = run(NGINX_CLASS, bad_path, bad_value, not_a_map, ingress("good", "g.example.com"))
+    found = {(f["file"], f["object"], f["item"], f["status"]) for f in report["findings"]}
+    assert ("input.yaml[doc 1]", "Ingress default/broken", "spec.rules[0].http.paths[0].pathType",
+            "not-converted") in found
+    assert ("input.yaml[doc 2]", "Ingress default/redirects", "permanent-redirect", "not-converted") in found
+    assert ("input.yaml[doc 2]", "Ingress default/redirects", "ssl-redirect", "not-converted") in found
+    assert ("input.yaml[doc 2]", "Ingress default/redirects", "no-such-annotation", "unknown") in found
+    assert ("input.yaml[doc 3]", "Ingress default/worse", "spec.rules", "not-converted") in found
+    hosts = {r["spec"]["hostnames"][0] for r in of(objects, "HTTPRoute")}
+    assert hosts == {"g.example.com", "r.example.com"}
+    assert pipeline_problems(objects) == []
+
+
+def test_report_summary_and_strict(tmp_path: Path) -> None:
+    src = tmp_path / "in.yaml"
+    src.write_text("---\n".join([NGINX_CLASS, ingress("web", annotations={
+        "nginx.ingress.kubernetes.io/upstream-vhost": "internal.example",
+        "nginx.ingress.kubernetes.io/made-up": "x"})]))
+    cmd = [sys.executable, "-m", "wardgate", "migrate", "-f", str(src), "--report", "json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stderr)
+    assert doc["summary"]["byStatus"] == {"exact": 1, "converted-with-difference": 0, "not-converted": 0,
+                                          "unknown": 1}
+    assert doc["summary"]["byClass"] == {"nginx": {"exact": 1, "unknown": 1}}
+    assert doc["summary"]["byAnnotation"] == {"made-up": {"unknown": 1}, "upstream-vhost": {"exact": 1}}
+    out = list(yaml.safe_load_all(done.stdout))
+    assert {o["kind"] for o in out} == {"GatewayClass", "Gateway", "HTTPRoute", "SecurityPolicy"}
+    strict = subprocess.run([*cmd, "--strict"], capture_output=True, text=True, timeout=60)
+    assert strict.returncode == 1
+    # -o DIR: one file per namespace plus the report; stdin with -f -
+    outdir = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "wardgate", "migrate", "-f", "-", "-o", str(outdir)],
+                          input=src.read_text(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in outdir.iterdir()) == ["_cluster.yaml", "default.yaml", "ingress-nginx.yaml",
+                                                       "report.json", "report.txt"]
+    assert "made-up" in (outdir / "report.txt").read_text()
+    yamls = [a for p in sorted(outdir.glob("*.yaml")) for a in ("-f", str(p))]
+    val = subprocess.run([sys.executable, "-m", "wardgate", "validate", *yamls],
+                         capture_output=True, text=True, timeout=60)
+    assert val.returncode == 0 and "1 gateway(s) to serve" in val.stdout, val.stderr
+
+
+@pytest.mark.parametrize("case", sorted(p.stem for p in CASES.glob("*.json")) if CASES.exists() else [])
+def test_every_corpus_case_migrates_to_valid_output(case: str) -> None:
+    """The migrated corpus parses and translates without a problem (the pipeline accepts it)."""
+    manifests = case_manifests(case)
+    objects = load_text(manifests, case)
+    res = migrate(objects)
+    rs = parse(load_text(res.yaml(), "out.yaml") + objects)
+    assert [str(p) for p in translate(rs).problems] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The migrated output on a real gateway
+
+
+def https_get(addr: str, host: str, path: str, ca: trustme.CA, headers: dict[str, str] | None = None
+              ) -> tuple[int, dict[str, str], bytes]:
+    """One HTTPS request with SNI `host`: status, lower-cased headers, body."""
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    with socket.create_connection((addr, 443), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=host) as s:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    hdrs = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if hdrs.get("transfer-encoding") == "chunked":
+        out, rest = b"", body
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            n = int(size, 16)
+            if n == 0:
+                break
+            out, rest = out + rest[:n], rest[n + 2:]
+        body = out
+    return int(lines[0].split()[1]), hdrs, body
+
+
+def test_migrated_output_serves_on_a_real_gateway(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    ca = trustme.CA()
+    svc = {name: backends(name) for name in ("api", "web", "canary", "fallback")}
+    shop_tls = [{"hosts": ["shop.example.com"], "secretName": "shop-cert"}]
+    source = "---\n".join([
+        NGINX_CLASS,
+        ingress("shop", "shop.example.com", paths=[("/api", "Prefix", "api", 80), ("/exact", "Exact", "web", 80)],
+                tls=shop_tls, annotations={"nginx.ingress.kubernetes.io/upstream-vhost": "internal.shop"}),
+        ingress("shop-canary", "shop.example.com", paths=[("/api", "Prefix", "canary", 80)],
+                annotations={"nginx.ingress.kubernetes.io/canary": "true",
+                             "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary"}),
+        ingress("plain", "plain.example.com", paths=[("/", "Prefix", "web", 80)]),
+        ingress("catch", host=None, default_backend=("fallback", 80)),
+    ])
+    result = migrate(load_text(source, "ingresses.yaml"))
+    assert result.objects[0]["kind"] == "GatewayClass"  # the fixture has its own
+    gateway.write("migrated.yaml", dump(result.objects[1:]))
+    gateway.write("world.yaml", *(b.manifests() for b in svc.values()), tls_secret("shop-cert", ca, "shop.example.com"))
+    gateway.reconcile()
+    addr = gateway.address("ingress-nginx/nginx")
+
+    def pod(body: bytes) -> str:
+        return str(json.loads(body)["pod"]).split("-")[0]
+
+    # ssl-redirect: plain HTTP to a TLS host redirects with 308
+    r = request(f"http://{addr}/api/x?q=1", host="shop.example.com")
+    assert (r.status, r.headers["location"]) == (308, "https://shop.example.com/api/x?q=1")
+    status, headers, body = https_get(addr, "shop.example.com", "/api/x", ca)
+    assert (status, pod(body)) == (200, "api")
+    echoed = json.loads(body)
+    assert echoed["host"] == "internal.shop"  # upstream-vhost
+    assert echoed["headers"]["X-Forwarded-Port"] == ["443"]
+    assert echoed["headers"]["X-Scheme"] == ["https"]
+    assert headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+    # the canary gets header-selected traffic, with the mainline's configuration
+    status, _, body = https_get(addr, "shop.example.com", "/api/x", ca, {"X-Canary": "always"})
+    assert (status, pod(body), json.loads(body)["host"]) == (200, "canary", "internal.shop")
+    status, _, body = https_get(addr, "shop.example.com", "/api/x", ca, {"X-Canary": "never"})
+    assert pod(body) == "api"
+    assert https_get(addr, "shop.example.com", "/exact", ca)[0] == 200
+    assert https_get(addr, "shop.example.com", "/exact/", ca)[0] == 404
+    # a host without TLS is served on HTTP; its undefined paths are 404, not the catch-all's
+    r = request(f"http://{addr}/anything", host="plain.example.com")
+    assert (r.status, pod(r.body)) == (200, "web")
+    assert json.loads(r.body)["headers"]["X-Forwarded-Port"] == ["80"]
+    r = request(f"http://{addr}/x", host="unknown.example.org")
+    assert (r.status, pod(r.body)) == (200, "fallback")
+    assert request(f"http://{addr}/other", host="shop.example.com").status == 308
+
+
+def test_canary_weight_cookie_and_header_rules() -> None:
+    main = ingress("main", paths=[("/", "Prefix", "stable", 80)])
+    canary = ingress("main-canary", paths=[("/", "Prefix", "canary", 80)], annotations={
+        "nginx.ingress.kubernetes.io/canary": "true",
+        "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary",
+        "nginx.ingress.kubernetes.io/canary-by-cookie": "beta",
+        "nginx.ingress.kubernetes.io/canary-weight": "30",
+        "nginx.ingress.kubernetes.io/upstream-vhost": "ignored.example"})
+    objects, report = run(NGINX_CLASS, main, canary)
+    rules = named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"]
+    # header always/never, cookie always/never, then the weighted split; all the mainline's rules
+    assert [r.get("matches", [{}])[0].get("headers") for r in rules] == [
+        None,
+        [{"name": "X-Canary", "value": "always"}], [{"name": "X-Canary", "value": "never"}],
+        [{"type": "RegularExpression", "name": "Cookie", "value": r"(?:.*;\s*)?beta=always(?:;.*)?"}],
+        [{"type": "RegularExpression", "name": "Cookie", "value": r"(?:.*;\s*)?beta=never(?:;.*)?"}]]
+    assert rules[0]["backendRefs"] == [{"name": "stable", "port": 80, "weight": 70},
+                                       {"name": "canary", "port": 80, "weight": 30}]
+    assert [r["backendRefs"][0]["name"] for r in rules[1:]] == ["canary", "stable", "canary", "stable"]
+    assert all(r["name"].startswith("main-") for r in rules)
+    ignored = next(f for f in report["findings"] if f["item"] == "upstream-vhost")
+    assert ignored["status"] == "exact" and "canary" in ignored["detail"]
+    assert not any("URLRewrite" in str(r) for r in rules)
+    assert pipeline_problems(objects) == []
+
+
+def test_ssl_passthrough_and_grpc_routes() -> None:
+    tls = [{"hosts": ["app.example.com"], "secretName": "app-cert"}]
+    objects, report = run(
+        NGINX_CLASS,
+        ingress("vault", "vault.example.com", paths=[("/", "Prefix", "vault", 8200)],
+                annotations={"nginx.ingress.kubernetes.io/ssl-passthrough": "true"}),
+        ingress("rpc", paths=[("/", "Prefix", "rpc", 9000), ("/pkg.Svc/Get", "Prefix", "rpc2", 9000)], tls=tls,
+                annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"}))
+    listeners = {x["name"]: x for x in named(objects, "Gateway", "nginx")["spec"]["listeners"]}
+    assert listeners["tls-vault-example-com"]["tls"] == {"mode": "Passthrough"}
+    tlsroute = of(objects, "TLSRoute")[0]
+    assert tlsroute["spec"]["hostnames"] == ["vault.example.com"]
+    assert tlsroute["spec"]["rules"] == [{"backendRefs": [{"name": "vault", "port": 8200}]}]
+    grpc = of(objects, "GRPCRoute")[0]
+    assert [p["sectionName"] for p in grpc["spec"]["parentRefs"]] == ["https-app-example-com"]
+    assert [r.get("matches") for r in grpc["spec"]["rules"]] == [
+        None, [{"method": {"service": "pkg.Svc", "method": "Get"}}]]
+    # the HTTP listener only redirects; no HTTPRoute serves the gRPC paths on HTTPS
+    assert [r["metadata"]["name"] for r in of(objects, "HTTPRoute") if r["spec"]["hostnames"] == ["app.example.com"]
+            ] == ["app.example.com-http"]
+    assert next(f for f in report["findings"] if f["item"] == "backend-protocol")["status"] == \
+        "converted-with-difference"
+    assert pipeline_problems(objects) == []
