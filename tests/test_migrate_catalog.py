@@ -103,3 +103,22 @@ def test_fixture_values_are_valid_for_the_policy_handlers() -> None:
             for f in result.findings:
                 assert REJECTED not in f.detail and DENIED not in f.detail, (key, f.detail)
                 assert "invalid" not in f.detail, (key, f.detail)
+
+
+def test_migrating_the_fixture_reports_no_unknown_annotation() -> None:
+    """Through the converter: every annotation of the fixture gets a finding, none `unknown`
+    (except, until they are joined, annotations a topic module still owes)."""
+    from wardgate.migrate import migrate
+    from wardgate.sources.files import load_text
+
+    result = migrate(load_text(FIXTURE.read_text(), str(FIXTURE)))
+    findings = result.report.findings
+    unknown = {f.item for f in findings if f.status == "unknown" and f.obj.startswith("Ingress ")}
+    owed = set().union(*catalog.pending().values()) if catalog.pending() else set()
+    assert sorted(unknown - owed) == []
+    reported = {(f.obj, f.item.split(" ")[0]) for f in findings}
+    for ing in _ingresses():
+        obj = f"Ingress default/{ing['metadata']['name']}"
+        assert {k for k in _annotations(ing) if (obj, k) not in reported} == set(), obj
+    if unknown:
+        pytest.xfail(f"unknown until their topic modules are joined: {', '.join(sorted(unknown))}")

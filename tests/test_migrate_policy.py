@@ -441,3 +441,38 @@ def test_custom_headers_and_body_size_on_nginx(gateway: Gateway, backends: Backe
     assert get(gateway, "/").headers["my-custom-header-dollar"] == "$remote_addr"
     assert get(gateway, "/up", method="POST", data=b"x" * 1024).status == 200
     assert get(gateway, "/up", method="POST", data=b"x" * 1025).status == 413
+
+
+def test_migrated_limit_rpm_ingress_on_nginx(gateway: Gateway, backends: Backends) -> None:
+    """Corpus case limit-rpm-burst-multiplier-refill, migrated by `wardgate migrate` and served
+    by a real gateway: limit-rpm 6 with limit-burst-multiplier 1 lets 7 quick requests through,
+    then answers 503 without reaching the backend; 10.5 s later one more passes (6/min refills
+    one request per 10 s), and the next is refused again."""
+    import json
+
+    from conftest import CORPORA
+    from wardgate.migrate import migrate
+    from wardgate.migrate.output import dump
+    from wardgate.sources.files import load_text
+
+    case = CORPORA / "migration" / "cases" / "limit-rpm-burst-multiplier-refill.json"
+    if not case.exists():
+        pytest.skip("the migration corpus is not available")
+    result = migrate(load_text(json.loads(case.read_text())["manifests"], str(case)))
+    rpm = next(f for f in result.report.findings if f.item == "limit-rpm")
+    assert rpm.status == "converted-with-difference" and "503" in rpm.detail
+    [limit] = [o for o in result.objects if o["kind"] == "RateLimitPolicy"]
+    assert {k: limit["spec"][k] for k in ("requests", "unit", "burst", "status")} == {
+        "requests": 6, "unit": "Minute", "burst": 6, "status": 503}
+    app = backends("app")
+    gateway.write("migrated.yaml", dump([o for o in result.objects if o["kind"] != "GatewayClass"]))
+    gateway.write("world.yaml", app.manifests())
+    gateway.reconcile()
+    url = f"http://{gateway.address('ingress-nginx/nginx')}/"
+    statuses = [request(url, host="limit-rpm.example.com") for _ in range(10)]
+    assert [r.status for r in statuses] == [200] * 7 + [503] * 3
+    assert all(b'"pod"' in r.body for r in statuses[:7])  # the echo backend answered these
+    assert all(b'"pod"' not in r.body for r in statuses[7:])  # and the gateway these
+    time.sleep(10.5)
+    assert request(url, host="limit-rpm.example.com").status == 200
+    assert request(url, host="limit-rpm.example.com").status == 503
