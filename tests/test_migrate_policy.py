@@ -120,8 +120,15 @@ def test_limit_companions() -> None:
     assert "ignored" in one(run("limit-whitelist", anns), "limit-whitelist").detail
     assert one(run("limit-whitelist", {"limit-whitelist": "nope", "limit-rps": "1"}), "limit-whitelist").status \
         == "not-converted"
-    f = one(run("limit-connections", {"limit-connections": "3"}), "limit-connections")
-    assert f.status == "not-converted" and "limit_conn 3" in f.detail
+    c = run("limit-connections", {"limit-connections": "3", "limit-whitelist": "10.0.0.0/8"})
+    assert c.security == {"concurrentRequests": {"limit": 3, "status": 503, "exemptCIDRs": ["10.0.0.0/8"]}}
+    assert one(c, "limit-connections").status == "exact"
+    c = run("limit-connections", {"limit-connections": "3"}, config={"limit-conn-status-code": "429"})
+    assert c.security == {"concurrentRequests": {"limit": 3, "status": 429}}
+    for anns, config in (({"limit-connections": "many"}, {}),
+                         ({"limit-connections": "3"}, {"limit-conn-zone-variable": "$server_name"})):
+        c = run("limit-connections", anns, config=config)
+        assert c.security == {} and one(c, "limit-connections").status == "not-converted"
 
 
 # --- source ranges -----------------------------------------------------------------------------------
@@ -476,3 +483,32 @@ def test_migrated_limit_rpm_ingress_on_nginx(gateway: Gateway, backends: Backend
     time.sleep(10.5)
     assert request(url, host="limit-rpm.example.com").status == 200
     assert request(url, host="limit-rpm.example.com").status == 503
+
+
+def test_migrated_limit_connections_ingress_on_nginx(gateway: Gateway, backends: Backends) -> None:
+    """Corpus case limit-connections, migrated and served: limit-connections 3 and 8 requests in
+    flight at once from one client: 3 reach the backend, 5 get 503 at once."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import CORPORA
+    from wardgate.migrate import migrate
+    from wardgate.migrate.output import dump
+    from wardgate.sources.files import load_text
+
+    case = CORPORA / "migration" / "cases" / "limit-connections.json"
+    if not case.exists():
+        pytest.skip("the migration corpus is not available")
+    result = migrate(load_text(json.loads(case.read_text())["manifests"], str(case)))
+    assert next(f for f in result.report.findings if f.item == "limit-connections").status == "exact"
+    app = backends("app")
+    gateway.write("migrated.yaml", dump([o for o in result.objects if o["kind"] != "GatewayClass"]))
+    gateway.write("world.yaml", app.manifests())
+    gateway.reconcile()
+    # The echo backend's delay (the corpus's /delay/3000 is the harness's spelling of the same).
+    url = f"http://{gateway.address('ingress-nginx/nginx')}/delay?delay=2s"
+    start = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: request(url, host="limit-conn.example.com"), range(8)))
+    assert sorted(r.status for r in answers) == [200] * 3 + [503] * 5
+    assert time.monotonic() - start < 4

@@ -284,6 +284,16 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class Concurrency:
+    """At most `limit` requests in flight per client IP in budget `bucket`; more get `status`."""
+
+    bucket: str
+    limit: int
+    status: int = 429
+    exempt: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class WafExclusion:
     """Rules off (all of the WAF when `rule_ids` is empty), optionally only for some args/headers
     or only on some paths."""
@@ -339,6 +349,7 @@ class Policy:
     max_url_length: int | None = None
     max_header_bytes: int | None = None
     rate_limit: RateLimit | None = None
+    concurrency: Concurrency | None = None
     waf: Waf | None = None
 
     def direct_for(self, path: str) -> int | None:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from wardgate.migrate.contrib import CatalogEntry, Contribution, Handler, Source
 from wardgate.migrate.report import Finding, Status
 from wardgate.model.gatewayapi import HTTPCORSFilter, HTTPHeaderFilter
-from wardgate.model.policies import IPAccess, RateLimitPolicySpec, RequestLimits, Waf
+from wardgate.model.policies import ConcurrentRequests, IPAccess, RateLimitPolicySpec, RequestLimits, Waf
 
 # --- findings -------------------------------------------------------------------------------------
 
@@ -250,12 +250,34 @@ def limit_allowlist_handler(key: str, value: str, source: Source) -> Contributio
 def limit_connections_handler(key: str, value: str, source: Source) -> Contribution:
     n = go_int(value)
     if n is None:
-        return only(source, key, "not-converted", invalid(value, "not an integer") + f": {REJECTED}")
+        return only(source, key, "not-converted", invalid(value, "not an integer") + ": " + REJECTED)
     if n <= 0:
         return only(source, key, "exact", "no limit (0 or less), as in ingress-nginx")
-    return only(source, key, "not-converted",
-                f"wardgate has no limit on concurrent requests per client IP (ingress-nginx: limit_conn {n}, excess "
-                "answered with limit-conn-status-code, 503): protect the backend with a RateLimitPolicy instead")
+    exempt = limit_exemptions(source)
+    if exempt is None:
+        return only(source, key, "not-converted",
+                    f"invalid value in limit-whitelist/limit-allowlist (not a CIDR list): {REJECTED}")
+    status = status_code(source, "limit-conn-status-code")
+    if status is None:
+        return only(source, key, "not-converted",
+                    f"the ConfigMap's limit-conn-status-code {source.config.get('limit-conn-status-code')!r} is not a "
+                    "status nginx accepts (400-599): fix it")
+    if source.config.get("limit-conn-zone-variable", "$binary_remote_addr").strip() != "$binary_remote_addr":
+        return only(source, key, "not-converted",
+                    f"the ConfigMap's limit-conn-zone-variable {source.config['limit-conn-zone-variable']!r} counts "
+                    "by something else than the client IP; concurrentRequests counts per client IP only")
+    spec: dict[str, Any] = {"limit": n, "status": status}
+    if exempt:
+        spec["exemptCIDRs"] = exempt
+    problem = valid(ConcurrentRequests, spec)
+    if problem:
+        return only(source, key, "not-converted", f"wardgate cannot express this limit ({problem})")
+    detail = (f"SecurityPolicy concurrentRequests: {n} requests in flight per client IP (nginx's limit_conn, as "
+              f"ingress-nginx), the next answered with {status}" + (f", exempt {', '.join(exempt)}" if exempt else "")
+              + "; one count per Ingress, as ingress-nginx's zone")
+    if status == 503:
+        detail += "; 503 kept for the same behaviour, 429 is the better answer for clients"
+    return Contribution(security={"concurrentRequests": spec}, findings=[finding(source, key, "exact", detail)])
 
 
 # --- source ranges -----------------------------------------------------------------------------------
@@ -696,7 +718,8 @@ CATALOG: dict[str, CatalogEntry] = {
     "limit-burst-multiplier": _entry("the burst of limit-rps / limit-rpm (default 5)", burst_multiplier_handler),
     "limit-whitelist": _entry("RateLimitPolicy exemptCIDRs (alias of limit-allowlist)", limit_allowlist_handler),
     "limit-allowlist": _entry("RateLimitPolicy exemptCIDRs", limit_allowlist_handler),
-    "limit-connections": _entry("not converted: wardgate has no concurrent-request limit", limit_connections_handler),
+    "limit-connections": _entry("SecurityPolicy concurrentRequests (limit_conn per client IP), status "
+                                "limit-conn-status-code (503)", limit_connections_handler),
     "whitelist-source-range": _entry("SecurityPolicy ipAccess.allow (alias of allowlist-source-range)",
                                      source_range_handler),
     "allowlist-source-range": _entry("SecurityPolicy ipAccess.allow; 403 for others", source_range_handler),

@@ -458,7 +458,8 @@ KEYS: dict[str, KeyHandler] = {
     "use-http2": http2_key,
     # read by the annotation conversions
     "limit-req-status-code": status_key, "limit-conn-status-code": status_key,
-    "limit-conn-zone-variable": _default_or("not-converted", "limit-connections is counted per client IP only"),
+    "limit-conn-zone-variable": _default_or("not-converted", "concurrentRequests (limit-connections) counts per "
+                                            "client IP only"),
     "global-allowed-response-headers": _read_by("custom-headers"),
     "http-redirect-code": _read_by("the HTTP -> HTTPS redirect (ssl-redirect)"),
     "ssl-redirect": _read_by("the HTTP -> HTTPS redirect"),

@@ -245,6 +245,15 @@ class IPAccess(Model):
         return self
 
 
+class ConcurrentRequests(Model):
+    """Requests a client IP may have in flight at once (nginx's limit_conn, as ingress-nginx's
+    limit-connections); the next one gets `status`. Counted per gateway instance."""
+
+    limit: Annotated[int, Field(ge=1, le=1_000_000)]
+    status: Annotated[int, Field(ge=400, le=599)] = 429
+    exempt_cidrs: Annotated[list[CIDR], Field(max_length=1024, alias="exemptCIDRs")] = Field(default_factory=list)
+
+
 class RequestLimits(Model):
     max_body_size: ByteSize | None = None
     max_url_length: Annotated[int, Field(ge=16, le=65536)] | None = Field(default=None, alias="maxURLLength")
@@ -358,6 +367,7 @@ class SecurityPolicySpec(ScopedPolicySpec):
     duplicate_headers: DuplicateHeaders | None = None
     ip_access: IPAccess | None = None
     request_limits: RequestLimits | None = None
+    concurrent_requests: ConcurrentRequests | None = None
     waf: Waf | None = None
     hsts: Hsts | None = None
 

@@ -508,6 +508,15 @@ class PolicyResolver:
                 lim = s.request_limits
                 out = replace(out, max_body_bytes=lim.max_body_size, max_url_length=lim.max_url_length,
                               max_header_bytes=lim.max_header_size)
+            if s.concurrent_requests is not None:
+                cr = s.concurrent_requests
+                # One budget per policy that sets it: a Gateway-wide limit counts a client's requests
+                # on every route it covers together, a route's own limit counts them apart.
+                setter = self._setter(sec, "concurrent_requests")
+                ident = repr((setter.namespace, setter.name, cr.model_dump()))
+                out = replace(out, concurrency=ir.Concurrency(
+                    "c" + hashlib.sha256(ident.encode()).hexdigest()[:12], cr.limit, cr.status,
+                    tuple(cr.exempt_cidrs)))
             if s.waf is not None:
                 w = s.waf
                 out = replace(out, waf=ir.Waf(w.mode, w.paranoia_level, w.anomaly_threshold, tuple(
