@@ -122,3 +122,19 @@ def test_migrating_the_fixture_reports_no_unknown_annotation() -> None:
         assert {k for k in _annotations(ing) if (obj, k) not in reported} == set(), obj
     if unknown:
         pytest.xfail(f"unknown until their topic modules are joined: {', '.join(sorted(unknown))}")
+
+
+def test_docs_annotation_table_is_the_catalog() -> None:
+    """docs/migration-annotations.md's table is generated from the catalog; with
+    WARDGATE_UPDATE_GOLDEN=1 this test rewrites it (after joining a topic module)."""
+    import os
+
+    doc = Path(__file__).parents[1] / "docs" / "migration-annotations.md"
+    text = doc.read_text()
+    start = text.index("<!-- table:")
+    head = text[:text.index("-->\n", start) + 4]
+    table, tail = text[len(head):].split("<!-- end of table -->", 1)
+    if os.environ.get("WARDGATE_UPDATE_GOLDEN"):
+        doc.write_text(head + catalog.markdown_table() + "<!-- end of table -->" + tail)
+        return
+    assert table == catalog.markdown_table(), "regenerate with WARDGATE_UPDATE_GOLDEN=1"

@@ -199,3 +199,15 @@ def pending() -> dict[str, frozenset[str]]:
     """Documented annotations without an entry yet, by the topic module expected to provide them.
     Empty once every topic module is joined and complete."""
     return {module: keys - CATALOG.keys() for module, keys in PLANNED.items() if keys - CATALOG.keys()}
+
+
+def markdown_table() -> str:
+    """docs/migration-annotations.md's table: every documented annotation, its risk and what it
+    becomes. tests/test_migrate_catalog.py keeps the doc equal to it."""
+    owed = {k: module for module, keys in pending().items() for k in keys}
+    rows = ["| annotation | risk | becomes |", "|---|---|---|"]
+    for key in sorted(DOCUMENTED):
+        entry = CATALOG.get(key)
+        text = entry.becomes if entry else f"(not joined yet: {owed.get(key, 'no module')})"
+        rows.append(f"| `{key}` | {RISK[key]} | {text.replace('|', '/')} |")
+    return "\n".join(rows) + "\n"
