@@ -131,6 +131,15 @@ def test_limit_companions() -> None:
         assert c.security == {} and one(c, "limit-connections").status == "not-converted"
 
 
+def test_redirecting_ingress_is_never_limited_or_refused() -> None:
+    """nginx's `return` (permanent-/temporal-redirect) runs before limit_req and allow/deny."""
+    for key in ("limit-rps", "limit-connections", "whitelist-source-range", "denylist-source-range"):
+        value = "10.0.0.0/8" if "range" in key else "1"
+        c = run(key, {key: value, "permanent-redirect": "https://elsewhere.example.com"})
+        f = one(c, key)
+        assert (c.security, c.rate_limit, f.status) == ({}, {}, "exact") and "permanent-redirect" in f.detail
+
+
 # --- source ranges -----------------------------------------------------------------------------------
 
 

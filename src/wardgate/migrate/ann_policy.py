@@ -110,6 +110,25 @@ def annotation(source: Source, key: str, *aliases: str) -> tuple[str, str] | Non
     return None
 
 
+REDIRECTS = ("permanent-redirect", "temporal-redirect")
+
+
+def redirected(source: Source) -> str | None:
+    """The redirect annotation the Ingress answers every request with, if any. nginx's `return`
+    runs in the rewrite phase, so limit_req, limit_conn and allow/deny (later phases) never see
+    those requests; wardgate's policies run before a route's redirect, so they are left out."""
+    return next((k for k in REDIRECTS if source.annotations.get(k, "").strip()), None)
+
+
+def unreached(source: Source, key: str) -> Contribution | None:
+    """The finding for a check a redirect makes moot, or None."""
+    via = redirected(source)
+    if via is None:
+        return None
+    return only(source, key, "exact", f"no effect, as in ingress-nginx: {via} answers every request in nginx's "
+                "rewrite phase, before this check runs")
+
+
 def valid(model: Any, data: dict[str, Any]) -> str | None:
     """None when wardgate's model accepts `data`, else its first error."""
     try:
@@ -182,6 +201,9 @@ def rate_limit_handler(key: str, value: str, source: Source) -> Contribution:
         return only(source, key, "not-converted", invalid(value, "not an integer") + f": {REJECTED}")
     if n <= 0:
         return only(source, key, "exact", "no limit (0 or less), as in ingress-nginx")
+    moot = unreached(source, key)
+    if moot:
+        return moot
     chosen = _converted_rate(source)
     if chosen != key:
         other = source.annotations.get("limit-rpm" if key == "limit-rps" else "limit-rps")
@@ -253,6 +275,9 @@ def limit_connections_handler(key: str, value: str, source: Source) -> Contribut
         return only(source, key, "not-converted", invalid(value, "not an integer") + ": " + REJECTED)
     if n <= 0:
         return only(source, key, "exact", "no limit (0 or less), as in ingress-nginx")
+    moot = unreached(source, key)
+    if moot:
+        return moot
     exempt = limit_exemptions(source)
     if exempt is None:
         return only(source, key, "not-converted",
@@ -328,6 +353,9 @@ def source_range_handler(key: str, value: str, source: Source) -> Contribution:
             return only(source, key, "exact", f"ignored, as in ingress-nginx: {found[0]} is set and wins")
     if go_cidrs(value) is None or not value.strip():
         return only(source, key, "not-converted", invalid(value, "not a list of CIDRs or addresses") + ": " + DENIED)
+    moot = unreached(source, key)
+    if moot:
+        return moot
     allow = _source_range(source, *allow_key)
     deny = _source_range(source, "denylist-source-range")
     for got in (allow, deny):
@@ -469,6 +497,11 @@ def enable_cors_handler(key: str, value: str, source: Source) -> Contribution:
     problem = valid(HTTPCORSFilter, cors)
     if problem:
         return only(source, key, "not-converted", f"wardgate's CORS filter refuses this configuration ({problem})")
+    if any(source.annotations.get(k) for k in ("allowlist-source-range", "whitelist-source-range",
+                                                 "denylist-source-range")) or any(
+            source.config.get(k, "").strip() for k in ("whitelist-source-range", "denylist-source-range")):
+        notes.append("ingress-nginx answered preflights before its IP allow/deny lists (rewrite phase before "
+                     "access phase); wardgate refuses a client IP first (403)")
     return Contribution(filters=[{"type": "CORS", "cors": cors}], findings=[finding(
         source, key, "converted-with-difference",
         "HTTPRoute CORS filter; " + CORS_DIFFERENCES + ("; " + "; ".join(notes) if notes else ""))])
