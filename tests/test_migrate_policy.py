@@ -185,38 +185,44 @@ def test_source_range_bad_values_and_rate_limit_order() -> None:
 
 def test_cors_defaults() -> None:
     c = run("enable-cors", {"enable-cors": "true"})
-    assert c.filters == [{"type": "CORS", "cors": {
-        "allowOrigins": ["*"], "allowMethods": ["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"],
-        "allowHeaders": ["DNT", "Keep-Alive", "User-Agent", "X-Requested-With", "If-Modified-Since", "Cache-Control",
-                         "Content-Type", "Range", "Authorization"],
-        "allowCredentials": True, "maxAge": 86400}}]
-    f = one(c, "enable-cors")
-    assert f.status == "converted-with-difference"
-    assert "1728000" in f.detail and "preflights only" in f.detail and "echoes the request's Origin" in f.detail
-
-
-def test_cors_options() -> None:
-    anns = {"enable-cors": "true", "cors-allow-origin": "https://App.example.com, ftp://x.example.com, bad origin, "
-            "https://*.example.org", "cors-allow-methods": "GET, POST, PROPFIND", "cors-allow-credentials": "false",
-            "cors-max-age": "600", "cors-expose-headers": "X-Total-Count", "cors-allow-headers": "X-A,X-B"}
-    cors = run("enable-cors", anns).filters[0]["cors"]
-    assert cors == {"allowOrigins": ["https://app.example.com", "https://*.example.org"],
-                    "allowMethods": ["GET", "POST"], "allowHeaders": ["X-A", "X-B"], "allowCredentials": False,
-                    "maxAge": 600, "exposeHeaders": ["X-Total-Count"]}
-    detail = one(run("enable-cors", anns), "enable-cors").detail
-    assert "'ftp://x.example.com' dropped" in detail and "'bad origin' was skipped" in detail
-    assert "PROPFIND" in detail and "one DNS label" in detail
-    # Invalid option values fall back to the defaults, silently in ingress-nginx and here.
-    anns = {"enable-cors": "true", "cors-allow-methods": "GET;DROP", "cors-max-age": "soon"}
-    cors = run("enable-cors", anns).filters[0]["cors"]
-    assert cors["allowMethods"][0] == "GET" and len(cors["allowMethods"]) == 6 and cors["maxAge"] == 86400
-    assert one(run("cors-allow-methods", anns), "cors-allow-methods").status == "exact"
+    assert (c.filters, c.security) == ([], {"ingressNginxCORS": {"allowOrigins": ["*"]}})
+    assert one(c, "enable-cors").status == "exact"
+    for value in ("false", "yes"):
+        c = run("enable-cors", {"enable-cors": value})
+        assert c.security == {} and one(c, "enable-cors").status == "exact"
     # Without enable-cors the options do nothing.
     f = one(run("cors-allow-origin", {"cors-allow-origin": "https://a.example"}), "cors-allow-origin")
     assert f.status == "exact" and "no effect" in f.detail
-    for value in ("false", "yes"):
-        c = run("enable-cors", {"enable-cors": value})
-        assert c.filters == [] and one(c, "enable-cors").status == "exact"
+
+
+def test_cors_options_read_as_ingress_nginx_reads_them() -> None:
+    anns = {"enable-cors": "true", "cors-allow-origin": "https://app.example.com, origin.example.com:8080, "
+            "tauri://localhost:3000, https://*.example.org", "cors-allow-methods": "GET, POST",
+            "cors-allow-credentials": "false", "cors-max-age": "600", "cors-expose-headers": "X-Total-Count",
+            "cors-allow-headers": "X-A,X-B"}
+    assert run("enable-cors", anns).security["ingressNginxCORS"] == {
+        "allowOrigins": ["https://app.example.com", "tauri://localhost:3000", "https://*.example.org"],
+        "allowMethods": "GET, POST", "allowHeaders": "X-A,X-B", "exposeHeaders": "X-Total-Count",
+        "allowCredentials": False, "maxAge": 600}
+    assert "skipped 'origin.example.com:8080'" in one(run("cors-allow-origin", anns), "cors-allow-origin").detail
+    # Invalid values fall back to the defaults, silently in ingress-nginx; here the finding says so.
+    anns = {"enable-cors": "true", "cors-allow-methods": "GET;DROP", "cors-max-age": "soon",
+            "cors-allow-headers": "X-A\nX-B", "cors-allow-credentials": "maybe"}
+    assert run("enable-cors", anns).security["ingressNginxCORS"] == {"allowOrigins": ["*"]}
+    for key in ("cors-allow-methods", "cors-max-age", "cors-allow-headers", "cors-allow-credentials"):
+        f = one(run(key, anns), key)
+        assert f.status == "exact" and f.detail.startswith("invalid value"), key
+    # An origin list ingress-nginx's validator refuses allows every origin there: so here too.
+    anns = {"enable-cors": "true", "cors-allow-origin": "https://app.example.com/"}
+    assert run("enable-cors", anns).security["ingressNginxCORS"]["allowOrigins"] == ["*"]
+    assert "allowed every origin" in one(run("cors-allow-origin", anns), "cors-allow-origin").detail
+    # No usable origin: CORS never switched on.
+    anns = {"enable-cors": "true", "cors-allow-origin": "origin.example.com"}
+    c = run("enable-cors", anns)
+    assert c.security == {} and one(c, "enable-cors").status == "exact"
+    # Preflights came before the IP lists in ingress-nginx.
+    anns = {"enable-cors": "true", "whitelist-source-range": "10.0.0.0/8"}
+    assert one(run("enable-cors", anns), "enable-cors").status == "converted-with-difference"
 
 
 # --- custom headers, sizes --------------------------------------------------------------------------

@@ -294,6 +294,19 @@ class Concurrency:
 
 
 @dataclass(frozen=True)
+class NginxCors:
+    """ingress-nginx's CORS block: `origins` ("*" alone, or origins with an optional "*." label),
+    header values as written."""
+
+    origins: tuple[str, ...]
+    methods: str
+    headers: str
+    expose: str
+    credentials: bool
+    max_age: int
+
+
+@dataclass(frozen=True)
 class WafExclusion:
     """Rules off (all of the WAF when `rule_ids` is empty), optionally only for some args/headers
     or only on some paths."""
@@ -350,6 +363,7 @@ class Policy:
     max_header_bytes: int | None = None
     rate_limit: RateLimit | None = None
     concurrency: Concurrency | None = None
+    nginx_cors: NginxCors | None = None
     waf: Waf | None = None
 
     def direct_for(self, path: str) -> int | None:

@@ -20,8 +20,15 @@ from pydantic import ValidationError
 
 from wardgate.migrate.contrib import CatalogEntry, Contribution, Handler, Source
 from wardgate.migrate.report import Finding, Status
-from wardgate.model.gatewayapi import HTTPCORSFilter, HTTPHeaderFilter
-from wardgate.model.policies import ConcurrentRequests, IPAccess, RateLimitPolicySpec, RequestLimits, Waf
+from wardgate.model.gatewayapi import HTTPHeaderFilter
+from wardgate.model.policies import (
+    ConcurrentRequests,
+    IngressNginxCORS,
+    IPAccess,
+    RateLimitPolicySpec,
+    RequestLimits,
+    Waf,
+)
 
 # --- findings -------------------------------------------------------------------------------------
 
@@ -389,100 +396,85 @@ CORS_DEFAULT_METHODS = "GET, PUT, POST, DELETE, PATCH, OPTIONS"
 CORS_DEFAULT_HEADERS = ("DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,"
                         "Range,Authorization")
 CORS_DEFAULT_MAX_AGE = 1728000
-# The cors parser's own checks (internal/ingress/annotations/cors); a value failing them falls
-# back to the default, silently.
+# internal/ingress/annotations/cors and parser: the validators (run with spaces removed, refusing
+# CR/LF) and the parser's own checks. A value failing them falls back to the default, silently;
+# an origin list failing its validator allows every origin.
+_CORS_ORIGIN_LIST = re.compile(r"((((([a-z]+://)?(\*\.)?[A-Za-z0-9\-.]*(:\d+)?,?)|null)+)|\*)?")
 _CORS_ORIGIN = re.compile(r"([a-z]+://(\*\.)?[A-Za-z0-9\-.]*(:\d+)?|\*|null)?")
 _CORS_METHODS = re.compile(r"([A-Za-z]+,?\s?)+")
-_CORS_HEADERS = re.compile(r"[A-Za-z0-9\-_, ]*")  # parser.HeadersVariable
+_CORS_HEADERS = re.compile(r"[A-Za-z0-9-_, ]*")  # parser.HeadersVariable
 _CORS_EXPOSE = re.compile(r"(([A-Za-z0-9\-_]+|\*),?\s?)+")
-_WARDGATE_ORIGIN = re.compile(r"https?://(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-                              r"(:[0-9]{1,5})?")
 CORS_KEYS = ("cors-allow-origin", "cors-allow-methods", "cors-allow-headers", "cors-expose-headers",
              "cors-allow-credentials", "cors-max-age")
-# What every conversion differs in: ingress-nginx's CORS block (nginx.tmpl "CORS") against
-# wardgate's Gateway API CORS filter (docs/conformance.md, render/cors.py).
-CORS_DIFFERENCES = (
-    "ingress-nginx sent Allow-Methods, Allow-Headers, Max-Age (and Expose-Headers, Allow-Credentials) on every "
-    "response to an allowed origin, the filter sends the first three on preflights only; ingress-nginx answered "
-    "every OPTIONS request with 204, the filter only preflights (with Access-Control-Request-Method); a preflight "
-    "from another origin went to the backend, the filter answers it 403")
+CORS_FIELDS = {"cors-allow-origin": "allowOrigins", "cors-allow-methods": "allowMethods",
+               "cors-allow-headers": "allowHeaders", "cors-expose-headers": "exposeHeaders",
+               "cors-allow-credentials": "allowCredentials", "cors-max-age": "maxAge"}
 
 
-def cors_config(source: Source) -> tuple[dict[str, Any], list[str]]:
-    """The CORS filter for the Ingress's cors-* annotations, and what differs from ingress-nginx
-    beyond CORS_DIFFERENCES (one note per difference)."""
-    notes: list[str] = []
+def _normalized(value: str) -> str:
+    """parser.normalizeString: every line trimmed."""
+    return "\n".join(line.strip() for line in value.split("\n"))
+
+
+def _cors_valid(pattern: re.Pattern[str], value: str) -> bool:
+    """parser.ValidateRegex(pattern, removeSpace=true) and the parser's own check of the value."""
+    return bool(value) and "\r" not in value and "\n" not in value and bool(
+        pattern.fullmatch(value.replace(" ", ""))) and bool(pattern.fullmatch(value))
+
+
+def cors_config(source: Source) -> tuple[dict[str, Any], dict[str, str]]:
+    """ingressNginxCORS for the Ingress's cors-* annotations, read as ingress-nginx reads them,
+    and for each annotation whose value it did not use, why (keyed by annotation)."""
     a = source.annotations
+    why: dict[str, str] = {}
     origins: list[str] = []
-    raw_origin = a.get("cors-allow-origin")
-    if raw_origin is None or not raw_origin.strip():
+    raw = _normalized(a["cors-allow-origin"]) if "cors-allow-origin" in a else None
+    if raw is None or not raw:
         origins = ["*"]
+        if raw is not None:
+            why["cors-allow-origin"] = "empty, so ingress-nginx allowed every origin ('*')"
+    elif "\n" in raw or not _CORS_ORIGIN_LIST.fullmatch(raw.replace(" ", "")):
+        origins = ["*"]
+        why["cors-allow-origin"] = ("not a list of origins for ingress-nginx's validator, so it allowed every "
+                                    "origin ('*'), and so does the conversion: fix the list")
     else:
-        for o in (s.strip() for s in raw_origin.split(",")):
+        skipped = []
+        for o in (x.strip() for x in raw.split(",")):
             if not o:
                 continue
             if o == "*":
                 origins = ["*"]
                 break
             if not _CORS_ORIGIN.fullmatch(o):
-                notes.append(f"origin {o!r} was skipped by ingress-nginx too (not an origin)")
+                skipped.append(o)
                 continue
-            low = o.lower()
-            if _WARDGATE_ORIGIN.fullmatch(low):
-                origins.append(low)
-            else:
-                notes.append(f"origin {o!r} dropped: the filter takes http(s) origins only")
-            if "*." in o:
-                notes.append(f"{o}: ingress-nginx's '*' stood for one DNS label, the filter's for one or more")
-    if origins == ["*"]:
-        notes.append("allowOrigins '*': ingress-nginx sent 'Access-Control-Allow-Origin: *' on every response, "
-                     "also without an Origin header; the filter echoes the request's Origin, and sends none without")
-    elif origins:
-        notes.append("ingress-nginx's origin regex is anchored at the end only, so a crafted Origin that merely "
-                     "ends with an allowed one ('xhttps://app.example.com') also passed; the filter matches the "
-                     "whole origin, and adds 'Vary: Origin'")
-    else:
-        notes.append("no valid origin is left: ingress-nginx allowed none either")
-
-    methods_raw = a.get("cors-allow-methods", "")
-    if not methods_raw or not _CORS_METHODS.fullmatch(methods_raw):
-        methods_raw = CORS_DEFAULT_METHODS
-    allowed_methods = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
-    methods: list[str] = []
-    for m in (s.strip() for s in methods_raw.split(",")):
-        if not m:
+            origins.append(o)
+        if skipped:
+            why["cors-allow-origin"] = f"ingress-nginx skipped {', '.join(map(repr, skipped))} (not scheme://host)"
+    out: dict[str, Any] = {"allowOrigins": origins}
+    for key, pattern, default in (("cors-allow-methods", _CORS_METHODS, CORS_DEFAULT_METHODS),
+                                  ("cors-allow-headers", _CORS_HEADERS, CORS_DEFAULT_HEADERS),
+                                  ("cors-expose-headers", _CORS_EXPOSE, "")):
+        if key not in a:
             continue
-        if m not in allowed_methods:
-            notes.append(f"method {m!r} dropped from Allow-Methods: the filter takes standard upper-case methods only")
-            continue
-        if m not in methods:
-            methods.append(m)
-
-    headers_raw = a.get("cors-allow-headers", "")
-    if not headers_raw or not _CORS_HEADERS.fullmatch(headers_raw):
-        headers_raw = CORS_DEFAULT_HEADERS
-    allow_headers = [h.strip() for h in headers_raw.split(",") if h.strip()]
-    if ", ".join(allow_headers) != headers_raw:
-        notes.append(f"Allow-Headers is sent as {', '.join(allow_headers)!r} (ingress-nginx: {headers_raw!r}, "
-                     "the same list)")
-
-    expose_raw = a.get("cors-expose-headers", "")
-    expose = [] if not expose_raw or not _CORS_EXPOSE.fullmatch(expose_raw) else [
-        h.strip() for h in expose_raw.split(",") if h.strip()]
-
-    credentials = go_bool(a.get("cors-allow-credentials", "true"))
-    max_age = go_int(a.get("cors-max-age", "")) if "cors-max-age" in a else CORS_DEFAULT_MAX_AGE
-    if max_age is None:
-        max_age = CORS_DEFAULT_MAX_AGE
-    if max_age > 86400 or max_age < 1:
-        notes.append(f"Max-Age {max_age} is outside the filter's 1-86400 s; sent as {min(max(max_age, 1), 86400)} "
-                     "(browsers cap it at 7200 (Chromium) or 86400 (Firefox) anyway)")
-        max_age = min(max(max_age, 1), 86400)
-    cors: dict[str, Any] = {"allowOrigins": origins, "allowMethods": methods, "allowHeaders": allow_headers,
-                            "allowCredentials": credentials is not False, "maxAge": max_age}
-    if expose:
-        cors["exposeHeaders"] = expose
-    return cors, notes
+        value = _normalized(a[key])
+        if _cors_valid(pattern, value):
+            out[CORS_FIELDS[key]] = value
+        else:
+            why[key] = f"invalid, so ingress-nginx used {'its default ' + repr(default) if default else 'none'}"
+    if "cors-allow-credentials" in a:
+        cred = go_bool(a["cors-allow-credentials"])
+        if cred is None:
+            why["cors-allow-credentials"] = "not a boolean, so ingress-nginx used true"
+        else:
+            out["allowCredentials"] = cred
+    if "cors-max-age" in a:
+        age = go_int(a["cors-max-age"])
+        if age is None:
+            why["cors-max-age"] = f"not an integer, so ingress-nginx used {CORS_DEFAULT_MAX_AGE}"
+        else:
+            out["maxAge"] = age
+    return out, why
 
 
 def enable_cors_handler(key: str, value: str, source: Source) -> Contribution:
@@ -490,46 +482,32 @@ def enable_cors_handler(key: str, value: str, source: Source) -> Contribution:
     if not enabled:
         what = invalid(value, "not a boolean") + ", so ingress-nginx left CORS off" if enabled is None else "CORS off"
         return only(source, key, "exact", what + "; the cors-* annotations have no effect")
-    cors, notes = cors_config(source)
+    cors, _ = cors_config(source)
     if not cors["allowOrigins"]:
-        return only(source, key, "not-converted", "no valid origin in cors-allow-origin; ingress-nginx sent no CORS "
-                    "headers, and neither does the migrated route")
-    problem = valid(HTTPCORSFilter, cors)
+        return only(source, key, "exact", "no usable origin in cors-allow-origin: ingress-nginx never sent CORS "
+                    "headers or answered preflights, and neither does the migrated route")
+    problem = valid(IngressNginxCORS, cors)
     if problem:
-        return only(source, key, "not-converted", f"wardgate's CORS filter refuses this configuration ({problem})")
+        return only(source, key, "not-converted", f"wardgate's ingressNginxCORS refuses these values ({problem})")
+    detail = ("SecurityPolicy ingressNginxCORS: ingress-nginx's CORS as it behaved (every response to an allowed "
+              "origin gets the headers, every OPTIONS from one gets 204, origins matched at the end only)")
+    status: Status = "exact"
     if any(source.annotations.get(k) for k in ("allowlist-source-range", "whitelist-source-range",
                                                  "denylist-source-range")) or any(
             source.config.get(k, "").strip() for k in ("whitelist-source-range", "denylist-source-range")):
-        notes.append("ingress-nginx answered preflights before its IP allow/deny lists (rewrite phase before "
-                     "access phase); wardgate refuses a client IP first (403)")
-    return Contribution(filters=[{"type": "CORS", "cors": cors}], findings=[finding(
-        source, key, "converted-with-difference",
-        "HTTPRoute CORS filter; " + CORS_DIFFERENCES + ("; " + "; ".join(notes) if notes else ""))])
+        status = "converted-with-difference"
+        detail += ("; ingress-nginx answered preflights before its IP allow/deny lists (rewrite phase before "
+                   "access phase), wardgate refuses a client IP first (403)")
+    return Contribution(security={"ingressNginxCORS": cors}, findings=[finding(source, key, status, detail)])
 
 
 def cors_option_handler(key: str, value: str, source: Source) -> Contribution:
     if not go_bool(source.annotations.get("enable-cors", "")):
         return only(source, key, "exact", "no effect without enable-cors: \"true\", as in ingress-nginx")
-    cors, _ = cors_config(source)
-    field = {"cors-allow-origin": "allowOrigins", "cors-allow-methods": "allowMethods",
-             "cors-allow-headers": "allowHeaders", "cors-expose-headers": "exposeHeaders",
-             "cors-allow-credentials": "allowCredentials", "cors-max-age": "maxAge"}[key]
-    fallback = {
-        "cors-allow-methods": (_CORS_METHODS, "the default methods"),
-        "cors-allow-headers": (_CORS_HEADERS, "the default headers"),
-        "cors-expose-headers": (_CORS_EXPOSE, "no Expose-Headers"),
-    }
-    if key in fallback and not fallback[key][0].fullmatch(value):
-        return only(source, key, "exact", invalid(value, "the parser's check")
-                    + f", so ingress-nginx used {fallback[key][1]}, as the filter does")
-    if key == "cors-allow-credentials" and go_bool(value) is None:
-        return only(source, key, "exact", invalid(value, "not a boolean") + ": ingress-nginx used true, as the "
-                    "filter does")
-    if key == "cors-max-age" and go_int(value) is None:
-        return only(source, key, "exact", invalid(value, "not an integer")
-                    + f": ingress-nginx used {CORS_DEFAULT_MAX_AGE}; see enable-cors")
-    return only(source, key, "converted-with-difference",
-                f"CORS filter {field}: {cors.get(field, [])!r}; differences under enable-cors")
+    cors, why = cors_config(source)
+    if key in why:
+        return only(source, key, "exact", invalid(value, why[key]))
+    return only(source, key, "exact", f"ingressNginxCORS {CORS_FIELDS[key]}: {cors.get(CORS_FIELDS[key])!r}")
 
 
 # --- headers, sizes ------------------------------------------------------------------------------
@@ -741,7 +719,7 @@ def _entry(becomes: str, handler: Handler) -> CatalogEntry:
     return CatalogEntry(becomes=becomes, handler=handler)
 
 
-_CORS_OPTION = "part of the CORS filter (see enable-cors)"
+_CORS_OPTION = "part of ingressNginxCORS (see enable-cors)"
 
 CATALOG: dict[str, CatalogEntry] = {
     "limit-rps": _entry("RateLimitPolicy requests/Second, burst = rate x limit-burst-multiplier, status "
@@ -758,8 +736,8 @@ CATALOG: dict[str, CatalogEntry] = {
     "allowlist-source-range": _entry("SecurityPolicy ipAccess.allow; 403 for others", source_range_handler),
     "denylist-source-range": _entry("SecurityPolicy ipAccess.deny; checked before the allow list",
                                     source_range_handler),
-    "enable-cors": _entry("HTTPRoute CORS filter, with differences (headers on preflights only, 403 for other "
-                          "origins' preflights, whole-origin match)", enable_cors_handler),
+    "enable-cors": _entry("SecurityPolicy ingressNginxCORS (ingress-nginx's CORS, as it behaved)",
+                          enable_cors_handler),
     **{k: _entry(_CORS_OPTION, cors_option_handler) for k in CORS_KEYS},
     "custom-headers": _entry("ResponseHeaderModifier set, from the named ConfigMap", custom_headers_handler),
     "proxy-body-size": _entry("SecurityPolicy requestLimits.maxBodySize", body_size_handler),

@@ -22,6 +22,7 @@ from wardgate.render import (
     ipaccess,
     lua,
     methods,
+    nginx_cors,
     ratelimit,
     requestlimits,
     waf,
@@ -53,13 +54,16 @@ def server_checks(tables: Tables, plan: Plan, p: ir.Policy) -> list[Directive]:
 
 
 def checks(tables: Tables, p: ir.Policy | None, hoisted: bool, allowlist_check: bool = True) -> list[Directive]:
-    """Rewrite-phase checks 2-4 at a place, in order, without those the server runs. Direct
-    responses skip the URL allowlist: their paths are the policy's own."""
+    """Rewrite-phase checks 2-4 at a place, in order, without those the server runs, and
+    ingress-nginx's CORS after ipAccess. Direct responses skip the URL allowlist (their paths are
+    the policy's own) and that CORS (ingress-nginx's snippet locations had none)."""
     if p is None:
         return []
     out: list[Directive] = []
     if not hoisted and (p.ip_allow or p.ip_deny):
         out.append(ipaccess.check(tables, p))
+    if p.nginx_cors is not None and allowlist_check:
+        out += nginx_cors.directives(tables, p.nginx_cors, p.id)
     if not hoisted and p.allowed_methods:
         out.append(methods.check(tables, p.allowed_methods, p.id))
     if p.allowlist and allowlist_check:

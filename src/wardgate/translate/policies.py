@@ -517,6 +517,10 @@ class PolicyResolver:
                 out = replace(out, concurrency=ir.Concurrency(
                     "c" + hashlib.sha256(ident.encode()).hexdigest()[:12], cr.limit, cr.status,
                     tuple(cr.exempt_cidrs)))
+            if s.ingress_nginx_cors is not None:
+                c = s.ingress_nginx_cors
+                out = replace(out, nginx_cors=ir.NginxCors(tuple(c.allow_origins), c.allow_methods, c.allow_headers,
+                                                           c.expose_headers, c.allow_credentials, c.max_age))
             if s.waf is not None:
                 w = s.waf
                 out = replace(out, waf=ir.Waf(w.mode, w.paranoia_level, w.anomaly_threshold, tuple(
