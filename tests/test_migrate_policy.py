@@ -19,6 +19,8 @@ from wardgate.migrate import ann_policy, catalog, configmap
 from wardgate.migrate.ann_policy import DENIED, REJECTED, go_bool, go_cidrs, go_int, nginx_size
 from wardgate.migrate.contrib import Contribution, Source
 from wardgate.migrate.report import STATUSES, Finding
+from wardgate.model import parse
+from wardgate.sources.files import load_text
 
 Backends = Callable[..., Backend]
 OBJ = "Ingress shop/web"
@@ -372,12 +374,25 @@ def test_handlers_never_raise(annotations: dict[str, str], config: dict[str, str
         c = entry.handler(key, value, source)
         assert [f.item for f in c.findings if f.item == key] == [key]
         assert all(f.status in STATUSES and f.obj == OBJ for f in c.findings)
+        # What it writes is a policy wardgate accepts (and the policy fuzzers show that what
+        # wardgate accepts reaches nginx only quoted).
+        docs = [policy(kind, "p", spec) for kind, spec in (("SecurityPolicy", c.security),
+                                                           ("RateLimitPolicy", c.rate_limit)) if spec]
+        if c.filters:
+            docs.append(yaml.safe_dump({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                                        "metadata": {"name": "app", "namespace": "default"},
+                                        "spec": {"rules": [{"filters": c.filters}]}}))
+        if docs:
+            parse(load_text("---\n".join(docs), "fuzz.yaml"))
 
 
 @settings(max_examples=examples(300), deadline=None)
 @given(data=st.dictionaries(st.sampled_from([*sorted(configmap.KEYS), "nope"]), VALUES, max_size=6))
 def test_configmap_never_raises(data: dict[str, str]) -> None:
-    cm(data, {"a/b": {"X-A": "1"}})
+    c = cm(data, {"a/b": {"X-A": "1"}})
+    docs = [policy(kind, "p", spec, target="Gateway") for kind, spec in (
+        ("SecurityPolicy", c.security), ("ClientTrafficPolicy", c.client_traffic)) if spec]
+    parse(load_text("---\n".join(docs), "fuzz.yaml"))  # Gateway-level policies wardgate accepts
 
 
 # --- on real nginx ------------------------------------------------------------------------------------
