@@ -462,3 +462,187 @@ def test_ssl_passthrough_and_grpc_routes() -> None:
     assert next(f for f in report["findings"] if f["item"] == "backend-protocol")["status"] == \
         "converted-with-difference"
     assert pipeline_problems(objects) == []
+
+
+def test_extra_rules_from_a_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules a source adds (mig-snip's Contribution.rules): a gateway-answered one on every listener
+    with its own policy, only the host's first server-level one, and a copy of the covering rule."""
+    from types import SimpleNamespace
+
+    from wardgate.migrate import catalog
+    from wardgate.migrate.contrib import CatalogEntry, Contribution
+
+    def handler(key: str, value: str, source: Any) -> Contribution:
+        c = Contribution()
+        if key == "server-snippet":
+            rule = SimpleNamespace(matches=[{"path": {"type": "Exact", "value": f"/{value}.txt"}}], filters=[],
+                                   security={"directResponses": [{"path": f"/{value}.txt", "body": value}]},
+                                   backend="none", within_ingress_paths=False)
+        else:
+            rule = SimpleNamespace(matches=[{"path": {"type": "Exact", "value": "/old"}}],
+                                   filters=[{"type": "URLRewrite", "urlRewrite": {"path": {
+                                       "type": "ReplaceFullPath", "replaceFullPath": "/new"}}}],
+                                   security={}, backend="ingress", within_ingress_paths=True)
+        c.rules = [rule]  # type: ignore[attr-defined]
+        return c
+
+    real = catalog.lookup
+    monkeypatch.setattr(catalog, "lookup", lambda key: CatalogEntry("test", handler)
+                        if key in ("server-snippet", "configuration-snippet") else real(key))
+    tls = [{"hosts": ["app.example.com"], "secretName": "app-cert"}]
+    first = ingress("z-first", paths=[("/", "Prefix", "web", 80)], tls=tls, annotations={
+        "nginx.ingress.kubernetes.io/server-snippet": "security",
+        "nginx.ingress.kubernetes.io/configuration-snippet": "x",
+        "nginx.ingress.kubernetes.io/upstream-vhost": "web.internal"})
+    second = ingress("a-second", paths=[("/api", "Prefix", "api", 80)], annotations={
+        "nginx.ingress.kubernetes.io/server-snippet": "robots"})
+    objects, report = run(NGINX_CLASS, first, second)
+    https = named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"]
+    plain = named(objects, "HTTPRoute", "app.example.com-http")["spec"]["rules"]
+    answered = next(r for r in https if r["matches"][0]["path"]["value"] == "/security.txt")
+    assert "backendRefs" not in answered and "filters" not in answered
+    assert next(r for r in plain if r["matches"][0]["path"]["value"] == "/security.txt") == answered
+    assert not any(r["matches"][0]["path"]["value"] == "/robots.txt" for r in https)
+    assert any(f["object"] == "Ingress default/a-second" and f["item"] == "server-snippet" and
+               "one server-snippet per host" in f["detail"] for f in report["findings"])
+    copy = next(r for r in https if r["matches"][0]["path"]["value"] == "/old")
+    assert copy["backendRefs"] == [{"name": "web", "port": 80}]
+    assert [f["type"] for f in copy["filters"]] == ["URLRewrite"]
+    assert copy["filters"][0]["urlRewrite"] == {"hostname": "web.internal",
+                                                "path": {"type": "ReplaceFullPath", "replaceFullPath": "/new"}}
+    # the answered rule's own policy, on both listeners' routes; the Ingress's policies don't target it
+    targets = sorted((t["name"], t["sectionName"]) for o in of(objects, "SecurityPolicy")
+                     if o["spec"].get("directResponses") for t in o["spec"]["targetRefs"])
+    assert targets == [("app.example.com", answered["name"]), ("app.example.com-http", answered["name"])]
+    assert pipeline_problems(objects) == []
+
+
+def test_default_certificate_serves_every_host_on_https() -> None:
+    deployment = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ctl, namespace: ingress-nginx}
+spec:
+  template:
+    spec:
+      containers:
+        - name: controller
+          args: [/nginx-ingress-controller, --default-ssl-certificate=certs/wildcard]
+"""
+    tls = [{"hosts": ["own.example.com"], "secretName": "own-cert"}]
+    objects, _ = run(NGINX_CLASS, deployment, ingress("plain"), ingress("own", "own.example.com", tls=tls),
+                     ingress("catch", host=None, default_backend=("fallback", 80)))
+    listeners = named(objects, "Gateway", "nginx")["spec"]["listeners"]
+    assert listeners[1] == {"name": "https", "protocol": "HTTPS", "port": 443,
+                            "tls": {"certificateRefs": [{"name": "wildcard", "namespace": "certs"}]},
+                            "allowedRoutes": {"namespaces": {"from": "All"}}}
+    sections = {r["metadata"]["name"]: [p["sectionName"] for p in r["spec"]["parentRefs"]]
+                for r in of(objects, "HTTPRoute")}
+    # hosts beside the catch-all route get their own listeners on both ports (isolation)
+    assert sections == {"app.example.com": ["http-app-example-com", "https-app-example-com"],
+                        "catch-all": ["http", "https"],
+                        "own.example.com": ["https-own-example-com"],
+                        "own.example.com-http": ["http-own-example-com"]}
+    grants = {(g["metadata"]["namespace"], t["name"]) for g in of(objects, "ReferenceGrant") for t in g["spec"]["to"]}
+    assert grants == {("certs", "wildcard"), ("default", "own-cert")}
+    # the option wins over the Deployment's flag
+    objects, _ = run(NGINX_CLASS, deployment, ingress("plain"),
+                     options=MigrateOptions(default_certificate=("ingress-nginx", "fake")))
+    assert named(objects, "Gateway", "nginx")["spec"]["listeners"][1]["tls"] == {
+        "certificateRefs": [{"name": "fake"}]}
+
+
+def test_redirect_with_an_nginx_variable_leaves_the_ingress_out() -> None:
+    objects, report = run(NGINX_CLASS, ingress("moved", "moved.example.com", annotations={
+        "nginx.ingress.kubernetes.io/permanent-redirect": "https://new.example.com$request_uri"}),
+        ingress("ok", "ok.example.com"))
+    assert [r["spec"]["hostnames"] for r in of(objects, "HTTPRoute")] == [["ok.example.com"]]
+    found = {(f["item"], f["status"]) for f in report["findings"] if f["object"] == "Ingress default/moved"}
+    assert found == {("permanent-redirect", "exact"), ("(ingress)", "exact")}
+
+
+def test_hostless_rules_and_catch_all_default_backend_share_the_any_host_route() -> None:
+    objects, _ = run(NGINX_CLASS, ingress("z-rules", host=None, paths=[("/api", "Prefix", "api", 80)]),
+                     ingress("a-catch", host=None, default_backend=("fallback", 80)))
+    rules = named(objects, "HTTPRoute", "catch-all")["spec"]["rules"]
+    assert [(r["matches"][0]["path"]["value"], r["backendRefs"][0]["name"]) for r in rules] == [
+        ("/api", "api"), ("/", "fallback")]
+
+
+def test_undefined_paths_get_the_first_ingress_policies_on_a_real_gateway(
+        gateway: Gateway, backends: Callable[..., Backend], monkeypatch: pytest.MonkeyPatch) -> None:
+    """ingress-nginx's 404 for a host's undefined paths comes from its `location /`, which carries
+    the host's first Ingress's annotations: an allowlist refuses there too, headers are added."""
+    from wardgate.migrate import catalog
+    from wardgate.migrate.contrib import CatalogEntry, Contribution
+
+    def handler(key: str, value: str, source: Any) -> Contribution:
+        if key == "test-allow":
+            return Contribution(security={"ipAccess": {"allow": [value]}})
+        return Contribution(filters=[{"type": "ResponseHeaderModifier",
+                                      "responseHeaderModifier": {"set": [{"name": "X-Robots-Tag", "value": value}]}}])
+
+    real = catalog.lookup
+    monkeypatch.setattr(catalog, "lookup", lambda key: CatalogEntry("test", handler)
+                        if key in ("test-allow", "test-header") else real(key))
+    web = backends("web")
+    source = "---\n".join([
+        NGINX_CLASS,
+        ingress("closed", "closed.example.com", paths=[("/app", "Prefix", "web", 80)],
+                annotations={"nginx.ingress.kubernetes.io/test-allow": "10.0.0.0/8"}),
+        ingress("open", "open.example.com", paths=[("/app", "Prefix", "web", 80)],
+                annotations={"nginx.ingress.kubernetes.io/test-allow": "127.0.0.0/8",
+                             "nginx.ingress.kubernetes.io/test-header": "noindex"}),
+    ])
+    result = migrate(load_text(source, "ingresses.yaml"))
+    gateway.write("migrated.yaml", dump(result.objects[1:]))
+    gateway.write("world.yaml", web.manifests())
+    gateway.reconcile()
+    addr = gateway.address("ingress-nginx/nginx")
+    assert request(f"http://{addr}/app", host="closed.example.com").status == 403
+    assert request(f"http://{addr}/elsewhere", host="closed.example.com").status == 403
+    r = request(f"http://{addr}/app", host="open.example.com")
+    assert (r.status, r.headers.get("x-robots-tag")) == (200, "noindex")
+    r = request(f"http://{addr}/elsewhere", host="open.example.com")
+    assert (r.status, r.headers.get("x-robots-tag")) == (404, "noindex")
+    assert request(f"http://{addr}/elsewhere", host="unknown.example.com").status == 404
+
+
+def _one_path(path: str = "/", ptype: str = "Prefix", backend: str = "{service: {name: a, port: {number: 80}}}",
+              host: str = "a.example.com") -> str:
+    entry = f"{{path: {path}, pathType: {ptype}, backend: {backend}}}"
+    return f"{{rules: [{{host: '{host}', http: {{paths: [{entry}]}}}}]}}"
+
+
+@pytest.mark.parametrize("spec", [
+    _one_path(host="A.EXAMPLE.COM"),
+    _one_path(backend="{service: {name: a, port: {number: '80'}}}"),
+    _one_path(backend="{service: {name: a, port: {number: 70000}}}"),
+    _one_path(backend="{resource: {kind: X, name: y}}"),
+    _one_path(path="rel"),
+    _one_path(path='"/\\x01"'),
+    "{rules: [{host: 'a.example.com', http: {paths: [null, 7, {pathType: Exact}]}}]}",
+    "{rules: 'all of them'}",
+    "{rules: [{host: ['x']}]}",
+    "{tls: [{hosts: 'a.example.com', secretName: 7}], rules: []}",
+    "{defaultBackend: {service: {name: 'Bad_Name', port: {number: 80}}}}",
+    "{ingressClassName: 7}",
+    "[1, 2, 3]",
+])
+def test_malformed_ingresses_are_findings_never_crashes(spec: str) -> None:
+    doc = ("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: bad, namespace: default}\n"
+           f"spec: {spec}\n")
+    objects, report = run(NGINX_CLASS, doc, ingress("good", "good.example.com"))
+    bad = [f for f in report["findings"] if f["object"] == "Ingress default/bad"]
+    assert bad and all(f["status"] in ("not-converted", "exact") and f["item"] for f in bad), bad
+    assert any(r["spec"]["hostnames"] == ["good.example.com"] for r in of(objects, "HTTPRoute"))
+    assert pipeline_problems(objects) == []
+
+
+@pytest.mark.parametrize("meta", ["{name: Bad_Name}", "{name: ok, namespace: 'a/b'}", "{name: ok, annotations: [x]}",
+                                  "{name: ok, annotations: {nginx.ingress.kubernetes.io/ssl-redirect: true}}", "7"])
+def test_malformed_metadata_is_a_finding(meta: str) -> None:
+    doc = f"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {meta}\nspec: {{}}\n"
+    objects, report = run(NGINX_CLASS, doc, ingress("good", "good.example.com"))
+    assert any(f["status"] == "not-converted" and f["file"] == "input.yaml[doc 1]" for f in report["findings"])
+    assert len(of(objects, "HTTPRoute")) == 1

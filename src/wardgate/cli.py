@@ -186,6 +186,9 @@ def migrate_cmd(
     gateway_class: Annotated[str, typer.Option(help="gatewayClassName of the Gateways.")] = "wardgate",
     configmap: Annotated[list[str] | None, typer.Option(
         "--configmap", metavar="CLASS=NS/NAME", help="This class's controller ConfigMap (repeatable).")] = None,
+    default_certificate: Annotated[str | None, typer.Option(
+        "--default-certificate", metavar="NS/NAME",
+        help="The TLS Secret for hosts without their own (ingress-nginx's --default-ssl-certificate).")] = None,
     max_file_size: MaxFileSize = MAX_FILE_BYTES,
 ) -> None:
     """Convert ingress-nginx Ingresses to Gateway API resources and wardgate policies (docs/migration.md)."""
@@ -199,6 +202,12 @@ def migrate_cmd(
     try:
         gws = parse_mapping(gateway or [], "--gateway")
         cms = parse_mapping(configmap or [], "--configmap")
+        cert = None
+        if default_certificate is not None:
+            cert_ns, slash, cert_name = default_certificate.partition("/")
+            if not slash or not cert_ns or not cert_name:
+                raise ValueError(f"--default-certificate {default_certificate!r}: expected NAMESPACE/NAME")
+            cert = (cert_ns, cert_name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     try:
@@ -214,7 +223,7 @@ def migrate_cmd(
     except InputError as exc:
         _fail_input(exc)
         return
-    result = migrate(objects, MigrateOptions(tuple(gws), tuple(cms), gateway_class))
+    result = migrate(objects, MigrateOptions(tuple(gws), tuple(cms), gateway_class, cert))
     text = to_json(result.report) if report == "json" else to_table(result.report)
     if out is None:
         sys.stdout.write(result.yaml())

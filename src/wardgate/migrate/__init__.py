@@ -12,6 +12,7 @@ Gateway API / wardgate objects that the model validates; the normal pipeline the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from wardgate.migrate.convert import MigrateOptions, convert
 from wardgate.migrate.ingress import read_inputs
 from wardgate.migrate.output import by_namespace, dump, ordered
 from wardgate.migrate.render_report import Report, to_json, to_table
+from wardgate.perf import no_gc_pauses
 from wardgate.sources.files import RawObject
 
 
@@ -35,6 +37,7 @@ class MigrationResult:
     def yaml(self) -> str:
         return dump(self.objects)
 
+    @no_gc_pauses
     def files(self) -> dict[str, str]:
         """What `-o DIR` writes: one YAML file per namespace plus report.txt and report.json."""
         out = {f"{ns}.yaml": dump(objs) for ns, objs in self.by_namespace().items()}
@@ -43,11 +46,14 @@ class MigrationResult:
         return out
 
 
+@no_gc_pauses
 def migrate(objects: Iterable[RawObject], options: MigrateOptions | None = None) -> MigrationResult:
     """Convert the Ingresses among `objects` (with their IngressClasses, Services, Secrets,
     ConfigMaps and controller Deployments). Never raises on bad input: problems are findings."""
     conv = convert(read_inputs(objects), options or MigrateOptions())
-    return MigrationResult(ordered(conv.objects), Report(conv.findings, conv.classes))
+    # Rules and routes share pieces while they are built: hand out plain, unshared data (a YAML
+    # dumper would otherwise write anchors).
+    return MigrationResult(json.loads(json.dumps(ordered(conv.objects))), Report(conv.findings, conv.classes))
 
 
 __all__ = ["MigrateOptions", "MigrationResult", "Report", "migrate"]

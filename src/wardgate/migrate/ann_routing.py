@@ -127,6 +127,15 @@ class Routing:
     from_to_www: bool = False
     backend_protocol: str = "HTTP"  # upper case: HTTP, HTTPS, GRPC, GRPCS, AUTO_HTTP, FCGI
     ssl_passthrough: bool = False
+    # preserve-trailing-slash: ingress-nginx's https redirect then keeps a final '/', as
+    # RequestRedirect always does (by default it strips one)
+    preserve_trailing_slash: bool = False
+
+    def redirect_difference(self) -> str:
+        """What the https redirect does differently from ingress-nginx's ("" when nothing)."""
+        if self.preserve_trailing_slash:
+            return ""
+        return "the Location keeps the request's final '/' (ingress-nginx strips one unless preserve-trailing-slash)"
 
     def ssl_redirect_for(self, host_has_tls: bool) -> bool:
         """Whether plain HTTP requests to this Ingress's paths redirect to HTTPS."""
@@ -158,7 +167,7 @@ def routing(source: Source) -> Routing:
     if protocol not in BACKEND_PROTOCOLS:
         protocol = "HTTP"  # ingress-nginx ignores an invalid value
     return Routing(ssl, force, redirect_code(config), canary, app_root, _bool_or(anns, "from-to-www-redirect", False),
-                   protocol, _bool_or(anns, "ssl-passthrough", False))
+                   protocol, _bool_or(anns, "ssl-passthrough", False), _bool_or(anns, "preserve-trailing-slash", False))
 
 
 def _valid_app_root(value: str) -> bool:
@@ -190,9 +199,10 @@ def _ssl_redirect(key: str, value: str, source: Source) -> Contribution:
     if not on:
         return _one(source, key, "exact", "no redirect (the default)")
     where = "for every request" if key == "force-ssl-redirect" else "when the host has TLS"
-    return _one(source, key, "converted-with-difference",
-                f"HTTP listener route with RequestRedirect scheme https, {code} {where}; the Location keeps "
-                "the request's final '/' (ingress-nginx strips one)")
+    difference = routing(source).redirect_difference()
+    return _one(source, key, "converted-with-difference" if difference else "exact",
+                f"HTTP listener route with RequestRedirect scheme https, {code} {where}"
+                + (f"; {difference}" if difference else ""))
 
 
 def _bool_only(meaning: str) -> Any:
@@ -241,11 +251,38 @@ def _redirect_url(value: str, key: str) -> dict[str, Any]:
     return rd
 
 
+def compat_available() -> bool:
+    """Whether this wardgate has IngressNginxCompat (nginx's `return` for redirects, exactly)."""
+    from wardgate.model import KINDS
+
+    return ("policy.wardgate.io", "IngressNginxCompat") in KINDS
+
+
+def redirect_filter(location: str, code: int, *, path_only: bool = False) -> dict[str, Any]:
+    """nginx's `return <code> <location>`: through IngressNginxCompat when it exists (the Location
+    exactly, no query string added), else a Gateway API RequestRedirect (which keeps the path's
+    form and adds the query string)."""
+    if compat_available():
+        return {"type": "ExtensionRef", "_compat": {"redirect": {"location": location, "statusCode": code}}}
+    if path_only:
+        return {"type": "RequestRedirect", "requestRedirect": {
+            "path": {"type": "ReplaceFullPath", "replaceFullPath": location}, "statusCode": code}}
+    return {"type": "RequestRedirect", "requestRedirect": {**_redirect_url(location, "redirect"), "statusCode": code}}
+
+
+class IngressRejected(ValueError):
+    """The value fails ingress-nginx's annotation validation: the admission webhook refuses the
+    Ingress, and without it the controller ignores the whole Ingress."""
+
+
 def _redirect(key: str, value: str, source: Source) -> Contribution:
     anns = source.annotations
     temporal = key == "temporal-redirect"
     if not temporal and anns.get("temporal-redirect"):
         return _one(source, key, "exact", "temporal-redirect wins over permanent-redirect, as in ingress-nginx")
+    if "$" in value:
+        raise IngressRejected(f"{key}: {value!r} contains an nginx variable, which ingress-nginx's annotation "
+                              "validation refuses: the Ingress is not served")
     rd = _redirect_url(value, key)
     code_key = f"{key}-code"
     code = 302 if temporal else 301
@@ -261,6 +298,12 @@ def _redirect(key: str, value: str, source: Source) -> Contribution:
         notes.append(f"status {code} is not one Gateway API redirects with; {301 if code < 303 else 308} instead")
         code = 301 if code < 303 else 308
     rd["statusCode"] = code
+    if compat_available():
+        status: Status = "converted-with-difference" if notes else "exact"
+        return Contribution(filters=[redirect_filter(value, code)], findings=[
+            Finding(source.file, source.obj, key, status,
+                    "; ".join([f"IngressNginxCompat redirect to {value} ({code}) on every path of the Ingress, "
+                               "the Location exactly as ingress-nginx sends it", *notes]), source.ingress_class)])
     u = urlsplit(value)
     if not u.path:
         notes.append("the Location ends in '/' (the URL has no path)")
@@ -276,6 +319,9 @@ def _redirect(key: str, value: str, source: Source) -> Contribution:
 def _app_root(key: str, value: str, source: Source) -> Contribution:
     if not _valid_app_root(value):
         raise ValueError(f"{key}: {value!r} must be a path starting with '/' (no spaces or variables)")
+    if compat_available():
+        return _one(source, key, "exact", "Exact '/' rule with an IngressNginxCompat redirect (302) to "
+                    "$scheme://$http_host" + value + ", as ingress-nginx's server-level `return`")
     return _one(source, key, "converted-with-difference",
                 "Exact '/' rule with RequestRedirect 302 ReplaceFullPath; the Location drops the Host header's "
                 "port and keeps the query string (ingress-nginx: $http_host, no query)")
@@ -370,6 +416,21 @@ def _service_upstream(key: str, value: str, source: Source) -> Contribution:
                 "changes follow the gateway rather than kube-proxy")
 
 
+def _preserve_trailing_slash(key: str, value: str, source: Source) -> Contribution:
+    if parse_bool(value, key):
+        return _one(source, key, "exact", "the https redirect keeps the request's final '/', as wardgate's does")
+    return _one(source, key, "exact", "the default: see ssl-redirect for the final '/'")
+
+
+def _default_backend(key: str, value: str, source: Source) -> Contribution:
+    if source.annotations.get("custom-http-errors"):
+        return _one(source, key, "exact", "converted with custom-http-errors (the error pages' backend)")
+    return _one(source, key, "not-converted",
+                f"ingress-nginx sent requests to Service {value} when the backend had no ready endpoints (with "
+                "X-Code: 503); wardgate answers 503 itself (no fallback backend): keep the Service's endpoints "
+                "ready, or serve an error page with custom-http-errors")
+
+
 CATALOG: dict[str, CatalogEntry] = {
     "ssl-redirect": CatalogEntry("HTTP listener route with RequestRedirect to https (308) when the host has TLS",
                                  _ssl_redirect),
@@ -397,6 +458,10 @@ CATALOG: dict[str, CatalogEntry] = {
     "backend-protocol": CatalogEntry("GRPC: GRPCRoute; HTTPS/GRPCS need a BackendTLSPolicy (verified TLS)",
                                      _backend_protocol),
     "ssl-passthrough": CatalogEntry("TLSRoute on a Passthrough listener", _ssl_passthrough),
+    "preserve-trailing-slash": CatalogEntry("the https redirect keeps the request's final '/'",
+                                            _preserve_trailing_slash),
+    "default-backend": CatalogEntry("(with custom-http-errors) the error pages' backend; alone not converted",
+                                    _default_backend),
     "service-upstream": CatalogEntry("backendRefs to the Service (the gateway balances over its endpoints)",
                                      _service_upstream),
 }

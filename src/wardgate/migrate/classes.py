@@ -44,6 +44,9 @@ class ClassInfo:
     config_found: bool
     gateways: tuple[GatewayRef, ...]
     gateways_how: str
+    # ingress-nginx's --default-ssl-certificate (or --default-certificate): the certificate of
+    # hosts without their own, on an HTTPS listener without hostname
+    default_certificate: tuple[str, str] | None = None
 
 
 @dataclass
@@ -86,7 +89,8 @@ def _helm_configmap(controller: str) -> tuple[str, str] | None:
 
 
 def plan_classes(inputs: Inputs, used: Sequence[str], *, gateway_opts: Sequence[tuple[str, str, str]],
-                 configmap_opts: Sequence[tuple[str, str, str]]) -> ClassPlan:
+                 configmap_opts: Sequence[tuple[str, str, str]],
+                 default_certificate: tuple[str, str] | None = None) -> ClassPlan:
     """ClassInfo for every class in `used` (the classes Ingresses name), with the report's
     findings for the choices that need a word."""
     plan = ClassPlan()
@@ -130,8 +134,9 @@ def plan_classes(inputs: Inputs, used: Sequence[str], *, gateway_opts: Sequence[
             ns = ctl.namespace if ctl is not None else (cm[0] if cm else "default")
             gws = (GatewayRef(ns, name),)
             gw_how = "default: Gateway named after the class in the controller's namespace"
+        cert = default_certificate or (ctl.default_certificate if ctl is not None else None)
         plan.classes[name] = ClassInfo(name, controller, cm, how, dict(data.data) if data else {},
-                                       data is not None, gws, gw_how)
+                                       data is not None, gws, gw_how, cert)
     return plan
 
 

@@ -15,7 +15,10 @@ The shape of the output, following ingress-nginx's model of one nginx `server` p
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import importlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +46,8 @@ CONTROLLER_NAME = "wardgate.io/gateway-controller"
 MAX_RULES = 16  # HTTPRoute spec.rules maxItems
 MAX_TARGETS = 16  # policy targetRefs maxItems
 MAX_LISTENERS = 64  # Gateway spec.listeners maxItems
+POLICY_GROUP = "policy.wardgate.io"
+COMPAT_KIND = "IngressNginxCompat"
 GRPC_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror")
 _GRPC_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*")
 
@@ -54,6 +59,10 @@ class MigrateOptions:
     # (class, namespace, name) from `--configmap CLASS=NS/NAME`.
     configmaps: tuple[tuple[str, str, str], ...] = ()
     gateway_class: str = "wardgate"
+    # (namespace, name) of the Secret ingress-nginx served hosts without their own certificate
+    # with (`--default-certificate`, its --default-ssl-certificate): an HTTPS listener without
+    # hostname then serves every host on 443, as ingress-nginx did.
+    default_certificate: tuple[str, str] | None = None
 
 
 @dataclass
@@ -143,6 +152,9 @@ class IngressPlan:
     routing: Routing
     contrib: Contribution = field(default_factory=Contribution)
     owners: dict[str, str] = field(default_factory=dict)
+    # (annotation, ExtraRule): rules a source adds beside the Ingress's paths (Contribution.rules)
+    extra_rules: list[tuple[str, Any]] = field(default_factory=list)
+    ignored: str = ""  # why ingress-nginx never serves this Ingress (Contribution.ignore_ingress)
 
 
 def _conflict_findings(ing: Ingress, key: str, conflicts: list[tuple[str, str]], cls: str) -> list[Finding]:
@@ -173,6 +185,9 @@ def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str]) -> tuple[I
         findings.append(Finding(ing.file, ing.ref, "(routing)", "not-converted", str(exc), cls.name))
         routing = Routing()
     plan = IngressPlan(ing, cls, routing)
+    admission = getattr(_configmap_module(), "admission", None)
+    if admission is not None:  # mig-annot's: annotations above the risk level, blocked words
+        plan.ignored = str(admission(anns, config) or "")
     canary = routing.canary is not None
     for key in sorted(anns):
         value = anns[key]
@@ -199,6 +214,10 @@ def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str]) -> tuple[I
             continue
         try:
             c = entry.handler(key, value, source)
+        except ann_routing.IngressRejected as exc:
+            findings.append(Finding(ing.file, ing.ref, key, "exact", str(exc), cls.name))
+            plan.ignored = plan.ignored or f"{key} fails ingress-nginx's annotation validation"
+            continue
         except ValueError as exc:
             findings.append(Finding(ing.file, ing.ref, key, "not-converted",
                                     f"invalid value: {exc}; not applied", cls.name))
@@ -208,6 +227,10 @@ def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str]) -> tuple[I
         if not own:
             findings.append(Finding(ing.file, ing.ref, key, "exact", entry.becomes, cls.name))
         findings += add_contribution(plan, key, c)
+        # Contribution.rules / ignore_ingress (mig-snip's extension of the Contribution), read
+        # by name so the converter works with either shape of it.
+        plan.extra_rules += [(key, x) for x in getattr(c, "rules", None) or []]
+        plan.ignored = plan.ignored or str(getattr(c, "ignore_ingress", "") or "")
     return plan, findings
 
 
@@ -233,16 +256,31 @@ class Rule:
     redirect_only: bool = False
     grpc: bool = False  # backend-protocol GRPC: served by a GRPCRoute
 
-    def to_dict(self, *, redirect: bool = False) -> dict[str, Any]:
+    def compat_spec(self) -> dict[str, Any]:
+        """IngressNginxCompat fields that filters carry inline ("_compat": a redirect as nginx's
+        `return`): written as one IngressNginxCompat the rule names."""
+        spec: dict[str, Any] = {}
+        for f in self.filters:
+            spec.update(f.get("_compat") or {})
+        return spec
+
+    def redirects(self) -> bool:
+        return any(f.get("type") == "RequestRedirect" for f in self.filters) or "redirect" in self.compat_spec()
+
+    def to_dict(self, *, redirect: bool = False, compat_ref: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "matches": self.matches}
         if redirect:
             out["filters"] = [{"type": "RequestRedirect",
                                "requestRedirect": {"scheme": "https", "statusCode": self.redirect_code}}]
             return out
-        filters = self.filters
+        filters = [f for f in self.filters if "_compat" not in f]
+        if compat_ref is not None:  # the one IngressNginxCompat of the rule replaces the others
+            filters = [f for f in filters if (f.get("extensionRef") or {}).get("kind") != COMPAT_KIND]
+            filters.append({"type": "ExtensionRef", "extensionRef": {
+                "group": POLICY_GROUP, "kind": COMPAT_KIND, "name": compat_ref}})
         if filters:
             out["filters"] = filters
-        if self.backend_refs and not any(f.get("type") == "RequestRedirect" for f in filters):
+        if self.backend_refs and not self.redirects():
             out["backendRefs"] = self.backend_refs
             # ingress-nginx tries a request up to 3 times on connection errors and timeouts
             # (proxy-next-upstream "error timeout", proxy-next-upstream-tries 3), the same pod
@@ -291,6 +329,16 @@ class Converter:
         self.passthrough_listeners: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> TLS listener
         self.route_rules: dict[str, list[tuple[str, str, str]]] = {}  # ingress ref -> (ns, route, rule)
         self.cm_cache: dict[str, Contribution | None] = {}
+        self.default_redirects: set[str] = set()  # Ingresses reported for the default ssl-redirect
+        self.compat_objects: dict[tuple[str, str], dict[str, Any]] = {}
+        # (namespace, name) -> IngressNginxCompat spec and the Ingresses whose paths name it
+        # (filled by paths' conversions: mig-compat)
+        self.compat: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = {}
+        self.default_https: set[GatewayRef] = set()  # Gateways with an HTTPS listener for any host
+        self.canaried: dict[tuple[str, str], str] = {}  # (host, path) -> its canary Ingress
+        # SecurityPolicies for single rules (an ExtraRule's own `security`): (owner, rule, spec)
+        self.rule_policies: list[tuple[IngressPlan, Rule, dict[str, Any]]] = []
+        self.rule_routes: dict[int, list[tuple[str, str]]] = {}  # id(rule) -> [(namespace, route)]
 
     # -- classes -------------------------------------------------------------------------------
 
@@ -351,15 +399,19 @@ class Converter:
         # answered 404 to everything, and so will the Gateway.
         every = [c.name for c in self.inputs.classes.values() if is_ingress_nginx(c.controller, self.inputs)]
         plan = plan_classes(self.inputs, [c for _, c in served] + every, gateway_opts=self.options.gateways,
-                            configmap_opts=self.options.configmaps)
+                            configmap_opts=self.options.configmaps,
+                            default_certificate=self.options.default_certificate)
         self.findings += plan.findings
         classes = plan.classes
         plans: list[IngressPlan] = []
         for ing, cls in served:
             info = classes[cls]
-            config = {**CONFIG_DEFAULTS, **info.config}
-            p, fs = dispatch(ing, info, config)
+            p, fs = dispatch(ing, info, class_config(info))
             self.findings += fs
+            if p.ignored:
+                self.findings.append(Finding(ing.file, ing.ref, "(ingress)", "exact",
+                                             f"not migrated: ingress-nginx never serves it ({p.ignored})", cls))
+                continue
             plans.append(p)
         routes = self.group(plans)
         for r in routes:
@@ -456,6 +508,7 @@ class Converter:
                         r.rules.append(rl)
                     rl.matches += conv.matches
                     by_path[path.path] = rl
+        self.place_extra_rules(r, counter)
         for rl in r.rules:
             if rl.owner.routing.backend_protocol == "GRPC":
                 self.grpc_matches(r, rl)
@@ -468,9 +521,13 @@ class Converter:
         # The host's implicit `location /` (ingress-nginx creates it with the first Ingress's
         # annotations and its spec.defaultBackend, else the 404 default backend).
         first = r.plans[0]
+        if not r.host:
+            # the server for any host: its `location /` is the defaultBackend-only Ingress's
+            first = next((p for p in r.plans if not p.ing.rules), first)
         if not has_root:
             db = first.ing.default_backend
-            redirects = any(f.get("type") == "RequestRedirect" for f in first.contrib.filters)
+            redirects = any(f.get("type") == "RequestRedirect" or "redirect" in (f.get("_compat") or {})
+                            for f in first.contrib.filters)
             if db is not None:
                 ref = self.backend_ref(db, first.ing, r.namespace, "spec.defaultBackend")
                 if ref is not None:
@@ -478,18 +535,32 @@ class Converter:
                                                  [ref], r))
             elif redirects:
                 r.rules.append(self.new_rule(first, counter, [{"path": {"type": "PathPrefix", "value": "/"}}], [], r))
+            elif r.host and self.has_route_policies(first):
+                # ingress-nginx's 404 for undefined paths comes from the host's `location /`, with
+                # the first Ingress's annotations (allowlists, headers): a rule of that Ingress
+                # whose own policy answers 404 after them (urlAllowlist matching nothing), and
+                # which redirects to https on plain HTTP like the Ingress's paths.
+                rl = self.new_rule(first, counter, [{"path": {"type": "PathPrefix", "value": "/"}}], [], r)
+                self.rule_policies.append((first, rl, NOT_FOUND))
+                r.rules.append(rl)
             elif first.routing.ssl_redirect_for(self.host_has_tls(r)):
                 # undefined paths redirect to https too (ingress-nginx's `location /` of the host)
                 rl = self.new_rule(first, counter, [{"path": {"type": "PathPrefix", "value": "/"}}], [], r)
                 rl.redirect_only = rl.ssl_redirect = True
                 r.rules.append(rl)
-            elif r.host and self.has_route_policies(first):
-                self.findings.append(Finding(
-                    first.ing.file, first.ing.ref, "spec.rules", "converted-with-difference",
-                    f"paths of host {r.host} that no Ingress defines get wardgate's plain 404; ingress-nginx "
-                    f"applied this Ingress's annotations (the host's first) to them as well", first.cls.name))
         for c in r.canaries:
             self.merge_canary(r, c, by_path, counter)
+        for p in r.plans:
+            anns = p.ing.nginx_annotations
+            if r.host and "ssl-redirect" not in anns and "force-ssl-redirect" not in anns \
+                    and p.routing.ssl_redirect_for(self.host_has_tls(r)) and p.ing.ref not in self.default_redirects:
+                self.default_redirects.add(p.ing.ref)
+                difference = p.routing.redirect_difference()
+                self.findings.append(Finding(
+                    p.ing.file, p.ing.ref, "ssl-redirect (default)",
+                    "converted-with-difference" if difference else "exact",
+                    f"host {r.host} has TLS: plain HTTP redirects to https with {p.routing.redirect_code} (HTTP "
+                    "listener route with RequestRedirect)" + (f"; {difference}" if difference else ""), p.cls.name))
         root = next((p for p in r.plans if p.routing.app_root), None)
         if root is not None and root.routing.app_root:
             # A server-level `if ($uri = /)`: before any location, so it wins over an Exact "/" path.
@@ -497,8 +568,7 @@ class Converter:
                 rl.matches = [m for m in rl.matches if m["path"] != {"type": "Exact", "value": "/"}]
             r.rules = [rl for rl in r.rules if rl.matches]
             rl = self.new_rule(root, counter, [{"path": {"type": "Exact", "value": "/"}}], [], r)
-            rl.filters = [{"type": "RequestRedirect", "requestRedirect": {
-                "path": {"type": "ReplaceFullPath", "replaceFullPath": root.routing.app_root}, "statusCode": 302}}]
+            rl.filters = [ann_routing.redirect_filter(root.routing.app_root, 302, path_only=True)]
             rl.extra, rl.ssl_redirect, rl.targets = {}, False, False
             r.rules.insert(0, rl)
 
@@ -524,6 +594,44 @@ class Converter:
             a.rules.append(rl)
             out.append(a)
         return out
+
+    def place_extra_rules(self, r: HostRoute, counter: dict[str, int]) -> None:
+        """Rules sources add beside the Ingresses' paths (a snippet's `location = /x { return ...; }`
+        or `rewrite`): answered by the gateway, or a copy of the Ingress rule covering them."""
+        server_level: set[str] = set()
+        for p in r.plans:
+            own = [rl for rl in r.rules if rl.owner is p]
+            for key, extra in p.extra_rules:
+                if key in SERVER_LEVEL:
+                    if key in server_level:
+                        self.findings.append(Finding(
+                            p.ing.file, p.ing.ref, key, "exact",
+                            f"ignored for host {r.host or '(any)'}: ingress-nginx applies one {key} per host, the "
+                            "first Ingress's (in its order)", p.cls.name))
+                        continue
+                    server_level.add(key)
+                matches = [dict(m) for m in extra.matches]
+                cover = [_covering(m, own) for m in matches]
+                if extra.within_ingress_paths or extra.backend == "ingress":
+                    matches = [m for m, c in zip(matches, cover, strict=True) if c is not None]
+                    cover = [c for c in cover if c is not None]
+                if not matches:
+                    continue
+                if extra.backend == "ingress":
+                    base = cover[0]
+                    assert base is not None
+                    rl = self.new_rule(p, counter, matches, copy.deepcopy(base.backend_refs), r)
+                    rl.filters = copy.deepcopy(base.filters)
+                    conflicts = _merge_filters(rl.filters, extra.filters, dict(p.owners), key)
+                    self.findings += _conflict_findings(p.ing, key, conflicts, p.cls.name)
+                    rl.extra = copy.deepcopy(base.extra)
+                else:
+                    rl = self.new_rule(p, counter, matches, [], r)
+                    rl.filters, rl.extra = copy.deepcopy(list(extra.filters)), {}
+                    rl.ssl_redirect, rl.targets = False, False
+                    if extra.security:
+                        self.rule_policies.append((p, rl, dict(extra.security)))
+                r.rules.insert(0, rl)
 
     def grpc_matches(self, r: HostRoute, rl: Rule) -> None:
         """backend-protocol GRPC: the rule's paths as gRPC method matches ("/" is every method)."""
@@ -552,15 +660,19 @@ class Converter:
 
     @staticmethod
     def has_route_policies(p: IngressPlan) -> bool:
-        return bool(p.contrib.security or p.contrib.rate_limit or p.contrib.filters)
+        """Whether the Ingress changes what a 404 of its host looks like (who gets it, its headers)."""
+        return bool(p.contrib.security or p.contrib.rate_limit or
+                    any(f.get("type") == "ResponseHeaderModifier" for f in p.contrib.filters))
 
     def new_rule(self, p: IngressPlan, counter: dict[str, int], matches: list[dict[str, Any]],
                  refs: list[dict[str, Any]], r: HostRoute) -> Rule:
         base = _sanitize(p.ing.name if p.ing.namespace == r.namespace else f"{p.ing.namespace}-{p.ing.name}", 56)
         counter[base] = counter.get(base, 0) + 1
         rule = Rule(f"{base}-{counter[base]}", p, matches, refs)
-        rule.filters = copy.deepcopy(p.contrib.filters)
-        rule.extra = copy.deepcopy(p.contrib.rule)
+        # Shallow copies: nothing below mutates a filter in place (merges deep-copy first), and
+        # migrate() unshares the output.
+        rule.filters = list(p.contrib.filters)
+        rule.extra = dict(p.contrib.rule)
         rule.ssl_redirect = p.routing.ssl_redirect_for(self.host_has_tls(r))
         rule.redirect_code = p.routing.redirect_code
         return rule
@@ -584,9 +696,17 @@ class Converter:
                                                  f"no mainline Ingress serves {r.host or '(any)'}{path.path}: the "
                                                  "canary path is not served, as in ingress-nginx", c.cls.name))
                     continue
+                if (r.host, path.path) in self.canaried:
+                    self.findings.append(Finding(
+                        c.ing.file, c.ing.ref, path.field, "exact",
+                        f"{self.canaried[(r.host, path.path)]} already is the canary of "
+                        f"{r.host or '(any)'}{path.path}: ingress-nginx merges one canary per path; ignored",
+                        c.cls.name))
+                    continue
                 ref = self.backend_ref(path.backend, c.ing, r.namespace, f"{path.field}.backend")
                 if ref is None:
                     continue
+                self.canaried[(r.host, path.path)] = c.ing.ref
                 self.apply_canary(r, main, canary, ref, c, counter, path.path)
 
     def apply_canary(self, r: HostRoute, main: Rule, canary: Canary, ref: dict[str, Any], c: IngressPlan,
@@ -599,20 +719,20 @@ class Converter:
 
         def add(headers: list[dict[str, Any]], refs: list[dict[str, Any]]) -> None:
             rl = self.new_rule(main.owner, counter, [{**m, "headers": headers} for m in base_matches], refs, r)
-            rl.filters, rl.extra = copy.deepcopy(main.filters), copy.deepcopy(main.extra)
+            rl.filters, rl.extra = list(main.filters), dict(main.extra)
             rl.ssl_redirect, rl.redirect_code = main.ssl_redirect, main.redirect_code
             extra.append(rl)
 
         for headers, to_canary in canary.header_matches():
-            add(headers, [ref] if to_canary else copy.deepcopy(main.backend_refs))
+            add(headers, [ref] if to_canary else list(main.backend_refs))
         index += 1
         r.rules[index:index] = extra
         if canary.weight is not None and main.backend_refs and canary.weight > 0:
             if len(base_matches) < len(main.matches):
                 # the weight applies to this path only: split it off the main rule
                 main.matches = [m for m in main.matches if m not in base_matches]
-                rl = self.new_rule(main.owner, counter, base_matches, copy.deepcopy(main.backend_refs), r)
-                rl.filters, rl.extra = copy.deepcopy(main.filters), copy.deepcopy(main.extra)
+                rl = self.new_rule(main.owner, counter, base_matches, list(main.backend_refs), r)
+                rl.filters, rl.extra = list(main.filters), dict(main.extra)
                 rl.ssl_redirect, rl.redirect_code = main.ssl_redirect, main.redirect_code
                 r.rules.insert(index + len(extra), rl)
                 main = rl
@@ -684,6 +804,20 @@ class Converter:
             listeners: list[dict[str, Any]] = [
                 {"name": "http", "protocol": "HTTP", "port": 80, "allowedRoutes": {"namespaces": {"from": "All"}}}]
             names: set[str] = {"http"}
+            default_listener: dict[str, Any] = {}
+            cert_of = next((classes[c].default_certificate for c in sorted(gws[g]) if classes[c].default_certificate),
+                           None)
+            if cert_of is not None:
+                default_cert: dict[str, Any] = {"name": cert_of[1]}
+                if cert_of[0] != g.namespace:
+                    default_cert["namespace"] = cert_of[0]
+                    self.grant(cert_of[0], g.namespace, "Gateway", "Secret", cert_of[1])
+                default_listener = {"name": "https", "protocol": "HTTPS", "port": 443,
+                                    "tls": {"certificateRefs": [default_cert]},
+                                    "allowedRoutes": {"namespaces": {"from": "All"}}}
+                listeners.append(default_listener)
+                names.add("https")
+                self.default_https.add(g)
             for r in isolate[g]:
                 if len(listeners) >= MAX_LISTENERS:
                     p = r.plans[0]
@@ -697,6 +831,12 @@ class Converter:
                 listeners.append({"name": name, "protocol": "HTTP", "port": 80, "hostname": r.host,
                                   "allowedRoutes": {"namespaces": {"from": "All"}}})
                 self.http_listeners[(g, r.host)] = name
+                if g in self.default_https and r.host not in tls[g] and r.passthrough is None \
+                        and len(listeners) < MAX_LISTENERS:
+                    # the same isolation on 443, with the default certificate
+                    name = _listener_name(r.host, names)
+                    listeners.append({**default_listener, "name": name, "hostname": r.host})
+                    self.listener_names[(g, r.host)] = name
             for r in sorted((r for r in routes if r.passthrough is not None and g in r.gateways),
                             key=lambda r: r.host):
                 name = _listener_name(r.host, names, "tls-")
@@ -733,12 +873,13 @@ class Converter:
     def emit_routes(self, routes: list[HostRoute]) -> None:
         for r in routes:
             sources = [p.ing.ref for p in r.plans] + [c.ing.ref for c in r.canaries]
-            tls_gws = [g for g in r.gateways if (g, r.host) in self.listener_names]
+            tls_gws = [g for g in r.gateways if (g, r.host) in self.listener_names or
+                       (g in self.default_https and (g, r.host) not in self.passthrough_listeners)]
             redirect_any = any(rl.ssl_redirect for rl in r.rules)
             plain = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != r.namespace else {}),
                       "sectionName": self.http_listeners.get((g, r.host), "http")} for g in r.gateways]
             secure = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != r.namespace else {}),
-                       "sectionName": self.listener_names[(g, r.host)]} for g in tls_gws]
+                       "sectionName": self.listener_names.get((g, r.host), "https")} for g in tls_gws]
             if redirect_any:
                 self.emit_route(r, r.name, secure, sources, redirect=False)
                 self.emit_route(r, f"{r.name}-http", plain, sources, redirect=True)
@@ -760,6 +901,20 @@ class Converter:
                                      "spec": {"parentRefs": parents, "hostnames": [r.host],
                                               "rules": [{"backendRefs": [ref]}]}})
 
+    def compat_object(self, namespace: str, spec: dict[str, Any], rl: Rule) -> str:
+        """The IngressNginxCompat holding `spec` in `namespace` (one per distinct spec)."""
+        text = json.dumps(spec, sort_keys=True)
+        name = "ingress-nginx-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+        if (namespace, name) not in self.compat_objects:
+            self.compat_objects[(namespace, name)] = {
+                "apiVersion": POLICY_API, "kind": COMPAT_KIND, "metadata": _meta(name, namespace, []),
+                "spec": spec}
+            self.objects.append(self.compat_objects[(namespace, name)])
+        sources = self.compat_objects[(namespace, name)]["metadata"]["annotations"]
+        refs = [x for x in sources[FROM].split(", ") if x] + [rl.owner.ing.ref]
+        sources[FROM] = ", ".join(sorted(set(refs)))
+        return name
+
     def emit_route(self, r: HostRoute, name: str, parents: list[dict[str, Any]], sources: list[str],
                    *, redirect: bool) -> None:
         if not parents:
@@ -775,7 +930,20 @@ class Converter:
                 spec["hostnames"] = [r.host]
             rules = []
             for rl in chunk:
-                rules.append(rl.to_dict(redirect=redirect and rl.ssl_redirect))
+                as_redirect = redirect and rl.ssl_redirect
+                cspec = {} if as_redirect else rl.compat_spec()
+                if cspec:
+                    # a rule names one IngressNginxCompat: fold in those its path filters name
+                    for f in rl.filters:
+                        named = (f.get("extensionRef") or {})
+                        if named.get("kind") == COMPAT_KIND and (r.namespace, named.get("name")) in self.compat:
+                            cspec = {**self.compat[(r.namespace, named["name"])][0], **cspec}
+                    if "redirect" in cspec:
+                        cspec.pop("rewriteTarget", None)  # nginx's `return` answers before any rewrite
+                ref = self.compat_object(r.namespace, cspec, rl) if cspec else None
+                rules.append(rl.to_dict(redirect=as_redirect, compat_ref=ref))
+                if not as_redirect:  # a rule's own policy never stands before its https redirect
+                    self.rule_routes.setdefault(id(rl), []).append((r.namespace, rname))
                 if rl.targets and not (redirect and rl.ssl_redirect):
                     self.route_rules.setdefault(rl.owner.ing.ref, []).append((r.namespace, rname, rl.name))
             spec["rules"] = rules
@@ -809,6 +977,13 @@ class Converter:
                             "spec": {"targetRefs": [{"group": GROUP, "kind": "HTTPRoute", "name": route,
                                                      "sectionName": rule} for route, rule in chunk],
                                      **copy.deepcopy(spec)}})
+        for p, rl, spec in self.rule_policies:
+            for ns, route in self.rule_routes.get(id(rl), []):
+                self.objects.append({
+                    "apiVersion": POLICY_API, "kind": "SecurityPolicy",
+                    "metadata": _meta(_sanitize(f"{route}-{rl.name}", 240), ns, [p.ing.ref]),
+                    "spec": {"targetRefs": [{"group": GROUP, "kind": "HTTPRoute", "name": route,
+                                             "sectionName": rl.name}], **copy.deepcopy(spec)}})
         # ClientTrafficPolicy and Gateway-wide settings: from the classes' ConfigMaps and Ingresses.
         for g, cls_names in gateways.items():
             ctp: dict[str, Any] = {}
@@ -816,10 +991,11 @@ class Converter:
             sources: list[str] = []
             # ingress-nginx's upstream headers wardgate doesn't send by itself (X-Forwarded-Port:
             # the listener's port, 443 set per HTTPS listener below).
+            # ingress-nginx's template also clears the Server response header.
             sec: dict[str, Any] = {"requestHeaders": {"set": [
                 {"name": "X-Forwarded-Port", "value": "80"},
                 {"name": "X-Forwarded-Scheme", "valueFrom": "Scheme"},
-                {"name": "X-Scheme", "valueFrom": "Scheme"}]}}
+                {"name": "X-Scheme", "valueFrom": "Scheme"}]}, "responseHeaders": {"remove": ["Server"]}}
             sec_owners: dict[str, str] = {f"requestHeaders.set.{h}": "ingress-nginx's defaults"
                                           for h in ("x-forwarded-port", "x-forwarded-scheme", "x-scheme")}
             for cname in cls_names:
@@ -830,8 +1006,8 @@ class Converter:
                 src = f"ConfigMap {info.configmap[0]}/{info.configmap[1]}" if info.configmap else f"class {cname}"
                 for where, other in _merge(ctp, c.client_traffic, owners, src) + _merge(sec, c.security, sec_owners,
                                                                                        src):
-                    self.findings.append(Finding(self.inputs.configmaps[info.configmap].file if info.configmap
-                                                 else "", src, where, "converted-with-difference",
+                    cm = self.inputs.configmaps.get(info.configmap) if info.configmap else None
+                    self.findings.append(Finding(cm.file if cm else "", src, where, "converted-with-difference",
                                                  f"Gateway {g} serves several classes: {where} differs from "
                                                  f"{other}'s; {other}'s value is kept", cname))
                 if c.client_traffic or c.security:
@@ -852,7 +1028,8 @@ class Converter:
                                  "metadata": _meta(f"{g.name}-gateway", g.namespace,
                                                    sources or [f"IngressClass {c}" for c in cls_names]),
                                  "spec": {"targetRefs": target, **sec}})
-            https = sorted(name for (gw, _host), name in self.listener_names.items() if gw == g)
+            https = sorted([name for (gw, _host), name in self.listener_names.items() if gw == g] +
+                           (["https"] if g in self.default_https else []))
             for n, part in enumerate(https[i:i + MAX_TARGETS] for i in range(0, len(https), MAX_TARGETS)):
                 self.objects.append({
                     "apiVersion": POLICY_API, "kind": "SecurityPolicy",
@@ -863,21 +1040,24 @@ class Converter:
                              "requestHeaders": {"set": [{"name": "X-Forwarded-Port", "value": "443"}]}}})
 
     def configmap_contribution(self, info: ClassInfo) -> Contribution | None:
-        """The controller ConfigMap's keys through wardgate.migrate.configmap (mig-annot's), if
-        that module is there: `convert(data, source) -> Contribution`."""
-        if not info.config_found or info.configmap is None:
-            return None
+        """The class's controller settings through wardgate.migrate.configmap (mig-annot's), when
+        that module is there: `config_contributions(data, source) -> Contribution` on the
+        ConfigMap's data ({} without one: ingress-nginx's defaults may still differ from wardgate's)."""
         if info.name in self.cm_cache:
             return self.cm_cache[info.name]
-        try:
-            module = importlib.import_module("wardgate.migrate.configmap")
-        except ImportError:
+        module = _configmap_module()
+        convert_cm = getattr(module, "config_contributions", None) or getattr(module, "convert", None)
+        if convert_cm is None:
             self.cm_cache[info.name] = None
             return None
-        cm = self.inputs.configmaps[info.configmap]
-        source = Source(cm.file, f"ConfigMap {cm.namespace}/{cm.name}", cm.namespace, info.name, {},
-                        {**CONFIG_DEFAULTS, **cm.data})
-        c: Contribution = module.convert(cm.data, source)
+        cm = self.inputs.configmaps.get(info.configmap) if info.configmap else None
+        if cm is not None:
+            source = Source(cm.file, f"ConfigMap {cm.namespace}/{cm.name}", cm.namespace, info.name, {},
+                            class_config(info))
+        else:
+            where = f"ConfigMap {info.configmap[0]}/{info.configmap[1]}" if info.configmap else f"class {info.name}"
+            source = Source("", f"{where} (not in the input: defaults)", "", info.name, {}, class_config(info))
+        c: Contribution = convert_cm(dict(info.config), source)
         self.findings += c.findings
         self.cm_cache[info.name] = c
         return c
@@ -890,6 +1070,56 @@ class Converter:
                 "metadata": _meta(name, to_ns, [f"{from_kind}s in {from_ns}"]),
                 "spec": {"from": [{"group": GROUP, "kind": from_kind, "namespace": from_ns}],
                          "to": [{"group": "", "kind": to_kind, "name": n} for n in sorted(names)]}})
+
+
+# The policy of a host's rule for paths no Ingress defines: 404 once the Ingress's own checks
+# (IP access, methods) have passed. The pattern matches no path.
+NOT_FOUND: dict[str, Any] = {"urlAllowlist": {"paths": [{"type": "RegularExpression", "value": "(?!)"}],
+                                              "status": 404}}
+
+# Annotations nginx applies once per server (host): the first Ingress of the host provides them.
+SERVER_LEVEL = frozenset({"server-snippet"})
+
+
+def _covering(match: Mapping[str, Any], rules: Sequence[Rule]) -> Rule | None:
+    """The rule whose path match covers an Exact/PathPrefix match most specifically, as nginx's
+    location for that path would be chosen (None for regex matches or no cover)."""
+    path = match.get("path") or {}
+    if path.get("type") not in ("Exact", "PathPrefix"):
+        return None
+    value = str(path.get("value", "/"))
+    best: tuple[int, Rule] | None = None
+    for rl in rules:
+        for m in rl.matches:
+            mp = m.get("path") or {}
+            v = str(mp.get("value", ""))
+            if mp.get("type") == "Exact":
+                ok = path.get("type") == "Exact" and v == value
+            elif mp.get("type") == "PathPrefix":
+                ok = value == v or value.startswith(v.rstrip("/") + "/")
+            else:
+                ok = False
+            if ok and (best is None or len(v) + (mp.get("type") == "Exact") > best[0]):
+                best = (len(v) + (mp.get("type") == "Exact"), rl)
+    return best[1] if best else None
+
+
+@functools.cache
+def _configmap_module() -> Any:
+    """wardgate.migrate.configmap (mig-annot's controller ConfigMap reader), or None."""
+    try:
+        return importlib.import_module("wardgate.migrate.configmap")
+    except ImportError:
+        return None
+
+
+def class_config(info: ClassInfo) -> dict[str, str]:
+    """The configuration the class's controller ran with: the ConfigMap's data over ingress-nginx's
+    defaults (the configmap module's `effective`, else CONFIG_DEFAULTS)."""
+    effective = getattr(_configmap_module(), "effective", None)
+    if effective is not None:
+        return dict(effective(info.config))
+    return {**CONFIG_DEFAULTS, **info.config}
 
 
 def _wild(hosts: Sequence[str], host: str) -> bool:

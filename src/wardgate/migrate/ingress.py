@@ -126,6 +126,7 @@ class Controller:
     controller_class: str  # --controller-class (default k8s.io/ingress-nginx)
     ingress_class: str | None  # --ingress-class
     configmap: tuple[str, str] | None  # --configmap NS/NAME
+    default_certificate: tuple[str, str] | None = None  # --default-ssl-certificate NS/NAME
 
 
 @dataclass
@@ -311,6 +312,15 @@ def _flag(args: list[str], name: str) -> str | None:
     return None
 
 
+def _ref(args: list[str], flag: str, ns: str) -> tuple[str, str] | None:
+    """A `NS/NAME` argument; `$(POD_NAMESPACE)` (or no namespace) is the Deployment's."""
+    value = _flag(args, flag)
+    if not value:
+        return None
+    ref_ns, _, ref_name = value.rpartition("/")
+    return (ns if not ref_ns or "$(" in ref_ns else ref_ns, ref_name)
+
+
 def read_controller(raw: RawObject, ns: str, name: str) -> Controller | None:
     """An ingress-nginx controller Deployment (a container running /nginx-ingress-controller)."""
     spec = raw.data.get("spec") or {}
@@ -322,13 +332,9 @@ def read_controller(raw: RawObject, ns: str, name: str) -> Controller | None:
         args = [a for a in (c.get("args") or []) + (c.get("command") or []) if isinstance(a, str)]
         if not any("nginx-ingress-controller" in a for a in args):
             continue
-        cm = _flag(args, "--configmap")
-        where: tuple[str, str] | None = None
-        if cm:
-            cm_ns, _, cm_name = cm.rpartition("/")
-            where = (ns if not cm_ns or "$(" in cm_ns else cm_ns, cm_name)
         return Controller(str(raw.origin), ns, name, _flag(args, "--controller-class") or "k8s.io/ingress-nginx",
-                          _flag(args, "--ingress-class"), where)
+                          _flag(args, "--ingress-class"), _ref(args, "--configmap", ns),
+                          _ref(args, "--default-ssl-certificate", ns))
     return None
 
 
