@@ -600,7 +600,3 @@ def config_contributions(data: Mapping[str, str], source: Source) -> Contributio
         security["waf"] = waf
     contribution.security = security
     return contribution
-
-
-# The name mig-core's converter calls (MIGRATE.md names it config_contributions).
-convert = config_contributions
