@@ -21,7 +21,8 @@ from wardgate.migrate.contrib import CatalogEntry
 PREFIX = "nginx.ingress.kubernetes.io/"
 
 # ---- INTEGRATOR: add each topic module here once it is on the branch ------------------------------
-# (wardgate.migrate.ann_routing from mig-core, ann_snippets from mig-snip, ann_auth from mig-auth).
+# (ann_paths from mig-compat, ann_snippets from mig-snip, ann_auth from mig-auth; ann_routing is in).
+# tests/test_migrate_catalog.py then names any annotation two modules claim (CLASHES).
 TOPIC_MODULES: list[ModuleType] = [ann_policy, ann_routing]
 # ----------------------------------------------------------------------------------------------------
 
@@ -34,8 +35,9 @@ PLANNED: dict[str, frozenset[str]] = {
         "default-backend", "force-ssl-redirect", "from-to-www-redirect", "permanent-redirect",
         "permanent-redirect-code", "preserve-trailing-slash", "proxy-connect-timeout", "proxy-read-timeout",
         "proxy-send-timeout", "rewrite-target", "service-upstream", "ssl-passthrough", "ssl-redirect",
-        "temporal-redirect", "temporal-redirect-code", "upstream-vhost", "use-regex", "x-forwarded-prefix"}),
-    "wardgate.migrate.ann_snippets": frozenset({"configuration-snippet", "server-snippet"}),
+        "temporal-redirect", "temporal-redirect-code", "upstream-vhost"}),
+    "wardgate.migrate.ann_paths": frozenset({"use-regex", "rewrite-target", "x-forwarded-prefix"}),
+    "wardgate.migrate.ann_snippets": frozenset({"configuration-snippet", "server-snippet", "stream-snippet"}),
     "wardgate.migrate.ann_auth": frozenset({
         "affinity", "affinity-canary-behavior", "affinity-mode", "auth-always-set-cookie", "auth-cache-duration",
         "auth-cache-key", "auth-keepalive", "auth-keepalive-requests", "auth-keepalive-share-vars",
@@ -98,8 +100,6 @@ NEVER: dict[str, CatalogEntry] = {
     **_never("add the alias to the HTTPRoute's hostnames (and a listener that accepts it)", "server-alias"),
     **_never("ciphers are per HTTPS listener: tls.options wardgate.io/ciphers (docs/tls.md); wardgate lets the "
              "client choose among strong suites", "ssl-ciphers", "ssl-prefer-server-ciphers"),
-    **_never("raw nginx stream configuration; wardgate takes no snippets (TCP/UDP services are not migrated)",
-             "stream-snippet"),
     **_never("consistent hashing to a backend pod has no field; where the point is stickiness use cookie "
              "affinity (sessionPersistence)", "upstream-hash-by", "upstream-hash-by-subset",
              "upstream-hash-by-subset-size"),
