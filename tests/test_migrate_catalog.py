@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wardgate.migrate import catalog
+from wardgate.migrate import ann_policy, catalog
 from wardgate.migrate.ann_policy import DENIED, REJECTED
 from wardgate.migrate.configmap import RISK_LEVELS, admission
 from wardgate.migrate.contrib import Source
@@ -95,7 +95,7 @@ def test_fixture_values_are_valid_for_the_policy_handlers() -> None:
         source = Source(str(FIXTURE), f"Ingress default/{ing['metadata']['name']}", "default", "nginx", anns, cm,
                         config_maps)
         for key, value in anns.items():
-            entry = catalog.CATALOG.get(key)
+            entry = ann_policy.CATALOG.get(key)
             if entry is None or entry.handler is None:
                 continue
             result = entry.handler(key, value, source)
