@@ -67,6 +67,11 @@ FIELDS: dict[str, tuple[str, str]] = {
     "waf_arg": ("q", "spec.waf.exclusions[0].args[0]"),
     "waf_header": ("User-Agent", "spec.waf.exclusions[0].requestHeaders[0]"),
     "waf_path": ("/upload/.*", "spec.waf.exclusions[1].paths[0]"),
+    "cors_origin": ("https://app.example.com", "spec.ingressNginxCORS.allowOrigins"),
+    "cors_methods": ("GET, POST", "spec.ingressNginxCORS.allowMethods"),
+    "cors_headers": ("X-A, Content-Type", "spec.ingressNginxCORS.allowHeaders"),
+    "cors_expose": ("X-Total-Count", "spec.ingressNginxCORS.exposeHeaders"),
+    "cc_exempt": ("10.2.0.0/16", "spec.concurrentRequests.exemptCIDRs[0]"),
     "rl_header": ("X-Api-Key", "spec.key.header"),
     "rl_exempt": ("10.1.0.0/16", "spec.exemptCIDRs[0]"),
 }
@@ -92,6 +97,9 @@ def policies(v: dict[str, str]) -> list[dict[str, Any]]:
             "securityTxt": {"contact": [v["contact"]], "expires": "2099-01-01T00:00:00Z"},
             "duplicateHeaders": {"headers": [{"name": v["dup_name"], "action": "KeepLast"}]},
             "ipAccess": {"allow": [v["cidr"]]},
+            "ingressNginxCORS": {"allowOrigins": [v["cors_origin"]], "allowMethods": v["cors_methods"],
+                                 "allowHeaders": v["cors_headers"], "exposeHeaders": v["cors_expose"]},
+            "concurrentRequests": {"limit": 5, "exemptCIDRs": [v["cc_exempt"]]},
             "waf": {"exclusions": [{"ruleIds": [942100], "args": [v["waf_arg"]],
                                     "requestHeaders": [v["waf_header"]]},
                                    {"paths": [{"type": "RegularExpression", "value": v["waf_path"]}]}]},
@@ -185,6 +193,10 @@ def check(fuzzed: str, value: str) -> dict[str, str] | None:
         value = value + "-x"  # a singleton listed again replaces its default entry: one entry fewer
     if fuzzed == "req_name" and value.lower() in {n.lower() for n, _ in DEFAULT_PROXY_HEADERS}:
         value = value + "-x"  # replaces a default proxy header: one directive fewer
+    if fuzzed == "cors_expose" and not value:
+        value = "X-E"  # no Expose-Headers header at all: one directive fewer
+    if fuzzed == "cors_origin" and value == "*":
+        value = "https://*.example.net"  # every origin needs no origin map: one table fewer
     v = {**SAFE, fuzzed: value}
     files = pipeline(v, fuzzed)
     if files is not None:
@@ -198,6 +210,12 @@ _PAYLOADS = {
     "dup_name": NAME_PAYLOADS, "waf_header": NAME_PAYLOADS, "rl_header": NAME_PAYLOADS,
     "cidr": ["10.0.0.0/8", "::/0", "10.0.0.1/8", "1.2.3.4", "10.0.0.0/8; deny all", "0.0.0.0/0 1"],
     "rl_exempt": ["10.0.0.0/8", "fe80::/10", "a b"],
+    "cc_exempt": ["10.0.0.0/8", "fe80::/10", "a b"],
+    "cors_origin": ["https://a.example.com", "null", "tauri://x:3000", "https://*.x.org", "https://a.com;b",
+                    "https://$host", "https://a\"b", "*"],
+    "cors_methods": ["GET", "GET,POST", "get post", "GET;", "GET$x"],
+    "cors_headers": ["X-A", "a, b", "", "$x", "a\\b"],
+    "cors_expose": ["*", "X-A,*", "a;b", "$x"],
     "waf_arg": ["q", "a.b", "a[0]", "x-y_z", "a|b", "a;b", 'a"b', "a,b", "a:b", "!a"],
     "contact": ["mailto:a\"b@example.com", "https://x/$host", "https://x/${wg_dollar}", "tel:+1;}", "https://a/{\\}"],
     "content_type": ["text/$host", "a/b;c=d", "text/plain;charset=$x", 'text/"x'],

@@ -294,6 +294,29 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class Concurrency:
+    """At most `limit` requests in flight per client IP in budget `bucket`; more get `status`."""
+
+    bucket: str
+    limit: int
+    status: int = 429
+    exempt: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NginxCors:
+    """ingress-nginx's CORS block: `origins` ("*" alone, or origins with an optional "*." label),
+    header values as written."""
+
+    origins: tuple[str, ...]
+    methods: str
+    headers: str
+    expose: str
+    credentials: bool
+    max_age: int
+
+
+@dataclass(frozen=True)
 class WafExclusion:
     """Rules off (all of the WAF when `rule_ids` is empty), optionally only for some args/headers
     or only on some paths."""
@@ -349,6 +372,8 @@ class Policy:
     max_url_length: int | None = None
     max_header_bytes: int | None = None
     rate_limit: RateLimit | None = None
+    concurrency: Concurrency | None = None
+    nginx_cors: NginxCors | None = None
     waf: Waf | None = None
 
     def direct_for(self, path: str) -> int | None:

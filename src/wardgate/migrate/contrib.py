@@ -76,6 +76,9 @@ class Source:
     annotations: Mapping[str, str]
     # The controller ConfigMap's data for this class (defaults applied by the caller).
     config: Mapping[str, str]
+    # Every ConfigMap of the input, "namespace/name" -> data: annotations and ConfigMap keys that
+    # name another ConfigMap (custom-headers, add-headers, proxy-set-headers) read it here.
+    config_maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 # A handler converts one annotation key (and may read companions from `source.annotations`).

@@ -245,6 +245,58 @@ class IPAccess(Model):
         return self
 
 
+class ConcurrentRequests(Model):
+    """Requests a client IP may have in flight at once (nginx's limit_conn, as ingress-nginx's
+    limit-connections); the next one gets `status`. Counted per gateway instance."""
+
+    limit: Annotated[int, Field(ge=1, le=1_000_000)]
+    status: Annotated[int, Field(ge=400, le=599)] = 429
+    exempt_cidrs: Annotated[list[CIDR], Field(max_length=1024, alias="exemptCIDRs")] = Field(default_factory=list)
+
+
+# ingress-nginx's own checks of its cors-* annotations (internal/ingress/annotations/cors): the
+# values are sent verbatim, so only these characters.
+_NGINX_CORS_ORIGIN = re.compile(r"[a-z]+://(\*\.)?[A-Za-z0-9\-.]*(:\d+)?|null")
+_NGINX_CORS_METHODS = re.compile(r"([A-Za-z]+,?\s?)+")
+_NGINX_CORS_HEADERS = re.compile(r"[A-Za-z0-9\-_, ]*")
+_NGINX_CORS_EXPOSE = re.compile(r"(([A-Za-z0-9\-_]+|\*),?\s?)*")
+
+
+def _check(pattern: re.Pattern[str], what: str) -> Any:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+    return AfterValidator(check)
+
+
+class IngressNginxCORS(Model):
+    """ingress-nginx's CORS (its enable-cors and cors-* annotations), kept as it behaved: every
+    response to an allowed origin gets all the headers, every OPTIONS request from one is answered
+    204, origins match case-insensitively at the end only, `*` answers `*`. Values are sent as
+    written. The Gateway API CORS filter is the portable alternative (docs/policies.md)."""
+
+    allow_origins: Annotated[list[Annotated[str, Field(max_length=253)]], Field(min_length=1, max_length=64)] = Field(
+        default_factory=lambda: ["*"])
+    allow_methods: Annotated[str, Field(max_length=256), _check(_NGINX_CORS_METHODS, "a list of methods")] = \
+        "GET, PUT, POST, DELETE, PATCH, OPTIONS"
+    allow_headers: Annotated[str, Field(max_length=1024), _check(_NGINX_CORS_HEADERS, "a list of header names")] = \
+        "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization"
+    expose_headers: Annotated[str, Field(max_length=1024), _check(_NGINX_CORS_EXPOSE, "a list of header names")] = ""
+    allow_credentials: bool = True
+    max_age: Annotated[int, Field(ge=0, le=2**31 - 1)] = 1728000
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        if "*" in values and len(values) > 1:
+            raise ValueError("'*' must be the only origin")
+        for v in values:
+            if v != "*" and not _NGINX_CORS_ORIGIN.fullmatch(v):
+                raise ValueError(f"{v!r} is not an origin (scheme://host[:port], '*.' for one label, or null)")
+        return values
+
+
 class RequestLimits(Model):
     max_body_size: ByteSize | None = None
     max_url_length: Annotated[int, Field(ge=16, le=65536)] | None = Field(default=None, alias="maxURLLength")
@@ -358,6 +410,8 @@ class SecurityPolicySpec(ScopedPolicySpec):
     duplicate_headers: DuplicateHeaders | None = None
     ip_access: IPAccess | None = None
     request_limits: RequestLimits | None = None
+    concurrent_requests: ConcurrentRequests | None = None
+    ingress_nginx_cors: IngressNginxCORS | None = Field(default=None, alias="ingressNginxCORS")
     waf: Waf | None = None
     hsts: Hsts | None = None
 

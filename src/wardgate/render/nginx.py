@@ -16,7 +16,19 @@ from wardgate import ir
 from wardgate.keys import ObjectKey
 from wardgate.perf import no_gc_pauses
 from wardgate.quoting import DOLLAR_VAR, Expr, Raw
-from wardgate.render import accesslog, ipaccess, lua, policies, ratelimit, routing, stream, tls, upstreams, waf
+from wardgate.render import (
+    accesslog,
+    concurrency,
+    ipaccess,
+    lua,
+    policies,
+    ratelimit,
+    routing,
+    stream,
+    tls,
+    upstreams,
+    waf,
+)
 from wardgate.render.emit import Directive, block, d, emit, entry
 from wardgate.render.headers import DEFAULT_GRPC_HEADERS, DEFAULT_PROXY_HEADERS, proxy_directives
 from wardgate.render.module import REQUEST_ID, WARDGATE_MODULE, default_wardgate_module
@@ -129,7 +141,8 @@ def _http_base(plan: Plan) -> list[Directive]:
         d("proxy_next_upstream", R("error"), R("timeout")),
         *proxy_directives(plan.proxy_headers),
         *proxy_directives(plan.grpc_headers, grpc=True),
-        *accesslog.http_directives(plan.opts.access_log, ratelimit.decision_fallback(plan.rate)),
+        *accesslog.http_directives(plan.opts.access_log, concurrency.decision_fallback(
+            plan.concurrency, ratelimit.decision_fallback(plan.rate))),
         Directive("geo", (R("$" + DOLLAR_VAR),), [d("default", "$")]),
         Directive("map", (R("$http_upgrade"), R("$wg_connection")), [d("default", "upgrade"), entry("", "")]),
         # Set when a Host header names another host than the one nginx routed on ($host: the
@@ -189,6 +202,7 @@ def emit_plan(plan: Plan) -> dict[str, str]:
         http.block += tls.http_directives()
     http.block += ipaccess.http_directives(plan.gw.client_ip)
     http.block += ratelimit.http_directives(plan.rate)
+    http.block += concurrency.http_directives(plan.concurrency, ratelimit.decision_fallback(plan.rate))
     http.block += lua.http_directives(plan.lua)
     if plan.waf:
         http.block += waf.http_directives(plan.opts.log_dir, accesslog.AUDIT_LOG)

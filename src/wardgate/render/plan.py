@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from wardgate import ir
-from wardgate.render import direct, lua, ratelimit, upstreams, waf
+from wardgate.render import concurrency, direct, lua, ratelimit, upstreams, waf
 from wardgate.render.headers import ProxyHeaders, proxy_list
 from wardgate.render.module import default_wardgate_module
 from wardgate.render.tables import Table, Tables
@@ -59,6 +59,7 @@ class Plan:
     lua: lua.LuaPlan
     direct: direct.DirectPlan
     waf: bool  # some place has the WAF on: CRS is loaded
+    concurrency: bool  # some place limits concurrent requests: the limit_conn zone is declared
     # The policy every place of the Gateway applies: its response headers (headers-more part),
     # body limit and request headers are written once at http level.
     shared: int | None
@@ -102,5 +103,6 @@ def make_plan(gw: ir.Gateway, opts: RenderOptions) -> Plan:
         gw=gw, opts=opts, actions={a.id: a for a in gw.actions}, policies=policies,
         upstreams=upstreams.plan(gw), rate=rate, lua=lua.plan(gw.policies, used, rate),
         direct=direct.plan(gw.policies, used), waf=any(waf.enabled(policies[i]) for i in used),
+        concurrency=concurrency.used(gw.policies, used),
         shared=shared, proxy_headers=proxy, grpc_headers=grpc, tables=tables.frozen(),
     )

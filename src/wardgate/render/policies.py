@@ -4,17 +4,29 @@ and http levels already hold.
 Order of checks for one request (docs/policies.md):
 1. client IP (realip / X-Forwarded-For / PROXY protocol), 2. ipAccess 403, 3. allowedMethods 405,
 4. urlAllowlist, 5. direct responses, 6. URL 414 / header 431 limits, 7. duplicate headers 400,
-8. rate limit, 9. WAF 403, 10. body size 413, then the proxy.
+8. rate limit, 9. concurrent requests, 10. WAF 403, 11. body size 413, then the proxy.
 2-4 are rewrite-phase `if`s (2-3 at server level when every place of the server shares them);
 6-8 are the Lua entry at the end of the rewrite phase (lua.py), or limit_req (ratelimit.py);
-9 is ModSecurity, which decides in its request-body phase (preaccess; CRS blocks there); 10 is
-nginx reading the body.
+9 is limit_conn (concurrency.py, preaccess); 10 is ModSecurity, which decides in its request-body
+phase (preaccess; CRS blocks there); 11 is nginx reading the body.
 """
 
 from __future__ import annotations
 
 from wardgate import ir
-from wardgate.render import allowlist, duplicates, headers, ipaccess, lua, methods, ratelimit, requestlimits, waf
+from wardgate.render import (
+    allowlist,
+    concurrency,
+    duplicates,
+    headers,
+    ipaccess,
+    lua,
+    methods,
+    nginx_cors,
+    ratelimit,
+    requestlimits,
+    waf,
+)
 from wardgate.render.emit import Directive
 from wardgate.render.paths import path_regex
 from wardgate.render.plan import Plan
@@ -42,13 +54,16 @@ def server_checks(tables: Tables, plan: Plan, p: ir.Policy) -> list[Directive]:
 
 
 def checks(tables: Tables, p: ir.Policy | None, hoisted: bool, allowlist_check: bool = True) -> list[Directive]:
-    """Rewrite-phase checks 2-4 at a place, in order, without those the server runs. Direct
-    responses skip the URL allowlist: their paths are the policy's own."""
+    """Rewrite-phase checks 2-4 at a place, in order, without those the server runs, and
+    ingress-nginx's CORS after ipAccess. Direct responses skip the URL allowlist (their paths are
+    the policy's own) and that CORS (ingress-nginx's snippet locations had none)."""
     if p is None:
         return []
     out: list[Directive] = []
     if not hoisted and (p.ip_allow or p.ip_deny):
         out.append(ipaccess.check(tables, p))
+    if p.nginx_cors is not None and allowlist_check:
+        out += nginx_cors.directives(tables, p.nginx_cors, p.id)
     if not hoisted and p.allowed_methods:
         out.append(methods.check(tables, p.allowed_methods, p.id))
     if p.allowlist and allowlist_check:
@@ -73,6 +88,7 @@ def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | N
     if p.id != server:
         out += lua.place(plan.lua, p.id)
     out += ratelimit.location(tables, plan.rate, p)
+    out += concurrency.location(tables, p)
     if plan.waf and with_waf:
         out += waf.location(p)
     return out

@@ -508,6 +508,19 @@ class PolicyResolver:
                 lim = s.request_limits
                 out = replace(out, max_body_bytes=lim.max_body_size, max_url_length=lim.max_url_length,
                               max_header_bytes=lim.max_header_size)
+            if s.concurrent_requests is not None:
+                cr = s.concurrent_requests
+                # One budget per policy that sets it: a Gateway-wide limit counts a client's requests
+                # on every route it covers together, a route's own limit counts them apart.
+                setter = self._setter(sec, "concurrent_requests")
+                ident = repr((setter.namespace, setter.name, cr.model_dump()))
+                out = replace(out, concurrency=ir.Concurrency(
+                    "c" + hashlib.sha256(ident.encode()).hexdigest()[:12], cr.limit, cr.status,
+                    tuple(cr.exempt_cidrs)))
+            if s.ingress_nginx_cors is not None:
+                c = s.ingress_nginx_cors
+                out = replace(out, nginx_cors=ir.NginxCors(tuple(c.allow_origins), c.allow_methods, c.allow_headers,
+                                                           c.expose_headers, c.allow_credentials, c.max_age))
             if s.waf is not None:
                 w = s.waf
                 out = replace(out, waf=ir.Waf(w.mode, w.paranoia_level, w.anomaly_threshold, tuple(
