@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from yaml.events import (
     AliasEvent,
+    DocumentEndEvent,
     DocumentStartEvent,
     Event,
     MappingEndEvent,
@@ -27,7 +28,9 @@ from yaml.events import (
     ScalarEvent,
     SequenceEndEvent,
     SequenceStartEvent,
+    StreamEndEvent,
 )
+from yaml.nodes import ScalarNode
 
 from wardgate.errors import InputError, Origin, Problem
 from wardgate.perf import no_gc_pauses
@@ -187,6 +190,124 @@ def _line(event: Event) -> int:
     return event.start_mark.line + 1 if event.start_mark is not None else 0
 
 
+_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _Unusual(Exception):
+    """The document needs PyYAML's own constructor (or its error message)."""
+
+
+# PyYAML's constructors raise ValueError and friends, not YAMLError, for a scalar they can't
+# convert (`2024-02-30` reads as a date, `!!int x`); the message may hold the value, so it is not
+# shown.
+_BAD_VALUE = ("a value that can't be converted to the type YAML reads it as (a date, number or boolean, "
+              "or its explicit tag): quote it to keep it a string")
+_CONVERSION_ERRORS = (ValueError, KeyError, AttributeError, IndexError, OverflowError, TypeError)
+
+
+class _BadValue(yaml.MarkedYAMLError):
+    def __init__(self, mark: Any) -> None:
+        super().__init__(problem=_BAD_VALUE, problem_mark=mark)
+
+
+def _documents(text: str) -> list[Any]:
+    """yaml.load_all(text, Loader=_Loader), built straight from libyaml's events.
+
+    PyYAML composes a node (with two marks) per scalar and then constructs it in Python; on a
+    `kubectl get -o yaml` export of 5,000 Ingresses that was three quarters of `wardgate migrate`.
+    Strings, maps and sequences are built here; every other scalar goes through PyYAML's own
+    resolver and constructor, and anything else (explicit collection tags, merge keys, anchor
+    errors, unhashable keys) raises _Unusual so the caller falls back to PyYAML's loader, which
+    gives the same value or the same error (tests/test_yaml_fuzz.py checks both ways).
+    """
+    parser = _Loader(text)
+    resolve: Any = parser.resolve
+    construct: Any = parser.construct_object
+    docs: list[Any] = []
+    # per open collection: [container, key (maps), whether the key is set]
+    stack: list[list[Any]] = []
+    anchors: dict[str, Any] = {}
+    value: Any
+    try:
+        parser.get_event()  # StreamStartEvent
+        while True:
+            event: Any = parser.get_event()
+            kind = type(event)
+            if kind is ScalarEvent:
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = resolve(ScalarNode, event.value, event.implicit)
+                if tag == _STR:
+                    value = event.value
+                elif tag == _MERGE:
+                    raise _Unusual
+                else:
+                    try:
+                        value = construct(ScalarNode(tag, event.value, event.start_mark, event.end_mark,
+                                                     event.style))
+                    except _CONVERSION_ERRORS:
+                        raise _BadValue(event.start_mark) from None
+                    parser.constructed_objects.clear()
+                if event.anchor is not None:
+                    if event.anchor in anchors:
+                        raise _Unusual
+                    anchors[event.anchor] = value
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                mapping = kind is MappingStartEvent
+                if event.tag not in (None, "!", _MAP if mapping else _SEQ):
+                    raise _Unusual
+                container: dict[Any, Any] | list[Any] = {} if mapping else []
+                if event.anchor is not None:
+                    if event.anchor in anchors:
+                        raise _Unusual
+                    anchors[event.anchor] = container
+                stack.append([container, None, False])
+                continue
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                value = stack.pop()[0]
+            elif kind is AliasEvent:
+                if event.anchor not in anchors:
+                    raise _Unusual
+                value = anchors[event.anchor]
+            elif kind is DocumentStartEvent:
+                anchors = {}
+                continue
+            elif kind is DocumentEndEvent:
+                continue
+            elif kind is StreamEndEvent:
+                return docs
+            else:
+                raise _Unusual
+            if not stack:
+                docs.append(value)
+                continue
+            top = stack[-1]
+            target = top[0]
+            if type(target) is list:
+                target.append(value)
+            elif top[2]:
+                target[top[1]] = value  # TypeError for an unhashable key
+                top[2] = False
+            else:
+                top[1], top[2] = value, True
+    except TypeError:
+        raise _Unusual from None
+    finally:
+        parser.dispose()
+
+
+def _load_all(text: str) -> Iterator[Any]:
+    try:
+        docs = _documents(text)
+    except _BadValue:
+        raise
+    except (_Unusual, yaml.YAMLError):  # PyYAML's loader says what it makes of it
+        yield from yaml.load_all(text, Loader=_Loader)
+        return
+    yield from docs
+
+
 def load_text(text: str, name: str) -> list[RawObject]:
     problems: list[Problem] = []
     out: list[RawObject] = []
@@ -195,13 +316,15 @@ def load_text(text: str, name: str) -> list[RawObject]:
     if hostile is not None:
         raise InputError([Problem(f"YAML refused: {hostile}", Origin(name, None))])
     try:
-        for index, doc in enumerate(yaml.load_all(text, Loader=_Loader)):
+        for index, doc in enumerate(_load_all(text)):
             out.extend(_objects(doc, Origin(name, index), problems))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         problems.append(Problem(f"YAML syntax error{where}: {problem}", Origin(name, index)))
+    except _CONVERSION_ERRORS:
+        problems.append(Problem(f"YAML error: {_BAD_VALUE}", Origin(name, index)))
     if problems:
         raise InputError(problems)
     return out
