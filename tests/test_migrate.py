@@ -67,6 +67,13 @@ metadata: {name: nginx}
 spec: {controller: k8s.io/ingress-nginx}
 """
 
+SNIPPETS_ALLOWED = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ingress-nginx-controller, namespace: ingress-nginx}
+data: {allow-snippet-annotations: "true", annotations-risk-level: Critical}
+"""
+
 
 def run(*docs: str, options: MigrateOptions | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     objs = load_text("---\n".join(docs), "input.yaml")
@@ -468,25 +475,23 @@ def test_ssl_passthrough_and_grpc_routes() -> None:
 
 
 def test_extra_rules_from_a_handler(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rules a source adds (mig-snip's Contribution.rules): a gateway-answered one on every listener
+    """Rules a source adds (Contribution.rules): a gateway-answered one on every listener
     with its own policy, only the host's first server-level one, and a copy of the covering rule."""
-    from types import SimpleNamespace
-
     from wardgate.migrate import catalog
-    from wardgate.migrate.contrib import CatalogEntry, Contribution
+    from wardgate.migrate.contrib import CatalogEntry, Contribution, ExtraRule
 
     def handler(key: str, value: str, source: Any) -> Contribution:
         c = Contribution()
         if key == "server-snippet":
-            rule = SimpleNamespace(matches=[{"path": {"type": "Exact", "value": f"/{value}.txt"}}], filters=[],
+            rule = ExtraRule(matches=[{"path": {"type": "Exact", "value": f"/{value}.txt"}}], filters=[],
                                    security={"directResponses": [{"path": f"/{value}.txt", "body": value}]},
                                    backend="none", within_ingress_paths=False)
         else:
-            rule = SimpleNamespace(matches=[{"path": {"type": "Exact", "value": "/old"}}],
+            rule = ExtraRule(matches=[{"path": {"type": "Exact", "value": "/old"}}],
                                    filters=[{"type": "URLRewrite", "urlRewrite": {"path": {
                                        "type": "ReplaceFullPath", "replaceFullPath": "/new"}}}],
                                    security={}, backend="ingress", within_ingress_paths=True)
-        c.rules = [rule]  # type: ignore[attr-defined]
+        c.rules = [rule]
         return c
 
     real = catalog.lookup
@@ -499,7 +504,9 @@ def test_extra_rules_from_a_handler(monkeypatch: pytest.MonkeyPatch) -> None:
         "nginx.ingress.kubernetes.io/upstream-vhost": "web.internal"})
     second = ingress("a-second", paths=[("/api", "Prefix", "api", 80)], annotations={
         "nginx.ingress.kubernetes.io/server-snippet": "robots"})
-    objects, report = run(NGINX_CLASS, first, second)
+    # Snippet annotations are Critical: ingress-nginx serves these Ingresses only when its
+    # ConfigMap allows that risk level.
+    objects, report = run(NGINX_CLASS, SNIPPETS_ALLOWED, first, second)
     https = named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"]
     plain = named(objects, "HTTPRoute", "app.example.com-http")["spec"]["rules"]
     answered = next(r for r in https if r["matches"][0]["path"]["value"] == "/security.txt")

@@ -15,18 +15,16 @@ The shape of the output, following ingress-nginx's model of one nginx `server` p
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
-import importlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wardgate.migrate import ann_routing, catalog
+from wardgate.migrate import ann_routing, catalog, configmap
 from wardgate.migrate.ann_routing import Canary, Routing
-from wardgate.migrate.classes import CONFIG_DEFAULTS, ClassInfo, GatewayRef, class_of, is_ingress_nginx, plan_classes
+from wardgate.migrate.classes import ClassInfo, GatewayRef, class_of, is_ingress_nginx, plan_classes
 from wardgate.migrate.contrib import Contribution, Source
 from wardgate.migrate.ingress import (
     PREFIX,
@@ -174,10 +172,12 @@ def add_contribution(plan: IngressPlan, key: str, c: Contribution) -> list[Findi
     return _conflict_findings(plan.ing, key, conflicts, plan.cls.name)
 
 
-def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str]) -> tuple[IngressPlan, list[Finding]]:
-    """Every ingress-nginx annotation of the Ingress through the catalog: one finding each."""
+def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str],
+             config_maps: Mapping[str, Mapping[str, str]]) -> tuple[IngressPlan, list[Finding]]:
+    """Every ingress-nginx annotation of the Ingress through the catalog: one finding each.
+    `config_maps` ("ns/name" -> data) lets handlers read the ConfigMaps annotations name."""
     anns = ing.nginx_annotations
-    source = Source(ing.file, ing.ref, ing.namespace, cls.name, anns, config)
+    source = Source(ing.file, ing.ref, ing.namespace, cls.name, anns, config, config_maps)
     findings: list[Finding] = []
     try:
         routing = ann_routing.routing(source)
@@ -185,9 +185,8 @@ def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str]) -> tuple[I
         findings.append(Finding(ing.file, ing.ref, "(routing)", "not-converted", str(exc), cls.name))
         routing = Routing()
     plan = IngressPlan(ing, cls, routing)
-    admission = getattr(_configmap_module(), "admission", None)
-    if admission is not None:  # mig-annot's: annotations above the risk level, blocked words
-        plan.ignored = str(admission(anns, config) or "")
+    # Annotations above the risk level, blocked words: ingress-nginx leaves the Ingress out.
+    plan.ignored = str(configmap.admission(anns, config) or "")
     canary = routing.canary is not None
     for key in sorted(anns):
         value = anns[key]
@@ -227,10 +226,8 @@ def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str]) -> tuple[I
         if not own:
             findings.append(Finding(ing.file, ing.ref, key, "exact", entry.becomes, cls.name))
         findings += add_contribution(plan, key, c)
-        # Contribution.rules / ignore_ingress (mig-snip's extension of the Contribution), read
-        # by name so the converter works with either shape of it.
-        plan.extra_rules += [(key, x) for x in getattr(c, "rules", None) or []]
-        plan.ignored = plan.ignored or str(getattr(c, "ignore_ingress", "") or "")
+        plan.extra_rules += [(key, x) for x in c.rules]
+        plan.ignored = plan.ignored or c.ignore_ingress
     return plan, findings
 
 
@@ -329,6 +326,7 @@ class Converter:
         self.passthrough_listeners: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> TLS listener
         self.route_rules: dict[str, list[tuple[str, str, str]]] = {}  # ingress ref -> (ns, route, rule)
         self.cm_cache: dict[str, Contribution | None] = {}
+        self.config_maps = {f"{ns}/{name}": cm.data for (ns, name), cm in inputs.configmaps.items()}
         self.default_redirects: set[str] = set()  # Ingresses reported for the default ssl-redirect
         self.compat_objects: dict[tuple[str, str], dict[str, Any]] = {}
         # (namespace, name) -> IngressNginxCompat spec and the Ingresses whose paths name it
@@ -406,7 +404,7 @@ class Converter:
         plans: list[IngressPlan] = []
         for ing, cls in served:
             info = classes[cls]
-            p, fs = dispatch(ing, info, class_config(info))
+            p, fs = dispatch(ing, info, class_config(info), self.config_maps)
             self.findings += fs
             if p.ignored:
                 self.findings.append(Finding(ing.file, ing.ref, "(ingress)", "exact",
@@ -1070,24 +1068,19 @@ class Converter:
                              "requestHeaders": {"set": [{"name": "X-Forwarded-Port", "value": "443"}]}}})
 
     def configmap_contribution(self, info: ClassInfo) -> Contribution | None:
-        """The class's controller settings through wardgate.migrate.configmap (mig-annot's), when
-        that module is there: `config_contributions(data, source) -> Contribution` on the
-        ConfigMap's data ({} without one: ingress-nginx's defaults may still differ from wardgate's)."""
+        """The class's controller settings, from its ConfigMap's data ({} without one:
+        ingress-nginx's defaults may still differ from wardgate's)."""
         if info.name in self.cm_cache:
             return self.cm_cache[info.name]
-        module = _configmap_module()
-        convert_cm = getattr(module, "config_contributions", None) or getattr(module, "convert", None)
-        if convert_cm is None:
-            self.cm_cache[info.name] = None
-            return None
         cm = self.inputs.configmaps.get(info.configmap) if info.configmap else None
         if cm is not None:
             source = Source(cm.file, f"ConfigMap {cm.namespace}/{cm.name}", cm.namespace, info.name, {},
-                            class_config(info))
+                            class_config(info), self.config_maps)
         else:
             where = f"ConfigMap {info.configmap[0]}/{info.configmap[1]}" if info.configmap else f"class {info.name}"
-            source = Source("", f"{where} (not in the input: defaults)", "", info.name, {}, class_config(info))
-        c: Contribution = convert_cm(dict(info.config), source)
+            source = Source("", f"{where} (not in the input: defaults)", "", info.name, {}, class_config(info),
+                            self.config_maps)
+        c = configmap.config_contributions(dict(info.config), source)
         self.findings += c.findings
         self.cm_cache[info.name] = c
         return c
@@ -1134,22 +1127,10 @@ def _covering(match: Mapping[str, Any], rules: Sequence[Rule]) -> Rule | None:
     return best[1] if best else None
 
 
-@functools.cache
-def _configmap_module() -> Any:
-    """wardgate.migrate.configmap (mig-annot's controller ConfigMap reader), or None."""
-    try:
-        return importlib.import_module("wardgate.migrate.configmap")
-    except ImportError:
-        return None
-
-
 def class_config(info: ClassInfo) -> dict[str, str]:
     """The configuration the class's controller ran with: the ConfigMap's data over ingress-nginx's
-    defaults (the configmap module's `effective`, else CONFIG_DEFAULTS)."""
-    effective = getattr(_configmap_module(), "effective", None)
-    if effective is not None:
-        return dict(effective(info.config))
-    return {**CONFIG_DEFAULTS, **info.config}
+    defaults."""
+    return dict(configmap.effective(info.config))
 
 
 def _wild(hosts: Sequence[str], host: str) -> bool:
