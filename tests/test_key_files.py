@@ -94,6 +94,60 @@ def test_no_file_of_a_generation_is_ever_readable_by_others(inst: NginxInstance,
     assert stat.S_IMODE((workdir / "conf").stat().st_mode) == 0o700
 
 
+def test_worker_files_are_the_only_ones_the_workers_group_reaches(inst: NginxInstance,  # noqa: F811
+                                                                    workdir: Path) -> None:  # noqa: F811
+    """An htpasswd file (basicAuth) is opened by nginx's workers on every request: as root, only it
+    becomes readable by their group, from its first byte, and the directories on its way only
+    traversable; the key beside it stays private. A generation without one closes conf/ again."""
+    watcher = _Watcher(workdir / "conf")
+    files = {**_key_files(), "nginx.conf": nginx_conf(""), "worker/htpasswd-x": "u:{SHA}Ys23Ag/5IOWqZCw9QGaVDdHwH00=\n"}
+    sys.addaudithook(watcher)
+    try:
+        assert inst.apply(files).ok
+    finally:
+        watcher.active = False
+    root = os.geteuid() == 0
+    # Within a generation (the staging .gen-N.tmp, then gen-N): path -> the only mode allowed.
+    allowed = {"": 0o710, "worker": 0o750, "worker/htpasswd-x": 0o640} if root else {}
+    for path, mode in watcher.exposed.items():
+        inside = path.partition("/")[2]
+        assert allowed.get(inside) == mode, (path, oct(mode))
+    assert not root or watcher.exposed, "the worker file was never seen"
+    gen = (workdir / "conf" / "current").resolve()
+    assert stat.S_IMODE((workdir / "conf").stat().st_mode) == (0o710 if root else 0o700)
+    assert stat.S_IMODE(gen.stat().st_mode) == (0o710 if root else 0o700)
+    assert stat.S_IMODE((gen / "certs" / "gw.pem").stat().st_mode) == 0o600
+    if root:
+        nobody = pwd.getpwnam("nobody")
+        attempts: list[Callable[[], object]] = [
+            lambda: (workdir / "conf" / "current" / "worker" / "htpasswd-x").read_bytes(),  # allowed
+            lambda: os.listdir(workdir / "conf"),
+            lambda: os.listdir(gen),
+            lambda: (gen / "certs" / "gw.pem").read_bytes(),
+            lambda: (gen / "nginx.conf").read_bytes(),
+        ]
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit status
+            code = 0
+            try:
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+                for i, attempt in enumerate(attempts):
+                    try:
+                        attempt()
+                        code |= 1 << i
+                    except PermissionError:
+                        pass
+            except BaseException:
+                code = 64
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 1, f"bitmask of attempts that succeeded: {status >> 8:#b}"
+    # The next generation has no worker files: conf/ is closed to the workers again.
+    assert inst.apply({**_key_files(), "nginx.conf": nginx_conf("    # v2")}).ok
+    assert stat.S_IMODE((workdir / "conf").stat().st_mode) == 0o700
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become the worker user")
 def test_the_worker_user_can_neither_list_nor_read_a_generation(inst: NginxInstance,  # noqa: F811
                                                                  workdir: Path) -> None:  # noqa: F811

@@ -14,7 +14,18 @@ nginx reading the body.
 from __future__ import annotations
 
 from wardgate import ir
-from wardgate.render import allowlist, duplicates, headers, ipaccess, lua, methods, ratelimit, requestlimits, waf
+from wardgate.render import (
+    allowlist,
+    basicauth,
+    duplicates,
+    headers,
+    ipaccess,
+    lua,
+    methods,
+    ratelimit,
+    requestlimits,
+    waf,
+)
 from wardgate.render.emit import Directive
 from wardgate.render.paths import path_regex
 from wardgate.render.plan import Plan
@@ -75,4 +86,4 @@ def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | N
     out += ratelimit.location(tables, plan.rate, p)
     if plan.waf and with_waf:
         out += waf.location(p)
-    return out
+    return out + basicauth.location(p)

@@ -76,7 +76,7 @@ class GatewayBuilder:
         up = self.upstreams.get(key)
         if up is None:
             tls = replace(b.tls, client_certificate=self.plan.backend_client_certificate) if b.tls else None
-            up = ir.Upstream(f"wg_u{len(self.upstreams)}", b.endpoints, b.protocol, tls)
+            up = ir.Upstream(f"wg_u{len(self.upstreams)}", b.endpoints, b.protocol, tls, b.service, b.port)
             self.upstreams[key] = up
         return up.name
 
