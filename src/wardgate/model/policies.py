@@ -500,6 +500,7 @@ class SecurityPolicySpec(ScopedPolicySpec):
     waf: Waf | None = None
     hsts: Hsts | None = None
     basic_auth: BasicAuth | None = None
+    external_auth: ExternalAuth | None = None
 
     @model_validator(mode="after")
     def _unique_paths(self) -> SecurityPolicySpec:
@@ -617,6 +618,7 @@ _RULES: dict[tuple[type[Model], str], MergeRule] = {
     # Who may pass and where errors come from: a level's setting applies whole, never half of it
     # with another level's Secret or Service.
     (SecurityPolicySpec, "basic_auth"): "replace",
+    (SecurityPolicySpec, "external_auth"): "replace",
 }
 
 

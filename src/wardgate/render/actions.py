@@ -157,7 +157,7 @@ def body(ctx: ServerCtx, action: ir.Action, internal: bool = False, pid: int | N
 def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) -> list[Directive]:
     plan = ctx.plan
     p = plan.policy(pid)
-    out: list[Directive] = [*policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared),
+    out: list[Directive] = [*policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, ctx.extra, ctx.files),
                             d("set", Raw("$wg_route"), Text(str(action.source))),
                             *policies.checks(ctx.tables, p, hoisted=pid == ctx.shared)]
     if action.response_headers:

@@ -18,6 +18,7 @@ from wardgate.render import (
     allowlist,
     basicauth,
     duplicates,
+    extauth,
     headers,
     ipaccess,
     lua,
@@ -68,10 +69,11 @@ def checks(tables: Tables, p: ir.Policy | None, hoisted: bool, allowlist_check: 
 
 
 def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | None, server: int | None,
-             with_waf: bool = True) -> list[Directive]:
+             extra: dict[str, Directive], files: dict[str, str], with_waf: bool = True) -> list[Directive]:
     """Location-level directives of policy `p` at a place: response headers, body size, Lua entry,
-    limit_req, WAF. `inherited`: the policy whose shared directives the place inherits (http or
-    server level); `server`: the one whose checks and Lua entry the server runs.
+    limit_req, WAF, authentication. `inherited`: the policy whose shared directives the place
+    inherits (http or server level); `server`: the one whose checks and Lua entry the server runs.
+    `extra`, `files`: the server's internal locations and files (the auth service's location).
 
     `with_waf=False` for places that may pass the request on by an internal redirect: ModSecurity
     keeps the settings of the first location that turned it on, so only the place that finally
@@ -86,4 +88,4 @@ def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | N
     out += ratelimit.location(tables, plan.rate, p)
     if plan.waf and with_waf:
         out += waf.location(p)
-    return out + basicauth.location(p)
+    return out + basicauth.location(p) + extauth.location(plan, extra, files, p)

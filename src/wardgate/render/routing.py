@@ -203,7 +203,8 @@ def _dispatch(ctx: ServerCtx, vhost: ir.VirtualHost, kind: str, value: str, used
     if vhost.policy is not None and index is not None:
         return out + _direct(ctx, vhost.policy, index)
     p = plan.policy(vhost.policy)
-    return [*out, *policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, with_waf=False),
+    return [*out, *policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, ctx.extra, ctx.files,
+                                     with_waf=False),
             *policies.checks(ctx.tables, p, hoisted=vhost.policy == ctx.shared),
             d("set", Raw("$wg_decision"), "no-route"), d("return", 404)]
 
