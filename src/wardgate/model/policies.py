@@ -501,6 +501,7 @@ class SecurityPolicySpec(ScopedPolicySpec):
     hsts: Hsts | None = None
     basic_auth: BasicAuth | None = None
     external_auth: ExternalAuth | None = None
+    error_pages: ErrorPages | None = None
 
     @model_validator(mode="after")
     def _unique_paths(self) -> SecurityPolicySpec:
@@ -619,6 +620,7 @@ _RULES: dict[tuple[type[Model], str], MergeRule] = {
     # with another level's Secret or Service.
     (SecurityPolicySpec, "basic_auth"): "replace",
     (SecurityPolicySpec, "external_auth"): "replace",
+    (SecurityPolicySpec, "error_pages"): "replace",
 }
 
 

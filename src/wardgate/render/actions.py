@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from wardgate import ir
 from wardgate.quoting import Arg, Expr, Raw, Text
-from wardgate.render import cors, grpc, headers, policies, tls
+from wardgate.render import cors, errorpages, grpc, headers, policies, tls
 from wardgate.render.emit import Directive, d, entry
 from wardgate.render.headers import ProxyHeaders
 from wardgate.render.module import REQUEST_ID
@@ -157,7 +157,8 @@ def body(ctx: ServerCtx, action: ir.Action, internal: bool = False, pid: int | N
 def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) -> list[Directive]:
     plan = ctx.plan
     p = plan.policy(pid)
-    out: list[Directive] = [*policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, ctx.extra, ctx.files),
+    out: list[Directive] = [*policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, ctx.extra, ctx.files,
+                                               action),
                             d("set", Raw("$wg_route"), Text(str(action.source))),
                             *policies.checks(ctx.tables, p, hoisted=pid == ctx.shared)]
     if action.response_headers:
@@ -182,6 +183,8 @@ def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) ->
         tries = action.retry.attempts + 1
         backends = [replace(b, upstream=plan.upstreams.for_tries(b.upstream, tries)) if b.upstream else b
                     for b in backends]
+    if p is not None and errorpages.no_endpoints(plan, p, action, backends):
+        return out + errorpages.fallback(plan, ctx.tables, ctx.files, p, internal)
     if len(backends) > 1 and any(b.request_headers or b.response_headers for b in backends):
         return out + _per_backend(ctx, action, backends, pid)
     if len(backends) == 1 and backends[0].upstream:

@@ -18,6 +18,7 @@ from wardgate.render import (
     allowlist,
     basicauth,
     duplicates,
+    errorpages,
     extauth,
     headers,
     ipaccess,
@@ -69,11 +70,13 @@ def checks(tables: Tables, p: ir.Policy | None, hoisted: bool, allowlist_check: 
 
 
 def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | None, server: int | None,
-             extra: dict[str, Directive], files: dict[str, str], with_waf: bool = True) -> list[Directive]:
+             extra: dict[str, Directive], files: dict[str, str], action: ir.Action | None = None,
+             with_waf: bool = True) -> list[Directive]:
     """Location-level directives of policy `p` at a place: response headers, body size, Lua entry,
     limit_req, WAF, authentication. `inherited`: the policy whose shared directives the place
     inherits (http or server level); `server`: the one whose checks and Lua entry the server runs.
-    `extra`, `files`: the server's internal locations and files (the auth service's location).
+    `extra`, `files`: the server's internal locations and files (the auth service's location);
+    `action`: what the place serves (None: the 404 for requests no route serves).
 
     `with_waf=False` for places that may pass the request on by an internal redirect: ModSecurity
     keeps the settings of the first location that turned it on, so only the place that finally
@@ -81,7 +84,8 @@ def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | N
     """
     if p is None:
         return []
-    out = shared_directives(plan, p) if p.id != inherited else []
+    out = errorpages.location(plan, tables, extra, files, p, action)  # `set`s first: before any answer
+    out += shared_directives(plan, p) if p.id != inherited else []
     out += headers.response(p.response_headers, shared=False)
     if p.id != server:
         out += lua.place(plan.lua, p.id)

@@ -539,7 +539,7 @@ class PolicyResolver:
         reported on the policy that set each."""
         index = self.attachment.index
         for name in ("basic_auth", "external_auth", "error_pages"):
-            value = getattr(s, name, None)
+            value = getattr(s, name)
             if value is None:
                 continue
             setter = self._setter(chain, name)
