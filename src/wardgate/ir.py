@@ -195,6 +195,18 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class SessionPersistence:
+    """Requests carrying the same session `name` (a cookie, or a header) reach the same endpoint;
+    one without it gets a new session in the response. A cookie has Path `path`, and Max-Age
+    `max_age` when it outlives the browser session."""
+
+    name: str
+    type: Literal["Cookie", "Header"] = "Cookie"
+    path: str = "/"
+    max_age: int | None = None
+
+
+@dataclass(frozen=True)
 class RouteRef:
     """Where an action came from, for logs and errors."""
 
@@ -234,6 +246,7 @@ class Action:
     backend_timeout_s: float | None = None
     # A GRPCRoute rule: proxied with grpc_pass (HTTP/2 to the backend), not proxy_pass.
     grpc: bool = False
+    session: SessionPersistence | None = None
 
 
 @dataclass(frozen=True)

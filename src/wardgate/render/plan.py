@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from wardgate import ir
-from wardgate.render import basicauth, direct, lua, ratelimit, upstreams, waf
+from wardgate.render import affinity, basicauth, direct, lua, ratelimit, upstreams, waf
 from wardgate.render.headers import ProxyHeaders, proxy_list
 from wardgate.render.module import default_wardgate_module
 from wardgate.render.tables import Table, Tables
@@ -96,6 +96,9 @@ def make_plan(gw: ir.Gateway, opts: RenderOptions) -> Plan:
         # http-level headers run before the server's HSTS, which would then win over the policy.
         shared, p = None, None
     tables = Tables()
+    for a in gw.actions:  # the keys sessionPersistence's upstream copies hash on
+        if a.session is not None:
+            affinity.key_tables(tables, a.session)
     ops = p.request_headers if p else ir.HeaderOps()
     proxy = proxy_list(tables, ops, ("policy", shared))
     grpc = proxy_list(tables, ops, ("policy", shared), grpc=True)
