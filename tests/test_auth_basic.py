@@ -185,3 +185,17 @@ def test_users_file_readable_by_the_workers_group_only(gateway: Gateway, backend
     assert stat.S_IMODE((gen / "nginx.conf").stat().st_mode) == 0o600
     # The workers (nobody) did read it: nginx answered 200/401 above, not 500.
     assert get(gateway, "/", user="foo", password="bar").status == 200  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("spec, error", [
+    ({"secretRef": {"name": "s"}, "realm": "off"}, "would turn authentication off"),
+    ({"secretRef": {"name": "s"}, "realm": 'a"b'}, "must not contain"),
+    ({"secretRef": {"name": "s"}, "format": "UserMap", "key": "auth"}, "key applies to format Htpasswd only"),
+])
+def test_basic_auth_model_refuses(spec: dict[str, object], error: str) -> None:
+    from pydantic import ValidationError
+
+    from wardgate.model.policies import BasicAuth
+
+    with pytest.raises(ValidationError, match=error):
+        BasicAuth.model_validate(spec)

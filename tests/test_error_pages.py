@@ -102,8 +102,8 @@ def test_listed_statuses_come_from_the_error_page_service(gateway: Gateway, back
     assert {k: h[k] for k in ("X-Code", "X-Format", "X-Original-URI", "X-Namespace", "X-Ingress-Name",
                               "X-Service-Name", "X-Service-Port")} == {
         "X-Code": "404", "X-Format": "text/html", "X-Original-URI": "/status/404", "X-Namespace": "default",
-        "X-Ingress-Name": "app", "X-Service-Name": "app", "X-Service-Port": "80"}
-    assert h["Host"] == "example.com" and len(h["X-Request-Id"]) == 32
+        "X-Ingress-Name": "shop", "X-Service-Name": "app", "X-Service-Port": "80"}  # requestHeaders win
+    assert h["Host"] == h["X-Error-Host"] == "example.com" and len(h["X-Request-Id"]) == 32
     r = get(gateway, "/status/503?x=1")
     assert r.status == 503 and r.json["headers"]["X-Original-URI"] == "/status/503?x=1"
     assert r.json["path"] == "/?x=1"  # nginx keeps the query through `rewrite ^ / break`, as ingress-nginx did
@@ -154,7 +154,7 @@ def test_no_endpoints_goes_to_the_error_page_service_as_it_came(gateway: Gateway
         metadata: {name: fallback, namespace: default}
         spec:
           targetRefs: [{kind: HTTPRoute, name: app}]
-          errorPages: {backendRef: {name: error-pages, port: 80}, noEndpoints: true, statuses: [503]}
+          errorPages: {backendRef: {name: error-pages}, noEndpoints: true, statuses: [503]}  # its first port
         """
     start(gateway, backends, policy, error_pages.manifests(), app_manifests=scaled_to_zero)
     r = get(gateway, "/alma/armud?x=1", method="POST", data=b"abc")

@@ -370,6 +370,7 @@ class ErrorPages:
     upstream: str | None
     statuses: tuple[int, ...] = ()
     no_endpoints: bool = False
+    request_headers: tuple[tuple[str, HeaderValue], ...] = ()  # set after the context headers
 
 
 @dataclass(frozen=True)

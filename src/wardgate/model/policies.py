@@ -373,6 +373,8 @@ def _realm(value: str) -> str:
     validators().text(value, "realm", 256)
     if '"' in value or "\\" in value:
         raise ValueError(f"realm {value!r} must not contain '\"' or '\\'")
+    if value == "off":  # nginx's auth_basic would read it as "no authentication"
+        raise ValueError("realm 'off' would turn authentication off in nginx; choose another")
     return value
 
 
@@ -396,13 +398,14 @@ class BasicAuth(Model):
 
 class ServiceBackendRef(Model):
     """A Service port, in the policy's namespace unless `namespace` says otherwise (then a
-    ReferenceGrant in that namespace must allow it, as for routes)."""
+    ReferenceGrant in that namespace must allow it, as for routes). Without `port`, the Service's
+    first port (what ingress-nginx's default-backend annotation used)."""
 
     group: Literal["", "core"] = ""
     kind: Literal["Service"] = "Service"
     name: Annotated[str, Field(min_length=1, max_length=253, pattern=_NAME)]
     namespace: Annotated[str, Field(min_length=1, max_length=63, pattern=_LABEL)] | None = None
-    port: PortNumber
+    port: PortNumber | None = None
 
 
 # A path with an optional query: what the auth request asks for.
@@ -477,6 +480,8 @@ class ErrorPages(Model):
     statuses: Annotated[list[Annotated[int, Field(ge=400, le=599)]], Field(max_length=64)] = Field(
         default_factory=list)
     no_endpoints: bool = False
+    # Set on the error-page request after wardgate's own (e.g. the X-Ingress-Name ingress-nginx sent).
+    request_headers: Annotated[list[PolicyHeader], Field(max_length=16)] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _something(self) -> ErrorPages:

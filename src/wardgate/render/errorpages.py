@@ -18,7 +18,7 @@ from wardgate import ir
 from wardgate.quoting import Arg, Expr, Raw, Text
 from wardgate.render import tls
 from wardgate.render.emit import Directive, d
-from wardgate.render.headers import proxy_list
+from wardgate.render.headers import proxy_list, value_arg, value_parts
 from wardgate.render.plan import Plan
 from wardgate.render.tables import Tables
 
@@ -50,6 +50,8 @@ def _headers(tables: Tables, p: ir.Policy, code: int, original_uri: bool) -> lis
         extra.append(("X-Original-URI", Raw("$request_uri")))
     extra += [(name, Raw(var)) for name, var in CONTEXT]
     extra += [("Upgrade", ""), ("Connection", "")]
+    assert p.error_pages is not None
+    extra += [(name, value_arg(value_parts(v))) for name, v in p.error_pages.request_headers]
     for name, value in extra:
         headers[name.lower()] = (name, value)
     return [d("proxy_set_header", name, value) for name, value in headers.values()]

@@ -188,7 +188,11 @@ def basic_auth(basic: BasicAuth, pol: Policy, secret: Secret | None, out: Resolv
 
 def _service(ref: ServiceBackendRef, pol: Policy, index: Index, services: PolicyServices, field_path: str,
              out: Resolved) -> str | None:
-    plain = BackendObjectReference(name=ref.name, namespace=ref.namespace, port=ref.port)
+    port = ref.port
+    svc = index.service(ref.namespace or pol.namespace, ref.name)
+    if port is None and svc is not None and svc.spec.ports:
+        port = svc.spec.ports[0].port  # the first port, as ingress-nginx's default-backend
+    plain = BackendObjectReference(name=ref.name, namespace=ref.namespace, port=port)
     res = resolve_service(plain, (POLICY_GROUP, pol.kind, pol.namespace), index, field_path)
     if not isinstance(res, Backend):
         out.problems.append((res.field, res.detail))
@@ -212,12 +216,13 @@ def external_auth(ea: ExternalAuth, pol: Policy, index: Index, services: PolicyS
         ea.signin.url if ea.signin else None, ea.signin.redirect_param if ea.signin else "rd")
 
 
-def error_pages(ep: ErrorPages, pol: Policy, index: Index, services: PolicyServices, out: Resolved
-                ) -> ir.ErrorPages:
+def error_pages(ep: ErrorPages, pol: Policy, index: Index, services: PolicyServices, out: Resolved,
+                header_value: Callable[[PolicyHeader], ir.HeaderValue]) -> ir.ErrorPages:
     upstream = _service(ep.backend_ref, pol, index, services, "spec.errorPages.backendRef", out)
     if upstream is None:
         out.problems[-1] = (out.problems[-1][0], out.problems[-1][1] + "; answers are passed on as they are")
-    return ir.ErrorPages(upstream, tuple(ep.statuses), ep.no_endpoints)
+    return ir.ErrorPages(upstream, tuple(ep.statuses), ep.no_endpoints,
+                         tuple((h.name, header_value(h)) for h in ep.request_headers))
 
 
 __all__ = ["HASH_FORMATS", "PolicyServices", "Resolved", "UsersError", "basic_auth", "error_pages", "external_auth",

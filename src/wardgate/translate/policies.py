@@ -555,7 +555,8 @@ class PolicyResolver:
                 copied = ir.HeaderOps(set=tuple((h, ir.RequestValue("auth_response", h)) for h in ext.response_headers))
                 out = replace(out, external_auth=ext, request_headers=out.request_headers + copied)
             else:
-                out = replace(out, error_pages=auth.error_pages(value, setter, index, self.services, found))
+                out = replace(out, error_pages=auth.error_pages(value, setter, index, self.services, found,
+                                                                _header_value))
             for where, message in found.problems:
                 self.attachment.set_resolved(setter, False, f"{where}: {message}")
                 problem = Problem(message, setter.origin, setter.kind, setter.namespace, setter.name, where)
