@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import textwrap
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import GW, Backend, Gateway, loopback_subnet, request
+from conftest import GW, Backend, Gateway, request
+from http_stubs import StubServer
 from policy_helpers import APP, ancestors, decision_log, example
 
 pytestmark = pytest.mark.timeout(120)
@@ -31,68 +30,16 @@ RULES: dict[str, tuple[int, dict[str, str]]] = {
 DENY = (401, {"WWW-Authenticate": 'Bearer realm="corp"'})
 
 
-class AuthService:
-    """A real HTTP auth service on loopback that records what it was asked."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        seen = self.requests
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                seen.append({"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
-                             "body": body})
-                status, headers = RULES.get(self.headers.get("Authorization", ""), DENY)
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_GET = do_POST = do_HEAD = _answer
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.host = loopback_subnet() + ".1"
-        self.server = ThreadingHTTPServer((self.host, 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def manifests(self, name: str = "auth", namespace: str = "default") -> str:
-        return textwrap.dedent(f"""\
-            ---
-            apiVersion: v1
-            kind: Service
-            metadata: {{name: {name}, namespace: {namespace}}}
-            spec:
-              ports: [{{name: http, port: 80, targetPort: {self.port}}}]
-            ---
-            apiVersion: discovery.k8s.io/v1
-            kind: EndpointSlice
-            metadata:
-              name: {name}-1
-              namespace: {namespace}
-              labels: {{kubernetes.io/service-name: {name}}}
-            addressType: IPv4
-            ports: [{{name: http, port: {self.port}}}]
-            endpoints: [{{addresses: [{self.host}]}}]
-            """)
-
-    def last(self) -> dict[str, Any]:
-        return self.requests[-1]
+def _decide(req: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    status, headers = RULES.get(req["headers"].get("Authorization", ""), DENY)
+    return status, headers, b""
 
 
 @pytest.fixture
-def auth_service() -> Iterator[AuthService]:
-    svc = AuthService()
+def auth_service() -> Iterator[StubServer]:
+    svc = StubServer(_decide)
     yield svc
-    svc.server.shutdown()
-    svc.server.server_close()
+    svc.close()
 
 
 def get(gateway: Gateway, path: str, token: str | None = None, host: str = "example.com", **kw: Any) -> Any:
@@ -126,8 +73,8 @@ AUTH_URL = policy("{backendRef: {name: auth, port: 80}, path: /verify, hostname:
 
 
 def test_auth_answers_decide_like_ingress_nginx_auth_url(gateway: Gateway, backends: Backends,
-                                                          auth_service: AuthService) -> None:
-    start(gateway, backends, AUTH_URL, auth_service.manifests())
+                                                          auth_service: StubServer) -> None:
+    start(gateway, backends, AUTH_URL, auth_service.manifests("auth"))
     r = get(gateway, "/app/data")
     assert (r.status, r.headers["www-authenticate"]) == (401, 'Bearer realm="corp"')
     ok = get(gateway, "/app/data", "Bearer good", headers={"X-Auth-User": "mallory", "X-Auth-Groups": "root"})
@@ -153,9 +100,9 @@ def test_auth_answers_decide_like_ingress_nginx_auth_url(gateway: Gateway, backe
     assert decision_log(gateway, "/app/data")[0]["decision"] == "auth"
 
 
-def test_what_the_auth_service_is_asked(gateway: Gateway, backends: Backends, auth_service: AuthService) -> None:
+def test_what_the_auth_service_is_asked(gateway: Gateway, backends: Backends, auth_service: StubServer) -> None:
     """The corpus case auth-url-external: a bodiless GET with the client's headers and X-Original-*."""
-    start(gateway, backends, AUTH_URL, auth_service.manifests())
+    start(gateway, backends, AUTH_URL, auth_service.manifests("auth"))
     r = get(gateway, "/app/data?q=1", "Bearer good", method="POST", data=b"a=1",
             headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": "s=1"})
     assert (r.status, r.json["method"], r.json["bodyLength"]) == (200, "POST", 3)
@@ -173,8 +120,8 @@ def test_what_the_auth_service_is_asked(gateway: Gateway, backends: Backends, au
 
 
 def test_documented_example_with_signin_redirect(gateway: Gateway, backends: Backends,
-                                                 auth_service: AuthService) -> None:
-    start(gateway, backends, example("external-auth"), auth_service.manifests())
+                                                 auth_service: StubServer) -> None:
+    start(gateway, backends, example("external-auth"), auth_service.manifests("auth"))
     r = get(gateway, "/some/page?a=1&b=x y".replace(" ", "%20"))
     assert r.status == 302
     loc = urlsplit(r.headers["location"])
@@ -189,14 +136,14 @@ def test_documented_example_with_signin_redirect(gateway: Gateway, backends: Bac
 
 
 def test_signin_url_keeps_its_own_redirect_parameter(gateway: Gateway, backends: Backends,
-                                                     auth_service: AuthService) -> None:
+                                                     auth_service: StubServer) -> None:
     start(gateway, backends, policy("{backendRef: {name: auth, port: 80}, signin: {url: '/oauth2/start?rd=/home'}}"),
-          auth_service.manifests())
+          auth_service.manifests("auth"))
     r = get(gateway, "/x")
     assert (r.status, r.headers["location"]) == (302, "http://example.com:8080/oauth2/start?rd=/home")
 
 
-def test_unusable_auth_service_fails_closed(gateway: Gateway, backends: Backends, auth_service: AuthService) -> None:
+def test_unusable_auth_service_fails_closed(gateway: Gateway, backends: Backends, auth_service: StubServer) -> None:
     start(gateway, backends, policy("{backendRef: {name: nowhere, port: 80}}"))
     assert get(gateway, "/x", "Bearer good").status == 500
     conds = {c["type"]: c for c in ancestors(gateway, "SecurityPolicy", "sso")[0]["conditions"]}
@@ -205,10 +152,10 @@ def test_unusable_auth_service_fails_closed(gateway: Gateway, backends: Backends
 
 
 def test_auth_service_in_another_namespace_needs_a_reference_grant(gateway: Gateway, backends: Backends,
-                                                                   auth_service: AuthService) -> None:
+                                                                   auth_service: StubServer) -> None:
     ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: idp}\n"
     cross = policy("{backendRef: {name: auth, namespace: idp, port: 80}}")
-    start(gateway, backends, cross, ns, auth_service.manifests(namespace="idp"))
+    start(gateway, backends, cross, ns, auth_service.manifests("auth", namespace="idp"))
     assert get(gateway, "/x", "Bearer good").status == 500
     assert "no ReferenceGrant in namespace idp" in json.dumps(ancestors(gateway, "SecurityPolicy", "sso"))
     grant = textwrap.dedent("""\

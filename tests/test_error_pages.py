@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import textwrap
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from conftest import GW, Backend, Gateway, loopback_subnet, request
+from conftest import GW, Backend, Gateway, request
+from http_stubs import StubServer
 from policy_helpers import APP, ancestors, example
 
 pytestmark = pytest.mark.timeout(120)
@@ -21,62 +20,18 @@ pytestmark = pytest.mark.timeout(120)
 Backends = Callable[..., Backend]
 
 
-class ErrorPages:
+def _error_page(req: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
     """Answers with the status in X-Code (200 without one) and a JSON body of what it got."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                body = json.dumps({"errorPage": True, "method": self.command, "path": self.path,
-                                   "headers": dict(self.headers.items())}).encode()
-                self.send_response(int(self.headers.get("X-Code") or 200))
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = do_DELETE = _answer
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.host = loopback_subnet() + ".1"
-        self.server = ThreadingHTTPServer((self.host, 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def manifests(self) -> str:
-        return textwrap.dedent(f"""\
-            ---
-            apiVersion: v1
-            kind: Service
-            metadata: {{name: error-pages, namespace: default}}
-            spec:
-              ports: [{{name: http, port: 80, targetPort: {self.port}}}]
-            ---
-            apiVersion: discovery.k8s.io/v1
-            kind: EndpointSlice
-            metadata:
-              name: error-pages-1
-              namespace: default
-              labels: {{kubernetes.io/service-name: error-pages}}
-            addressType: IPv4
-            ports: [{{name: http, port: {self.port}}}]
-            endpoints: [{{addresses: [{self.host}]}}]
-            """)
+    body = json.dumps({"errorPage": True, "method": req["method"], "path": req["path"],
+                       "headers": req["headers"]}).encode()
+    return int(req["headers"].get("X-Code") or 200), {"Content-Type": "application/json"}, body
 
 
 @pytest.fixture
-def error_pages() -> Iterator[ErrorPages]:
-    svc = ErrorPages()
+def error_pages() -> Iterator[StubServer]:
+    svc = StubServer(_error_page)
     yield svc
-    svc.server.shutdown()
-    svc.server.server_close()
+    svc.close()
 
 
 def get(gateway: Gateway, path: str, host: str = "example.com", **kw: Any) -> Any:
@@ -92,9 +47,9 @@ def start(gateway: Gateway, backends: Backends, *docs: str, app_manifests: str |
 
 
 def test_listed_statuses_come_from_the_error_page_service(gateway: Gateway, backends: Backends,
-                                                         error_pages: ErrorPages) -> None:
+                                                         error_pages: StubServer) -> None:
     """The corpus case custom-http-errors-with-default-backend."""
-    start(gateway, backends, example("error-pages"), error_pages.manifests())
+    start(gateway, backends, example("error-pages"), error_pages.manifests("error-pages"))
     r = get(gateway, "/status/404", headers={"Accept": "text/html"})
     assert r.status == 404 and r.json["errorPage"]
     h = r.json["headers"]
@@ -115,7 +70,7 @@ def test_listed_statuses_come_from_the_error_page_service(gateway: Gateway, back
     assert other.status == 404 and other.body == b""
 
 
-def test_gateway_answers_are_replaced_too(gateway: Gateway, backends: Backends, error_pages: ErrorPages) -> None:
+def test_gateway_answers_are_replaced_too(gateway: Gateway, backends: Backends, error_pages: StubServer) -> None:
     policy = """\
         apiVersion: policy.wardgate.io/v1alpha1
         kind: SecurityPolicy
@@ -127,7 +82,7 @@ def test_gateway_answers_are_replaced_too(gateway: Gateway, backends: Backends, 
             backendRef: {name: error-pages, port: 80}
             statuses: [404, 405]
         """
-    start(gateway, backends, policy, error_pages.manifests())
+    start(gateway, backends, policy, error_pages.manifests("error-pages"))
     r = get(gateway, "/", method="DELETE")
     assert (r.status, r.json["headers"]["X-Code"], r.json["method"]) == (405, "405", "DELETE")
     # A host no route serves: wardgate's own 404, replaced, without route context.
@@ -137,7 +92,7 @@ def test_gateway_answers_are_replaced_too(gateway: Gateway, backends: Backends, 
 
 
 def test_no_endpoints_goes_to_the_error_page_service_as_it_came(gateway: Gateway, backends: Backends,
-                                                                error_pages: ErrorPages) -> None:
+                                                                error_pages: StubServer) -> None:
     """The corpus case default-backend-annotation-no-endpoints."""
     app = backends("app")
     scaled_to_zero = textwrap.dedent("""\
@@ -156,7 +111,7 @@ def test_no_endpoints_goes_to_the_error_page_service_as_it_came(gateway: Gateway
           targetRefs: [{kind: HTTPRoute, name: app}]
           errorPages: {backendRef: {name: error-pages}, noEndpoints: true, statuses: [503]}  # its first port
         """
-    start(gateway, backends, policy, error_pages.manifests(), app_manifests=scaled_to_zero)
+    start(gateway, backends, policy, error_pages.manifests("error-pages"), app_manifests=scaled_to_zero)
     r = get(gateway, "/alma/armud?x=1", method="POST", data=b"abc")
     assert r.status == 503 and r.json["errorPage"]  # the status the error-page service chose
     # ... and only once: its 503 is not intercepted again (statuses lists 503).

@@ -79,6 +79,29 @@ class _Watcher:
                 self._look(Path(e.path))
 
 
+def _as_worker(attempts: list[Callable[[], object]]) -> int:
+    """Runs `attempts` as the worker user (nobody) in a child process: the bitmask of those that
+    succeeded (64: the child could not switch users)."""
+    nobody = pwd.getpwnam("nobody")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 0
+        try:
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            for i, attempt in enumerate(attempts):
+                try:
+                    attempt()
+                    code |= 1 << i
+                except PermissionError:
+                    pass
+        except BaseException:
+            code = 64
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
 def test_no_file_of_a_generation_is_ever_readable_by_others(inst: NginxInstance,  # noqa: F811
                                                            workdir: Path) -> None:  # noqa: F811
     watcher = _Watcher(workdir / "conf")
@@ -118,7 +141,6 @@ def test_worker_files_are_the_only_ones_the_workers_group_reaches(inst: NginxIns
     assert stat.S_IMODE(gen.stat().st_mode) == (0o710 if root else 0o700)
     assert stat.S_IMODE((gen / "certs" / "gw.pem").stat().st_mode) == 0o600
     if root:
-        nobody = pwd.getpwnam("nobody")
         attempts: list[Callable[[], object]] = [
             lambda: (workdir / "conf" / "current" / "worker" / "htpasswd-x").read_bytes(),  # allowed
             lambda: os.listdir(workdir / "conf"),
@@ -126,23 +148,8 @@ def test_worker_files_are_the_only_ones_the_workers_group_reaches(inst: NginxIns
             lambda: (gen / "certs" / "gw.pem").read_bytes(),
             lambda: (gen / "nginx.conf").read_bytes(),
         ]
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child reports through its exit status
-            code = 0
-            try:
-                os.setgid(nobody.pw_gid)
-                os.setuid(nobody.pw_uid)
-                for i, attempt in enumerate(attempts):
-                    try:
-                        attempt()
-                        code |= 1 << i
-                    except PermissionError:
-                        pass
-            except BaseException:
-                code = 64
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 1, f"bitmask of attempts that succeeded: {status >> 8:#b}"
+        succeeded = _as_worker(attempts)
+        assert succeeded == 1, f"bitmask of attempts that succeeded: {succeeded:#b}"
     # The next generation has no worker files: conf/ is closed to the workers again.
     assert inst.apply({**_key_files(), "nginx.conf": nginx_conf("    # v2")}).ok
     assert stat.S_IMODE((workdir / "conf").stat().st_mode) == 0o700
@@ -155,7 +162,6 @@ def test_the_worker_user_can_neither_list_nor_read_a_generation(inst: NginxInsta
     files["nginx.conf"] = nginx_conf("")  # the key files ride along; nginx serves nothing with them
     assert inst.apply(files).ok
     gen = (workdir / "conf" / "current").resolve()
-    nobody = pwd.getpwnam("nobody")
     # What a compromised worker would try, as the worker user, in a child process.
     attempts: list[Callable[[], object]] = [
         lambda: os.listdir(workdir / "conf"),
@@ -163,23 +169,8 @@ def test_the_worker_user_can_neither_list_nor_read_a_generation(inst: NginxInsta
         lambda: (gen / "certs" / "gw.pem").read_bytes(),
         lambda: (workdir / "conf" / "current" / "certs" / "gw.pem").read_bytes(),
     ]
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through its exit status
-        code = 0
-        try:
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
-            for i, attempt in enumerate(attempts):
-                try:
-                    attempt()
-                    code |= 1 << i
-                except PermissionError:
-                    pass
-        except BaseException:
-            code = 64
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, f"bitmask of attempts that succeeded: {status >> 8:#b}"
+    succeeded = _as_worker(attempts)
+    assert succeeded == 0, f"bitmask of attempts that succeeded: {succeeded:#b}"
 
 
 def test_nginx_errors_never_quote_a_key_file(inst: NginxInstance) -> None:  # noqa: F811

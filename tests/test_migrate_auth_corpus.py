@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import textwrap
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import yaml
 
-from conftest import GW, Backend, Gateway, loopback_subnet, request, shared_corpus
+from conftest import GW, Backend, Gateway, request, shared_corpus
+from http_stubs import StubServer
 from wardgate.migrate.ann_auth import CATALOG
 from wardgate.migrate.contrib import Source
 
@@ -47,77 +46,41 @@ CASES = ["auth-basic-with-cors", "auth-url-external", "affinity-cookie", "custom
          "default-backend-annotation-no-endpoints"]
 
 
-class Stub:
-    """A real HTTP backend for the corpus's `mode: auth` and `statusFromRequestHeader` backends."""
+def _stub(name: str, spec: dict[str, Any]) -> StubServer:
+    """The corpus's `mode: auth` and `statusFromRequestHeader` backends."""
 
-    def __init__(self, name: str, spec: dict[str, Any]) -> None:
-        self.requests: list[dict[str, Any]] = []
-        seen = self.requests
+    def answer(req: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        status, headers = 200, {}
+        for rule in spec.get("rules", []):
+            if rule.get("default") or all(req["headers"].get(k) == v for k, v in rule["whenHeader"].items()):
+                status, headers = rule["status"], rule.get("headers", {})
+                break
+        if spec.get("statusFromRequestHeader"):
+            status = int(req["headers"].get(spec["statusFromRequestHeader"]) or 200)
+        body = json.dumps({"service": name, "path": req["path"], "method": req["method"],
+                           "headers": {k: [v] for k, v in req["headers"].items()}}).encode()
+        return status, {**headers, "Content-Type": "application/json"}, body
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                seen.append({"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
-                             "body": body})
-                status, headers = 200, {}
-                for rule in spec.get("rules", []):
-                    if rule.get("default") or all(self.headers.get(k) == v for k, v in rule["whenHeader"].items()):
-                        status, headers = rule["status"], rule.get("headers", {})
-                        break
-                if spec.get("statusFromRequestHeader"):
-                    status = int(self.headers.get(spec["statusFromRequestHeader"]) or 200)
-                data = json.dumps({"service": name, "path": self.path, "method": self.command,
-                                   "headers": {k: [v] for k, v in self.headers.items()}}).encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_HEAD = do_OPTIONS = _answer
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.host = loopback_subnet() + ".1"
-        self.server = ThreadingHTTPServer((self.host, 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    return StubServer(answer)
 
 
 @pytest.fixture
-def stubs() -> Iterator[list[Stub]]:
-    made: list[Stub] = []
+def stubs() -> Iterator[list[StubServer]]:
+    made: list[StubServer] = []
     yield made
     for s in made:
-        s.server.shutdown()
-        s.server.server_close()
+        s.close()
 
 
-def _service(name: str, port: int, addresses: list[str], target: int) -> str:
-    out = textwrap.dedent(f"""\
+def _no_endpoints(name: str, port: int) -> str:
+    return textwrap.dedent(f"""\
         ---
         apiVersion: v1
         kind: Service
         metadata: {{name: {name}, namespace: default}}
         spec:
-          ports: [{{name: http, port: {port}, targetPort: {target}}}]
+          ports: [{{name: http, port: {port}, targetPort: 3000}}]
         """)
-    if addresses:
-        out += textwrap.dedent(f"""\
-            ---
-            apiVersion: discovery.k8s.io/v1
-            kind: EndpointSlice
-            metadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}
-            addressType: IPv4
-            ports: [{{name: http, port: {target}}}]
-            endpoints: [{", ".join(f"{{addresses: [{a}]}}" for a in addresses)}]
-            """)
-    return out
 
 
 def _convert(ing: dict[str, Any]) -> tuple[str, list[str]]:
@@ -171,19 +134,19 @@ def _matches(want: Any, got: str | None) -> bool:
 
 @pytest.mark.parametrize("name", CASES)
 def test_corpus_case_on_real_nginx(name: str, gateway: Gateway, backends: Callable[..., Backend],
-                                   stubs: list[Stub]) -> None:
+                                   stubs: list[StubServer]) -> None:
     case = json.loads((shared_corpus("migration") / "cases" / f"{name}.json").read_text())
     docs = [d for d in yaml.safe_load_all(case["manifests"]) if d]
     parts = [GW]
-    targets: dict[str, Stub] = {}
+    targets: dict[str, StubServer] = {}
     for svc, spec in case["backends"].items():
         if spec.get("mode") == "auth" or spec.get("statusFromRequestHeader"):
-            stub = Stub(svc, spec)
+            stub = _stub(svc, spec)
             stubs.append(stub)
             targets[svc] = stub
-            parts.append(_service(svc, spec["port"], [stub.host], stub.server.server_address[1]))
+            parts.append(stub.manifests(svc, port=spec["port"]))
         elif spec.get("replicas", 1) == 0:
-            parts.append(_service(svc, spec["port"], [], 3000))
+            parts.append(_no_endpoints(svc, spec["port"]))
         else:
             b = backends(svc, replicas=spec.get("replicas", 1))
             parts.append(b.manifests(spec["port"]))

@@ -772,12 +772,8 @@ def _has_worker_files(files: Mapping[str, bytes]) -> bool:
 
 def _worker_gid() -> int | None:
     """gid nginx workers switch to, or None when we are not root (workers keep our ids)."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam(WORKER_USER).pw_gid
-    except KeyError:
-        return None
+    ids = _worker_ids()
+    return ids[1] if ids else None
 
 
 def _traversable_by_workers(d: Path) -> None:
@@ -818,11 +814,18 @@ def _read_tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _worker_uid() -> int | None:
-    """uid nginx workers switch to, or None when we are not root (workers keep our uid)."""
+def _worker_ids() -> tuple[int, int] | None:
+    """(uid, gid) nginx workers switch to, or None when we are not root (workers keep ours)."""
     if os.geteuid() != 0:
         return None
     try:
-        return pwd.getpwnam(WORKER_USER).pw_uid
+        user = pwd.getpwnam(WORKER_USER)
     except KeyError:
         return None
+    return user.pw_uid, user.pw_gid
+
+
+def _worker_uid() -> int | None:
+    """uid nginx workers switch to, or None when we are not root (workers keep our uid)."""
+    ids = _worker_ids()
+    return ids[0] if ids else None
