@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import CORPORA
+from conftest import shared_corpus
 from wardgate.migrate.ann_auth import CATALOG
 from wardgate.migrate.contrib import Contribution, Source
 from wardgate.model.gatewayapi import HTTPRouteRule
@@ -56,7 +56,7 @@ def test_catalog_covers_the_planned_annotations() -> None:
 
 
 def _case(name: str) -> dict[str, str]:
-    case = json.loads((CORPORA / "migration" / "cases" / f"{name}.json").read_text())
+    case = json.loads((shared_corpus("migration") / "cases" / f"{name}.json").read_text())
     for doc in yaml.safe_load_all(case["manifests"]):
         if doc and doc["kind"] == "Ingress":
             return {k.removeprefix(PREFIX): v for k, v in doc["metadata"]["annotations"].items()}
