@@ -74,18 +74,22 @@ class Upstream:
     endpoints: tuple[Endpoint, ...]
     protocol: BackendProtocol = "http"
     tls: UpstreamTLS | None = None
+    # The Service port it stands for (error pages tell their backend which Service failed).
+    service: str = ""
+    service_port: int = 0
 
 
-RequestValueKind = Literal["client_ip", "request_id", "host", "scheme"]
+RequestValueKind = Literal["client_ip", "request_id", "host", "scheme", "auth_response"]
 
 
 @dataclass(frozen=True)
 class RequestValue:
     """A header value the data plane fills in per request, one of a fixed list (SecurityPolicy
     `valueFrom`): the client address as ClientIP decides it, the request id, the request's host
-    or scheme."""
+    or scheme; or (`auth_response`) the header `name` of the external auth service's answer."""
 
     kind: RequestValueKind
+    name: str = ""
 
 
 HeaderValue = str | RequestValue
@@ -201,6 +205,18 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class SessionPersistence:
+    """Requests carrying the same session `name` (a cookie, or a header) reach the same endpoint;
+    one without it gets a new session in the response. A cookie has Path `path`, and Max-Age
+    `max_age` when it outlives the browser session."""
+
+    name: str
+    type: Literal["Cookie", "Header"] = "Cookie"
+    path: str = "/"
+    max_age: int | None = None
+
+
+@dataclass(frozen=True)
 class RouteRef:
     """Where an action came from, for logs and errors."""
 
@@ -240,6 +256,7 @@ class Action:
     backend_timeout_s: float | None = None
     # A GRPCRoute rule: proxied with grpc_pass (HTTP/2 to the backend), not proxy_pass.
     grpc: bool = False
+    session: SessionPersistence | None = None
 
 
 @dataclass(frozen=True)
@@ -350,6 +367,46 @@ DuplicateAction = Literal["allow", "reject", "first", "last"]
 
 
 @dataclass(frozen=True)
+class BasicAuth:
+    """HTTP Basic authentication. `users` is the htpasswd file nginx reads (one `user:hash` line
+    each), None when the Secret can't be used: then every request gets 500. `key` names the
+    Secret the users come from: the file's name follows it, so it stays the same across edits."""
+
+    realm: str
+    key: str
+    users: str | None
+
+
+@dataclass(frozen=True)
+class ExternalAuth:
+    """Ask `upstream` (None: unusable, every request gets 500) with a bodiless `method` request
+    for `path` before serving. `request_headers`: set on the auth request; `response_headers`:
+    copied from its answer to the backend's request. `signin`: a 401 becomes a 302 there, the
+    request's URL in query parameter `signin_param`."""
+
+    upstream: str | None
+    path: str
+    host: str
+    method: str = "GET"
+    request_headers: tuple[tuple[str, HeaderValue], ...] = ()
+    response_headers: tuple[str, ...] = ()
+    signin: str | None = None
+    signin_param: str = "rd"
+
+
+@dataclass(frozen=True)
+class ErrorPages:
+    """Answers with `statuses` are replaced by `upstream`'s answer to GET / with X-Code and
+    context headers; with `no_endpoints`, requests for a backend without endpoints go to
+    `upstream` as they came. `upstream` None: the Service can't be used (those answers stay)."""
+
+    upstream: str | None
+    statuses: tuple[int, ...] = ()
+    no_endpoints: bool = False
+    request_headers: tuple[tuple[str, HeaderValue], ...] = ()  # set after the context headers
+
+
+@dataclass(frozen=True)
 class Policy:
     """The security settings in effect for a set of requests, already merged across levels.
 
@@ -375,6 +432,9 @@ class Policy:
     concurrency: Concurrency | None = None
     nginx_cors: NginxCors | None = None
     waf: Waf | None = None
+    basic_auth: BasicAuth | None = None
+    external_auth: ExternalAuth | None = None
+    error_pages: ErrorPages | None = None
 
     def direct_for(self, path: str) -> int | None:
         """Index of the direct response for `path`, if any."""

@@ -422,15 +422,6 @@ def _preserve_trailing_slash(key: str, value: str, source: Source) -> Contributi
     return _one(source, key, "exact", "the default: see ssl-redirect for the final '/'")
 
 
-def _default_backend(key: str, value: str, source: Source) -> Contribution:
-    if source.annotations.get("custom-http-errors"):
-        return _one(source, key, "exact", "converted with custom-http-errors (the error pages' backend)")
-    return _one(source, key, "not-converted",
-                f"ingress-nginx sent requests to Service {value} when the backend had no ready endpoints (with "
-                "X-Code: 503); wardgate answers 503 itself (no fallback backend): keep the Service's endpoints "
-                "ready, or serve an error page with custom-http-errors")
-
-
 CATALOG: dict[str, CatalogEntry] = {
     "ssl-redirect": CatalogEntry("HTTP listener route with RequestRedirect to https (308) when the host has TLS",
                                  _ssl_redirect),
@@ -460,8 +451,6 @@ CATALOG: dict[str, CatalogEntry] = {
     "ssl-passthrough": CatalogEntry("TLSRoute on a Passthrough listener", _ssl_passthrough),
     "preserve-trailing-slash": CatalogEntry("the https redirect keeps the request's final '/'",
                                             _preserve_trailing_slash),
-    "default-backend": CatalogEntry("(with custom-http-errors) the error pages' backend; alone not converted",
-                                    _default_backend),
     "service-upstream": CatalogEntry("backendRefs to the Service (the gateway balances over its endpoints)",
                                      _service_upstream),
 }

@@ -39,14 +39,23 @@ ProxyHeaders = tuple[tuple[str, Arg], ...]
 
 # SecurityPolicy `valueFrom`: the only variables a header value can name, fixed here; no user
 # text ever becomes a variable name.
-REQUEST_VALUES: dict[ir.RequestValueKind, str] = {
+REQUEST_VALUES: dict[str, str] = {
     "client_ip": "${wg_client_ip}", "request_id": "${" + REQUEST_ID[1:] + "}", "host": "${host}",
     "scheme": "${scheme}"}
 
 
 def value_parts(value: ir.HeaderValue) -> tuple[Raw | str, ...]:
     """A header value as Expr parts: user text, or the fixed variable of a per-request value."""
-    return (value,) if isinstance(value, str) else (Raw(REQUEST_VALUES[value.kind]),)
+    if isinstance(value, str):
+        return (value,)
+    if value.kind == "auth_response":  # set by auth_request_set (extauth.py) where it is used
+        return (Raw("${" + auth_response_var(value.name) + "}"),)
+    return (Raw(REQUEST_VALUES[value.kind]),)
+
+
+def auth_response_var(name: str) -> str:
+    """The variable holding header `name` of the auth service's answer (names are case-blind)."""
+    return var_name("wg_ah", name.lower())
 
 
 def value_arg(parts: tuple[Raw | str, ...]) -> Arg:

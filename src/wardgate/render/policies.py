@@ -16,8 +16,11 @@ from __future__ import annotations
 from wardgate import ir
 from wardgate.render import (
     allowlist,
+    basicauth,
     concurrency,
     duplicates,
+    errorpages,
+    extauth,
     headers,
     ipaccess,
     lua,
@@ -72,10 +75,13 @@ def checks(tables: Tables, p: ir.Policy | None, hoisted: bool, allowlist_check: 
 
 
 def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | None, server: int | None,
+             extra: dict[str, Directive], files: dict[str, str], action: ir.Action | None = None,
              with_waf: bool = True) -> list[Directive]:
     """Location-level directives of policy `p` at a place: response headers, body size, Lua entry,
-    limit_req, WAF. `inherited`: the policy whose shared directives the place inherits (http or
-    server level); `server`: the one whose checks and Lua entry the server runs.
+    limit_req, WAF, authentication. `inherited`: the policy whose shared directives the place
+    inherits (http or server level); `server`: the one whose checks and Lua entry the server runs.
+    `extra`, `files`: the server's internal locations and files (the auth service's location);
+    `action`: what the place serves (None: the 404 for requests no route serves).
 
     `with_waf=False` for places that may pass the request on by an internal redirect: ModSecurity
     keeps the settings of the first location that turned it on, so only the place that finally
@@ -83,7 +89,8 @@ def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | N
     """
     if p is None:
         return []
-    out = shared_directives(plan, p) if p.id != inherited else []
+    out = errorpages.location(plan, tables, extra, files, p, action)  # `set`s first: before any answer
+    out += shared_directives(plan, p) if p.id != inherited else []
     out += headers.response(p.response_headers, shared=False)
     if p.id != server:
         out += lua.place(plan.lua, p.id)
@@ -91,4 +98,4 @@ def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | N
     out += concurrency.location(tables, p)
     if plan.waf and with_waf:
         out += waf.location(p)
-    return out
+    return out + basicauth.location(p) + extauth.location(plan, extra, files, p)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from wardgate import ir
 from wardgate.quoting import Arg, Raw, Text, header_variable, regex_escape
-from wardgate.render import actions, allowlist, direct, headers, policies, rewrite, stream, tls, waf
+from wardgate.render import actions, allowlist, direct, errorpages, headers, policies, rewrite, stream, tls, waf
 from wardgate.render.actions import INTERNAL_PREFIX, ServerCtx
 from wardgate.render.emit import Directive, block, d, entry
 from wardgate.render.headers import proxy_directives, proxy_list
@@ -97,6 +97,9 @@ def server(plan: Plan, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> S
                 srv.block += proxy_directives(proxy)
             if grpc_headers != plan.grpc_headers and any(a.grpc for a in _actions(plan, vhost)):
                 srv.block += proxy_directives(grpc_headers, grpc=True)
+        if p.ip_allow or p.ip_deny or p.allowed_methods:
+            # Those checks answer before any location: their statuses need the error pages here.
+            srv.block += errorpages.location(plan, ctx.tables, ctx.extra, ctx.files, p, None)
         srv.block += policies.server_checks(ctx.tables, plan, p)
     srv.block += _locations(ctx, vhost)
     srv.block += ctx.extra.values()
@@ -211,7 +214,8 @@ def _dispatch(ctx: ServerCtx, vhost: ir.VirtualHost, kind: str, value: str, used
     if vhost.policy is not None and index is not None:
         return out + _direct(ctx, vhost.policy, index)
     p = plan.policy(vhost.policy)
-    return [*out, *policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, with_waf=False),
+    return [*out, *policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, ctx.extra, ctx.files,
+                                     with_waf=False),
             *policies.checks(ctx.tables, p, hoisted=vhost.policy == ctx.shared),
             d("set", Raw("$wg_decision"), "no-route"), d("return", 404)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -26,6 +27,7 @@ from wardgate.translate.compat import (
     RuleCompat,
     ir_path,
     is_compat_ref,
+    normalize_prefix,
     path_rank,
     redirect_rank,
     rule_compat,
@@ -37,6 +39,8 @@ from wardgate.translate.hostnames import owner as owner_of
 from wardgate.translate.index import Index
 from wardgate.translate.routes import Attachment, Backend, BackendError, Route, resolve_backend
 
+# sessionPersistence without sessionName (the name is implementation-specific).
+DEFAULT_SESSION_NAME = "wg-session"
 # The statuses nginx's proxy_next_upstream can retry on.
 RETRY_CODES = frozenset({500, 502, 503, 504, 403, 404, 429})
 SUPPORTED_FILTERS = {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite",
@@ -96,7 +100,7 @@ class GatewayBuilder:
         up = self.upstreams.get(key)
         if up is None:
             tls = replace(b.tls, client_certificate=self.plan.backend_client_certificate) if b.tls else None
-            up = ir.Upstream(f"wg_u{len(self.upstreams)}", b.endpoints, b.protocol, tls)
+            up = ir.Upstream(f"wg_u{len(self.upstreams)}", b.endpoints, b.protocol, tls, b.service, b.port)
             self.upstreams[key] = up
         return up.name
 
@@ -220,9 +224,12 @@ class GatewayBuilder:
                 self._warn(route, f"{base}.retry.backoff", "backoff is not supported: retries are immediate")
             attempts = 1 if rule.retry.attempts is None else rule.retry.attempts
             retry = ir.Retry(codes, attempts)
+        session = None
+        if isinstance(rule, HTTPRouteRule) and rule.session_persistence is not None and backends:
+            session = self._session(route, base, rule)
         return ir.Action(
             len(self.actions), src, tuple(backends), req, resp, redirect, rewrite, tuple(mirrors), cors=cors,
-            retry=retry,
+            retry=retry, session=session,
             direct_status=direct,
             # None: not set (nginx's defaults); 0: disabled.
             request_timeout_s=duration_seconds(timeouts.request) if timeouts and timeouts.request else None,
@@ -230,6 +237,26 @@ class GatewayBuilder:
             if timeouts and timeouts.backend_request else None,
             grpc=grpc,
         )
+
+    def _session(self, route: Route, base: str, rule: HTTPRouteRule) -> ir.SessionPersistence:
+        """GEP-1619 on nginx: the cookie's Path is the rule's path (what ingress-nginx did with
+        the Ingress path); timeouts only as far as a cookie's Max-Age carries them."""
+        sp = rule.session_persistence
+        assert sp is not None
+        where = f"{base}.sessionPersistence"
+        if sp.idle_timeout:
+            self._warn(route, f"{where}.idleTimeout", "idleTimeout is not supported: sessions end with the "
+                                                      "cookie (or header) only")
+        permanent = sp.cookie_config is not None and sp.cookie_config.lifetime_type == "Permanent"
+        max_age = None
+        if sp.absolute_timeout and sp.type == "Cookie" and permanent:
+            max_age = max(1, int(duration_seconds(sp.absolute_timeout)))
+        elif sp.absolute_timeout:
+            self._warn(route, f"{where}.absoluteTimeout",
+                       "absoluteTimeout is only carried as the Max-Age of a Permanent cookie (cookieConfig."
+                       "lifetimeType: Permanent); here it is not enforced")
+        return ir.SessionPersistence(sp.session_name or DEFAULT_SESSION_NAME, sp.type, cookie_path(rule.matches),
+                                     max_age)
 
     def rule_actions(self, route: Route, r: int) -> list[int]:
         """Action ids for each match of a rule, shared across every vhost the rule serves."""
@@ -381,6 +408,29 @@ class GatewayBuilder:
                 out.append((key, ir.Match(path, action_ids[m], 0, None,
                                           tuple(ir.HeaderMatch(h.name, h.value, h.type) for h in match.headers))))
         return out
+
+
+def cookie_path(matches: Sequence[HTTPRouteMatch]) -> str:
+    """The Path of a session cookie for a rule: its path match (a regex's literal start up to its
+    last '/'), or what its matches have in common, element by element."""
+    paths = []
+    for m in matches:
+        value = m.path.value
+        if m.path.type == "RegularExpression":
+            literal = re.match(r"[^.^$*+?()\[\]{}|\\]*", value)
+            value = literal.group(0) if literal else ""
+            value = value[:value.rfind("/") + 1] if "/" in value else "/"
+        # A cookie attribute ends at ';' (and some clients split at ','): stop before either.
+        value = re.split(r"[;,\s]", value, maxsplit=1)[0]
+        paths.append(normalize_prefix(value) if value.startswith("/") else "/")
+    common = paths[0].split("/")
+    for p in paths[1:]:
+        parts = p.split("/")
+        n = 0
+        while n < min(len(common), len(parts)) and common[n] == parts[n]:
+            n += 1
+        common = common[:n]
+    return "/".join(common) or "/"
 
 
 def grpc_path(match: GRPCRouteMatch) -> tuple[ir.PathMatch, int, int]:

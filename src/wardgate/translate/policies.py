@@ -36,6 +36,7 @@ from wardgate.model.policies import (
     combine_same_target,
     merge_specs,
 )
+from wardgate.translate import auth
 from wardgate.translate.compat import normalize_prefix
 from wardgate.translate.conditions import ObjectStatus, Reason, condition
 from wardgate.translate.gateways import GatewayPlan
@@ -445,6 +446,8 @@ class PolicyResolver:
     attachment: PolicyAttachment
     gateway: ObjectKey
     policies: dict[ir.Policy, int] = field(default_factory=dict)
+    # Upstreams of the Services policies send requests to (auth services, error pages).
+    services: auth.PolicyServices = field(default_factory=auth.PolicyServices)
     _cache: dict[tuple[object, ...], int | None] = field(default_factory=dict)
 
     def policy(self, listener: str, route: ObjectKey | None = None, rule: str | None = None) -> int | None:
@@ -529,6 +532,7 @@ class PolicyResolver:
                     methods=out.allowed_methods or ir.STANDARD_METHODS,
                     uninspected_types=tuple(dict.fromkeys(w.allow_uninspected_content_types)),
                     body_limit=waf_body_limit(out.max_body_bytes)))
+            out = self._access(s, sec, out)
         if rl:
             r: RateLimitPolicySpec = merged(rl)
             # One budget per distinct (policies, settings): a Gateway-wide limit is shared by every
@@ -541,6 +545,38 @@ class PolicyResolver:
                 bucket, r.requests, PERIODS[r.unit], r.burst, key,  # type: ignore[arg-type]
                 r.key.header.lower() if r.key.header else None, tuple(r.exempt_cidrs), r.status,
                 r.rate_limit_headers))
+        return out
+
+    def _access(self, s: SecurityPolicySpec, chain: list[list[Policy]], out: ir.Policy) -> ir.Policy:
+        """basicAuth, externalAuth and errorPages: their Secret and Services resolved, problems
+        reported on the policy that set each."""
+        index = self.attachment.index
+        for name in ("basic_auth", "external_auth", "error_pages"):
+            value = getattr(s, name)
+            if value is None:
+                continue
+            setter = self._setter(chain, name)
+            found = auth.Resolved()
+            if name == "basic_auth":
+                basic = auth.basic_auth(value, setter, index.secret(setter.namespace, value.secret_ref.name), found)
+                # Credentials stay at the gateway, as with ingress-nginx.
+                out = replace(out, basic_auth=basic,
+                              request_headers=out.request_headers + ir.HeaderOps(remove=("Authorization",)))
+            elif name == "external_auth":
+                ext = auth.external_auth(value, setter, index, self.services, found, _header_value)
+                # The auth service's answer wins over the client's headers of the same names.
+                copied = ir.HeaderOps(set=tuple((h, ir.RequestValue("auth_response", h)) for h in ext.response_headers))
+                out = replace(out, external_auth=ext, request_headers=out.request_headers + copied)
+            else:
+                out = replace(out, error_pages=auth.error_pages(value, setter, index, self.services, found,
+                                                                _header_value))
+            for where, message in found.problems:
+                self.attachment.set_resolved(setter, False, f"{where}: {message}")
+                problem = Problem(message, setter.origin, setter.kind, setter.namespace, setter.name, where)
+                if problem not in self.attachment.problems:  # one policy can apply at many places
+                    self.attachment.problems.append(problem)
+            for warning in found.warnings:
+                self.attachment.note(setter, warning)
         return out
 
     def _direct(self, s: SecurityPolicySpec, chain: list[list[Policy]]) -> tuple[ir.DirectResponse, ...]:
@@ -631,7 +667,8 @@ def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
                                   hsts=vh.hsts if hsts is None else hsts))
         ports.append(replace(port, vhosts=tuple(vhosts), policy=resolver.policy("")))
     return replace(gw, ports=tuple(ports), policies=resolver.ordered(), client_ip=cip,
-                   reject_ambiguous_paths=reject)
+                   reject_ambiguous_paths=reject,
+                   upstreams=gw.upstreams + tuple(resolver.services.upstreams.values()))
 
 
 __all__ = ["PolicyAttachment", "PolicyResolver", "apply_policies", "security_txt_body", "warn_route_hsts"]
