@@ -191,19 +191,29 @@ def test_proxy_hide_header_removes_the_backends_copy() -> None:
 # --- methods ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("condition", "allowed"), [
-    ("$request_method !~ ^(GET|POST)$", ["GET", "POST"]),
-    ('$request_method !~* "^(GET|HEAD|POST)$"', ["GET", "HEAD", "POST"]),
-    ("$request_method != GET", ["GET"]),
-    ("$request_method = DELETE", ["GET", "HEAD", "POST", "PUT", "CONNECT", "OPTIONS", "TRACE", "PATCH"]),
-    ("$request_method ~ ^(PUT|DELETE|PATCH)$", ["GET", "HEAD", "POST", "CONNECT", "OPTIONS", "TRACE"]),
-    ("$request_method ~* ^(TRACE|TRACK)$", ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "PATCH"]),
+NO_ALLOW = {"methodNotAllowed": {"allowHeader": False}}  # nginx's 405 (or 403) had no Allow header
+OTHERS = "methods outside Gateway API's nine"
+
+
+@pytest.mark.parametrize(("condition", "allowed", "difference"), [
+    ("$request_method !~ ^(GET|POST)$", ["GET", "POST"], None),
+    ('$request_method !~* "^(GET|HEAD|POST)$"', ["GET", "HEAD", "POST"], None),
+    ("$request_method != GET", ["GET"], None),
+    ("$request_method = DELETE", ["GET", "HEAD", "POST", "PUT", "CONNECT", "OPTIONS", "TRACE", "PATCH"], OTHERS),
+    ("$request_method ~ ^(PUT|DELETE|PATCH)$", ["GET", "HEAD", "POST", "CONNECT", "OPTIONS", "TRACE"], OTHERS),
+    ("$request_method ~* ^(TRACE|TRACK)$", ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "PATCH"],
+     OTHERS),
+    ("$request_method !~ ^(GET|PROPFIND)$", ["GET"], OTHERS),
 ])
-def test_method_limit_if_becomes_allowed_methods(condition: str, allowed: list[str]) -> None:
+def test_method_limit_if_becomes_allowed_methods(condition: str, allowed: list[str], difference: str | None) -> None:
     out = conv(f"if ({condition}) {{\n  return 405;\n}}\n")
-    assert out.security == {"allowedMethods": allowed}
+    assert out.security == {"allowedMethods": allowed, **NO_ALLOW}
     f = line(out, 1)
-    assert f.status == "converted-with-difference" and "Allow header" in f.detail
+    assert "methodNotAllowed.allowHeader false" in f.detail
+    if difference is None:
+        assert f.status == "exact"
+    else:
+        assert f.status == "converted-with-difference" and difference in f.detail
     assert line(out, 2).status == "exact"
 
 
@@ -217,7 +227,7 @@ def test_method_limit_differences_are_named() -> None:
 
 def test_limit_except_deny_all() -> None:
     out = conv("limit_except GET POST {\n  deny all;\n}\n")
-    assert out.security == {"allowedMethods": ["GET", "HEAD", "POST"]}
+    assert out.security == {"allowedMethods": ["GET", "HEAD", "POST"], **NO_ALLOW}
     assert line(out, 1).status == "converted-with-difference" and "403" in line(out, 1).detail
     partial = conv("limit_except GET {\n  allow 10.0.0.0/8;\n  deny all;\n}\n")
     assert partial.security == {} and statuses(partial) == ["not-converted"] * 3
@@ -596,8 +606,9 @@ def test_corpus_snippets_convert_to_what_the_cases_expect() -> None:
     assert found[reqheaders].security == {
         "requestHeaders": {"set": [{"name": "X-Input-Header", "value": "set-by-ingress"},
                                    {"name": "X-Env", "value": "production"}], "remove": ["X-Debug"]}}
-    assert found[("configuration-snippet-method-allowlist-405", "snippet-methods", "configuration-snippet")].security \
-        == {"allowedMethods": ["GET", "POST"]}
+    methods = found[("configuration-snippet-method-allowlist-405", "snippet-methods", "configuration-snippet")]
+    assert methods.security == {"allowedMethods": ["GET", "POST"], **NO_ALLOW}
+    assert statuses(methods) == ["exact"] * 2  # the 405 has no Allow header, like nginx's
     www = found[("wc-public-web", "www", "configuration-snippet")]
     assert www.security["allowedMethods"] == ["GET", "HEAD", "POST"]
     for case, name in [("server-snippet-security-txt", "security-txt"), ("wc-internal-tools", "wiki"),
@@ -684,11 +695,13 @@ def test_converted_snippets_on_a_real_gateway(gateway: Gateway, backends: Backen
     r = get("security.example.com", "/")
     assert (r.status, r.headers["x-content-type-options"]) == (403, "nosniff")
     assert get("security.example.com", "/.well-known/security.txt.bak").status == 403  # exact path only
-    # The method limit: 405 for everything but GET and POST (HEAD included), headers on every status.
+    # The method limit: 405 for everything but GET and POST (HEAD included), without an Allow header
+    # as nginx's; headers on every status.
     for method, status in [("GET", 200), ("POST", 200), ("PUT", 405), ("DELETE", 405), ("HEAD", 405),
                            ("OPTIONS", 405)]:
         r = get("methods.example.com", "/form", method)
-        assert (method, r.status, r.headers["x-frame-options"]) == (method, status, "DENY")
+        assert (method, r.status, r.headers["x-frame-options"], r.headers.get("allow")) == (
+            method, status, "DENY", None)
     r = get("methods.example.com", "/status/503")
     assert (r.status, r.headers["x-frame-options"]) == (503, "DENY")
     # rewrite ... break: the Ingress's backend gets the new path; ... permanent and a location's

@@ -67,6 +67,22 @@ def test_allowed_methods_405_with_allow(gateway: Gateway, backends: Backends) ->
     assert get(gateway, "/", host="other.example.com", method="DELETE").status == 200  # other route
 
 
+def test_allowed_methods_405_without_allow_when_asked(gateway: Gateway, backends: Backends) -> None:
+    setup(gateway, backends, example("methods-no-allow-header"))
+    assert get(gateway, "/form", method="POST", data=b"x").status == 200
+    for method in ("PUT", "DELETE", "HEAD", "OPTIONS"):  # HEAD: only the methods listed
+        r = get(gateway, "/form", method=method, data=b"" if method == "PUT" else None)
+        assert (method, r.status, r.headers.get("allow")) == (method, 405, None)
+    assert decision_log(gateway, "/form", count=5)[-1]["decision"] == "method"
+    # A backend's own 405 keeps its own Allow (the default would replace it with the list).
+    r = get(gateway, "/status/405", headers={"X-Echo-Set-Header": "Allow:GET"})
+    assert (r.status, r.all("Allow")) == (405, ["GET"])
+    # The default: the gateway's Allow replaces the backend's.
+    setup(gateway, backends, example("methods"))
+    r = get(gateway, "/status/405", headers={"X-Echo-Set-Header": "Allow:GET"})
+    assert (r.status, r.all("Allow")) == (405, ["GET, HEAD"])
+
+
 def test_url_allowlist(gateway: Gateway, backends: Backends) -> None:
     setup(gateway, backends, example("allowlist"))
     expect = {"/": 200, "/api": 200, "/api/": 200, "/api/v1/users?id=3": 200, "/apix": 403,

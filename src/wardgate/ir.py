@@ -327,6 +327,8 @@ class Policy:
     request_headers: HeaderOps = field(default_factory=HeaderOps)
     response_headers: HeaderOps = field(default_factory=HeaderOps)
     allowed_methods: tuple[str, ...] = ()
+    # The 405 for other methods names the allowed ones in an Allow header (and replaces a backend's).
+    allow_header: bool = True
     allowlist: tuple[PathMatch, ...] = ()
     allowlist_status: int = 404
     direct: tuple[DirectResponse, ...] = ()

@@ -338,7 +338,7 @@ class _Place:
         if dumped := self.response.dump(self.hidden):
             out["responseHeaders"] = dumped
         if self.methods is not None:
-            out["allowedMethods"] = list(self.methods)
+            out.update(method_limit(self.methods))
         if access := ip_access([(nets, allow) for nets, allow, _ in self.ip_rules]):
             out["ipAccess"] = access
         if self.refuse is not None:
@@ -424,6 +424,11 @@ def value_of(raw: str) -> tuple[Value | None, str]:
     return None, ("its value uses nginx variables (" + ", ".join("$" + n for n in names) + "): a wardgate header is "
                   "fixed text or valueFrom one of ClientIP ($remote_addr), RequestID ($request_id), Host ($host), "
                   "Scheme ($scheme); set a fixed value, or let the backend add it")
+
+
+def method_limit(methods: list[str]) -> dict[str, Any]:
+    """A snippet's method limit: nginx's `return 405` (or limit_except's 403) sent no Allow header."""
+    return {"allowedMethods": list(methods), "methodNotAllowed": {"allowHeader": False}}
 
 
 def _header(name: str, value: Value) -> str | None:
@@ -877,7 +882,6 @@ class _Converter:
             notes.append(f"nginx answered {code}; wardgate answers 405")
         if len(ret.args) > 1:
             notes.append("nginx's answer had the body from the `return`; wardgate's 405 has its own")
-        notes.append("wardgate's 405 carries an Allow header listing the methods (RFC 9110); nginx's had none")
         if self.ip_lists:
             notes.append(f"{', '.join(self.ip_lists)} is checked first in wardgate (403); in ingress-nginx this "
                          "snippet answered 405 before the IP list (rewrite phase before access phase)")
@@ -891,8 +895,9 @@ class _Converter:
         place.methods = allowed
         place.methods_line = place.methods_line or st.line
         self.note(ret.line, _exact(f"return {code}: part of the method limit on line {st.line}"))
-        return _diff(f"if ($request_method {op} {pattern}): allowedMethods [{', '.join(allowed)}]{self.where(place)}; "
-                     + "; ".join(notes))
+        what = (f"if ($request_method {op} {pattern}): allowedMethods [{', '.join(allowed)}]{self.where(place)}, "
+                "its 405 without an Allow header like nginx's (methodNotAllowed.allowHeader false)")
+        return _diff(f"{what}; " + "; ".join(notes)) if notes else _exact(what)
 
     def limit_except(self, st: Stmt, place: _Place) -> _Result:
         body = st.block or ()
@@ -910,7 +915,8 @@ class _Converter:
             return _no(f"limit_except: none of {', '.join(sorted(methods))} is a method wardgate can list")
         place.methods = allowed if place.methods is None else [m for m in allowed if m in place.methods]
         self.note(body[0].line, _exact(f"deny all: part of the limit_except on line {st.line}"))
-        notes = ["nginx refused other methods with 403; wardgate answers 405 with an Allow header"]
+        notes = ["nginx refused other methods with 403; wardgate answers 405 (without an Allow header, as nginx's "
+                 "403 had none)"]
         if unknown:
             notes.append(f"{', '.join(unknown)} can't be listed in wardgate and get 405")
         return _diff(f"limit_except: allowedMethods [{', '.join(allowed)}]{self.where(place)}; " + "; ".join(notes))
@@ -1134,7 +1140,7 @@ class _Converter:
         for rule, line in self.answers:
             rule.security = {"responseHeaders": h} if (h := top.response.dump()) else {}
             if top.methods is not None and top.methods_line is not None and top.methods_line < line:
-                rule.security["allowedMethods"] = list(top.methods)
+                rule.security.update(method_limit(top.methods))
         for st, own, exact, path, blocking in self.locations:
             if top.answered_at is not None:
                 result = _exact(f"location {' '.join(st.args)}: never reached (line {top.answered_at} answers every "

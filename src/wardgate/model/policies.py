@@ -135,6 +135,14 @@ class Policy(Resource):
 # --- SecurityPolicy -----------------------------------------------------------------------------
 
 
+class MethodNotAllowed(Model):
+    """The answer to a method `allowedMethods` doesn't list: 405 with an `Allow` header naming the
+    allowed methods (RFC 9110 15.5.6), or, with `allowHeader: false`, without one (what nginx's
+    `return 405` sent), leaving a backend's own 405 and its Allow untouched."""
+
+    allow_header: bool = True
+
+
 class UrlAllowlist(Model):
     """Only these paths are served; anything else gets `status`."""
 
@@ -352,6 +360,7 @@ class SecurityPolicySpec(ScopedPolicySpec):
     request_headers: PolicyHeaderFilter | None = None
     response_headers: PolicyHeaderFilter | None = None
     allowed_methods: Annotated[list[Method], Field(min_length=1)] | None = None
+    method_not_allowed: MethodNotAllowed | None = None
     url_allowlist: UrlAllowlist | None = None
     security_txt: SecurityTxt | None = None
     direct_responses: Annotated[list[DirectResponse], Field(max_length=64)] | None = None

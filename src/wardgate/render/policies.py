@@ -26,7 +26,7 @@ __all__ = ["checks", "location", "path_regex", "server_checks", "shared_directiv
 def shared_directives(plan: Plan, p: ir.Policy) -> list[Directive]:
     """What every place of a scope can inherit: headers-more response headers (they add up
     across levels), the body limit and the module's duplicate-header check."""
-    out = [methods.allow_header(p.allowed_methods)] if p.allowed_methods else []
+    out = [methods.allow_header(p.allowed_methods)] if p.allowed_methods and p.allow_header else []
     return (out + headers.response(p.response_headers, adds=False) + requestlimits.body_size(p.max_body_bytes)
             + duplicates.directives(p, p.id in plan.lua.ids))
 

@@ -491,6 +491,9 @@ class PolicyResolver:
                 request_headers=policy_header_ops(s.request_headers),
                 response_headers=policy_header_ops(s.response_headers),
                 allowed_methods=tuple(dict.fromkeys(s.allowed_methods or ())),
+                # Only means something with a method list: policies that differ in nothing else stay one.
+                allow_header=not s.allowed_methods or s.method_not_allowed is None
+                or s.method_not_allowed.allow_header,
                 allowlist=tuple(_path(p) for p in s.url_allowlist.paths) if s.url_allowlist else (),
                 allowlist_status=s.url_allowlist.status if s.url_allowlist else 404,
                 direct=self._direct(s, sec),
