@@ -367,8 +367,9 @@ def test_location_exact_return_becomes_a_direct_response_rule() -> None:
         "responseHeaders": {"set": [{"name": "X-Content-Type-Options", "value": "nosniff"}],
                             "add": [{"name": "X-Served-By", "value": "snippet"}]},
         "directResponses": [{"path": "/.well-known/security.txt", "status": 200, "contentType": "text/plain",
-                             "body": "Contact: mailto:security@example.com\nExpires: 2030-01-01T00:00:00.000Z\n"}]}
-    assert "HSTS" in line(out, 2).detail  # the one difference: wardgate's HSTS on HTTPS
+                             "body": "Contact: mailto:security@example.com\nExpires: 2030-01-01T00:00:00.000Z\n"}],
+        "hsts": {"enabled": False}}  # ingress-nginx's HSTS was only in its own locations
+    assert line(out, 2).status == "exact" and "hsts enabled false" in line(out, 2).detail
 
 
 def test_location_without_default_type_uses_the_configmaps() -> None:
@@ -617,6 +618,7 @@ def test_corpus_snippets_convert_to_what_the_cases_expect() -> None:
         assert rule.matches == [{"path": {"type": "Exact", "value": "/.well-known/security.txt"}}]
         assert rule.security["directResponses"][0]["contentType"] == "text/plain"
         assert "ipAccess" not in rule.security and rule.backend == "none"
+        assert rule.security["hsts"] == {"enabled": False}
 
 
 # --- through a real gateway ---------------------------------------------------------------

@@ -342,6 +342,9 @@ class Policy:
     max_header_bytes: int | None = None
     rate_limit: RateLimit | None = None
     waf: Waf | None = None
+    # Strict-Transport-Security of a route's or rule's answers on HTTPS, when a route-level policy
+    # sets one ("" for none of the gateway's); None: the host's (VirtualHost.hsts).
+    hsts: str | None = None
 
     def direct_for(self, path: str) -> int | None:
         """Index of the direct response for `path`, if any."""

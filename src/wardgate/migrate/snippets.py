@@ -701,9 +701,9 @@ class _Converter:
             return _diff("Strict-Transport-Security: wardgate's default HSTS has this value and is sent on every "
                          "HTTPS answer (error pages and the gateway's own answers too); not over plain HTTP, where "
                          "browsers ignore it")
-        return _no(f"Strict-Transport-Security: HSTS is set per Gateway listener in wardgate, not per route: put "
-                   f"`{wanted}` in a SecurityPolicy targeting the HTTPS listener that serves this host (it then "
-                   "applies to every host of that listener)")
+        return _no(f"Strict-Transport-Security: wardgate sends HSTS from a SecurityPolicy's `hsts`, not as a header: "
+                   f"put `{wanted}` in a SecurityPolicy targeting the HTTPS listener that serves this host (every "
+                   "host of that listener), or the Ingress's HTTPRoute (its rules only)")
 
     def proxy_set_header(self, st: Stmt, place: _Place) -> _Result:
         name, raw = st.args
@@ -1198,17 +1198,15 @@ class _Converter:
                              "matches whole path segments only")
             elif path != "/":
                 notes.append(f"the rule also matches {path.rstrip('/')} without the trailing slash")
-        security = rule.security()
+        # ingress-nginx adds HSTS in its generated locations' header filter; this one had none.
+        security = {**rule.security(), "hsts": {"enabled": False}}
         spec = {"targetRefs": [{"kind": "HTTPRoute", "name": "r"}], **security}
         if why := _invalid(SecurityPolicySpec, spec) or _invalid(HTTPPathMatch, match):
             return _no(f"{label}: {why}")
         top.rules.append(ExtraRule(matches=[{"path": match}], filters=list(own.filters), security=security))
-        if self.source.config.get("hsts", "true").strip().lower() != "false":
-            notes.append("if the host has TLS, wardgate adds its HSTS header to this answer on HTTPS; ingress-nginx's "
-                         "snippet location sent none")
         what = (f"{label}: an HTTPRoute rule of its own ({match['type']} {match['value']}) the gateway answers, "
-                "outside the Ingress's annotations (no IP list, rate limit, auth or HTTP->HTTPS redirect), like the "
-                "snippet location")
+                "outside the Ingress's annotations (no IP list, rate limit, auth or HTTP->HTTPS redirect) and without "
+                "HSTS (hsts enabled false), like the snippet location")
         return _diff(f"{what}; " + "; ".join(notes)) if notes else _exact(what)
 
     def default_type(self, st: Stmt, place: _Place) -> _Result:

@@ -14,7 +14,18 @@ nginx reading the body.
 from __future__ import annotations
 
 from wardgate import ir
-from wardgate.render import allowlist, duplicates, headers, ipaccess, lua, methods, ratelimit, requestlimits, waf
+from wardgate.render import (
+    allowlist,
+    duplicates,
+    headers,
+    ipaccess,
+    lua,
+    methods,
+    ratelimit,
+    requestlimits,
+    tls,
+    waf,
+)
 from wardgate.render.emit import Directive
 from wardgate.render.paths import path_regex
 from wardgate.render.plan import Plan
@@ -57,10 +68,11 @@ def checks(tables: Tables, p: ir.Policy | None, hoisted: bool, allowlist_check: 
 
 
 def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | None, server: int | None,
-             with_waf: bool = True) -> list[Directive]:
+             with_waf: bool = True, hsts: str | None = None) -> list[Directive]:
     """Location-level directives of policy `p` at a place: response headers, body size, Lua entry,
     limit_req, WAF. `inherited`: the policy whose shared directives the place inherits (http or
-    server level); `server`: the one whose checks and Lua entry the server runs.
+    server level); `server`: the one whose checks and Lua entry the server runs; `hsts`: the
+    server's Strict-Transport-Security (None on plain HTTP), which a route-level one may change.
 
     `with_waf=False` for places that may pass the request on by an internal redirect: ModSecurity
     keeps the settings of the first location that turned it on, so only the place that finally
@@ -68,7 +80,8 @@ def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | N
     """
     if p is None:
         return []
-    out = shared_directives(plan, p) if p.id != inherited else []
+    out = tls.place_hsts(hsts, p)
+    out += shared_directives(plan, p) if p.id != inherited else []
     out += headers.response(p.response_headers, shared=False)
     if p.id != server:
         out += lua.place(plan.lua, p.id)

@@ -77,7 +77,8 @@ def server(plan: Plan, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> S
     if p is not None and shared != plan.shared:
         proxy = proxy_list(tables, p.request_headers, ("policy", shared))
         grpc_headers = proxy_list(tables, p.request_headers, ("policy", shared), grpc=True)
-    ctx = ServerCtx(plan, port, shared, proxy, grpc_headers, tables)
+    ctx = ServerCtx(plan, port, shared, proxy, grpc_headers, tables,
+                    hsts=vhost.hsts if port.protocol == "HTTPS" else None)
     certs = vhost.certificates or (port.default_certificates if default else ())
     if port.protocol == "HTTPS":
         srv.block += tls.server(ctx.files, port, vhost, certs)
@@ -152,8 +153,9 @@ def _direct_index(ctx: ServerCtx, pid: int | None, kind: str, value: str) -> int
 def _direct(ctx: ServerCtx, pid: int, index: int) -> list[Directive]:
     p = ctx.plan.policies[pid]
     # The place's response headers (those the server doesn't add already); no body limit.
-    head = [] if pid == ctx.shared else [x for x in policies.shared_directives(ctx.plan, p)
-                                         if x.name not in ("client_max_body_size", "wardgate_duplicate_headers")]
+    head = tls.place_hsts(ctx.hsts, p)
+    head += [] if pid == ctx.shared else [x for x in policies.shared_directives(ctx.plan, p)
+                                          if x.name not in ("client_max_body_size", "wardgate_duplicate_headers")]
     head += headers.response(p.response_headers, shared=False)
     if ctx.plan.waf:
         head.append(d("modsecurity", Raw("off")))
@@ -203,7 +205,7 @@ def _dispatch(ctx: ServerCtx, vhost: ir.VirtualHost, kind: str, value: str, used
     if vhost.policy is not None and index is not None:
         return out + _direct(ctx, vhost.policy, index)
     p = plan.policy(vhost.policy)
-    return [*out, *policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, with_waf=False),
+    return [*out, *policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, with_waf=False, hsts=ctx.hsts),
             *policies.checks(ctx.tables, p, hoisted=vhost.policy == ctx.shared),
             d("set", Raw("$wg_decision"), "no-route"), d("return", 404)]
 

@@ -371,6 +371,14 @@ class PolicyAttachment:
                 anc.resolved = (ok, message)
 
 
+def _hsts(chain: list[list[Policy]]) -> str | None:
+    """The Strict-Transport-Security header these levels set ("" for off), None if none sets hsts."""
+    if not any("hsts" in p.spec.model_fields_set for level in chain for p in level):
+        return None
+    spec: SecurityPolicySpec = merged(chain)
+    return spec.hsts.header() if spec.hsts is not None else ""
+
+
 def _applies(scope: Scope, listener: str) -> bool:
     return scope == "all" or (scope is not None and listener in scope)
 
@@ -456,19 +464,22 @@ class PolicyResolver:
         result: int | None = None
         if sec or rl:
             built = self._build(sec, rl)
+            if route is not None and sec:
+                built = replace(built, hsts=self._place_hsts(listener, sec))
             result = self.policies.setdefault(built, len(self.policies))
         self._cache[key] = result
         return result
 
     def hsts(self, listener: str) -> str | None:
         """Strict-Transport-Security as the Gateway- and listener-level policies set it ("" for
-        off); None when none sets it. HSTS is a property of a whole host (browsers apply it to
-        every path), so route-level values are ignored with a warning (`warn_route_hsts`)."""
-        chain = self.attachment.chain("SecurityPolicy", self.gateway, listener)
-        if not any("hsts" in p.spec.model_fields_set for level in chain for p in level):
-            return None
-        spec: SecurityPolicySpec = merged(chain)
-        return spec.hsts.header() if spec.hsts is not None else ""
+        off); None when none sets it: the host's value, on every answer of the host."""
+        return _hsts(self.attachment.chain("SecurityPolicy", self.gateway, listener))
+
+    def _place_hsts(self, listener: str, chain: list[list[Policy]]) -> str | None:
+        """A route's or rule's own Strict-Transport-Security, merged key by key over the host's,
+        when a route-level policy sets `hsts`; None leaves the host's."""
+        host = len(self.attachment.chain("SecurityPolicy", self.gateway, listener))
+        return _hsts(chain) if _hsts(chain[host:]) is not None else None
 
     def ordered(self) -> tuple[ir.Policy, ...]:
         return tuple(replace(p, id=i) for p, i in sorted(self.policies.items(), key=lambda kv: kv[1]))
@@ -578,14 +589,6 @@ def client_ip(attachment: PolicyAttachment, gateway: ObjectKey) -> ir.ClientIP:
     return ir.ClientIP(source, c.trusted_hops, tuple(c.trusted_cidrs), forwarded_for)  # type: ignore[arg-type]
 
 
-def warn_route_hsts(attachment: PolicyAttachment) -> None:
-    for key, pols in attachment.attached["SecurityPolicy"].items():
-        for pol in pols:
-            if key[0] == "HTTPRoute" and "hsts" in pol.spec.model_fields_set:
-                attachment.note(pol, "spec.hsts applies to whole hosts: set it on a policy that targets a "
-                                     "Gateway or a listener; this value is ignored")
-
-
 def reject_ambiguous_paths(attachment: PolicyAttachment, gateway: ObjectKey) -> bool:
     spec = attachment.combined("ClientTrafficPolicy", (*gateway, ""))
     return not isinstance(spec, ClientTrafficPolicySpec) or spec.path.ambiguous == "Reject"
@@ -624,4 +627,4 @@ def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
                    reject_ambiguous_paths=reject)
 
 
-__all__ = ["PolicyAttachment", "PolicyResolver", "apply_policies", "security_txt_body", "warn_route_hsts"]
+__all__ = ["PolicyAttachment", "PolicyResolver", "apply_policies", "security_txt_body"]
