@@ -16,10 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import GW, Backend, Gateway, examples, request, shared_corpus
+from wardgate.ir import ADD_HEADER_STATUSES
 from wardgate.migrate.ann_snippets import CATALOG
 from wardgate.migrate.contrib import Contribution, ExtraRule, Source
 from wardgate.migrate.report import Finding
-from wardgate.migrate.snippets import NOTHING, convert_snippet, ip_access, parse_snippet
+from wardgate.migrate.snippets import NOTHING, SUCCESS_STATUSES, convert_snippet, ip_access, parse_snippet
 from wardgate.model.policies import SecurityPolicySpec
 
 Backends = Callable[..., Backend]
@@ -100,12 +101,16 @@ def test_add_header_always_is_exact() -> None:
     assert statuses(out) == ["exact"]
 
 
-def test_add_header_without_always_states_the_statuses_nginx_added_it_to() -> None:
+SUCCESS = [200, 201, 204, 206, 301, 302, 303, 304, 307, 308]  # nginx's add_header without `always`
+
+
+def test_add_header_without_always_only_on_the_statuses_nginx_added_it_to() -> None:
     out = conv('add_header X-Only-Success "yes";')
-    assert out.security == {"responseHeaders": {"add": [{"name": "X-Only-Success", "value": "yes"}]}}
+    assert out.security == {"responseHeaders": {"add": [{"name": "X-Only-Success", "value": "yes",
+                                                         "statuses": SUCCESS}]}}
     f = line(out, 1)
-    assert f.status == "converted-with-difference"
-    assert "200, 201, 204, 206, 301, 302, 303, 304, 307, 308" in f.detail and "every status" in f.detail
+    assert f.status == "exact" and "200, 201, 204, 206, 301, 302, 303, 304, 307, 308" in f.detail
+    assert list(SUCCESS_STATUSES) == list(ADD_HEADER_STATUSES) == SUCCESS  # the converter's and the renderer's
 
 
 def test_add_header_strict_transport_security_goes_to_the_listener() -> None:
@@ -120,14 +125,18 @@ def test_add_header_strict_transport_security_goes_to_the_listener() -> None:
 
 def test_expires_and_cache_control() -> None:
     out = conv('expires 1h;\nadd_header Cache-Control "public" always;')
-    assert out.security["responseHeaders"] == {"set": [{"name": "Cache-Control", "value": "max-age=3600"}],
-                                               "add": [{"name": "Cache-Control", "value": "public"}]}
+    assert out.security["responseHeaders"] == {
+        "set": [{"name": "Cache-Control", "value": "max-age=3600", "statuses": SUCCESS}],
+        "add": [{"name": "Cache-Control", "value": "public"}]}
     assert line(out, 1).status == "converted-with-difference" and "no Expires" in line(out, 1).detail
     epoch = conv("expires epoch;")
     assert epoch.security["responseHeaders"]["set"] == [
-        {"name": "Expires", "value": "Thu, 01 Jan 1970 00:00:01 GMT"}, {"name": "Cache-Control", "value": "no-cache"}]
+        {"name": "Expires", "value": "Thu, 01 Jan 1970 00:00:01 GMT", "statuses": SUCCESS},
+        {"name": "Cache-Control", "value": "no-cache", "statuses": SUCCESS}]
+    assert statuses(epoch) == ["exact"]
     assert conv("expires off;").security == {} and statuses(conv("expires off;")) == ["exact"]
-    assert conv("expires -1;").security["responseHeaders"]["set"] == [{"name": "Cache-Control", "value": "no-cache"}]
+    assert conv("expires -1;").security["responseHeaders"]["set"] == [
+        {"name": "Cache-Control", "value": "no-cache", "statuses": SUCCESS}]
 
 
 # --- request headers ---------------------------------------------------------------------------
@@ -610,6 +619,10 @@ def test_corpus_snippets_convert_to_what_the_cases_expect() -> None:
     methods = found[("configuration-snippet-method-allowlist-405", "snippet-methods", "configuration-snippet")]
     assert methods.security == {"allowedMethods": ["GET", "POST"], **NO_ALLOW}
     assert statuses(methods) == ["exact"] * 2  # the 405 has no Allow header, like nginx's
+    adds = found[("configuration-snippet-add-header-status-codes", "snippet-addheader", "configuration-snippet")]
+    assert adds.security == {"responseHeaders": {"add": [
+        {"name": "X-Only-Success", "value": "yes", "statuses": SUCCESS}, {"name": "X-Always", "value": "yes"}]}}
+    assert statuses(adds) == ["exact"] * 2
     www = found[("wc-public-web", "www", "configuration-snippet")]
     assert www.security["allowedMethods"] == ["GET", "HEAD", "POST"]
     for case, name in [("server-snippet-security-txt", "security-txt"), ("wc-internal-tools", "wiki"),
@@ -670,6 +683,8 @@ def test_converted_snippets_on_a_real_gateway(gateway: Gateway, backends: Backen
                                                source(anns))
     methods = conv("""\
         more_set_headers "X-Frame-Options: DENY";
+        add_header X-Only-Success "yes";
+        add_header X-Always "yes" always;
         if ($request_method !~ ^(GET|POST)$) {
           return 405;
         }
@@ -704,15 +719,19 @@ def test_converted_snippets_on_a_real_gateway(gateway: Gateway, backends: Backen
         r = get("methods.example.com", "/form", method)
         assert (method, r.status, r.headers["x-frame-options"], r.headers.get("allow")) == (
             method, status, "DENY", None)
-    r = get("methods.example.com", "/status/503")
-    assert (r.status, r.headers["x-frame-options"]) == (503, "DENY")
+        # add_header without `always`: only on nginx's statuses (not on the 405).
+        assert (r.headers.get("x-only-success"), r.headers["x-always"]) == ("yes" if status == 200 else None, "yes")
+    for path, only in [("/status/503", None), ("/status/404", None), ("/status/301", "yes"), ("/status/204", "yes")]:
+        r = get("methods.example.com", path)
+        assert (path, r.headers["x-frame-options"], r.headers.get("x-only-success"), r.headers["x-always"]) == (
+            path, "DENY", only, "yes")
     # rewrite ... break: the Ingress's backend gets the new path; ... permanent and a location's
     # return: redirects the gateway answers, with the snippet's header.
     r = get("methods.example.com", "/legacy/a?x=1")
     assert (r.status, r.json["path"]) == (200, "/modern/a?x=1")
     r = get("methods.example.com", "/old?x=1")
-    assert (r.status, r.headers["location"], r.headers["x-frame-options"]) == (
-        301, "http://methods.example.com:8080/new?x=1", "DENY")
+    assert (r.status, r.headers["location"], r.headers["x-frame-options"], r.headers["x-only-success"]) == (
+        301, "http://methods.example.com:8080/new?x=1", "DENY", "yes")
     assert get("methods.example.com", "/old", "PUT").status == 405  # the method limit came first in the snippet
     r = get("methods.example.com", "/moved?x=1")
     assert (r.status, r.headers["location"]) == (308, "https://elsewhere.example.com/moved?x=1")

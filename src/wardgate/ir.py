@@ -85,7 +85,21 @@ class RequestValue:
     kind: RequestValueKind
 
 
-HeaderValue = str | RequestValue
+PlainValue = str | RequestValue
+
+
+@dataclass(frozen=True)
+class OnStatuses:
+    """A response header value sent only on answers with one of `statuses` (sorted); other
+    answers keep what they have (SecurityPolicy responseHeaders `statuses`)."""
+
+    value: PlainValue
+    statuses: tuple[int, ...]
+
+
+HeaderValue = PlainValue | OnStatuses
+# The statuses nginx's add_header acts on without `always` (ngx_http_headers_filter_module).
+ADD_HEADER_STATUSES = (200, 201, 204, 206, 301, 302, 303, 304, 307, 308)
 
 
 @dataclass(frozen=True)

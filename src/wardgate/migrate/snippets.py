@@ -273,7 +273,7 @@ def _if_args(args: list[str]) -> None:
 
 # --- what a place accumulates ---------------------------------------------------------------------
 
-Value = dict[str, str]  # {"value": ...} or {"valueFrom": ...}
+Value = dict[str, Any]  # {"value": ...} or {"valueFrom": ...}, and "statuses" for add_header's
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -674,11 +674,10 @@ class _Converter:
             place.success_only.append((st.line, name, value))
             return _exact(f"add_header {name}: responseHeaders.add {name} if the answer's status is one nginx adds "
                           "it to without `always`")
+        if not always:
+            value = {**value, "statuses": list(SUCCESS_STATUSES)}
         place.response.adds.append((name, value))
         place.response_adds_lines.append(st.line)
-        if not always:
-            notes.append(f"without `always` nginx added it only to status {_SUCCESS}; wardgate adds it to every "
-                         "status (4xx/5xx included)")
         if place.kind == "location":
             server = self.source.annotations.get("server-snippet", "")
             if re.search(r"(^|[;{}\s])add_header\s", server):
@@ -687,7 +686,8 @@ class _Converter:
         if place.kind == "server":
             notes.append("ingress-nginx dropped it in locations with an add_header of their own (a "
                          "configuration-snippet's, auth-url's Set-Cookie); wardgate adds it on every rule of the host")
-        what = f"add_header {name}: responseHeaders.add {name}{self.where(place)}"
+        what = f"add_header {name}: responseHeaders.add {name}{self.where(place)}" + (
+            "" if always else f" on status {_SUCCESS} (statuses), as nginx without `always`")
         return _diff(f"{what}; " + "; ".join(notes)) if notes else _exact(what)
 
     def hsts(self, raw: str) -> _Result:
@@ -814,20 +814,22 @@ class _Converter:
                        "let the backend send Cache-Control")
         if arg == "off":
             return _exact("expires off: nginx's default; nothing to convert")
-        status = f"nginx set them only on status {_SUCCESS}, wardgate on every status"
+        # nginx's expires acts on add_header's statuses, replacing the backend's values.
+        status = f"on status {_SUCCESS} (statuses), as nginx"
+        only = {"statuses": list(SUCCESS_STATUSES)}
         if arg in ("epoch", "max"):
             expires = "Thu, 01 Jan 1970 00:00:01 GMT" if arg == "epoch" else "Thu, 31 Dec 2037 23:55:55 GMT"
             cache = "no-cache" if arg == "epoch" else "max-age=315360000"
-            place.response.set("Expires", {"value": expires})
-            place.response.set("Cache-Control", {"value": cache})
-            return _diff(f"expires {arg}: responseHeaders.set Expires: {expires}, Cache-Control: {cache}; {status}")
+            place.response.set("Expires", {"value": expires, **only})
+            place.response.set("Cache-Control", {"value": cache, **only})
+            return _exact(f"expires {arg}: responseHeaders.set Expires: {expires}, Cache-Control: {cache}, {status}")
         seconds = nginx_seconds(arg)
         if seconds is None:
             return _no(f"expires {arg}: not an nginx time")
         cache = "no-cache" if seconds < 0 else f"max-age={seconds}"
-        place.response.set("Cache-Control", {"value": cache})
-        return _diff(f"expires {arg}: responseHeaders.set Cache-Control: {cache}; no Expires header (nginx computed "
-                     f"now + {arg} per answer; HTTP/1.1 caches follow Cache-Control); {status}")
+        place.response.set("Cache-Control", {"value": cache, **only})
+        return _diff(f"expires {arg}: responseHeaders.set Cache-Control: {cache}, {status}; no Expires header (nginx "
+                     f"computed now + {arg} per answer; HTTP/1.1 caches follow Cache-Control)")
 
     # -- methods, addresses, answers
 

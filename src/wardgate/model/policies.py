@@ -356,9 +356,31 @@ class PolicyHeaderFilter(Model):
     remove: list[HeaderName] = Field(default_factory=list)
 
 
+class ResponseHeader(PolicyHeader):
+    """A response header to set or add: on every answer, or only on answers with one of
+    `statuses` (the others keep what they have)."""
+
+    statuses: Annotated[list[Annotated[int, Field(ge=100, le=599)]], Field(min_length=1, max_length=64)] | None = None
+
+    @field_validator("statuses")
+    @classmethod
+    def _unique(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"status {next(s for s in value if value.count(s) > 1)} is listed twice")
+        return value
+
+
+class ResponseHeaderFilter(Model):
+    """A SecurityPolicy's response header changes: PolicyHeaderFilter's, plus `statuses`."""
+
+    set: list[ResponseHeader] = Field(default_factory=list)
+    add: list[ResponseHeader] = Field(default_factory=list)
+    remove: list[HeaderName] = Field(default_factory=list)
+
+
 class SecurityPolicySpec(ScopedPolicySpec):
     request_headers: PolicyHeaderFilter | None = None
-    response_headers: PolicyHeaderFilter | None = None
+    response_headers: ResponseHeaderFilter | None = None
     allowed_methods: Annotated[list[Method], Field(min_length=1)] | None = None
     method_not_allowed: MethodNotAllowed | None = None
     url_allowlist: UrlAllowlist | None = None
@@ -476,7 +498,7 @@ POLICY_KINDS: dict[str, type[Policy]] = {
 # two the same.
 MergeRule = Literal["not merged", "replace", "key by key", "by header name", "union"]
 _NOT_MERGED = frozenset({"target_refs", "parent_refs"})  # where a policy applies, not what it says
-_HEADER_FILTERS = (HTTPHeaderFilter, PolicyHeaderFilter)
+_HEADER_FILTERS = (HTTPHeaderFilter, PolicyHeaderFilter, ResponseHeaderFilter)
 _RULES: dict[tuple[type[Model], str], MergeRule] = {
     **{(f, "set"): "by header name" for f in _HEADER_FILTERS},
     **{(f, "add"): "by header name" for f in _HEADER_FILTERS},
@@ -509,7 +531,7 @@ def _object_type(annotation: Any) -> type[Model] | None:
     return None
 
 
-HeaderFilter = HTTPHeaderFilter | PolicyHeaderFilter
+HeaderFilter = HTTPHeaderFilter | PolicyHeaderFilter | ResponseHeaderFilter
 
 
 def merge_header_filters(base: HeaderFilter, over: HeaderFilter) -> HeaderFilter:

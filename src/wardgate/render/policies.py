@@ -82,7 +82,7 @@ def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | N
         return []
     out = tls.place_hsts(hsts, p)
     out += shared_directives(plan, p) if p.id != inherited else []
-    out += headers.response(p.response_headers, shared=False)
+    out += headers.response(p.response_headers, shared=False, tables=tables, origin=("policy", p.id))
     if p.id != server:
         out += lua.place(plan.lua, p.id)
     out += ratelimit.location(tables, plan.rate, p)

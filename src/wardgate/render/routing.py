@@ -156,7 +156,7 @@ def _direct(ctx: ServerCtx, pid: int, index: int) -> list[Directive]:
     head = tls.place_hsts(ctx.hsts, p)
     head += [] if pid == ctx.shared else [x for x in policies.shared_directives(ctx.plan, p)
                                           if x.name not in ("client_max_body_size", "wardgate_duplicate_headers")]
-    head += headers.response(p.response_headers, shared=False)
+    head += headers.response(p.response_headers, shared=False, tables=ctx.tables, origin=("policy", pid))
     if ctx.plan.waf:
         head.append(d("modsecurity", Raw("off")))
     return direct.body(ctx.plan.direct, p, index, head,

@@ -31,6 +31,8 @@ from wardgate.model.policies import (
     PolicyHeaderFilter,
     PolicyTargetRef,
     RateLimitPolicySpec,
+    ResponseHeader,
+    ResponseHeaderFilter,
     SecurityPolicySpec,
     SecurityTxt,
     combine_same_target,
@@ -417,13 +419,18 @@ _VALUE_FROM: dict[str, ir.RequestValueKind] = {
 
 
 def _header_value(h: PolicyHeader) -> ir.HeaderValue:
+    value: ir.PlainValue
     if h.value_from is not None:
-        return ir.RequestValue(_VALUE_FROM[h.value_from])
-    assert h.value is not None  # the model requires exactly one
-    return h.value
+        value = ir.RequestValue(_VALUE_FROM[h.value_from])
+    else:
+        assert h.value is not None  # the model requires exactly one
+        value = h.value
+    if isinstance(h, ResponseHeader) and h.statuses is not None:
+        return ir.OnStatuses(value, tuple(sorted(h.statuses)))
+    return value
 
 
-def policy_header_ops(f: PolicyHeaderFilter | None) -> ir.HeaderOps:
+def policy_header_ops(f: PolicyHeaderFilter | ResponseHeaderFilter | None) -> ir.HeaderOps:
     if f is None:
         return ir.HeaderOps()
     return ir.HeaderOps(
