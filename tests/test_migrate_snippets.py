@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
+import ssl
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import GW, Backend, Gateway, examples, request, shared_corpus
+from test_tls import gateway_yaml, https, tls_secret
 from wardgate.ir import ADD_HEADER_STATUSES
 from wardgate.migrate.ann_snippets import CATALOG
 from wardgate.migrate.contrib import Contribution, ExtraRule, Source
@@ -737,3 +741,37 @@ def test_converted_snippets_on_a_real_gateway(gateway: Gateway, backends: Backen
     assert (r.status, r.headers["location"]) == (308, "https://elsewhere.example.com/moved?x=1")
     assert get("methods.example.com", "/private").status == 403  # a urlAllowlist that allows nothing
     assert get("methods.example.com", "/private/x").status == 200
+
+
+@pytest.mark.timeout(120)
+def test_converted_snippet_location_answers_without_hsts_on_https(gateway: Gateway, backends: Backends) -> None:
+    """server-snippet-security-txt over HTTPS: ingress-nginx's snippet location sent no HSTS, the
+    rest of the host did; the converted rule's `hsts: {enabled: false}` keeps that."""
+    case = json.loads((shared_corpus("migration") / "cases" / "server-snippet-security-txt.json").read_text())
+    ingress = next(d for d in yaml.safe_load_all(case["manifests"]) if d and d["kind"] == "Ingress")
+    anns = {k[len(PREFIX):]: v for k, v in ingress["metadata"]["annotations"].items()}
+    server = CATALOG["server-snippet"].handler("server-snippet", anns["server-snippet"],  # type: ignore[misc]
+                                               source(anns))
+    host = "security-txt.example.com"
+    ca = trustme.CA()
+    app = backends("app")
+    gateway.write("gw.yaml", gateway_yaml(https("https", host)), tls_secret("cert", ca, host), app.manifests(),
+                  "---\n".join(["", *manifests(host, "sec", "app", [server], {"ipAccess": {"allow": ["10.0.0.0/8"]}})]))
+    gateway.reconcile()
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+
+    def answer(path: str) -> tuple[int, str | None, str | None]:
+        with socket.create_connection((gateway.address(), 8443), timeout=5) as plain, \
+                ctx.wrap_socket(plain, server_hostname=host) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        lines = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+        got = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+        return int(lines[0].split()[1]), got.get("strict-transport-security"), got.get("x-content-type-options")
+
+    assert answer("/.well-known/security.txt") == (200, None, "nosniff")
+    # The rest of the host keeps HSTS (here the IP list's 403: 127.x is not in 10.0.0.0/8).
+    assert answer("/") == (403, "max-age=31536000; includeSubDomains", "nosniff")
