@@ -55,6 +55,8 @@ FIELDS: dict[str, tuple[str, str]] = {
     "req_value": ("safe", "spec.requestHeaders.set[0]"),
     "resp_value": ("safe", "spec.responseHeaders.set[0]"),
     "resp_add": ("safe", "spec.responseHeaders.add[0]"),
+    "resp_set_some": ("safe", "spec.responseHeaders.set[1]"),  # more_set_headers -s
+    "resp_add_some": ("safe", "spec.responseHeaders.add[1]"),  # a map on $status
     "resp_remove": ("X-Gone", "spec.responseHeaders.remove[0]"),
     "allow_regex": ("/static/.*", "spec.urlAllowlist.paths[0]"),
     "allow_exact": ("/safe", "spec.urlAllowlist.paths[1]"),
@@ -94,8 +96,10 @@ def policies(v: dict[str, str]) -> list[dict[str, Any]]:
         "spec": {
             "targetRefs": target,
             "requestHeaders": {"set": [{"name": v["req_name"], "value": v["req_value"]}]},
-            "responseHeaders": {"set": [{"name": "X-Resp", "value": v["resp_value"]}],
-                                "add": [{"name": "X-Resp-Add", "value": v["resp_add"]}],
+            "responseHeaders": {"set": [{"name": "X-Resp", "value": v["resp_value"]},
+                                        {"name": "X-Resp-Ok", "value": v["resp_set_some"], "statuses": [200, 301]}],
+                                "add": [{"name": "X-Resp-Add", "value": v["resp_add"]},
+                                        {"name": "X-Resp-Gone", "value": v["resp_add_some"], "statuses": [404, 410]}],
                                 "remove": [v["resp_remove"]]},
             "urlAllowlist": {"paths": [{"type": "RegularExpression", "value": v["allow_regex"]},
                                        {"type": "Exact", "value": v["allow_exact"]}]},

@@ -92,7 +92,21 @@ class RequestValue:
     name: str = ""
 
 
-HeaderValue = str | RequestValue
+PlainValue = str | RequestValue
+
+
+@dataclass(frozen=True)
+class OnStatuses:
+    """A response header value sent only on answers with one of `statuses` (sorted); other
+    answers keep what they have (SecurityPolicy responseHeaders `statuses`)."""
+
+    value: PlainValue
+    statuses: tuple[int, ...]
+
+
+HeaderValue = PlainValue | OnStatuses
+# The statuses nginx's add_header acts on without `always` (ngx_http_headers_filter_module).
+ADD_HEADER_STATUSES = (200, 201, 204, 206, 301, 302, 303, 304, 307, 308)
 
 
 @dataclass(frozen=True)
@@ -417,6 +431,8 @@ class Policy:
     request_headers: HeaderOps = field(default_factory=HeaderOps)
     response_headers: HeaderOps = field(default_factory=HeaderOps)
     allowed_methods: tuple[str, ...] = ()
+    # The 405 for other methods names the allowed ones in an Allow header (and replaces a backend's).
+    allow_header: bool = True
     allowlist: tuple[PathMatch, ...] = ()
     allowlist_status: int = 404
     direct: tuple[DirectResponse, ...] = ()
@@ -435,6 +451,9 @@ class Policy:
     basic_auth: BasicAuth | None = None
     external_auth: ExternalAuth | None = None
     error_pages: ErrorPages | None = None
+    # Strict-Transport-Security of a route's or rule's answers on HTTPS, when a route-level policy
+    # sets one ("" for none of the gateway's); None: the host's (VirtualHost.hsts).
+    hsts: str | None = None
 
     def direct_for(self, path: str) -> int | None:
         """Index of the direct response for `path`, if any."""

@@ -144,6 +144,14 @@ class Policy(Resource):
 # --- SecurityPolicy -----------------------------------------------------------------------------
 
 
+class MethodNotAllowed(Model):
+    """The answer to a method `allowedMethods` doesn't list: 405 with an `Allow` header naming the
+    allowed methods (RFC 9110 15.5.6), or, with `allowHeader: false`, without one (what nginx's
+    `return 405` sent), leaving a backend's own 405 and its Allow untouched."""
+
+    allow_header: bool = True
+
+
 class UrlAllowlist(Model):
     """Only these paths are served; anything else gets `status`."""
 
@@ -542,12 +550,33 @@ class ErrorPages(Model):
         if len(set(self.statuses)) != len(self.statuses):
             raise ValueError("statuses lists a status twice")
         return self
+class ResponseHeader(PolicyHeader):
+    """A response header to set or add: on every answer, or only on answers with one of
+    `statuses` (the others keep what they have)."""
+
+    statuses: Annotated[list[Annotated[int, Field(ge=100, le=599)]], Field(min_length=1, max_length=64)] | None = None
+
+    @field_validator("statuses")
+    @classmethod
+    def _unique(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"status {next(s for s in value if value.count(s) > 1)} is listed twice")
+        return value
+
+
+class ResponseHeaderFilter(Model):
+    """A SecurityPolicy's response header changes: PolicyHeaderFilter's, plus `statuses`."""
+
+    set: list[ResponseHeader] = Field(default_factory=list)
+    add: list[ResponseHeader] = Field(default_factory=list)
+    remove: list[HeaderName] = Field(default_factory=list)
 
 
 class SecurityPolicySpec(ScopedPolicySpec):
     request_headers: PolicyHeaderFilter | None = None
-    response_headers: PolicyHeaderFilter | None = None
+    response_headers: ResponseHeaderFilter | None = None
     allowed_methods: Annotated[list[Method], Field(min_length=1)] | None = None
+    method_not_allowed: MethodNotAllowed | None = None
     url_allowlist: UrlAllowlist | None = None
     security_txt: SecurityTxt | None = None
     direct_responses: Annotated[list[DirectResponse], Field(max_length=64)] | None = None
@@ -668,7 +697,7 @@ POLICY_KINDS: dict[str, type[Policy]] = {
 # two the same.
 MergeRule = Literal["not merged", "replace", "key by key", "by header name", "union"]
 _NOT_MERGED = frozenset({"target_refs", "parent_refs"})  # where a policy applies, not what it says
-_HEADER_FILTERS = (HTTPHeaderFilter, PolicyHeaderFilter)
+_HEADER_FILTERS = (HTTPHeaderFilter, PolicyHeaderFilter, ResponseHeaderFilter)
 _RULES: dict[tuple[type[Model], str], MergeRule] = {
     **{(f, "set"): "by header name" for f in _HEADER_FILTERS},
     **{(f, "add"): "by header name" for f in _HEADER_FILTERS},
@@ -706,7 +735,7 @@ def _object_type(annotation: Any) -> type[Model] | None:
     return None
 
 
-HeaderFilter = HTTPHeaderFilter | PolicyHeaderFilter
+HeaderFilter = HTTPHeaderFilter | PolicyHeaderFilter | ResponseHeaderFilter
 
 
 def merge_header_filters(base: HeaderFilter, over: HeaderFilter) -> HeaderFilter:

@@ -35,6 +35,7 @@ class ServerCtx:
     files: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Directive] = field(default_factory=dict)
     bodies: dict[tuple[int, bool, int | None], list[Directive]] = field(default_factory=dict)
+    hsts: str | None = None  # the server's Strict-Transport-Security; None on plain HTTP
 
 
 def _cond(var: Arg, op: str, value: Arg) -> tuple[Arg, ...]:
@@ -165,7 +166,7 @@ def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) ->
     plan = ctx.plan
     p = plan.policy(pid)
     out: list[Directive] = [*policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, ctx.extra, ctx.files,
-                                               action),
+                                               action, hsts=ctx.hsts),
                             d("set", Raw("$wg_route"), Text(str(action.source))),
                             *policies.checks(ctx.tables, p, hoisted=pid == ctx.shared)]
     if action.response_headers:

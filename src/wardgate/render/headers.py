@@ -13,7 +13,7 @@ from collections import defaultdict
 
 from wardgate import ir
 from wardgate.quoting import Arg, Expr, Raw, Text, header_variable
-from wardgate.render.emit import Directive, d, entry
+from wardgate.render.emit import Directive, d, entry, map_entry
 from wardgate.render.module import REQUEST_ID
 from wardgate.render.tables import Tables, var_name
 
@@ -46,6 +46,9 @@ REQUEST_VALUES: dict[str, str] = {
 
 def value_parts(value: ir.HeaderValue) -> tuple[Raw | str, ...]:
     """A header value as Expr parts: user text, or the fixed variable of a per-request value."""
+    if isinstance(value, ir.OnStatuses):
+        # Only response headers have statuses, and `response` takes them off first.
+        raise ValueError("a header value with statuses outside the response headers")
     if isinstance(value, str):
         return (value,)
     if value.kind == "auth_response":  # set by auth_request_set (extauth.py) where it is used
@@ -58,6 +61,37 @@ def auth_response_var(name: str) -> str:
     return var_name("wg_ah", name.lower())
 
 
+def _statuses(value: ir.HeaderValue) -> tuple[ir.PlainValue, tuple[int, ...] | None]:
+    if isinstance(value, ir.OnStatuses):
+        return value.value, value.statuses
+    return value, None
+
+
+def _set(name: str, value: ir.HeaderValue) -> Directive:
+    plain, statuses = _statuses(value)
+    only = (Raw("-s"), Text(" ".join(map(str, statuses)))) if statuses else ()
+    return d("more_set_headers", *only, value_arg((f"{name}: ", *value_parts(plain))))
+
+
+def _add(name: str, value: ir.HeaderValue, place: tuple[Tables, tuple[object, ...]] | None) -> Directive:
+    """add_header: `always` on every status; nginx's own status list without it; any other list
+    through a map on $status whose value is empty (nothing added) for the other statuses, named
+    after `place` (tables, IR key) like every table."""
+    plain, statuses = _statuses(value)
+    arg = value_arg(value_parts(plain))
+    if statuses is None:
+        return d("add_header", name, arg, Raw("always"))
+    if statuses == ir.ADD_HEADER_STATUSES:
+        return d("add_header", name, arg)
+    if place is None:
+        raise ValueError("a response header with its own statuses needs the http-level tables")
+    tables, key = place
+    var = var_name("wg_hs", *key)
+    ref = tables.add(var, Directive("map", (Raw("$status"), Raw("$" + var)), [
+        *(map_entry(str(s), arg) for s in statuses), d("default", "")]))
+    return d("add_header", name, ref, Raw("always"))
+
+
 def value_arg(parts: tuple[Raw | str, ...]) -> Arg:
     """One argument from Expr parts: plain Text when they are all user text."""
     if all(isinstance(p, str) for p in parts):
@@ -65,15 +99,18 @@ def value_arg(parts: tuple[Raw | str, ...]) -> Arg:
     return Expr(parts)
 
 
-def response(ops: ir.HeaderOps, adds: bool = True, shared: bool = True) -> list[Directive]:
+def response(ops: ir.HeaderOps, adds: bool = True, shared: bool = True, tables: Tables | None = None,
+             origin: tuple[object, ...] = ()) -> list[Directive]:
     """Response header changes. `set` uses headers-more, which replaces a backend's copy (and
-    works on every status); `add` appends. `shared=False` leaves out the headers-more part (written
-    at an enclosing level), `adds=False` the add_header part."""
+    works on every status, or only on its `statuses` with `-s`); `add` appends. `shared=False`
+    leaves out the headers-more part (written at an enclosing level), `adds=False` the add_header
+    part. `tables` and `origin` (IR ids) hold and name an add's map on $status."""
     out: list[Directive] = []
     if shared:
-        out += [d("more_set_headers", value_arg((f"{name}: ", *value_parts(value)))) for name, value in ops.set]
+        out += [_set(name, value) for name, value in ops.set]
     if adds:
-        out += [d("add_header", name, value_arg(value_parts(value)), Raw("always")) for name, value in ops.add]
+        out += [_add(name, value, (tables, (*origin, i)) if tables is not None else None)
+                for i, (name, value) in enumerate(ops.add)]
     if shared:
         out += [d("more_clear_headers", name) for name in ops.remove]
     return out

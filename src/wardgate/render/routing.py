@@ -77,7 +77,8 @@ def server(plan: Plan, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> S
     if p is not None and shared != plan.shared:
         proxy = proxy_list(tables, p.request_headers, ("policy", shared))
         grpc_headers = proxy_list(tables, p.request_headers, ("policy", shared), grpc=True)
-    ctx = ServerCtx(plan, port, shared, proxy, grpc_headers, tables)
+    ctx = ServerCtx(plan, port, shared, proxy, grpc_headers, tables,
+                    hsts=vhost.hsts if port.protocol == "HTTPS" else None)
     certs = vhost.certificates or (port.default_certificates if default else ())
     if port.protocol == "HTTPS":
         srv.block += tls.server(ctx.files, port, vhost, certs)
@@ -161,9 +162,10 @@ def _direct_index(ctx: ServerCtx, pid: int | None, kind: str, value: str) -> int
 def _direct(ctx: ServerCtx, pid: int, index: int) -> list[Directive]:
     p = ctx.plan.policies[pid]
     # The place's response headers (those the server doesn't add already); no body limit.
-    head = [] if pid == ctx.shared else [x for x in policies.shared_directives(ctx.plan, p)
-                                         if x.name not in ("client_max_body_size", "wardgate_duplicate_headers")]
-    head += headers.response(p.response_headers, shared=False)
+    head = tls.place_hsts(ctx.hsts, p)
+    head += [] if pid == ctx.shared else [x for x in policies.shared_directives(ctx.plan, p)
+                                          if x.name not in ("client_max_body_size", "wardgate_duplicate_headers")]
+    head += headers.response(p.response_headers, shared=False, tables=ctx.tables, origin=("policy", pid))
     if ctx.plan.waf:
         head.append(d("modsecurity", Raw("off")))
     return direct.body(ctx.plan.direct, p, index, head,
@@ -215,7 +217,7 @@ def _dispatch(ctx: ServerCtx, vhost: ir.VirtualHost, kind: str, value: str, used
         return out + _direct(ctx, vhost.policy, index)
     p = plan.policy(vhost.policy)
     return [*out, *policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, ctx.extra, ctx.files,
-                                     with_waf=False),
+                                     with_waf=False, hsts=ctx.hsts),
             *policies.checks(ctx.tables, p, hoisted=vhost.policy == ctx.shared),
             d("set", Raw("$wg_decision"), "no-route"), d("return", 404)]
 

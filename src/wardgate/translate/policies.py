@@ -31,6 +31,8 @@ from wardgate.model.policies import (
     PolicyHeaderFilter,
     PolicyTargetRef,
     RateLimitPolicySpec,
+    ResponseHeader,
+    ResponseHeaderFilter,
     SecurityPolicySpec,
     SecurityTxt,
     combine_same_target,
@@ -372,6 +374,14 @@ class PolicyAttachment:
                 anc.resolved = (ok, message)
 
 
+def _hsts(chain: list[list[Policy]]) -> str | None:
+    """The Strict-Transport-Security header these levels set ("" for off), None if none sets hsts."""
+    if not any("hsts" in p.spec.model_fields_set for level in chain for p in level):
+        return None
+    spec: SecurityPolicySpec = merged(chain)
+    return spec.hsts.header() if spec.hsts is not None else ""
+
+
 def _applies(scope: Scope, listener: str) -> bool:
     return scope == "all" or (scope is not None and listener in scope)
 
@@ -410,13 +420,18 @@ _VALUE_FROM: dict[str, ir.RequestValueKind] = {
 
 
 def _header_value(h: PolicyHeader) -> ir.HeaderValue:
+    value: ir.PlainValue
     if h.value_from is not None:
-        return ir.RequestValue(_VALUE_FROM[h.value_from])
-    assert h.value is not None  # the model requires exactly one
-    return h.value
+        value = ir.RequestValue(_VALUE_FROM[h.value_from])
+    else:
+        assert h.value is not None  # the model requires exactly one
+        value = h.value
+    if isinstance(h, ResponseHeader) and h.statuses is not None:
+        return ir.OnStatuses(value, tuple(sorted(h.statuses)))
+    return value
 
 
-def policy_header_ops(f: PolicyHeaderFilter | None) -> ir.HeaderOps:
+def policy_header_ops(f: PolicyHeaderFilter | ResponseHeaderFilter | None) -> ir.HeaderOps:
     if f is None:
         return ir.HeaderOps()
     return ir.HeaderOps(
@@ -459,19 +474,22 @@ class PolicyResolver:
         result: int | None = None
         if sec or rl:
             built = self._build(sec, rl)
+            if route is not None and sec:
+                built = replace(built, hsts=self._place_hsts(listener, sec))
             result = self.policies.setdefault(built, len(self.policies))
         self._cache[key] = result
         return result
 
     def hsts(self, listener: str) -> str | None:
         """Strict-Transport-Security as the Gateway- and listener-level policies set it ("" for
-        off); None when none sets it. HSTS is a property of a whole host (browsers apply it to
-        every path), so route-level values are ignored with a warning (`warn_route_hsts`)."""
-        chain = self.attachment.chain("SecurityPolicy", self.gateway, listener)
-        if not any("hsts" in p.spec.model_fields_set for level in chain for p in level):
-            return None
-        spec: SecurityPolicySpec = merged(chain)
-        return spec.hsts.header() if spec.hsts is not None else ""
+        off); None when none sets it: the host's value, on every answer of the host."""
+        return _hsts(self.attachment.chain("SecurityPolicy", self.gateway, listener))
+
+    def _place_hsts(self, listener: str, chain: list[list[Policy]]) -> str | None:
+        """A route's or rule's own Strict-Transport-Security, merged key by key over the host's,
+        when a route-level policy sets `hsts`; None leaves the host's."""
+        host = len(self.attachment.chain("SecurityPolicy", self.gateway, listener))
+        return _hsts(chain) if _hsts(chain[host:]) is not None else None
 
     def ordered(self) -> tuple[ir.Policy, ...]:
         return tuple(replace(p, id=i) for p, i in sorted(self.policies.items(), key=lambda kv: kv[1]))
@@ -494,6 +512,9 @@ class PolicyResolver:
                 request_headers=policy_header_ops(s.request_headers),
                 response_headers=policy_header_ops(s.response_headers),
                 allowed_methods=tuple(dict.fromkeys(s.allowed_methods or ())),
+                # Only means something with a method list: policies that differ in nothing else stay one.
+                allow_header=not s.allowed_methods or s.method_not_allowed is None
+                or s.method_not_allowed.allow_header,
                 allowlist=tuple(_path(p) for p in s.url_allowlist.paths) if s.url_allowlist else (),
                 allowlist_status=s.url_allowlist.status if s.url_allowlist else 404,
                 direct=self._direct(s, sec),
@@ -624,14 +645,6 @@ def client_ip(attachment: PolicyAttachment, gateway: ObjectKey) -> ir.ClientIP:
     return ir.ClientIP(source, c.trusted_hops, tuple(c.trusted_cidrs), forwarded_for)  # type: ignore[arg-type]
 
 
-def warn_route_hsts(attachment: PolicyAttachment) -> None:
-    for key, pols in attachment.attached["SecurityPolicy"].items():
-        for pol in pols:
-            if key[0] == "HTTPRoute" and "hsts" in pol.spec.model_fields_set:
-                attachment.note(pol, "spec.hsts applies to whole hosts: set it on a policy that targets a "
-                                     "Gateway or a listener; this value is ignored")
-
-
 def reject_ambiguous_paths(attachment: PolicyAttachment, gateway: ObjectKey) -> bool:
     spec = attachment.combined("ClientTrafficPolicy", (*gateway, ""))
     return not isinstance(spec, ClientTrafficPolicySpec) or spec.path.ambiguous == "Reject"
@@ -671,4 +684,4 @@ def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
                    upstreams=gw.upstreams + tuple(resolver.services.upstreams.values()))
 
 
-__all__ = ["PolicyAttachment", "PolicyResolver", "apply_policies", "security_txt_body", "warn_route_hsts"]
+__all__ = ["PolicyAttachment", "PolicyResolver", "apply_policies", "security_txt_body"]
