@@ -16,7 +16,19 @@ from wardgate import ir
 from wardgate.keys import ObjectKey
 from wardgate.perf import no_gc_pauses
 from wardgate.quoting import DOLLAR_VAR, Expr, Raw
-from wardgate.render import accesslog, ipaccess, lua, policies, ratelimit, routing, stream, tls, upstreams, waf
+from wardgate.render import (
+    accesslog,
+    headers,
+    ipaccess,
+    lua,
+    policies,
+    ratelimit,
+    routing,
+    stream,
+    tls,
+    upstreams,
+    waf,
+)
 from wardgate.render.emit import Directive, block, d, emit, entry
 from wardgate.render.headers import DEFAULT_GRPC_HEADERS, DEFAULT_PROXY_HEADERS, proxy_directives
 from wardgate.render.module import REQUEST_ID, WARDGATE_MODULE, default_wardgate_module
@@ -52,6 +64,7 @@ _MEMO: dict[ObjectKey, tuple[tuple[Any, ...], dict[tuple[int, str], _Rendered]]]
 def _plan_inputs(plan: Plan) -> tuple[Any, ...]:
     """What every server's text depends on besides its own virtual host."""
     return (plan.opts, plan.gw.client_ip.source, plan.waf, plan.shared, plan.proxy_headers, plan.grpc_headers,
+            plan.default_proxy, plan.default_grpc,
             plan.direct.content_type, plan.lua.ids, tuple(plan.rate.zones.items()),
             tuple((u.name, u.tls) for u in plan.upstreams.by_name.values()))
 
@@ -188,6 +201,7 @@ def emit_plan(plan: Plan) -> dict[str, str]:
     if any(p.protocol == "HTTPS" for p in plan.gw.ports):
         http.block += tls.http_directives()
     http.block += ipaccess.http_directives(plan.gw.client_ip)
+    http.block += headers.http_directives(plan.gw.backend_headers)
     http.block += ratelimit.http_directives(plan.rate)
     http.block += lua.http_directives(plan.lua)
     if plan.waf:
