@@ -21,8 +21,8 @@ import trustme
 import yaml
 
 from conftest import REPO
-from wardgate.verify.echo import AuthRule, CaseBackend, EchoIdentity, EchoServer, SeenRequest
 from wardgate.sources import load_text
+from wardgate.verify.echo import AuthRule, CaseBackend, EchoIdentity, EchoServer, SeenRequest
 from wardgate.verify.migration import (
     DEFAULT_CERTIFICATE,
     MigrationVerifyOptions,
