@@ -651,3 +651,26 @@ def test_malformed_metadata_is_a_finding(meta: str) -> None:
     objects, report = run(NGINX_CLASS, doc, ingress("good", "good.example.com"))
     assert any(f["status"] == "not-converted" and f["file"] == "input.yaml[doc 1]" for f in report["findings"])
     assert len(of(objects, "HTTPRoute")) == 1
+
+
+def test_backend_headers_follow_ingress_nginx_and_its_settings() -> None:
+    """Every Gateway's ClientTrafficPolicy sends what ingress-nginx's template sends upstream; the
+    report names the controller settings that made ingress-nginx send something else."""
+    objects, report = run(NGINX_CLASS, ingress("web"))
+    ctp = named(objects, "ClientTrafficPolicy", "nginx")
+    assert ctp["spec"]["backendHeaders"] == {"requestID": "Preserve", "forwardedHost": "HostHeader",
+                                             "originalForwarded": True}
+    assert ctp["metadata"]["annotations"]["wardgate.io/migrated-from"] == "IngressClass nginx"
+    found = [f for f in report["findings"] if f["item"] == "backendHeaders"]
+    assert [f["status"] for f in found] == ["exact"]
+    cm = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ingress-nginx-controller, namespace: ingress-nginx}
+data: {generate-request-id: "false", use-forwarded-headers: "true", forwarded-for-header: X-Real-Client}
+"""
+    _, report = run(NGINX_CLASS, cm, ingress("web"))
+    found = [f for f in report["findings"] if f["item"] == "backendHeaders"]
+    assert [f["status"] for f in found] == ["converted-with-difference"]
+    for part in ("generate-request-id is false", "use-forwarded-headers", "forwarded-for-header 'X-Real-Client'"):
+        assert part in found[0]["detail"]
