@@ -58,12 +58,14 @@ class ListenerTLS:
 @dataclass(frozen=True)
 class UpstreamTLS:
     """TLS to the backend (BackendTLSPolicy): verify against `ca_pem` (None: the system CAs) for
-    `server_name`, which is also sent as SNI; present `client_certificate` if the Gateway has one."""
+    `server_name`, which is also sent as SNI; present `client_certificate` if the Gateway has one.
+    `verify` False (IngressNginxCompat backendTLS): no certificate check and no SNI."""
 
     server_name: str
     ca_name: str | None = None
     ca_pem: str | None = None
     client_certificate: TLSCertificate | None = None
+    verify: bool = True
 
 
 @dataclass(frozen=True)
