@@ -469,6 +469,34 @@ def test_ssl_passthrough_and_grpc_routes() -> None:
     assert pipeline_problems(objects) == []
 
 
+def test_backend_protocol_https_and_grpcs_keep_unverified_tls() -> None:
+    """backend-protocol HTTPS / GRPCS: TLS to the pods without verification, as ingress-nginx, through
+    IngressNginxCompat backendTLS (HTTPRoute and GRPCRoute rules); the report recommends verifying."""
+    tls = [{"hosts": ["rpc.example.com"], "secretName": "rpc-cert"}]
+    objects, report = run(
+        NGINX_CLASS,
+        ingress("web", "web.example.com", paths=[("/", "Prefix", "web", 443)],
+                annotations={"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}),
+        ingress("rpc", "rpc.example.com", paths=[("/", "Prefix", "rpc", 9443)], tls=tls,
+                annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPCS"}))
+    compat = {o["metadata"]["name"]: o["spec"] for o in of(objects, "IngressNginxCompat")}
+    assert list(compat.values()) == [{"backendTLS": {"insecureSkipVerify": True}}]
+
+    def refs(rule: dict[str, Any]) -> list[str]:
+        return [f["extensionRef"]["name"] for f in rule.get("filters", []) if f["type"] == "ExtensionRef"]
+
+    web = named(objects, "HTTPRoute", "web.example.com")
+    assert [refs(r) for r in web["spec"]["rules"]] == [list(compat)]
+    grpc = named(objects, "GRPCRoute", "rpc.example.com")
+    assert [refs(r) for r in grpc["spec"]["rules"]] == [list(compat)]
+    found = {f["object"]: f for f in report["findings"] if f["item"] == "backend-protocol"}
+    assert found["Ingress default/web"]["status"] == "exact"
+    assert found["Ingress default/rpc"]["status"] == "converted-with-difference"  # gRPC on HTTPS only
+    assert all("BackendTLSPolicy" in f["detail"] for f in found.values())
+    assert not any("don't exist on a GRPCRoute" in f["detail"] for f in report["findings"])
+    assert pipeline_problems(objects) == []
+
+
 def test_extra_rules_from_a_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rules a source adds (mig-snip's Contribution.rules): a gateway-answered one on every listener
     with its own policy, only the host's first server-level one, and a copy of the covering rule."""

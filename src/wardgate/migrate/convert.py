@@ -289,12 +289,19 @@ class Rule:
         out.update(self.extra)
         return out
 
-    def to_grpc(self) -> dict[str, Any]:
+    def grpc_compat_spec(self) -> dict[str, Any]:
+        """The IngressNginxCompat fields a GRPCRoute rule takes (backendTLS: backend-protocol GRPCS)."""
+        return {k: v for k, v in self.compat_spec().items() if k == "backendTLS"}
+
+    def to_grpc(self, compat_ref: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
         methods = [m["grpc"] for m in self.matches if m.get("grpc")]
         if methods:
             out["matches"] = [{"method": m} for m in methods]
         filters = [f for f in self.filters if f.get("type") in GRPC_FILTERS]
+        if compat_ref is not None:
+            filters.append({"type": "ExtensionRef", "extensionRef": {
+                "group": POLICY_GROUP, "kind": COMPAT_KIND, "name": compat_ref}})
         if filters:
             out["filters"] = filters
         out["backendRefs"] = self.backend_refs
@@ -537,7 +544,7 @@ class Converter:
                             self.compat.setdefault((r.namespace, name), (spec, []))[1].append(ing.ref)
         self.place_extra_rules(r, counter)
         for rl in r.rules:
-            if rl.owner.routing.backend_protocol == "GRPC":
+            if rl.owner.routing.backend_protocol in ("GRPC", "GRPCS"):
                 self.grpc_matches(r, rl)
         pt = next((p for p in r.plans if p.routing.ssl_passthrough), None)
         if pt is not None and r.host:
@@ -675,7 +682,8 @@ class Converter:
                 m["grpc"] = None
                 continue
             m["grpc"] = {"service": parts[0], **({"method": parts[1]} if len(parts) == 2 else {})} if parts else {}
-        dropped = sorted({str(f.get("type")) for f in rl.filters if f.get("type") not in GRPC_FILTERS})
+        dropped = sorted({str(f.get("type")) for f in rl.filters
+                          if f.get("type") not in GRPC_FILTERS and "_compat" not in f})
         if dropped:
             self.findings.append(Finding(ing.file, ing.ref, "backend-protocol", "not-converted",
                                          f"filters {', '.join(dropped)} don't exist on a GRPCRoute; not applied",
@@ -926,7 +934,9 @@ class Converter:
                 self.objects.append({"apiVersion": GATEWAY_API, "kind": "GRPCRoute",
                                      "metadata": _meta(r.name, r.namespace, sources),
                                      "spec": {"parentRefs": secure, "hostnames": [r.host],
-                                              "rules": [rl.to_grpc() for rl in grpc[:MAX_RULES]]}})
+                                              "rules": [rl.to_grpc(self.compat_object(r.namespace, spec, rl)
+                                                                   if (spec := rl.grpc_compat_spec()) else None)
+                                                        for rl in grpc[:MAX_RULES]]}})
             if r.passthrough is not None:
                 pt, ref = r.passthrough
                 parents = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != pt.ing.namespace else {}),
