@@ -58,12 +58,14 @@ class ListenerTLS:
 @dataclass(frozen=True)
 class UpstreamTLS:
     """TLS to the backend (BackendTLSPolicy): verify against `ca_pem` (None: the system CAs) for
-    `server_name`, which is also sent as SNI; present `client_certificate` if the Gateway has one."""
+    `server_name`, which is also sent as SNI; present `client_certificate` if the Gateway has one.
+    `verify` False (IngressNginxCompat backendTLS): no certificate check and no SNI."""
 
     server_name: str
     ca_name: str | None = None
     ca_pem: str | None = None
     client_certificate: TLSCertificate | None = None
+    verify: bool = True
 
 
 @dataclass(frozen=True)
@@ -477,6 +479,18 @@ class ClientIP:
 
 
 @dataclass(frozen=True)
+class BackendHeaders:
+    """Gateway-wide choices about the headers every proxied request carries (ClientTrafficPolicy
+    backendHeaders). preserve_request_id: X-Request-Id is the client's own when it sent one;
+    forwarded_host "host_header": X-Forwarded-Host is the Host header as sent (port included);
+    original_forwarded: the client's X-Forwarded-For/-Host also go on as X-Original-Forwarded-*."""
+
+    preserve_request_id: bool = False
+    forwarded_host: Literal["routed_host", "host_header"] = "routed_host"
+    original_forwarded: bool = False
+
+
+@dataclass(frozen=True)
 class VirtualHost:
     """A hostname on one port. "" is the catch-all; "*.x" is a suffix wildcard."""
 
@@ -559,6 +573,7 @@ class Gateway:
     stream_upstreams: tuple[Upstream, ...] = ()
     # 400 for request paths a backend could read differently from nginx's $uri (ClientTrafficPolicy).
     reject_ambiguous_paths: bool = True
+    backend_headers: BackendHeaders = field(default_factory=BackendHeaders)
 
     @property
     def key(self) -> ObjectKey:

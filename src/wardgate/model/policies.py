@@ -673,14 +673,29 @@ class RequestPath(Model):
     ambiguous: Literal["Reject", "Allow"] = "Reject"
 
 
+class BackendHeaders(Model):
+    """What every proxied request tells the backend, where conventions differ (ingress-nginx's).
+    `requestID`: X-Request-Id is wardgate's own id (`Replace`, default) or the client's own when
+    it sent a non-empty one (`Preserve`). `forwardedHost`: X-Forwarded-Host is the host routed on,
+    lower case without port (`RoutedHost`, default), or the Host header as the client sent it
+    (`HostHeader`). `originalForwarded`: also pass the client's own X-Forwarded-For and
+    X-Forwarded-Host on as X-Original-Forwarded-For and X-Original-Forwarded-Host."""
+
+    request_id: Literal["Replace", "Preserve"] = Field("Replace", alias="requestID")
+    forwarded_host: Literal["RoutedHost", "HostHeader"] = "RoutedHost"
+    original_forwarded: bool = False
+
+
 class ClientTrafficPolicySpec(PolicySpec):
     client_ip: ClientIP = Field(default_factory=ClientIP, alias="clientIP")
     path: RequestPath = Field(default_factory=RequestPath)
+    backend_headers: BackendHeaders = Field(default_factory=BackendHeaders)
 
 
 class ClientTrafficPolicy(Policy):
     """How a Gateway reads client requests: where the client IP comes from (connection,
-    X-Forwarded-For or PROXY protocol) and which request paths it refuses."""
+    X-Forwarded-For or PROXY protocol), which request paths it refuses, and what backends are
+    told about the request (backendHeaders)."""
 
     spec: ClientTrafficPolicySpec
 

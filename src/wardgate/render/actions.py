@@ -71,10 +71,11 @@ def _request_headers(ctx: ServerCtx, action: ir.Action, pid: int | None) -> list
     host = action.rewrite.hostname if action.rewrite else None
     inherited = ctx.grpc_headers if action.grpc else ctx.proxy_headers
     if not host and not action.request_headers and (p is None or not p.request_headers):
-        defaults = headers.DEFAULT_GRPC_HEADERS if action.grpc else headers.DEFAULT_PROXY_HEADERS
+        defaults = ctx.plan.header_defaults(action.grpc)
         return [] if inherited is defaults or inherited == defaults else headers.proxy_directives(defaults, action.grpc)
     ops = (p.request_headers if p else ir.HeaderOps()) + action.request_headers
-    wanted = headers.proxy_list(ctx.tables, ops, ("place", pid, action.id), action.grpc, host)
+    wanted = headers.proxy_list(ctx.tables, ops, ("place", pid, action.id), ctx.plan.header_defaults(action.grpc),
+                                host)
     return [] if wanted == inherited else headers.proxy_directives(wanted, action.grpc)
 
 
@@ -267,7 +268,8 @@ def _mirror_location(ctx: ServerCtx, loc: str, mirror: ir.Mirror, action: ir.Act
         var = split(ctx.tables, ("mirror", loc), [(mirror.percent, "1"), (100.0 - mirror.percent, "")], salt=loc)
         node.block.append(Directive("if", _cond(Raw("$" + var), "=", ""), [d("return", 204)]))
     # Mirrors carry the route's request headers, not the policy's.
-    wanted = headers.proxy_list(ctx.tables, action.request_headers, ("mirror", action.id), action.grpc,
+    wanted = headers.proxy_list(ctx.tables, action.request_headers, ("mirror", action.id),
+                                ctx.plan.header_defaults(action.grpc),
                                 action.rewrite.hostname if action.rewrite else None)
     if wanted != (ctx.grpc_headers if action.grpc else ctx.proxy_headers):
         node.block += headers.proxy_directives(wanted, action.grpc)

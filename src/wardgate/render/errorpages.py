@@ -41,10 +41,11 @@ def _context(plan: Plan, action: ir.Action | None) -> list[Directive]:
     return [d("set", Raw(var), Text(value)) for (_, var), value in zip(CONTEXT, values, strict=True)]
 
 
-def _headers(tables: Tables, p: ir.Policy, code: int, original_uri: bool) -> list[Directive]:
-    """The whole header list for the error backend: the place's policy headers, the context."""
+def _headers(plan: Plan, tables: Tables, p: ir.Policy, code: int, original_uri: bool) -> list[Directive]:
+    """The whole header list for the error backend: the Gateway's, the place's policy headers, the
+    context."""
     headers: dict[str, tuple[str, Arg]] = {
-        k.lower(): (k, v) for k, v in proxy_list(tables, p.request_headers, ("policy", p.id))}
+        k.lower(): (k, v) for k, v in proxy_list(tables, p.request_headers, ("policy", p.id), plan.default_proxy)}
     extra: list[tuple[str, Arg]] = [("X-Code", str(code)), ("X-Format", Raw("$http_accept"))]
     if original_uri:
         extra.append(("X-Original-URI", Raw("$request_uri")))
@@ -73,7 +74,7 @@ def _named(plan: Plan, tables: Tables, files: dict[str, str], p: ir.Policy, code
         node.block.append(d("modsecurity", Raw("off")))
     if plan.lua.on:
         node.block.append(d("set", Raw("$wg_lua"), ""))  # the checks ran before the error
-    node.block += [d("proxy_intercept_errors", Raw("off")), *_headers(tables, p, code, original_uri=True),
+    node.block += [d("proxy_intercept_errors", Raw("off")), *_headers(plan, tables, p, code, original_uri=True),
                    d("rewrite", Raw("^"), "/", Raw("break")), *_pass(plan, files, ep.upstream, None)]
     return node
 
@@ -114,5 +115,5 @@ def fallback(plan: Plan, tables: Tables, files: dict[str, str], p: ir.Policy, in
     """The request as it came (method, path, body) to the error backend, with X-Code 503."""
     ep = p.error_pages
     assert ep is not None and ep.upstream is not None
-    return [*_headers(tables, p, 503, original_uri=False),
+    return [*_headers(plan, tables, p, 503, original_uri=False),
             *_pass(plan, files, ep.upstream, Raw("$request_uri") if internal else None)]

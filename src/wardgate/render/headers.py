@@ -37,6 +37,47 @@ DEFAULT_GRPC_HEADERS: tuple[tuple[str, Raw | str], ...] = tuple(
 
 ProxyHeaders = tuple[tuple[str, Arg], ...]
 
+# ClientTrafficPolicy backendHeaders: the variables http_directives defines, and the client's own
+# forwarding headers passed on under other names (empty ones are not sent: nginx skips them).
+_REQUEST_ID_KEPT = Raw("$wg_request_id")
+_FORWARDED_HOST_SENT = Raw("$wg_forwarded_host")
+_ORIGINAL_FORWARDED: tuple[tuple[str, Raw | str], ...] = (
+    ("X-Original-Forwarded-For", Raw("$http_x_forwarded_for")),
+    ("X-Original-Forwarded-Host", Raw("$http_x_forwarded_host")))
+
+
+def default_headers(bh: ir.BackendHeaders, grpc: bool = False) -> ProxyHeaders:
+    """The headers every proxied request carries on this Gateway: the defaults, or, with
+    ClientTrafficPolicy backendHeaders, their variants (the same tuple object when unchanged)."""
+    base = DEFAULT_GRPC_HEADERS if grpc else DEFAULT_PROXY_HEADERS
+    if bh == ir.BackendHeaders():
+        return base
+    out: list[tuple[str, Raw | str]] = []
+    for name, value in base:
+        if name == "X-Request-Id" and bh.preserve_request_id:
+            value = _REQUEST_ID_KEPT
+        elif name == "X-Forwarded-Host" and bh.forwarded_host == "host_header":
+            value = _FORWARDED_HOST_SENT
+        out.append((name, value))
+        if name == "X-Request-Id" and bh.original_forwarded:
+            out += _ORIGINAL_FORWARDED
+    return tuple(out)
+
+
+def http_directives(bh: ir.BackendHeaders) -> list[Directive]:
+    """The maps default_headers' variants name."""
+    out: list[Directive] = []
+    if bh.preserve_request_id:
+        # The client's X-Request-Id when it sent a non-empty one (ingress-nginx's $req_id).
+        out.append(Directive("map", (Raw("$http_x_request_id"), _REQUEST_ID_KEPT), [
+            entry("", Raw(REQUEST_ID)), d("default", Raw("$http_x_request_id"))]))
+    if bh.forwarded_host == "host_header":
+        # The Host header as sent (the server already refused one naming another host than the
+        # one routed on); the routed host when there is none (HTTP/1.0).
+        out.append(Directive("map", (Raw("$http_host"), _FORWARDED_HOST_SENT), [
+            entry("", Raw("$host")), d("default", Raw("$http_host"))]))
+    return out
+
 # SecurityPolicy `valueFrom`: the only variables a header value can name, fixed here; no user
 # text ever becomes a variable name.
 REQUEST_VALUES: dict[str, str] = {
@@ -124,12 +165,11 @@ def _append(tables: Tables, header: str, value: tuple[Raw | str, ...], key: tupl
         entry("", value_arg(value)), d("default", Expr((Raw(src), ",", *value)))]))
 
 
-def proxy_list(tables: Tables, ops: ir.HeaderOps, origin: tuple[object, ...], grpc: bool = False,
+def proxy_list(tables: Tables, ops: ir.HeaderOps, origin: tuple[object, ...], defaults: ProxyHeaders,
                host: str | None = None) -> ProxyHeaders:
-    """The whole request header list of a place: the defaults, changed by `ops` (policy first,
-    then the route's own filter, which wins for the same name) and a rewritten Host. `origin`
-    (IR ids) names the maps of appended values."""
-    defaults = DEFAULT_GRPC_HEADERS if grpc else DEFAULT_PROXY_HEADERS
+    """The whole request header list of a place: the Gateway's `defaults` (default_headers),
+    changed by `ops` (policy first, then the route's own filter, which wins for the same name) and
+    a rewritten Host. `origin` (IR ids) names the maps of appended values."""
     if not ops and not host:
         return defaults
     headers: dict[str, tuple[str, Arg]] = {k.lower(): (k, v) for k, v in defaults}

@@ -19,6 +19,7 @@ from wardgate.quoting import DOLLAR_VAR, Expr, Raw
 from wardgate.render import (
     accesslog,
     concurrency,
+    headers,
     ipaccess,
     lua,
     policies,
@@ -64,6 +65,7 @@ _MEMO: dict[ObjectKey, tuple[tuple[Any, ...], dict[tuple[int, str], _Rendered]]]
 def _plan_inputs(plan: Plan) -> tuple[Any, ...]:
     """What every server's text depends on besides its own virtual host."""
     return (plan.opts, plan.gw.client_ip.source, plan.waf, plan.shared, plan.proxy_headers, plan.grpc_headers,
+            plan.default_proxy, plan.default_grpc,
             plan.direct.content_type, plan.lua.ids, tuple(plan.rate.zones.items()),
             # Whether an upstream has endpoints decides errorPages.noEndpoints in its places.
             tuple((u.name, u.tls, bool(u.endpoints), u.service, u.service_port)
@@ -204,6 +206,7 @@ def emit_plan(plan: Plan) -> dict[str, str]:
     if any(p.protocol == "HTTPS" for p in plan.gw.ports):
         http.block += tls.http_directives()
     http.block += ipaccess.http_directives(plan.gw.client_ip)
+    http.block += headers.http_directives(plan.gw.backend_headers)
     http.block += ratelimit.http_directives(plan.rate)
     http.block += concurrency.http_directives(plan.concurrency, ratelimit.decision_fallback(plan.rate))
     http.block += lua.http_directives(plan.lua)

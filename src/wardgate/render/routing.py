@@ -75,8 +75,8 @@ def server(plan: Plan, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> S
     tables = Tables()
     proxy, grpc_headers = plan.proxy_headers, plan.grpc_headers
     if p is not None and shared != plan.shared:
-        proxy = proxy_list(tables, p.request_headers, ("policy", shared))
-        grpc_headers = proxy_list(tables, p.request_headers, ("policy", shared), grpc=True)
+        proxy = proxy_list(tables, p.request_headers, ("policy", shared), plan.default_proxy)
+        grpc_headers = proxy_list(tables, p.request_headers, ("policy", shared), plan.default_grpc)
     ctx = ServerCtx(plan, port, shared, proxy, grpc_headers, tables,
                     hsts=vhost.hsts if port.protocol == "HTTPS" else None)
     certs = vhost.certificates or (port.default_certificates if default else ())

@@ -105,15 +105,21 @@ def sni_listener_check(tables: Tables, port: ir.Port, vhost: ir.VirtualHost) -> 
 
 def backend(files: Files, tls: ir.UpstreamTLS, system_ca_file: str, module: str = "proxy") -> list[Directive]:
     """TLS to a backend: proxy_ssl_* for proxy_pass, grpc_ssl_* for grpc_pass."""
-    out = [d(f"{module}_ssl_server_name", Raw("on")), d(f"{module}_ssl_name", tls.server_name),
-           d(f"{module}_ssl_verify", Raw("on")), d(f"{module}_ssl_verify_depth", 4),
-           d(f"{module}_ssl_session_reuse", Raw("on"))]
-    if tls.ca_pem is not None and tls.ca_name is not None:
-        path = f"certs/{tls.ca_name}.pem"
-        files[path] = tls.ca_pem
-        out.append(d(f"{module}_ssl_trusted_certificate", path))
+    if not tls.verify:
+        # IngressNginxCompat backendTLS: encrypted, but any certificate is accepted and no SNI is
+        # sent, as ingress-nginx's backend-protocol HTTPS did. Written out so the config says so.
+        out = [d(f"{module}_ssl_server_name", Raw("off")), d(f"{module}_ssl_verify", Raw("off")),
+               d(f"{module}_ssl_session_reuse", Raw("on"))]
     else:
-        out.append(d(f"{module}_ssl_trusted_certificate", system_ca_file))
+        out = [d(f"{module}_ssl_server_name", Raw("on")), d(f"{module}_ssl_name", tls.server_name),
+               d(f"{module}_ssl_verify", Raw("on")), d(f"{module}_ssl_verify_depth", 4),
+               d(f"{module}_ssl_session_reuse", Raw("on"))]
+        if tls.ca_pem is not None and tls.ca_name is not None:
+            path = f"certs/{tls.ca_name}.pem"
+            files[path] = tls.ca_pem
+            out.append(d(f"{module}_ssl_trusted_certificate", path))
+        else:
+            out.append(d(f"{module}_ssl_trusted_certificate", system_ca_file))
     cert = tls.client_certificate
     if cert is not None:
         path = f"certs/{cert.name}.pem"

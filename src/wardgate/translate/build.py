@@ -23,7 +23,6 @@ from wardgate.model.gatewayapi import (
 from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.compat import (
     LOCATION,
-    NONE,
     RuleCompat,
     ir_path,
     is_compat_ref,
@@ -69,7 +68,8 @@ class GatewayBuilder:
     plan: GatewayPlan
     index: Index
     problems: list[Problem] = field(default_factory=list)
-    upstreams: dict[tuple[str, str, int], ir.Upstream] = field(default_factory=dict)
+    # (namespace, service, port, without TLS verification) -> its upstream
+    upstreams: dict[tuple[str, str, int, bool], ir.Upstream] = field(default_factory=dict)
     # BackendTLSPolicies this Gateway's routes reach, for their ancestor status.
     policies: dict[ObjectKey, PolicyResult] = field(default_factory=dict)
     actions: list[ir.Action] = field(default_factory=list)
@@ -80,9 +80,7 @@ class GatewayBuilder:
     _slash_redirects: dict[tuple[str, str, int, int], int] = field(default_factory=dict)
 
     def compat_of(self, route: Route, r: int) -> RuleCompat:
-        """The IngressNginxCompat filter of an HTTPRoute rule (GRPCRoutes have none)."""
-        if isinstance(route, GRPCRoute):
-            return NONE
+        """The IngressNginxCompat filter of a rule (of a GRPCRoute: its backendTLS only)."""
         key = (route.kind, route.namespace, route.name, r)
         found = self._compat.get(key)
         if found is None:
@@ -90,16 +88,21 @@ class GatewayBuilder:
                                                     self.index)
         return found
 
-    def _upstream(self, b: Backend) -> str | None:
-        """The upstream for a backend; None when its BackendTLSPolicy is invalid."""
+    def _upstream(self, b: Backend, unverified_tls: bool = False) -> str | None:
+        """The upstream for a backend; None when its BackendTLSPolicy is invalid. `unverified_tls`
+        (IngressNginxCompat backendTLS): TLS without checks, unless a BackendTLSPolicy verifies
+        it; an upstream of its own, so TLS and plain connections never share a keepalive pool."""
         if b.policy is not None:
             self.policies[b.policy.policy.key] = b.policy
             if b.tls is None:
                 return None
-        key = (b.namespace, b.service, b.port)
+        unverified = unverified_tls and b.tls is None
+        key = (b.namespace, b.service, b.port, unverified)
         up = self.upstreams.get(key)
         if up is None:
             tls = replace(b.tls, client_certificate=self.plan.backend_client_certificate) if b.tls else None
+            if unverified:
+                tls = ir.UpstreamTLS("", client_certificate=self.plan.backend_client_certificate, verify=False)
             up = ir.Upstream(f"wg_u{len(self.upstreams)}", b.endpoints, b.protocol, tls, b.service, b.port)
             self.upstreams[key] = up
         return up.name
@@ -194,7 +197,7 @@ class GatewayBuilder:
             if ref.weight == 0:
                 continue
             res = resolve_backend(ref, route, self.index, f"{base}.backendRefs[{i}]")
-            name = self._upstream(res) if isinstance(res, Backend) else None
+            name = self._upstream(res, compat.unverified_tls) if isinstance(res, Backend) else None
             if isinstance(res, BackendError):
                 self._warn(route, res.field, res.detail)
             elif name is None and res.policy is not None:
@@ -207,6 +210,13 @@ class GatewayBuilder:
                     own_req = own_req + header_ops(flt.request_header_modifier)
                     own_resp = own_resp + header_ops(flt.response_header_modifier)
             backends.append(ir.WeightedBackend(name, ref.weight, own_req, own_resp))
+        by_name = {u.name: u.tls for u in self.upstreams.values()}
+        if len({by_name[b.upstream] for b in backends if b.upstream}) > 1:
+            # One location speaks to all of them: plain HTTP or TLS, verified one way.
+            self._warn(route, f"{base}.backendRefs", "the backends of one rule must all be reached the same way "
+                                                     "(plain, or TLS with the same BackendTLSPolicy settings); "
+                                                     "the rule answers 500")
+            return ir.Action(len(self.actions), src, direct_status=500)
         direct = None
         if redirect is None and not any(b.upstream for b in backends):
             # No usable backend: the HTTPRoute spec asks for a 500, GRPCRoute's for UNAVAILABLE,

@@ -650,15 +650,26 @@ def reject_ambiguous_paths(attachment: PolicyAttachment, gateway: ObjectKey) -> 
     return not isinstance(spec, ClientTrafficPolicySpec) or spec.path.ambiguous == "Reject"
 
 
+def backend_headers(attachment: PolicyAttachment, gateway: ObjectKey) -> ir.BackendHeaders:
+    spec = attachment.combined("ClientTrafficPolicy", (*gateway, ""))
+    if not isinstance(spec, ClientTrafficPolicySpec):
+        return ir.BackendHeaders()
+    b = spec.backend_headers
+    return ir.BackendHeaders(b.request_id == "Preserve",
+                             "host_header" if b.forwarded_host == "HostHeader" else "routed_host",
+                             b.original_forwarded)
+
+
 def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
     """The Gateway with each virtual host's policy ids (and HSTS) filled in."""
     cip = client_ip(resolver.attachment, gw.key)
     reject = reject_ambiguous_paths(resolver.attachment, gw.key)
+    headers = backend_headers(resolver.attachment, gw.key)
     if resolver.policy("") is None and not resolver.attachment.route_level:
         # No policy anywhere on this Gateway: skip the walk over every virtual host (10k routes).
-        if (cip, reject) == (gw.client_ip, gw.reject_ambiguous_paths):
+        if (cip, reject, headers) == (gw.client_ip, gw.reject_ambiguous_paths, gw.backend_headers):
             return gw
-        return replace(gw, client_ip=cip, reject_ambiguous_paths=reject)
+        return replace(gw, client_ip=cip, reject_ambiguous_paths=reject, backend_headers=headers)
     actions = {a.id: a for a in gw.actions}
     ports = []
     for port in gw.ports:
@@ -680,7 +691,7 @@ def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
                                   hsts=vh.hsts if hsts is None else hsts))
         ports.append(replace(port, vhosts=tuple(vhosts), policy=resolver.policy("")))
     return replace(gw, ports=tuple(ports), policies=resolver.ordered(), client_ip=cip,
-                   reject_ambiguous_paths=reject,
+                   reject_ambiguous_paths=reject, backend_headers=headers,
                    upstreams=gw.upstreams + tuple(resolver.services.upstreams.values()))
 
 
