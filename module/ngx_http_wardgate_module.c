@@ -14,6 +14,11 @@
  *       then a per-process counter through a 64-bit bijective mix, so ids look random (split_clients
  *       hashes them) without a random-number call per request.
  *
+ *   $wardgate_escaped_request_uri
+ *       $request_uri escaped as a URI component (everything but letters, digits and -._~), to put
+ *       the request's URL into a query parameter (externalAuth's signin redirect). nginx has no
+ *       such variable; ingress-nginx used set-misc's set_escape_uri, which Debian doesn't ship.
+ *
  * Built against Debian's nginx-dev (1.22.1) by scripts/build-module.sh; see docs/architecture.md.
  */
 
@@ -186,17 +191,57 @@ wg_request_id_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
 
 static ngx_int_t
+wg_escaped_request_uri_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    u_char     *p;
+    ngx_str_t  *uri;
+    uintptr_t   n;
+
+    uri = &r->main->unparsed_uri;
+    n = ngx_escape_uri(NULL, uri->data, uri->len, NGX_ESCAPE_URI_COMPONENT);
+
+    p = ngx_pnalloc(r->pool, uri->len + 2 * n);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (n) {
+        ngx_escape_uri(p, uri->data, uri->len, NGX_ESCAPE_URI_COMPONENT);
+    } else {
+        ngx_memcpy(p, uri->data, uri->len);
+    }
+
+    v->len = uri->len + 2 * n;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = p;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 wg_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var;
-    ngx_str_t             name = ngx_string("wardgate_request_id");
+    ngx_str_t             id = ngx_string("wardgate_request_id");
+    ngx_str_t             escaped = ngx_string("wardgate_escaped_request_uri");
 
-    var = ngx_http_add_variable(cf, &name, 0);
+    var = ngx_http_add_variable(cf, &id, 0);
     if (var == NULL) {
         return NGX_ERROR;
     }
 
     var->get_handler = wg_request_id_variable;
+
+    var = ngx_http_add_variable(cf, &escaped, 0);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = wg_escaped_request_uri_variable;
 
     return NGX_OK;
 }

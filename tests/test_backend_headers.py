@@ -32,8 +32,11 @@ def received(gateway: Gateway, source: str, headers: list[tuple[str, str]], path
 def test_default_headers_name_the_connection_not_the_client_claims(gateway: Gateway, backends: Backends) -> None:
     setup(gateway, backends)
     got = received(gateway, "127.0.0.7", [*FORGED, ("X-Forwarded-Host", "evil.example"),
-                                          ("X-Forwarded-Proto", "https")])
+                                          ("X-Forwarded-Proto", "https"), ("X-Request-Id", "forged-id")])
     assert got["x-real-ip"] == ["127.0.0.7"]
+    # wardgate's own request id; the client's forwarding claims are not passed on under any name
+    assert len(got["x-request-id"][0]) == 32 and got["x-request-id"] != ["forged-id"]
+    assert not {"x-original-forwarded-for", "x-original-forwarded-host"} & set(got)
     assert got["x-forwarded-for"] == ["127.0.0.7"]
     assert "proxy" not in got  # httpoxy
     assert got["x-forwarded-host"] == ["example.com"]
@@ -230,3 +233,45 @@ def test_value_from_validation(header: dict[str, str]) -> None:
         SecurityPolicySpec.model_validate(spec)
     ok = {"name": "X-A", "valueFrom": "RequestID"}
     SecurityPolicySpec.model_validate({**spec, "responseHeaders": {"add": [ok]}})
+
+
+ROUTE_HEADERS = """\
+apiVersion: policy.wardgate.io/v1alpha1
+kind: SecurityPolicy
+metadata: {name: other-headers, namespace: default}
+spec:
+  targetRefs: [{kind: HTTPRoute, name: other}]
+  requestHeaders:
+    set: [{name: X-Other, value: "1"}]
+"""
+
+
+def test_backend_headers_as_ingress_nginx(gateway: Gateway, backends: Backends) -> None:
+    """ClientTrafficPolicy backendHeaders (docs/policies.md): the client's X-Request-Id kept, the
+    Host header as X-Forwarded-Host, the client's X-Forwarded-For/-Host as X-Original-*; also in a
+    location that writes its whole header list (a route-level policy)."""
+    setup(gateway, backends, example("backend-headers"), ROUTE_HEADERS)
+    for host, marker in (("example.com", "/kept"), ("other.example.com", "/kept-other")):
+        r = raw(gateway.address(), http("GET", marker, [
+            ("X-Request-Id", "my-req-id-123"), ("X-Forwarded-For", "198.51.100.7"),
+            ("X-Forwarded-Host", "evil.example.net")], host=host + ":8080"), source="127.0.0.7")
+        got = {k.lower(): v for k, v in r.json["headers"].items()}
+        assert got["x-request-id"] == ["my-req-id-123"]
+        assert got["x-forwarded-host"] == [host + ":8080"]
+        assert got["x-original-forwarded-for"] == ["198.51.100.7"]
+        assert got["x-original-forwarded-host"] == ["evil.example.net"]
+        # still wardgate's own: the client address and scheme
+        assert (got["x-forwarded-for"], got["x-real-ip"], got["x-forwarded-proto"]) == (
+            ["127.0.0.7"], ["127.0.0.7"], ["http"])
+        assert ("x-other" in got) == (host == "other.example.com")
+        # the decision log keeps wardgate's own id
+        logged = decision_log(gateway, marker)[0]["request_id"]
+        assert len(logged) == 32 and logged != "my-req-id-123"
+    # Nothing sent: a generated id, the Host header as X-Forwarded-Host, no X-Original-* headers.
+    got = received(gateway, "127.0.0.7", [], path="/fresh")
+    assert len(got["x-request-id"][0]) == 32
+    assert got["x-forwarded-host"] == ["example.com"]
+    assert not {"x-original-forwarded-for", "x-original-forwarded-host"} & set(got)
+    # An empty X-Request-Id is not kept.
+    got = received(gateway, "127.0.0.7", [("X-Request-Id", "")], path="/empty")
+    assert len(got["x-request-id"][0]) == 32

@@ -79,36 +79,10 @@ class _Watcher:
                 self._look(Path(e.path))
 
 
-def test_no_file_of_a_generation_is_ever_readable_by_others(inst: NginxInstance,  # noqa: F811
-                                                           workdir: Path) -> None:  # noqa: F811
-    watcher = _Watcher(workdir / "conf")
-    sys.addaudithook(watcher)  # hooks can't be removed: `active` turns it off after the test
-    try:
-        inst.apply(_key_files())  # nginx -t fails (nothing to listen on): the files were written
-        inst.apply({**_key_files(), "nginx.conf": nginx_conf("")})  # this one is applied
-    finally:
-        watcher.active = False
-    assert any(p.endswith("certs/gw.pem") for p in watcher.seen), watcher.seen  # we did watch the key
-    assert watcher.exposed == {}, {p: oct(m) for p, m in watcher.exposed.items()}
-    # conf/ itself: not even listable by the workers
-    assert stat.S_IMODE((workdir / "conf").stat().st_mode) == 0o700
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become the worker user")
-def test_the_worker_user_can_neither_list_nor_read_a_generation(inst: NginxInstance,  # noqa: F811
-                                                                 workdir: Path) -> None:  # noqa: F811
-    files = _key_files()
-    files["nginx.conf"] = nginx_conf("")  # the key files ride along; nginx serves nothing with them
-    assert inst.apply(files).ok
-    gen = (workdir / "conf" / "current").resolve()
+def _as_worker(attempts: list[Callable[[], object]]) -> int:
+    """Runs `attempts` as the worker user (nobody) in a child process: the bitmask of those that
+    succeeded (64: the child could not switch users)."""
     nobody = pwd.getpwnam("nobody")
-    # What a compromised worker would try, as the worker user, in a child process.
-    attempts: list[Callable[[], object]] = [
-        lambda: os.listdir(workdir / "conf"),
-        lambda: os.listdir(gen),
-        lambda: (gen / "certs" / "gw.pem").read_bytes(),
-        lambda: (workdir / "conf" / "current" / "certs" / "gw.pem").read_bytes(),
-    ]
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through its exit status
         code = 0
@@ -125,7 +99,78 @@ def test_the_worker_user_can_neither_list_nor_read_a_generation(inst: NginxInsta
             code = 64
         os._exit(code)
     _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, f"bitmask of attempts that succeeded: {status >> 8:#b}"
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_no_file_of_a_generation_is_ever_readable_by_others(inst: NginxInstance,  # noqa: F811
+                                                           workdir: Path) -> None:  # noqa: F811
+    watcher = _Watcher(workdir / "conf")
+    sys.addaudithook(watcher)  # hooks can't be removed: `active` turns it off after the test
+    try:
+        inst.apply(_key_files())  # nginx -t fails (nothing to listen on): the files were written
+        inst.apply({**_key_files(), "nginx.conf": nginx_conf("")})  # this one is applied
+    finally:
+        watcher.active = False
+    assert any(p.endswith("certs/gw.pem") for p in watcher.seen), watcher.seen  # we did watch the key
+    assert watcher.exposed == {}, {p: oct(m) for p, m in watcher.exposed.items()}
+    # conf/ itself: not even listable by the workers
+    assert stat.S_IMODE((workdir / "conf").stat().st_mode) == 0o700
+
+
+def test_worker_files_are_the_only_ones_the_workers_group_reaches(inst: NginxInstance,  # noqa: F811
+                                                                    workdir: Path) -> None:  # noqa: F811
+    """An htpasswd file (basicAuth) is opened by nginx's workers on every request: as root, only it
+    becomes readable by their group, from its first byte, and the directories on its way only
+    traversable; the key beside it stays private. A generation without one closes conf/ again."""
+    watcher = _Watcher(workdir / "conf")
+    files = {**_key_files(), "nginx.conf": nginx_conf(""), "worker/htpasswd-x": "u:{SHA}Ys23Ag/5IOWqZCw9QGaVDdHwH00=\n"}
+    sys.addaudithook(watcher)
+    try:
+        assert inst.apply(files).ok
+    finally:
+        watcher.active = False
+    root = os.geteuid() == 0
+    # Within a generation (the staging .gen-N.tmp, then gen-N): path -> the only mode allowed.
+    allowed = {"": 0o710, "worker": 0o750, "worker/htpasswd-x": 0o640} if root else {}
+    for path, mode in watcher.exposed.items():
+        inside = path.partition("/")[2]
+        assert allowed.get(inside) == mode, (path, oct(mode))
+    assert not root or watcher.exposed, "the worker file was never seen"
+    gen = (workdir / "conf" / "current").resolve()
+    assert stat.S_IMODE((workdir / "conf").stat().st_mode) == (0o710 if root else 0o700)
+    assert stat.S_IMODE(gen.stat().st_mode) == (0o710 if root else 0o700)
+    assert stat.S_IMODE((gen / "certs" / "gw.pem").stat().st_mode) == 0o600
+    if root:
+        attempts: list[Callable[[], object]] = [
+            lambda: (workdir / "conf" / "current" / "worker" / "htpasswd-x").read_bytes(),  # allowed
+            lambda: os.listdir(workdir / "conf"),
+            lambda: os.listdir(gen),
+            lambda: (gen / "certs" / "gw.pem").read_bytes(),
+            lambda: (gen / "nginx.conf").read_bytes(),
+        ]
+        succeeded = _as_worker(attempts)
+        assert succeeded == 1, f"bitmask of attempts that succeeded: {succeeded:#b}"
+    # The next generation has no worker files: conf/ is closed to the workers again.
+    assert inst.apply({**_key_files(), "nginx.conf": nginx_conf("    # v2")}).ok
+    assert stat.S_IMODE((workdir / "conf").stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become the worker user")
+def test_the_worker_user_can_neither_list_nor_read_a_generation(inst: NginxInstance,  # noqa: F811
+                                                                 workdir: Path) -> None:  # noqa: F811
+    files = _key_files()
+    files["nginx.conf"] = nginx_conf("")  # the key files ride along; nginx serves nothing with them
+    assert inst.apply(files).ok
+    gen = (workdir / "conf" / "current").resolve()
+    # What a compromised worker would try, as the worker user, in a child process.
+    attempts: list[Callable[[], object]] = [
+        lambda: os.listdir(workdir / "conf"),
+        lambda: os.listdir(gen),
+        lambda: (gen / "certs" / "gw.pem").read_bytes(),
+        lambda: (workdir / "conf" / "current" / "certs" / "gw.pem").read_bytes(),
+    ]
+    succeeded = _as_worker(attempts)
+    assert succeeded == 0, f"bitmask of attempts that succeeded: {succeeded:#b}"
 
 
 def test_nginx_errors_never_quote_a_key_file(inst: NginxInstance) -> None:  # noqa: F811

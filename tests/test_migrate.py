@@ -67,6 +67,13 @@ metadata: {name: nginx}
 spec: {controller: k8s.io/ingress-nginx}
 """
 
+SNIPPETS_ALLOWED = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ingress-nginx-controller, namespace: ingress-nginx}
+data: {allow-snippet-annotations: "true", annotations-risk-level: Critical}
+"""
+
 
 def run(*docs: str, options: MigrateOptions | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     objs = load_text("---\n".join(docs), "input.yaml")
@@ -301,12 +308,14 @@ def test_report_summary_and_strict(tmp_path: Path) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stderr)
-    # path.ambiguous: the Gateway's ClientTrafficPolicy forwards ambiguous paths, as ingress-nginx
-    assert doc["summary"]["byStatus"] == {"exact": 2, "converted-with-difference": 0, "not-converted": 0,
+    # Gateway-wide: the ClientTrafficPolicy forwards ambiguous paths and sends ingress-nginx's
+    # upstream headers; without --default-certificate, HTTPS for hosts without TLS is a difference.
+    assert doc["summary"]["byStatus"] == {"exact": 3, "converted-with-difference": 1, "not-converted": 0,
                                           "unknown": 1}
-    assert doc["summary"]["byClass"] == {"nginx": {"exact": 2, "unknown": 1}}
+    assert doc["summary"]["byClass"] == {"nginx": {"exact": 3, "converted-with-difference": 1, "unknown": 1}}
     assert doc["summary"]["byAnnotation"] == {"made-up": {"unknown": 1}, "path.ambiguous": {"exact": 1},
-                                              "upstream-vhost": {"exact": 1}}
+                                              "backendHeaders": {"exact": 1}, "upstream-vhost": {"exact": 1},
+                                              "--default-ssl-certificate": {"converted-with-difference": 1}}
     out = list(yaml.safe_load_all(done.stdout))
     assert {o["kind"] for o in out} == {"GatewayClass", "Gateway", "HTTPRoute", "SecurityPolicy",
                                         "ClientTrafficPolicy"}
@@ -467,26 +476,52 @@ def test_ssl_passthrough_and_grpc_routes() -> None:
     assert pipeline_problems(objects) == []
 
 
-def test_extra_rules_from_a_handler(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rules a source adds (mig-snip's Contribution.rules): a gateway-answered one on every listener
-    with its own policy, only the host's first server-level one, and a copy of the covering rule."""
-    from types import SimpleNamespace
+def test_backend_protocol_https_and_grpcs_keep_unverified_tls() -> None:
+    """backend-protocol HTTPS / GRPCS: TLS to the pods without verification, as ingress-nginx, through
+    IngressNginxCompat backendTLS (HTTPRoute and GRPCRoute rules); the report recommends verifying."""
+    tls = [{"hosts": ["rpc.example.com"], "secretName": "rpc-cert"}]
+    objects, report = run(
+        NGINX_CLASS,
+        ingress("web", "web.example.com", paths=[("/", "Prefix", "web", 443)],
+                annotations={"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}),
+        ingress("rpc", "rpc.example.com", paths=[("/", "Prefix", "rpc", 9443)], tls=tls,
+                annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPCS"}))
+    compat = {o["metadata"]["name"]: o["spec"] for o in of(objects, "IngressNginxCompat")}
+    assert list(compat.values()) == [{"backendTLS": {"insecureSkipVerify": True}}]
 
+    def refs(rule: dict[str, Any]) -> list[str]:
+        return [f["extensionRef"]["name"] for f in rule.get("filters", []) if f["type"] == "ExtensionRef"]
+
+    web = named(objects, "HTTPRoute", "web.example.com")
+    assert [refs(r) for r in web["spec"]["rules"]] == [list(compat)]
+    grpc = named(objects, "GRPCRoute", "rpc.example.com")
+    assert [refs(r) for r in grpc["spec"]["rules"]] == [list(compat)]
+    found = {f["object"]: f for f in report["findings"] if f["item"] == "backend-protocol"}
+    assert found["Ingress default/web"]["status"] == "exact"
+    assert found["Ingress default/rpc"]["status"] == "converted-with-difference"  # gRPC on HTTPS only
+    assert all("BackendTLSPolicy" in f["detail"] for f in found.values())
+    assert not any("don't exist on a GRPCRoute" in f["detail"] for f in report["findings"])
+    assert pipeline_problems(objects) == []
+
+
+def test_extra_rules_from_a_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules a source adds (Contribution.rules): a gateway-answered one on every listener
+    with its own policy, only the host's first server-level one, and a copy of the covering rule."""
     from wardgate.migrate import catalog
-    from wardgate.migrate.contrib import CatalogEntry, Contribution
+    from wardgate.migrate.contrib import CatalogEntry, Contribution, ExtraRule
 
     def handler(key: str, value: str, source: Any) -> Contribution:
         c = Contribution()
         if key == "server-snippet":
-            rule = SimpleNamespace(matches=[{"path": {"type": "Exact", "value": f"/{value}.txt"}}], filters=[],
+            rule = ExtraRule(matches=[{"path": {"type": "Exact", "value": f"/{value}.txt"}}], filters=[],
                                    security={"directResponses": [{"path": f"/{value}.txt", "body": value}]},
                                    backend="none", within_ingress_paths=False)
         else:
-            rule = SimpleNamespace(matches=[{"path": {"type": "Exact", "value": "/old"}}],
+            rule = ExtraRule(matches=[{"path": {"type": "Exact", "value": "/old"}}],
                                    filters=[{"type": "URLRewrite", "urlRewrite": {"path": {
                                        "type": "ReplaceFullPath", "replaceFullPath": "/new"}}}],
                                    security={}, backend="ingress", within_ingress_paths=True)
-        c.rules = [rule]  # type: ignore[attr-defined]
+        c.rules = [rule]
         return c
 
     real = catalog.lookup
@@ -499,7 +534,9 @@ def test_extra_rules_from_a_handler(monkeypatch: pytest.MonkeyPatch) -> None:
         "nginx.ingress.kubernetes.io/upstream-vhost": "web.internal"})
     second = ingress("a-second", paths=[("/api", "Prefix", "api", 80)], annotations={
         "nginx.ingress.kubernetes.io/server-snippet": "robots"})
-    objects, report = run(NGINX_CLASS, first, second)
+    # Snippet annotations are Critical: ingress-nginx serves these Ingresses only when its
+    # ConfigMap allows that risk level.
+    objects, report = run(NGINX_CLASS, SNIPPETS_ALLOWED, first, second)
     https = named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"]
     plain = named(objects, "HTTPRoute", "app.example.com-http")["spec"]["rules"]
     answered = next(r for r in https if r["matches"][0]["path"]["value"] == "/security.txt")
@@ -649,3 +686,26 @@ def test_malformed_metadata_is_a_finding(meta: str) -> None:
     objects, report = run(NGINX_CLASS, doc, ingress("good", "good.example.com"))
     assert any(f["status"] == "not-converted" and f["file"] == "input.yaml[doc 1]" for f in report["findings"])
     assert len(of(objects, "HTTPRoute")) == 1
+
+
+def test_backend_headers_follow_ingress_nginx_and_its_settings() -> None:
+    """Every Gateway's ClientTrafficPolicy sends what ingress-nginx's template sends upstream; the
+    report names the controller settings that made ingress-nginx send something else."""
+    objects, report = run(NGINX_CLASS, ingress("web"))
+    ctp = named(objects, "ClientTrafficPolicy", "nginx")
+    assert ctp["spec"]["backendHeaders"] == {"requestID": "Preserve", "forwardedHost": "HostHeader",
+                                             "originalForwarded": True}
+    assert ctp["metadata"]["annotations"]["wardgate.io/migrated-from"]  # never empty
+    found = [f for f in report["findings"] if f["item"] == "backendHeaders"]
+    assert [f["status"] for f in found] == ["exact"]
+    cm = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ingress-nginx-controller, namespace: ingress-nginx}
+data: {generate-request-id: "false", use-forwarded-headers: "true", forwarded-for-header: X-Real-Client}
+"""
+    _, report = run(NGINX_CLASS, cm, ingress("web"))
+    found = [f for f in report["findings"] if f["item"] == "backendHeaders"]
+    assert [f["status"] for f in found] == ["converted-with-difference"]
+    for part in ("generate-request-id is false", "use-forwarded-headers", "forwarded-for-header 'X-Real-Client'"):
+        assert part in found[0]["detail"]

@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
+import ssl
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import GW, Backend, Gateway, examples, request, shared_corpus
+from test_tls import gateway_yaml, https, tls_secret
+from wardgate.ir import ADD_HEADER_STATUSES
 from wardgate.migrate.ann_snippets import CATALOG
 from wardgate.migrate.contrib import Contribution, ExtraRule, Source
 from wardgate.migrate.report import Finding
-from wardgate.migrate.snippets import NOTHING, convert_snippet, ip_access, parse_snippet
+from wardgate.migrate.snippets import NOTHING, SUCCESS_STATUSES, convert_snippet, ip_access, parse_snippet
 from wardgate.model.policies import SecurityPolicySpec
 
 Backends = Callable[..., Backend]
@@ -100,12 +105,16 @@ def test_add_header_always_is_exact() -> None:
     assert statuses(out) == ["exact"]
 
 
-def test_add_header_without_always_states_the_statuses_nginx_added_it_to() -> None:
+SUCCESS = [200, 201, 204, 206, 301, 302, 303, 304, 307, 308]  # nginx's add_header without `always`
+
+
+def test_add_header_without_always_only_on_the_statuses_nginx_added_it_to() -> None:
     out = conv('add_header X-Only-Success "yes";')
-    assert out.security == {"responseHeaders": {"add": [{"name": "X-Only-Success", "value": "yes"}]}}
+    assert out.security == {"responseHeaders": {"add": [{"name": "X-Only-Success", "value": "yes",
+                                                         "statuses": SUCCESS}]}}
     f = line(out, 1)
-    assert f.status == "converted-with-difference"
-    assert "200, 201, 204, 206, 301, 302, 303, 304, 307, 308" in f.detail and "every status" in f.detail
+    assert f.status == "exact" and "200, 201, 204, 206, 301, 302, 303, 304, 307, 308" in f.detail
+    assert list(SUCCESS_STATUSES) == list(ADD_HEADER_STATUSES) == SUCCESS  # the converter's and the renderer's
 
 
 def test_add_header_strict_transport_security_goes_to_the_listener() -> None:
@@ -120,14 +129,18 @@ def test_add_header_strict_transport_security_goes_to_the_listener() -> None:
 
 def test_expires_and_cache_control() -> None:
     out = conv('expires 1h;\nadd_header Cache-Control "public" always;')
-    assert out.security["responseHeaders"] == {"set": [{"name": "Cache-Control", "value": "max-age=3600"}],
-                                               "add": [{"name": "Cache-Control", "value": "public"}]}
+    assert out.security["responseHeaders"] == {
+        "set": [{"name": "Cache-Control", "value": "max-age=3600", "statuses": SUCCESS}],
+        "add": [{"name": "Cache-Control", "value": "public"}]}
     assert line(out, 1).status == "converted-with-difference" and "no Expires" in line(out, 1).detail
     epoch = conv("expires epoch;")
     assert epoch.security["responseHeaders"]["set"] == [
-        {"name": "Expires", "value": "Thu, 01 Jan 1970 00:00:01 GMT"}, {"name": "Cache-Control", "value": "no-cache"}]
+        {"name": "Expires", "value": "Thu, 01 Jan 1970 00:00:01 GMT", "statuses": SUCCESS},
+        {"name": "Cache-Control", "value": "no-cache", "statuses": SUCCESS}]
+    assert statuses(epoch) == ["exact"]
     assert conv("expires off;").security == {} and statuses(conv("expires off;")) == ["exact"]
-    assert conv("expires -1;").security["responseHeaders"]["set"] == [{"name": "Cache-Control", "value": "no-cache"}]
+    assert conv("expires -1;").security["responseHeaders"]["set"] == [
+        {"name": "Cache-Control", "value": "no-cache", "statuses": SUCCESS}]
 
 
 # --- request headers ---------------------------------------------------------------------------
@@ -191,19 +204,29 @@ def test_proxy_hide_header_removes_the_backends_copy() -> None:
 # --- methods ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("condition", "allowed"), [
-    ("$request_method !~ ^(GET|POST)$", ["GET", "POST"]),
-    ('$request_method !~* "^(GET|HEAD|POST)$"', ["GET", "HEAD", "POST"]),
-    ("$request_method != GET", ["GET"]),
-    ("$request_method = DELETE", ["GET", "HEAD", "POST", "PUT", "CONNECT", "OPTIONS", "TRACE", "PATCH"]),
-    ("$request_method ~ ^(PUT|DELETE|PATCH)$", ["GET", "HEAD", "POST", "CONNECT", "OPTIONS", "TRACE"]),
-    ("$request_method ~* ^(TRACE|TRACK)$", ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "PATCH"]),
+NO_ALLOW = {"methodNotAllowed": {"allowHeader": False}}  # nginx's 405 (or 403) had no Allow header
+OTHERS = "methods outside Gateway API's nine"
+
+
+@pytest.mark.parametrize(("condition", "allowed", "difference"), [
+    ("$request_method !~ ^(GET|POST)$", ["GET", "POST"], None),
+    ('$request_method !~* "^(GET|HEAD|POST)$"', ["GET", "HEAD", "POST"], None),
+    ("$request_method != GET", ["GET"], None),
+    ("$request_method = DELETE", ["GET", "HEAD", "POST", "PUT", "CONNECT", "OPTIONS", "TRACE", "PATCH"], OTHERS),
+    ("$request_method ~ ^(PUT|DELETE|PATCH)$", ["GET", "HEAD", "POST", "CONNECT", "OPTIONS", "TRACE"], OTHERS),
+    ("$request_method ~* ^(TRACE|TRACK)$", ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "PATCH"],
+     OTHERS),
+    ("$request_method !~ ^(GET|PROPFIND)$", ["GET"], OTHERS),
 ])
-def test_method_limit_if_becomes_allowed_methods(condition: str, allowed: list[str]) -> None:
+def test_method_limit_if_becomes_allowed_methods(condition: str, allowed: list[str], difference: str | None) -> None:
     out = conv(f"if ({condition}) {{\n  return 405;\n}}\n")
-    assert out.security == {"allowedMethods": allowed}
+    assert out.security == {"allowedMethods": allowed, **NO_ALLOW}
     f = line(out, 1)
-    assert f.status == "converted-with-difference" and "Allow header" in f.detail
+    assert "methodNotAllowed.allowHeader false" in f.detail
+    if difference is None:
+        assert f.status == "exact"
+    else:
+        assert f.status == "converted-with-difference" and difference in f.detail
     assert line(out, 2).status == "exact"
 
 
@@ -217,7 +240,7 @@ def test_method_limit_differences_are_named() -> None:
 
 def test_limit_except_deny_all() -> None:
     out = conv("limit_except GET POST {\n  deny all;\n}\n")
-    assert out.security == {"allowedMethods": ["GET", "HEAD", "POST"]}
+    assert out.security == {"allowedMethods": ["GET", "HEAD", "POST"], **NO_ALLOW}
     assert line(out, 1).status == "converted-with-difference" and "403" in line(out, 1).detail
     partial = conv("limit_except GET {\n  allow 10.0.0.0/8;\n  deny all;\n}\n")
     assert partial.security == {} and statuses(partial) == ["not-converted"] * 3
@@ -357,8 +380,9 @@ def test_location_exact_return_becomes_a_direct_response_rule() -> None:
         "responseHeaders": {"set": [{"name": "X-Content-Type-Options", "value": "nosniff"}],
                             "add": [{"name": "X-Served-By", "value": "snippet"}]},
         "directResponses": [{"path": "/.well-known/security.txt", "status": 200, "contentType": "text/plain",
-                             "body": "Contact: mailto:security@example.com\nExpires: 2030-01-01T00:00:00.000Z\n"}]}
-    assert "HSTS" in line(out, 2).detail  # the one difference: wardgate's HSTS on HTTPS
+                             "body": "Contact: mailto:security@example.com\nExpires: 2030-01-01T00:00:00.000Z\n"}],
+        "hsts": {"enabled": False}}  # ingress-nginx's HSTS was only in its own locations
+    assert line(out, 2).status == "exact" and "hsts enabled false" in line(out, 2).detail
 
 
 def test_location_without_default_type_uses_the_configmaps() -> None:
@@ -596,8 +620,13 @@ def test_corpus_snippets_convert_to_what_the_cases_expect() -> None:
     assert found[reqheaders].security == {
         "requestHeaders": {"set": [{"name": "X-Input-Header", "value": "set-by-ingress"},
                                    {"name": "X-Env", "value": "production"}], "remove": ["X-Debug"]}}
-    assert found[("configuration-snippet-method-allowlist-405", "snippet-methods", "configuration-snippet")].security \
-        == {"allowedMethods": ["GET", "POST"]}
+    methods = found[("configuration-snippet-method-allowlist-405", "snippet-methods", "configuration-snippet")]
+    assert methods.security == {"allowedMethods": ["GET", "POST"], **NO_ALLOW}
+    assert statuses(methods) == ["exact"] * 2  # the 405 has no Allow header, like nginx's
+    adds = found[("configuration-snippet-add-header-status-codes", "snippet-addheader", "configuration-snippet")]
+    assert adds.security == {"responseHeaders": {"add": [
+        {"name": "X-Only-Success", "value": "yes", "statuses": SUCCESS}, {"name": "X-Always", "value": "yes"}]}}
+    assert statuses(adds) == ["exact"] * 2
     www = found[("wc-public-web", "www", "configuration-snippet")]
     assert www.security["allowedMethods"] == ["GET", "HEAD", "POST"]
     for case, name in [("server-snippet-security-txt", "security-txt"), ("wc-internal-tools", "wiki"),
@@ -606,6 +635,7 @@ def test_corpus_snippets_convert_to_what_the_cases_expect() -> None:
         assert rule.matches == [{"path": {"type": "Exact", "value": "/.well-known/security.txt"}}]
         assert rule.security["directResponses"][0]["contentType"] == "text/plain"
         assert "ipAccess" not in rule.security and rule.backend == "none"
+        assert rule.security["hsts"] == {"enabled": False}
 
 
 # --- through a real gateway ---------------------------------------------------------------
@@ -657,6 +687,8 @@ def test_converted_snippets_on_a_real_gateway(gateway: Gateway, backends: Backen
                                                source(anns))
     methods = conv("""\
         more_set_headers "X-Frame-Options: DENY";
+        add_header X-Only-Success "yes";
+        add_header X-Always "yes" always;
         if ($request_method !~ ^(GET|POST)$) {
           return 405;
         }
@@ -684,22 +716,62 @@ def test_converted_snippets_on_a_real_gateway(gateway: Gateway, backends: Backen
     r = get("security.example.com", "/")
     assert (r.status, r.headers["x-content-type-options"]) == (403, "nosniff")
     assert get("security.example.com", "/.well-known/security.txt.bak").status == 403  # exact path only
-    # The method limit: 405 for everything but GET and POST (HEAD included), headers on every status.
+    # The method limit: 405 for everything but GET and POST (HEAD included), without an Allow header
+    # as nginx's; headers on every status.
     for method, status in [("GET", 200), ("POST", 200), ("PUT", 405), ("DELETE", 405), ("HEAD", 405),
                            ("OPTIONS", 405)]:
         r = get("methods.example.com", "/form", method)
-        assert (method, r.status, r.headers["x-frame-options"]) == (method, status, "DENY")
-    r = get("methods.example.com", "/status/503")
-    assert (r.status, r.headers["x-frame-options"]) == (503, "DENY")
+        assert (method, r.status, r.headers["x-frame-options"], r.headers.get("allow")) == (
+            method, status, "DENY", None)
+        # add_header without `always`: only on nginx's statuses (not on the 405).
+        assert (r.headers.get("x-only-success"), r.headers["x-always"]) == ("yes" if status == 200 else None, "yes")
+    for path, only in [("/status/503", None), ("/status/404", None), ("/status/301", "yes"), ("/status/204", "yes")]:
+        r = get("methods.example.com", path)
+        assert (path, r.headers["x-frame-options"], r.headers.get("x-only-success"), r.headers["x-always"]) == (
+            path, "DENY", only, "yes")
     # rewrite ... break: the Ingress's backend gets the new path; ... permanent and a location's
     # return: redirects the gateway answers, with the snippet's header.
     r = get("methods.example.com", "/legacy/a?x=1")
     assert (r.status, r.json["path"]) == (200, "/modern/a?x=1")
     r = get("methods.example.com", "/old?x=1")
-    assert (r.status, r.headers["location"], r.headers["x-frame-options"]) == (
-        301, "http://methods.example.com:8080/new?x=1", "DENY")
+    assert (r.status, r.headers["location"], r.headers["x-frame-options"], r.headers["x-only-success"]) == (
+        301, "http://methods.example.com:8080/new?x=1", "DENY", "yes")
     assert get("methods.example.com", "/old", "PUT").status == 405  # the method limit came first in the snippet
     r = get("methods.example.com", "/moved?x=1")
     assert (r.status, r.headers["location"]) == (308, "https://elsewhere.example.com/moved?x=1")
     assert get("methods.example.com", "/private").status == 403  # a urlAllowlist that allows nothing
     assert get("methods.example.com", "/private/x").status == 200
+
+
+@pytest.mark.timeout(120)
+def test_converted_snippet_location_answers_without_hsts_on_https(gateway: Gateway, backends: Backends) -> None:
+    """server-snippet-security-txt over HTTPS: ingress-nginx's snippet location sent no HSTS, the
+    rest of the host did; the converted rule's `hsts: {enabled: false}` keeps that."""
+    case = json.loads((shared_corpus("migration") / "cases" / "server-snippet-security-txt.json").read_text())
+    ingress = next(d for d in yaml.safe_load_all(case["manifests"]) if d and d["kind"] == "Ingress")
+    anns = {k[len(PREFIX):]: v for k, v in ingress["metadata"]["annotations"].items()}
+    server = CATALOG["server-snippet"].handler("server-snippet", anns["server-snippet"],  # type: ignore[misc]
+                                               source(anns))
+    host = "security-txt.example.com"
+    ca = trustme.CA()
+    app = backends("app")
+    gateway.write("gw.yaml", gateway_yaml(https("https", host)), tls_secret("cert", ca, host), app.manifests(),
+                  "---\n".join(["", *manifests(host, "sec", "app", [server], {"ipAccess": {"allow": ["10.0.0.0/8"]}})]))
+    gateway.reconcile()
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+
+    def answer(path: str) -> tuple[int, str | None, str | None]:
+        with socket.create_connection((gateway.address(), 8443), timeout=5) as plain, \
+                ctx.wrap_socket(plain, server_hostname=host) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        lines = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+        got = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+        return int(lines[0].split()[1]), got.get("strict-transport-security"), got.get("x-content-type-options")
+
+    assert answer("/.well-known/security.txt") == (200, None, "nosniff")
+    # The rest of the host keeps HSTS (here the IP list's 403: 127.x is not in 10.0.0.0/8).
+    assert answer("/") == (403, "max-age=31536000; includeSubDomains", "nosniff")

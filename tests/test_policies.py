@@ -57,6 +57,31 @@ def test_headers_to_backend_and_client(gateway: Gateway, backends: Backends) -> 
     assert missing.status == 404 and missing.headers["x-robots-tag"] == "noindex, nofollow"
 
 
+def test_response_headers_only_on_their_statuses(gateway: Gateway, backends: Backends) -> None:
+    setup(gateway, backends, example("header-statuses"))
+    own = {"X-Echo-Set-Header": "Cache-Control:no-store"}
+
+    def headers(path: str) -> dict[str, list[str]]:
+        r = get(gateway, path, headers=own)
+        names = ("Cache-Control", "X-Only-Success", "X-Not-Found", "X-Always")
+        return {"status": [str(r.status)], **{n: r.all(n) for n in names if r.all(n)}}
+
+    # nginx's add_header list; set with -s replaces the backend's value only on its statuses.
+    assert headers("/ok") == {"status": ["200"], "Cache-Control": ["public, max-age=600"],
+                              "X-Only-Success": ["yes"], "X-Always": ["yes"]}
+    assert headers("/status/301") == {"status": ["301"], "Cache-Control": ["public, max-age=600"],
+                                      "X-Only-Success": ["yes"], "X-Always": ["yes"]}
+    assert headers("/status/304") == {"status": ["304"], "Cache-Control": ["no-store"],
+                                      "X-Only-Success": ["yes"], "X-Always": ["yes"]}
+    # Another list (a map on $status), with a per-request value.
+    found = headers("/status/404")
+    request_id = found.pop("X-Not-Found")
+    assert found == {"status": ["404"], "Cache-Control": ["no-store"], "X-Always": ["yes"]}
+    assert len(request_id) == 1 and len(request_id[0]) == 32
+    assert headers("/status/503") == {"status": ["503"], "Cache-Control": ["no-store"], "X-Always": ["yes"]}
+    assert headers("/status/202") == {"status": ["202"], "Cache-Control": ["no-store"], "X-Always": ["yes"]}
+
+
 def test_allowed_methods_405_with_allow(gateway: Gateway, backends: Backends) -> None:
     setup(gateway, backends, example("methods"))
     assert get(gateway, "/").status == 200
@@ -65,6 +90,22 @@ def test_allowed_methods_405_with_allow(gateway: Gateway, backends: Backends) ->
         r = get(gateway, "/", method=method, data=b"" if method in ("POST", "PUT") else None)
         assert (r.status, r.headers.get("allow")) == (405, "GET, HEAD"), method
     assert get(gateway, "/", host="other.example.com", method="DELETE").status == 200  # other route
+
+
+def test_allowed_methods_405_without_allow_when_asked(gateway: Gateway, backends: Backends) -> None:
+    setup(gateway, backends, example("methods-no-allow-header"))
+    assert get(gateway, "/form", method="POST", data=b"x").status == 200
+    for method in ("PUT", "DELETE", "HEAD", "OPTIONS"):  # HEAD: only the methods listed
+        r = get(gateway, "/form", method=method, data=b"" if method == "PUT" else None)
+        assert (method, r.status, r.headers.get("allow")) == (method, 405, None)
+    assert decision_log(gateway, "/form", count=5)[-1]["decision"] == "method"
+    # A backend's own 405 keeps its own Allow (the default would replace it with the list).
+    r = get(gateway, "/status/405", headers={"X-Echo-Set-Header": "Allow:GET"})
+    assert (r.status, r.all("Allow")) == (405, ["GET"])
+    # The default: the gateway's Allow replaces the backend's.
+    setup(gateway, backends, example("methods"))
+    r = get(gateway, "/status/405", headers={"X-Echo-Set-Header": "Allow:GET"})
+    assert (r.status, r.all("Allow")) == (405, ["GET, HEAD"])
 
 
 def test_url_allowlist(gateway: Gateway, backends: Backends) -> None:

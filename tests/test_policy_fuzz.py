@@ -55,6 +55,8 @@ FIELDS: dict[str, tuple[str, str]] = {
     "req_value": ("safe", "spec.requestHeaders.set[0]"),
     "resp_value": ("safe", "spec.responseHeaders.set[0]"),
     "resp_add": ("safe", "spec.responseHeaders.add[0]"),
+    "resp_set_some": ("safe", "spec.responseHeaders.set[1]"),  # more_set_headers -s
+    "resp_add_some": ("safe", "spec.responseHeaders.add[1]"),  # a map on $status
     "resp_remove": ("X-Gone", "spec.responseHeaders.remove[0]"),
     "allow_regex": ("/static/.*", "spec.urlAllowlist.paths[0]"),
     "allow_exact": ("/safe", "spec.urlAllowlist.paths[1]"),
@@ -74,6 +76,13 @@ FIELDS: dict[str, tuple[str, str]] = {
     "cc_exempt": ("10.2.0.0/16", "spec.concurrentRequests.exemptCIDRs[0]"),
     "rl_header": ("X-Api-Key", "spec.key.header"),
     "rl_exempt": ("10.1.0.0/16", "spec.exemptCIDRs[0]"),
+    "realm": ("corp", "spec.basicAuth.realm"),
+    "auth_path": ("/verify?x=1", "spec.externalAuth.path"),
+    "auth_host": ("auth.example.com", "spec.externalAuth.hostname"),
+    "auth_header": ("safe", "spec.externalAuth.requestHeaders[0]"),
+    "auth_copy": ("X-User", "spec.externalAuth.responseHeaders[0]"),
+    "signin": ("https://login.example.com/start", "spec.externalAuth.signin.url"),
+    "error_header": ("safe", "spec.errorPages.requestHeaders[0]"),
 }
 SAFE = {k: v[0] for k, v in FIELDS.items()}
 RATE_FIELDS = {"rl_header", "rl_exempt"}
@@ -87,8 +96,10 @@ def policies(v: dict[str, str]) -> list[dict[str, Any]]:
         "spec": {
             "targetRefs": target,
             "requestHeaders": {"set": [{"name": v["req_name"], "value": v["req_value"]}]},
-            "responseHeaders": {"set": [{"name": "X-Resp", "value": v["resp_value"]}],
-                                "add": [{"name": "X-Resp-Add", "value": v["resp_add"]}],
+            "responseHeaders": {"set": [{"name": "X-Resp", "value": v["resp_value"]},
+                                        {"name": "X-Resp-Ok", "value": v["resp_set_some"], "statuses": [200, 301]}],
+                                "add": [{"name": "X-Resp-Add", "value": v["resp_add"]},
+                                        {"name": "X-Resp-Gone", "value": v["resp_add_some"], "statuses": [404, 410]}],
                                 "remove": [v["resp_remove"]]},
             "urlAllowlist": {"paths": [{"type": "RegularExpression", "value": v["allow_regex"]},
                                        {"type": "Exact", "value": v["allow_exact"]}]},
@@ -103,6 +114,12 @@ def policies(v: dict[str, str]) -> list[dict[str, Any]]:
             "waf": {"exclusions": [{"ruleIds": [942100], "args": [v["waf_arg"]],
                                     "requestHeaders": [v["waf_header"]]},
                                    {"paths": [{"type": "RegularExpression", "value": v["waf_path"]}]}]},
+            "basicAuth": {"secretRef": {"name": "users"}, "realm": v["realm"]},
+            "externalAuth": {"backendRef": {"name": "echo", "port": 80}, "path": v["auth_path"],
+                             "hostname": v["auth_host"], "requestHeaders": [{"name": "X-A", "value": v["auth_header"]}],
+                             "responseHeaders": [v["auth_copy"]], "signin": {"url": v["signin"]}},
+            "errorPages": {"backendRef": {"name": "echo", "port": 80}, "statuses": [404],
+                           "requestHeaders": [{"name": "X-E", "value": v["error_header"]}]},
         },
     }
     rate = {
@@ -114,8 +131,17 @@ def policies(v: dict[str, str]) -> list[dict[str, Any]]:
     return [security, rate]
 
 
+USERS = """\
+apiVersion: v1
+kind: Secret
+metadata: {name: users, namespace: default}
+stringData: {auth: "u:{SHA}Ys23Ag/5IOWqZCw9QGaVDdHwH00="}
+"""
+
+
 def manifest(v: dict[str, str]) -> str:
-    return BASE + "\n---\n" + ROUTE + "".join("\n---\n" + yaml.safe_dump(p) for p in policies(v))
+    return BASE + "\n---\n" + ROUTE + "\n---\n" + USERS + "".join("\n---\n" + yaml.safe_dump(p)
+                                                                  for p in policies(v))
 
 
 def pipeline(v: dict[str, str], fuzzed: str) -> dict[str, str] | None:
@@ -181,7 +207,10 @@ def compare(got: tuple[Node, ...], ref: tuple[Node, ...], where: str = "", paren
             else:
                 new = variables(x) - variables(y)
                 for name in list(new):
-                    if name == "wg_dollar" or re.fullmatch(r"wg_b[0-9]+", name):
+                    # externalAuth.responseHeaders name $upstream_http_<name> (letters, digits and
+                    # '-' only) and the digest-named variable holding it.
+                    if name == "wg_dollar" or re.fullmatch(r"wg_b[0-9]+|wg_ah[0-9a-f]+|upstream_http_[a-z0-9_]+",
+                                                           name):
                         del new[name]
                 assert not new, f"{here}: user text made variable(s) {sorted(new)} live in {x!r}"
         if a.block is not None and b.block is not None:
@@ -220,6 +249,12 @@ _PAYLOADS = {
     "contact": ["mailto:a\"b@example.com", "https://x/$host", "https://x/${wg_dollar}", "tel:+1;}", "https://a/{\\}"],
     "content_type": ["text/$host", "a/b;c=d", "text/plain;charset=$x", 'text/"x'],
     "direct_body": ["a\nb\r\n", "x" * 5000, "$" * 400, '"' * 2000, "\\" * 3000],
+    "realm": ["off", "a b", "$host", "a\\b", 'a"b', "x;y}"],
+    "auth_path": ["/a?b=$host", "/a;b", "/a b", "/a?x=1&y=${wg_dollar}", "a/b", "/x#y"],
+    "signin": ["/start?rd=$host", "https://a.example.com/x?y=1", "javascript:alert(1)", "https://a/b c",
+               "//evil.example.com/x"],
+    "auth_copy": ["X_User", "X-User;", "X-$host", "X-Auth-Request-Email"],
+    "auth_host": ["auth.idp.svc.cluster.local", "*.example.com", "a b", "a;b", "$host", "A.example.com"],
 }
 
 

@@ -279,6 +279,12 @@ def test_rate_limit_validation(spec: dict[str, Any], ok: bool) -> None:
     ({"waf": {"paranoiaLevel": 4, "anomalyThreshold": 10000}}, True),
     ({"waf": {"paranoiaLevel": 5}}, False),
     ({"waf": {"anomalyThreshold": 0}}, False),
+    ({"methodNotAllowed": {"allowHeader": False}}, True),
+    ({"responseHeaders": {"add": [{"name": "X", "value": "v", "statuses": [100, 599]}]}}, True),
+    ({"responseHeaders": {"set": [{"name": "X", "value": "v", "statuses": [99]}]}}, False),
+    ({"responseHeaders": {"add": [{"name": "X", "value": "v", "statuses": [600]}]}}, False),
+    ({"responseHeaders": {"add": [{"name": "X", "value": "v", "statuses": []}]}}, False),
+    ({"responseHeaders": {"add": [{"name": "X", "value": "v", "statuses": list(range(200, 265))}]}}, False),
 ])
 def test_security_policy_bounds(spec: dict[str, Any], ok: bool) -> None:
     if ok:
@@ -422,6 +428,37 @@ def test_levels_merge_field_by_field_down_to_the_rule() -> None:
         assert [a["conditions"][0]["reason"] for a in anc] == ["Accepted"], (name, anc)
         assert anc[0]["ancestorRef"]["name"] == "gw" and anc[0]["ancestorRef"]["namespace"] == "infra"
     assert status_of(tr, "SecurityPolicy", "infra", "web")[0]["ancestorRef"]["sectionName"] == "web"
+
+
+def test_statuses_listed_twice_are_refused() -> None:
+    assert "status 404 is listed twice" in refused(
+        security, responseHeaders={"set": [{"name": "X", "value": "v", "statuses": [404, 410, 404]}]})
+
+
+def test_method_answer_hsts_and_header_statuses_per_place() -> None:
+    tr = objects(SETUP
+                 + policy_doc("SecurityPolicy", "infra", "gw-wide", GATEWAY, """\
+                     methodNotAllowed: {allowHeader: false}
+                     hsts: {includeSubDomains: false}
+                     responseHeaders:
+                       add: [{name: X-A, value: a, statuses: [410, 200, 404]}]
+                     """)
+                 + policy_doc("SecurityPolicy", "apps", "route", ROUTE, """\
+                     hsts: {enabled: false}
+                     """)
+                 + policy_doc("SecurityPolicy", "apps", "login", {**ROUTE, "sectionName": "login"}, """\
+                     allowedMethods: [POST]
+                     hsts: {enabled: true, maxAge: 5}
+                     """))
+    pols = policies_by_path(tr)
+    login, root, host = pols[(8080, "/login")], pols[(8080, "/")], pols[(8080, "")]
+    assert login is not None and root is not None and host is not None
+    # The Gateway's allowHeader reaches the rule's own method list.
+    assert (login.allowed_methods, login.allow_header) == (("POST",), False)
+    assert root.allow_header and host.allow_header  # no method list: the flag is moot, policies stay alike
+    # hsts key by key, the more specific level winning; the host's own places keep None (the host's).
+    assert (login.hsts, root.hsts, host.hsts) == ("max-age=5", "", None)
+    assert host.response_headers.add == (("X-A", ir.OnStatuses("a", (200, 404, 410))),)
 
 
 def test_security_txt_warning_and_configmap_are_credited_to_the_policy_that_set_them() -> None:

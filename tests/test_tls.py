@@ -238,31 +238,19 @@ def test_tls_option_grammar() -> None:
         parse_tls_options({"wardgate.io/min-version": "1.1"})
 
 
-ROUTE_LEVEL_HSTS = """
----
-apiVersion: policy.wardgate.io/v1alpha1
-kind: SecurityPolicy
-metadata: {name: route-level, namespace: default}
-spec:
-  targetRefs: [{kind: HTTPRoute, name: app}]
-  hsts: {maxAge: 5}
-"""
-
-
 def test_hsts_default_on_https_configurable_and_never_over_http(gateway: Gateway, backends: Callable[..., Backend],
                                                                 rsa_ca: trustme.CA) -> None:
     hosts = ["default.example.com", "preload.example.com", "legacy.example.com"]
     addr = serve(gateway, backends, rsa_ca, [
         https("default", hosts[0]), https("https", hosts[1]), https("legacy", hosts[2]),
         "{name: http, protocol: HTTP, port: 8080}",
-    ], hosts, "---\n" + example("hsts"), "---\n" + example("hsts-off"), ROUTE_LEVEL_HSTS)
+    ], hosts, "---\n" + example("hsts"), "---\n" + example("hsts-off"))
 
     def hsts(host: str, path: str = "/") -> str | None:
         with handshake(addr, 8443, _client(rsa_ca), host) as sock:
             return get(sock, host, path)[1].get("strict-transport-security")
 
-    # ingress-nginx's default, on every response of an HTTPS host, errors too (a route-level
-    # value is ignored: HSTS covers whole hosts).
+    # ingress-nginx's default, on every response of an HTTPS host, errors too.
     assert hsts(hosts[0]) == "max-age=31536000; includeSubDomains"
     assert hsts(hosts[0], "/status/500") == "max-age=31536000; includeSubDomains"
     assert hsts(hosts[1]) == "max-age=63072000; includeSubDomains; preload"
@@ -270,9 +258,90 @@ def test_hsts_default_on_https_configurable_and_never_over_http(gateway: Gateway
     with socket.create_connection((addr, 8080), timeout=5) as plain:
         plain.sendall(b"GET / HTTP/1.1\r\nHost: default.example.com\r\nConnection: close\r\n\r\n")
         assert b"strict-transport-security" not in plain.recv(65536).lower()
-    ancestors = gateway.status("SecurityPolicy", "route-level")["ancestors"]
-    accepted = next(c for c in ancestors[0]["conditions"] if c["type"] == "Accepted")
-    assert "spec.hsts applies to whole hosts" in accepted["message"]
+
+
+RULES_HOST = "rules.example.com"
+HSTS_RULES = """
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: app, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+    - name: admin
+      matches: [{path: {type: PathPrefix, value: /admin}}]
+      backendRefs: [{name: app, port: 80}]
+    - name: txt
+      matches: [{path: {type: Exact, value: /.well-known/security.txt}}]
+      backendRefs: [{name: app, port: 80}]
+    - backendRefs: [{name: app, port: 80}]
+---
+apiVersion: policy.wardgate.io/v1alpha1
+kind: SecurityPolicy
+metadata: {name: listener, namespace: default}
+spec:
+  targetRefs: [{kind: Gateway, name: gw, sectionName: https}]
+  hsts: {includeSubDomains: false}
+---
+apiVersion: policy.wardgate.io/v1alpha1
+kind: SecurityPolicy
+metadata: {name: route, namespace: default}
+spec:
+  targetRefs: [{kind: HTTPRoute, name: app}]
+  hsts: {maxAge: 600}
+---
+apiVersion: policy.wardgate.io/v1alpha1
+kind: SecurityPolicy
+metadata: {name: txt, namespace: default}
+spec:
+  targetRefs: [{kind: HTTPRoute, name: app, sectionName: txt}]
+  hsts: {enabled: false}
+  allowedMethods: [GET]
+  directResponses: [{path: /.well-known/security.txt, body: "Contact: mailto:security@example.com\\n"}]
+"""
+
+
+def test_hsts_per_route_and_rule_the_more_specific_level_wins(gateway: Gateway, backends: Callable[..., Backend],
+                                                              rsa_ca: trustme.CA) -> None:
+    app = backends("app")
+    gateway.write("gw.yaml", gateway_yaml(https("https", RULES_HOST), "{name: http, protocol: HTTP, port: 8080}"),
+                  tls_secret("cert", rsa_ca, RULES_HOST), app.manifests(), HSTS_RULES,
+                  "---\n" + example("hsts-rule-off"))
+    gateway.reconcile()
+    addr = gateway.address()
+
+    def answer(path: str, method: str = "GET", headers: str = "", port: int = 8443) -> tuple[int, str | None, bytes]:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {RULES_HOST}\r\nConnection: close\r\n{headers}\r\n".encode()
+        plain = socket.create_connection((addr, port), timeout=5)
+        with (_client(rsa_ca).wrap_socket(plain, server_hostname=RULES_HOST) if port == 8443 else plain) as sock:
+            sock.sendall(head)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        top, _, body = data.partition(b"\r\n\r\n")
+        lines = top.decode("latin-1").split("\r\n")
+        fields = (x.partition(":") for x in lines[1:])
+        sts = [v.strip() for k, _, v in fields if k.lower() == "strict-transport-security"]
+        assert len(sts) <= 1, sts
+        return int(lines[0].split()[1]), (sts[0] if sts else None), body
+
+    # The route's maxAge over the listener's includeSubDomains: false, key by key; proxied and errors.
+    assert answer("/")[:2] == (200, "max-age=600")
+    assert answer("/status/503")[:2] == (503, "max-age=600")
+    # Rule admin (the documented example): none of the gateway's; the backend's own passes unchanged.
+    assert answer("/admin")[:2] == (200, None)
+    own = "X-Echo-Set-Header: Strict-Transport-Security:max-age=7\r\n"
+    assert answer("/admin/x", headers=own)[:2] == (200, "max-age=7")
+    assert answer("/", headers=own)[:2] == (200, "max-age=600")  # replaced where the gateway sends one
+    # Rule txt: its direct response and its 405 carry none (an ingress-nginx snippet location's answers).
+    status, sts, body = answer("/.well-known/security.txt")
+    assert (status, sts, body) == (200, None, b"Contact: mailto:security@example.com\n")
+    assert answer("/.well-known/security.txt", "DELETE")[:2] == (405, None)
+    # Answers no route gives keep the host's value (the listener's); plain HTTP never has any.
+    assert answer("/a/%2e%2e/b")[:2] == (400, "max-age=31536000")
+    assert answer("/", port=8080)[:2] == (200, None)
+    assert answer("/.well-known/security.txt", port=8080)[:2] == (200, None)
 
 
 def test_tls_doc_example_options_are_valid() -> None:

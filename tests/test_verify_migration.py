@@ -21,11 +21,14 @@ import trustme
 import yaml
 
 from conftest import REPO
+from wardgate.sources import load_text
 from wardgate.verify.echo import AuthRule, CaseBackend, EchoIdentity, EchoServer, SeenRequest
 from wardgate.verify.migration import (
+    DEFAULT_CERTIFICATE,
     MigrationVerifyOptions,
     case_files,
     gateways_by_class,
+    run_migrate,
     run_migration_verify,
     stamp_creation,
 )
@@ -268,6 +271,56 @@ metadata: {name: other, namespace: x, annotations: {wardgate.io/ingress-class: p
 """)
     assert gateways_by_class(named, CLASSES) == ({"internal": "x/internal", "public": "x/other"}, "x/other")
     assert gateways_by_class(named, CLASSES, {"internal": "x/other"})[0]["internal"] == "x/other"
+
+
+DEFAULT_CERT_CASE = """\
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: k8s.io/ingress-nginx}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: known, namespace: default}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: known.example.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: app, port: {number: 80}}}}
+"""
+CONTROLLER = """\
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ingress-nginx-controller, namespace: ingress-nginx}
+spec:
+  template:
+    spec:
+      containers:
+      - name: controller
+        args: [/nginx-ingress-controller, --default-ssl-certificate=ingress-nginx/wildcard]
+"""
+
+
+def test_harness_plays_ingress_nginx_default_certificate() -> None:
+    """ingress-nginx always serves 443: the harness migrates with its own certificate as
+    --default-certificate (an HTTPS listener for any host), unless the controller names one."""
+    def https(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        gw = next(o for o in objects if o["kind"] == "Gateway")
+        return [ls for ls in gw["spec"]["listeners"] if ls["protocol"] == "HTTPS"]
+
+    objects, _ = run_migrate(load_text(DEFAULT_CERT_CASE, "case"))
+    ns, name = DEFAULT_CERTIFICATE
+    assert [(ls["name"], ls.get("hostname"), ls["tls"]["certificateRefs"]) for ls in https(objects)] == [
+        ("https", None, [{"name": name, "namespace": ns}])]
+    grant = next(o for o in objects if o["kind"] == "ReferenceGrant")
+    assert grant["metadata"]["namespace"] == ns and grant["spec"]["to"] == [{"group": "", "kind": "Secret",
+                                                                              "name": name}]
+    objects, _ = run_migrate(load_text(DEFAULT_CERT_CASE + CONTROLLER, "case"))
+    assert [ls["tls"]["certificateRefs"] for ls in https(objects)] == [[{"name": "wildcard"}]]
+    assert https(run_migrate(load_text(DEFAULT_CERT_CASE, "case"), None)[0]) == []
 
 
 # ============================================================================ echo backends (§3)

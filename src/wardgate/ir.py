@@ -58,12 +58,14 @@ class ListenerTLS:
 @dataclass(frozen=True)
 class UpstreamTLS:
     """TLS to the backend (BackendTLSPolicy): verify against `ca_pem` (None: the system CAs) for
-    `server_name`, which is also sent as SNI; present `client_certificate` if the Gateway has one."""
+    `server_name`, which is also sent as SNI; present `client_certificate` if the Gateway has one.
+    `verify` False (IngressNginxCompat backendTLS): no certificate check and no SNI."""
 
     server_name: str
     ca_name: str | None = None
     ca_pem: str | None = None
     client_certificate: TLSCertificate | None = None
+    verify: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,21 +76,39 @@ class Upstream:
     endpoints: tuple[Endpoint, ...]
     protocol: BackendProtocol = "http"
     tls: UpstreamTLS | None = None
+    # The Service port it stands for (error pages tell their backend which Service failed).
+    service: str = ""
+    service_port: int = 0
 
 
-RequestValueKind = Literal["client_ip", "request_id", "host", "scheme"]
+RequestValueKind = Literal["client_ip", "request_id", "host", "scheme", "auth_response"]
 
 
 @dataclass(frozen=True)
 class RequestValue:
     """A header value the data plane fills in per request, one of a fixed list (SecurityPolicy
     `valueFrom`): the client address as ClientIP decides it, the request id, the request's host
-    or scheme."""
+    or scheme; or (`auth_response`) the header `name` of the external auth service's answer."""
 
     kind: RequestValueKind
+    name: str = ""
 
 
-HeaderValue = str | RequestValue
+PlainValue = str | RequestValue
+
+
+@dataclass(frozen=True)
+class OnStatuses:
+    """A response header value sent only on answers with one of `statuses` (sorted); other
+    answers keep what they have (SecurityPolicy responseHeaders `statuses`)."""
+
+    value: PlainValue
+    statuses: tuple[int, ...]
+
+
+HeaderValue = PlainValue | OnStatuses
+# The statuses nginx's add_header acts on without `always` (ngx_http_headers_filter_module).
+ADD_HEADER_STATUSES = (200, 201, 204, 206, 301, 302, 303, 304, 307, 308)
 
 
 @dataclass(frozen=True)
@@ -201,6 +221,18 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class SessionPersistence:
+    """Requests carrying the same session `name` (a cookie, or a header) reach the same endpoint;
+    one without it gets a new session in the response. A cookie has Path `path`, and Max-Age
+    `max_age` when it outlives the browser session."""
+
+    name: str
+    type: Literal["Cookie", "Header"] = "Cookie"
+    path: str = "/"
+    max_age: int | None = None
+
+
+@dataclass(frozen=True)
 class RouteRef:
     """Where an action came from, for logs and errors."""
 
@@ -240,6 +272,7 @@ class Action:
     backend_timeout_s: float | None = None
     # A GRPCRoute rule: proxied with grpc_pass (HTTP/2 to the backend), not proxy_pass.
     grpc: bool = False
+    session: SessionPersistence | None = None
 
 
 @dataclass(frozen=True)
@@ -350,6 +383,46 @@ DuplicateAction = Literal["allow", "reject", "first", "last"]
 
 
 @dataclass(frozen=True)
+class BasicAuth:
+    """HTTP Basic authentication. `users` is the htpasswd file nginx reads (one `user:hash` line
+    each), None when the Secret can't be used: then every request gets 500. `key` names the
+    Secret the users come from: the file's name follows it, so it stays the same across edits."""
+
+    realm: str
+    key: str
+    users: str | None
+
+
+@dataclass(frozen=True)
+class ExternalAuth:
+    """Ask `upstream` (None: unusable, every request gets 500) with a bodiless `method` request
+    for `path` before serving. `request_headers`: set on the auth request; `response_headers`:
+    copied from its answer to the backend's request. `signin`: a 401 becomes a 302 there, the
+    request's URL in query parameter `signin_param`."""
+
+    upstream: str | None
+    path: str
+    host: str
+    method: str = "GET"
+    request_headers: tuple[tuple[str, HeaderValue], ...] = ()
+    response_headers: tuple[str, ...] = ()
+    signin: str | None = None
+    signin_param: str = "rd"
+
+
+@dataclass(frozen=True)
+class ErrorPages:
+    """Answers with `statuses` are replaced by `upstream`'s answer to GET / with X-Code and
+    context headers; with `no_endpoints`, requests for a backend without endpoints go to
+    `upstream` as they came. `upstream` None: the Service can't be used (those answers stay)."""
+
+    upstream: str | None
+    statuses: tuple[int, ...] = ()
+    no_endpoints: bool = False
+    request_headers: tuple[tuple[str, HeaderValue], ...] = ()  # set after the context headers
+
+
+@dataclass(frozen=True)
 class Policy:
     """The security settings in effect for a set of requests, already merged across levels.
 
@@ -360,6 +433,8 @@ class Policy:
     request_headers: HeaderOps = field(default_factory=HeaderOps)
     response_headers: HeaderOps = field(default_factory=HeaderOps)
     allowed_methods: tuple[str, ...] = ()
+    # The 405 for other methods names the allowed ones in an Allow header (and replaces a backend's).
+    allow_header: bool = True
     allowlist: tuple[PathMatch, ...] = ()
     allowlist_status: int = 404
     direct: tuple[DirectResponse, ...] = ()
@@ -375,6 +450,12 @@ class Policy:
     concurrency: Concurrency | None = None
     nginx_cors: NginxCors | None = None
     waf: Waf | None = None
+    basic_auth: BasicAuth | None = None
+    external_auth: ExternalAuth | None = None
+    error_pages: ErrorPages | None = None
+    # Strict-Transport-Security of a route's or rule's answers on HTTPS, when a route-level policy
+    # sets one ("" for none of the gateway's); None: the host's (VirtualHost.hsts).
+    hsts: str | None = None
 
     def direct_for(self, path: str) -> int | None:
         """Index of the direct response for `path`, if any."""
@@ -395,6 +476,18 @@ class ClientIP:
     # X-Forwarded-For to the backend: "replace" sends the trusted chain only (from the decided
     # client address to the connection's peer), "append" the client's header plus the peer.
     forwarded_for: Literal["replace", "append"] = "replace"
+
+
+@dataclass(frozen=True)
+class BackendHeaders:
+    """Gateway-wide choices about the headers every proxied request carries (ClientTrafficPolicy
+    backendHeaders). preserve_request_id: X-Request-Id is the client's own when it sent one;
+    forwarded_host "host_header": X-Forwarded-Host is the Host header as sent (port included);
+    original_forwarded: the client's X-Forwarded-For/-Host also go on as X-Original-Forwarded-*."""
+
+    preserve_request_id: bool = False
+    forwarded_host: Literal["routed_host", "host_header"] = "routed_host"
+    original_forwarded: bool = False
 
 
 @dataclass(frozen=True)
@@ -480,6 +573,7 @@ class Gateway:
     stream_upstreams: tuple[Upstream, ...] = ()
     # 400 for request paths a backend could read differently from nginx's $uri (ClientTrafficPolicy).
     reject_ambiguous_paths: bool = True
+    backend_headers: BackendHeaders = field(default_factory=BackendHeaders)
 
     @property
     def key(self) -> ObjectKey:

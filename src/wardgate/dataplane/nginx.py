@@ -32,6 +32,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from wardgate.render.basicauth import WORKER_DIR
+
 __all__ = ["ApplyResult", "NginxInstance", "nginx_version", "redact_secrets", "write_private"]
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,9 @@ LOG_MODE = 0o640
 # The master runs in the foreground as our child so supervision is a plain waitpid.
 RUN_DIRECTIVES = "daemon off;"
 WORKER_USER = "nobody"  # nginx's default `user` when the master runs as root
+
+# Files nginx's workers open at request time (htpasswd files): readable by the workers' group.
+WORKER_FILES = WORKER_DIR + "/"
 
 _GEN_RE = re.compile(r"^gen-(\d+)$")
 # "2026/01/02 03:04:05 [emerg] 123#123: *5 message" or "nginx: [emerg] message"
@@ -311,6 +316,7 @@ class NginxInstance:
 
             self._generation = new_gen
             self._files = encoded
+            self._workers_reach(encoded)
             if was_running:
                 self._reloads += 1
             self._last_error = None
@@ -400,7 +406,9 @@ class NginxInstance:
             # workers (nobody when we are root) must traverse to tmp/ and reopen logs/
             d.chmod(0o755)
         # Generations hold private keys: only we (and the nginx master, root or our uid) may list
-        # or read them. Workers never read configuration files.
+        # or read them. Workers read no configuration file, only a generation's worker/ files
+        # (htpasswd), if it has any: then, as root, their group may pass through conf/ to them
+        # (never list it); see _workers_reach.
         self.conf_dir.mkdir(mode=0o700, exist_ok=True)
         self.conf_dir.chmod(0o700)
         for log_file in (self.workdir / "logs").iterdir():  # made by an older wardgate, perhaps
@@ -443,6 +451,7 @@ class NginxInstance:
         self._generation = int(m.group(1))
         gen_dir = self._gen_dir(self._generation)
         self._files = _read_tree(gen_dir)
+        self._workers_reach(self._files)
         self._last_apply_time = gen_dir.stat().st_mtime
         try:
             pid = int((self.workdir / "run" / "nginx.pid").read_text().strip())
@@ -462,6 +471,14 @@ class NginxInstance:
         cmd = _cmdline(pid)
         return "master process" in cmd and f"-c {self.current_conf}" in cmd
 
+    def _workers_reach(self, files: Mapping[str, bytes]) -> None:
+        """conf/ lets the workers' group through only while a generation with worker files may
+        serve (written, or serving); else it is 0700."""
+        if _has_worker_files(files):
+            _traversable_by_workers(self.conf_dir)
+        else:
+            self.conf_dir.chmod(0o700)
+
     def _next_generation(self) -> int:
         highest = self._generation
         for entry in self.conf_dir.iterdir():
@@ -479,8 +496,13 @@ class NginxInstance:
         # Private from the first byte: a key file is never readable by others, not even for the
         # moment between creating and chmodding it (only the master reads configuration).
         staging.mkdir(mode=0o700)
+        if _has_worker_files(files):
+            self._workers_reach(files)  # before the reload that starts reading them
         for rel, data in files.items():
-            write_private(staging / rel, data)
+            if rel.startswith(WORKER_FILES):
+                write_for_workers(staging, rel, data)
+            else:
+                write_private(staging / rel, data)
         # a gen-N directory is always complete, whatever happens to this process
         staging.rename(final)
         return final
@@ -744,15 +766,66 @@ def redact_secrets(text: str, files: Mapping[str, bytes]) -> str:
     return _QUOTED.sub(lambda m: '"[redacted]"' if any(m.group(1) in s for s in secrets) else m.group(0), text)
 
 
+def _has_worker_files(files: Mapping[str, bytes]) -> bool:
+    return any(rel.startswith(WORKER_FILES) for rel in files)
+
+
+def _worker_gid() -> int | None:
+    """gid nginx workers switch to, or None when we are not root (workers keep our ids)."""
+    ids = _worker_ids()
+    return ids[1] if ids else None
+
+
+def _traversable_by_workers(d: Path) -> None:
+    """0700, or as root 0710 with the workers' group: they may enter, never list."""
+    gid = _worker_gid()
+    if gid is None:
+        d.chmod(0o700)
+        return
+    os.chown(d, -1, gid)
+    d.chmod(0o710)
+
+
+def write_for_workers(root: Path, rel: str, data: bytes) -> None:
+    """A file nginx's workers open at request time, under `root` (a generation): 0640 with the
+    workers' group when we are root (workers run as nobody), else 0600 (workers are us). The
+    directories on the way are 0710/0750: the workers' group can reach the file, list nothing
+    but worker/, and read nothing else of the generation."""
+    path = root / rel
+    gid = _worker_gid()
+    if gid is not None:
+        _traversable_by_workers(root)
+    for parent in reversed(path.parents):
+        if parent in root.parents or parent == root or parent.exists():
+            continue
+        parent.mkdir(mode=0o700)
+        if gid is not None:
+            os.chown(parent, -1, gid)
+            parent.chmod(0o750)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        if gid is not None:
+            os.fchown(f.fileno(), -1, gid)
+            os.fchmod(f.fileno(), 0o640)
+        f.write(data)
+
+
 def _read_tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _worker_uid() -> int | None:
-    """uid nginx workers switch to, or None when we are not root (workers keep our uid)."""
+def _worker_ids() -> tuple[int, int] | None:
+    """(uid, gid) nginx workers switch to, or None when we are not root (workers keep ours)."""
     if os.geteuid() != 0:
         return None
     try:
-        return pwd.getpwnam(WORKER_USER).pw_uid
+        user = pwd.getpwnam(WORKER_USER)
     except KeyError:
         return None
+    return user.pw_uid, user.pw_gid
+
+
+def _worker_uid() -> int | None:
+    """uid nginx workers switch to, or None when we are not root (workers keep our uid)."""
+    ids = _worker_ids()
+    return ids[0] if ids else None

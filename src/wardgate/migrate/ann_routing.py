@@ -381,17 +381,23 @@ def _backend_protocol(key: str, value: str, source: Source) -> Contribution:
         raise ValueError(f"{key}: {value!r} is not one of {', '.join(BACKEND_PROTOCOLS)} (ingress-nginx uses HTTP)")
     if protocol == "HTTP":
         return _one(source, key, "exact", "plain HTTP to the backend (the default)")
+    grpc = ("GRPCRoute on the host's HTTPS listeners (gRPC over TLS with ALPN h2): paths '/' and "
+            "'/<service>[/<method>]' become method matches; the host's plain-HTTP listener does not serve gRPC "
+            "(cleartext HTTP/2 would take the whole port)")
     if protocol == "GRPC":
-        return _one(source, key, "converted-with-difference",
-                    "GRPCRoute on the host's HTTPS listeners (gRPC over TLS with ALPN h2): paths '/' and "
-                    "'/<service>[/<method>]' become method matches; the host's plain-HTTP listener does not serve gRPC "
-                    "(cleartext HTTP/2 would take the whole port)")
+        return _one(source, key, "converted-with-difference", grpc)
     if protocol in ("HTTPS", "GRPCS"):
-        return _one(source, key, "not-converted",
-                    "TLS to the backend: ingress-nginx did not verify the pods' certificates, wardgate always does "
-                    "(BackendTLSPolicy). Add a BackendTLSPolicy for the Service with the CA that signed the pods' "
-                    "certificates (caCertificateRefs) and the name in them; until then requests go out as plain "
-                    + ("HTTP" if protocol == "HTTPS" else "gRPC"))
+        # The same as ingress-nginx (proxy_ssl_verify off, no SNI), named so the risk shows.
+        unverified = ("IngressNginxCompat backendTLS {insecureSkipVerify: true} on the Ingress's rules: TLS to "
+                      "the pods without checking their certificates or sending a server name, as ingress-nginx "
+                      "did. Recommended: verify them, with a BackendTLSPolicy for the Service (caCertificateRefs: "
+                      "the CA that signed the pods' certificates; hostname: the name in them), which then wins "
+                      "over the filter (docs/compatibility.md)")
+        detail = unverified if protocol == "HTTPS" else f"{grpc}; {unverified}"
+        return Contribution(filters=[{"type": "ExtensionRef", "_compat": {"backendTLS": {"insecureSkipVerify": True}}}],
+                            findings=[Finding(source.file, source.obj, key,
+                                              "exact" if protocol == "HTTPS" else "converted-with-difference",
+                                              detail, source.ingress_class)])
     if protocol == "AUTO_HTTP":
         return _one(source, key, "not-converted",
                     "AUTO_HTTP (the client's scheme to the backend) has no equivalent: plain HTTP is used")
@@ -422,15 +428,6 @@ def _preserve_trailing_slash(key: str, value: str, source: Source) -> Contributi
     return _one(source, key, "exact", "the default: see ssl-redirect for the final '/'")
 
 
-def _default_backend(key: str, value: str, source: Source) -> Contribution:
-    if source.annotations.get("custom-http-errors"):
-        return _one(source, key, "exact", "converted with custom-http-errors (the error pages' backend)")
-    return _one(source, key, "not-converted",
-                f"ingress-nginx sent requests to Service {value} when the backend had no ready endpoints (with "
-                "X-Code: 503); wardgate answers 503 itself (no fallback backend): keep the Service's endpoints "
-                "ready, or serve an error page with custom-http-errors")
-
-
 CATALOG: dict[str, CatalogEntry] = {
     "ssl-redirect": CatalogEntry("HTTP listener route with RequestRedirect to https (308) when the host has TLS",
                                  _ssl_redirect),
@@ -455,13 +452,11 @@ CATALOG: dict[str, CatalogEntry] = {
     "proxy-connect-timeout": CatalogEntry("rule timeouts.backendRequest", _timeout),
     "proxy-send-timeout": CatalogEntry("rule timeouts.backendRequest", _timeout),
     "proxy-read-timeout": CatalogEntry("rule timeouts.backendRequest", _timeout),
-    "backend-protocol": CatalogEntry("GRPC: GRPCRoute; HTTPS/GRPCS need a BackendTLSPolicy (verified TLS)",
-                                     _backend_protocol),
+    "backend-protocol": CatalogEntry("GRPC: GRPCRoute; HTTPS/GRPCS: IngressNginxCompat backendTLS "
+                                     "insecureSkipVerify (unverified TLS, as ingress-nginx)", _backend_protocol),
     "ssl-passthrough": CatalogEntry("TLSRoute on a Passthrough listener", _ssl_passthrough),
     "preserve-trailing-slash": CatalogEntry("the https redirect keeps the request's final '/'",
                                             _preserve_trailing_slash),
-    "default-backend": CatalogEntry("(with custom-http-errors) the error pages' backend; alone not converted",
-                                    _default_backend),
     "service-upstream": CatalogEntry("backendRefs to the Service (the gateway balances over its endpoints)",
                                      _service_upstream),
 }

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from wardgate.migrate import ann_policy, ann_routing
+from wardgate.migrate import ann_auth, ann_paths, ann_policy, ann_routing, ann_snippets
 from wardgate.migrate.contrib import CatalogEntry
 
 PREFIX = "nginx.ingress.kubernetes.io/"
@@ -23,7 +23,7 @@ PREFIX = "nginx.ingress.kubernetes.io/"
 # ---- INTEGRATOR: add each topic module here once it is on the branch ------------------------------
 # (ann_paths from mig-compat, ann_snippets from mig-snip, ann_auth from mig-auth; ann_routing is in).
 # tests/test_migrate_catalog.py then names any annotation two modules claim (CLASHES).
-TOPIC_MODULES: list[ModuleType] = [ann_policy, ann_routing]
+TOPIC_MODULES: list[ModuleType] = [ann_policy, ann_routing, ann_paths, ann_snippets, ann_auth]
 # ----------------------------------------------------------------------------------------------------
 
 # Which topic module MIGRATE.md gives each annotation it does not leave to ann_policy or NEVER.

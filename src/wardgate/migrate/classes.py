@@ -144,26 +144,3 @@ def is_ingress_nginx(controller: str, inputs: Inputs) -> bool:
     """Whether a controller string belongs to an ingress-nginx install."""
     return controller.startswith(CONTROLLER_PREFIX) or any(c.controller_class == controller
                                                            for c in inputs.controllers)
-
-
-# ingress-nginx v1.15's ConfigMap defaults that annotations and handlers read (FORMAT.md §2 and
-# the ConfigMap docs); the Source.config handlers get is these overlaid with the class's data.
-CONFIG_DEFAULTS: dict[str, str] = {
-    "allow-snippet-annotations": "false",
-    "annotations-risk-level": "High",
-    "use-forwarded-headers": "false",
-    "proxy-body-size": "1m",
-    "limit-req-status-code": "503",
-    "limit-conn-status-code": "503",
-    "http-redirect-code": "308",
-    "ssl-redirect": "true",
-    "force-ssl-redirect": "false",
-    "hsts": "true",
-    "hsts-max-age": "31536000",
-    "hsts-include-subdomains": "true",
-    "hsts-preload": "false",
-    "proxy-connect-timeout": "5",
-    "proxy-read-timeout": "60",
-    "proxy-send-timeout": "60",
-    "generate-request-id": "true",
-}

@@ -15,18 +15,16 @@ The shape of the output, following ingress-nginx's model of one nginx `server` p
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
-import importlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wardgate.migrate import ann_routing, catalog
+from wardgate.migrate import ann_routing, catalog, configmap
 from wardgate.migrate.ann_routing import Canary, Routing
-from wardgate.migrate.classes import CONFIG_DEFAULTS, ClassInfo, GatewayRef, class_of, is_ingress_nginx, plan_classes
+from wardgate.migrate.classes import ClassInfo, GatewayRef, class_of, is_ingress_nginx, plan_classes
 from wardgate.migrate.contrib import Contribution, Source
 from wardgate.migrate.ingress import (
     PREFIX,
@@ -174,10 +172,12 @@ def add_contribution(plan: IngressPlan, key: str, c: Contribution) -> list[Findi
     return _conflict_findings(plan.ing, key, conflicts, plan.cls.name)
 
 
-def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str]) -> tuple[IngressPlan, list[Finding]]:
-    """Every ingress-nginx annotation of the Ingress through the catalog: one finding each."""
+def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str],
+             config_maps: Mapping[str, Mapping[str, str]]) -> tuple[IngressPlan, list[Finding]]:
+    """Every ingress-nginx annotation of the Ingress through the catalog: one finding each.
+    `config_maps` ("ns/name" -> data) lets handlers read the ConfigMaps annotations name."""
     anns = ing.nginx_annotations
-    source = Source(ing.file, ing.ref, ing.namespace, cls.name, anns, config)
+    source = Source(ing.file, ing.ref, ing.namespace, cls.name, anns, config, config_maps)
     findings: list[Finding] = []
     try:
         routing = ann_routing.routing(source)
@@ -185,9 +185,8 @@ def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str]) -> tuple[I
         findings.append(Finding(ing.file, ing.ref, "(routing)", "not-converted", str(exc), cls.name))
         routing = Routing()
     plan = IngressPlan(ing, cls, routing)
-    admission = getattr(_configmap_module(), "admission", None)
-    if admission is not None:  # mig-annot's: annotations above the risk level, blocked words
-        plan.ignored = str(admission(anns, config) or "")
+    # Annotations above the risk level, blocked words: ingress-nginx leaves the Ingress out.
+    plan.ignored = str(configmap.admission(anns, config) or "")
     canary = routing.canary is not None
     for key in sorted(anns):
         value = anns[key]
@@ -227,10 +226,8 @@ def dispatch(ing: Ingress, cls: ClassInfo, config: Mapping[str, str]) -> tuple[I
         if not own:
             findings.append(Finding(ing.file, ing.ref, key, "exact", entry.becomes, cls.name))
         findings += add_contribution(plan, key, c)
-        # Contribution.rules / ignore_ingress (mig-snip's extension of the Contribution), read
-        # by name so the converter works with either shape of it.
-        plan.extra_rules += [(key, x) for x in getattr(c, "rules", None) or []]
-        plan.ignored = plan.ignored or str(getattr(c, "ignore_ingress", "") or "")
+        plan.extra_rules += [(key, x) for x in c.rules]
+        plan.ignored = plan.ignored or c.ignore_ingress
     return plan, findings
 
 
@@ -289,12 +286,19 @@ class Rule:
         out.update(self.extra)
         return out
 
-    def to_grpc(self) -> dict[str, Any]:
+    def grpc_compat_spec(self) -> dict[str, Any]:
+        """The IngressNginxCompat fields a GRPCRoute rule takes (backendTLS: backend-protocol GRPCS)."""
+        return {k: v for k, v in self.compat_spec().items() if k == "backendTLS"}
+
+    def to_grpc(self, compat_ref: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
         methods = [m["grpc"] for m in self.matches if m.get("grpc")]
         if methods:
             out["matches"] = [{"method": m} for m in methods]
         filters = [f for f in self.filters if f.get("type") in GRPC_FILTERS]
+        if compat_ref is not None:
+            filters.append({"type": "ExtensionRef", "extensionRef": {
+                "group": POLICY_GROUP, "kind": COMPAT_KIND, "name": compat_ref}})
         if filters:
             out["filters"] = filters
         out["backendRefs"] = self.backend_refs
@@ -329,6 +333,7 @@ class Converter:
         self.passthrough_listeners: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> TLS listener
         self.route_rules: dict[str, list[tuple[str, str, str]]] = {}  # ingress ref -> (ns, route, rule)
         self.cm_cache: dict[str, Contribution | None] = {}
+        self.config_maps = {f"{ns}/{name}": cm.data for (ns, name), cm in inputs.configmaps.items()}
         self.default_redirects: set[str] = set()  # Ingresses reported for the default ssl-redirect
         self.compat_objects: dict[tuple[str, str], dict[str, Any]] = {}
         # (namespace, name) -> IngressNginxCompat spec and the Ingresses whose paths name it
@@ -406,7 +411,7 @@ class Converter:
         plans: list[IngressPlan] = []
         for ing, cls in served:
             info = classes[cls]
-            p, fs = dispatch(ing, info, class_config(info))
+            p, fs = dispatch(ing, info, class_config(info), self.config_maps)
             self.findings += fs
             if p.ignored:
                 self.findings.append(Finding(ing.file, ing.ref, "(ingress)", "exact",
@@ -537,7 +542,7 @@ class Converter:
                             self.compat.setdefault((r.namespace, name), (spec, []))[1].append(ing.ref)
         self.place_extra_rules(r, counter)
         for rl in r.rules:
-            if rl.owner.routing.backend_protocol == "GRPC":
+            if rl.owner.routing.backend_protocol in ("GRPC", "GRPCS"):
                 self.grpc_matches(r, rl)
         pt = next((p for p in r.plans if p.routing.ssl_passthrough), None)
         if pt is not None and r.host:
@@ -675,7 +680,8 @@ class Converter:
                 m["grpc"] = None
                 continue
             m["grpc"] = {"service": parts[0], **({"method": parts[1]} if len(parts) == 2 else {})} if parts else {}
-        dropped = sorted({str(f.get("type")) for f in rl.filters if f.get("type") not in GRPC_FILTERS})
+        dropped = sorted({str(f.get("type")) for f in rl.filters
+                          if f.get("type") not in GRPC_FILTERS and "_compat" not in f})
         if dropped:
             self.findings.append(Finding(ing.file, ing.ref, "backend-protocol", "not-converted",
                                          f"filters {', '.join(dropped)} don't exist on a GRPCRoute; not applied",
@@ -845,6 +851,15 @@ class Converter:
                 listeners.append(default_listener)
                 names.add("https")
                 self.default_https.add(g)
+            else:
+                self.findings.append(Finding(
+                    "", f"Gateway {g}", "--default-ssl-certificate", "converted-with-difference",
+                    "ingress-nginx answered HTTPS for every host, with its default certificate for hosts without "
+                    "one of their own (a self-signed one unless --default-ssl-certificate named one) and 404 for "
+                    "unknown hosts; the Gateway serves HTTPS only for hosts with spec.tls, other names are refused "
+                    "at the TLS handshake (at the connection when no host has TLS). Give that certificate's Secret "
+                    "with --default-certificate NS/NAME for an HTTPS listener for any host (read from the "
+                    "controller Deployment's --default-ssl-certificate when it is in the input)", gws[g][0]))
             for r in isolate[g]:
                 if len(listeners) >= MAX_LISTENERS:
                     p = r.plans[0]
@@ -917,7 +932,9 @@ class Converter:
                 self.objects.append({"apiVersion": GATEWAY_API, "kind": "GRPCRoute",
                                      "metadata": _meta(r.name, r.namespace, sources),
                                      "spec": {"parentRefs": secure, "hostnames": [r.host],
-                                              "rules": [rl.to_grpc() for rl in grpc[:MAX_RULES]]}})
+                                              "rules": [rl.to_grpc(self.compat_object(r.namespace, spec, rl)
+                                                                   if (spec := rl.grpc_compat_spec()) else None)
+                                                        for rl in grpc[:MAX_RULES]]}})
             if r.passthrough is not None:
                 pt, ref = r.passthrough
                 parents = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != pt.ing.namespace else {}),
@@ -1019,6 +1036,15 @@ class Converter:
             sources: list[str] = []
             self.findings.append(Finding("", f"Gateway {g}", "path.ambiguous", "exact", AMBIGUOUS_DETAIL,
                                          cls_names[0] if cls_names else None))
+            # What ingress-nginx's template sends every backend and wardgate sends only when asked.
+            ctp.update(copy.deepcopy(BACKEND_HEADERS))
+            owners.update({f"backendHeaders.{k}": "ingress-nginx's defaults"
+                           for k in BACKEND_HEADERS["backendHeaders"]})
+            notes = sorted({n for c in cls_names for n in _backend_header_notes(class_config(classes[c]))})
+            self.findings.append(Finding("", f"Gateway {g}", "backendHeaders",
+                                         "converted-with-difference" if notes else "exact",
+                                         "; ".join([BACKEND_HEADERS_DETAIL, *notes]),
+                                         cls_names[0] if cls_names else None))
             # ingress-nginx's upstream headers wardgate doesn't send by itself (X-Forwarded-Port:
             # the listener's port, 443 set per HTTPS listener below).
             # ingress-nginx's template also clears the Server response header.
@@ -1052,7 +1078,8 @@ class Converter:
             target = [{"group": GROUP, "kind": "Gateway", "name": g.name}]
             if ctp:
                 self.objects.append({"apiVersion": POLICY_API, "kind": "ClientTrafficPolicy",
-                                     "metadata": _meta(g.name, g.namespace, sources),
+                                     "metadata": _meta(g.name, g.namespace,
+                                                       sources or [f"IngressClass {c}" for c in cls_names]),
                                      "spec": {"targetRefs": target, **ctp}})
             self.objects.append({"apiVersion": POLICY_API, "kind": "SecurityPolicy",
                                  "metadata": _meta(f"{g.name}-gateway", g.namespace,
@@ -1070,24 +1097,19 @@ class Converter:
                              "requestHeaders": {"set": [{"name": "X-Forwarded-Port", "value": "443"}]}}})
 
     def configmap_contribution(self, info: ClassInfo) -> Contribution | None:
-        """The class's controller settings through wardgate.migrate.configmap (mig-annot's), when
-        that module is there: `config_contributions(data, source) -> Contribution` on the
-        ConfigMap's data ({} without one: ingress-nginx's defaults may still differ from wardgate's)."""
+        """The class's controller settings, from its ConfigMap's data ({} without one:
+        ingress-nginx's defaults may still differ from wardgate's)."""
         if info.name in self.cm_cache:
             return self.cm_cache[info.name]
-        module = _configmap_module()
-        convert_cm = getattr(module, "config_contributions", None) or getattr(module, "convert", None)
-        if convert_cm is None:
-            self.cm_cache[info.name] = None
-            return None
         cm = self.inputs.configmaps.get(info.configmap) if info.configmap else None
         if cm is not None:
             source = Source(cm.file, f"ConfigMap {cm.namespace}/{cm.name}", cm.namespace, info.name, {},
-                            class_config(info))
+                            class_config(info), self.config_maps)
         else:
             where = f"ConfigMap {info.configmap[0]}/{info.configmap[1]}" if info.configmap else f"class {info.name}"
-            source = Source("", f"{where} (not in the input: defaults)", "", info.name, {}, class_config(info))
-        c: Contribution = convert_cm(dict(info.config), source)
+            source = Source("", f"{where} (not in the input: defaults)", "", info.name, {}, class_config(info),
+                            self.config_maps)
+        c = configmap.config_contributions(dict(info.config), source)
         self.findings += c.findings
         self.cm_cache[info.name] = c
         return c
@@ -1134,22 +1156,46 @@ def _covering(match: Mapping[str, Any], rules: Sequence[Rule]) -> Rule | None:
     return best[1] if best else None
 
 
-@functools.cache
-def _configmap_module() -> Any:
-    """wardgate.migrate.configmap (mig-annot's controller ConfigMap reader), or None."""
-    try:
-        return importlib.import_module("wardgate.migrate.configmap")
-    except ImportError:
-        return None
+# ClientTrafficPolicy backendHeaders as ingress-nginx's nginx.tmpl: X-Request-ID $req_id (the
+# client's, else generated), X-Forwarded-Host $best_http_host ($http_host), X-Original-Forwarded-For
+# and -Host the client's own headers.
+BACKEND_HEADERS: dict[str, dict[str, Any]] = {
+    "backendHeaders": {"requestID": "Preserve", "forwardedHost": "HostHeader", "originalForwarded": True}}
+BACKEND_HEADERS_DETAIL = (
+    "ClientTrafficPolicy backendHeaders: backends get the client's X-Request-ID when it sent one (else the "
+    "gateway's id), the Host header as sent in X-Forwarded-Host, and the client's X-Forwarded-For and "
+    "X-Forwarded-Host as X-Original-Forwarded-For and -Host, as ingress-nginx sent them (wardgate's defaults "
+    "replace the id, send the routed host and drop the client's claims: set requestID: Replace, forwardedHost: "
+    "RoutedHost, originalForwarded: false once no backend reads them, docs/policies.md)")
+
+
+def _backend_header_notes(cfg: Mapping[str, str]) -> list[str]:
+    """Where a class's controller settings made ingress-nginx send other headers than backendHeaders'."""
+    def on(key: str, default: bool) -> bool:
+        try:
+            return ann_routing.parse_bool(cfg[key], key) if key in cfg else default
+        except ValueError:
+            return default
+
+    notes = []
+    if not on("generate-request-id", True):
+        notes.append("generate-request-id is false: ingress-nginx sent no X-Request-ID when the client sent "
+                     "none, wardgate sends its own")
+    if on("use-forwarded-headers", False):
+        notes.append("use-forwarded-headers: ingress-nginx sent the client's X-Forwarded-Host (its first value) as "
+                     "Host and X-Forwarded-Host, wardgate the Host header")
+    for key, header in (("forwarded-for-header", "X-Forwarded-For"), ("forwarded-host-header", "X-Forwarded-Host")):
+        value = cfg.get(key, header).strip()
+        if value.lower() != header.lower():
+            notes.append(f"{key} {value!r}: ingress-nginx sent the client's {value} as X-Original-{header}, "
+                         f"wardgate its {header}")
+    return notes
 
 
 def class_config(info: ClassInfo) -> dict[str, str]:
     """The configuration the class's controller ran with: the ConfigMap's data over ingress-nginx's
-    defaults (the configmap module's `effective`, else CONFIG_DEFAULTS)."""
-    effective = getattr(_configmap_module(), "effective", None)
-    if effective is not None:
-        return dict(effective(info.config))
-    return {**CONFIG_DEFAULTS, **info.config}
+    defaults."""
+    return dict(configmap.effective(info.config))
 
 
 def _wild(hosts: Sequence[str], host: str) -> bool:

@@ -273,7 +273,7 @@ def _if_args(args: list[str]) -> None:
 
 # --- what a place accumulates ---------------------------------------------------------------------
 
-Value = dict[str, str]  # {"value": ...} or {"valueFrom": ...}
+Value = dict[str, Any]  # {"value": ...} or {"valueFrom": ...}, and "statuses" for add_header's
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -338,7 +338,7 @@ class _Place:
         if dumped := self.response.dump(self.hidden):
             out["responseHeaders"] = dumped
         if self.methods is not None:
-            out["allowedMethods"] = list(self.methods)
+            out.update(method_limit(self.methods))
         if access := ip_access([(nets, allow) for nets, allow, _ in self.ip_rules]):
             out["ipAccess"] = access
         if self.refuse is not None:
@@ -424,6 +424,11 @@ def value_of(raw: str) -> tuple[Value | None, str]:
     return None, ("its value uses nginx variables (" + ", ".join("$" + n for n in names) + "): a wardgate header is "
                   "fixed text or valueFrom one of ClientIP ($remote_addr), RequestID ($request_id), Host ($host), "
                   "Scheme ($scheme); set a fixed value, or let the backend add it")
+
+
+def method_limit(methods: list[str]) -> dict[str, Any]:
+    """A snippet's method limit: nginx's `return 405` (or limit_except's 403) sent no Allow header."""
+    return {"allowedMethods": list(methods), "methodNotAllowed": {"allowHeader": False}}
 
 
 def _header(name: str, value: Value) -> str | None:
@@ -669,11 +674,10 @@ class _Converter:
             place.success_only.append((st.line, name, value))
             return _exact(f"add_header {name}: responseHeaders.add {name} if the answer's status is one nginx adds "
                           "it to without `always`")
+        if not always:
+            value = {**value, "statuses": list(SUCCESS_STATUSES)}
         place.response.adds.append((name, value))
         place.response_adds_lines.append(st.line)
-        if not always:
-            notes.append(f"without `always` nginx added it only to status {_SUCCESS}; wardgate adds it to every "
-                         "status (4xx/5xx included)")
         if place.kind == "location":
             server = self.source.annotations.get("server-snippet", "")
             if re.search(r"(^|[;{}\s])add_header\s", server):
@@ -682,7 +686,8 @@ class _Converter:
         if place.kind == "server":
             notes.append("ingress-nginx dropped it in locations with an add_header of their own (a "
                          "configuration-snippet's, auth-url's Set-Cookie); wardgate adds it on every rule of the host")
-        what = f"add_header {name}: responseHeaders.add {name}{self.where(place)}"
+        what = f"add_header {name}: responseHeaders.add {name}{self.where(place)}" + (
+            "" if always else f" on status {_SUCCESS} (statuses), as nginx without `always`")
         return _diff(f"{what}; " + "; ".join(notes)) if notes else _exact(what)
 
     def hsts(self, raw: str) -> _Result:
@@ -696,9 +701,9 @@ class _Converter:
             return _diff("Strict-Transport-Security: wardgate's default HSTS has this value and is sent on every "
                          "HTTPS answer (error pages and the gateway's own answers too); not over plain HTTP, where "
                          "browsers ignore it")
-        return _no(f"Strict-Transport-Security: HSTS is set per Gateway listener in wardgate, not per route: put "
-                   f"`{wanted}` in a SecurityPolicy targeting the HTTPS listener that serves this host (it then "
-                   "applies to every host of that listener)")
+        return _no(f"Strict-Transport-Security: wardgate sends HSTS from a SecurityPolicy's `hsts`, not as a header: "
+                   f"put `{wanted}` in a SecurityPolicy targeting the HTTPS listener that serves this host (every "
+                   "host of that listener), or the Ingress's HTTPRoute (its rules only)")
 
     def proxy_set_header(self, st: Stmt, place: _Place) -> _Result:
         name, raw = st.args
@@ -809,20 +814,22 @@ class _Converter:
                        "let the backend send Cache-Control")
         if arg == "off":
             return _exact("expires off: nginx's default; nothing to convert")
-        status = f"nginx set them only on status {_SUCCESS}, wardgate on every status"
+        # nginx's expires acts on add_header's statuses, replacing the backend's values.
+        status = f"on status {_SUCCESS} (statuses), as nginx"
+        only = {"statuses": list(SUCCESS_STATUSES)}
         if arg in ("epoch", "max"):
             expires = "Thu, 01 Jan 1970 00:00:01 GMT" if arg == "epoch" else "Thu, 31 Dec 2037 23:55:55 GMT"
             cache = "no-cache" if arg == "epoch" else "max-age=315360000"
-            place.response.set("Expires", {"value": expires})
-            place.response.set("Cache-Control", {"value": cache})
-            return _diff(f"expires {arg}: responseHeaders.set Expires: {expires}, Cache-Control: {cache}; {status}")
+            place.response.set("Expires", {"value": expires, **only})
+            place.response.set("Cache-Control", {"value": cache, **only})
+            return _exact(f"expires {arg}: responseHeaders.set Expires: {expires}, Cache-Control: {cache}, {status}")
         seconds = nginx_seconds(arg)
         if seconds is None:
             return _no(f"expires {arg}: not an nginx time")
         cache = "no-cache" if seconds < 0 else f"max-age={seconds}"
-        place.response.set("Cache-Control", {"value": cache})
-        return _diff(f"expires {arg}: responseHeaders.set Cache-Control: {cache}; no Expires header (nginx computed "
-                     f"now + {arg} per answer; HTTP/1.1 caches follow Cache-Control); {status}")
+        place.response.set("Cache-Control", {"value": cache, **only})
+        return _diff(f"expires {arg}: responseHeaders.set Cache-Control: {cache}, {status}; no Expires header (nginx "
+                     f"computed now + {arg} per answer; HTTP/1.1 caches follow Cache-Control)")
 
     # -- methods, addresses, answers
 
@@ -877,7 +884,6 @@ class _Converter:
             notes.append(f"nginx answered {code}; wardgate answers 405")
         if len(ret.args) > 1:
             notes.append("nginx's answer had the body from the `return`; wardgate's 405 has its own")
-        notes.append("wardgate's 405 carries an Allow header listing the methods (RFC 9110); nginx's had none")
         if self.ip_lists:
             notes.append(f"{', '.join(self.ip_lists)} is checked first in wardgate (403); in ingress-nginx this "
                          "snippet answered 405 before the IP list (rewrite phase before access phase)")
@@ -891,8 +897,9 @@ class _Converter:
         place.methods = allowed
         place.methods_line = place.methods_line or st.line
         self.note(ret.line, _exact(f"return {code}: part of the method limit on line {st.line}"))
-        return _diff(f"if ($request_method {op} {pattern}): allowedMethods [{', '.join(allowed)}]{self.where(place)}; "
-                     + "; ".join(notes))
+        what = (f"if ($request_method {op} {pattern}): allowedMethods [{', '.join(allowed)}]{self.where(place)}, "
+                "its 405 without an Allow header like nginx's (methodNotAllowed.allowHeader false)")
+        return _diff(f"{what}; " + "; ".join(notes)) if notes else _exact(what)
 
     def limit_except(self, st: Stmt, place: _Place) -> _Result:
         body = st.block or ()
@@ -910,7 +917,8 @@ class _Converter:
             return _no(f"limit_except: none of {', '.join(sorted(methods))} is a method wardgate can list")
         place.methods = allowed if place.methods is None else [m for m in allowed if m in place.methods]
         self.note(body[0].line, _exact(f"deny all: part of the limit_except on line {st.line}"))
-        notes = ["nginx refused other methods with 403; wardgate answers 405 with an Allow header"]
+        notes = ["nginx refused other methods with 403; wardgate answers 405 (without an Allow header, as nginx's "
+                 "403 had none)"]
         if unknown:
             notes.append(f"{', '.join(unknown)} can't be listed in wardgate and get 405")
         return _diff(f"limit_except: allowedMethods [{', '.join(allowed)}]{self.where(place)}; " + "; ".join(notes))
@@ -1134,7 +1142,7 @@ class _Converter:
         for rule, line in self.answers:
             rule.security = {"responseHeaders": h} if (h := top.response.dump()) else {}
             if top.methods is not None and top.methods_line is not None and top.methods_line < line:
-                rule.security["allowedMethods"] = list(top.methods)
+                rule.security.update(method_limit(top.methods))
         for st, own, exact, path, blocking in self.locations:
             if top.answered_at is not None:
                 result = _exact(f"location {' '.join(st.args)}: never reached (line {top.answered_at} answers every "
@@ -1192,17 +1200,15 @@ class _Converter:
                              "matches whole path segments only")
             elif path != "/":
                 notes.append(f"the rule also matches {path.rstrip('/')} without the trailing slash")
-        security = rule.security()
+        # ingress-nginx adds HSTS in its generated locations' header filter; this one had none.
+        security = {**rule.security(), "hsts": {"enabled": False}}
         spec = {"targetRefs": [{"kind": "HTTPRoute", "name": "r"}], **security}
         if why := _invalid(SecurityPolicySpec, spec) or _invalid(HTTPPathMatch, match):
             return _no(f"{label}: {why}")
         top.rules.append(ExtraRule(matches=[{"path": match}], filters=list(own.filters), security=security))
-        if self.source.config.get("hsts", "true").strip().lower() != "false":
-            notes.append("if the host has TLS, wardgate adds its HSTS header to this answer on HTTPS; ingress-nginx's "
-                         "snippet location sent none")
         what = (f"{label}: an HTTPRoute rule of its own ({match['type']} {match['value']}) the gateway answers, "
-                "outside the Ingress's annotations (no IP list, rate limit, auth or HTTP->HTTPS redirect), like the "
-                "snippet location")
+                "outside the Ingress's annotations (no IP list, rate limit, auth or HTTP->HTTPS redirect) and without "
+                "HSTS (hsts enabled false), like the snippet location")
         return _diff(f"{what}; " + "; ".join(notes)) if notes else _exact(what)
 
     def default_type(self, st: Stmt, place: _Place) -> _Result:

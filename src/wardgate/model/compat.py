@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from wardgate.model.base import Model, Resource
 from wardgate.model.policies import POLICY_GROUP
@@ -30,21 +30,41 @@ class CompatRedirect(Model):
     status_code: Literal[301, 302, 303, 307, 308] = 302
 
 
+class CompatBackendTLS(Model):
+    """TLS to the rule's backends without checking their certificate, as ingress-nginx's
+    `backend-protocol: HTTPS` (or GRPCS) did: the data is encrypted, but anyone on the path to the
+    pods can impersonate them. A BackendTLSPolicy for the Service (verified TLS) wins over it."""
+
+    insecure_skip_verify: bool
+
+    @field_validator("insecure_skip_verify")
+    @classmethod
+    def _only_true(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("must be true: omit backendTLS for plain HTTP to the backends, or verify their "
+                             "certificates with a BackendTLSPolicy")
+        return value
+
+
 class IngressNginxCompatSpec(Model):
     """`pathMatching: IngressNginx` reads the rule's path matches as ingress-nginx's nginx
     locations (Exact `= path`, PathPrefix a prefix of characters, RegularExpression a
     case-insensitive regex anchored at the start only), in nginx's precedence; `rewriteTarget`
     replaces the whole request path, with `$1`..`$9` taken from the matched path's regex;
-    `redirect` answers with nginx's `return`."""
+    `redirect` answers with nginx's `return`; `backendTLS` speaks TLS to the rule's backends
+    without verifying them."""
 
     path_matching: Literal["GatewayAPI", "IngressNginx"] = "GatewayAPI"
     rewrite_target: RewriteTarget | None = None
     redirect: CompatRedirect | None = None
+    backend_tls: CompatBackendTLS | None = Field(None, alias="backendTLS")
 
     @model_validator(mode="after")
     def _does_something(self) -> IngressNginxCompatSpec:
-        if self.path_matching == "GatewayAPI" and self.rewrite_target is None and self.redirect is None:
-            raise ValueError("set pathMatching: IngressNginx, rewriteTarget or redirect (this changes nothing)")
+        if self.path_matching == "GatewayAPI" and self.rewrite_target is None and self.redirect is None \
+                and self.backend_tls is None:
+            raise ValueError("set pathMatching: IngressNginx, rewriteTarget, redirect or backendTLS (this changes "
+                             "nothing)")
         if self.rewrite_target is not None and self.redirect is not None:
             raise ValueError("rewriteTarget and redirect can't be used together: a redirect answers before any rewrite")
         return self
@@ -58,4 +78,5 @@ class IngressNginxCompat(Resource):
 
 COMPAT_KINDS: dict[tuple[str, str], type[Resource]] = {(POLICY_GROUP, COMPAT_KIND): IngressNginxCompat}
 
-__all__ = ["COMPAT_KIND", "COMPAT_KINDS", "CompatRedirect", "IngressNginxCompat", "IngressNginxCompatSpec"]
+__all__ = ["COMPAT_KIND", "COMPAT_KINDS", "CompatBackendTLS", "CompatRedirect", "IngressNginxCompat",
+           "IngressNginxCompatSpec"]

@@ -421,6 +421,37 @@ def check_unique_filters(types: Sequence[str], where: str) -> None:
             raise ValueError(f"{where}: {t} may appear only once per rule")
 
 
+class CookieConfig(Model):
+    lifetime_type: Literal["Permanent", "Session"] = "Session"
+
+
+# Cookie names the data plane reads back (RFC 6265 tokens, narrowed to what real names use).
+_COOKIE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+class SessionPersistence(Model):
+    """GEP-1619 (experimental channel): the same client reaches the same backend endpoint, by a
+    cookie (or header) the gateway hands out. What wardgate does with each field: docs/conformance.md."""
+
+    session_name: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    absolute_timeout: Duration | None = None
+    idle_timeout: Duration | None = None
+    type: Literal["Cookie", "Header"] = "Cookie"
+    cookie_config: CookieConfig | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SessionPersistence:
+        if self.cookie_config and self.cookie_config.lifetime_type == "Permanent" and not self.absolute_timeout:
+            raise ValueError("AbsoluteTimeout must be specified when cookie lifetimeType is Permanent")
+        if self.session_name is not None:
+            if self.type == "Header":
+                validators().matchable_header_name(self.session_name)
+            elif not _COOKIE_NAME.fullmatch(self.session_name):
+                raise ValueError(f"sessionName {self.session_name!r}: use letters, digits, '_', '.' and '-' "
+                                 "(a cookie name wardgate can read back)")
+        return self
+
+
 class HTTPRouteRule(Model):
     name: SectionName | None = None
     matches: list[HTTPRouteMatch] = Field(default_factory=lambda: [HTTPRouteMatch()])
@@ -428,6 +459,7 @@ class HTTPRouteRule(Model):
     backend_refs: list[HTTPBackendRef] = Field(default_factory=list)
     timeouts: HTTPRouteTimeouts | None = None
     retry: HTTPRouteRetry | None = None
+    session_persistence: SessionPersistence | None = None
 
     @model_validator(mode="after")
     def _filters(self) -> HTTPRouteRule:

@@ -15,7 +15,16 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
-from wardgate.model.base import HeaderName, HeaderValue, MatchableHeaderName, Model, Resource, SectionName
+from wardgate.model.base import (
+    HeaderName,
+    HeaderValue,
+    MatchableHeaderName,
+    Model,
+    PortNumber,
+    PreciseHostname,
+    Resource,
+    SectionName,
+)
 from wardgate.model.gatewayapi import HTTPHeaderFilter, HTTPPathMatch, Method, check_route_path
 from wardgate.validation import validators
 
@@ -133,6 +142,14 @@ class Policy(Resource):
 
 
 # --- SecurityPolicy -----------------------------------------------------------------------------
+
+
+class MethodNotAllowed(Model):
+    """The answer to a method `allowedMethods` doesn't list: 405 with an `Allow` header naming the
+    allowed methods (RFC 9110 15.5.6), or, with `allowHeader: false`, without one (what nginx's
+    `return 405` sent), leaving a backend's own 405 and its Allow untouched."""
+
+    allow_header: bool = True
 
 
 class UrlAllowlist(Model):
@@ -400,10 +417,166 @@ class PolicyHeaderFilter(Model):
     remove: list[HeaderName] = Field(default_factory=list)
 
 
+# --- authentication and error pages -------------------------------------------------------------
+
+_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class LocalSecretReference(Model):
+    """A Secret in the policy's own namespace."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=_NAME)]
+
+
+def _realm(value: str) -> str:
+    # nginx writes the realm between double quotes in WWW-Authenticate without escaping anything.
+    validators().text(value, "realm", 256)
+    if '"' in value or "\\" in value:
+        raise ValueError(f"realm {value!r} must not contain '\"' or '\\'")
+    if value == "off":  # nginx's auth_basic would read it as "no authentication"
+        raise ValueError("realm 'off' would turn authentication off in nginx; choose another")
+    return value
+
+
+class BasicAuth(Model):
+    """HTTP Basic authentication against the users of a Secret: `Htpasswd` reads an htpasswd file
+    from key `key` (ingress-nginx's `auth`); `UserMap` reads one user per key, its value the
+    password hash (ingress-nginx's auth-map). Hash formats are checked in translation, where the
+    Secret is read."""
+
+    secret_ref: LocalSecretReference
+    format: Literal["Htpasswd", "UserMap"] = "Htpasswd"
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")] | None = None
+    realm: Annotated[str, AfterValidator(_realm)] = "Restricted"
+
+    @model_validator(mode="after")
+    def _key(self) -> BasicAuth:
+        if self.key is not None and self.format == "UserMap":
+            raise ValueError("key applies to format Htpasswd only (UserMap reads every key of the Secret)")
+        return self
+
+
+class ServiceBackendRef(Model):
+    """A Service port, in the policy's namespace unless `namespace` says otherwise (then a
+    ReferenceGrant in that namespace must allow it, as for routes). Without `port`, the Service's
+    first port (what ingress-nginx's default-backend annotation used)."""
+
+    group: Literal["", "core"] = ""
+    kind: Literal["Service"] = "Service"
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=_NAME)]
+    namespace: Annotated[str, Field(min_length=1, max_length=63, pattern=_LABEL)] | None = None
+    port: PortNumber | None = None
+
+
+# A path with an optional query: what the auth request asks for.
+_REQUEST_TARGET = re.compile(r"^(/[^?\s#]*)(\?[-A-Za-z0-9._~!$&'()*+,;=:@/?%]*)?$")
+
+
+def _request_target(value: str) -> str:
+    m = _REQUEST_TARGET.fullmatch(value)
+    if m is None or len(value) > 2048:
+        raise ValueError(f"invalid path {value!r}: an absolute path, optionally with a ?query")
+    validators().path(m.group(1))
+    return value
+
+
+_SIGNIN_URL = re.compile(r"^(https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)?/[-A-Za-z0-9._~!$&'()*+,;=:@/?%]*$")
+
+
+def _signin_url(value: str) -> str:
+    validators().text(value, "signin URL", 2048)
+    if not _SIGNIN_URL.fullmatch(value) or "#" in value:
+        raise ValueError(f"invalid signin URL {value!r}: an http(s) URL or an absolute path, without a fragment")
+    return value
+
+
+class Signin(Model):
+    """Where a browser goes when the auth service answers 401: a 302 to `url`, with the request's
+    URL in query parameter `redirectParam` (unless `url` already has that parameter)."""
+
+    url: Annotated[str, AfterValidator(_signin_url)]
+    redirect_param: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = "rd"
+
+
+class ExternalAuth(Model):
+    """Ask an HTTP service before serving a request (nginx's auth_request, like ingress-nginx's
+    auth-url): the service gets a bodiless request with the client's headers; 2xx lets the request
+    through, 401 and 403 are the answer, anything else is 500."""
+
+    backend_ref: ServiceBackendRef
+    path: Annotated[str, AfterValidator(_request_target)] = "/"
+    # The Host the auth service sees; default: the Service's cluster name.
+    hostname: PreciseHostname | None = None
+    method: Method | None = None  # default GET
+    request_headers: Annotated[list[PolicyHeader], Field(max_length=32)] = Field(default_factory=list)
+    # Copied from the auth service's answer to the backend's request (replacing the client's).
+    response_headers: Annotated[list[MatchableHeaderName], Field(max_length=32)] = Field(default_factory=list)
+    signin: Signin | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> ExternalAuth:
+        for field, names in (("requestHeaders", [h.name for h in self.request_headers]),
+                             ("responseHeaders", list(self.response_headers))):
+            low = [n.lower() for n in names]
+            dup = sorted({n for n in low if low.count(n) > 1})
+            if dup:
+                raise ValueError(f"{field}: header {dup[0]!r} is listed twice")
+        if any(h.lower() in _AUTH_RESERVED for h in (*(h.name for h in self.request_headers),)):
+            raise ValueError(f"requestHeaders: {', '.join(sorted(_AUTH_RESERVED))} are set by wardgate")
+        return self
+
+
+# Request headers every auth request carries (docs/policies.md, External authentication).
+_AUTH_RESERVED = frozenset({"host", "content-length", "connection", "x-original-url", "x-original-method"})
+
+
+class ErrorPages(Model):
+    """Answers with one of `statuses` (from the backend or the gateway) are replaced by the answer
+    of `backendRef` to `GET /` with X-Code and context headers, as ingress-nginx's
+    custom-http-errors did. `noEndpoints`: a request whose backend has no ready endpoint is sent
+    to `backendRef` as it came, with X-Code 503 (ingress-nginx's default-backend annotation)."""
+
+    backend_ref: ServiceBackendRef
+    statuses: Annotated[list[Annotated[int, Field(ge=400, le=599)]], Field(max_length=64)] = Field(
+        default_factory=list)
+    no_endpoints: bool = False
+    # Set on the error-page request after wardgate's own (e.g. the X-Ingress-Name ingress-nginx sent).
+    request_headers: Annotated[list[PolicyHeader], Field(max_length=16)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something(self) -> ErrorPages:
+        if not self.statuses and not self.no_endpoints:
+            raise ValueError("list statuses, set noEndpoints, or both")
+        if len(set(self.statuses)) != len(self.statuses):
+            raise ValueError("statuses lists a status twice")
+        return self
+class ResponseHeader(PolicyHeader):
+    """A response header to set or add: on every answer, or only on answers with one of
+    `statuses` (the others keep what they have)."""
+
+    statuses: Annotated[list[Annotated[int, Field(ge=100, le=599)]], Field(min_length=1, max_length=64)] | None = None
+
+    @field_validator("statuses")
+    @classmethod
+    def _unique(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"status {next(s for s in value if value.count(s) > 1)} is listed twice")
+        return value
+
+
+class ResponseHeaderFilter(Model):
+    """A SecurityPolicy's response header changes: PolicyHeaderFilter's, plus `statuses`."""
+
+    set: list[ResponseHeader] = Field(default_factory=list)
+    add: list[ResponseHeader] = Field(default_factory=list)
+    remove: list[HeaderName] = Field(default_factory=list)
+
+
 class SecurityPolicySpec(ScopedPolicySpec):
     request_headers: PolicyHeaderFilter | None = None
-    response_headers: PolicyHeaderFilter | None = None
+    response_headers: ResponseHeaderFilter | None = None
     allowed_methods: Annotated[list[Method], Field(min_length=1)] | None = None
+    method_not_allowed: MethodNotAllowed | None = None
     url_allowlist: UrlAllowlist | None = None
     security_txt: SecurityTxt | None = None
     direct_responses: Annotated[list[DirectResponse], Field(max_length=64)] | None = None
@@ -414,6 +587,9 @@ class SecurityPolicySpec(ScopedPolicySpec):
     ingress_nginx_cors: IngressNginxCORS | None = Field(default=None, alias="ingressNginxCORS")
     waf: Waf | None = None
     hsts: Hsts | None = None
+    basic_auth: BasicAuth | None = None
+    external_auth: ExternalAuth | None = None
+    error_pages: ErrorPages | None = None
 
     @model_validator(mode="after")
     def _unique_paths(self) -> SecurityPolicySpec:
@@ -497,14 +673,29 @@ class RequestPath(Model):
     ambiguous: Literal["Reject", "Allow"] = "Reject"
 
 
+class BackendHeaders(Model):
+    """What every proxied request tells the backend, where conventions differ (ingress-nginx's).
+    `requestID`: X-Request-Id is wardgate's own id (`Replace`, default) or the client's own when
+    it sent a non-empty one (`Preserve`). `forwardedHost`: X-Forwarded-Host is the host routed on,
+    lower case without port (`RoutedHost`, default), or the Host header as the client sent it
+    (`HostHeader`). `originalForwarded`: also pass the client's own X-Forwarded-For and
+    X-Forwarded-Host on as X-Original-Forwarded-For and X-Original-Forwarded-Host."""
+
+    request_id: Literal["Replace", "Preserve"] = Field("Replace", alias="requestID")
+    forwarded_host: Literal["RoutedHost", "HostHeader"] = "RoutedHost"
+    original_forwarded: bool = False
+
+
 class ClientTrafficPolicySpec(PolicySpec):
     client_ip: ClientIP = Field(default_factory=ClientIP, alias="clientIP")
     path: RequestPath = Field(default_factory=RequestPath)
+    backend_headers: BackendHeaders = Field(default_factory=BackendHeaders)
 
 
 class ClientTrafficPolicy(Policy):
     """How a Gateway reads client requests: where the client IP comes from (connection,
-    X-Forwarded-For or PROXY protocol) and which request paths it refuses."""
+    X-Forwarded-For or PROXY protocol), which request paths it refuses, and what backends are
+    told about the request (backendHeaders)."""
 
     spec: ClientTrafficPolicySpec
 
@@ -521,13 +712,18 @@ POLICY_KINDS: dict[str, type[Policy]] = {
 # two the same.
 MergeRule = Literal["not merged", "replace", "key by key", "by header name", "union"]
 _NOT_MERGED = frozenset({"target_refs", "parent_refs"})  # where a policy applies, not what it says
-_HEADER_FILTERS = (HTTPHeaderFilter, PolicyHeaderFilter)
+_HEADER_FILTERS = (HTTPHeaderFilter, PolicyHeaderFilter, ResponseHeaderFilter)
 _RULES: dict[tuple[type[Model], str], MergeRule] = {
     **{(f, "set"): "by header name" for f in _HEADER_FILTERS},
     **{(f, "add"): "by header name" for f in _HEADER_FILTERS},
     **{(f, "remove"): "union" for f in _HEADER_FILTERS},
     # One choice: a route's `{type: Route}` must not inherit the Gateway's `header`.
     (RateLimitPolicySpec, "key"): "replace",
+    # Who may pass and where errors come from: a level's setting applies whole, never half of it
+    # with another level's Secret or Service.
+    (SecurityPolicySpec, "basic_auth"): "replace",
+    (SecurityPolicySpec, "external_auth"): "replace",
+    (SecurityPolicySpec, "error_pages"): "replace",
 }
 
 
@@ -554,7 +750,7 @@ def _object_type(annotation: Any) -> type[Model] | None:
     return None
 
 
-HeaderFilter = HTTPHeaderFilter | PolicyHeaderFilter
+HeaderFilter = HTTPHeaderFilter | PolicyHeaderFilter | ResponseHeaderFilter
 
 
 def merge_header_filters(base: HeaderFilter, over: HeaderFilter) -> HeaderFilter:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from wardgate import ir
 from wardgate.quoting import Arg, Expr, Raw, Text
-from wardgate.render import cors, grpc, headers, policies, rewrite, tls
+from wardgate.render import affinity, cors, errorpages, grpc, headers, policies, rewrite, tls
 from wardgate.render.emit import Directive, d, entry
 from wardgate.render.headers import ProxyHeaders
 from wardgate.render.module import REQUEST_ID
@@ -35,17 +35,20 @@ class ServerCtx:
     files: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Directive] = field(default_factory=dict)
     bodies: dict[tuple[int, bool, int | None], list[Directive]] = field(default_factory=dict)
+    hsts: str | None = None  # the server's Strict-Transport-Security; None on plain HTTP
 
 
 def _cond(var: Arg, op: str, value: Arg) -> tuple[Arg, ...]:
     return (Raw("("), var, Raw(op), value, Raw(")"))
 
 
-def split(tables: Tables, key: tuple[object, ...], shares: list[tuple[float, str]], salt: str = "") -> str:
-    """A split_clients variable choosing among values by percentage. Splits with different
-    `salt`s decide independently of each other for one request."""
-    name = var_name("wg_s", key, salt)
-    node = Directive("split_clients", (Expr((Raw("${" + REQUEST_ID[1:] + "}"), salt)), Raw("$" + name)), [])
+def split(tables: Tables, key: tuple[object, ...], shares: list[tuple[float, str]], salt: str = "",
+          by: str = REQUEST_ID[1:]) -> str:
+    """A split_clients variable choosing among values by percentage, per request (or per value
+    of variable `by`: a session key). Splits with different `salt`s decide independently of each
+    other for one request."""
+    name = var_name("wg_s", key, salt) if by == REQUEST_ID[1:] else var_name("wg_s", key, salt, by)
+    node = Directive("split_clients", (Expr((Raw("${" + by + "}"), salt)), Raw("$" + name)), [])
     assert node.block is not None
     total = sum(w for w, _ in shares) or 1.0
     acc = 0.0
@@ -68,10 +71,11 @@ def _request_headers(ctx: ServerCtx, action: ir.Action, pid: int | None) -> list
     host = action.rewrite.hostname if action.rewrite else None
     inherited = ctx.grpc_headers if action.grpc else ctx.proxy_headers
     if not host and not action.request_headers and (p is None or not p.request_headers):
-        defaults = headers.DEFAULT_GRPC_HEADERS if action.grpc else headers.DEFAULT_PROXY_HEADERS
+        defaults = ctx.plan.header_defaults(action.grpc)
         return [] if inherited is defaults or inherited == defaults else headers.proxy_directives(defaults, action.grpc)
     ops = (p.request_headers if p else ir.HeaderOps()) + action.request_headers
-    wanted = headers.proxy_list(ctx.tables, ops, ("place", pid, action.id), action.grpc, host)
+    wanted = headers.proxy_list(ctx.tables, ops, ("place", pid, action.id), ctx.plan.header_defaults(action.grpc),
+                                host)
     return [] if wanted == inherited else headers.proxy_directives(wanted, action.grpc)
 
 
@@ -162,7 +166,8 @@ def body(ctx: ServerCtx, action: ir.Action, internal: bool = False, pid: int | N
 def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) -> list[Directive]:
     plan = ctx.plan
     p = plan.policy(pid)
-    out: list[Directive] = [*policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared),
+    out: list[Directive] = [*policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, ctx.extra, ctx.files,
+                                               action, hsts=ctx.hsts),
                             d("set", Raw("$wg_route"), Text(str(action.source))),
                             *policies.checks(ctx.tables, p, hoisted=pid == ctx.shared)]
     if action.response_headers:
@@ -189,15 +194,22 @@ def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) ->
     backends = [b for b in action.backends if b.weight > 0]
     if action.retry is not None:
         out += _retry(action.retry)
-        tries = action.retry.attempts + 1
-        backends = [replace(b, upstream=plan.upstreams.for_tries(b.upstream, tries)) if b.upstream else b
+    sticky = affinity.key_var(action.session) if action.session else ""
+    if action.retry is not None or sticky:
+        tries = action.retry.attempts + 1 if action.retry else 1
+        backends = [replace(b, upstream=plan.upstreams.for_tries(b.upstream, tries, sticky)) if b.upstream else b
                     for b in backends]
+    if p is not None and errorpages.no_endpoints(plan, p, action, backends):
+        return out + errorpages.fallback(plan, ctx.tables, ctx.files, p, internal)
+    if action.session is not None:
+        out += affinity.location(ctx.tables, action.session, ctx.port.protocol == "HTTPS")
     if len(backends) > 1 and any(b.request_headers or b.response_headers for b in backends):
         return out + _per_backend(ctx, action, backends, pid)
     if len(backends) == 1 and backends[0].upstream:
         target = backends[0].upstream
     else:
-        var = split(ctx.tables, ("backends", action.id), [(float(b.weight), b.upstream or "") for b in backends])
+        var = split(ctx.tables, ("backends", action.id), [(float(b.weight), b.upstream or "") for b in backends],
+                    by=sticky or REQUEST_ID[1:])
         out.append(Directive("if", _cond(Raw("$" + var), "=", ""), [d("return", 503 if action.grpc else 500)]))
         target = "${" + var + "}"
     out += _request_headers(ctx, action, pid)
@@ -226,7 +238,8 @@ def _per_backend(ctx: ServerCtx, action: ir.Action, backends: list[ir.WeightedBa
                  pid: int | None) -> list[Directive]:
     """Backends with their own header filters: pick one, then jump to a location made for it."""
     var = split(ctx.tables, ("per-backend", action.id),
-                [(float(b.weight), str(i) if b.upstream else "") for i, b in enumerate(backends)])
+                [(float(b.weight), str(i) if b.upstream else "") for i, b in enumerate(backends)],
+                by=affinity.key_var(action.session) if action.session else REQUEST_ID[1:])
     out = [Directive("if", _cond(Raw("$" + var), "=", ""), [d("return", 500)])]
     for i, b in enumerate(backends):
         if not b.upstream:
@@ -255,7 +268,8 @@ def _mirror_location(ctx: ServerCtx, loc: str, mirror: ir.Mirror, action: ir.Act
         var = split(ctx.tables, ("mirror", loc), [(mirror.percent, "1"), (100.0 - mirror.percent, "")], salt=loc)
         node.block.append(Directive("if", _cond(Raw("$" + var), "=", ""), [d("return", 204)]))
     # Mirrors carry the route's request headers, not the policy's.
-    wanted = headers.proxy_list(ctx.tables, action.request_headers, ("mirror", action.id), action.grpc,
+    wanted = headers.proxy_list(ctx.tables, action.request_headers, ("mirror", action.id),
+                                ctx.plan.header_defaults(action.grpc),
                                 action.rewrite.hostname if action.rewrite else None)
     if wanted != (ctx.grpc_headers if action.grpc else ctx.proxy_headers):
         node.block += headers.proxy_directives(wanted, action.grpc)

@@ -1,4 +1,5 @@
-"""allowedMethods: 405 (check 3) with an Allow header, from a hash lookup on the method."""
+"""allowedMethods: 405 (check 3) with an Allow header (unless methodNotAllowed.allowHeader is
+false), from a hash lookup on the method."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from wardgate.quoting import DOLLAR_VAR, Expr, Raw
 from wardgate.render import (
     accesslog,
     concurrency,
+    headers,
     ipaccess,
     lua,
     policies,
@@ -64,8 +65,11 @@ _MEMO: dict[ObjectKey, tuple[tuple[Any, ...], dict[tuple[int, str], _Rendered]]]
 def _plan_inputs(plan: Plan) -> tuple[Any, ...]:
     """What every server's text depends on besides its own virtual host."""
     return (plan.opts, plan.gw.client_ip.source, plan.waf, plan.shared, plan.proxy_headers, plan.grpc_headers,
+            plan.default_proxy, plan.default_grpc,
             plan.direct.content_type, plan.lua.ids, tuple(plan.rate.zones.items()),
-            tuple((u.name, u.tls) for u in plan.upstreams.by_name.values()))
+            # Whether an upstream has endpoints decides errorPages.noEndpoints in its places.
+            tuple((u.name, u.tls, bool(u.endpoints), u.service, u.service_port)
+                  for u in plan.upstreams.by_name.values()))
 
 
 def _inputs(plan: Plan, port: ir.Port, vhost: ir.VirtualHost) -> tuple[Any, ...]:
@@ -142,7 +146,8 @@ def _http_base(plan: Plan) -> list[Directive]:
         *proxy_directives(plan.proxy_headers),
         *proxy_directives(plan.grpc_headers, grpc=True),
         *accesslog.http_directives(plan.opts.access_log, concurrency.decision_fallback(
-            plan.concurrency, ratelimit.decision_fallback(plan.rate))),
+            plan.concurrency, ratelimit.decision_fallback(plan.rate)),
+                                   auth=any(p.basic_auth or p.external_auth for p in plan.policies.values())),
         Directive("geo", (R("$" + DOLLAR_VAR),), [d("default", "$")]),
         Directive("map", (R("$http_upgrade"), R("$wg_connection")), [d("default", "upgrade"), entry("", "")]),
         # Set when a Host header names another host than the one nginx routed on ($host: the
@@ -185,7 +190,7 @@ def _main(plan: Plan, has_stream: bool) -> list[Directive]:
 
 
 def emit_plan(plan: Plan) -> dict[str, str]:
-    files: dict[str, str] = {}
+    files: dict[str, str] = dict(plan.basic.files)
     tables = Tables()
     tables.merge(plan.tables)
     tables.merge(plan.lua.tables)
@@ -201,6 +206,7 @@ def emit_plan(plan: Plan) -> dict[str, str]:
     if any(p.protocol == "HTTPS" for p in plan.gw.ports):
         http.block += tls.http_directives()
     http.block += ipaccess.http_directives(plan.gw.client_ip)
+    http.block += headers.http_directives(plan.gw.backend_headers)
     http.block += ratelimit.http_directives(plan.rate)
     http.block += concurrency.http_directives(plan.concurrency, ratelimit.decision_fallback(plan.rate))
     http.block += lua.http_directives(plan.lua)

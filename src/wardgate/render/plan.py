@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from wardgate import ir
-from wardgate.render import concurrency, direct, lua, ratelimit, upstreams, waf
-from wardgate.render.headers import ProxyHeaders, proxy_list
+from wardgate.render import affinity, basicauth, concurrency, direct, lua, ratelimit, upstreams, waf
+from wardgate.render.headers import ProxyHeaders, default_headers, proxy_list
 from wardgate.render.module import default_wardgate_module
 from wardgate.render.tables import Table, Tables
 
@@ -58,6 +58,7 @@ class Plan:
     rate: ratelimit.RatePlan
     lua: lua.LuaPlan
     direct: direct.DirectPlan
+    basic: basicauth.BasicAuthPlan  # the htpasswd files nginx's workers read
     waf: bool  # some place has the WAF on: CRS is loaded
     concurrency: bool  # some place limits concurrent requests: the limit_conn zone is declared
     # The policy every place of the Gateway applies: its response headers (headers-more part),
@@ -65,10 +66,17 @@ class Plan:
     shared: int | None
     proxy_headers: ProxyHeaders  # the http-level proxy_set_header list
     grpc_headers: ProxyHeaders
+    # What every proxied request carries before any policy or filter (ClientTrafficPolicy
+    # backendHeaders): the base of every place's list.
+    default_proxy: ProxyHeaders
+    default_grpc: ProxyHeaders
     tables: tuple[Table, ...]  # http-level tables the plan itself needs
 
     def policy(self, pid: int | None) -> ir.Policy | None:
         return self.policies.get(pid) if pid is not None else None
+
+    def header_defaults(self, grpc: bool) -> ProxyHeaders:
+        return self.default_grpc if grpc else self.default_proxy
 
 
 def _servers(gw: ir.Gateway) -> list[ir.VirtualHost]:
@@ -96,13 +104,20 @@ def make_plan(gw: ir.Gateway, opts: RenderOptions) -> Plan:
         # http-level headers run before the server's HSTS, which would then win over the policy.
         shared, p = None, None
     tables = Tables()
+    for a in gw.actions:  # the keys sessionPersistence's upstream copies hash on
+        if a.session is not None:
+            affinity.key_tables(tables, a.session)
     ops = p.request_headers if p else ir.HeaderOps()
-    proxy = proxy_list(tables, ops, ("policy", shared))
-    grpc = proxy_list(tables, ops, ("policy", shared), grpc=True)
+    default_proxy = default_headers(gw.backend_headers)
+    default_grpc = default_headers(gw.backend_headers, grpc=True)
+    proxy = proxy_list(tables, ops, ("policy", shared), default_proxy)
+    grpc = proxy_list(tables, ops, ("policy", shared), default_grpc)
     return Plan(
         gw=gw, opts=opts, actions={a.id: a for a in gw.actions}, policies=policies,
         upstreams=upstreams.plan(gw), rate=rate, lua=lua.plan(gw.policies, used, rate),
-        direct=direct.plan(gw.policies, used), waf=any(waf.enabled(policies[i]) for i in used),
+        direct=direct.plan(gw.policies, used), basic=basicauth.plan(gw.policies, used),
+        waf=any(waf.enabled(policies[i]) for i in used),
         concurrency=concurrency.used(gw.policies, used),
-        shared=shared, proxy_headers=proxy, grpc_headers=grpc, tables=tables.frozen(),
+        shared=shared, proxy_headers=proxy, grpc_headers=grpc, default_proxy=default_proxy,
+        default_grpc=default_grpc, tables=tables.frozen(),
     )

@@ -16,8 +16,11 @@ from __future__ import annotations
 from wardgate import ir
 from wardgate.render import (
     allowlist,
+    basicauth,
     concurrency,
     duplicates,
+    errorpages,
+    extauth,
     headers,
     ipaccess,
     lua,
@@ -25,6 +28,7 @@ from wardgate.render import (
     nginx_cors,
     ratelimit,
     requestlimits,
+    tls,
     waf,
 )
 from wardgate.render.emit import Directive
@@ -38,7 +42,7 @@ __all__ = ["checks", "location", "path_regex", "server_checks", "shared_directiv
 def shared_directives(plan: Plan, p: ir.Policy) -> list[Directive]:
     """What every place of a scope can inherit: headers-more response headers (they add up
     across levels), the body limit and the module's duplicate-header check."""
-    out = [methods.allow_header(p.allowed_methods)] if p.allowed_methods else []
+    out = [methods.allow_header(p.allowed_methods)] if p.allowed_methods and p.allow_header else []
     return (out + headers.response(p.response_headers, adds=False) + requestlimits.body_size(p.max_body_bytes)
             + duplicates.directives(p, p.id in plan.lua.ids))
 
@@ -72,10 +76,14 @@ def checks(tables: Tables, p: ir.Policy | None, hoisted: bool, allowlist_check: 
 
 
 def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | None, server: int | None,
-             with_waf: bool = True) -> list[Directive]:
+             extra: dict[str, Directive], files: dict[str, str], action: ir.Action | None = None,
+             with_waf: bool = True, hsts: str | None = None) -> list[Directive]:
     """Location-level directives of policy `p` at a place: response headers, body size, Lua entry,
-    limit_req, WAF. `inherited`: the policy whose shared directives the place inherits (http or
-    server level); `server`: the one whose checks and Lua entry the server runs.
+    limit_req, WAF, authentication. `inherited`: the policy whose shared directives the place
+    inherits (http or server level); `server`: the one whose checks and Lua entry the server runs.
+    `extra`, `files`: the server's internal locations and files (the auth service's location);
+    `action`: what the place serves (None: the 404 for requests no route serves); `hsts`: the
+    server's Strict-Transport-Security (None on plain HTTP), which a route-level one may change.
 
     `with_waf=False` for places that may pass the request on by an internal redirect: ModSecurity
     keeps the settings of the first location that turned it on, so only the place that finally
@@ -83,12 +91,14 @@ def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | N
     """
     if p is None:
         return []
-    out = shared_directives(plan, p) if p.id != inherited else []
-    out += headers.response(p.response_headers, shared=False)
+    out = errorpages.location(plan, tables, extra, files, p, action)  # `set`s first: before any answer
+    out += tls.place_hsts(hsts, p)
+    out += shared_directives(plan, p) if p.id != inherited else []
+    out += headers.response(p.response_headers, shared=False, tables=tables, origin=("policy", p.id))
     if p.id != server:
         out += lua.place(plan.lua, p.id)
     out += ratelimit.location(tables, plan.rate, p)
     out += concurrency.location(tables, p)
     if plan.waf and with_waf:
         out += waf.location(p)
-    return out
+    return out + basicauth.location(p) + extauth.location(plan, extra, files, p)

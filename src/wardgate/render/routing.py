@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from wardgate import ir
 from wardgate.quoting import Arg, Raw, Text, header_variable, regex_escape
-from wardgate.render import actions, allowlist, direct, headers, policies, rewrite, stream, tls, waf
+from wardgate.render import actions, allowlist, direct, errorpages, headers, policies, rewrite, stream, tls, waf
 from wardgate.render.actions import INTERNAL_PREFIX, ServerCtx
 from wardgate.render.emit import Directive, block, d, entry
 from wardgate.render.headers import proxy_directives, proxy_list
@@ -75,9 +75,10 @@ def server(plan: Plan, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> S
     tables = Tables()
     proxy, grpc_headers = plan.proxy_headers, plan.grpc_headers
     if p is not None and shared != plan.shared:
-        proxy = proxy_list(tables, p.request_headers, ("policy", shared))
-        grpc_headers = proxy_list(tables, p.request_headers, ("policy", shared), grpc=True)
-    ctx = ServerCtx(plan, port, shared, proxy, grpc_headers, tables)
+        proxy = proxy_list(tables, p.request_headers, ("policy", shared), plan.default_proxy)
+        grpc_headers = proxy_list(tables, p.request_headers, ("policy", shared), plan.default_grpc)
+    ctx = ServerCtx(plan, port, shared, proxy, grpc_headers, tables,
+                    hsts=vhost.hsts if port.protocol == "HTTPS" else None)
     certs = vhost.certificates or (port.default_certificates if default else ())
     if port.protocol == "HTTPS":
         srv.block += tls.server(ctx.files, port, vhost, certs)
@@ -97,6 +98,9 @@ def server(plan: Plan, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> S
                 srv.block += proxy_directives(proxy)
             if grpc_headers != plan.grpc_headers and any(a.grpc for a in _actions(plan, vhost)):
                 srv.block += proxy_directives(grpc_headers, grpc=True)
+        if p.ip_allow or p.ip_deny or p.allowed_methods:
+            # Those checks answer before any location: their statuses need the error pages here.
+            srv.block += errorpages.location(plan, ctx.tables, ctx.extra, ctx.files, p, None)
         srv.block += policies.server_checks(ctx.tables, plan, p)
     srv.block += _locations(ctx, vhost)
     srv.block += ctx.extra.values()
@@ -158,9 +162,10 @@ def _direct_index(ctx: ServerCtx, pid: int | None, kind: str, value: str) -> int
 def _direct(ctx: ServerCtx, pid: int, index: int) -> list[Directive]:
     p = ctx.plan.policies[pid]
     # The place's response headers (those the server doesn't add already); no body limit.
-    head = [] if pid == ctx.shared else [x for x in policies.shared_directives(ctx.plan, p)
-                                         if x.name not in ("client_max_body_size", "wardgate_duplicate_headers")]
-    head += headers.response(p.response_headers, shared=False)
+    head = tls.place_hsts(ctx.hsts, p)
+    head += [] if pid == ctx.shared else [x for x in policies.shared_directives(ctx.plan, p)
+                                          if x.name not in ("client_max_body_size", "wardgate_duplicate_headers")]
+    head += headers.response(p.response_headers, shared=False, tables=ctx.tables, origin=("policy", pid))
     if ctx.plan.waf:
         head.append(d("modsecurity", Raw("off")))
     return direct.body(ctx.plan.direct, p, index, head,
@@ -211,7 +216,8 @@ def _dispatch(ctx: ServerCtx, vhost: ir.VirtualHost, kind: str, value: str, used
     if vhost.policy is not None and index is not None:
         return out + _direct(ctx, vhost.policy, index)
     p = plan.policy(vhost.policy)
-    return [*out, *policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, with_waf=False),
+    return [*out, *policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, ctx.extra, ctx.files,
+                                     with_waf=False, hsts=ctx.hsts),
             *policies.checks(ctx.tables, p, hoisted=vhost.policy == ctx.shared),
             d("set", Raw("$wg_decision"), "no-route"), d("return", 404)]
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from wardgate import ir
-from wardgate.quoting import Raw, Text
+from wardgate.quoting import Expr, Raw, Text
 from wardgate.render.emit import Directive, d, map_entry
 from wardgate.render.tables import Tables, var_name
 
@@ -55,8 +55,27 @@ def server(files: Files, port: ir.Port, vhost: ir.VirtualHost, certs: tuple[ir.T
     if vhost.hsts:
         # headers-more: also on error pages, replacing a backend's own value, and inherited
         # together with the locations' own more_set_headers.
-        out.append(d("more_set_headers", Text(f"Strict-Transport-Security: {vhost.hsts}")))
+        out.append(d("more_set_headers", Text(f"{STS}: {vhost.hsts}")))
     return out
+
+
+STS = "Strict-Transport-Security"
+
+
+def place_hsts(host: str | None, p: ir.Policy | None) -> list[Directive]:
+    """A route's or rule's own HSTS where it differs from the host's (`host`: the server's value,
+    None on plain HTTP, where none is ever sent). headers-more runs the server's directive first and
+    this one after it: a value replaces the host's; "off" puts back the backend's own header, so a
+    gateway answer has none. A policy's responseHeaders naming the header decide instead (as they
+    do over the host's HSTS)."""
+    if host is None or p is None or p.hsts is None or p.hsts == host:
+        return []
+    ops = p.response_headers
+    if any(n.lower() == STS.lower() for n in (*(k for k, _ in (*ops.set, *ops.add)), *ops.remove)):
+        return []
+    if p.hsts:
+        return [d("more_set_headers", Text(f"{STS}: {p.hsts}"))]
+    return [d("more_set_headers", Expr((f"{STS}: ", Raw("$upstream_http_strict_transport_security"))))]
 
 
 def client_validation(files: Files, cv: ir.ClientValidation) -> list[Directive]:
@@ -86,15 +105,21 @@ def sni_listener_check(tables: Tables, port: ir.Port, vhost: ir.VirtualHost) -> 
 
 def backend(files: Files, tls: ir.UpstreamTLS, system_ca_file: str, module: str = "proxy") -> list[Directive]:
     """TLS to a backend: proxy_ssl_* for proxy_pass, grpc_ssl_* for grpc_pass."""
-    out = [d(f"{module}_ssl_server_name", Raw("on")), d(f"{module}_ssl_name", tls.server_name),
-           d(f"{module}_ssl_verify", Raw("on")), d(f"{module}_ssl_verify_depth", 4),
-           d(f"{module}_ssl_session_reuse", Raw("on"))]
-    if tls.ca_pem is not None and tls.ca_name is not None:
-        path = f"certs/{tls.ca_name}.pem"
-        files[path] = tls.ca_pem
-        out.append(d(f"{module}_ssl_trusted_certificate", path))
+    if not tls.verify:
+        # IngressNginxCompat backendTLS: encrypted, but any certificate is accepted and no SNI is
+        # sent, as ingress-nginx's backend-protocol HTTPS did. Written out so the config says so.
+        out = [d(f"{module}_ssl_server_name", Raw("off")), d(f"{module}_ssl_verify", Raw("off")),
+               d(f"{module}_ssl_session_reuse", Raw("on"))]
     else:
-        out.append(d(f"{module}_ssl_trusted_certificate", system_ca_file))
+        out = [d(f"{module}_ssl_server_name", Raw("on")), d(f"{module}_ssl_name", tls.server_name),
+               d(f"{module}_ssl_verify", Raw("on")), d(f"{module}_ssl_verify_depth", 4),
+               d(f"{module}_ssl_session_reuse", Raw("on"))]
+        if tls.ca_pem is not None and tls.ca_name is not None:
+            path = f"certs/{tls.ca_name}.pem"
+            files[path] = tls.ca_pem
+            out.append(d(f"{module}_ssl_trusted_certificate", path))
+        else:
+            out.append(d(f"{module}_ssl_trusted_certificate", system_ca_file))
     cert = tls.client_certificate
     if cert is not None:
         path = f"certs/{cert.name}.pem"

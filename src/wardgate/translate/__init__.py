@@ -20,7 +20,7 @@ from wardgate.translate.conditions import ObjectStatus, condition
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan, gateway_status, plan_gateway
 from wardgate.translate.index import Index, Read
 from wardgate.translate.passthrough import add_passthrough
-from wardgate.translate.policies import PolicyAttachment, PolicyResolver, apply_policies, warn_route_hsts
+from wardgate.translate.policies import PolicyAttachment, PolicyResolver, apply_policies
 from wardgate.translate.routes import (
     Attachment,
     Route,
@@ -193,7 +193,6 @@ def translate(rs: ResourceSet, options: Options | None = None, cache: Translatio
                 route_parents.setdefault(res.route.key, {}).setdefault(gw_key, set()).update(
                     a.listener.name for a in atts)
     policies = PolicyAttachment(rs, index, out.plans, route_parents, opts.controller_name, now)
-    warn_route_hsts(policies)
     ancestors: dict[ObjectKey, list[tuple[ObjectKey, PolicyResult]]] = {}
     for key, plan in out.plans.items():
         attachments = [a for res in results for a in res.attachments.get(key, [])]

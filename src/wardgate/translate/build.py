@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -22,10 +23,10 @@ from wardgate.model.gatewayapi import (
 from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.compat import (
     LOCATION,
-    NONE,
     RuleCompat,
     ir_path,
     is_compat_ref,
+    normalize_prefix,
     path_rank,
     redirect_rank,
     rule_compat,
@@ -37,6 +38,8 @@ from wardgate.translate.hostnames import owner as owner_of
 from wardgate.translate.index import Index
 from wardgate.translate.routes import Attachment, Backend, BackendError, Route, resolve_backend
 
+# sessionPersistence without sessionName (the name is implementation-specific).
+DEFAULT_SESSION_NAME = "wg-session"
 # The statuses nginx's proxy_next_upstream can retry on.
 RETRY_CODES = frozenset({500, 502, 503, 504, 403, 404, 429})
 SUPPORTED_FILTERS = {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite",
@@ -65,7 +68,8 @@ class GatewayBuilder:
     plan: GatewayPlan
     index: Index
     problems: list[Problem] = field(default_factory=list)
-    upstreams: dict[tuple[str, str, int], ir.Upstream] = field(default_factory=dict)
+    # (namespace, service, port, without TLS verification) -> its upstream
+    upstreams: dict[tuple[str, str, int, bool], ir.Upstream] = field(default_factory=dict)
     # BackendTLSPolicies this Gateway's routes reach, for their ancestor status.
     policies: dict[ObjectKey, PolicyResult] = field(default_factory=dict)
     actions: list[ir.Action] = field(default_factory=list)
@@ -76,9 +80,7 @@ class GatewayBuilder:
     _slash_redirects: dict[tuple[str, str, int, int], int] = field(default_factory=dict)
 
     def compat_of(self, route: Route, r: int) -> RuleCompat:
-        """The IngressNginxCompat filter of an HTTPRoute rule (GRPCRoutes have none)."""
-        if isinstance(route, GRPCRoute):
-            return NONE
+        """The IngressNginxCompat filter of a rule (of a GRPCRoute: its backendTLS only)."""
         key = (route.kind, route.namespace, route.name, r)
         found = self._compat.get(key)
         if found is None:
@@ -86,17 +88,22 @@ class GatewayBuilder:
                                                     self.index)
         return found
 
-    def _upstream(self, b: Backend) -> str | None:
-        """The upstream for a backend; None when its BackendTLSPolicy is invalid."""
+    def _upstream(self, b: Backend, unverified_tls: bool = False) -> str | None:
+        """The upstream for a backend; None when its BackendTLSPolicy is invalid. `unverified_tls`
+        (IngressNginxCompat backendTLS): TLS without checks, unless a BackendTLSPolicy verifies
+        it; an upstream of its own, so TLS and plain connections never share a keepalive pool."""
         if b.policy is not None:
             self.policies[b.policy.policy.key] = b.policy
             if b.tls is None:
                 return None
-        key = (b.namespace, b.service, b.port)
+        unverified = unverified_tls and b.tls is None
+        key = (b.namespace, b.service, b.port, unverified)
         up = self.upstreams.get(key)
         if up is None:
             tls = replace(b.tls, client_certificate=self.plan.backend_client_certificate) if b.tls else None
-            up = ir.Upstream(f"wg_u{len(self.upstreams)}", b.endpoints, b.protocol, tls)
+            if unverified:
+                tls = ir.UpstreamTLS("", client_certificate=self.plan.backend_client_certificate, verify=False)
+            up = ir.Upstream(f"wg_u{len(self.upstreams)}", b.endpoints, b.protocol, tls, b.service, b.port)
             self.upstreams[key] = up
         return up.name
 
@@ -190,7 +197,7 @@ class GatewayBuilder:
             if ref.weight == 0:
                 continue
             res = resolve_backend(ref, route, self.index, f"{base}.backendRefs[{i}]")
-            name = self._upstream(res) if isinstance(res, Backend) else None
+            name = self._upstream(res, compat.unverified_tls) if isinstance(res, Backend) else None
             if isinstance(res, BackendError):
                 self._warn(route, res.field, res.detail)
             elif name is None and res.policy is not None:
@@ -203,6 +210,13 @@ class GatewayBuilder:
                     own_req = own_req + header_ops(flt.request_header_modifier)
                     own_resp = own_resp + header_ops(flt.response_header_modifier)
             backends.append(ir.WeightedBackend(name, ref.weight, own_req, own_resp))
+        by_name = {u.name: u.tls for u in self.upstreams.values()}
+        if len({by_name[b.upstream] for b in backends if b.upstream}) > 1:
+            # One location speaks to all of them: plain HTTP or TLS, verified one way.
+            self._warn(route, f"{base}.backendRefs", "the backends of one rule must all be reached the same way "
+                                                     "(plain, or TLS with the same BackendTLSPolicy settings); "
+                                                     "the rule answers 500")
+            return ir.Action(len(self.actions), src, direct_status=500)
         direct = None
         if redirect is None and not any(b.upstream for b in backends):
             # No usable backend: the HTTPRoute spec asks for a 500, GRPCRoute's for UNAVAILABLE,
@@ -220,9 +234,12 @@ class GatewayBuilder:
                 self._warn(route, f"{base}.retry.backoff", "backoff is not supported: retries are immediate")
             attempts = 1 if rule.retry.attempts is None else rule.retry.attempts
             retry = ir.Retry(codes, attempts)
+        session = None
+        if isinstance(rule, HTTPRouteRule) and rule.session_persistence is not None and backends:
+            session = self._session(route, base, rule)
         return ir.Action(
             len(self.actions), src, tuple(backends), req, resp, redirect, rewrite, tuple(mirrors), cors=cors,
-            retry=retry,
+            retry=retry, session=session,
             direct_status=direct,
             # None: not set (nginx's defaults); 0: disabled.
             request_timeout_s=duration_seconds(timeouts.request) if timeouts and timeouts.request else None,
@@ -230,6 +247,26 @@ class GatewayBuilder:
             if timeouts and timeouts.backend_request else None,
             grpc=grpc,
         )
+
+    def _session(self, route: Route, base: str, rule: HTTPRouteRule) -> ir.SessionPersistence:
+        """GEP-1619 on nginx: the cookie's Path is the rule's path (what ingress-nginx did with
+        the Ingress path); timeouts only as far as a cookie's Max-Age carries them."""
+        sp = rule.session_persistence
+        assert sp is not None
+        where = f"{base}.sessionPersistence"
+        if sp.idle_timeout:
+            self._warn(route, f"{where}.idleTimeout", "idleTimeout is not supported: sessions end with the "
+                                                      "cookie (or header) only")
+        permanent = sp.cookie_config is not None and sp.cookie_config.lifetime_type == "Permanent"
+        max_age = None
+        if sp.absolute_timeout and sp.type == "Cookie" and permanent:
+            max_age = max(1, int(duration_seconds(sp.absolute_timeout)))
+        elif sp.absolute_timeout:
+            self._warn(route, f"{where}.absoluteTimeout",
+                       "absoluteTimeout is only carried as the Max-Age of a Permanent cookie (cookieConfig."
+                       "lifetimeType: Permanent); here it is not enforced")
+        return ir.SessionPersistence(sp.session_name or DEFAULT_SESSION_NAME, sp.type, cookie_path(rule.matches),
+                                     max_age)
 
     def rule_actions(self, route: Route, r: int) -> list[int]:
         """Action ids for each match of a rule, shared across every vhost the rule serves."""
@@ -381,6 +418,29 @@ class GatewayBuilder:
                 out.append((key, ir.Match(path, action_ids[m], 0, None,
                                           tuple(ir.HeaderMatch(h.name, h.value, h.type) for h in match.headers))))
         return out
+
+
+def cookie_path(matches: Sequence[HTTPRouteMatch]) -> str:
+    """The Path of a session cookie for a rule: its path match (a regex's literal start up to its
+    last '/'), or what its matches have in common, element by element."""
+    paths = []
+    for m in matches:
+        value = m.path.value
+        if m.path.type == "RegularExpression":
+            literal = re.match(r"[^.^$*+?()\[\]{}|\\]*", value)
+            value = literal.group(0) if literal else ""
+            value = value[:value.rfind("/") + 1] if "/" in value else "/"
+        # A cookie attribute ends at ';' (and some clients split at ','): stop before either.
+        value = re.split(r"[;,\s]", value, maxsplit=1)[0]
+        paths.append(normalize_prefix(value) if value.startswith("/") else "/")
+    common = paths[0].split("/")
+    for p in paths[1:]:
+        parts = p.split("/")
+        n = 0
+        while n < min(len(common), len(parts)) and common[n] == parts[n]:
+            n += 1
+        common = common[:n]
+    return "/".join(common) or "/"
 
 
 def grpc_path(match: GRPCRouteMatch) -> tuple[ir.PathMatch, int, int]:

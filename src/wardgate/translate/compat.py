@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from wardgate import ir
 from wardgate.keys import ObjectKey
 from wardgate.model.compat import COMPAT_KIND, IngressNginxCompatSpec
-from wardgate.model.gatewayapi import HTTPPathMatch, HTTPRouteRule, LocalObjectReference
+from wardgate.model.gatewayapi import GRPCRouteRule, HTTPPathMatch, HTTPRouteRule, LocalObjectReference
 from wardgate.model.policies import POLICY_GROUP
 from wardgate.translate.conditions import Reason
 from wardgate.translate.index import Index
@@ -42,6 +42,11 @@ class RuleCompat:
     def nginx_paths(self) -> bool:
         return self.spec is not None and self.spec.path_matching == "IngressNginx"
 
+    @property
+    def unverified_tls(self) -> bool:
+        """backendTLS: TLS to the rule's backends without checking them."""
+        return self.spec is not None and self.spec.backend_tls is not None
+
 
 NONE = RuleCompat()
 
@@ -50,8 +55,9 @@ def is_compat_ref(group: str, kind: str) -> bool:
     return group == POLICY_GROUP and kind == COMPAT_KIND
 
 
-def rule_compat(namespace: str, rule: HTTPRouteRule, base: str, index: Index) -> RuleCompat:
-    """The IngressNginxCompat the rule's ExtensionRef filters name (at most one)."""
+def rule_compat(namespace: str, rule: HTTPRouteRule | GRPCRouteRule, base: str, index: Index) -> RuleCompat:
+    """The IngressNginxCompat the rule's ExtensionRef filters name (at most one). A GRPCRoute rule
+    has no paths, rewrites or redirects: only backendTLS applies there."""
     found: RuleCompat = NONE
     for i, flt in enumerate(rule.filters):
         ref = flt.extension_ref
@@ -63,7 +69,12 @@ def rule_compat(namespace: str, rule: HTTPRouteRule, base: str, index: Index) ->
         obj = index.compat.get(ObjectKey(COMPAT_KIND, namespace, ref.name))
         if obj is None:
             return RuleCompat(error=(where, f"{COMPAT_KIND} {namespace}/{ref.name} not found"))
-        found = RuleCompat(obj.spec)
+        spec = obj.spec
+        if isinstance(rule, GRPCRouteRule) and (spec.path_matching != "GatewayAPI" or spec.rewrite_target is not None
+                                                or spec.redirect is not None):
+            return RuleCompat(error=(where, f"{COMPAT_KIND} {namespace}/{ref.name}: only backendTLS applies to a "
+                                            "GRPCRoute rule"))
+        found = RuleCompat(spec)
     return found
 
 

@@ -31,11 +31,14 @@ from wardgate.model.policies import (
     PolicyHeaderFilter,
     PolicyTargetRef,
     RateLimitPolicySpec,
+    ResponseHeader,
+    ResponseHeaderFilter,
     SecurityPolicySpec,
     SecurityTxt,
     combine_same_target,
     merge_specs,
 )
+from wardgate.translate import auth
 from wardgate.translate.compat import normalize_prefix
 from wardgate.translate.conditions import ObjectStatus, Reason, condition
 from wardgate.translate.gateways import GatewayPlan
@@ -371,6 +374,14 @@ class PolicyAttachment:
                 anc.resolved = (ok, message)
 
 
+def _hsts(chain: list[list[Policy]]) -> str | None:
+    """The Strict-Transport-Security header these levels set ("" for off), None if none sets hsts."""
+    if not any("hsts" in p.spec.model_fields_set for level in chain for p in level):
+        return None
+    spec: SecurityPolicySpec = merged(chain)
+    return spec.hsts.header() if spec.hsts is not None else ""
+
+
 def _applies(scope: Scope, listener: str) -> bool:
     return scope == "all" or (scope is not None and listener in scope)
 
@@ -409,13 +420,18 @@ _VALUE_FROM: dict[str, ir.RequestValueKind] = {
 
 
 def _header_value(h: PolicyHeader) -> ir.HeaderValue:
+    value: ir.PlainValue
     if h.value_from is not None:
-        return ir.RequestValue(_VALUE_FROM[h.value_from])
-    assert h.value is not None  # the model requires exactly one
-    return h.value
+        value = ir.RequestValue(_VALUE_FROM[h.value_from])
+    else:
+        assert h.value is not None  # the model requires exactly one
+        value = h.value
+    if isinstance(h, ResponseHeader) and h.statuses is not None:
+        return ir.OnStatuses(value, tuple(sorted(h.statuses)))
+    return value
 
 
-def policy_header_ops(f: PolicyHeaderFilter | None) -> ir.HeaderOps:
+def policy_header_ops(f: PolicyHeaderFilter | ResponseHeaderFilter | None) -> ir.HeaderOps:
     if f is None:
         return ir.HeaderOps()
     return ir.HeaderOps(
@@ -445,6 +461,8 @@ class PolicyResolver:
     attachment: PolicyAttachment
     gateway: ObjectKey
     policies: dict[ir.Policy, int] = field(default_factory=dict)
+    # Upstreams of the Services policies send requests to (auth services, error pages).
+    services: auth.PolicyServices = field(default_factory=auth.PolicyServices)
     _cache: dict[tuple[object, ...], int | None] = field(default_factory=dict)
 
     def policy(self, listener: str, route: ObjectKey | None = None, rule: str | None = None) -> int | None:
@@ -456,19 +474,22 @@ class PolicyResolver:
         result: int | None = None
         if sec or rl:
             built = self._build(sec, rl)
+            if route is not None and sec:
+                built = replace(built, hsts=self._place_hsts(listener, sec))
             result = self.policies.setdefault(built, len(self.policies))
         self._cache[key] = result
         return result
 
     def hsts(self, listener: str) -> str | None:
         """Strict-Transport-Security as the Gateway- and listener-level policies set it ("" for
-        off); None when none sets it. HSTS is a property of a whole host (browsers apply it to
-        every path), so route-level values are ignored with a warning (`warn_route_hsts`)."""
-        chain = self.attachment.chain("SecurityPolicy", self.gateway, listener)
-        if not any("hsts" in p.spec.model_fields_set for level in chain for p in level):
-            return None
-        spec: SecurityPolicySpec = merged(chain)
-        return spec.hsts.header() if spec.hsts is not None else ""
+        off); None when none sets it: the host's value, on every answer of the host."""
+        return _hsts(self.attachment.chain("SecurityPolicy", self.gateway, listener))
+
+    def _place_hsts(self, listener: str, chain: list[list[Policy]]) -> str | None:
+        """A route's or rule's own Strict-Transport-Security, merged key by key over the host's,
+        when a route-level policy sets `hsts`; None leaves the host's."""
+        host = len(self.attachment.chain("SecurityPolicy", self.gateway, listener))
+        return _hsts(chain) if _hsts(chain[host:]) is not None else None
 
     def ordered(self) -> tuple[ir.Policy, ...]:
         return tuple(replace(p, id=i) for p, i in sorted(self.policies.items(), key=lambda kv: kv[1]))
@@ -491,6 +512,9 @@ class PolicyResolver:
                 request_headers=policy_header_ops(s.request_headers),
                 response_headers=policy_header_ops(s.response_headers),
                 allowed_methods=tuple(dict.fromkeys(s.allowed_methods or ())),
+                # Only means something with a method list: policies that differ in nothing else stay one.
+                allow_header=not s.allowed_methods or s.method_not_allowed is None
+                or s.method_not_allowed.allow_header,
                 allowlist=tuple(_path(p) for p in s.url_allowlist.paths) if s.url_allowlist else (),
                 allowlist_status=s.url_allowlist.status if s.url_allowlist else 404,
                 direct=self._direct(s, sec),
@@ -529,6 +553,7 @@ class PolicyResolver:
                     methods=out.allowed_methods or ir.STANDARD_METHODS,
                     uninspected_types=tuple(dict.fromkeys(w.allow_uninspected_content_types)),
                     body_limit=waf_body_limit(out.max_body_bytes)))
+            out = self._access(s, sec, out)
         if rl:
             r: RateLimitPolicySpec = merged(rl)
             # One budget per distinct (policies, settings): a Gateway-wide limit is shared by every
@@ -541,6 +566,38 @@ class PolicyResolver:
                 bucket, r.requests, PERIODS[r.unit], r.burst, key,  # type: ignore[arg-type]
                 r.key.header.lower() if r.key.header else None, tuple(r.exempt_cidrs), r.status,
                 r.rate_limit_headers))
+        return out
+
+    def _access(self, s: SecurityPolicySpec, chain: list[list[Policy]], out: ir.Policy) -> ir.Policy:
+        """basicAuth, externalAuth and errorPages: their Secret and Services resolved, problems
+        reported on the policy that set each."""
+        index = self.attachment.index
+        for name in ("basic_auth", "external_auth", "error_pages"):
+            value = getattr(s, name)
+            if value is None:
+                continue
+            setter = self._setter(chain, name)
+            found = auth.Resolved()
+            if name == "basic_auth":
+                basic = auth.basic_auth(value, setter, index.secret(setter.namespace, value.secret_ref.name), found)
+                # Credentials stay at the gateway, as with ingress-nginx.
+                out = replace(out, basic_auth=basic,
+                              request_headers=out.request_headers + ir.HeaderOps(remove=("Authorization",)))
+            elif name == "external_auth":
+                ext = auth.external_auth(value, setter, index, self.services, found, _header_value)
+                # The auth service's answer wins over the client's headers of the same names.
+                copied = ir.HeaderOps(set=tuple((h, ir.RequestValue("auth_response", h)) for h in ext.response_headers))
+                out = replace(out, external_auth=ext, request_headers=out.request_headers + copied)
+            else:
+                out = replace(out, error_pages=auth.error_pages(value, setter, index, self.services, found,
+                                                                _header_value))
+            for where, message in found.problems:
+                self.attachment.set_resolved(setter, False, f"{where}: {message}")
+                problem = Problem(message, setter.origin, setter.kind, setter.namespace, setter.name, where)
+                if problem not in self.attachment.problems:  # one policy can apply at many places
+                    self.attachment.problems.append(problem)
+            for warning in found.warnings:
+                self.attachment.note(setter, warning)
         return out
 
     def _direct(self, s: SecurityPolicySpec, chain: list[list[Policy]]) -> tuple[ir.DirectResponse, ...]:
@@ -588,28 +645,31 @@ def client_ip(attachment: PolicyAttachment, gateway: ObjectKey) -> ir.ClientIP:
     return ir.ClientIP(source, c.trusted_hops, tuple(c.trusted_cidrs), forwarded_for)  # type: ignore[arg-type]
 
 
-def warn_route_hsts(attachment: PolicyAttachment) -> None:
-    for key, pols in attachment.attached["SecurityPolicy"].items():
-        for pol in pols:
-            if key[0] == "HTTPRoute" and "hsts" in pol.spec.model_fields_set:
-                attachment.note(pol, "spec.hsts applies to whole hosts: set it on a policy that targets a "
-                                     "Gateway or a listener; this value is ignored")
-
-
 def reject_ambiguous_paths(attachment: PolicyAttachment, gateway: ObjectKey) -> bool:
     spec = attachment.combined("ClientTrafficPolicy", (*gateway, ""))
     return not isinstance(spec, ClientTrafficPolicySpec) or spec.path.ambiguous == "Reject"
+
+
+def backend_headers(attachment: PolicyAttachment, gateway: ObjectKey) -> ir.BackendHeaders:
+    spec = attachment.combined("ClientTrafficPolicy", (*gateway, ""))
+    if not isinstance(spec, ClientTrafficPolicySpec):
+        return ir.BackendHeaders()
+    b = spec.backend_headers
+    return ir.BackendHeaders(b.request_id == "Preserve",
+                             "host_header" if b.forwarded_host == "HostHeader" else "routed_host",
+                             b.original_forwarded)
 
 
 def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
     """The Gateway with each virtual host's policy ids (and HSTS) filled in."""
     cip = client_ip(resolver.attachment, gw.key)
     reject = reject_ambiguous_paths(resolver.attachment, gw.key)
+    headers = backend_headers(resolver.attachment, gw.key)
     if resolver.policy("") is None and not resolver.attachment.route_level:
         # No policy anywhere on this Gateway: skip the walk over every virtual host (10k routes).
-        if (cip, reject) == (gw.client_ip, gw.reject_ambiguous_paths):
+        if (cip, reject, headers) == (gw.client_ip, gw.reject_ambiguous_paths, gw.backend_headers):
             return gw
-        return replace(gw, client_ip=cip, reject_ambiguous_paths=reject)
+        return replace(gw, client_ip=cip, reject_ambiguous_paths=reject, backend_headers=headers)
     actions = {a.id: a for a in gw.actions}
     ports = []
     for port in gw.ports:
@@ -631,7 +691,8 @@ def apply_policies(gw: ir.Gateway, resolver: PolicyResolver) -> ir.Gateway:
                                   hsts=vh.hsts if hsts is None else hsts))
         ports.append(replace(port, vhosts=tuple(vhosts), policy=resolver.policy("")))
     return replace(gw, ports=tuple(ports), policies=resolver.ordered(), client_ip=cip,
-                   reject_ambiguous_paths=reject)
+                   reject_ambiguous_paths=reject, backend_headers=headers,
+                   upstreams=gw.upstreams + tuple(resolver.services.upstreams.values()))
 
 
-__all__ = ["PolicyAttachment", "PolicyResolver", "apply_policies", "security_txt_body", "warn_route_hsts"]
+__all__ = ["PolicyAttachment", "PolicyResolver", "apply_policies", "security_txt_body"]

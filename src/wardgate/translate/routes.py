@@ -117,12 +117,20 @@ def resolve_backend(
 ) -> Backend | BackendError:
     """The Service port a backendRef names. A TLSRoute's backends get the TLS stream as it came:
     appProtocol and BackendTLSPolicy don't apply."""
-    ns = ref.namespace or route.namespace
+    return resolve_service(ref, (GROUP, route.kind, route.namespace), index, field_path,
+                           grpc=isinstance(route, GRPCRoute), raw=isinstance(route, TLSRoute))
+
+
+def resolve_service(ref: BackendObjectReference, referrer: tuple[str, str, str], index: Index, field_path: str,
+                    *, grpc: bool = False, raw: bool = False) -> Backend | BackendError:
+    """The Service port `ref` names for `referrer` (group, kind, namespace): a route, or a policy
+    that sends requests to a Service of its own. Another namespace needs a ReferenceGrant."""
+    from_group, from_kind, from_ns = referrer
+    ns = ref.namespace or from_ns
     if ref.group not in ("", "core") or ref.kind != "Service":
         return BackendError("InvalidKind", field_path,
                             f"{ref.group or 'core'}/{ref.kind} is not a supported backend kind (core Service is)")
-    if ns != route.namespace and not index.grant_allows(GROUP, route.kind, route.namespace, "", "Service",
-                                                        ns, ref.name):
+    if ns != from_ns and not index.grant_allows(from_group, from_kind, from_ns, "", "Service", ns, ref.name):
         return BackendError("RefNotPermitted", field_path,
                             f"no ReferenceGrant in namespace {ns} allows a reference to "
                             f"Service {ref.name}")
@@ -134,9 +142,9 @@ def resolve_backend(
     sp = next((p for p in svc.spec.ports if p.port == ref.port), None)
     if sp is None:
         return BackendError("BackendNotFound", field_path, f"Service {ns}/{ref.name} has no port {ref.port}")
-    if isinstance(route, TLSRoute):
+    if raw:
         return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), "http")
-    protocol = (GRPC_APP_PROTOCOLS if isinstance(route, GRPCRoute) else APP_PROTOCOLS).get(sp.app_protocol)
+    protocol = (GRPC_APP_PROTOCOLS if grpc else APP_PROTOCOLS).get(sp.app_protocol)
     if protocol is None:
         return BackendError("UnsupportedProtocol", field_path, f"appProtocol {sp.app_protocol} is not supported")
     policy = policy_for(index, ns, ref.name, sp)

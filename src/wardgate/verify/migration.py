@@ -13,6 +13,7 @@ every Gateway, so it starts with fresh nginx shared memory (rate-limit zones).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 import json
@@ -56,6 +57,10 @@ MIGRATED_FROM = "wardgate.io/migrated-from"
 INGRESS_CLASS_ANNOTATION = "wardgate.io/ingress-class"
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+# ingress-nginx always serves port 443, hosts without a certificate of their own with its default
+# one (a self-signed one it makes, unless --default-ssl-certificate names one). The harness plays
+# that certificate: a self-signed Secret of its own, given to migrate as --default-certificate.
+DEFAULT_CERTIFICATE = ("wardgate-verify", "default-certificate")
 
 
 @dataclass
@@ -158,13 +163,18 @@ def stamp_creation(raws: Sequence[RawObject]) -> None:
                                                       time.gmtime(STAMP_BASE + STAMP_STEP_S * i))
 
 
-def run_migrate(raws: list[RawObject]) -> tuple[list[Json], dict[str, str]]:
-    """`wardgate migrate` with its defaults on the case's objects: the output objects and which
-    Gateway is each ingress class's entrypoint (the first, when a class maps to several)."""
+def run_migrate(raws: list[RawObject], default_certificate: tuple[str, str] | None = DEFAULT_CERTIFICATE) -> tuple[
+        list[Json], dict[str, str]]:
+    """`wardgate migrate` on the case's objects, with `--default-certificate` unless a controller
+    Deployment among them names its own: the output objects and which Gateway is each ingress
+    class's entrypoint (the first, when a class maps to several)."""
     from wardgate.migrate import MigrateOptions, migrate
+    from wardgate.migrate.ingress import read_inputs
 
+    if any(c.default_certificate for c in read_inputs(raws).controllers):
+        default_certificate = None
     try:
-        result = migrate(raws, MigrateOptions())
+        result = migrate(raws, MigrateOptions(default_certificate=default_certificate))
     except InputError as exc:
         raise _CaseError("migrate refused the input: " + "; ".join(str(p) for p in exc.problems)[:800]) from None
     except Exception as exc:  # a migrate bug is this case's error, not the end of the run
@@ -399,6 +409,7 @@ class MigrationHarness:
         self._objects: list[RawObject] = []
         self._lock = threading.Lock()
         self._tls: tuple[str, str] | None = None
+        self._default_cert: list[Json] | None = None
         self.runner = Runner([], self.workdir / "state", RunnerOptions(
             listen_host="127.0.0.1", port_offset=self.port_offset, nginx_bin=opts.nginx_bin, worker_processes=1,
             address_pool=self.gateway_pool), loader=self._load)
@@ -425,6 +436,22 @@ class MigrationHarness:
             key.write_bytes(cert.key_pem)
             self._tls = (str(pki / "echo.crt"), str(key))
         return self._tls
+
+    def _default_certificate(self) -> list[Json]:
+        """The Namespace and TLS Secret standing in for ingress-nginx's default certificate."""
+        if self._default_cert is None:
+            from wardgate.verify.conformance.certificates import _Cert
+
+            ns, name = DEFAULT_CERTIFICATE
+            # ingress-nginx's own is "Kubernetes Ingress Controller Fake Certificate", for no name.
+            cert = _Cert.self_signed("default.verify.invalid", ["default.verify.invalid"])
+            self._default_cert = [
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+                {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                 "metadata": {"name": name, "namespace": ns},
+                 "data": {"tls.crt": base64.b64encode(cert.pem).decode(),
+                          "tls.key": base64.b64encode(cert.key_pem).decode()}}]
+        return self._default_cert
 
     # ---------------------------------------------------------------------------- the run
 
@@ -514,12 +541,12 @@ class MigrationHarness:
                                     for g in migrated.objects if g.get("kind") == "Gateway"})
                 if not any(o.get("kind") == "GatewayClass" and _meta(o).get("name") == name
                            for o in migrated.objects)]
-        slices = backends.endpoint_slices()
-        taken = {_key(d) for d in [*migrated.objects, *slices]}
+        harness = [*backends.endpoint_slices(), *self._default_certificate()]
+        taken = {_key(d) for d in [*migrated.objects, *harness]}
         passed = [d for d in inputs if d.get("kind") in PASSED_THROUGH and _key(d) not in taken]
         produced = [d for d in migrated.objects if d.get("kind") != "EndpointSlice"]
         raws = [RawObject(d, Origin(f"{case_id}:{where}", i))
-                for where, group in (("harness", [*ours, *slices]), ("case", passed), ("migrated", produced))
+                for where, group in (("harness", [*ours, *harness]), ("case", passed), ("migrated", produced))
                 for i, d in enumerate(group)]
         if _stateful(case, migrated.objects):
             self._reset()  # the case starts with empty nginx shared memory

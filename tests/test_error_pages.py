@@ -1,0 +1,143 @@
+"""SecurityPolicy errorPages through a real nginx with a real error-page service that answers with
+the status in X-Code (like ingress-nginx's custom-error-pages image): intercepted backend and
+gateway answers, the context headers, and noEndpoints (ingress-nginx's default-backend)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from conftest import GW, Backend, Gateway, request
+from http_stubs import StubServer
+from policy_helpers import APP, ancestors, example
+
+pytestmark = pytest.mark.timeout(120)
+
+Backends = Callable[..., Backend]
+
+
+def _error_page(req: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    """Answers with the status in X-Code (200 without one) and a JSON body of what it got."""
+    body = json.dumps({"errorPage": True, "method": req["method"], "path": req["path"],
+                       "headers": req["headers"]}).encode()
+    return int(req["headers"].get("X-Code") or 200), {"Content-Type": "application/json"}, body
+
+
+@pytest.fixture
+def error_pages() -> Iterator[StubServer]:
+    svc = StubServer(_error_page)
+    yield svc
+    svc.close()
+
+
+def get(gateway: Gateway, path: str, host: str = "example.com", **kw: Any) -> Any:
+    return request(f"http://{gateway.address()}:8080{path}", host=host, **kw)
+
+
+def start(gateway: Gateway, backends: Backends, *docs: str, app_manifests: str | None = None) -> Backend:
+    app = backends("app")
+    gateway.write("gw.yaml", GW + (app_manifests if app_manifests is not None else app.manifests()) + APP)
+    gateway.write("policies.yaml", *("---\n" + textwrap.dedent(d) for d in docs))
+    gateway.reconcile()
+    return app
+
+
+def test_listed_statuses_come_from_the_error_page_service(gateway: Gateway, backends: Backends,
+                                                         error_pages: StubServer) -> None:
+    """The corpus case custom-http-errors-with-default-backend."""
+    start(gateway, backends, example("error-pages"), error_pages.manifests("error-pages"))
+    r = get(gateway, "/status/404", headers={"Accept": "text/html"})
+    assert r.status == 404 and r.json["errorPage"]
+    h = r.json["headers"]
+    assert (r.json["method"], r.json["path"]) == ("GET", "/")
+    assert {k: h[k] for k in ("X-Code", "X-Format", "X-Original-URI", "X-Namespace", "X-Ingress-Name",
+                              "X-Service-Name", "X-Service-Port")} == {
+        "X-Code": "404", "X-Format": "text/html", "X-Original-URI": "/status/404", "X-Namespace": "default",
+        "X-Ingress-Name": "shop", "X-Service-Name": "app", "X-Service-Port": "80"}  # requestHeaders win
+    assert h["Host"] == h["X-Error-Host"] == "example.com" and len(h["X-Request-Id"]) == 32
+    r = get(gateway, "/status/503?x=1")
+    assert r.status == 503 and r.json["headers"]["X-Original-URI"] == "/status/503?x=1"
+    assert r.json["path"] == "/?x=1"  # nginx keeps the query through `rewrite ^ / break`, as ingress-nginx did
+    assert get(gateway, "/status/500").status == 500  # not listed: the backend's own answer
+    ok = get(gateway, "/ok")
+    assert ok.status == 200 and "errorPage" not in ok.json
+    # Another route, without the policy, keeps its backend's 404.
+    other = get(gateway, "/status/404", host="other.example.com")
+    assert other.status == 404 and other.body == b""
+
+
+def test_gateway_answers_are_replaced_too(gateway: Gateway, backends: Backends, error_pages: StubServer) -> None:
+    policy = """\
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: SecurityPolicy
+        metadata: {name: errors, namespace: default}
+        spec:
+          targetRefs: [{kind: Gateway, name: gw}]
+          allowedMethods: [GET]
+          errorPages:
+            backendRef: {name: error-pages, port: 80}
+            statuses: [404, 405]
+        """
+    start(gateway, backends, policy, error_pages.manifests("error-pages"))
+    r = get(gateway, "/", method="DELETE")
+    assert (r.status, r.json["headers"]["X-Code"], r.json["method"]) == (405, "405", "DELETE")
+    # A host no route serves: wardgate's own 404, replaced, without route context.
+    r = get(gateway, "/nothing", host="unknown.example.com")
+    assert r.status == 404 and r.json["headers"]["X-Code"] == "404"
+    assert "X-Ingress-Name" not in r.json["headers"] and "X-Service-Name" not in r.json["headers"]
+
+
+def test_no_endpoints_goes_to_the_error_page_service_as_it_came(gateway: Gateway, backends: Backends,
+                                                                error_pages: StubServer) -> None:
+    """The corpus case default-backend-annotation-no-endpoints."""
+    app = backends("app")
+    scaled_to_zero = textwrap.dedent("""\
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: app, namespace: default}
+        spec:
+          ports: [{name: http, port: 80, targetPort: 3000}]
+        """)
+    policy = """\
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: SecurityPolicy
+        metadata: {name: fallback, namespace: default}
+        spec:
+          targetRefs: [{kind: HTTPRoute, name: app}]
+          errorPages: {backendRef: {name: error-pages}, noEndpoints: true, statuses: [503]}  # its first port
+        """
+    start(gateway, backends, policy, error_pages.manifests("error-pages"), app_manifests=scaled_to_zero)
+    r = get(gateway, "/alma/armud?x=1", method="POST", data=b"abc")
+    assert r.status == 503 and r.json["errorPage"]  # the status the error-page service chose
+    # ... and only once: its 503 is not intercepted again (statuses lists 503).
+    assert (r.json["method"], r.json["path"]) == ("POST", "/alma/armud?x=1")
+    h = r.json["headers"]
+    assert (h["X-Code"], h["X-Ingress-Name"], h["X-Service-Name"], h["X-Service-Port"], h["X-Namespace"]) == (
+        "503", "app", "app", "80", "default")
+    assert get(gateway, "/", host="other.example.com").status == 502  # no policy there
+    # Endpoints appear: the route's backend serves again (the server is rendered anew).
+    gateway.write("gw.yaml", GW + app.manifests() + APP)
+    gateway.reconcile()
+    back = get(gateway, "/alma/armud")
+    assert back.status == 200 and "errorPage" not in back.json
+
+
+def test_unusable_error_page_service_leaves_answers_alone(gateway: Gateway, backends: Backends) -> None:
+    policy = """\
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: SecurityPolicy
+        metadata: {name: errors, namespace: default}
+        spec:
+          targetRefs: [{kind: HTTPRoute, name: app}]
+          errorPages: {backendRef: {name: missing, port: 80}, statuses: [404]}
+        """
+    start(gateway, backends, policy)
+    assert get(gateway, "/status/404").status == 404
+    conds = {c["type"]: c for c in ancestors(gateway, "SecurityPolicy", "errors")[0]["conditions"]}
+    assert conds["ResolvedRefs"]["status"] == "False"
+    assert "answers are passed on as they are" in conds["ResolvedRefs"]["message"]
