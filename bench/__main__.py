@@ -1,4 +1,4 @@
-"""`python -m bench <dataplane|waf|scale|reconfig|passthrough|all> [--quick] [--runs N] [--out DIR]`."""
+"""`python -m bench <dataplane|waf|scale|reconfig|passthrough|migrate|all> [--quick] [--runs N] [--out DIR]`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import dataplane, passthrough, reconfig, report, scale, waf
+from bench import migrate as migrate_suite
 from bench.common import RESULTS_DIR, Settings, log, machine_info, write_json
 
 SUITES = {"dataplane": dataplane.run, "waf": waf.run, "scale": scale.run, "reconfig": reconfig.run,
-          "passthrough": passthrough.run}
+          "passthrough": passthrough.run, "migrate": migrate_suite.run}
 
 
 def _suite_failed(doc: dict[str, Any]) -> bool:
@@ -24,6 +25,8 @@ def _suite_failed(doc: dict[str, Any]) -> bool:
         return True
     if doc.get("suite") == "scale":
         return any(e.get("error") for e in doc.get("sizes", {}).values())
+    if doc.get("suite") == "migrate":
+        return not doc.get("runs") or not doc.get("validate_runs")
     if doc.get("suite") == "reconfig":
         return not doc.get("edits") or not all(e.get("visible") for e in doc["edits"])
     if doc.get("suite") == "dataplane":  # wardgate's own targets must work; the peers may be missing
@@ -69,11 +72,18 @@ def main(argv: list[str] | None = None) -> int:
         docs[name] = doc
         if _suite_failed(doc):
             failed.append(name)
-    # latest.* combine this invocation's suites with the last results of the others in --out
+    # latest.* combine this invocation's suites with the last results of the others in --out:
+    # their <suite>.json, else (a fresh checkout has only latest.*) the copy in latest.json, so
+    # running one suite rewrites only its own headlines and section
+    previous: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        previous = json.loads((out / "latest.json").read_text()).get("suites") or {}
     for name in SUITES:
         if name not in docs and (out / f"{name}.json").exists():
             with contextlib.suppress(ValueError):
                 docs[name] = json.loads((out / f"{name}.json").read_text())
+        if name not in docs and isinstance(previous.get(name), dict):
+            docs[name] = previous[name]
     ordered = {name: docs[name] for name in SUITES if name in docs}
     report.write(out, ordered, machine)
     wall = time.monotonic() - t0
