@@ -212,6 +212,10 @@ class _BadValue(yaml.MarkedYAMLError):
         super().__init__(problem=_BAD_VALUE, problem_mark=mark)
 
 
+_MISS, _AS_STR = object(), object()
+_SHAREABLE = (str, int, float, bool, type(None))  # immutable: one object may stand for every copy
+
+
 class _Hostile(Exception):
     """Why the file must not be loaded (as _hostile_shape words it)."""
 
@@ -232,6 +236,10 @@ def _documents(text: str) -> list[Any]:
     parser = _Loader(text)
     resolve: Any = parser.resolve
     construct: Any = parser.construct_object
+    # Plain scalars repeat ("80", "true", "Prefix"): each text is resolved once. Path resolvers
+    # would make a scalar's tag depend on where it is; the safe loader has none.
+    plain_ok = not parser.yaml_path_resolvers
+    plain: dict[str, Any] = {}
     docs: list[Any] = []
     # per open collection: [container, key (maps), whether the key is set, anchor, nodes before it]
     stack: list[list[Any]] = []
@@ -248,19 +256,26 @@ def _documents(text: str) -> list[Any]:
             if kind is ScalarEvent:
                 nodes += 1
                 tag = event.tag
-                if tag is None or tag == "!":
-                    tag = resolve(ScalarNode, event.value, event.implicit)
-                if tag == _STR:
-                    value = event.value
-                elif tag == _MERGE:
-                    raise _Unusual
+                value = event.value
+                if tag is None and plain_ok and not event.implicit[0]:
+                    pass  # quoted: always a string
+                elif tag is None and plain_ok and (done := plain.get(value, _MISS)) is not _MISS:
+                    if done is not _AS_STR:
+                        value = done
                 else:
-                    try:
-                        value = construct(ScalarNode(tag, event.value, event.start_mark, event.end_mark,
-                                                     event.style))
-                    except _CONVERSION_ERRORS:
-                        raise _BadValue(event.start_mark) from None
-                    parser.constructed_objects.clear()
+                    if tag is None or tag == "!":
+                        tag = resolve(ScalarNode, value, event.implicit)
+                    if tag == _MERGE:
+                        raise _Unusual
+                    if tag != _STR:
+                        try:
+                            value = construct(ScalarNode(tag, value, event.start_mark, event.end_mark, event.style))
+                        except _CONVERSION_ERRORS:
+                            raise _BadValue(event.start_mark) from None
+                        parser.constructed_objects.clear()
+                    if event.tag is None and plain_ok and event.implicit[0] and type(value) in _SHAREABLE:
+                        # a plain scalar's type and value depend on its text alone
+                        plain[event.value] = _AS_STR if tag == _STR else value
                 if event.anchor is not None:
                     if event.anchor in anchors:
                         raise _Unusual
