@@ -108,8 +108,8 @@ def to_table(report: Report) -> str:
     rows = [("STATUS", "CLASS", "OBJECT", "ITEM", "DETAIL")]
     rows += [(f.status, f.ingress_class or "-", f.obj, f.item, f.detail) for f in sorted_findings(report.findings)]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        lines.append("  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4])
+    row = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"  # the four columns padded, then the detail
+    lines += [row.format(*r) for r in rows]
     s = report.summary()["byStatus"]
     lines.append("")
     lines.append("summary: " + ", ".join(f"{n} {k}" for k, n in s.items()))
