@@ -122,7 +122,7 @@ def _migrate_md(mg: dict[str, Any]) -> list[str]:
             f"classes with their ConfigMaps and Deployments, Services and TLS Secrets; {inp.get('files')} List "
             f"files, {inp.get('input_mb')} MB (bench/migrate.py says what share of Ingresses carries what). "
             f"Each run is its own process: wall time, its CPU time (user + system) and peak RSS from wait4. "
-            f"Target: under {targets.get('wall_s')} s and {targets.get('peak_rss_mb')} MB "
+            f"Target: under {targets.get('wall_s'):g} s and {targets.get('peak_rss_mb'):g} MB "
             f"({'met' if mg.get('meets_target') else 'not met'} by the medians). "
             f"Then `{s.get('validate')}`.", ""]
     rows = []
@@ -137,8 +137,9 @@ def _migrate_md(mg: dict[str, Any]) -> list[str]:
     objects = ", ".join(f"{k} {v}" for k, v in (res.get("objects") or {}).items())
     out += ["", f"Output: {res.get('files')} files, {res.get('mb')} MB: {objects}. Gateways: "
             f"{', '.join(res.get('gateways') or [])}. Report: {found}.",
-            "", "On a machine shared with other work, wall time is longer than CPU time by about the other "
-            "load; CPU time is the steadier figure.", ""]
+            "", "Wall time is the process's CPU time plus its waits for other work on the machine (the other-load "
+            "column). On a shared virtual machine the CPU time of the same work varies between runs too: "
+            "compare runs of one invocation.", ""]
     return out
 
 
