@@ -422,8 +422,8 @@ def test_not_found_refuses_what_it_cant_do_and_warns_about_unused_backends() -> 
         IngressNginxCompatSpec.model_validate({"notFound": True, "rewriteTarget": "/x"})
     world = CLASS + GATEWAY + compat("default", "nf", "{notFound: true}") + route(
         "default", "r", "nf.example.com", rule("PathPrefix", "/a", "app", COMPAT_REF % "nf")
-        + "- matches: [{path: {type: PathPrefix, value: /b}}]\n  filters: [%s, %s]\n"
-        % (COMPAT_REF % "nf", "{type: RequestRedirect, requestRedirect: {hostname: x.example.com}}"))
+        + "- matches: [{path: {type: PathPrefix, value: /b}}]\n  filters:\n    - " + COMPAT_REF % "nf"
+        + "\n    - {type: RequestRedirect, requestRedirect: {hostname: x.example.com}}\n")
     problems = [str(p) for p in translate(parse(load_text(world, "world.yaml"))).problems]
     assert any("spec.rules[0].backendRefs" in p and "not used" in p for p in problems), problems
     assert any("spec.rules[1]" in p and "notFound can't be used together" in p for p in problems), problems
