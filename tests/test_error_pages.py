@@ -209,3 +209,36 @@ def test_error_backend_gets_the_path_ingress_nginx_sends(gateway: Gateway, backe
             assert (ours.status, ours.json["path"], ours.json["headers"]["X-Original-URI"]) == (code, sent, path)
     finally:
         ref.stop()
+
+
+def test_not_found_rules_404_goes_to_the_error_page_service(gateway: Gateway, backends: Backends,
+                                                            error_pages: StubServer) -> None:
+    """ingress-nginx's implicit `location /` of a host with custom-http-errors 404: its default
+    backend's 404 goes to the error backend; an IngressNginxCompat notFound rule's 404 does too."""
+    route = textwrap.dedent("""\
+        ---
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: IngressNginxCompat
+        metadata: {name: not-found, namespace: default}
+        spec: {notFound: true}
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: app, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          hostnames: [example.com]
+          rules:
+            - matches: [{path: {type: PathPrefix, value: /app}}]
+              backendRefs: [{name: app, port: 80}]
+            - filters: [{type: ExtensionRef, extensionRef: {group: policy.wardgate.io, kind: IngressNginxCompat,
+                                                            name: not-found}}]
+        """)
+    app = backends("app")
+    gateway.write("gw.yaml", GW + app.manifests() + route)
+    gateway.write("policies.yaml", "---\n" + example("error-pages"), error_pages.manifests("error-pages"))
+    gateway.reconcile()
+    r = get(gateway, "/elsewhere?q=1")
+    assert (r.status, r.json["path"], r.json["headers"]["X-Code"]) == (404, "/?q=1", "404")
+    assert r.json["headers"]["X-Original-URI"] == "/elsewhere?q=1"
+    assert get(gateway, "/app/x").status == 200
