@@ -19,11 +19,15 @@ import pytest
 import yaml
 
 from conftest import GW, REPO, Backend, Gateway, loopback_subnet
+from http_stubs import StubServer
 from migration_cases import case_file, check, send
-from policy_helpers import doc_examples
+from policy_helpers import decision_log, doc_examples
 from test_policy_docs import field_paths, used_paths
 from wardgate.dataplane.nginx import NginxInstance
+from wardgate.model import parse
 from wardgate.model.compat import IngressNginxCompatSpec
+from wardgate.sources.files import load_text
+from wardgate.translate import translate
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -37,6 +41,8 @@ spec:
   listeners:
     - {name: http, protocol: HTTP, port: 80, allowedRoutes: {namespaces: {from: All}}}
 """
+CLASS = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: wardgate}\n" \
+        "spec: {controllerName: wardgate.io/gateway-controller}\n---\n"
 COMPAT_REF = "{type: ExtensionRef, extensionRef: {group: policy.wardgate.io, kind: IngressNginxCompat, name: %s}}"
 
 
@@ -365,6 +371,62 @@ def test_documented_examples(gateway: Gateway, backends: Callable[..., Backend])
     host = "approot.example.com"
     assert get(gateway, host + ":8080", "/?utm=x")[:3] == (302, "", "http://approot.example.com:8080/app1")
     assert get(gateway, host, "/other")[:3] == (200, "app", "/other")
+
+
+def test_not_found_answers_after_the_rules_checks(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    """notFound: the rule's 404 comes where a backend's would, after authentication (access
+    phase) and rate limits (preaccess), with the rule's response headers, logged as no-route. A
+    rewrite-phase 404 (a urlAllowlist matching nothing) answers before both."""
+    auth = StubServer(lambda req: (200, {}, b"") if req["headers"].get("Authorization") == "Bearer good"
+                      else (401, {"WWW-Authenticate": 'Bearer realm="corp"'}, b""))
+    try:
+        app = backends("app")
+        limits = textwrap.dedent("""\
+            ---
+            apiVersion: policy.wardgate.io/v1alpha1
+            kind: RateLimitPolicy
+            metadata: {name: portal-limit, namespace: default}
+            spec:
+              targetRefs: [{kind: HTTPRoute, name: portal, sectionName: elsewhere}]
+              requests: 1
+              unit: Minute
+              burst: 2
+            """)
+        gateway.write("world.yaml", GW, app.manifests(), auth.manifests("auth"),
+                      "---\n" + doc_examples(DOCS)["not-found"],
+                      limits)
+        gateway.reconcile()
+
+        def go(path: str, token: str | None = None, host: str = "portal.example.com") -> tuple[int, dict[str, str]]:
+            req = {"method": "GET", "host": host, "path": path, "headers": {"Authorization": token} if token else {}}
+            status, headers, _ = send(gateway.address(), req, port=8080)
+            return status, headers
+
+        assert go("/app/x", "Bearer good")[0] == 200
+        status, headers = go("/nf-unknown")
+        assert (status, headers.get("www-authenticate")) == (401, 'Bearer realm="corp"')
+        status, headers = go("/nf-unknown?token", "Bearer good")
+        assert (status, headers.get("x-robots-tag")) == (404, "noindex")
+        assert decision_log(gateway, "/nf-unknown?token")[0]["decision"] == "no-route"
+        assert decision_log(gateway, "/nf-unknown")[0]["decision"] == "auth"
+        # the limit (burst + 1 = 3 at once) counts the 401 and the 404s: the 4th request is refused
+        assert [go("/nf-more", "Bearer good")[0] for _ in range(2)] == [404, 429]
+        assert decision_log(gateway, "/nf-more", 2)[1]["decision"] == "rate-limit"
+        assert go("/app/x", "Bearer good")[0] == 200  # the limit is the notFound rule's only
+    finally:
+        auth.close()
+
+
+def test_not_found_refuses_what_it_cant_do_and_warns_about_unused_backends() -> None:
+    with pytest.raises(ValueError, match="notFound can't be used with rewriteTarget or redirect"):
+        IngressNginxCompatSpec.model_validate({"notFound": True, "rewriteTarget": "/x"})
+    world = CLASS + GATEWAY + compat("default", "nf", "{notFound: true}") + route(
+        "default", "r", "nf.example.com", rule("PathPrefix", "/a", "app", COMPAT_REF % "nf")
+        + "- matches: [{path: {type: PathPrefix, value: /b}}]\n  filters:\n    - " + COMPAT_REF % "nf"
+        + "\n    - {type: RequestRedirect, requestRedirect: {hostname: x.example.com}}\n")
+    problems = [str(p) for p in translate(parse(load_text(world, "world.yaml"))).problems]
+    assert any("spec.rules[0].backendRefs" in p and "not used" in p for p in problems), problems
+    assert any("spec.rules[1]" in p and "notFound can't be used together" in p for p in problems), problems
 
 
 def test_every_compat_field_is_in_a_documented_example() -> None:

@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import GW, Backend, Gateway, request
+from conftest import GW, Backend, Gateway, loopback_subnet, request
 from http_stubs import StubServer
 from policy_helpers import APP, ancestors, example
+from wardgate.dataplane.nginx import NginxInstance
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -141,3 +143,102 @@ def test_unusable_error_page_service_leaves_answers_alone(gateway: Gateway, back
     conds = {c["type"]: c for c in ancestors(gateway, "SecurityPolicy", "errors")[0]["conditions"]}
     assert conds["ResolvedRefs"]["status"] == "False"
     assert "answers are passed on as they are" in conds["ResolvedRefs"]["message"]
+
+
+# ingress-nginx's custom-http-errors as nginx.tmpl writes it (the route's location, and the
+# CUSTOM_ERRORS template's named location), run by a stock nginx. upstream_balancer stands for
+# ingress-nginx's Lua-balanced upstream of the same name: its balancer_by_lua only picks the peer.
+INGRESS_NGINX_ERRORS = """\
+worker_processes 1;
+error_log logs/error.log;
+pid run/nginx.pid;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path tmp/client_body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+    upstream upstream_balancer { server %(errors)s; }
+    server {
+        listen %(addr)s:80;
+        location / {
+            proxy_intercept_errors on;
+            error_page 404 = @custom_upstream-default-backend_404;
+            error_page 503 = @custom_upstream-default-backend_503;
+            proxy_pass http://%(app)s;
+        }
+        location @custom_upstream-default-backend_404 {
+            internal;
+            proxy_intercept_errors off;
+            proxy_set_header X-Code 404;
+            proxy_set_header X-Original-URI $request_uri;
+            rewrite (.*) / break;
+            proxy_pass http://upstream_balancer;
+        }
+        location @custom_upstream-default-backend_503 {
+            internal;
+            proxy_intercept_errors off;
+            proxy_set_header X-Code 503;
+            proxy_set_header X-Original-URI $request_uri;
+            rewrite (.*) / break;
+            proxy_pass http://upstream_balancer;
+        }
+    }
+}
+"""
+
+
+def test_error_backend_gets_the_path_ingress_nginx_sends(gateway: Gateway, backends: Backends,
+                                                         error_pages: StubServer, world_dir: Path) -> None:
+    """ingress-nginx's error location rewrites the path to `/` without a `?`, so nginx keeps the
+    query string, and proxy_pass without a URI sends it: `GET /status/503?x=1` reaches the error
+    backend as `/?x=1` (not `/`, as the corpus case custom-http-errors-with-default-backend states;
+    docs/migration.md, "Corpus cases that fail and why"). wardgate sends the same."""
+    app = start(gateway, backends, example("error-pages"), error_pages.manifests("error-pages"))
+    ref_addr = loopback_subnet() + ".1"
+    ref = NginxInstance("ingress-nginx", world_dir / "ingress-nginx")
+    try:
+        applied = ref.apply({"nginx.conf": INGRESS_NGINX_ERRORS % {
+            "addr": ref_addr, "errors": f"{error_pages.host}:{error_pages.port}",
+            "app": f"{app.servers[0].host}:{app.servers[0].port}"}})
+        assert applied.ok, applied.error
+        for path, code, sent in (("/status/503?x=1", 503, "/?x=1"), ("/status/404?a=b&c=%20d", 404, "/?a=b&c=%20d"),
+                                 ("/status/503", 503, "/")):
+            ours = get(gateway, path)
+            theirs = request(f"http://{ref_addr}{path}", host="example.com")
+            assert (theirs.status, theirs.json["path"], theirs.json["headers"]["X-Original-URI"]) == (code, sent, path)
+            assert (ours.status, ours.json["path"], ours.json["headers"]["X-Original-URI"]) == (code, sent, path)
+    finally:
+        ref.stop()
+
+
+def test_not_found_rules_404_goes_to_the_error_page_service(gateway: Gateway, backends: Backends,
+                                                            error_pages: StubServer) -> None:
+    """ingress-nginx's implicit `location /` of a host with custom-http-errors 404: its default
+    backend's 404 goes to the error backend; an IngressNginxCompat notFound rule's 404 does too."""
+    route = textwrap.dedent("""\
+        ---
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: IngressNginxCompat
+        metadata: {name: not-found, namespace: default}
+        spec: {notFound: true}
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: app, namespace: default}
+        spec:
+          parentRefs: [{name: gw}]
+          hostnames: [example.com]
+          rules:
+            - matches: [{path: {type: PathPrefix, value: /app}}]
+              backendRefs: [{name: app, port: 80}]
+            - filters: [{type: ExtensionRef, extensionRef: {group: policy.wardgate.io, kind: IngressNginxCompat,
+                                                            name: not-found}}]
+        """)
+    app = backends("app")
+    gateway.write("gw.yaml", GW + app.manifests() + route)
+    gateway.write("policies.yaml", "---\n" + example("error-pages"), error_pages.manifests("error-pages"))
+    gateway.reconcile()
+    r = get(gateway, "/elsewhere?q=1")
+    assert (r.status, r.json["path"], r.json["headers"]["X-Code"]) == (404, "/?q=1", "404")
+    assert r.json["headers"]["X-Original-URI"] == "/elsewhere?q=1"
+    assert get(gateway, "/app/x").status == 200

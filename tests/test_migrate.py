@@ -19,6 +19,7 @@ import trustme
 import yaml
 
 from conftest import REPO, Backend, Gateway, request
+from http_stubs import StubServer
 from test_listeners import tls_secret
 from wardgate.migrate import MigrateOptions, migrate
 from wardgate.migrate.output import dump
@@ -646,6 +647,40 @@ def test_undefined_paths_get_the_first_ingress_policies_on_a_real_gateway(
     r = request(f"http://{addr}/elsewhere", host="open.example.com")
     assert (r.status, r.headers.get("x-robots-tag")) == (404, "noindex")
     assert request(f"http://{addr}/elsewhere", host="unknown.example.com").status == 404
+
+
+def test_undefined_paths_authenticate_and_count_first_on_a_real_gateway(
+        gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    """ingress-nginx's `location /` of a host answers 404 from its default backend, so auth-url and
+    the rate limit of the host's first Ingress run first: 401 without credentials, and the 404s
+    count against the limit (corpus case auth-url-external, request 5)."""
+    auth = StubServer(lambda req: (200, {}, b"") if req["headers"].get("Authorization") == "Bearer good"
+                      else (401, {"WWW-Authenticate": 'Bearer realm="corp"'}, b""))
+    try:
+        web = backends("web")
+        source = "---\n".join([NGINX_CLASS, ingress("authed", "authed.example.com", paths=[
+            ("/app", "Prefix", "web", 80)], annotations={
+                "nginx.ingress.kubernetes.io/auth-url": "http://ext-auth.default.svc.cluster.local/verify",
+                "nginx.ingress.kubernetes.io/limit-rpm": "1",
+                "nginx.ingress.kubernetes.io/limit-burst-multiplier": "2"})])
+        result = migrate(load_text(source, "ingresses.yaml"))
+        gateway.write("migrated.yaml", dump(result.objects[1:]))
+        gateway.write("world.yaml", web.manifests(), auth.manifests("ext-auth"))
+        gateway.reconcile()
+        addr = gateway.address("ingress-nginx/nginx")
+
+        def status(path: str, token: str | None = None) -> int:
+            headers = {"Authorization": token} if token else {}
+            return request(f"http://{addr}{path}", host="authed.example.com", headers=headers).status
+
+        assert status("/app/x", "Bearer good") == 200
+        assert status("/elsewhere") == 401
+        assert auth.last()["path"] == "/verify"
+        # the Ingress's limit (burst 2, so 3 at once) counts /app, the 401 and the 404s, as on
+        # ingress-nginx's `location /`
+        assert [status("/elsewhere", "Bearer good") for _ in range(2)] == [404, 503]
+    finally:
+        auth.close()
 
 
 def _one_path(path: str = "/", ptype: str = "Prefix", backend: str = "{service: {name: a, port: {number: 80}}}",

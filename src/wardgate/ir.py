@@ -266,6 +266,9 @@ class Action:
     retry: Retry | None = None
     # Answered by the gateway itself, e.g. 500 when no backend is valid.
     direct_status: int | None = None
+    # Answered 404 by the gateway once every check of the place ran (authentication, rate limits:
+    # nginx's content phase), as a backend's 404 would be: IngressNginxCompat notFound.
+    not_found: bool = False
     # timeouts.request (the whole exchange, retries included) and timeouts.backendRequest (one
     # try); None when not set, 0 when disabled.
     request_timeout_s: float | None = None

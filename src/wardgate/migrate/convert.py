@@ -569,11 +569,12 @@ class Converter:
                 r.rules.append(self.new_rule(first, counter, [{"path": {"type": "PathPrefix", "value": "/"}}], [], r))
             elif r.host and self.has_route_policies(first):
                 # ingress-nginx's 404 for undefined paths comes from the host's `location /`, with
-                # the first Ingress's annotations (allowlists, headers): a rule of that Ingress
-                # whose own policy answers 404 after them (urlAllowlist matching nothing), and
-                # which redirects to https on plain HTTP like the Ingress's paths.
+                # the first Ingress's annotations (allowlists, auth, rate limits, headers), from the
+                # default backend: after every check. A rule of that Ingress answering 404 once its
+                # policies have passed (IngressNginxCompat notFound), which redirects to https on
+                # plain HTTP like the Ingress's paths.
                 rl = self.new_rule(first, counter, [{"path": {"type": "PathPrefix", "value": "/"}}], [], r)
-                self.rule_policies.append((first, rl, NOT_FOUND))
+                rl.filters.append({"_compat": {"notFound": True}})
                 r.rules.append(rl)
             elif first.routing.ssl_redirect_for(self.host_has_tls(r)):
                 # undefined paths redirect to https too (ingress-nginx's `location /` of the host)
@@ -1123,11 +1124,6 @@ class Converter:
                 "spec": {"from": [{"group": GROUP, "kind": from_kind, "namespace": from_ns}],
                          "to": [{"group": "", "kind": to_kind, "name": n} for n in sorted(names)]}})
 
-
-# The policy of a host's rule for paths no Ingress defines: 404 once the Ingress's own checks
-# (IP access, methods) have passed. The pattern matches no path.
-NOT_FOUND: dict[str, Any] = {"urlAllowlist": {"paths": [{"type": "RegularExpression", "value": "(?!)"}],
-                                              "status": 404}}
 
 # Annotations nginx applies once per server (host): the first Ingress of the host provides them.
 SERVER_LEVEL = frozenset({"server-snippet"})

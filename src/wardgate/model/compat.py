@@ -52,21 +52,25 @@ class IngressNginxCompatSpec(Model):
     case-insensitive regex anchored at the start only), in nginx's precedence; `rewriteTarget`
     replaces the whole request path, with `$1`..`$9` taken from the matched path's regex;
     `redirect` answers with nginx's `return`; `backendTLS` speaks TLS to the rule's backends
-    without verifying them."""
+    without verifying them; `notFound` answers 404 once every check of the rule has passed
+    (ingress-nginx's default backend behind a host's implicit `location /`)."""
 
     path_matching: Literal["GatewayAPI", "IngressNginx"] = "GatewayAPI"
     rewrite_target: RewriteTarget | None = None
     redirect: CompatRedirect | None = None
     backend_tls: CompatBackendTLS | None = Field(None, alias="backendTLS")
+    not_found: bool = False
 
     @model_validator(mode="after")
     def _does_something(self) -> IngressNginxCompatSpec:
         if self.path_matching == "GatewayAPI" and self.rewrite_target is None and self.redirect is None \
-                and self.backend_tls is None:
-            raise ValueError("set pathMatching: IngressNginx, rewriteTarget, redirect or backendTLS (this changes "
-                             "nothing)")
+                and self.backend_tls is None and not self.not_found:
+            raise ValueError("set pathMatching: IngressNginx, rewriteTarget, redirect, backendTLS or notFound "
+                             "(this changes nothing)")
         if self.rewrite_target is not None and self.redirect is not None:
             raise ValueError("rewriteTarget and redirect can't be used together: a redirect answers before any rewrite")
+        if self.not_found and (self.rewrite_target is not None or self.redirect is not None):
+            raise ValueError("notFound can't be used with rewriteTarget or redirect: the rule answers 404 itself")
         return self
 
 

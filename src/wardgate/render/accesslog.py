@@ -36,7 +36,8 @@ FIELDS: tuple[tuple[str, str, bool], ...] = (
 LOG_FORMAT = "{" + ",".join(f'"{k}":"{v}"' if q else f'"{k}":{v}' for k, v, q in FIELDS) + "}"
 
 
-def http_directives(enabled: bool, decision_fallback: str, auth: bool = False) -> list[Directive]:
+def http_directives(enabled: bool, decision_fallback: str, auth: bool = False,
+                    not_found: bool = False) -> list[Directive]:
     """log_format, access_log and the maps that turn checks and statuses into the decision.
 
     What the decision log says: the policy that answered; else, for answers no backend gave: "waf"
@@ -48,8 +49,10 @@ def http_directives(enabled: bool, decision_fallback: str, auth: bool = False) -
     instructions, a map over "$wg_waf|$status|..." still 10%. `decision_fallback` is
     $wg_decision_lr when limit_req may refuse (it can't set $wg_decision). With `auth` (some place
     has basicAuth or externalAuth, which answer in the access phase, after any `set`): "auth" for
-    a 401 no backend gave."""
-    unauthorized = [entry("401", Raw("$wg_decision_401"))] if auth else []
+    a 401 no backend gave. With `not_found` (some rule answers 404 itself, after its checks, where
+    no `set` runs): "no-route" for a 404 no backend gave."""
+    own_answers = [entry("401", Raw("$wg_decision_401"))] if auth else []
+    own_answers += [entry("404", Raw("$wg_decision_404"))] if not_found else []
     return [
         d("log_format", Raw("wg_json"), Raw("escape=json"), LOG_FORMAT),
         # Buffered: an unbuffered write per request cost 11% of proxy throughput (bench/).
@@ -59,11 +62,12 @@ def http_directives(enabled: bool, decision_fallback: str, auth: bool = False) -
             entry("", Raw(decision_fallback)), d("default", Raw("$wg_decision"))]),
         Directive("map", (Raw("$status"), Raw("$wg_decision_auto")), [
             d("default", "allow"), entry("200", Raw("$wg_decision_200")), entry("400", Raw("$wg_decision_400")),
-            entry("403", Raw("$wg_decision_403")), entry("413", Raw("$wg_decision_413")), *unauthorized]),
+            entry("403", Raw("$wg_decision_403")), entry("413", Raw("$wg_decision_413")), *own_answers]),
         *(Directive("map", (Raw("$upstream_status"), Raw(f"$wg_decision_{status}")), [
             entry("", decision), d("default", "allow")])
           for status, decision in (("200", "direct-response"), ("400", "invalid-request"),
-                                   *((("401", "auth"),) if auth else ()))),
+                                   *((("401", "auth"),) if auth else ()),
+                                   *((("404", "no-route"),) if not_found else ()))),
         Directive("map", (Expr((Raw("$wg_waf"), "|", Raw("$upstream_status"))), Raw("$wg_decision_403")), [
             entry("on|", "waf"), entry("cap|", "waf"), d("default", "allow")]),
         # ModSecurity's own 413 only where nginx has no body limit (waf.py sets $wg_waf "cap").

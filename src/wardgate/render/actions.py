@@ -17,6 +17,11 @@ from wardgate.render.plan import Plan
 from wardgate.render.tables import Tables, var_name
 
 INTERNAL_PREFIX = "/_wardgate/"
+# The 404 of a rule that serves nothing (IngressNginxCompat notFound), answered where a backend's
+# would come from: after the access phase (authentication, rate limits, which a rewrite-phase
+# `return` skips). try_files looks for a file that can't exist (/dev/null is no directory) and
+# answers its `=404` in nginx's precontent phase.
+NOT_FOUND = [d("root", "/dev/null"), d("try_files", "/.wardgate-not-found", Raw("=404"))]
 # A disabled ("0s") timeout: nginx has no "never", so the largest 32-bit millisecond count (24.8 days).
 LONGEST_TIMEOUT_MS = 2**31 - 1
 
@@ -176,6 +181,8 @@ def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) ->
         out += cors.directives(ctx.tables, action.cors, action.id)
     if action.direct_status is not None:
         return [*out, d("return", action.direct_status)]
+    if action.not_found:
+        return out + NOT_FOUND
     if action.redirect is not None:
         return out + redirect(action.redirect, ctx.port)
     regex_rewrite = rewrite.applies(action)

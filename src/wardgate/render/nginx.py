@@ -147,7 +147,8 @@ def _http_base(plan: Plan) -> list[Directive]:
         *proxy_directives(plan.grpc_headers, grpc=True),
         *accesslog.http_directives(plan.opts.access_log, concurrency.decision_fallback(
             plan.concurrency, ratelimit.decision_fallback(plan.rate)),
-                                   auth=any(p.basic_auth or p.external_auth for p in plan.policies.values())),
+                                   auth=any(p.basic_auth or p.external_auth for p in plan.policies.values()),
+                                   not_found=any(a.not_found for a in plan.actions.values())),
         Directive("geo", (R("$" + DOLLAR_VAR),), [d("default", "$")]),
         Directive("map", (R("$http_upgrade"), R("$wg_connection")), [d("default", "upgrade"), entry("", "")]),
         # Set when a Host header names another host than the one nginx routed on ($host: the

@@ -185,6 +185,15 @@ class GatewayBuilder:
                 return ir.Action(len(self.actions), src, direct_status=500)
             redirect = ir.Redirect(compat.spec.redirect.status_code, path_type=LOCATION,
                                    path_value=compat.spec.redirect.location)
+        not_found = compat.spec is not None and compat.spec.not_found
+        if not_found and redirect is not None:
+            self._warn(route, base, "a RequestRedirect and an IngressNginxCompat notFound can't be used together; "
+                                    "the rule answers 500")
+            return ir.Action(len(self.actions), src, direct_status=500)
+        if not_found and rule.backend_refs:
+            self._warn(route, f"{base}.backendRefs", "not used: the rule's IngressNginxCompat answers 404 (notFound)")
+        if not_found:
+            return ir.Action(len(self.actions), src, response_headers=resp, cors=cors, not_found=True, grpc=grpc)
         target = compat.spec.rewrite_target if compat.spec is not None else None
         if target is not None and path is not None and redirect is None:  # nginx: `return` comes first
             if rewrite is not None and rewrite.path_type is not None:
