@@ -46,7 +46,10 @@ def send(address: str, req: dict[str, Any], port: int = 80) -> tuple[int, dict[s
         conn.putheader("Host", host)
         for name, value in req.get("headers", {}).items():
             conn.putheader(name, value)
-        conn.endheaders()
+        body = b"x" * req["bodyBytes"] if req.get("bodyBytes") else None
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:

@@ -43,12 +43,13 @@ def shared_directives(plan: Plan, p: ir.Policy) -> list[Directive]:
             + duplicates.directives(p, p.id in plan.lua.ids))
 
 
-def server_checks(tables: Tables, plan: Plan, p: ir.Policy) -> list[Directive]:
-    """Checks 2-3 and the Lua entry of the policy every place of a server shares, at server level."""
+def server_checks(tables: Tables, plan: Plan, p: ir.Policy, checks: bool = True) -> list[Directive]:
+    """Checks 2-3 (unless `checks` is False) and the Lua entry of the policy every place of a
+    server shares, at server level."""
     out: list[Directive] = []
-    if p.ip_allow or p.ip_deny:
+    if checks and (p.ip_allow or p.ip_deny):
         out.append(ipaccess.check(tables, p))
-    if p.allowed_methods:
+    if checks and p.allowed_methods:
         out.append(methods.check(tables, p.allowed_methods, p.id))
     return out + lua.place(plan.lua, p.id)
 
