@@ -393,10 +393,12 @@ def test_ssl_redirect_trusting_forwarded_headers(gateway: Gateway, backends: Cal
     assert answer(gateway, host, "/x", **xf(Host="c.example.com")) == (308, "https://c.example.com/x")
 
 
-def test_ssl_redirect_answers_before_the_policy_checks(gateway: Gateway, backends: Callable[..., Backend]) -> None:
-    """ingress-nginx redirected in its rewrite phase: after the location's body size limit (413),
-    before its IP allowlist (403) and rate limits, which HTTPS requests still meet. The policy
-    is the Gateway's, so every place of the host shares it: the server level doesn't check it."""
+def test_ssl_redirect_answers_between_rewrite_and_access_checks(gateway: Gateway,
+                                                                backends: Callable[..., Backend]) -> None:
+    """ingress-nginx redirected at the end of its rewrite phase: after the location's body size
+    limit (413), its CORS block and snippet `if`s (allowedMethods), before its IP allowlist (403)
+    and rate limits, which HTTPS requests meet in wardgate's own order. The policy is the
+    Gateway's, so every place of the host shares it: the server level must not check it."""
     app = backends("app")
     policy = """\
         ---
@@ -407,14 +409,21 @@ def test_ssl_redirect_answers_before_the_policy_checks(gateway: Gateway, backend
           targetRefs: [{kind: Gateway, name: gw}]
           ipAccess: {allow: [10.0.0.0/8]}
           requestLimits: {maxBodySize: 1Ki}
+          allowedMethods: [GET, HEAD, POST, OPTIONS]
+          ingressNginxCORS: {allowOrigins: ["https://a.example.com"]}
         """
     tls_world(gateway, app.manifests(), policy, compat("default", "https", "{sslRedirect: {}}"),
               route("default", "ssl", "ssl.example.com", rule("PathPrefix", "/", "app", COMPAT_REF % "https")))
-    host = "ssl.example.com"
+    host, origin = "ssl.example.com", {"Origin": "https://a.example.com"}
     assert answer(gateway, host, "/") == (308, "https://ssl.example.com")
     assert answer(gateway, host, "/upload", "POST", bodyBytes=2048)[0] == 413
     assert answer(gateway, host, "/upload", "POST", bodyBytes=100) == (308, "https://ssl.example.com/upload")
+    assert answer(gateway, host, "/x", "DELETE")[0] == 405
+    assert answer(gateway, host, "/x", "OPTIONS", headers=origin)[0] == 204
+    status, headers, _ = send(gateway.address(), {"method": "GET", "host": host, "path": "/x", "headers": origin})
+    assert (status, headers["access-control-allow-origin"]) == (308, "https://a.example.com")
     assert answer(gateway, host, "/", scheme="https")[0] == 403
+    assert answer(gateway, host, "/x", "OPTIONS", scheme="https", headers=origin)[0] == 403
 
 
 def test_host_redirect_writes_the_port_as_ingress_nginx(gateway: Gateway, backends: Callable[..., Backend]) -> None:

@@ -221,13 +221,14 @@ def test_tls_hosts_get_https_listeners_redirect_and_reference_grants() -> None:
     assert grant["spec"]["from"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
                                       "namespace": "ingress-nginx"}]
     assert grant["spec"]["to"] == [{"group": "", "kind": "Secret", "name": "app-cert"}]
+    # One route on both listeners: its rules redirect plain HTTP (IngressNginxCompat sslRedirect)
     main = named(objects, "HTTPRoute", "app.example.com")
-    assert [p["sectionName"] for p in main["spec"]["parentRefs"]] == ["https-app-example-com"]
-    plain = named(objects, "HTTPRoute", "app.example.com-http")
-    assert [p["sectionName"] for p in plain["spec"]["parentRefs"]] == ["http"]
-    assert plain["spec"]["rules"][0]["filters"] == [
-        {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 308}}]
-    assert "backendRefs" not in plain["spec"]["rules"][0]
+    assert [p["sectionName"] for p in main["spec"]["parentRefs"]] == ["http", "https-app-example-com"]
+    rule = main["spec"]["rules"][0]
+    assert rule["backendRefs"] == [{"name": "app", "port": 80}]
+    compat = named(objects, "IngressNginxCompat", rule["filters"][0]["extensionRef"]["name"])
+    assert compat["spec"] == {"sslRedirect": {"statusCode": 308}}
+    assert [r["metadata"]["name"] for r in of(objects, "HTTPRoute")] == ["app.example.com"]
     # (the corpus test below runs TLS hosts with real certificates through the pipeline)
 
 
@@ -493,30 +494,37 @@ def test_extra_rules_from_a_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(catalog, "lookup", lambda key: CatalogEntry("test", handler)
                         if key in ("server-snippet", "configuration-snippet") else real(key))
     tls = [{"hosts": ["app.example.com"], "secretName": "app-cert"}]
+    snippets_allowed = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ingress-nginx-controller, namespace: ingress-nginx}
+data: {allow-snippet-annotations: "true", annotations-risk-level: Critical}
+"""
     first = ingress("z-first", paths=[("/", "Prefix", "web", 80)], tls=tls, annotations={
         "nginx.ingress.kubernetes.io/server-snippet": "security",
         "nginx.ingress.kubernetes.io/configuration-snippet": "x",
         "nginx.ingress.kubernetes.io/upstream-vhost": "web.internal"})
     second = ingress("a-second", paths=[("/api", "Prefix", "api", 80)], annotations={
         "nginx.ingress.kubernetes.io/server-snippet": "robots"})
-    objects, report = run(NGINX_CLASS, first, second)
-    https = named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"]
-    plain = named(objects, "HTTPRoute", "app.example.com-http")["spec"]["rules"]
+    objects, report = run(NGINX_CLASS, snippets_allowed, first, second)
+    route = named(objects, "HTTPRoute", "app.example.com")
+    assert [p["sectionName"] for p in route["spec"]["parentRefs"]] == ["http", "https-app-example-com"]
+    https = route["spec"]["rules"]
     answered = next(r for r in https if r["matches"][0]["path"]["value"] == "/security.txt")
+    # answered on both listeners, without the https redirect (a server-snippet location had none)
     assert "backendRefs" not in answered and "filters" not in answered
-    assert next(r for r in plain if r["matches"][0]["path"]["value"] == "/security.txt") == answered
     assert not any(r["matches"][0]["path"]["value"] == "/robots.txt" for r in https)
     assert any(f["object"] == "Ingress default/a-second" and f["item"] == "server-snippet" and
                "one server-snippet per host" in f["detail"] for f in report["findings"])
     copy = next(r for r in https if r["matches"][0]["path"]["value"] == "/old")
     assert copy["backendRefs"] == [{"name": "web", "port": 80}]
-    assert [f["type"] for f in copy["filters"]] == ["URLRewrite"]
+    assert [f["type"] for f in copy["filters"]] == ["URLRewrite", "ExtensionRef"]  # with the https redirect
     assert copy["filters"][0]["urlRewrite"] == {"hostname": "web.internal",
                                                 "path": {"type": "ReplaceFullPath", "replaceFullPath": "/new"}}
-    # the answered rule's own policy, on both listeners' routes; the Ingress's policies don't target it
+    # the answered rule's own policy; the Ingress's policies don't target it
     targets = sorted((t["name"], t["sectionName"]) for o in of(objects, "SecurityPolicy")
                      if o["spec"].get("directResponses") for t in o["spec"]["targetRefs"])
-    assert targets == [("app.example.com", answered["name"]), ("app.example.com-http", answered["name"])]
+    assert targets == [("app.example.com", answered["name"])]
     assert pipeline_problems(objects) == []
 
 
@@ -544,8 +552,7 @@ spec:
     # hosts beside the catch-all route get their own listeners on both ports (isolation)
     assert sections == {"app.example.com": ["http-app-example-com", "https-app-example-com"],
                         "catch-all": ["http", "https"],
-                        "own.example.com": ["https-own-example-com"],
-                        "own.example.com-http": ["http-own-example-com"]}
+                        "own.example.com": ["http-own-example-com", "https-own-example-com"]}
     grants = {(g["metadata"]["namespace"], t["name"]) for g in of(objects, "ReferenceGrant") for t in g["spec"]["to"]}
     assert grants == {("certs", "wildcard"), ("default", "own-cert")}
     # the option wins over the Deployment's flag

@@ -171,15 +171,15 @@ def body(ctx: ServerCtx, action: ir.Action, internal: bool = False, pid: int | N
 def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) -> list[Directive]:
     plan = ctx.plan
     p = plan.policy(pid)
-    # ingress-nginx's HTTPS redirect came after the location's body size limit and before its
-    # access checks; where it always answers, nothing else of the rule runs (no WAF).
-    ssl = nginx_redirect.ssl(ctx.tables, action.ssl_redirect, ctx.port) if action.ssl_redirect else []
-    always = bool(ssl) and ssl[0].name == "return"
+    # ingress-nginx's HTTPS redirect: between its rewrite-phase checks and its access checks
+    # (policies.checks); where it always answers, nothing after it runs (no WAF).
+    ssl = nginx_redirect.ssl(ctx.tables, action.ssl_redirect, ctx.port) if action.ssl_redirect else None
+    always = bool(ssl) and ssl is not None and ssl[0].name == "return"
     out: list[Directive] = [*policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, with_waf=not always),
-                            d("set", Raw("$wg_route"), Text(str(action.source)))]
+                            d("set", Raw("$wg_route"), Text(str(action.source))),
+                            *policies.checks(ctx.tables, p, hoisted=ctx.hoisted(pid), redirect=ssl or None)]
     if always:
-        return out + headers.response(action.response_headers) + ssl
-    out += [*ssl, *policies.checks(ctx.tables, p, hoisted=ctx.hoisted(pid))]
+        return out + headers.response(action.response_headers)
     if action.response_headers:
         out += headers.response(action.response_headers)
     if action.cors is not None:
