@@ -232,6 +232,55 @@ def test_tls_hosts_get_https_listeners_redirect_and_reference_grants() -> None:
     # (the corpus test below runs TLS hosts with real certificates through the pipeline)
 
 
+def test_https_redirect_forms() -> None:
+    """The IngressNginxCompat of each rule: sslRedirect with the ConfigMap's code, forwarded headers
+    and trailing slash; none on no-tls-redirect-locations paths or where the Ingress redirects
+    itself; from-to-www-redirect's redirect.hostname; a finding when https isn't served."""
+    config = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ingress-nginx-controller, namespace: ingress-nginx}
+data: {use-forwarded-headers: "true", http-redirect-code: "301", preserve-trailing-slash: "true",
+       no-tls-redirect-locations: "/.well-known/acme-challenge, /health"}
+"""
+    tls = [{"hosts": ["app.example.com", "www.app.example.com"], "secretName": "app-cert"}]
+    objects, report = run(
+        NGINX_CLASS, config,
+        ingress("web", paths=[("/", "Prefix", "app", 80), ("/health", "Exact", "app", 80),
+                              ("/.well-known/acme-challenge/x", "Exact", "solver", 80)], tls=tls,
+                annotations={"nginx.ingress.kubernetes.io/from-to-www-redirect": "true"}),
+        ingress("moved", "moved.example.com", tls=[{"hosts": ["moved.example.com"], "secretName": "c"}],
+                annotations={"nginx.ingress.kubernetes.io/permanent-redirect": "https://new.example.com"}),
+        ingress("forced", "forced.example.com", annotations={"nginx.ingress.kubernetes.io/force-ssl-redirect": "true"}))
+
+    def compat_of(route: str) -> dict[str, Any]:
+        out = {}
+        for rule in named(objects, "HTTPRoute", route)["spec"]["rules"]:
+            ref = next((f["extensionRef"]["name"] for f in rule.get("filters", [])
+                        if f["type"] == "ExtensionRef"), None)
+            path = rule["matches"][0]["path"]["value"]
+            out[path] = named(objects, "IngressNginxCompat", ref)["spec"] if ref else None
+        return out
+
+    ssl = {"sslRedirect": {"statusCode": 301, "preserveTrailingSlash": True, "forwardedHeaders": True}}
+    assert compat_of("app.example.com") == {"/": ssl, "/health": None, "/.well-known/acme-challenge/x": None}
+    assert compat_of("www.app.example.com") == {"/": {"redirect": {
+        "hostname": "app.example.com", "statusCode": 301, "forwardedHeaders": True}}}
+    # the Ingress's own redirect on both listeners: ingress-nginx's `return` ran before its https redirect
+    moved = named(objects, "HTTPRoute", "moved.example.com")
+    assert [p["sectionName"] for p in moved["spec"]["parentRefs"]] == ["http", "https-moved-example-com"]
+    assert compat_of("moved.example.com") == {"/": {"redirect": {"location": "https://new.example.com",
+                                                                 "statusCode": 301}}}
+    assert compat_of("forced.example.com") == {"/": ssl}
+    found = {(f["object"], f["item"]): f["status"] for f in report["findings"]}
+    assert found[("Ingress default/forced", "force-ssl-redirect (https target)")] == "converted-with-difference"
+    assert found[("Ingress default/web", "ssl-redirect (default)")] == "exact"
+    assert found[("Ingress default/web", "from-to-www-redirect")] == "exact"
+    assert not any(f["item"].startswith("ssl-redirect") for f in report["findings"]
+                   if f["object"] == "Ingress default/moved")
+    assert pipeline_problems(objects) == []
+
+
 def test_ssl_redirect_false_serves_both_listeners() -> None:
     tls = [{"hosts": ["app.example.com"], "secretName": "app-cert"}]
     objects, _ = run(NGINX_CLASS, ingress("web", tls=tls,

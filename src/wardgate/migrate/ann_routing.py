@@ -214,8 +214,8 @@ def ssl_redirect_detail(where: str, routing: Routing, anns: Mapping[str, str]) -
     slash = "kept" if routing.preserve_trailing_slash else "dropped"
     trusted = ", X-Forwarded-Proto/-Host trusted (use-forwarded-headers)" if routing.forwarded_headers else ""
     what = (f"IngressNginxCompat sslRedirect ({routing.redirect_code}) {where}: https://<Host without port>"
-            f"<request URI, one final '/' {slash}>{trusted}, before the rule's policy checks, as ingress-nginx's "
-            "Lua redirect")
+            f"<request URI, one final '/' {slash}>{trusted}, where ingress-nginx's Lua redirect answered (after the "
+            "body size limit, CORS and the snippets' if/return checks, before IP allowlists, auth and rate limits)")
     return ("converted-with-difference" if difference else "exact"), what + (f"; {difference}" if difference else "")
 
 

@@ -587,7 +587,8 @@ class Converter:
         for p in r.plans:
             anns = p.ing.nginx_annotations
             if r.host and "ssl-redirect" not in anns and "force-ssl-redirect" not in anns \
-                    and p.routing.ssl_redirect_for(self.host_has_tls(r)) and p.ing.ref not in self.default_redirects:
+                    and any(rl.owner is p and rl.https_redirect() for rl in r.rules) \
+                    and p.ing.ref not in self.default_redirects:
                 self.default_redirects.add(p.ing.ref)
                 status, detail = ann_routing.ssl_redirect_detail(f"(host {r.host} has TLS)", p.routing,
                                                                  p.ing.nginx_annotations)
@@ -910,6 +911,8 @@ class Converter:
                       "sectionName": self.http_listeners.get((g, r.host), "http")} for g in r.gateways]
             secure = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != r.namespace else {}),
                        "sectionName": self.listener_names.get((g, r.host), "https")} for g in tls_gws]
+            if not secure:
+                self.https_target_findings(r)
             # The rules serve both listeners (their sslRedirect answers plain HTTP); rules that only
             # redirect plain HTTP have a route of their own there.
             self.emit_route(r, r.name, plain + secure, sources, redirect=False)
@@ -929,6 +932,16 @@ class Converter:
                                      "metadata": _meta(r.name, pt.ing.namespace, [pt.ing.ref]),
                                      "spec": {"parentRefs": parents, "hostnames": [r.host],
                                               "rules": [{"backendRefs": [ref]}]}})
+
+    def https_target_findings(self, r: HostRoute) -> None:
+        """force-ssl-redirect to a host the Gateway serves no HTTPS for."""
+        owners = {id(rl.owner): rl.owner for rl in r.rules if rl.https_redirect()}
+        for p in owners.values():
+            self.findings.append(Finding(
+                p.ing.file, p.ing.ref, "force-ssl-redirect (https target)", "converted-with-difference",
+                f"host {r.host or '(any)'} has no certificate, so its Gateway has no HTTPS listener for it: plain HTTP "
+                "redirects to an https:// URL that is not served (ingress-nginx answered it with its default "
+                "certificate); give the host a certificate (spec.tls) or use --default-certificate", p.cls.name))
 
     def compat_object(self, namespace: str, spec: dict[str, Any], rl: Rule) -> str:
         """The IngressNginxCompat holding `spec` in `namespace` (one per distinct spec)."""
