@@ -135,10 +135,18 @@ class Routing:
     forwarded_headers: bool = False
     # no-tls-redirect-locations: Ingress paths starting with one of these never redirect
     no_redirect_paths: tuple[str, ...] = ("/.well-known/acme-challenge",)
+    # use-proxy-protocol: ingress-nginx took a connection the PROXY header says came to port 443
+    # for HTTPS (a load balancer terminating TLS), and didn't redirect it
+    proxy_protocol: bool = False
 
     def redirect_difference(self, annotations: Mapping[str, str] | None = None) -> str:
         """What the https redirect does differently from ingress-nginx's ("" when nothing)."""
-        return "; ".join(ssl_redirect_differences(annotations or {}))
+        out = ssl_redirect_differences(annotations or {})
+        if self.proxy_protocol:
+            out.append("with use-proxy-protocol, ingress-nginx took a connection whose PROXY header names port 443 for "
+                       "HTTPS and didn't redirect it; wardgate redirects every plain-HTTP connection (behind a load "
+                       "balancer terminating TLS, send X-Forwarded-Proto with use-forwarded-headers instead)")
+        return "; ".join(out)
 
     def ssl_redirect_spec(self) -> dict[str, Any]:
         """The IngressNginxCompat sslRedirect of this Ingress's rules."""
@@ -194,7 +202,8 @@ def routing(source: Source) -> Routing:
     return Routing(ssl, force, redirect_code(config), canary, app_root, _bool_or(anns, "from-to-www-redirect", False),
                    protocol, _bool_or(anns, "ssl-passthrough", False),
                    _bool_or(anns, "preserve-trailing-slash", _bool_or(config, "preserve-trailing-slash", False)),
-                   _bool_or(config, "use-forwarded-headers", False), no_redirect)
+                   _bool_or(config, "use-forwarded-headers", False), no_redirect,
+                   _bool_or(config, "use-proxy-protocol", False))
 
 
 def ssl_redirect_differences(anns: Mapping[str, str]) -> list[str]:
