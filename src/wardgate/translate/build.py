@@ -22,6 +22,7 @@ from wardgate.model.gatewayapi import (
 )
 from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.compat import (
+    HOST_URI,
     LOCATION,
     RuleCompat,
     ir_path,
@@ -178,13 +179,20 @@ class GatewayBuilder:
                     elif m.fraction is not None:
                         pct = 100.0 * m.fraction.numerator / m.fraction.denominator
                     mirrors.append(ir.Mirror(upstream, pct))
-        if compat.spec is not None and compat.spec.redirect is not None:
+        spec = compat.spec
+        if spec is not None and (spec.redirect is not None or spec.ssl_redirect is not None):
             if redirect is not None:
-                self._warn(route, base, "a RequestRedirect and an IngressNginxCompat redirect can't be used together; "
-                                        "the rule answers 500")
+                field = "redirect" if spec.redirect is not None else "sslRedirect"
+                self._warn(route, base, f"a RequestRedirect and an IngressNginxCompat {field} can't be used "
+                                        "together; the rule answers 500")
                 return ir.Action(len(self.actions), src, direct_status=500)
-            redirect = ir.Redirect(compat.spec.redirect.status_code, path_type=LOCATION,
-                                   path_value=compat.spec.redirect.location)
+            if spec.redirect is not None and spec.redirect.hostname is not None:
+                redirect = ir.Redirect(spec.redirect.status_code, hostname=spec.redirect.hostname,
+                                       path_type=HOST_URI, forwarded=spec.redirect.forwarded_headers)
+            elif spec.redirect is not None:
+                redirect = ir.Redirect(spec.redirect.status_code, path_type=LOCATION,
+                                       path_value=spec.redirect.location)
+        ssl = spec.ssl_redirect if spec is not None else None
         target = compat.spec.rewrite_target if compat.spec is not None else None
         if target is not None and path is not None and redirect is None:  # nginx: `return` comes first
             if rewrite is not None and rewrite.path_type is not None:
@@ -246,6 +254,8 @@ class GatewayBuilder:
             backend_timeout_s=duration_seconds(timeouts.backend_request)
             if timeouts and timeouts.backend_request else None,
             grpc=grpc,
+            ssl_redirect=ir.SslRedirect(ssl.status_code, ssl.preserve_trailing_slash, ssl.forwarded_headers)
+            if ssl is not None else None,
         )
 
     def _session(self, route: Route, base: str, rule: HTTPRouteRule) -> ir.SessionPersistence:
