@@ -188,9 +188,10 @@ class Redirect:
 @dataclass(frozen=True)
 class SslRedirect:
     """IngressNginxCompat sslRedirect: a plain-HTTP request (by X-Forwarded-Proto when sent, with
-    `forwarded`) is answered `status_code https://<host><request URI>` before the rule's policy
-    checks: the host is the Host header's (X-Forwarded-Host's first entry with `forwarded`)
-    without its port, the request URI loses one final "/" unless `preserve_trailing_slash`."""
+    `forwarded`) is answered `status_code https://<host><request URI>` between the policy's
+    rewrite-phase checks and its ipAccess (render/policies.checks): the host is the Host header's
+    (X-Forwarded-Host's first entry with `forwarded`) without its port, the request URI loses one
+    final "/" unless `preserve_trailing_slash`."""
 
     status_code: int = 308
     preserve_trailing_slash: bool = False

@@ -50,9 +50,10 @@ class CompatRedirect(Model):
 class SslRedirect(Model):
     """ingress-nginx's HTTPS redirect (ssl-redirect, force-ssl-redirect): a plain-HTTP request is
     answered `<statusCode> https://<Host header without its port><request URI>`, one final `/` of
-    the request URI (query included) removed unless `preserveTrailingSlash`, before the rule's
-    policies check anything. With `forwardedHeaders` (use-forwarded-headers) the scheme is
-    X-Forwarded-Proto's and the host X-Forwarded-Host's first entry, when sent."""
+    the request URI (query included) removed unless `preserveTrailingSlash`, after the rule's
+    ingressNginxCORS, allowedMethods and urlAllowlist checks and before its ipAccess and the rest.
+    With `forwardedHeaders` (use-forwarded-headers) the scheme is X-Forwarded-Proto's and the host
+    X-Forwarded-Host's first entry, when sent."""
 
     status_code: StatusCode = 308
     preserve_trailing_slash: bool = False
