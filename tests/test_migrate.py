@@ -229,14 +229,64 @@ def test_tls_hosts_get_https_listeners_redirect_and_reference_grants() -> None:
     assert grant["spec"]["from"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
                                       "namespace": "ingress-nginx"}]
     assert grant["spec"]["to"] == [{"group": "", "kind": "Secret", "name": "app-cert"}]
+    # One route on both listeners: its rules redirect plain HTTP (IngressNginxCompat sslRedirect)
     main = named(objects, "HTTPRoute", "app.example.com")
-    assert [p["sectionName"] for p in main["spec"]["parentRefs"]] == ["https-app-example-com"]
-    plain = named(objects, "HTTPRoute", "app.example.com-http")
-    assert [p["sectionName"] for p in plain["spec"]["parentRefs"]] == ["http"]
-    assert plain["spec"]["rules"][0]["filters"] == [
-        {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 308}}]
-    assert "backendRefs" not in plain["spec"]["rules"][0]
+    assert [p["sectionName"] for p in main["spec"]["parentRefs"]] == ["http", "https-app-example-com"]
+    rule = main["spec"]["rules"][0]
+    assert rule["backendRefs"] == [{"name": "app", "port": 80}]
+    compat = named(objects, "IngressNginxCompat", rule["filters"][0]["extensionRef"]["name"])
+    assert compat["spec"] == {"sslRedirect": {"statusCode": 308}}
+    assert [r["metadata"]["name"] for r in of(objects, "HTTPRoute")] == ["app.example.com"]
     # (the corpus test below runs TLS hosts with real certificates through the pipeline)
+
+
+def test_https_redirect_forms() -> None:
+    """The IngressNginxCompat of each rule: sslRedirect with the ConfigMap's code, forwarded headers
+    and trailing slash; none on no-tls-redirect-locations paths or where the Ingress redirects
+    itself; from-to-www-redirect's redirect.hostname; a finding when https isn't served."""
+    config = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ingress-nginx-controller, namespace: ingress-nginx}
+data: {use-forwarded-headers: "true", http-redirect-code: "301", preserve-trailing-slash: "true",
+       no-tls-redirect-locations: "/.well-known/acme-challenge, /health"}
+"""
+    tls = [{"hosts": ["app.example.com", "www.app.example.com"], "secretName": "app-cert"}]
+    objects, report = run(
+        NGINX_CLASS, config,
+        ingress("web", paths=[("/", "Prefix", "app", 80), ("/health", "Exact", "app", 80),
+                              ("/.well-known/acme-challenge/x", "Exact", "solver", 80)], tls=tls,
+                annotations={"nginx.ingress.kubernetes.io/from-to-www-redirect": "true"}),
+        ingress("moved", "moved.example.com", tls=[{"hosts": ["moved.example.com"], "secretName": "c"}],
+                annotations={"nginx.ingress.kubernetes.io/permanent-redirect": "https://new.example.com"}),
+        ingress("forced", "forced.example.com", annotations={"nginx.ingress.kubernetes.io/force-ssl-redirect": "true"}))
+
+    def compat_of(route: str) -> dict[str, Any]:
+        out = {}
+        for rule in named(objects, "HTTPRoute", route)["spec"]["rules"]:
+            ref = next((f["extensionRef"]["name"] for f in rule.get("filters", [])
+                        if f["type"] == "ExtensionRef"), None)
+            path = rule["matches"][0]["path"]["value"]
+            out[path] = named(objects, "IngressNginxCompat", ref)["spec"] if ref else None
+        return out
+
+    ssl = {"sslRedirect": {"statusCode": 301, "preserveTrailingSlash": True, "forwardedHeaders": True}}
+    assert compat_of("app.example.com") == {"/": ssl, "/health": None, "/.well-known/acme-challenge/x": None}
+    assert compat_of("www.app.example.com") == {"/": {"redirect": {
+        "hostname": "app.example.com", "statusCode": 301, "forwardedHeaders": True}}}
+    # the Ingress's own redirect on both listeners: ingress-nginx's `return` ran before its https redirect
+    moved = named(objects, "HTTPRoute", "moved.example.com")
+    assert [p["sectionName"] for p in moved["spec"]["parentRefs"]] == ["http", "https-moved-example-com"]
+    assert compat_of("moved.example.com") == {"/": {"redirect": {"location": "https://new.example.com",
+                                                                 "statusCode": 301}}}
+    assert compat_of("forced.example.com") == {"/": ssl}
+    found = {(f["object"], f["item"]): f["status"] for f in report["findings"]}
+    assert found[("Ingress default/forced", "force-ssl-redirect (https target)")] == "converted-with-difference"
+    assert found[("Ingress default/web", "ssl-redirect (default)")] == "exact"
+    assert found[("Ingress default/web", "from-to-www-redirect")] == "exact"
+    assert not any(f["item"].startswith("ssl-redirect") for f in report["findings"]
+                   if f["object"] == "Ingress default/moved")
+    assert pipeline_problems(objects) == []
 
 
 def test_ssl_redirect_false_serves_both_listeners() -> None:
@@ -487,16 +537,19 @@ def test_backend_protocol_https_and_grpcs_keep_unverified_tls() -> None:
                 annotations={"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}),
         ingress("rpc", "rpc.example.com", paths=[("/", "Prefix", "rpc", 9443)], tls=tls,
                 annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPCS"}))
-    compat = {o["metadata"]["name"]: o["spec"] for o in of(objects, "IngressNginxCompat")}
-    assert list(compat.values()) == [{"backendTLS": {"insecureSkipVerify": True}}]
+    specs = {o["metadata"]["name"]: o["spec"] for o in of(objects, "IngressNginxCompat")}
+    # (the other one is the https redirect of the gRPC host's paths on plain HTTP)
+    assert sorted(specs.values(), key=str) == [{"backendTLS": {"insecureSkipVerify": True}},
+                                               {"sslRedirect": {"statusCode": 308}}]
+    compat = [name for name, spec in specs.items() if "backendTLS" in spec]
 
     def refs(rule: dict[str, Any]) -> list[str]:
         return [f["extensionRef"]["name"] for f in rule.get("filters", []) if f["type"] == "ExtensionRef"]
 
     web = named(objects, "HTTPRoute", "web.example.com")
-    assert [refs(r) for r in web["spec"]["rules"]] == [list(compat)]
+    assert [refs(r) for r in web["spec"]["rules"]] == [compat]
     grpc = named(objects, "GRPCRoute", "rpc.example.com")
-    assert [refs(r) for r in grpc["spec"]["rules"]] == [list(compat)]
+    assert [refs(r) for r in grpc["spec"]["rules"]] == [compat]
     found = {f["object"]: f for f in report["findings"] if f["item"] == "backend-protocol"}
     assert found["Ingress default/web"]["status"] == "exact"
     assert found["Ingress default/rpc"]["status"] == "converted-with-difference"  # gRPC on HTTPS only
@@ -538,23 +591,24 @@ def test_extra_rules_from_a_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     # Snippet annotations are Critical: ingress-nginx serves these Ingresses only when its
     # ConfigMap allows that risk level.
     objects, report = run(NGINX_CLASS, SNIPPETS_ALLOWED, first, second)
-    https = named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"]
-    plain = named(objects, "HTTPRoute", "app.example.com-http")["spec"]["rules"]
+    route = named(objects, "HTTPRoute", "app.example.com")
+    assert [p["sectionName"] for p in route["spec"]["parentRefs"]] == ["http", "https-app-example-com"]
+    https = route["spec"]["rules"]
     answered = next(r for r in https if r["matches"][0]["path"]["value"] == "/security.txt")
+    # answered on both listeners, without the https redirect (a server-snippet location had none)
     assert "backendRefs" not in answered and "filters" not in answered
-    assert next(r for r in plain if r["matches"][0]["path"]["value"] == "/security.txt") == answered
     assert not any(r["matches"][0]["path"]["value"] == "/robots.txt" for r in https)
     assert any(f["object"] == "Ingress default/a-second" and f["item"] == "server-snippet" and
                "one server-snippet per host" in f["detail"] for f in report["findings"])
     copy = next(r for r in https if r["matches"][0]["path"]["value"] == "/old")
     assert copy["backendRefs"] == [{"name": "web", "port": 80}]
-    assert [f["type"] for f in copy["filters"]] == ["URLRewrite"]
+    assert [f["type"] for f in copy["filters"]] == ["URLRewrite", "ExtensionRef"]  # with the https redirect
     assert copy["filters"][0]["urlRewrite"] == {"hostname": "web.internal",
                                                 "path": {"type": "ReplaceFullPath", "replaceFullPath": "/new"}}
-    # the answered rule's own policy, on both listeners' routes; the Ingress's policies don't target it
+    # the answered rule's own policy; the Ingress's policies don't target it
     targets = sorted((t["name"], t["sectionName"]) for o in of(objects, "SecurityPolicy")
                      if o["spec"].get("directResponses") for t in o["spec"]["targetRefs"])
-    assert targets == [("app.example.com", answered["name"]), ("app.example.com-http", answered["name"])]
+    assert targets == [("app.example.com", answered["name"])]
     assert pipeline_problems(objects) == []
 
 
@@ -582,8 +636,7 @@ spec:
     # hosts beside the catch-all route get their own listeners on both ports (isolation)
     assert sections == {"app.example.com": ["http-app-example-com", "https-app-example-com"],
                         "catch-all": ["http", "https"],
-                        "own.example.com": ["https-own-example-com"],
-                        "own.example.com-http": ["http-own-example-com"]}
+                        "own.example.com": ["http-own-example-com", "https-own-example-com"]}
     grants = {(g["metadata"]["namespace"], t["name"]) for g in of(objects, "ReferenceGrant") for t in g["spec"]["to"]}
     assert grants == {("certs", "wildcard"), ("default", "own-cert")}
     # the option wins over the Deployment's flag

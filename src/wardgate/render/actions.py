@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from wardgate import ir
 from wardgate.quoting import Arg, Expr, Raw, Text
-from wardgate.render import affinity, cors, errorpages, grpc, headers, policies, rewrite, tls
+from wardgate.render import affinity, cors, errorpages, grpc, headers, nginx_redirect, policies, rewrite, tls
 from wardgate.render.emit import Directive, d, entry
 from wardgate.render.headers import ProxyHeaders
 from wardgate.render.module import REQUEST_ID
@@ -41,6 +41,13 @@ class ServerCtx:
     extra: dict[str, Directive] = field(default_factory=dict)
     bodies: dict[tuple[int, bool, int | None], list[Directive]] = field(default_factory=dict)
     hsts: str | None = None  # the server's Strict-Transport-Security; None on plain HTTP
+    # False when some place answers an HTTPS redirect before its policy's checks, which the
+    # server level would then run too early.
+    hoist_checks: bool = True
+
+    def hoisted(self, pid: int | None) -> bool:
+        """Whether the server level runs policy `pid`'s ipAccess and allowedMethods checks."""
+        return self.hoist_checks and pid == self.shared
 
 
 def _cond(var: Arg, op: str, value: Arg) -> tuple[Arg, ...]:
@@ -102,7 +109,9 @@ def path_expr(path_type: str | None, value: str | None, prefix: str | None) -> t
     return [], (Raw("$wg_rawpath"),)
 
 
-def redirect(rd: ir.Redirect, port: ir.Port) -> list[Directive]:
+def redirect(tables: Tables, rd: ir.Redirect, port: ir.Port) -> list[Directive]:
+    if rd.path_type == "HostURI":
+        return nginx_redirect.host_uri(tables, rd, port)
     if rd.path_type == "Location" and rd.path_value is not None:
         # nginx's `return` as ingress-nginx writes it: the URL, or $scheme://$http_host<path>.
         url = rd.path_value
@@ -171,10 +180,16 @@ def body(ctx: ServerCtx, action: ir.Action, internal: bool = False, pid: int | N
 def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) -> list[Directive]:
     plan = ctx.plan
     p = plan.policy(pid)
+    # ingress-nginx's HTTPS redirect: between its rewrite-phase checks and its access checks
+    # (policies.checks); where it always answers, nothing after it runs (no WAF).
+    ssl = nginx_redirect.ssl(ctx.tables, action.ssl_redirect, ctx.port) if action.ssl_redirect else None
+    always = bool(ssl) and ssl is not None and ssl[0].name == "return"
     out: list[Directive] = [*policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, ctx.extra, ctx.files,
-                                               action, hsts=ctx.hsts),
+                                               action, hsts=ctx.hsts, with_waf=not always),
                             d("set", Raw("$wg_route"), Text(str(action.source))),
-                            *policies.checks(ctx.tables, p, hoisted=pid == ctx.shared)]
+                            *policies.checks(ctx.tables, p, hoisted=ctx.hoisted(pid), redirect=ssl or None)]
+    if always:
+        return out + headers.response(action.response_headers)
     if action.response_headers:
         out += headers.response(action.response_headers)
     if action.cors is not None:
@@ -184,7 +199,7 @@ def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) ->
     if action.not_found:
         return out + NOT_FOUND
     if action.redirect is not None:
-        return out + redirect(action.redirect, ctx.port)
+        return out + redirect(ctx.tables, action.redirect, ctx.port)
     regex_rewrite = rewrite.applies(action)
     path: tuple[Raw | str, ...]
     if action.rewrite is not None and not regex_rewrite:

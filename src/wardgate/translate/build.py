@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from wardgate import ir
 from wardgate.errors import Problem
 from wardgate.keys import ObjectKey
+from wardgate.model.compat import SslRedirect
 from wardgate.model.gatewayapi import (
     GRPCRoute,
     GRPCRouteMatch,
@@ -22,6 +23,7 @@ from wardgate.model.gatewayapi import (
 )
 from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.compat import (
+    HOST_URI,
     LOCATION,
     RuleCompat,
     ir_path,
@@ -178,14 +180,21 @@ class GatewayBuilder:
                     elif m.fraction is not None:
                         pct = 100.0 * m.fraction.numerator / m.fraction.denominator
                     mirrors.append(ir.Mirror(upstream, pct))
-        if compat.spec is not None and compat.spec.redirect is not None:
+        spec = compat.spec
+        if spec is not None and (spec.redirect is not None or spec.ssl_redirect is not None):
             if redirect is not None:
-                self._warn(route, base, "a RequestRedirect and an IngressNginxCompat redirect can't be used together; "
-                                        "the rule answers 500")
+                field = "redirect" if spec.redirect is not None else "sslRedirect"
+                self._warn(route, base, f"a RequestRedirect and an IngressNginxCompat {field} can't be used "
+                                        "together; the rule answers 500")
                 return ir.Action(len(self.actions), src, direct_status=500)
-            redirect = ir.Redirect(compat.spec.redirect.status_code, path_type=LOCATION,
-                                   path_value=compat.spec.redirect.location)
-        not_found = compat.spec is not None and compat.spec.not_found
+            if spec.redirect is not None and spec.redirect.hostname is not None:
+                redirect = ir.Redirect(spec.redirect.status_code, hostname=spec.redirect.hostname,
+                                       path_type=HOST_URI, forwarded=spec.redirect.forwarded_headers)
+            elif spec.redirect is not None:
+                redirect = ir.Redirect(spec.redirect.status_code, path_type=LOCATION,
+                                       path_value=spec.redirect.location)
+        ssl = spec.ssl_redirect if spec is not None else None
+        not_found = spec is not None and spec.not_found
         if not_found and redirect is not None:
             self._warn(route, base, "a RequestRedirect and an IngressNginxCompat notFound can't be used together; "
                                     "the rule answers 500")
@@ -193,7 +202,8 @@ class GatewayBuilder:
         if not_found and rule.backend_refs:
             self._warn(route, f"{base}.backendRefs", "not used: the rule's IngressNginxCompat answers 404 (notFound)")
         if not_found:
-            return ir.Action(len(self.actions), src, response_headers=resp, cors=cors, not_found=True, grpc=grpc)
+            return ir.Action(len(self.actions), src, response_headers=resp, cors=cors, not_found=True, grpc=grpc,
+                             ssl_redirect=_ssl(ssl))
         target = compat.spec.rewrite_target if compat.spec is not None else None
         if target is not None and path is not None and redirect is None:  # nginx: `return` comes first
             if rewrite is not None and rewrite.path_type is not None:
@@ -255,6 +265,7 @@ class GatewayBuilder:
             backend_timeout_s=duration_seconds(timeouts.backend_request)
             if timeouts and timeouts.backend_request else None,
             grpc=grpc,
+            ssl_redirect=_ssl(ssl),
         )
 
     def _session(self, route: Route, base: str, rule: HTTPRouteRule) -> ir.SessionPersistence:
@@ -464,3 +475,7 @@ def grpc_path(match: GRPCRouteMatch) -> tuple[ir.PathMatch, int, int]:
     if mm.type == "Exact" and mm.service:
         return ir.PathMatch("PathPrefix", f"/{mm.service}"), service, method
     return ir.PathMatch("RegularExpression", mm.path_regex()), service, method
+
+
+def _ssl(spec: SslRedirect | None) -> ir.SslRedirect | None:
+    return ir.SslRedirect(spec.status_code, spec.preserve_trailing_slash, spec.forwarded_headers) if spec else None
