@@ -40,8 +40,6 @@ KNOWN = {
     ("custom-http-errors-with-default-backend", 4, "backend"): "same",
     ("default-backend-annotation-no-endpoints", 0, "upstreamHeaders"): "X-Request-ID: wardgate sends its own id, "
                                                                        "never the client's",
-    ("default-backend-annotation-no-endpoints", 1, "status"): "a Service without endpoints: wardgate answers 502 "
-                                                              "(ingress-nginx 503)",
 }
 CASES = ["auth-basic-with-cors", "auth-url-external", "affinity-cookie", "custom-http-errors-with-default-backend",
          "default-backend-annotation-no-endpoints"]

@@ -22,6 +22,9 @@ INTERNAL_PREFIX = "/_wardgate/"
 # `return` skips). try_files looks for a file that can't exist (/dev/null is no directory) and
 # answers its `=404` in nginx's precontent phase.
 NOT_FOUND = [d("root", "/dev/null"), d("try_files", "/.wardgate-not-found", Raw("=404"))]
+NO_ENDPOINTS = "no-endpoints"  # the decision log's name for that answer
+# The split value of a backend without ready endpoints (upstream names are wg_...).
+_EMPTY = "-"
 # A disabled ("0s") timeout: nginx has no "never", so the largest 32-bit millisecond count (24.8 days).
 LONGEST_TIMEOUT_MS = 2**31 - 1
 
@@ -214,6 +217,10 @@ def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) ->
     uri: Expr | Raw | None = Expr((*path, Raw("$is_args"), Raw("$args"))) if path else (
         Raw("$request_uri") if internal and not regex_rewrite else None)
     backends = [b for b in action.backends if b.weight > 0]
+    if plan.upstreams.none_ready(backends):
+        if p is not None and errorpages.falls_back(plan, p, action):
+            return out + errorpages.fallback(plan, ctx.tables, ctx.files, p, internal)
+        return out + _no_endpoints()
     if action.retry is not None:
         out += _retry(action.retry)
     sticky = affinity.key_var(action.session) if action.session else ""
@@ -221,18 +228,22 @@ def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) ->
         tries = action.retry.attempts + 1 if action.retry else 1
         backends = [replace(b, upstream=plan.upstreams.for_tries(b.upstream, tries, sticky)) if b.upstream else b
                     for b in backends]
-    if p is not None and errorpages.no_endpoints(plan, p, action, backends):
-        return out + errorpages.fallback(plan, ctx.tables, ctx.files, p, internal)
     if action.session is not None:
         out += affinity.location(ctx.tables, action.session, ctx.port.protocol == "HTTPS")
-    if len(backends) > 1 and any(b.request_headers or b.response_headers for b in backends):
+    empty = any(_split_value(plan, b) == _EMPTY for b in backends)
+    if len(backends) > 1 and (any(b.request_headers or b.response_headers for b in backends)
+                              or (empty and errorpages.falls_back(plan, p, action))):
+        # (Each backend gets a location of its own: one without endpoints, the error-page fallback.)
         return out + _per_backend(ctx, action, backends, pid)
     if len(backends) == 1 and backends[0].upstream:
         target = backends[0].upstream
     else:
-        var = split(ctx.tables, ("backends", action.id), [(float(b.weight), b.upstream or "") for b in backends],
+        var = split(ctx.tables, ("backends", action.id),
+                    [(float(b.weight), _split_value(plan, b)) for b in backends],
                     by=sticky or REQUEST_ID[1:])
         out.append(Directive("if", _cond(Raw("$" + var), "=", ""), [d("return", 503 if action.grpc else 500)]))
+        if empty:
+            out.append(Directive("if", _cond(Raw("$" + var), "=", _EMPTY), _no_endpoints()))
         target = "${" + var + "}"
     out += _request_headers(ctx, action, pid)
     out += timeouts(action)
@@ -256,13 +267,27 @@ def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) ->
     return [*out, d("proxy_pass", Expr((Raw(f"{scheme}://{target}"), *tail)))]
 
 
+def _split_value(plan: Plan, b: ir.WeightedBackend) -> str:
+    """What a backend split picks for `b`: its upstream; "" (500) for an invalid backendRef,
+    _EMPTY (503) for a Service without ready endpoints."""
+    if not b.upstream:
+        return ""
+    return b.upstream if plan.upstreams.ready(b.upstream) else _EMPTY
+
+
+def _no_endpoints() -> list[Directive]:
+    """The answer for requests to a Service without ready endpoints: 503, as Gateway API asks
+    (HTTPRouteRule.backendRefs; gRPC clients read it as UNAVAILABLE), and as ingress-nginx gave."""
+    return [d("set", Raw("$wg_decision"), NO_ENDPOINTS), d("return", 503)]
+
+
 def _per_backend(ctx: ServerCtx, action: ir.Action, backends: list[ir.WeightedBackend],
                  pid: int | None) -> list[Directive]:
     """Backends with their own header filters: pick one, then jump to a location made for it."""
     var = split(ctx.tables, ("per-backend", action.id),
                 [(float(b.weight), str(i) if b.upstream else "") for i, b in enumerate(backends)],
                 by=affinity.key_var(action.session) if action.session else REQUEST_ID[1:])
-    out = [Directive("if", _cond(Raw("$" + var), "=", ""), [d("return", 500)])]
+    out = [Directive("if", _cond(Raw("$" + var), "=", ""), [d("return", 503 if action.grpc else 500)])]
     for i, b in enumerate(backends):
         if not b.upstream:
             continue
