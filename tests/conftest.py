@@ -37,8 +37,18 @@ if HYPOTHESIS_PROFILE:
     settings.load_profile(HYPOTHESIS_PROFILE)
 
 
-# Under it, tests skip `nginx -t` too: rendering is not mutated, and nginx is what makes them slow.
+# Under it, tests skip `nginx -t` too, and tests that start nginx (the `gateway` fixture) are
+# deselected: rendering is not mutated, and nginx is what makes them slow.
 MUTATION_TESTING = HYPOTHESIS_PROFILE == "mutmut"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not MUTATION_TESTING:
+        return
+    nginx = [item for item in items if "gateway" in getattr(item, "fixturenames", ())]
+    if nginx:
+        config.hook.pytest_deselected(items=nginx)
+        items[:] = [item for item in items if item not in nginx]
 
 
 def examples(n: int) -> int:
