@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from hypothesis import settings
 
 from wardgate.runner import Runner, RunnerOptions
@@ -147,6 +148,12 @@ class Backend:
             ports: [{{name: http, port: {target}}}]
             endpoints: [{eps}]
             """)
+
+
+@pytest.fixture
+def rsa_ca() -> trustme.CA:
+    """A test CA issuing RSA certificates (the kind every TLS suite can use)."""
+    return trustme.CA(key_type=trustme.KeyType.RSA)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from conftest import Backend, Gateway
 from policy_helpers import Raw, decision_log, example, http, raw, setup
-from test_tls import HOST, _client, handshake, https, rsa_ca, serve  # noqa: F401 (rsa_ca: a fixture)
+from test_tls import HOST, _client, handshake, https, serve
 from wardgate.model.policies import SecurityPolicySpec
 
 pytestmark = pytest.mark.timeout(120)
