@@ -167,6 +167,7 @@ def scenario() -> Translation:
         policy("SecurityPolicy", "ghost-gw", [gateway_ref("ghost")], "allowedMethods: [GET]\n"),
         policy("SecurityPolicy", "foreign-gw", [gateway_ref("foreign")], "allowedMethods: [GET]\n"),
         policy("SecurityPolicy", "lonely", [route_ref("lonely")], "allowedMethods: [GET]\n"),
+        policy("SecurityPolicy", "norule", [route_ref("shop", "nope")], "allowedMethods: [GET]\n"),
         policy("SecurityPolicy", "bodies", [gateway_ref("internal")], f"""\
             securityTxt: {{contact: ['mailto:s@example.com'], expires: '{expires}'}}
             directResponses:
@@ -225,6 +226,8 @@ def test_every_status_outcome_word_for_word() -> None:
         ("SecurityPolicy", "lonely"): [("gateway.networking.k8s.io/HTTPRoute/default/lonely", [
             ("Accepted", "False", "TargetNotFound", "HTTPRoute default/lonely is not attached to any Gateway of this "
              "controller", 1)])],
+        ("SecurityPolicy", "norule"): [("gateway.networking.k8s.io/HTTPRoute/default/shop/nope", [
+            ("Accepted", "False", "TargetNotFound", "HTTPRoute default/shop has no rule named 'nope'", 1)])],
         ("SecurityPolicy", "bodies"): [(G + "internal", [
             ("Accepted", "True", "Accepted", "Accepted; warnings: securityTxt.expires is 0 days away "
              f"({SOON.replace(microsecond=0).isoformat()}): renew it", 1),
@@ -269,6 +272,8 @@ def test_each_problem_once_on_the_policy_that_has_it() -> None:
          "the same Gateway default/internal/http and is older; a RateLimitPolicy applies whole"),
         ("ClientTrafficPolicy", "ctp-route", targets, "not applied here (Invalid): ClientTrafficPolicy applies to a "
          "whole Gateway: target a Gateway without sectionName"),
+        ("SecurityPolicy", "norule", targets, "not applied here (TargetNotFound): HTTPRoute default/shop has no "
+         "rule named 'nope'"),
         ("SecurityPolicy", "route-hsts", None, HSTS_WARNING),
         ("SecurityPolicy", "bodies", None, "securityTxt.expires is 0 days away "
          f"({SOON.replace(microsecond=0).isoformat()}): renew it"),

@@ -208,6 +208,18 @@ def test_security_txt_body() -> None:
     assert security_txt_body(bare) == "Contact: tel:+1\nExpires: 2099-01-01T00:00:00Z\n"
 
 
+def test_security_txt_expires_in_utc_whatever_the_hosts_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        bare = SecurityTxt.model_validate({"contact": ["tel:+1"], "expires": "2099-01-01T00:00:00Z"})
+        assert security_txt_body(bare) == "Contact: tel:+1\nExpires: 2099-01-01T00:00:00Z\n"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 @pytest.mark.parametrize(("hsts", "header"), [
     ({}, "max-age=31536000; includeSubDomains"),
     ({"enabled": False}, ""),
