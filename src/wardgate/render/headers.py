@@ -24,6 +24,8 @@ DEFAULT_PROXY_HEADERS: tuple[tuple[str, Raw | str], ...] = (
     ("X-Forwarded-For", Raw("$wg_xff")),
     ("X-Forwarded-Proto", Raw("$scheme")),
     ("X-Forwarded-Host", Raw("$host")),
+    # The port the client connected to, as ingress-nginx sent it: never the client's claim.
+    ("X-Forwarded-Port", Raw("$server_port")),
     ("X-Real-IP", Raw("$wg_client_ip")),
     ("X-Request-Id", Raw(REQUEST_ID)),
     ("Proxy", ""),  # httpoxy: CGI-style backends would read it as their outgoing proxy
