@@ -14,6 +14,35 @@
  *       then a per-process counter through a 64-bit bijective mix, so ids look random (split_clients
  *       hashes them) without a random-number call per request.
  *
+ *   wardgate_request_checks host [ambiguous_paths] | off;   (http, server)
+ *       Refuses a request with 400 before any location (first thing in the server-rewrite
+ *       phase), $wg_decision "invalid-request" when a Host header names another host than the
+ *       one nginx routed on ($host: case, a trailing dot and a port don't count), or
+ *       "ambiguous-path" when the raw path (before any `?`) holds `;`, `\`, `#`, %2e, %2f, %5c
+ *       or a `.`/`..` segment. As `if`s with a chain of regex maps this was 1.9k instructions
+ *       per request and one `if` block (a location's worth of configuration) per server.
+ *
+ *   wardgate_decision $out $decision $waf;   (http)
+ *       $out: what the decision log says. $decision when a check set it; else "rate-limit" when
+ *       limit_req refused the request; else "allow" when a backend was tried; else from the
+ *       status nginx answered with: 200 "direct-response" (only direct responses answer 200
+ *       themselves), 400 "invalid-request", 403 "waf" when $waf is "on" or "cap", 413
+ *       "request-limits" ($waf "" or "on": nginx's body limit) or "waf-body-limit" ($waf "cap":
+ *       ModSecurity's, where nginx has none); anything else "allow".
+ *
+ *   wardgate_alias $name $variable;   (http)
+ *       $name has $variable's value: what `map "" $name { default $variable; }` gives without
+ *       a map's key and value evaluation (0.4k instructions per request each).
+ *
+ *   wardgate_log_json $out name=$var|name:$var ...;   (http)
+ *       $out: one JSON object, the fields in this order; `=` writes the value as a string
+ *       (escaped as log_format's escape=json does), `:` as a number (`null` when empty, a
+ *       string if it is not digits). $status, $body_bytes_sent and $request_time are numbers,
+ *       the $upstream_* lists strings. nginx's own log_format with escape=json and these
+ *       variables cost 8k instructions per request (each variable fetched, escaped twice,
+ *       maps and the upstream variables formatted into pool memory); a few built-in variables
+ *       are read here straight from the request, the others through nginx's variables.
+ *
  * Built against Debian's nginx-dev (1.22.1) by scripts/build-module.sh; see docs/architecture.md.
  */
 
@@ -44,6 +73,8 @@ typedef struct {
     ngx_int_t     dup_default;    /* WG_*, or NGX_CONF_UNSET */
     ngx_array_t  *dup_names;      /* of wg_dup_name_t */
     ngx_int_t     decision_index; /* $wg_decision */
+    ngx_int_t     checks;         /* WG_CHECK_*, or NGX_CONF_UNSET */
+    ngx_int_t     checks_decision;
 } wg_loc_conf_t;
 
 
@@ -61,6 +92,10 @@ static ngx_int_t wg_init_process(ngx_cycle_t *cycle);
 static void *wg_create_loc_conf(ngx_conf_t *cf);
 static char *wg_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child);
 static char *wg_duplicate_headers(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *wg_decision(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *wg_log_json(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *wg_alias(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *wg_request_checks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 
 static ngx_command_t  wg_commands[] = {
@@ -69,6 +104,34 @@ static ngx_command_t  wg_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       wg_duplicate_headers,
       NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("wardgate_request_checks"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_1MORE,
+      wg_request_checks,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("wardgate_decision"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
+      wg_decision,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("wardgate_log_json"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      wg_log_json,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("wardgate_alias"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      wg_alias,
+      0,
       0,
       NULL },
 
@@ -106,6 +169,7 @@ static ngx_str_t  wg_decision_dup = ngx_string("duplicate-header");
 /* --- request id ------------------------------------------------------------------------- */
 
 static uint64_t   wg_id_prefix;
+static u_char     wg_id_prefix_hex[16];
 static uint64_t   wg_id_key;
 static uint64_t   wg_id_counter;
 static ngx_pid_t  wg_id_pid = -1;
@@ -114,7 +178,8 @@ static ngx_pid_t  wg_id_pid = -1;
 static void
 wg_id_seed(void)
 {
-    uint64_t  seed[2];
+    uint64_t    seed[2];
+    ngx_uint_t  i;
 
     /* one random read per process; if getrandom fails, fall back to what differs anyway */
     if (getrandom(seed, sizeof(seed), 0) != (ssize_t) sizeof(seed)) {
@@ -123,6 +188,10 @@ wg_id_seed(void)
     }
 
     wg_id_prefix = seed[0];
+
+    for (i = 0; i < 16; i++) {
+        wg_id_prefix_hex[i] = "0123456789abcdef"[(seed[0] >> (60 - 4 * i)) & 0xf];
+    }
     wg_id_key = seed[1];
     wg_id_counter = 0;
     wg_id_pid = ngx_pid;
@@ -151,10 +220,10 @@ static ngx_int_t
 wg_request_id_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data)
 {
-    u_char    *p;
-    uint64_t   n;
-    u_char     raw[16];
-    ngx_uint_t i;
+    static u_char  hex[] = "0123456789abcdef";
+    u_char        *p;
+    uint64_t       n;
+    ngx_uint_t     i;
 
     if (wg_id_pid != ngx_pid) {
         /* a process that did not run init_process (e.g. forked otherwise) */
@@ -166,14 +235,14 @@ wg_request_id_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         return NGX_ERROR;
     }
 
+    /* the process's prefix, written once at seeding, then the mixed counter */
+    ngx_memcpy(p, wg_id_prefix_hex, 16);
     n = wg_mix(wg_id_key + wg_id_counter++);
 
-    for (i = 0; i < 8; i++) {
-        raw[i] = (u_char) (wg_id_prefix >> (56 - 8 * i));
-        raw[8 + i] = (u_char) (n >> (56 - 8 * i));
+    for (i = 32; i > 16; i--) {
+        p[i - 1] = hex[n & 0xf];
+        n >>= 4;
     }
-
-    ngx_hex_dump(p, raw, 16);
 
     v->len = 32;
     v->valid = 1;
@@ -182,6 +251,890 @@ wg_request_id_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     v->data = p;
 
     return NGX_OK;
+}
+
+
+/* --- checks before any location ---------------------------------------------------------- */
+
+static ngx_str_t  wg_ambiguous_path = ngx_string("ambiguous-path");
+static ngx_str_t  wg_invalid_request = ngx_string("invalid-request");
+
+
+/* the raw path (before any '?') holds ';', '\', '#', %2e, %2f, %5c or a "." or ".." segment */
+static ngx_uint_t
+wg_ambiguous(u_char *p, u_char *end)
+{
+    u_char  c;
+
+    for ( /* void */ ; p < end && *p != '?'; p++) {
+        c = *p;
+
+        if (c == ';' || c == '\\' || c == '#') {
+            return 1;
+        }
+
+        if (c == '%' && end - p >= 3) {
+            if ((p[1] == '2' && (p[2] == 'e' || p[2] == 'E' || p[2] == 'f' || p[2] == 'F'))
+                || (p[1] == '5' && (p[2] == 'c' || p[2] == 'C')))
+            {
+                return 1;
+            }
+        }
+
+        if (c == '/' && end - p >= 2 && p[1] == '.') {
+            c = (end - p >= 3) ? p[2] : '\0';
+
+            if (c == '.') {
+                c = (end - p >= 4) ? p[3] : '\0';
+            }
+
+            /* the segment ends: at the end, or at '/', '?' or '#' */
+            if (c == '\0' || c == '/' || c == '?' || c == '#') {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * A Host header naming another host than nginx routed on: equal to $host (already lower case,
+ * without port and trailing dot) but for case, one trailing dot and ':' with digits.
+ */
+static ngx_uint_t
+wg_host_mismatch(ngx_http_request_t *r)
+{
+    ngx_str_t                  *host;
+    ngx_table_elt_t            *h;
+    ngx_http_core_srv_conf_t   *cscf;
+    u_char                     *p, *end;
+
+    h = r->headers_in.host;
+
+    if (h == NULL || h->value.len == 0) {
+        return 0;
+    }
+
+    host = &r->headers_in.server;
+
+    if (host->len == 0) {
+        cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
+        host = &cscf->server_name;
+    }
+
+    /* $host is lower case, and so is nearly every Host header: compare bytes first */
+    if (h->value.len < host->len
+        || (ngx_memcmp(h->value.data, host->data, host->len) != 0
+            && ngx_strncasecmp(h->value.data, host->data, host->len) != 0))
+    {
+        return 1;
+    }
+
+    p = h->value.data + host->len;
+    end = h->value.data + h->value.len;
+
+    if (p < end && *p == '.') {
+        p++;
+    }
+
+    if (p < end && *p == ':') {
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++) { /* void */ }
+    }
+
+    return p != end;
+}
+
+
+#define WG_CHECK_HOST   1
+#define WG_CHECK_PATHS  2
+
+
+static ngx_int_t
+wg_checks_handler(ngx_http_request_t *r)
+{
+    wg_loc_conf_t              *conf;
+    ngx_str_t                  *why;
+    ngx_http_variable_value_t  *vv;
+
+    conf = ngx_http_get_module_loc_conf(r, ngx_http_wardgate_module);
+
+    /* a subrequest's main request passed already */
+    if (conf->checks == NGX_CONF_UNSET || conf->checks == 0 || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    if ((conf->checks & WG_CHECK_PATHS) && r->unparsed_uri.data != NULL
+        && wg_ambiguous(r->unparsed_uri.data, r->unparsed_uri.data + r->unparsed_uri.len))
+    {
+        why = &wg_ambiguous_path;
+
+    } else if ((conf->checks & WG_CHECK_HOST) && wg_host_mismatch(r)) {
+        why = &wg_invalid_request;
+
+    } else {
+        return NGX_DECLINED;
+    }
+
+    vv = &r->variables[conf->checks_decision];
+    vv->data = why->data;
+    vv->len = why->len;
+    vv->valid = 1;
+    vv->no_cacheable = 0;
+    vv->not_found = 0;
+
+    return NGX_HTTP_BAD_REQUEST;
+}
+
+
+static char *
+wg_request_checks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    wg_loc_conf_t  *lcf = conf;
+    ngx_str_t      *value = cf->args->elts;
+    ngx_uint_t      i;
+
+    if (lcf->checks != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    lcf->checks = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].len == 4 && ngx_strncmp(value[i].data, "host", 4) == 0) {
+            lcf->checks |= WG_CHECK_HOST;
+
+        } else if (value[i].len == 15 && ngx_strncmp(value[i].data, "ambiguous_paths", 15) == 0) {
+            lcf->checks |= WG_CHECK_PATHS;
+
+        } else if (!(value[i].len == 3 && ngx_strncmp(value[i].data, "off", 3) == 0
+                     && cf->args->nelts == 2))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid check \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    lcf->checks_decision = ngx_http_get_variable_index(cf, &wg_decision_var);
+    if (lcf->checks_decision == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* --- the decision log -------------------------------------------------------------------- */
+
+typedef struct {
+    ngx_int_t   decision;       /* $decision: set by the checks */
+    ngx_int_t   waf;            /* $waf: "on", "cap" or "" */
+    ngx_int_t   limit_req;      /* $limit_req_status */
+} wg_decision_conf_t;
+
+
+static ngx_str_t  wg_d_allow = ngx_string("allow");
+static ngx_str_t  wg_d_rate_limit = ngx_string("rate-limit");
+static ngx_str_t  wg_d_direct = ngx_string("direct-response");
+static ngx_str_t  wg_d_waf = ngx_string("waf");
+static ngx_str_t  wg_d_request_limits = ngx_string("request-limits");
+static ngx_str_t  wg_d_waf_body_limit = ngx_string("waf-body-limit");
+
+
+static ngx_inline ngx_uint_t
+wg_value_is(ngx_http_variable_value_t *vv, const char *s, size_t len)
+{
+    if (vv == NULL || vv->not_found) {
+        return len == 0;
+    }
+
+    return vv->len == len && ngx_strncmp(vv->data, s, len) == 0;
+}
+
+
+static ngx_int_t
+wg_decision_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data)
+{
+    wg_decision_conf_t         *dc = (wg_decision_conf_t *) data;
+    ngx_http_variable_value_t  *vv;
+    ngx_str_t                  *d;
+    ngx_uint_t                  status;
+
+    vv = ngx_http_get_indexed_variable(r, dc->decision);
+
+    if (vv != NULL && !vv->not_found && vv->len) {
+        *v = *vv;
+        return NGX_OK;
+    }
+
+    status = r->err_status ? r->err_status : r->headers_out.status;
+    d = &wg_d_allow;
+
+    if (wg_value_is(ngx_http_get_indexed_variable(r, dc->limit_req), "REJECTED", 8)) {
+        d = &wg_d_rate_limit;
+
+    } else if (r->upstream_states != NULL && r->upstream_states->nelts > 0) {
+        /* a backend (or the attempt to reach one) answered */
+
+    } else if (status == NGX_HTTP_OK) {
+        d = &wg_d_direct;
+
+    } else if (status == NGX_HTTP_BAD_REQUEST) {
+        d = &wg_invalid_request;
+
+    } else if (status == NGX_HTTP_FORBIDDEN) {
+        vv = ngx_http_get_indexed_variable(r, dc->waf);
+        if (wg_value_is(vv, "on", 2) || wg_value_is(vv, "cap", 3)) {
+            d = &wg_d_waf;
+        }
+
+    } else if (status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        vv = ngx_http_get_indexed_variable(r, dc->waf);
+        if (wg_value_is(vv, "", 0) || wg_value_is(vv, "on", 2)) {
+            d = &wg_d_request_limits;
+
+        } else if (wg_value_is(vv, "cap", 3)) {
+            d = &wg_d_waf_body_limit;
+        }
+    }
+
+    v->len = d->len;
+    v->data = d->data;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* a variable this module defines by a directive: `$name`, not defined yet */
+static ngx_http_variable_t *
+wg_define_variable(ngx_conf_t *cf, ngx_str_t *arg, ngx_uint_t flags)
+{
+    ngx_str_t             name;
+    ngx_http_variable_t  *var;
+
+    if (arg->len < 2 || arg->data[0] != '$') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid variable name \"%V\"", arg);
+        return NULL;
+    }
+
+    name.data = arg->data + 1;
+    name.len = arg->len - 1;
+
+    var = ngx_http_add_variable(cf, &name, flags);
+    if (var == NULL) {
+        return NULL;
+    }
+
+    if (var->get_handler != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "variable \"%V\" is already defined", arg);
+        return NULL;
+    }
+
+    return var;
+}
+
+
+static ngx_int_t
+wg_variable_index(ngx_conf_t *cf, ngx_str_t *arg)
+{
+    ngx_str_t  name;
+
+    if (arg->len < 2 || arg->data[0] != '$') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid variable name \"%V\"", arg);
+        return NGX_ERROR;
+    }
+
+    name.data = arg->data + 1;
+    name.len = arg->len - 1;
+
+    return ngx_http_get_variable_index(cf, &name);
+}
+
+
+static char *
+wg_decision(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t            *value = cf->args->elts;
+    ngx_str_t             lr = ngx_string("$limit_req_status");
+    ngx_http_variable_t  *var;
+    wg_decision_conf_t   *dc;
+
+    dc = ngx_pcalloc(cf->pool, sizeof(wg_decision_conf_t));
+    if (dc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    var = wg_define_variable(cf, &value[1], NGX_HTTP_VAR_NOCACHEABLE);
+    if (var == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    dc->decision = wg_variable_index(cf, &value[2]);
+    dc->waf = wg_variable_index(cf, &value[3]);
+    dc->limit_req = wg_variable_index(cf, &lr);
+
+    if (dc->decision == NGX_ERROR || dc->waf == NGX_ERROR || dc->limit_req == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    var->get_handler = wg_decision_variable;
+    var->data = (uintptr_t) dc;
+
+    return NGX_CONF_OK;
+}
+
+
+/* --- aliases ------------------------------------------------------------------------------ */
+
+static ngx_int_t
+wg_alias_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_variable_value_t  *vv;
+
+    vv = ngx_http_get_flushed_variable(r, (ngx_uint_t) data);
+
+    if (vv == NULL) {
+        return NGX_ERROR;
+    }
+
+    *v = *vv;
+
+    return NGX_OK;
+}
+
+
+static char *
+wg_alias(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t            *value = cf->args->elts;
+    ngx_http_variable_t  *var;
+    ngx_int_t             index;
+
+    var = wg_define_variable(cf, &value[1], 0);
+    if (var == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    index = wg_variable_index(cf, &value[2]);
+    if (index == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    var->get_handler = wg_alias_variable;
+    var->data = (uintptr_t) index;
+
+    return NGX_CONF_OK;
+}
+
+
+/* --- the decision log's JSON line -------------------------------------------------------- */
+
+#define WG_LOG_MAX_FIELDS  32
+
+/* where a field's value comes from: nginx's variable, or the request itself */
+#define WG_F_VAR              0
+#define WG_F_TIME_ISO8601     1
+#define WG_F_REMOTE_ADDR      2
+#define WG_F_HOST             3
+#define WG_F_METHOD           4
+#define WG_F_REQUEST_URI      5
+#define WG_F_STATUS           6
+#define WG_F_BODY_BYTES_SENT  7
+#define WG_F_REQUEST_TIME     8
+#define WG_F_UPSTREAM_ADDR    9
+#define WG_F_UPSTREAM_STATUS  10
+#define WG_F_UPSTREAM_TIME    11
+
+
+typedef struct {
+    ngx_str_t   prefix;         /* {"name": or ,"name": */
+    ngx_uint_t  source;         /* WG_F_* */
+    ngx_int_t   index;          /* the variable (WG_F_VAR, and $host without a Host) */
+    ngx_uint_t  string;         /* name=$var, not name:$var */
+} wg_log_field_t;
+
+
+typedef struct {
+    wg_log_field_t  *fields;
+    ngx_uint_t       nfields;
+    size_t           room;      /* the names, quotes or "null", the braces */
+} wg_log_conf_t;
+
+
+/* built-in variables read from the request: the same text nginx's variables give */
+static struct {
+    ngx_str_t   name;
+    ngx_uint_t  source;
+} wg_log_sources[] = {
+    { ngx_string("time_iso8601"), WG_F_TIME_ISO8601 },
+    { ngx_string("remote_addr"), WG_F_REMOTE_ADDR },
+    { ngx_string("host"), WG_F_HOST },
+    { ngx_string("request_method"), WG_F_METHOD },
+    { ngx_string("request_uri"), WG_F_REQUEST_URI },
+    { ngx_string("status"), WG_F_STATUS },
+    { ngx_string("body_bytes_sent"), WG_F_BODY_BYTES_SENT },
+    { ngx_string("request_time"), WG_F_REQUEST_TIME },
+    { ngx_string("upstream_addr"), WG_F_UPSTREAM_ADDR },
+    { ngx_string("upstream_status"), WG_F_UPSTREAM_STATUS },
+    { ngx_string("upstream_response_time"), WG_F_UPSTREAM_TIME },
+    { ngx_null_string, 0 }
+};
+
+
+typedef struct {
+    u_char   *data;
+    size_t    len;
+    size_t    extra;            /* what escaping adds */
+    unsigned  string:1;         /* written quoted */
+} wg_log_value_t;
+
+
+/*
+ * Whether `len` bytes need no JSON escaping: no '"', '\' or control character (bytes from 0x80
+ * pass as they are, as with log_format's escape=json). Eight bytes at a time: the "has a byte
+ * below n" and "has a zero byte" word tests, exact as yes/no answers.
+ */
+static ngx_inline ngx_uint_t
+wg_json_word_clean(uint64_t x)
+{
+    uint64_t  q = x ^ 0x2222222222222222ULL, b = x ^ 0x5c5c5c5c5c5c5c5cULL;
+
+    return !((((x - 0x2020202020202020ULL) & ~x) | ((q - 0x0101010101010101ULL) & ~q)
+              | ((b - 0x0101010101010101ULL) & ~b)) & 0x8080808080808080ULL);
+}
+
+
+static ngx_inline ngx_uint_t
+wg_json_clean(u_char *p, size_t len)
+{
+    uint64_t  x;
+
+    if (len < 8) {
+        x = 0x2020202020202020ULL;  /* spaces need no escaping */
+        ngx_memcpy(&x, p, len);
+        return wg_json_word_clean(x);
+    }
+
+    for ( /* void */ ; len > 8; p += 8, len -= 8) {
+        ngx_memcpy(&x, p, 8);
+        if (!wg_json_word_clean(x)) {
+            return 0;
+        }
+    }
+
+    /* the last 8 bytes, overlapping what was tested already */
+    ngx_memcpy(&x, p + len - 8, 8);
+    return wg_json_word_clean(x);
+}
+
+
+/* decimal, at least `min` digits: what ngx_sprintf's %ui, %O and %03ui write, a tenth the cost */
+static u_char *
+wg_uint(u_char *p, uint64_t n, size_t min)
+{
+    u_char  tmp[NGX_INT64_LEN], *t = tmp + NGX_INT64_LEN;
+
+    do {
+        *--t = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    while ((size_t) (tmp + NGX_INT64_LEN - t) < min) {
+        *--t = '0';
+    }
+
+    while (t < tmp + NGX_INT64_LEN) {
+        *p++ = *t++;
+    }
+
+    return p;
+}
+
+
+/* milliseconds as seconds with three decimals ("%T.%03M") */
+static ngx_inline u_char *
+wg_msec(u_char *p, ngx_msec_int_t ms)
+{
+    ms = ngx_max(ms, 0);
+    p = wg_uint(p, (uint64_t) ms / 1000, 1);
+    *p++ = '.';
+    return wg_uint(p, (uint64_t) ms % 1000, 3);
+}
+
+
+/* nginx's $upstream_addr, $upstream_status or $upstream_response_time, written at p */
+static u_char *
+wg_upstream_list(ngx_http_request_t *r, u_char *p, ngx_uint_t source)
+{
+    ngx_http_upstream_state_t  *state = r->upstream_states->elts;
+    ngx_uint_t                  i = 0, n = r->upstream_states->nelts;
+    ngx_msec_int_t              ms;
+
+    for ( ;; ) {
+        if (source == WG_F_UPSTREAM_ADDR) {
+            if (state[i].peer) {
+                p = (u_char *) ngx_escape_json(p, state[i].peer->data, state[i].peer->len);
+            }
+
+        } else if (source == WG_F_UPSTREAM_STATUS) {
+            if (state[i].status) {
+                p = wg_uint(p, state[i].status, 1);
+
+            } else {
+                *p++ = '-';
+            }
+
+        } else {
+            ms = state[i].response_time;
+
+            if (ms != -1) {
+                p = wg_msec(p, ms);
+
+            } else {
+                *p++ = '-';
+            }
+        }
+
+        if (++i == n) {
+            return p;
+        }
+
+        /* the same separators as nginx: ", " between tries, " : " where another upstream
+         * (an internal redirect) starts; such an entry has no peer and is skipped */
+        if (state[i].peer) {
+            *p++ = ',';
+            *p++ = ' ';
+
+        } else {
+            *p++ = ' ';
+            *p++ = ':';
+            *p++ = ' ';
+
+            if (++i == n) {
+                return p;
+            }
+        }
+    }
+}
+
+
+static size_t
+wg_upstream_room(ngx_http_request_t *r, ngx_uint_t source)
+{
+    ngx_http_upstream_state_t  *state = r->upstream_states->elts;
+    ngx_uint_t                  i, n = r->upstream_states->nelts;
+    size_t                      len = 0;
+
+    for (i = 0; i < n; i++) {
+        if (source == WG_F_UPSTREAM_ADDR) {
+            len += 3 + (state[i].peer ? state[i].peer->len * 6 : 0);
+
+        } else {
+            len += 3 + NGX_INT64_LEN + 4;
+        }
+    }
+
+    return len;
+}
+
+
+static ngx_inline ngx_uint_t
+wg_numeric(u_char *p, size_t len)
+{
+    for ( /* void */ ; len; p++, len--) {
+        if ((*p < '0' || *p > '9') && *p != '.' && *p != '-') {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static ngx_int_t
+wg_log_json_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data)
+{
+    wg_log_conf_t              *lc = (wg_log_conf_t *) data;
+    wg_log_field_t             *f, *last;
+    wg_log_value_t              vals[WG_LOG_MAX_FIELDS], *val;
+    ngx_http_variable_value_t  *vv;
+    ngx_uint_t                  states;
+    ngx_time_t                 *tp;
+    off_t                       sent;
+    size_t                      len;
+    u_char                     *p, *start;
+
+    states = (r->upstream_states != NULL && r->upstream_states->nelts > 0);
+    len = lc->room;
+    last = lc->fields + lc->nfields;
+
+    for (f = lc->fields, val = vals; f < last; f++, val++) {
+        val->extra = 0;
+        val->string = f->string;
+
+        switch (f->source) {
+
+        case WG_F_TIME_ISO8601:
+            val->data = ngx_cached_http_log_iso8601.data;
+            val->len = ngx_cached_http_log_iso8601.len;
+            len += val->len;
+            continue;
+
+        case WG_F_STATUS:
+        case WG_F_BODY_BYTES_SENT:
+        case WG_F_REQUEST_TIME:
+            len += NGX_INT64_LEN + 4;
+            continue;
+
+        case WG_F_UPSTREAM_ADDR:
+        case WG_F_UPSTREAM_STATUS:
+        case WG_F_UPSTREAM_TIME:
+            len += states ? wg_upstream_room(r, f->source) : 0;
+            continue;
+
+        /* both checked by nginx: an address it formatted, a method of A-Z, '_' and '-' */
+        case WG_F_REMOTE_ADDR:
+            val->data = r->connection->addr_text.data;
+            val->len = r->connection->addr_text.len;
+            len += val->len;
+            continue;
+
+        case WG_F_METHOD:
+            val->data = r->main->method_name.data;
+            val->len = val->data ? r->main->method_name.len : 0;
+            len += val->len;
+            continue;
+
+        case WG_F_REQUEST_URI:
+            val->data = r->unparsed_uri.data;
+            val->len = val->data ? r->unparsed_uri.len : 0;
+            break;
+
+        case WG_F_HOST:
+            if (r->headers_in.server.len) {
+                val->data = r->headers_in.server.data;
+                val->len = r->headers_in.server.len;
+                break;
+            }
+
+            /* fall through */
+
+        default:
+            vv = ngx_http_get_flushed_variable(r, f->index);
+            if (vv != NULL && !vv->not_found) {
+                val->data = vv->data;
+                val->len = vv->len;
+
+            } else {
+                val->data = NULL;
+                val->len = 0;
+            }
+
+            if (!f->string) {
+                /* a number as it is, nothing as null, anything else as a string */
+                val->string = !wg_numeric(val->data, val->len);
+            }
+        }
+
+        if (val->string && val->len && !wg_json_clean(val->data, val->len)) {
+            val->extra = (size_t) ngx_escape_json(NULL, val->data, val->len);
+        }
+
+        len += val->len + val->extra;
+    }
+
+    start = ngx_pnalloc(r->pool, len);
+    if (start == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = start;
+
+    for (f = lc->fields, val = vals; f < last; f++, val++) {
+        p = ngx_cpymem(p, f->prefix.data, f->prefix.len);
+
+        switch (f->source) {
+
+        case WG_F_STATUS:
+            p = wg_uint(p, r->err_status ? r->err_status
+                           : (r->headers_out.status ? r->headers_out.status
+                              : (r->http_version == NGX_HTTP_VERSION_9 ? 9 : 0)), 3);
+            continue;
+
+        case WG_F_BODY_BYTES_SENT:
+            sent = r->connection->sent - (off_t) r->header_size;
+            p = wg_uint(p, sent > 0 ? (uint64_t) sent : 0, 1);
+            continue;
+
+        case WG_F_REQUEST_TIME:
+            tp = ngx_timeofday();
+            p = wg_msec(p, (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                                             + (tp->msec - r->start_msec)));
+            continue;
+
+        case WG_F_UPSTREAM_ADDR:
+        case WG_F_UPSTREAM_STATUS:
+        case WG_F_UPSTREAM_TIME:
+            *p++ = '"';
+            if (states) {
+                p = wg_upstream_list(r, p, f->source);
+            }
+            *p++ = '"';
+            continue;
+        }
+
+        if (!val->string) {
+            if (val->len) {
+                p = ngx_cpymem(p, val->data, val->len);
+
+            } else {
+                p = ngx_cpymem(p, "null", 4);
+            }
+
+            continue;
+        }
+
+        *p++ = '"';
+
+        if (val->extra) {
+            p = (u_char *) ngx_escape_json(p, val->data, val->len);
+
+        } else {
+            p = ngx_cpymem(p, val->data, val->len);
+        }
+
+        *p++ = '"';
+    }
+
+    *p++ = '}';
+
+    v->data = start;
+    v->len = p - start;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static char *
+wg_log_json(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t            *value = cf->args->elts;
+    ngx_str_t             name, var;
+    ngx_http_variable_t  *out;
+    wg_log_conf_t        *lc;
+    wg_log_field_t       *f;
+    ngx_uint_t            i, k;
+    u_char               *sep, *p;
+
+    if (cf->args->nelts - 2 > WG_LOG_MAX_FIELDS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "more than %d fields", WG_LOG_MAX_FIELDS);
+        return NGX_CONF_ERROR;
+    }
+
+    out = wg_define_variable(cf, &value[1], NGX_HTTP_VAR_NOCACHEABLE);
+    if (out == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    lc = ngx_pcalloc(cf->pool, sizeof(wg_log_conf_t));
+    if (lc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    lc->nfields = cf->args->nelts - 2;
+    lc->fields = ngx_pcalloc(cf->pool, lc->nfields * sizeof(wg_log_field_t));
+    if (lc->fields == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < lc->nfields; i++) {
+        f = &lc->fields[i];
+
+        for (sep = value[i + 2].data; sep < value[i + 2].data + value[i + 2].len; sep++) {
+            if (*sep == '=' || *sep == ':') {
+                break;
+            }
+        }
+
+        name.data = value[i + 2].data;
+        name.len = sep - name.data;
+
+        if (name.len == 0 || sep == value[i + 2].data + value[i + 2].len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid field \"%V\", expected name=$variable or name:$variable",
+                               &value[i + 2]);
+            return NGX_CONF_ERROR;
+        }
+
+        /* the name is written into JSON as it is: letters, digits and '_' only */
+        for (k = 0; k < name.len; k++) {
+            if (!((name.data[k] >= 'a' && name.data[k] <= 'z') || (name.data[k] >= 'A' && name.data[k] <= 'Z')
+                  || (name.data[k] >= '0' && name.data[k] <= '9') || name.data[k] == '_'))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid field name in \"%V\"", &value[i + 2]);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        f->string = (*sep == '=');
+        var.data = sep + 1;
+        var.len = value[i + 2].data + value[i + 2].len - var.data;
+
+        f->index = wg_variable_index(cf, &var);
+        if (f->index == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+
+        f->source = WG_F_VAR;
+        for (k = 0; wg_log_sources[k].name.len; k++) {
+            if (wg_log_sources[k].name.len == var.len - 1
+                && ngx_strncmp(wg_log_sources[k].name.data, var.data + 1, var.len - 1) == 0)
+            {
+                f->source = wg_log_sources[k].source;
+                break;
+            }
+        }
+
+        /* these are always numbers, the others read from the request always strings */
+        if (f->source != WG_F_VAR
+            && f->string == (f->source == WG_F_STATUS || f->source == WG_F_BODY_BYTES_SENT
+                             || f->source == WG_F_REQUEST_TIME))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": %s", &value[i + 2],
+                               f->string ? "a number: write name:$variable"
+                                         : "a string: write name=$variable");
+            return NGX_CONF_ERROR;
+        }
+
+        f->prefix.len = name.len + sizeof("{\"\":") - 1;
+        f->prefix.data = ngx_pnalloc(cf->pool, f->prefix.len);
+        if (f->prefix.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        lc->room += f->prefix.len + sizeof("\"\"") - 1 + sizeof("null") - 1;
+
+        p = f->prefix.data;
+        *p++ = (i == 0) ? '{' : ',';
+        *p++ = '"';
+        p = ngx_cpymem(p, name.data, name.len);
+        *p++ = '"';
+        *p++ = ':';
+    }
+
+    lc->room += sizeof("}") - 1;
+
+    out->get_handler = wg_log_json_variable;
+    out->data = (uintptr_t) lc;
+
+    return NGX_CONF_OK;
 }
 
 
@@ -662,6 +1615,8 @@ wg_create_loc_conf(ngx_conf_t *cf)
     conf->dup_default = NGX_CONF_UNSET;
     conf->dup_names = NULL;
     conf->decision_index = NGX_ERROR;
+    conf->checks = NGX_CONF_UNSET;
+    conf->checks_decision = NGX_ERROR;
 
     return conf;
 }
@@ -677,6 +1632,11 @@ wg_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->dup_default = prev->dup_default;
         conf->dup_names = prev->dup_names;
         conf->decision_index = prev->decision_index;
+    }
+
+    if (conf->checks == NGX_CONF_UNSET) {
+        conf->checks = prev->checks;
+        conf->checks_decision = prev->checks_decision;
     }
 
     return NGX_CONF_OK;
@@ -699,6 +1659,14 @@ wg_init(ngx_conf_t *cf)
     }
 
     *h = wg_duplicate_handler;
+
+    /* last registered, so it runs before the rewrite module's server-level `if`s */
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_SERVER_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = wg_checks_handler;
 
     return NGX_OK;
 }
