@@ -42,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="1 run of ~1 s per measurement and the smallest sizes (for CI)")
     ap.add_argument("--runs", type=int, default=None, help="repetitions per measurement (default 3, quick 1)")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
+    ap.add_argument("--duration", type=float, default=None,
+                    help="seconds per wrk measurement (default 10, quick 1)")
+    ap.add_argument("--no-wait", action="store_true",
+                    help="don't wait for an idle machine before each measurement, nor repeat noisy runs "
+                         "(a loaded machine: compare only ratios from one run)")
     ap.add_argument("--targets", default="",
                     help="comma-separated target names for dataplane, e.g. limit,plain,policies "
                          "(a partial run, for comparing changes; the limit is always measured)")
@@ -49,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.make(args.quick, args.runs)
     if args.targets:
         settings = dataclasses.replace(settings, targets=("limit", *args.targets.split(",")))
+    if args.duration is not None:
+        settings = dataclasses.replace(settings, duration_s=max(0.5, args.duration))
+    if args.no_wait:
+        settings = dataclasses.replace(settings, quiet_wait_s=0.0, repeat_noisy=False)
     out: Path = args.out.absolute()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()

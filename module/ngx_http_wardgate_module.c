@@ -14,6 +14,11 @@
  *       then a per-process counter through a 64-bit bijective mix, so ids look random (split_clients
  *       hashes them) without a random-number call per request.
  *
+ *   $wardgate_upgrade, $wardgate_connection
+ *       The request's Upgrade header (its first copy), and "upgrade" when it has one, else "":
+ *       what a backend gets as Upgrade and Connection (WebSockets). $http_upgrade scans every
+ *       header line by name, and a map on it hashes the value: 0.6k instructions per request.
+ *
  *   wardgate_request_checks host [ambiguous_paths] | off;   (http, server)
  *       Refuses a request with 400 before any location (first thing in the server-rewrite
  *       phase), $wg_decision "invalid-request" when a Host header names another host than the
@@ -30,15 +35,18 @@
  *       "request-limits" ($waf "" or "on": nginx's body limit) or "waf-body-limit" ($waf "cap":
  *       ModSecurity's, where nginx has none); anything else "allow".
  *
+ *   wardgate_empty $name ...;   (http)
+ *       Variables that are empty until `set` (or Lua) gives them a value in the request: what
+ *       `map "" $name { default ""; }` gives, without a map's evaluation when nothing set it.
+ *
  *   wardgate_alias $name $variable;   (http)
  *       $name has $variable's value: what `map "" $name { default $variable; }` gives without
  *       a map's key and value evaluation (0.4k instructions per request each).
  *
  *   wardgate_log_json $out name=$var|name:$var ...;   (http)
  *       $out: one JSON object, the fields in this order; `=` writes the value as a string
- *       (escaped as log_format's escape=json does), `:` as a number (`null` when empty, a
- *       string if it is not digits). $status, $body_bytes_sent and $request_time are numbers,
- *       the $upstream_* lists strings. nginx's own log_format with escape=json and these
+ *       (escaped as log_format's escape=json does), `:` as a number (`null` when it is not
+ *       one). $status, $body_bytes_sent and $request_time are numbers, the others strings. nginx's own log_format with escape=json and these
  *       variables cost 8k instructions per request (each variable fetched, escaped twice,
  *       maps and the upstream variables formatted into pool memory); a few built-in variables
  *       are read here straight from the request, the others through nginx's variables.
@@ -96,6 +104,7 @@ static char *wg_decision(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *wg_log_json(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *wg_alias(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *wg_request_checks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *wg_empty(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 
 static ngx_command_t  wg_commands[] = {
@@ -124,6 +133,13 @@ static ngx_command_t  wg_commands[] = {
     { ngx_string("wardgate_log_json"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
       wg_log_json,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("wardgate_empty"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      wg_empty,
       0,
       0,
       NULL },
@@ -252,6 +268,44 @@ wg_request_id_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
     return NGX_OK;
 }
+
+
+/* --- Upgrade ------------------------------------------------------------------------------ */
+
+static ngx_int_t
+wg_upgrade_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_table_elt_t  *h = r->headers_in.upgrade;
+
+    /* hash 0: a header line another module removed */
+    if (h == NULL || h->hash == 0 || h->value.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    if (data) {
+        v->len = sizeof("upgrade") - 1;
+        v->data = (u_char *) "upgrade";
+
+    } else {
+        v->len = h->value.len;
+        v->data = h->value.data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* data: 1 for $wardgate_connection */
+static ngx_http_variable_t  wg_upgrade_vars[] = {
+    { ngx_string("wardgate_upgrade"), NULL, wg_upgrade_variable, 0, 0, 0 },
+    { ngx_string("wardgate_connection"), NULL, wg_upgrade_variable, 1, 0, 0 },
+    { ngx_null_string, NULL, NULL, 0, 0, 0 }
+};
 
 
 /* --- checks before any location ---------------------------------------------------------- */
@@ -607,6 +661,45 @@ wg_alias_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t
 }
 
 
+static ngx_int_t
+wg_empty_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data)
+{
+    v->len = 0;
+    v->data = (u_char *) "";
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static char *
+wg_empty(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t            *value = cf->args->elts;
+    ngx_http_variable_t  *var;
+    ngx_uint_t            i;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        /* changeable: `set` and Lua write it */
+        var = wg_define_variable(cf, &value[i], NGX_HTTP_VAR_CHANGEABLE);
+        if (var == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        var->get_handler = wg_empty_variable;
+
+        /* indexed, so a value set in the request is kept in it */
+        if (wg_variable_index(cf, &value[i]) == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static char *
 wg_alias(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -637,23 +730,30 @@ wg_alias(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /* where a field's value comes from: nginx's variable, or the request itself */
 #define WG_F_VAR              0
-#define WG_F_TIME_ISO8601     1
-#define WG_F_REMOTE_ADDR      2
-#define WG_F_HOST             3
-#define WG_F_METHOD           4
-#define WG_F_REQUEST_URI      5
-#define WG_F_STATUS           6
-#define WG_F_BODY_BYTES_SENT  7
-#define WG_F_REQUEST_TIME     8
-#define WG_F_UPSTREAM_ADDR    9
-#define WG_F_UPSTREAM_STATUS  10
-#define WG_F_UPSTREAM_TIME    11
+#define WG_F_OWN_VAR          1     /* a variable of this module: needs no escaping */
+#define WG_F_TIME_ISO8601     2
+#define WG_F_REMOTE_ADDR      3
+#define WG_F_HOST             4
+#define WG_F_METHOD           5
+#define WG_F_REQUEST_URI      6
+#define WG_F_STATUS           7
+#define WG_F_BODY_BYTES_SENT  8
+#define WG_F_REQUEST_TIME     9
+#define WG_F_UPSTREAM_ADDR    10
+#define WG_F_UPSTREAM_STATUS  11
+#define WG_F_UPSTREAM_TIME    12
+
+/* the built-in sources whose values are numbers (the others are strings) */
+#define wg_numeric_source(s)                                                                  \
+    ((s) == WG_F_STATUS || (s) == WG_F_BODY_BYTES_SENT || (s) == WG_F_REQUEST_TIME)
 
 
 typedef struct {
-    ngx_str_t   prefix;         /* {"name": or ,"name": */
+    /* what comes before the value: '{' or the previous string's closing quote and ',', then
+     * "name":, then a string's opening quote */
+    ngx_str_t   prefix;
     ngx_uint_t  source;         /* WG_F_* */
-    ngx_int_t   index;          /* the variable (WG_F_VAR, and $host without a Host) */
+    ngx_int_t   index;          /* the variable (WG_F_VAR, WG_F_OWN_VAR, $host without Host) */
     ngx_uint_t  string;         /* name=$var, not name:$var */
 } wg_log_field_t;
 
@@ -661,15 +761,17 @@ typedef struct {
 typedef struct {
     wg_log_field_t  *fields;
     ngx_uint_t       nfields;
-    size_t           room;      /* the names, quotes or "null", the braces */
+    ngx_str_t        suffix;    /* the last string's closing quote, and '}' */
+    size_t           room;      /* the prefixes and the suffix */
 } wg_log_conf_t;
 
 
-/* built-in variables read from the request: the same text nginx's variables give */
+/* variables read from the request: the same text nginx's (or this module's) variables give */
 static struct {
     ngx_str_t   name;
     ngx_uint_t  source;
 } wg_log_sources[] = {
+    { ngx_string("wardgate_request_id"), WG_F_OWN_VAR },
     { ngx_string("time_iso8601"), WG_F_TIME_ISO8601 },
     { ngx_string("remote_addr"), WG_F_REMOTE_ADDR },
     { ngx_string("host"), WG_F_HOST },
@@ -688,8 +790,7 @@ static struct {
 typedef struct {
     u_char   *data;
     size_t    len;
-    size_t    extra;            /* what escaping adds */
-    unsigned  string:1;         /* written quoted */
+    size_t    extra;            /* what escaping adds; 0: copied as it is */
 } wg_log_value_t;
 
 
@@ -732,6 +833,60 @@ wg_json_clean(u_char *p, size_t len)
 }
 
 
+/* what escaping adds to `len` bytes (0: nothing to escape) */
+static ngx_inline size_t
+wg_json_extra(u_char *p, size_t len)
+{
+    return wg_json_clean(p, len) ? 0 : (size_t) ngx_escape_json(NULL, p, len);
+}
+
+
+/* a copy for the short pieces of a log line, without a call to memcpy for up to 32 bytes */
+static ngx_inline u_char *
+wg_copy(u_char *dst, u_char *src, size_t n)
+{
+    uint64_t  a, b, c, d;
+    uint32_t  e, g;
+
+    if (n >= 8 && n <= 16) {
+        ngx_memcpy(&a, src, 8);
+        ngx_memcpy(&b, src + n - 8, 8);
+        ngx_memcpy(dst, &a, 8);
+        ngx_memcpy(dst + n - 8, &b, 8);
+        return dst + n;
+    }
+
+    if (n > 16 && n <= 32) {
+        ngx_memcpy(&a, src, 8);
+        ngx_memcpy(&b, src + 8, 8);
+        ngx_memcpy(&c, src + n - 16, 8);
+        ngx_memcpy(&d, src + n - 8, 8);
+        ngx_memcpy(dst, &a, 8);
+        ngx_memcpy(dst + 8, &b, 8);
+        ngx_memcpy(dst + n - 16, &c, 8);
+        ngx_memcpy(dst + n - 8, &d, 8);
+        return dst + n;
+    }
+
+    if (n >= 4 && n < 8) {
+        ngx_memcpy(&e, src, 4);
+        ngx_memcpy(&g, src + n - 4, 4);
+        ngx_memcpy(dst, &e, 4);
+        ngx_memcpy(dst + n - 4, &g, 4);
+        return dst + n;
+    }
+
+    if (n < 4) {
+        while (n--) {
+            *dst++ = *src++;
+        }
+        return dst;
+    }
+
+    return ngx_cpymem(dst, src, n);
+}
+
+
 /* decimal, at least `min` digits: what ngx_sprintf's %ui, %O and %03ui write, a tenth the cost */
 static u_char *
 wg_uint(u_char *p, uint64_t n, size_t min)
@@ -766,18 +921,23 @@ wg_msec(u_char *p, ngx_msec_int_t ms)
 }
 
 
-/* nginx's $upstream_addr, $upstream_status or $upstream_response_time, written at p */
+/* nginx's $upstream_addr, $upstream_status or $upstream_response_time, JSON-escaped, at p */
 static u_char *
 wg_upstream_list(ngx_http_request_t *r, u_char *p, ngx_uint_t source)
 {
     ngx_http_upstream_state_t  *state = r->upstream_states->elts;
     ngx_uint_t                  i = 0, n = r->upstream_states->nelts;
     ngx_msec_int_t              ms;
+    ngx_str_t                  *peer;
 
     for ( ;; ) {
         if (source == WG_F_UPSTREAM_ADDR) {
-            if (state[i].peer) {
-                p = (u_char *) ngx_escape_json(p, state[i].peer->data, state[i].peer->len);
+            peer = state[i].peer;
+
+            if (peer != NULL) {
+                p = wg_json_clean(peer->data, peer->len)
+                    ? wg_copy(p, peer->data, peer->len)
+                    : (u_char *) ngx_escape_json(p, peer->data, peer->len);
             }
 
         } else if (source == WG_F_UPSTREAM_STATUS) {
@@ -845,6 +1005,10 @@ wg_upstream_room(ngx_http_request_t *r, ngx_uint_t source)
 static ngx_inline ngx_uint_t
 wg_numeric(u_char *p, size_t len)
 {
+    if (len == 0) {
+        return 0;
+    }
+
     for ( /* void */ ; len; p++, len--) {
         if ((*p < '0' || *p > '9') && *p != '.' && *p != '-') {
             return 0;
@@ -855,6 +1019,9 @@ wg_numeric(u_char *p, size_t len)
 }
 
 
+#define WG_LOG_SCRATCH  256
+
+
 static ngx_int_t
 wg_log_json_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data)
 {
@@ -862,62 +1029,100 @@ wg_log_json_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintpt
     wg_log_field_t             *f, *last;
     wg_log_value_t              vals[WG_LOG_MAX_FIELDS], *val;
     ngx_http_variable_value_t  *vv;
-    ngx_uint_t                  states;
     ngx_time_t                 *tp;
     off_t                       sent;
-    size_t                      len;
-    u_char                     *p, *start;
+    size_t                      len, room;
+    u_char                     *p, *start, *s;
+    u_char                      scratch[WG_LOG_SCRATCH], *sp;
 
-    states = (r->upstream_states != NULL && r->upstream_states->nelts > 0);
+    /* first every value (numbers and upstream lists written into scratch), then the line */
     len = lc->room;
     last = lc->fields + lc->nfields;
+    sp = scratch;
 
     for (f = lc->fields, val = vals; f < last; f++, val++) {
         val->extra = 0;
-        val->string = f->string;
 
         switch (f->source) {
 
         case WG_F_TIME_ISO8601:
             val->data = ngx_cached_http_log_iso8601.data;
             val->len = ngx_cached_http_log_iso8601.len;
-            len += val->len;
-            continue;
+            break;
 
-        case WG_F_STATUS:
-        case WG_F_BODY_BYTES_SENT:
-        case WG_F_REQUEST_TIME:
-            len += NGX_INT64_LEN + 4;
-            continue;
-
-        case WG_F_UPSTREAM_ADDR:
-        case WG_F_UPSTREAM_STATUS:
-        case WG_F_UPSTREAM_TIME:
-            len += states ? wg_upstream_room(r, f->source) : 0;
-            continue;
-
-        /* both checked by nginx: an address it formatted, a method of A-Z, '_' and '-' */
+        /* checked by nginx: an address it formatted, a method of A-Z, '_' and '-' */
         case WG_F_REMOTE_ADDR:
             val->data = r->connection->addr_text.data;
             val->len = r->connection->addr_text.len;
-            len += val->len;
-            continue;
+            break;
 
         case WG_F_METHOD:
             val->data = r->main->method_name.data;
             val->len = val->data ? r->main->method_name.len : 0;
-            len += val->len;
-            continue;
+            break;
 
         case WG_F_REQUEST_URI:
             val->data = r->unparsed_uri.data;
             val->len = val->data ? r->unparsed_uri.len : 0;
+            val->extra = wg_json_extra(val->data, val->len);
+            break;
+
+        case WG_F_STATUS:
+            val->data = sp;
+            sp = wg_uint(sp, r->err_status ? r->err_status
+                             : (r->headers_out.status ? r->headers_out.status
+                                : (r->http_version == NGX_HTTP_VERSION_9 ? 9 : 0)), 3);
+            val->len = sp - val->data;
+            break;
+
+        case WG_F_BODY_BYTES_SENT:
+            sent = r->connection->sent - (off_t) r->header_size;
+            val->data = sp;
+            sp = wg_uint(sp, sent > 0 ? (uint64_t) sent : 0, 1);
+            val->len = sp - val->data;
+            break;
+
+        case WG_F_REQUEST_TIME:
+            tp = ngx_timeofday();
+            val->data = sp;
+            sp = wg_msec(sp, (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                                               + (tp->msec - r->start_msec)));
+            val->len = sp - val->data;
+            break;
+
+        case WG_F_UPSTREAM_ADDR:
+        case WG_F_UPSTREAM_STATUS:
+        case WG_F_UPSTREAM_TIME:
+            if (r->upstream_states == NULL || r->upstream_states->nelts == 0) {
+                val->data = NULL;
+                val->len = 0;
+                break;
+            }
+
+            room = wg_upstream_room(r, f->source);
+            s = sp;
+
+            if (room > (size_t) (scratch + WG_LOG_SCRATCH - sp)) {
+                s = ngx_pnalloc(r->pool, room);
+                if (s == NULL) {
+                    return NGX_ERROR;
+                }
+            }
+
+            val->data = s;
+            val->len = wg_upstream_list(r, s, f->source) - s;
+
+            if (s == sp) {
+                sp += val->len;
+            }
+
             break;
 
         case WG_F_HOST:
             if (r->headers_in.server.len) {
                 val->data = r->headers_in.server.data;
                 val->len = r->headers_in.server.len;
+                val->extra = wg_json_extra(val->data, val->len);
                 break;
             }
 
@@ -925,6 +1130,7 @@ wg_log_json_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintpt
 
         default:
             vv = ngx_http_get_flushed_variable(r, f->index);
+
             if (vv != NULL && !vv->not_found) {
                 val->data = vv->data;
                 val->len = vv->len;
@@ -935,13 +1141,14 @@ wg_log_json_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintpt
             }
 
             if (!f->string) {
-                /* a number as it is, nothing as null, anything else as a string */
-                val->string = !wg_numeric(val->data, val->len);
-            }
-        }
+                if (!wg_numeric(val->data, val->len)) {
+                    val->data = (u_char *) "null";
+                    val->len = 4;
+                }
 
-        if (val->string && val->len && !wg_json_clean(val->data, val->len)) {
-            val->extra = (size_t) ngx_escape_json(NULL, val->data, val->len);
+            } else if (f->source != WG_F_OWN_VAR) {
+                val->extra = wg_json_extra(val->data, val->len);
+            }
         }
 
         len += val->len + val->extra;
@@ -955,62 +1162,12 @@ wg_log_json_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintpt
     p = start;
 
     for (f = lc->fields, val = vals; f < last; f++, val++) {
-        p = ngx_cpymem(p, f->prefix.data, f->prefix.len);
-
-        switch (f->source) {
-
-        case WG_F_STATUS:
-            p = wg_uint(p, r->err_status ? r->err_status
-                           : (r->headers_out.status ? r->headers_out.status
-                              : (r->http_version == NGX_HTTP_VERSION_9 ? 9 : 0)), 3);
-            continue;
-
-        case WG_F_BODY_BYTES_SENT:
-            sent = r->connection->sent - (off_t) r->header_size;
-            p = wg_uint(p, sent > 0 ? (uint64_t) sent : 0, 1);
-            continue;
-
-        case WG_F_REQUEST_TIME:
-            tp = ngx_timeofday();
-            p = wg_msec(p, (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
-                                             + (tp->msec - r->start_msec)));
-            continue;
-
-        case WG_F_UPSTREAM_ADDR:
-        case WG_F_UPSTREAM_STATUS:
-        case WG_F_UPSTREAM_TIME:
-            *p++ = '"';
-            if (states) {
-                p = wg_upstream_list(r, p, f->source);
-            }
-            *p++ = '"';
-            continue;
-        }
-
-        if (!val->string) {
-            if (val->len) {
-                p = ngx_cpymem(p, val->data, val->len);
-
-            } else {
-                p = ngx_cpymem(p, "null", 4);
-            }
-
-            continue;
-        }
-
-        *p++ = '"';
-
-        if (val->extra) {
-            p = (u_char *) ngx_escape_json(p, val->data, val->len);
-
-        } else {
-            p = ngx_cpymem(p, val->data, val->len);
-        }
-
-        *p++ = '"';
+        p = wg_copy(p, f->prefix.data, f->prefix.len);
+        p = val->extra ? (u_char *) ngx_escape_json(p, val->data, val->len)
+                       : wg_copy(p, val->data, val->len);
     }
 
-    *p++ = '}';
+    p = wg_copy(p, lc->suffix.data, lc->suffix.len);
 
     v->data = start;
     v->len = p - start;
@@ -1030,8 +1187,8 @@ wg_log_json(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_variable_t  *out;
     wg_log_conf_t        *lc;
     wg_log_field_t       *f;
-    ngx_uint_t            i, k;
-    u_char               *sep, *p;
+    ngx_uint_t            i, k, quoted;
+    u_char               *sep, *p, c;
 
     if (cf->args->nelts - 2 > WG_LOG_MAX_FIELDS) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "more than %d fields", WG_LOG_MAX_FIELDS);
@@ -1054,6 +1211,8 @@ wg_log_json(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    quoted = 0;  /* whether the previous value was a string */
+
     for (i = 0; i < lc->nfields; i++) {
         f = &lc->fields[i];
 
@@ -1075,9 +1234,8 @@ wg_log_json(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         /* the name is written into JSON as it is: letters, digits and '_' only */
         for (k = 0; k < name.len; k++) {
-            if (!((name.data[k] >= 'a' && name.data[k] <= 'z') || (name.data[k] >= 'A' && name.data[k] <= 'Z')
-                  || (name.data[k] >= '0' && name.data[k] <= '9') || name.data[k] == '_'))
-            {
+            c = name.data[k];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid field name in \"%V\"", &value[i + 2]);
                 return NGX_CONF_ERROR;
             }
@@ -1103,9 +1261,8 @@ wg_log_json(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         /* these are always numbers, the others read from the request always strings */
-        if (f->source != WG_F_VAR
-            && f->string == (f->source == WG_F_STATUS || f->source == WG_F_BODY_BYTES_SENT
-                             || f->source == WG_F_REQUEST_TIME))
+        if (f->source != WG_F_VAR && f->source != WG_F_OWN_VAR
+            && f->string == wg_numeric_source(f->source))
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": %s", &value[i + 2],
                                f->string ? "a number: write name:$variable"
@@ -1113,23 +1270,40 @@ wg_log_json(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        f->prefix.len = name.len + sizeof("{\"\":") - 1;
+        f->prefix.len = (quoted ? 2 : 1) + name.len + sizeof("\"\":") - 1 + (f->string ? 1 : 0);
         f->prefix.data = ngx_pnalloc(cf->pool, f->prefix.len);
         if (f->prefix.data == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        lc->room += f->prefix.len + sizeof("\"\"") - 1 + sizeof("null") - 1;
-
         p = f->prefix.data;
-        *p++ = (i == 0) ? '{' : ',';
+
+        if (i == 0) {
+            *p++ = '{';
+
+        } else {
+            if (quoted) {
+                *p++ = '"';
+            }
+            *p++ = ',';
+        }
+
         *p++ = '"';
         p = ngx_cpymem(p, name.data, name.len);
         *p++ = '"';
         *p++ = ':';
+
+        if (f->string) {
+            *p++ = '"';
+        }
+
+        lc->room += f->prefix.len;
+        quoted = f->string;
     }
 
-    lc->room += sizeof("}") - 1;
+    lc->suffix.len = quoted ? 2 : 1;
+    lc->suffix.data = (u_char *) (quoted ? "\"}" : "}");
+    lc->room += lc->suffix.len;
 
     out->get_handler = wg_log_json_variable;
     out->data = (uintptr_t) lc;
@@ -1141,7 +1315,7 @@ wg_log_json(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 wg_add_variables(ngx_conf_t *cf)
 {
-    ngx_http_variable_t  *var;
+    ngx_http_variable_t  *var, *v;
     ngx_str_t             name = ngx_string("wardgate_request_id");
 
     var = ngx_http_add_variable(cf, &name, 0);
@@ -1150,6 +1324,16 @@ wg_add_variables(ngx_conf_t *cf)
     }
 
     var->get_handler = wg_request_id_variable;
+
+    for (v = wg_upgrade_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, 0);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
 
     return NGX_OK;
 }
