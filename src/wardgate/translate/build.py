@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from wardgate import ir
@@ -23,7 +23,7 @@ from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan
 from wardgate.translate.hostnames import covering_names, specificity
 from wardgate.translate.hostnames import owner as owner_of
-from wardgate.translate.index import Index
+from wardgate.translate.index import Index, Read
 from wardgate.translate.routes import Attachment, Backend, BackendError, Route, resolve_backend
 
 # The statuses nginx's proxy_next_upstream can retry on.
@@ -47,11 +47,23 @@ def normalize_prefix(value: str) -> str:
     return value.rstrip("/") or "/"
 
 
-@dataclass
-class _RuleActions:
-    """The action(s) of one rule: one per match when the action depends on the matched prefix."""
+UpstreamKey = tuple[str, str, int]  # (namespace, Service, port)
+RuleKey = tuple[str, str, str, int]  # (kind, namespace, name, rule): an HTTPRoute and a GRPCRoute may share a name
 
-    per_match: list[int]
+
+@dataclass
+class RuleMemo:
+    """What building one rule produced, and what it read: reused by the next build of the Gateway
+    when the route is the same object, the plan is equal and every read sees the same objects,
+    so an edit to one route builds that route's actions only (1,000 routes: most of a build)."""
+
+    route: Route
+    reads: list[Read]
+    actions: list[ir.Action]  # with the ids and upstream names of the build that made them
+    per_match: list[int]  # action ids, per match
+    upstreams: list[tuple[UpstreamKey, ir.Upstream]]  # every upstream the rule used, first use first
+    policies: dict[ObjectKey, PolicyResult]
+    problems: list[Problem]
 
 
 @dataclass
@@ -59,17 +71,25 @@ class GatewayBuilder:
     plan: GatewayPlan
     index: Index
     problems: list[Problem] = field(default_factory=list)
-    upstreams: dict[tuple[str, str, int], ir.Upstream] = field(default_factory=dict)
+    upstreams: dict[UpstreamKey, ir.Upstream] = field(default_factory=dict)
     # BackendTLSPolicies this Gateway's routes reach, for their ancestor status.
     policies: dict[ObjectKey, PolicyResult] = field(default_factory=dict)
     actions: list[ir.Action] = field(default_factory=list)
-    # (kind, namespace, name, rule): an HTTPRoute and a GRPCRoute may share a name.
-    _rules: dict[tuple[str, str, str, int], _RuleActions] = field(default_factory=dict)
+    # The index reads of this build (the log `index` records into), and the last build's rules
+    # with a check that its reads still see the same objects: both or neither.
+    reads: list[Read] | None = None
+    memo: dict[RuleKey, RuleMemo] = field(default_factory=dict)
+    unchanged: Callable[[list[Read]], bool] | None = None
+    rules: dict[RuleKey, RuleMemo] = field(default_factory=dict)
+    # What the rule being built uses (RuleMemo.upstreams, .policies).
+    _used: list[tuple[UpstreamKey, ir.Upstream]] = field(default_factory=list)
+    _used_policies: dict[ObjectKey, PolicyResult] = field(default_factory=dict)
 
     def _upstream(self, b: Backend) -> str | None:
         """The upstream for a backend; None when its BackendTLSPolicy is invalid."""
         if b.policy is not None:
             self.policies[b.policy.policy.key] = b.policy
+            self._used_policies[b.policy.policy.key] = b.policy
             if b.tls is None:
                 return None
         key = (b.namespace, b.service, b.port)
@@ -78,6 +98,7 @@ class GatewayBuilder:
             tls = replace(b.tls, client_certificate=self.plan.backend_client_certificate) if b.tls else None
             up = ir.Upstream(f"wg_u{len(self.upstreams)}", b.endpoints, b.protocol, tls)
             self.upstreams[key] = up
+        self._used.append((key, up))
         return up.name
 
     def _warn(self, route: Route, path: str, message: str) -> None:
@@ -192,25 +213,70 @@ class GatewayBuilder:
     def rule_actions(self, route: Route, r: int) -> list[int]:
         """Action ids for each match of a rule, shared across every vhost the rule serves."""
         key = (route.kind, route.namespace, route.name, r)
-        cached = self._rules.get(key)
-        if cached is None:
-            rule = route.spec.rules[r]
-            prefix_dependent = any(
-                (f.url_rewrite and f.url_rewrite.path and f.url_rewrite.path.type == "ReplacePrefixMatch")
-                or (f.request_redirect and f.request_redirect.path
-                    and f.request_redirect.path.type == "ReplacePrefixMatch")
-                for f in rule.filters
-            )
-            ids: list[int] = []
-            matches: Sequence[HTTPRouteMatch | GRPCRouteMatch] = rule.matches
-            for m, match in enumerate(matches):
-                if m == 0 or prefix_dependent:
-                    action = self._action(route, r, rule, match)
-                    self.actions.append(action)
-                ids.append(action.id)
-            cached = _RuleActions(ids)
-            self._rules[key] = cached
-        return cached.per_match
+        done = self.rules.get(key)
+        if done is not None:
+            return done.per_match
+        old = self.memo.get(key)
+        if old is not None and old.route is route and self.unchanged is not None and self.unchanged(old.reads):
+            done = self._replay(old)
+        else:
+            done = self._build_rule(route, r)
+        self.rules[key] = done
+        return done.per_match
+
+    def _build_rule(self, route: Route, r: int) -> RuleMemo:
+        reads_from, actions_from, problems_from = len(self.reads or ()), len(self.actions), len(self.problems)
+        self._used, self._used_policies = [], {}
+        rule = route.spec.rules[r]
+        prefix_dependent = any(
+            (f.url_rewrite and f.url_rewrite.path and f.url_rewrite.path.type == "ReplacePrefixMatch")
+            or (f.request_redirect and f.request_redirect.path
+                and f.request_redirect.path.type == "ReplacePrefixMatch")
+            for f in rule.filters
+        )
+        ids: list[int] = []
+        matches: Sequence[HTTPRouteMatch | GRPCRouteMatch] = rule.matches
+        for m, match in enumerate(matches):
+            if m == 0 or prefix_dependent:
+                action = self._action(route, r, rule, match)
+                self.actions.append(action)
+            ids.append(action.id)
+        return RuleMemo(route, list(self.reads[reads_from:]) if self.reads is not None else [],
+                        self.actions[actions_from:], ids, self._used, self._used_policies,
+                        self.problems[problems_from:])
+
+    def _replay(self, old: RuleMemo) -> RuleMemo:
+        """A memo's actions as if built now: upstreams registered in the same order (named by
+        this build's count), action ids from this build's count; unchanged objects are reused."""
+        names: dict[str, str] = {}
+        used: list[tuple[UpstreamKey, ir.Upstream]] = []
+        for key, up in old.upstreams:
+            now = self.upstreams.get(key)
+            if now is None:
+                name = f"wg_u{len(self.upstreams)}"
+                now = self.upstreams[key] = up if up.name == name else replace(up, name=name)
+            names[up.name] = now.name
+            used.append((key, now))
+        renamed = any(a != b for a, b in names.items())
+        ids: dict[int, int] = {}
+        actions: list[ir.Action] = []
+        for a in old.actions:
+            new_id = len(self.actions)
+            ids[a.id] = new_id
+            if renamed:
+                a = replace(a, backends=tuple(replace(b, upstream=names.get(b.upstream, b.upstream))
+                                               if b.upstream else b for b in a.backends),
+                            mirrors=tuple(replace(m, upstream=names.get(m.upstream, m.upstream)) for m in a.mirrors))
+            if a.id != new_id:
+                a = replace(a, id=new_id)
+            self.actions.append(a)
+            actions.append(a)
+        self.policies.update(old.policies)
+        self.problems.extend(old.problems)
+        if self.reads is not None:
+            self.reads.extend(old.reads)  # the Gateway's memo checks them too
+        return RuleMemo(old.route, old.reads, actions, [ids[i] for i in old.per_match], used, old.policies,
+                        old.problems)
 
     def build(self, attachments: list[Attachment[Route]]) -> ir.Gateway:
         gw = self.plan.gateway

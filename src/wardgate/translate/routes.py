@@ -93,6 +93,10 @@ def _endpoints(index: Index, svc: Service, sp: ServicePort) -> tuple[ir.Endpoint
     cached = index.endpoint_cache.get(key)
     if cached is None:
         cached = index.endpoint_cache[key] = _collect_endpoints(index, svc, sp)
+    else:
+        # Read the slices again all the same: a recording index logs it, so each rule's
+        # reads (translate/build.py: RuleMemo) name everything its endpoints came from.
+        index.slices.get(svc.key)
     return cached
 
 
@@ -116,6 +120,22 @@ def resolve_backend(
 ) -> Backend | BackendError:
     """The Service port a backendRef names. A TLSRoute's backends get the TLS stream as it came:
     appProtocol and BackendTLSPolicy don't apply."""
+    found = _service_port(ref, route, index, field_path)
+    if isinstance(found, BackendError):
+        return found
+    ns, svc, sp, protocol = found
+    assert ref.port is not None  # _service_port refused a ref without one
+    if isinstance(route, TLSRoute):
+        return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), "http")
+    policy = policy_for(index, ns, ref.name, sp)
+    return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), protocol,
+                   backendtls.resolve(policy, index) if policy else None)
+
+
+def _service_port(ref: BackendObjectReference, route: AnyRoute, index: Index, field_path: str
+                  ) -> tuple[str, Service, ServicePort, ir.BackendProtocol] | BackendError:
+    """What a backendRef resolves to short of endpoints and TLS (which give no errors): its
+    namespace, Service, port and protocol, or why it does not resolve."""
     ns = ref.namespace or route.namespace
     if ref.group not in ("", "core") or ref.kind != "Service":
         return BackendError("InvalidKind", field_path,
@@ -134,13 +154,11 @@ def resolve_backend(
     if sp is None:
         return BackendError("BackendNotFound", field_path, f"Service {ns}/{ref.name} has no port {ref.port}")
     if isinstance(route, TLSRoute):
-        return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), "http")
+        return ns, svc, sp, "http"
     protocol = (GRPC_APP_PROTOCOLS if isinstance(route, GRPCRoute) else APP_PROTOCOLS).get(sp.app_protocol)
     if protocol is None:
         return BackendError("UnsupportedProtocol", field_path, f"appProtocol {sp.app_protocol} is not supported")
-    policy = policy_for(index, ns, ref.name, sp)
-    return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), protocol,
-                   backendtls.resolve(policy, index) if policy else None)
+    return ns, svc, sp, protocol
 
 
 def resolved_refs(route: AnyRoute, index: Index) -> tuple[bool, Reason, str]:
@@ -155,7 +173,7 @@ def resolved_refs(route: AnyRoute, index: Index) -> tuple[bool, Reason, str]:
                 refs.append((flt.request_mirror.backend_ref,
                              f"spec.rules[{r}].filters[{f}].requestMirror.backendRef"))
         for ref, path in refs:
-            res = resolve_backend(ref, route, index, path)
+            res = _service_port(ref, route, index, path)
             if isinstance(res, BackendError):
                 return False, res.reason, res.message
     return True, "ResolvedRefs", "All references are resolved"
