@@ -286,3 +286,58 @@ def test_a_symlinked_manifest_is_read_again_when_its_target_changes(gateway: Gat
     (gateway.dir / "..tmp").replace(gateway.dir / "..data")
     gateway.reconcile()
     assert pod(gateway) == b.servers[0].identity.pod
+
+
+def test_rules_of_unchanged_routes_are_reused_even_when_ids_and_upstreams_shift(
+        gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    """An edit to one route builds that route's rules only; the others' actions are reused, with
+    their ids and upstream names renumbered when the edit shifted them. The IR must equal a
+    translation without any cache, and every route must still reach its own backend."""
+    from wardgate.model import parse
+    from wardgate.sources import load_paths
+    from wardgate.translate import Options, translate
+
+    apps = {name: backends(name) for name in ("a", "b", "c")}
+    gateway.write("gw.yaml", GW, *(part for n, b in apps.items() for part in ("---\n", service(n), "---\n",
+                                                                             endpoints(b, n))))
+    for i, svc in enumerate("abc"):
+        gateway.write(f"r{i}.yaml", route(name=f"r{i}", service=svc, host=f"r{i}.example.com"))
+    gateway.reconcile()
+    runner = gateway.runner
+
+    def check(expect: dict[str, str]) -> None:
+        fresh = translate(parse(load_paths([gateway.dir])), Options(addresses=(gateway.address(),)))
+        assert runner.translation is not None
+        assert runner.translation.gateways == fresh.gateways
+        for host, svc in expect.items():
+            assert pod(gateway, host=host) == apps[svc].servers[0].identity.pod
+
+    check({"r0.example.com": "a", "r1.example.com": "b", "r2.example.com": "c"})
+    first = {a.source.name: a for a in runner.translation.gateways[0].actions}  # type: ignore[union-attr]
+    # r0 now sends to c first and has a second rule: r1's and r2's action ids and upstream names
+    # (numbered in first-use order) all move.
+    gateway.write("r0.yaml", route(name="r0", service="c", host="r0.example.com").replace(
+        "rules: [{backendRefs: [{name: c, port: 80}]}]",
+        "rules: [{backendRefs: [{name: c, port: 80}]}, "
+        "{matches: [{path: {type: PathPrefix, value: /x}}], backendRefs: [{name: a, port: 80}]}]"))
+    gateway.reconcile()
+    check({"r0.example.com": "c", "r1.example.com": "b", "r2.example.com": "c"})
+    now = {a.source.name: a for a in runner.translation.gateways[0].actions}  # type: ignore[union-attr]
+    assert now["r1"].id != first["r1"].id and now["r1"].backends != first["r1"].backends
+    assert runner.translation.gateways[0].upstreams != ()  # type: ignore[union-attr]
+    # An edit nothing shifts: the other routes' actions are the very same objects.
+    gateway.write("r0.yaml", route(name="r0", service="c", host="r0.example.com").replace(
+        "rules: [{backendRefs: [{name: c, port: 80}]}]",
+        "rules: [{backendRefs: [{name: c, port: 80}]}, "
+        "{matches: [{path: {type: PathPrefix, value: /y}}], backendRefs: [{name: a, port: 80}]}]"))
+    gateway.reconcile()
+    check({"r0.example.com": "c", "r1.example.com": "b", "r2.example.com": "c"})
+    again = {a.source.name: a for a in runner.translation.gateways[0].actions}  # type: ignore[union-attr]
+    assert again["r1"] is now["r1"] and again["r2"] is now["r2"]
+    # An endpoint edit reaches the rules that read it, reused or not.
+    d = backends("b")
+    gateway.write("gw.yaml", GW, *(part for n, b in apps.items() for part in (
+        "---\n", service(n), "---\n", endpoints(d if n == "b" else b, n))))
+    gateway.reconcile()
+    apps["b"] = d
+    check({"r0.example.com": "c", "r1.example.com": "b", "r2.example.com": "c"})
