@@ -173,7 +173,8 @@ def _dataplane_md(dp: dict[str, Any]) -> list[str]:
         noise_txt = "/".join(_f(x) for x in noise if x is not None)
         note = t.get("warning", "")
         if t.get("carried_over"):
-            note = f"from the run started {t['carried_over']} (not measured in this one)" + (f"; {note}" if note else "")
+            note = (f"from the run started {t['carried_over']} (not measured in this one)"
+                    + (f"; {note}" if note else ""))
         rows.append([name, t.get("label", ""), _f(m.get("rps"), 0), _f(m.get("p50_ms")), _f(m.get("p99_ms")),
                      _f(m.get("cpu_us_per_req"), 1) + _range(m.get("cpu_us_per_req_range")),
                      _f(m.get("cpu_us_per_req_schedstat"), 1),
