@@ -323,6 +323,7 @@ def test_rules_of_unchanged_routes_are_reused_even_when_ids_and_upstreams_shift(
     gateway.reconcile()
     check({"r0.example.com": "c", "r1.example.com": "b", "r2.example.com": "c"})
     now = {a.source.name: a for a in runner.translation.gateways[0].actions}  # type: ignore[union-attr]
+    vhosts = {v.hostname: v for p in runner.translation.gateways[0].ports for v in p.vhosts}  # type: ignore[union-attr]
     assert now["r1"].id != first["r1"].id and now["r1"].backends != first["r1"].backends
     assert runner.translation.gateways[0].upstreams != ()  # type: ignore[union-attr]
     # An edit nothing shifts: the other routes' actions are the very same objects.
@@ -334,6 +335,10 @@ def test_rules_of_unchanged_routes_are_reused_even_when_ids_and_upstreams_shift(
     check({"r0.example.com": "c", "r1.example.com": "b", "r2.example.com": "c"})
     again = {a.source.name: a for a in runner.translation.gateways[0].actions}  # type: ignore[union-attr]
     assert again["r1"] is now["r1"] and again["r2"] is now["r2"]
+    # and so are the other virtual hosts' matches
+    for v in (v for p in runner.translation.gateways[0].ports for v in p.vhosts):  # type: ignore[union-attr]
+        if v.hostname in ("r1.example.com", "r2.example.com"):
+            assert all(x is y for x, y in zip(v.matches, vhosts[v.hostname].matches, strict=True))
     # An endpoint edit reaches the rules that read it, reused or not.
     d = backends("b")
     gateway.write("gw.yaml", GW, *(part for n, b in apps.items() for part in (

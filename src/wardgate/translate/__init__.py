@@ -15,7 +15,7 @@ from wardgate.model import ResourceSet
 from wardgate.model.gatewayapi import GROUP, Gateway, GatewayClass, HTTPRoute, TLSRoute
 from wardgate.perf import no_gc_pauses
 from wardgate.translate.backendtls import PolicyResult
-from wardgate.translate.build import GatewayBuilder, RuleKey, RuleMemo
+from wardgate.translate.build import GatewayBuilder, RuleKey, RuleMemo, VhostMemo
 from wardgate.translate.conditions import ObjectStatus, condition
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan, gateway_status, plan_gateway
 from wardgate.translate.index import Index, Read
@@ -71,8 +71,9 @@ class _Built:
     problems: list[Problem]
     # BackendTLSPolicies its routes reach, for their ancestor status.
     policies: dict[ObjectKey, PolicyResult]
-    # Per rule, for the next build after an edit (GatewayBuilder.rule_actions).
+    # Per rule and per virtual host, for the next build after an edit (GatewayBuilder).
     rules: dict[RuleKey, RuleMemo]
+    vhosts: dict[tuple[str, str], VhostMemo]
 
 
 class TranslationCache:
@@ -124,11 +125,12 @@ def _build(plan: GatewayPlan, index: Index, attachments: list[Attachment[Route]]
     else:
         view, reads = index.recording()
         # Rules of routes that didn't change are reused when the plan is the same.
-        memo = old.rules if old is not None and old.signature[0] == signature[0] else {}
-        builder = GatewayBuilder(plan, view, reads=reads, memo=memo, unchanged=index.unchanged)
+        same_plan = old is not None and old.signature[0] == signature[0]
+        builder = GatewayBuilder(plan, view, reads=reads, memo=old.rules if old and same_plan else {},
+                                 unchanged=index.unchanged, vhost_memo=old.vhosts if old and same_plan else {})
     gw_ir, problems = add_passthrough(builder.build(attachments), plan, tls, view)
     built = _Built(signature, builder.reads or [], gw_ir, problems + builder.problems, builder.policies,
-                   builder.rules)
+                   builder.rules, builder.vhosts)
     if cache is not None:
         cache.misses += 1
         cache.built[key] = built

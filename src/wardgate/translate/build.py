@@ -67,6 +67,15 @@ class RuleMemo:
 
 
 @dataclass
+class VhostMemo:
+    """A virtual host's ordered matches and what they were made of (GatewayBuilder._vhost_matches)."""
+
+    routes: list[tuple[Route, tuple[int, int]]]  # each attached route (the object) and its host rank
+    ids: tuple[tuple[int, ...], ...]  # their rules' action ids
+    matches: list[ir.Match]
+
+
+@dataclass
 class GatewayBuilder:
     plan: GatewayPlan
     index: Index
@@ -81,6 +90,9 @@ class GatewayBuilder:
     memo: dict[RuleKey, RuleMemo] = field(default_factory=dict)
     unchanged: Callable[[list[Read]], bool] | None = None
     rules: dict[RuleKey, RuleMemo] = field(default_factory=dict)
+    # The same for virtual hosts, keyed by (listener, hostname).
+    vhost_memo: dict[tuple[str, str], VhostMemo] = field(default_factory=dict)
+    vhosts: dict[tuple[str, str], VhostMemo] = field(default_factory=dict)
     # What the rule being built uses (RuleMemo.upstreams, .policies).
     _used: list[tuple[UpstreamKey, ir.Upstream]] = field(default_factory=list)
     _used_policies: dict[ObjectKey, PolicyResult] = field(default_factory=dict)
@@ -303,7 +315,7 @@ class GatewayBuilder:
                 if i is None:
                     continue
                 owner = listeners[i]
-                matches = self._vhost_matches(host, by_listener.get(owner.name, {}))
+                matches = self._vhost_matches(owner.name, host, by_listener.get(owner.name, {}))
                 https = owner.listener.protocol == "HTTPS"
                 vhosts.append(ir.VirtualHost(host, tuple(matches), owner.certificates, owner.name, tls=owner.tls,
                                              hsts=ir.DEFAULT_HSTS if https else ""))
@@ -336,11 +348,26 @@ class GatewayBuilder:
                 f"{', ...' if len(http_routes) > 5 else ''}) can't connect; give gRPC its own port or an "
                 "HTTPS listener", gw.origin, "Gateway", gw.namespace, gw.name, "spec.listeners"))
 
-    def _vhost_matches(self, host: str, by_name: dict[str, list[Attachment[Route]]]) -> list[ir.Match]:
+    def _vhost_matches(self, listener: str, host: str, by_name: dict[str, list[Attachment[Route]]]
+                       ) -> list[ir.Match]:
         ranked: dict[int, tuple[tuple[int, int], Attachment[Route]]] = {}
         for name in covering_names(host):  # most specific first: the first rank seen is the best
             for a in by_name.get(name, []):
                 ranked.setdefault(id(a), (specificity(name), a))
+        # What the matches are made of: the routes (the same objects), their rank for this host
+        # and their rules' actions. Unchanged since the last build: its very Match objects.
+        routes = [(a.route, rank) for rank, a in ranked.values()]
+        ids = tuple(tuple(self.rule_actions(route, r)) for route, _ in routes for r in range(len(route.spec.rules)))
+        old = self.vhost_memo.get((listener, host))
+        if old is not None and old.ids == ids and len(old.routes) == len(routes) and all(
+                x[0] is y[0] and x[1] == y[1] for x, y in zip(old.routes, routes, strict=True)):
+            self.vhosts[(listener, host)] = old
+            return old.matches
+        matches = self._rank_matches(ranked)
+        self.vhosts[(listener, host)] = VhostMemo(routes, ids, matches)
+        return matches
+
+    def _rank_matches(self, ranked: dict[int, tuple[tuple[int, int], Attachment[Route]]]) -> list[ir.Match]:
         keyed: list[tuple[tuple[object, ...], ir.Match]] = []
         for host_rank, a in ranked.values():
             route = a.route
