@@ -371,6 +371,10 @@ wg_json_clean(u_char *p, size_t len)
 {
     uint64_t  x;
 
+    if (len == 0) {
+        return 1;
+    }
+
     if (len < 8) {
         x = 0x2020202020202020ULL;  /* spaces need no escaping */
         ngx_memcpy(&x, p, len);
