@@ -278,3 +278,27 @@ def wait_for_lines(path: Path, n: int, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+@pytest.mark.parametrize(("field", "why"), [
+    ("status=$status", "a number: write name:$variable"),
+    ("uri:$request_uri", "a string: write name=$variable"),
+    ('"na me=$host"', "invalid field name"),
+    ("host", "expected name=$variable or name:$variable"),
+])
+def test_log_json_fields_are_checked_at_load(world_dir: Path, field: str, why: str) -> None:
+    conf = f"""load_module "{default_wardgate_module()}";
+pid run/nginx.pid;
+error_log logs/error.log;
+events {{ worker_connections 16; }}
+http {{
+    wardgate_log_json $wg_log_json time=$time_iso8601 {field};
+    server {{ listen 127.0.0.1:{_free_port()}; return 200; }}
+}}
+"""
+    inst = NginxInstance("bad-log", world_dir / "nginx")
+    try:
+        res = inst.apply({"nginx.conf": conf})
+        assert not res.ok and why in (res.error or ""), res.error
+    finally:
+        inst.stop()
