@@ -101,7 +101,7 @@ static ngx_command_t  wg_commands[] = {
       NULL },
 
     { ngx_string("wardgate_decision"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
       wg_decision,
       0,
       0,

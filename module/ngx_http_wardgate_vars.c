@@ -2,13 +2,14 @@
  * wardgate's nginx module: variables defined by directive (see ngx_http_wardgate_module.c for
  * the rest).
  *
- *   wardgate_decision $out $decision $waf;   (http)
+ *   wardgate_decision $out $decision $waf [status=decision ...];   (http)
  *       $out: what the decision log says. $decision when a check set it; else "rate-limit" when
  *       limit_req refused the request; else "allow" when a backend was tried; else from the
- *       status nginx answered with: 200 "direct-response" (only direct responses answer 200
- *       themselves), 400 "invalid-request", 403 "waf" when $waf is "on" or "cap", 413
- *       "request-limits" ($waf "" or "on": nginx's body limit) or "waf-body-limit" ($waf "cap":
- *       ModSecurity's, where nginx has none); anything else "allow".
+ *       status nginx answered with: 403 "waf" when $waf is "on" or "cap", 413 "request-limits"
+ *       ($waf "" or "on": nginx's body limit) or "waf-body-limit" ($waf "cap": ModSecurity's,
+ *       where nginx has none), another status as the arguments say (render/accesslog.py: 200
+ *       "direct-response", 400 "invalid-request"); anything else "allow". A chain of maps
+ *       doing this cost 2.9k instructions per request.
  *
  *   wardgate_empty $name ...;   (http)
  *       Variables that are empty until `set` (or Lua) gives them a value in the request: what
@@ -37,17 +38,20 @@
 
 /* --- the decision log -------------------------------------------------------------------- */
 
+#define WG_DECISION_STATUSES  8
+
 typedef struct {
     ngx_int_t   decision;       /* $decision: set by the checks */
     ngx_int_t   waf;            /* $waf: "on", "cap" or "" */
     ngx_int_t   limit_req;      /* $limit_req_status */
+    ngx_uint_t  nstatuses;      /* status=decision arguments: answers no backend gave */
+    ngx_uint_t  statuses[WG_DECISION_STATUSES];
+    ngx_str_t   decisions[WG_DECISION_STATUSES];
 } wg_decision_conf_t;
 
 
 static ngx_str_t  wg_d_allow = ngx_string("allow");
-static ngx_str_t  wg_d_invalid_request = ngx_string("invalid-request");
 static ngx_str_t  wg_d_rate_limit = ngx_string("rate-limit");
-static ngx_str_t  wg_d_direct = ngx_string("direct-response");
 static ngx_str_t  wg_d_waf = ngx_string("waf");
 static ngx_str_t  wg_d_request_limits = ngx_string("request-limits");
 static ngx_str_t  wg_d_waf_body_limit = ngx_string("waf-body-limit");
@@ -70,7 +74,7 @@ wg_decision_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintpt
     wg_decision_conf_t         *dc = (wg_decision_conf_t *) data;
     ngx_http_variable_value_t  *vv;
     ngx_str_t                  *d;
-    ngx_uint_t                  status;
+    ngx_uint_t                  status, i;
 
     vv = ngx_http_get_indexed_variable(r, dc->decision);
 
@@ -88,12 +92,6 @@ wg_decision_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintpt
     } else if (r->upstream_states != NULL && r->upstream_states->nelts > 0) {
         /* a backend (or the attempt to reach one) answered */
 
-    } else if (status == NGX_HTTP_OK) {
-        d = &wg_d_direct;
-
-    } else if (status == NGX_HTTP_BAD_REQUEST) {
-        d = &wg_d_invalid_request;
-
     } else if (status == NGX_HTTP_FORBIDDEN) {
         vv = ngx_http_get_indexed_variable(r, dc->waf);
         if (wg_value_is(vv, "on", 2) || wg_value_is(vv, "cap", 3)) {
@@ -107,6 +105,14 @@ wg_decision_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintpt
 
         } else if (wg_value_is(vv, "cap", 3)) {
             d = &wg_d_waf_body_limit;
+        }
+
+    } else {
+        for (i = 0; i < dc->nstatuses; i++) {
+            if (dc->statuses[i] == status) {
+                d = &dc->decisions[i];
+                break;
+            }
         }
     }
 
@@ -173,6 +179,9 @@ wg_decision(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t             lr = ngx_string("$limit_req_status");
     ngx_http_variable_t  *var;
     wg_decision_conf_t   *dc;
+    ngx_int_t             status;
+    ngx_uint_t            i;
+    u_char               *eq;
 
     dc = ngx_pcalloc(cf->pool, sizeof(wg_decision_conf_t));
     if (dc == NULL) {
@@ -190,6 +199,29 @@ wg_decision(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (dc->decision == NGX_ERROR || dc->waf == NGX_ERROR || dc->limit_req == NGX_ERROR) {
         return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts - 4 > WG_DECISION_STATUSES) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "more than %d statuses", WG_DECISION_STATUSES);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 4; i < cf->args->nelts; i++) {
+        eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+        status = eq ? ngx_atoi(value[i].data, eq - value[i].data) : NGX_ERROR;
+
+        if (status < 100 || status > 599 || status == NGX_HTTP_FORBIDDEN
+            || status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE || eq + 1 == value[i].data + value[i].len)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"%V\", expected status=decision (not 403 or 413)", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        dc->statuses[dc->nstatuses] = (ngx_uint_t) status;
+        dc->decisions[dc->nstatuses].data = eq + 1;
+        dc->decisions[dc->nstatuses].len = value[i].data + value[i].len - (eq + 1);
+        dc->nstatuses++;
     }
 
     var->get_handler = wg_decision_variable;

@@ -39,6 +39,11 @@ FIELDS: tuple[tuple[str, str, bool], ...] = (
 LOG_FIELDS = tuple(Raw(f"{k}={v}" if q else f"{k}:{v}") for k, v, q in FIELDS)
 
 
+# What the log says for an answer nginx gave itself (no backend tried), by status; the module
+# decides 403 and 413 (the WAF's or nginx's) and the rest is "allow".
+OWN_ANSWERS: tuple[tuple[int, str], ...] = ((200, "direct-response"), (400, "invalid-request"))
+
+
 def http_directives(enabled: bool) -> list[Directive]:
     """The decision log: the module's JSON line as the only field of the log format, and the
     decision it says. What the decision log says: the policy that answered ($wg_decision); else
@@ -50,7 +55,8 @@ def http_directives(enabled: bool) -> list[Directive]:
     module's `wardgate_decision` decides it (module/ngx_http_wardgate_vars.c): a chain of maps
     doing the same was 2.9k instructions per request."""
     return [
-        d("wardgate_decision", Raw("$wg_decision_log"), Raw("$wg_decision"), Raw("$wg_waf")),
+        d("wardgate_decision", Raw("$wg_decision_log"), Raw("$wg_decision"), Raw("$wg_waf"),
+          *(Raw(f"{status}={decision}") for status, decision in OWN_ANSWERS)),
         d("wardgate_log_json", Raw("$wg_log_json"), *LOG_FIELDS),
         d("log_format", Raw("wg_json"), Raw("escape=none"), Raw("$wg_log_json")),
         # Buffered: an unbuffered write per request cost 11% of proxy throughput (bench/).
