@@ -78,12 +78,8 @@ def server(plan: Plan, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> S
     # nginx routed on the request line's host when it has one; a Host header naming another
     # host would reach the backend (and its header matches, the WAF) under policies it never
     # passed. RFC 9112 3.2.2: the request-line authority wins, and clients must send the same.
-    # (A plain comparison first: the regex map runs only when the two differ at all.) Ambiguous
-    # paths come into $wg_reject by a map chain (nginx.py), evaluated once per request.
-    srv.block.append(Directive("if", _cond(Raw("$http_host"), "!=", Raw("$host")), [
-        d("set", Raw("$wg_reject"), Raw("$wg_host_reject"))]))
-    srv.block.append(Directive("if", (Raw("("), Raw("$wg_reject"), Raw(")")), [
-        d("set", Raw("$wg_decision"), Raw("$wg_reject")), d("return", 400)]))
+    # wardgate's module refuses those, and ambiguous paths, before any location
+    # (`wardgate_request_checks`, http level: nginx.py).
     tables = Tables()
     proxy, grpc_headers = plan.proxy_headers, plan.grpc_headers
     if p is not None and shared != plan.shared:
