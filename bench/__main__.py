@@ -1,4 +1,4 @@
-"""`python -m bench <dataplane|waf|scale|reconfig|passthrough|all> [--quick] [--runs N] [--out DIR]`."""
+"""`python -m bench <dataplane|waf|scale|reconfig|passthrough|migrate|all> [--quick] [--runs N] [--out DIR]`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import dataplane, passthrough, reconfig, report, scale, waf
+from bench import migrate as migrate_suite
 from bench.common import RESULTS_DIR, Settings, log, machine_info, write_json
 
 SUITES = {"dataplane": dataplane.run, "waf": waf.run, "scale": scale.run, "reconfig": reconfig.run,
-          "passthrough": passthrough.run}
+          "passthrough": passthrough.run, "migrate": migrate_suite.run}
 
 
 def _suite_failed(doc: dict[str, Any]) -> bool:
@@ -24,6 +25,8 @@ def _suite_failed(doc: dict[str, Any]) -> bool:
         return True
     if doc.get("suite") == "scale":
         return any(e.get("error") for e in doc.get("sizes", {}).values())
+    if doc.get("suite") == "migrate":
+        return not doc.get("runs") or not doc.get("validate_runs")
     if doc.get("suite") == "reconfig":
         return not doc.get("edits") or not all(e.get("visible") for e in doc["edits"])
     if doc.get("suite") == "dataplane":  # wardgate's own targets must work; the peers may be missing

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.common import ensure_matplotlib, log, ratio, write_json
 
-HEADLINE_LINES = 18
+HEADLINE_LINES = 20
 WAF_HEADLINE_KIND = "get"  # the waf/limit headlines: the same benign GET / as the dataplane suite
 
 
@@ -95,8 +95,51 @@ def headlines(suites: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
                       f"{rc.get('requests_failed_after_retry')}, raw errors {rc.get('raw_connection_errors')})"))
     else:
         lines.append(("reconfig time-to-visible", f"n/a (reconfig suite {'failed' if rc else 'not run'})"))
+    lines += _migrate_lines(suites.get("migrate"))
     assert len(lines) == HEADLINE_LINES, len(lines)
     return lines
+
+
+def _migrate_lines(mg: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """`wardgate migrate` on the generated cluster: wall time and peak RSS, then `validate`."""
+    if not mg or "error" in mg or not (mg.get("median") or {}).get("wall_s"):
+        why = f"migrate suite {'failed' if mg else 'not run'}"
+        return [("migrate 5k ingresses", f"n/a ({why})"), ("migrate 5k validate", f"n/a ({why})")]
+    label = _size_label(mg.get("settings", {}).get("ingresses", 0))
+    m, v = mg["median"], mg.get("validate_median") or {}
+    return [(f"migrate {label} ingresses", f"{_f(m['wall_s'])} s, {_f(m.get('peak_rss_mb'), 0)} MB"),
+            (f"migrate {label} validate", f"{_f(v.get('wall_s'))} s")]
+
+
+def _migrate_md(mg: dict[str, Any]) -> list[str]:
+    out = _section("migrate", mg)
+    if "error" in mg:
+        return out
+    s, inp, res = mg.get("settings", {}), mg.get("input", {}), mg.get("output", {})
+    targets = s.get("targets", {})
+    out += [f"`{s.get('command')}` on a generated `kubectl get -o yaml` export: {inp.get('ingresses')} Ingresses "
+            f"({inp.get('canary_ingresses')} canaries) in {inp.get('namespaces')} namespaces, three ingress-nginx "
+            f"classes with their ConfigMaps and Deployments, Services and TLS Secrets; {inp.get('files')} List "
+            f"files, {inp.get('input_mb')} MB (bench/migrate.py says what share of Ingresses carries what). "
+            f"Each run is its own process: wall time, its CPU time (user + system) and peak RSS from wait4. "
+            f"Target: under {targets.get('wall_s')} s and {targets.get('peak_rss_mb')} MB "
+            f"({'met' if mg.get('meets_target') else 'not met'} by the medians). "
+            f"Then `{s.get('validate')}`.", ""]
+    rows = []
+    for what, runs in (("migrate", mg.get("runs", [])), ("validate", mg.get("validate_runs", []))):
+        for r in runs:
+            rows.append([what, str(r.get("run")), _f(r.get("wall_s")), _f(r.get("cpu_s")), _f(r.get("peak_rss_mb"), 0),
+                         _f(r.get("other_busy")), f"{_f(r.get('loadavg_before'))} / {_f(r.get('loadavg_after'))}",
+                         str(r.get("warnings", ""))])
+    out += _table(["command", "run", "wall s", "CPU s", "peak RSS MB", "other load (share of CPUs)",
+                   "load average before / after", "validate warnings"], rows)
+    found = ", ".join(f"{k} {v}" for k, v in (res.get("findings") or {}).items())
+    objects = ", ".join(f"{k} {v}" for k, v in (res.get("objects") or {}).items())
+    out += ["", f"Output: {res.get('files')} files, {res.get('mb')} MB: {objects}. Gateways: "
+            f"{', '.join(res.get('gateways') or [])}. Report: {found}.",
+            "", "On a machine shared with other work, wall time is longer than CPU time by about the other "
+            "load; CPU time is the steadier figure.", ""]
+    return out
 
 
 def _policy_overhead_line(sc: dict[str, Any] | None) -> tuple[str, str]:
@@ -373,9 +416,10 @@ def write(out_dir: Path, suites: dict[str, dict[str, Any]], machine: dict[str, A
            "`x/limit` = req/s of x ÷ req/s of a hand-written minimal nginx proxy; "
            "`cpu-efficiency` = the limit's CPU µs per request ÷ x's, the primary figure on 2 cores "
            "(req/s is capped by wrk + backend on CPU 1). `p99 latency` and `scale p99` are latency ratios: "
-           "above 1 is slower. See bench/README.md.", ""]
+           "above 1 is slower. `migrate` lines are absolute: wall time and peak RSS of one `wardgate migrate` "
+           "process, and the time of `wardgate validate` on its output. See bench/README.md.", ""]
     for name, fn in (("dataplane", _dataplane_md), ("waf", _waf_md), ("scale", _scale_md),
-                     ("reconfig", _reconfig_md)):
+                     ("reconfig", _reconfig_md), ("migrate", _migrate_md)):
         if name in suites:
             md += fn(suites[name])
     md += _machine_md(machine)

@@ -224,10 +224,9 @@ def migrate_cmd(
         _fail_input(exc)
         return
     result = migrate(objects, MigrateOptions(tuple(gws), tuple(cms), gateway_class, cert))
-    text = to_json(result.report) if report == "json" else to_table(result.report)
     if out is None:
         sys.stdout.write(result.yaml())
-        sys.stderr.write(text)
+        sys.stderr.write(to_json(result.report) if report == "json" else to_table(result.report))
     else:
         out.mkdir(parents=True, exist_ok=True)
         for name, content in result.files().items():

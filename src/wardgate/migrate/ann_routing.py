@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from wardgate.migrate.contrib import CatalogEntry, Contribution, Source
 from wardgate.migrate.report import Finding, Status
+from wardgate.validation import validators
 
 BACKEND_PROTOCOLS = ("HTTP", "HTTPS", "GRPC", "GRPCS", "AUTO_HTTP", "FCGI")
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
@@ -354,6 +355,10 @@ def _redirect(key: str, value: str, source: Source) -> Contribution:
         code = 301 if code < 303 else 308
     rd["statusCode"] = code
     if compat_available():
+        try:  # what IngressNginxCompat's redirect.location accepts (a URL with spaces or quotes is not)
+            validators().redirect_location(value)
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
         status: Status = "converted-with-difference" if notes else "exact"
         return Contribution(filters=[redirect_filter(value, code)], findings=[
             Finding(source.file, source.obj, key, status,

@@ -88,6 +88,22 @@ def _meta(name: str, namespace: str | None, sources: Iterable[str]) -> dict[str,
 # Merging contributions field by field
 
 
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _copy(value: Any) -> Any:
+    """copy.deepcopy for the JSON-shaped data contributions hold, several times faster (it was a
+    tenth of the conversion of 5,000 Ingresses); anything else still goes through deepcopy."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if kind is list:
+        return [_copy(v) for v in value]
+    if kind in _ATOMS:
+        return value
+    return copy.deepcopy(value)
+
+
 def _merge(dst: dict[str, Any], src: Mapping[str, Any], owners: dict[str, str], owner: str,
            path: str = "") -> list[tuple[str, str]]:
     """Merge `src` into `dst`; nested mappings key by key. Returns (field, earlier owner) for each
@@ -99,7 +115,7 @@ def _merge(dst: dict[str, Any], src: Mapping[str, Any], owners: dict[str, str], 
             dst[k] = {}
             conflicts += _merge(dst[k], v, owners, owner, where)
         elif k not in dst:
-            dst[k] = copy.deepcopy(v)
+            dst[k] = _copy(v)
             owners[where] = owner
             if _named_list(v):
                 owners.update({f"{where}.{h['name'].lower()}": owner for h in v})
@@ -111,7 +127,7 @@ def _merge(dst: dict[str, Any], src: Mapping[str, Any], owners: dict[str, str], 
                 name = f"{where}.{h['name'].lower()}"
                 prior = next((x for x in dst[k] if x["name"].lower() == h["name"].lower()), None)
                 if prior is None or (k == "add" and prior != h):
-                    dst[k].append(copy.deepcopy(h))
+                    dst[k].append(_copy(h))
                     owners.setdefault(name, owner)
                 elif prior != h:
                     conflicts.append((f"{where} {h['name']}", owners.get(name, "?")))
@@ -134,7 +150,7 @@ def _merge_filters(dst: list[dict[str, Any]], src: Iterable[Mapping[str, Any]], 
         ftype = str(f.get("type"))
         same = next((d for d in dst if d.get("type") == ftype), None)
         if same is None or ftype in ("ExtensionRef", "RequestMirror"):
-            dst.append(copy.deepcopy(dict(f)))
+            dst.append(_copy(dict(f)))
             owners[f"filters.{ftype}"] = owner
             continue
         conflicts += _merge(same, f, owners, owner, f"filters.{ftype}")
@@ -539,7 +555,7 @@ class Converter:
                         if rl is None:
                             rl = self.new_rule(p, counter, [], [ref], r)
                             rl.ssl_redirect = rl.ssl_redirect and not exempt
-                            rl.extra.update(copy.deepcopy(part.extra))
+                            rl.extra.update(_copy(part.extra))
                             _merge_filters(rl.filters, part.filters, {}, "paths")
                             groups[gkey] = rl
                             r.rules.append(rl)
@@ -658,14 +674,14 @@ class Converter:
                 if extra.backend == "ingress":
                     base = cover[0]
                     assert base is not None
-                    rl = self.new_rule(p, counter, matches, copy.deepcopy(base.backend_refs), r)
-                    rl.filters = copy.deepcopy(base.filters)
+                    rl = self.new_rule(p, counter, matches, _copy(base.backend_refs), r)
+                    rl.filters = _copy(base.filters)
                     conflicts = _merge_filters(rl.filters, extra.filters, dict(p.owners), key)
                     self.findings += _conflict_findings(p.ing, key, conflicts, p.cls.name)
-                    rl.extra = copy.deepcopy(base.extra)
+                    rl.extra = _copy(base.extra)
                 else:
                     rl = self.new_rule(p, counter, matches, [], r)
-                    rl.filters, rl.extra = copy.deepcopy(list(extra.filters)), {}
+                    rl.filters, rl.extra = _copy(list(extra.filters)), {}
                     rl.ssl_redirect, rl.targets = False, False
                     if extra.security:
                         self.rule_policies.append((p, rl, dict(extra.security)))
@@ -1045,24 +1061,24 @@ class Converter:
                             "apiVersion": POLICY_API, "kind": kind, "metadata": _meta(name, ns, [p.ing.ref]),
                             "spec": {"targetRefs": [{"group": GROUP, "kind": "HTTPRoute", "name": route,
                                                      "sectionName": rule} for route, rule in chunk],
-                                     **copy.deepcopy(spec)}})
+                                     **_copy(spec)}})
         for p, rl, spec in self.rule_policies:
             for ns, route in self.rule_routes.get(id(rl), []):
                 self.objects.append({
                     "apiVersion": POLICY_API, "kind": "SecurityPolicy",
                     "metadata": _meta(_sanitize(f"{route}-{rl.name}", 240), ns, [p.ing.ref]),
                     "spec": {"targetRefs": [{"group": GROUP, "kind": "HTTPRoute", "name": route,
-                                             "sectionName": rl.name}], **copy.deepcopy(spec)}})
+                                             "sectionName": rl.name}], **_copy(spec)}})
         # ClientTrafficPolicy and Gateway-wide settings: from the classes' ConfigMaps and Ingresses.
         for g, cls_names in gateways.items():
             # ingress-nginx routes on the normalised path and forwards ambiguous paths raw.
-            ctp: dict[str, Any] = copy.deepcopy(AMBIGUOUS_PATHS)
+            ctp: dict[str, Any] = _copy(AMBIGUOUS_PATHS)
             owners: dict[str, str] = {"path.ambiguous": "ingress-nginx's defaults"}
             sources: list[str] = []
             self.findings.append(Finding("", f"Gateway {g}", "path.ambiguous", "exact", AMBIGUOUS_DETAIL,
                                          cls_names[0] if cls_names else None))
             # What ingress-nginx's template sends every backend and wardgate sends only when asked.
-            ctp.update(copy.deepcopy(BACKEND_HEADERS))
+            ctp.update(_copy(BACKEND_HEADERS))
             owners.update({f"backendHeaders.{k}": "ingress-nginx's defaults"
                            for k in BACKEND_HEADERS["backendHeaders"]})
             notes = sorted({n for c in cls_names for n in _backend_header_notes(class_config(classes[c]))})

@@ -8,6 +8,7 @@ and everything else still converts; a bad path or backend drops only that path.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -75,9 +76,10 @@ class Ingress:
     def ref(self) -> str:
         return f"Ingress {self.namespace}/{self.name}"
 
-    @property
+    @functools.cached_property
     def nginx_annotations(self) -> dict[str, str]:
-        """The ingress-nginx annotations, prefix stripped."""
+        """The ingress-nginx annotations, prefix stripped (read several times per Ingress; the
+        dict is shared: callers don't change it)."""
         return {k[len(PREFIX):]: v for k, v in self.annotations.items() if k.startswith(PREFIX)}
 
     @property

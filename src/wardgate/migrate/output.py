@@ -55,44 +55,63 @@ def _astral(m: re.Match[str]) -> str:
     return f"\\U{code:08x}"
 
 
-def _emit(value: Any, indent: str, out: list[str]) -> None:
+class _Writer:
     """Block-style YAML for the dicts, lists and scalars the converter builds. PyYAML's
-    representer is pure Python and took most of the time on 5,000 Ingresses."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            key = _scalar(k)
-            if isinstance(v, (dict, list)) and v:
-                out.append(f"{indent}{key}:\n")
-                _emit(v, indent + ("  " if isinstance(v, dict) else ""), out)
-            else:
-                out.append(f"{indent}{key}: {_empty(v)}\n")
-    else:
+    representer is pure Python and took most of the time on 5,000 Ingresses; strings repeat
+    (keys, kinds, names), so each one is quoted once per dump."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.strings: dict[str, str] = {}
+
+    def text(self, value: str) -> str:
+        done = self.strings.get(value)
+        if done is None:
+            done = self.strings[value] = _scalar(value)
+        return done
+
+    def leaf(self, value: Any) -> str:
+        kind = type(value)
+        if kind is str:
+            return self.text(value)
+        if kind is dict:
+            return "{}"
+        if kind is list:
+            return "[]"
+        return _scalar(value)
+
+    def emit(self, value: Any, indent: str) -> None:
+        out, text, leaf = self.out, self.text, self.leaf
+        if type(value) is dict:
+            inner = indent + "  "
+            for k, v in value.items():
+                key = text(k) if type(k) is str else _scalar(k)
+                kind = type(v)
+                if (kind is dict or kind is list) and v:
+                    out.append(f"{indent}{key}:\n")
+                    self.emit(v, inner if kind is dict else indent)
+                else:
+                    out.append(f"{indent}{key}: {leaf(v)}\n")
+            return
+        item_indent = indent + "  "
         for item in value:
-            if isinstance(item, (dict, list)) and item:
-                sub: list[str] = []
-                _emit(item, indent + "  ", sub)
-                first = sub[0]
-                out.append(f"{indent}- {first[len(indent) + 2:]}")
-                out.extend(sub[1:])
+            kind = type(item)
+            if (kind is dict or kind is list) and item:
+                start = len(out)
+                self.emit(item, item_indent)
+                # the item's first line starts after "- " instead of its indentation
+                out[start] = f"{indent}- {out[start][len(item_indent):]}"
             else:
-                out.append(f"{indent}- {_empty(item)}\n")
-
-
-def _empty(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{}"
-    if isinstance(value, list):
-        return "[]"
-    return _scalar(value)
+                out.append(f"{indent}- {leaf(item)}\n")
 
 
 def dump(objects: Iterable[dict[str, Any]]) -> str:
     """Multi-document YAML, one document per object."""
-    out: list[str] = []
+    w = _Writer()
     for obj in objects:
-        out.append("---\n")
-        _emit(obj, "", out)
-    return "".join(out)
+        w.out.append("---\n")
+        w.emit(obj, "")
+    return "".join(w.out)
 
 
 def by_namespace(objects: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

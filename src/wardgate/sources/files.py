@@ -1,9 +1,10 @@
 """Manifests from YAML/JSON files and directories (multi-document, `kind: List` too).
 
 Manifests may come from people who must not be able to stop the control plane, so a file is
-bounded before libyaml sees it: its size, how deep it nests (libyaml's C composer recurses once
-per level and overflowed the C stack at about 25,000 levels) and how far its aliases expand
-(aliases share one object, which later stages copy: 41 KB became 366 MB).
+bounded: its size before it is read; how deep it nests (PyYAML's C composer recurses once per
+level and overflowed the C stack at about 25,000 levels) and how far its aliases expand (aliases
+share one object, which later stages copy: 41 KB became 366 MB) while its documents are built from
+libyaml's events, and before PyYAML's own loader sees a file that needs it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 from yaml.events import (
     AliasEvent,
+    DocumentEndEvent,
     DocumentStartEvent,
     Event,
     MappingEndEvent,
@@ -27,7 +29,9 @@ from yaml.events import (
     ScalarEvent,
     SequenceEndEvent,
     SequenceStartEvent,
+    StreamEndEvent,
 )
+from yaml.nodes import ScalarNode
 
 from wardgate.errors import InputError, Origin, Problem
 from wardgate.perf import no_gc_pauses
@@ -188,21 +192,186 @@ def _line(event: Event) -> int:
     return event.start_mark.line + 1 if event.start_mark is not None else 0
 
 
+_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _Unusual(Exception):
+    """The document needs PyYAML's own constructor (or its error message)."""
+
+
+# PyYAML's constructors raise ValueError and friends, not YAMLError, for a scalar they can't
+# convert (`2024-02-30` reads as a date, `!!int x`); the message may hold the value, so it is not
+# shown.
+_BAD_VALUE = ("a value that can't be converted to the type YAML reads it as (a date, number or boolean, "
+              "or its explicit tag): quote it to keep it a string")
+_CONVERSION_ERRORS = (ValueError, KeyError, AttributeError, IndexError, OverflowError, TypeError)
+
+
+class _BadValue(yaml.MarkedYAMLError):
+    def __init__(self, mark: Any) -> None:
+        super().__init__(problem=_BAD_VALUE, problem_mark=mark)
+
+
+_MISS, _AS_STR = object(), object()
+_SHAREABLE = (str, int, float, bool, type(None))  # immutable: one object may stand for every copy
+
+
+class _Hostile(Exception):
+    """Why the file must not be loaded (as _hostile_shape words it)."""
+
+
+def _documents(text: str) -> list[Any]:
+    """yaml.load_all(text, Loader=_Loader), built straight from libyaml's events, refusing what
+    _hostile_shape refuses (too deep, aliases expanding too far) with the same words.
+
+    PyYAML composes a node (with two marks) per scalar and then constructs it in Python; on a
+    `kubectl get -o yaml` export of 5,000 Ingresses that was three quarters of `wardgate migrate`.
+    Strings, maps and sequences are built here, without recursion; every other scalar goes through
+    PyYAML's own resolver and constructor, and anything else (explicit collection tags, merge keys,
+    anchor errors, unhashable keys) raises _Unusual so the caller falls back to PyYAML's loader,
+    which gives the same value or the same error (tests/test_yaml_loader.py checks both ways).
+    Checking the shape here spares the separate pass: the cheap bound of _depth_bound fails on
+    every kubectl export, whose last-applied-configuration JSON is full of brackets.
+    """
+    parser = _Loader(text)
+    resolve: Any = parser.resolve
+    construct: Any = parser.construct_object
+    # Plain scalars repeat ("80", "true", "Prefix"): each text is resolved once. Path resolvers
+    # would make a scalar's tag depend on where it is; the safe loader has none.
+    plain_ok = not parser.yaml_path_resolvers
+    plain: dict[str, Any] = {}
+    docs: list[Any] = []
+    # per open collection: [container, key (maps), whether the key is set, anchor, nodes before it]
+    stack: list[list[Any]] = []
+    anchors: dict[str, Any] = {}
+    sizes: dict[str, int] = {}  # anchor -> nodes its value expands to
+    nodes = extra = 0
+    budget = max(len(text), ALIAS_NODES_FLOOR)
+    value: Any
+    try:
+        parser.get_event()  # StreamStartEvent
+        while True:
+            event: Any = parser.get_event()
+            kind = type(event)
+            if kind is ScalarEvent:
+                nodes += 1
+                tag = event.tag
+                value = event.value
+                if tag is None and plain_ok and not event.implicit[0]:
+                    pass  # quoted: always a string
+                elif tag is None and plain_ok and (done := plain.get(value, _MISS)) is not _MISS:
+                    if done is not _AS_STR:
+                        value = done
+                else:
+                    if tag is None or tag == "!":
+                        tag = resolve(ScalarNode, value, event.implicit)
+                    if tag == _MERGE:
+                        raise _Unusual
+                    if tag != _STR:
+                        try:
+                            value = construct(ScalarNode(tag, value, event.start_mark, event.end_mark, event.style))
+                        except _CONVERSION_ERRORS:
+                            raise _BadValue(event.start_mark) from None
+                        parser.constructed_objects.clear()
+                    if event.tag is None and plain_ok and event.implicit[0] and type(value) in _SHAREABLE:
+                        # a plain scalar's type and value depend on its text alone
+                        plain[event.value] = _AS_STR if tag == _STR else value
+                if event.anchor is not None:
+                    if event.anchor in anchors:
+                        raise _Unusual
+                    anchors[event.anchor] = value
+                    sizes[event.anchor] = 1
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                nodes += 1
+                if len(stack) >= MAX_DEPTH:
+                    raise _Hostile(f"nested more than {MAX_DEPTH} levels deep at line {_line(event)}")
+                mapping = kind is MappingStartEvent
+                if event.tag not in (None, "!", _MAP if mapping else _SEQ):
+                    raise _Unusual
+                container: dict[Any, Any] | list[Any] = {} if mapping else []
+                if event.anchor is not None:
+                    if event.anchor in anchors:
+                        raise _Unusual
+                    anchors[event.anchor] = container
+                stack.append([container, None, False, event.anchor, nodes + extra])
+                continue
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                entry = stack.pop()
+                value = entry[0]
+                if entry[3] is not None:
+                    sizes[entry[3]] = nodes + extra - entry[4] + 1
+            elif kind is AliasEvent:
+                nodes += 1
+                if any(entry[3] == event.anchor for entry in stack):
+                    raise _Hostile(f"alias *{event.anchor} at line {_line(event)} refers to a node that contains it")
+                if event.anchor not in anchors:
+                    raise _Unusual
+                extra += sizes[event.anchor] - 1
+                if extra > budget:
+                    raise _Hostile(f"aliases expand to more than {budget} extra nodes (at line {_line(event)})")
+                value = anchors[event.anchor]
+            elif kind is DocumentStartEvent:
+                anchors, sizes = {}, {}
+                continue
+            elif kind is DocumentEndEvent:
+                continue
+            elif kind is StreamEndEvent:
+                if extra > max(nodes, ALIAS_NODES_FLOOR):
+                    raise _Hostile(f"aliases expand to {extra} extra nodes, more than the file's own {nodes} "
+                                   f"(or {ALIAS_NODES_FLOOR})")
+                return docs
+            else:
+                raise _Unusual
+            if not stack:
+                docs.append(value)
+                continue
+            top = stack[-1]
+            target = top[0]
+            if type(target) is list:
+                target.append(value)
+            elif top[2]:
+                target[top[1]] = value  # TypeError for an unhashable key
+                top[2] = False
+            else:
+                top[1], top[2] = value, True
+    except TypeError:
+        raise _Unusual from None
+    finally:
+        parser.dispose()
+
+
+def _load_all(text: str) -> Iterator[Any]:
+    try:
+        docs = _documents(text)
+    except (_Unusual, yaml.YAMLError) as exc:
+        # PyYAML's loader says what it makes of it, once the shape is known to be safe for it
+        hostile = _hostile_shape(text)
+        if hostile is not None:
+            raise _Hostile(hostile) from None
+        if isinstance(exc, _BadValue):
+            raise
+        yield from yaml.load_all(text, Loader=_Loader)
+        return
+    yield from docs
+
+
 def load_text(text: str, name: str) -> list[RawObject]:
     problems: list[Problem] = []
     out: list[RawObject] = []
     index = 0
-    hostile = _hostile_shape(text)
-    if hostile is not None:
-        raise InputError([Problem(f"YAML refused: {hostile}", Origin(name, None))])
     try:
-        for index, doc in enumerate(yaml.load_all(text, Loader=_Loader)):
+        for index, doc in enumerate(_load_all(text)):
             out.extend(_objects(doc, Origin(name, index), problems))
+    except _Hostile as exc:
+        raise InputError([Problem(f"YAML refused: {exc}", Origin(name, None))]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         problems.append(Problem(f"YAML syntax error{where}: {problem}", Origin(name, index)))
+    except _CONVERSION_ERRORS:
+        problems.append(Problem(f"YAML error: {_BAD_VALUE}", Origin(name, index)))
     if problems:
         raise InputError(problems)
     return out

@@ -1,0 +1,291 @@
+"""The promise against configuration injection, for migrated input: Ingresses with random and
+hostile annotation values (every annotation ingress-nginx documents), hosts, paths and snippets go
+through `wardgate migrate` and then the normal pipeline to nginx. For each:
+
+- migrate never raises, and reports every annotation (a finding whose item is the annotation, or
+  `<annotation> line N` for a snippet line), or refuses the Ingress with a finding naming the file,
+  the object and the field;
+- what it writes is YAML that loads back and objects wardgate's model accepts;
+- the rendered configuration has no directive, live variable or regex capture that came from the
+  input (the payloads carry marker names: `wgpwn_*` directives, `$wgfuzz_*` variables,
+  `(?P<wgfuzz_*>)` captures, which nginx itself would also refuse as unknown), and `nginx -t`
+  accepts it.
+
+Strings reach nginx only through wardgate's quoting module; test_quoting_fuzz.py and
+test_policy_fuzz.py check that module field by field, this test that migrate feeds it everything.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+import yaml
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from conftest import REPO, examples
+from test_listeners import tls_secret
+from test_quoting_fuzz import (
+    ANY_TEXT,
+    FUZZ,
+    HOST,
+    INJECTIONS,
+    PATH,
+    REGEX_PAYLOADS,
+    Node,
+    named_groups,
+    nginx_test,
+    read_conf,
+    roles,
+    variables,
+    walk,
+)
+from wardgate.errors import InputError, Origin, UnsafeValueError
+from wardgate.migrate import catalog, migrate
+from wardgate.migrate.report import STATUSES
+from wardgate.model import parse
+from wardgate.render.nginx import RenderOptions, render
+from wardgate.sources.files import RawObject, load_text
+from wardgate.translate import translate
+
+FIXTURE = REPO / "tests" / "fixtures" / "migrate" / "all-annotations.yaml"
+A = catalog.PREFIX
+OBJ = "Ingress default/fuzz"
+FILE = "fuzz.yaml"
+SNIPPETS = ("configuration-snippet", "server-snippet", "modsecurity-snippet", "auth-snippet", "stream-snippet")
+
+# Payloads whose success would show: an unknown directive (`wgpwn_*`), an unknown variable made
+# live (`$wgfuzz_*`) or a regex capture setting one. nginx -t refuses all three, so an injection
+# that slipped past the checks below would still fail it.
+CANARIES = [
+    'x"; wgpwn_a "1', "x; wgpwn_b 1;", "x'; wgpwn_c '1", "} wgpwn_d { ", "x\nwgpwn_e 1;", '\\"; wgpwn_f \\"',
+    "a;}\nserver{wgpwn_g 1;}", '"; } location / { wgpwn_h "x', "$wgfuzz_v", "${wgfuzz_w}", "/$wgfuzz_p",
+    "(?P<wgfuzz_g>x)", "/(?P<wgfuzz_h>.*)", "x $wgfuzz_v y", "#wgpwn_i", "x\" always; wgpwn_j \"1",
+]
+PAYLOADS = sorted(set(INJECTIONS) | set(CANARIES))
+# The characters that end or escape nginx tokens, alone (every annotation meets each of them).
+SHARP = ['"', "'", ";", "{", "}", "\\", "#", "\n", "\x00", " ", "$", "$1", "é💥"]
+_MARK = re.compile(r"wgpwn|wgfuzz")
+
+
+def _fixture() -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The fixture's supporting objects (ConfigMaps, Secrets, Services, the class) and a valid
+    value for every annotation it holds."""
+    docs = [d for d in yaml.safe_load_all(FIXTURE.read_text()) if isinstance(d, dict)]
+    valid: dict[str, str] = {}
+    for d in docs:
+        if d["kind"] == "Ingress":
+            for k, v in (d["metadata"].get("annotations") or {}).items():
+                valid.setdefault(k.removeprefix(A), str(v))
+    return [d for d in docs if d["kind"] != "Ingress"], valid
+
+
+SUPPORT, VALID = _fixture()
+KEYS = sorted(catalog.DOCUMENTED | set(catalog.CATALOG))
+
+
+@functools.cache
+def _tls_secret() -> dict[str, Any]:
+    ca = trustme.CA()
+    doc = yaml.safe_load(tls_secret("fuzz-tls", ca, "*.example.com", "fuzz.example"))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_every_catalog_annotation_has_a_valid_value_to_start_from() -> None:
+    assert set(KEYS) - set(VALID) == set(), "the fixture lost annotations"
+
+
+# --- the fuzzed Ingress ----------------------------------------------------------------------------
+
+_SNIPPET_LINES = [
+    'more_set_headers "X-A: {v}";', "more_set_headers {q};", 'more_clear_headers "{v}";', 'add_header X-B "{v}";',
+    'add_header X-B "{v}" always;', 'proxy_set_header X-C "{v}";', "more_set_input_headers {q};",
+    'if ($request_method !~ ^(GET|{v})$) {{ return 405; }}',
+    'location = /.well-known/security.txt {{ return 200 "{v}"; }}',
+    'location = /{v} {{ return 403; }}', "return 301 {q};", 'return 302 "https://{v}/";', "allow {v};", "deny {v};",
+    "rewrite ^/old/(.*)$ /{v}/$1 redirect;", 'rewrite "^/{v}$" /new permanent;', "limit_except GET {{ deny all; }}",
+    "SecRuleEngine {v}", "SecRuleRemoveById {v}", "proxy_hide_header {q};", "expires {v};",
+    "set $x {q};", "{v}",
+]
+
+
+def _quote(v: str) -> str:
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@st.composite
+def snippet(draw: st.DrawFn) -> str:
+    lines = []
+    for _ in range(draw(st.integers(1, 3))):
+        v = draw(st.one_of(st.sampled_from(PAYLOADS), ANY_TEXT, st.sampled_from(["GET", "nosniff", "1", "On"])))
+        lines.append(draw(st.sampled_from(_SNIPPET_LINES)).format(v=v, q=_quote(v)))
+    return "\n".join(lines) + draw(st.sampled_from(["\n", "", "\n\n"]))
+
+
+def value_for(key: str) -> st.SearchStrategy[str]:
+    valid = VALID.get(key, "true")
+    hostile = st.one_of(st.sampled_from(PAYLOADS), ANY_TEXT)
+    out = st.one_of(st.just(valid), hostile, st.tuples(st.just(valid), hostile).map("".join),
+                    st.tuples(hostile, st.just(valid)).map("".join))
+    return st.one_of(snippet(), out) if key in SNIPPETS else out
+
+
+@st.composite
+def annotations(draw: st.DrawFn) -> dict[str, str]:
+    keys = draw(st.lists(st.sampled_from([*KEYS, "no-such-annotation"]), min_size=1, max_size=4, unique=True))
+    return {k: draw(value_for(k)) for k in keys}
+
+
+@st.composite
+def ingresses(draw: st.DrawFn) -> dict[str, Any]:
+    anns = draw(annotations())
+    if draw(st.booleans()):  # path annotations make every path of the host a regex
+        anns.setdefault("use-regex", "true")
+    regex = "use-regex" in anns or "rewrite-target" in anns
+    path = st.one_of(PATH, st.sampled_from(REGEX_PAYLOADS)) if regex else PATH
+    paths = [{"path": draw(path), "pathType": draw(st.sampled_from(["Prefix", "Exact", "ImplementationSpecific"])),
+              "backend": {"service": {"name": "app", "port": {"number": 80}}}}
+             for _ in range(draw(st.integers(1, 2)))]
+    host = draw(st.one_of(st.just("fuzz.example"), HOST))
+    spec: dict[str, Any] = {"ingressClassName": "nginx", "rules": [{"host": host, "http": {"paths": paths}}]}
+    if draw(st.booleans()):
+        spec["tls"] = [{"hosts": [host], "secretName": "fuzz-tls"}]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "fuzz", "namespace": "default", "annotations": {A + k: v for k, v in anns.items()}},
+            "spec": spec}
+
+
+def plain_ingress(anns: dict[str, str]) -> dict[str, Any]:
+    """Ingress default/fuzz: fuzz.example, Prefix / to app:80, these annotations (prefix added)."""
+    backend = {"service": {"name": "app", "port": {"number": 80}}}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "fuzz", "namespace": "default", "annotations": {A + k: v for k, v in anns.items()}},
+            "spec": {"ingressClassName": "nginx", "rules": [{"host": "fuzz.example", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix", "backend": backend}]}}]}}
+
+
+# --- the properties ---------------------------------------------------------------------------------
+
+
+def inputs(ing: dict[str, Any]) -> list[RawObject]:
+    docs = [*SUPPORT, _tls_secret(), ing]
+    return [RawObject(d, Origin(FILE, i)) for i, d in enumerate(docs)]
+
+
+def check_findings(ing: dict[str, Any], findings: list[Any]) -> None:
+    mine = [f for f in findings if f.obj == OBJ]
+    for f in findings:
+        assert f.status in STATUSES and f.item and f.detail, f
+    for f in mine:
+        assert f.file.startswith(FILE), f
+    refused = [f for f in mine if f.status == "not-converted" and f.item.startswith(("spec", "metadata"))]
+    for key in ing["metadata"]["annotations"]:
+        short = key.removeprefix(A)
+        reported = any(f.item == short or f.item.startswith(short + " ") for f in mine)
+        assert reported or refused, f"annotation {short} has no finding: {[(f.item, f.status) for f in mine]}"
+
+
+def check_config(files: dict[str, str]) -> None:
+    """No directive, live variable or capture from the payloads; nginx -t accepts the whole."""
+    for name, text in files.items():
+        if not name.endswith(".conf") or not _MARK.search(text):
+            continue
+        conf = read_conf(text)
+        for node, parents in walk(conf):
+            assert not _MARK.search(node.name), f"{name}: directive {node.name!r} came from the input"
+            parent: Node | None = parents[-1] if parents else None
+            for role, arg in zip(roles(node, parent), node.args, strict=False):
+                if role == "interp":
+                    live = [v for v in variables(arg) if _MARK.search(v)]
+                    assert not live, f"{name}: {node.name} {arg!r} makes ${live[0]} live"
+                elif role == "regex":
+                    caps = [g for g in named_groups(arg) if _MARK.search(g)]
+                    assert not caps, f"{name}: {node.name} {arg!r} sets ${caps[0]}"
+    res = nginx_test(files)
+    assert res.returncode == 0, f"nginx -t rejected the migrated configuration:\n{res.stderr}"
+
+
+def migrate_and_serve(ing: dict[str, Any]) -> None:
+    raws = inputs(ing)
+    result = migrate(raws)  # never raises
+    check_findings(ing, result.report.findings)
+    text = result.yaml()
+    try:
+        out = load_text(text, "out.yaml")
+    except InputError as exc:
+        pytest.fail(f"migrate wrote YAML that doesn't load back: {exc}")
+    assert [o.data for o in out] == result.objects
+    try:
+        rs = parse(out + raws)
+    except InputError as exc:
+        pytest.fail(f"wardgate's model refuses what migrate wrote: {exc}\n{text[:3000]}")
+    tr = translate(rs)
+    for gw in tr.gateways:
+        try:
+            files = render(gw, RenderOptions(listen_host="127.0.0.1"))
+        except UnsafeValueError as exc:
+            pytest.fail(f"the renderer refuses what the model accepted from migrate: {exc}")
+        check_config(files)
+
+
+@settings(FUZZ, max_examples=examples(150))
+@given(ingresses())
+@example({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+          "metadata": {"name": "fuzz", "namespace": "default", "annotations": {
+              A + "configuration-snippet": 'more_set_headers "X-A: x\\"; wgpwn_a \\"1";\nadd_header X-B "$wgfuzz_v";\n',
+              A + "server-snippet": 'location = /.well-known/security.txt { return 200 "x\\"; wgpwn_b \\""; }\n',
+              A + "cors-allow-origin": 'https://a.example"; wgpwn_c "', A + "enable-cors": "true",
+              A + "permanent-redirect": "https://x.example/${wgfuzz_w}"}},
+          "spec": {"ingressClassName": "nginx", "rules": [{"host": "fuzz.example", "http": {"paths": [
+              {"path": "/(?P<wgfuzz_g>x)", "pathType": "ImplementationSpecific",
+               "backend": {"service": {"name": "app", "port": {"number": 80}}}}]}}]}})
+def test_migrated_hostile_ingress_is_reported_valid_and_injects_nothing(ing: dict[str, Any]) -> None:
+    migrate_and_serve(ing)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_every_annotation_with_every_payload(key: str) -> None:
+    """Each annotation alone with each payload (appended to a valid value): whatever hypothesis
+    happens to draw above, every catalog entry meets every payload. One nginx -t per annotation
+    (the configuration with all of them merged would be refused at the first conflict)."""
+    values = [VALID[key], *CANARIES, *SHARP, *(VALID[key] + p for p in CANARIES[:6])]
+    if key in SNIPPETS:
+        values += [line.format(v=p, q=_quote(p)) for p in CANARIES[::2] for line in _SNIPPET_LINES[:10]]
+    served: list[dict[str, str]] = []
+    for value in values:
+        ing = plain_ingress({key: value})
+        raws = inputs(ing)
+        result = migrate(raws)
+        check_findings(ing, result.report.findings)
+        text = result.yaml()
+        rs = parse(load_text(text, "out.yaml") + raws)
+        if not _MARK.search(text) and value not in SHARP:
+            continue  # the payload was refused: nothing of it to look for in nginx's configuration
+        for gw in translate(rs).gateways:
+            files = render(gw, RenderOptions(listen_host="127.0.0.1"))
+            if _MARK.search("".join(files.values())):
+                served.append(files)
+    for files in served[:: max(1, len(served) // 2)][:2]:  # nginx -t on a couple holding payloads
+        check_config(files)
+
+
+def test_hostile_value_reaches_nginx_quoted(tmp_path: Path) -> None:
+    """The fuzzer sees payloads arrive: a header from a configuration-snippet with a quote and a
+    semicolon (escaped in the snippet, as nginx reads it) lands in nginx as one literal argument."""
+    value = 'a"; wgpwn_x "b'
+    ing = plain_ingress({"configuration-snippet": f"more_set_headers {_quote('X-Fuzz: ' + value)};\n"})
+    result = migrate(inputs(ing))
+    assert [f.status for f in result.report.findings if f.item.startswith("configuration-snippet")] == ["exact"]
+    rs = parse(load_text(result.yaml(), "out.yaml") + inputs(ing))
+    (gw,) = [g for g in translate(rs).gateways]
+    files = render(gw, RenderOptions(listen_host="127.0.0.1"))
+    conf = read_conf(files["nginx.conf"])
+    args = [a for n, _ in walk(conf) for a in n.args if "wgpwn_x" in a]
+    assert args and all(a == "X-Fuzz: " + value for a in args), args
+    check_config(files)
