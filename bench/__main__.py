@@ -38,6 +38,32 @@ def _suite_failed(doc: dict[str, Any]) -> bool:
     return False
 
 
+def _previous(out: Path) -> dict[str, dict[str, Any]]:
+    """The last document of each suite in `out`: its `<suite>.json` (not committed), else the
+    one inside latest.json (committed), so a run of one suite keeps the others' results."""
+    docs: dict[str, dict[str, Any]] = {}
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        docs.update(json.loads((out / "latest.json").read_text()).get("suites", {}))
+    for name in SUITES:
+        with contextlib.suppress(OSError, ValueError):
+            docs[name] = json.loads((out / f"{name}.json").read_text())
+    return docs
+
+
+def _carry_targets(doc: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """A dataplane run of some targets (--targets), with the others as the last run measured
+    them, each marked with when: its ratios are to the limit of that run, not of this one."""
+    if "error" in doc or "error" in before:
+        return doc
+    targets = dict(doc.get("targets", {}))
+    for name, entry in before.get("targets", {}).items():
+        if name not in targets:
+            targets[name] = {**entry, "carried_over": entry.get("carried_over") or before.get("started")}
+    # Keep the usual order: this run's targets in it, the carried ones after.
+    order = [*doc.get("targets", {}), *(n for n in before.get("targets", {}) if n not in doc.get("targets", {}))]
+    return {**doc, "targets": {n: targets[n] for n in order}}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("suite", choices=[*SUITES, "all"])
@@ -45,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="1 run of ~1 s per measurement and the smallest sizes (for CI)")
     ap.add_argument("--runs", type=int, default=None, help="repetitions per measurement (default 3, quick 1)")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
+    ap.add_argument("--duration", type=float, default=None,
+                    help="seconds per wrk measurement (default 10, quick 1)")
+    ap.add_argument("--no-wait", action="store_true",
+                    help="don't wait for an idle machine before each measurement, nor repeat noisy runs "
+                         "(a loaded machine: compare only ratios from one run)")
     ap.add_argument("--targets", default="",
                     help="comma-separated target names for dataplane, e.g. limit,plain,policies "
                          "(a partial run, for comparing changes; the limit is always measured)")
@@ -52,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.make(args.quick, args.runs)
     if args.targets:
         settings = dataclasses.replace(settings, targets=("limit", *args.targets.split(",")))
+    if args.duration is not None:
+        settings = dataclasses.replace(settings, duration_s=max(0.5, args.duration))
+    if args.no_wait:
+        settings = dataclasses.replace(settings, quiet_wait_s=0.0, repeat_noisy=False)
     out: Path = args.out.absolute()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -72,18 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         docs[name] = doc
         if _suite_failed(doc):
             failed.append(name)
-    # latest.* combine this invocation's suites with the last results of the others in --out:
-    # their <suite>.json, else (a fresh checkout has only latest.*) the copy in latest.json, so
-    # running one suite rewrites only its own headlines and section
-    previous: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        previous = json.loads((out / "latest.json").read_text()).get("suites") or {}
+    # latest.* combine this invocation's suites with the last results of the others in --out
+    previous = _previous(out)
     for name in SUITES:
-        if name not in docs and (out / f"{name}.json").exists():
-            with contextlib.suppress(ValueError):
-                docs[name] = json.loads((out / f"{name}.json").read_text())
-        if name not in docs and isinstance(previous.get(name), dict):
+        if name not in docs and name in previous:
             docs[name] = previous[name]
+    if "dataplane" in docs and settings.targets and "dataplane" in previous:
+        docs["dataplane"] = _carry_targets(docs["dataplane"], previous["dataplane"])
     ordered = {name: docs[name] for name in SUITES if name in docs}
     report.write(out, ordered, machine)
     wall = time.monotonic() - t0

@@ -46,6 +46,7 @@ class Settings:
     connections: int = 50
     threads: int = 1
     targets: tuple[str, ...] = ()  # dataplane / waf: only these targets (empty: all)
+    repeat_noisy: bool = True  # full mode: repeat a run other load disturbed (measure_quietest)
 
     @classmethod
     def make(cls, quick: bool, runs: int | None) -> Settings:
@@ -552,7 +553,7 @@ def measure_quietest(pids: Callable[[], set[int]], port: int, host: str, path: s
     """measure(); in full mode, a run during which other processes used more than NOISY of CPU 0 is
     repeated (at most NOISY_RETRIES times) and the quietest attempt kept; the others' noise is recorded."""
     attempts: list[dict[str, Any]] = []
-    for _ in range(1 if settings.quick else 1 + NOISY_RETRIES):
+    for _ in range(1 + NOISY_RETRIES if settings.repeat_noisy and not settings.quick else 1):
         res = measure(pids, port, host, path, settings, backend_pids=backend_pids, script=script, scheme=scheme)
         attempts.append(res)
         if (res.get("proxy_cpu_other_busy") or 0.0) <= NOISY:

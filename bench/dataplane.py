@@ -23,6 +23,7 @@ from bench.common import (
     ensure_debs,
     log,
     measure_quietest,
+    median,
     ratio,
     run_wrk,
     scratch,
@@ -123,12 +124,18 @@ def run(settings: Settings) -> dict[str, Any]:
             if entry["median"]["non_2xx_total"]:
                 entry["warning"] = "non-2xx responses during the runs: the figures are not comparable"
     limit = results.get("limit", {}).get("median")
+    limit_runs = {r["run"]: r for r in results.get("limit", {}).get("runs", [])}
     for entry in results.values():
         med = entry.get("median")
         if med and limit:
             entry["rps_ratio"] = _round(ratio(med["rps"], limit["rps"]))
             entry["cpu_efficiency"] = _round(ratio(limit["cpu_us_per_req"], med["cpu_us_per_req"]))
             entry["p99_ratio"] = _round(ratio(med["p99_ms"], limit["p99_ms"]))
+            # The same, run by run (the limit's run r next to the target's, measured minutes apart
+            # at most), then the median: steadier than the ratio of medians on a loaded machine.
+            entry["cpu_efficiency_paired"] = _round(median(
+                ratio(limit_runs[r["run"]].get("cpu_us_per_req"), r.get("cpu_us_per_req"))
+                for r in entry["runs"] if r["run"] in limit_runs))
     limit_ir = results.get("limit", {}).get("instructions", {}).get("instructions_per_req")
     for entry in results.values():
         ir = entry.get("instructions", {}).get("instructions_per_req")

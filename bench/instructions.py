@@ -46,7 +46,9 @@ CENTRES = {
     "wg_duplicate_handler": "duplicate headers (module)",
     "pcre2_match_8": "regexes",
     "ngx_http_lua_rewrite_handler": "Lua checks",
-    "ngx_escape_json": "JSON log escaping",
+    "ngx_escape_json": "JSON log escaping",  # nginx's log_format escape=json (before the module's line)
+    "wg_log_json_variable": "decision log line (module)",
+    "wg_checks_handler": "Host and path checks (module)",
     "ngx_http_map_find": "maps",
     "ngx_http_parse_header_line": "header parsing",
 }

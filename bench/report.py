@@ -207,26 +207,31 @@ def _dataplane_md(dp: dict[str, Any]) -> list[str]:
     rows = []
     for name, t in dp.get("targets", {}).items():
         if "note" in t:
-            rows.append([name, t.get("label", ""), *["—"] * 8, t["note"]])
+            rows.append([name, t.get("label", ""), *["—"] * 9, t["note"]])
             continue
         if t.get("error"):
-            rows.append([name, t.get("label", ""), *["—"] * 8, f"unavailable: {t['error'][:120]}"])
+            rows.append([name, t.get("label", ""), *["—"] * 9, f"unavailable: {t['error'][:120]}"])
             continue
         m = t.get("median", {})
         noise = [r.get("proxy_cpu_other_busy") for r in t.get("runs", [])]
         noise_txt = "/".join(_f(x) for x in noise if x is not None)
+        note = t.get("warning", "")
+        if t.get("carried_over"):
+            note = (f"from the run started {t['carried_over']} (not measured in this one)"
+                    + (f"; {note}" if note else ""))
         rows.append([name, t.get("label", ""), _f(m.get("rps"), 0), _f(m.get("p50_ms")), _f(m.get("p99_ms")),
                      _f(m.get("cpu_us_per_req"), 1) + _range(m.get("cpu_us_per_req_range")),
                      _f(m.get("cpu_us_per_req_schedstat"), 1),
-                     _f(t.get("rps_ratio")), _f(t.get("cpu_efficiency")), noise_txt,
-                     t.get("warning", "")])
+                     _f(t.get("rps_ratio")), _f(t.get("cpu_efficiency")), _f(t.get("cpu_efficiency_paired")),
+                     noise_txt, note])
     out += _table(["target", "what", "req/s", "p50 ms", "p99 ms", "proxy CPU µs/req (min to max)", "(schedstat)",
-                   "req/s ÷ limit", "cpu-efficiency", "other load on CPU 0", "note"], rows)
+                   "req/s ÷ limit", "cpu-efficiency", "(paired)", "other load on CPU 0", "note"], rows)
     be = [r.get("backend_cpu_us_per_req") for t in dp.get("targets", {}).values() for r in t.get("runs", [])]
     be = [x for x in be if x is not None]
     if be:
         out += ["", f"Backend (nginx static, CPU 1) CPU per request: {min(be):.1f} to {max(be):.1f} µs."]
-    out += ["", "cpu-efficiency = limit's CPU µs/req ÷ target's (1.0 = as cheap as the hand-written proxy). "
+    out += ["", "cpu-efficiency = limit's CPU µs/req ÷ target's (1.0 = as cheap as the hand-written proxy); "
+            "(paired): the same ratio per run, the limit's run next to the target's, then the median. "
             "\"other load on CPU 0\" = share of CPU 0 busy with processes other than the proxy during each run "
             "(other users of the machine): high values make that run noisy.", ""]
     return out + _instructions_md(dp.get("targets", {})) + _policies_md(dp.get("targets", {}))
@@ -242,6 +247,8 @@ def _instructions_md(targets: dict[str, Any]) -> list[str]:
             rows.append([name, "—", "—", f"unavailable: {ins['error'][:120]}"])
             continue
         where = ", ".join(f"{k} {v:,}" for k, v in ins.get("where", {}).items())
+        if t.get("carried_over"):
+            where += f" (run started {t['carried_over']})"
         rows.append([name, f"{ins['instructions_per_req']:,}", _f(ins.get("ratio_to_limit")), where])
     if not rows:
         return []

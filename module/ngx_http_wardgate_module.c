@@ -19,6 +19,22 @@
  *       the request's URL into a query parameter (externalAuth's signin redirect). nginx has no
  *       such variable; ingress-nginx used set-misc's set_escape_uri, which Debian doesn't ship.
  *
+ *   $wardgate_upgrade, $wardgate_connection
+ *       The request's Upgrade header (its first copy), and "upgrade" when it has one, else "":
+ *       what a backend gets as Upgrade and Connection (WebSockets). $http_upgrade scans every
+ *       header line by name, and a map on it hashes the value: 0.6k instructions per request.
+ *
+ *   wardgate_request_checks host [ambiguous_paths] | off;   (http, server)
+ *       Refuses a request with 400 before any location (first thing in the server-rewrite
+ *       phase), $wg_decision "invalid-request" when a Host header names another host than the
+ *       one nginx routed on ($host: case, a trailing dot and a port don't count), or
+ *       "ambiguous-path" when the raw path (before any `?`) holds `;`, `\`, `#`, %2e, %2f, %5c
+ *       or a `.`/`..` segment. As `if`s with a chain of regex maps this was 1.9k instructions
+ *       per request and one `if` block (a location's worth of configuration) per server.
+ *
+ *   wardgate_decision, wardgate_log_json, wardgate_alias, wardgate_empty   (http)
+ *       Variables defined by directive: ngx_http_wardgate_vars.c.
+ *
  * Built against Debian's nginx-dev (1.22.1) by scripts/build-module.sh; see docs/architecture.md.
  */
 
@@ -26,6 +42,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <sys/random.h>
+
+#include "ngx_http_wardgate_module.h"
 
 
 #define WG_ALLOW   0
@@ -49,6 +67,8 @@ typedef struct {
     ngx_int_t     dup_default;    /* WG_*, or NGX_CONF_UNSET */
     ngx_array_t  *dup_names;      /* of wg_dup_name_t */
     ngx_int_t     decision_index; /* $wg_decision */
+    ngx_int_t     checks;         /* WG_CHECK_*, or NGX_CONF_UNSET */
+    ngx_int_t     checks_decision;
 } wg_loc_conf_t;
 
 
@@ -66,6 +86,7 @@ static ngx_int_t wg_init_process(ngx_cycle_t *cycle);
 static void *wg_create_loc_conf(ngx_conf_t *cf);
 static char *wg_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child);
 static char *wg_duplicate_headers(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *wg_request_checks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 
 static ngx_command_t  wg_commands[] = {
@@ -74,6 +95,41 @@ static ngx_command_t  wg_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       wg_duplicate_headers,
       NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("wardgate_request_checks"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_1MORE,
+      wg_request_checks,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("wardgate_decision"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      wg_decision,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("wardgate_log_json"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      wg_log_json,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("wardgate_empty"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      wg_empty,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("wardgate_alias"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      wg_alias,
+      0,
       0,
       NULL },
 
@@ -111,6 +167,7 @@ static ngx_str_t  wg_decision_dup = ngx_string("duplicate-header");
 /* --- request id ------------------------------------------------------------------------- */
 
 static uint64_t   wg_id_prefix;
+static u_char     wg_id_prefix_hex[16];
 static uint64_t   wg_id_key;
 static uint64_t   wg_id_counter;
 static ngx_pid_t  wg_id_pid = -1;
@@ -119,7 +176,8 @@ static ngx_pid_t  wg_id_pid = -1;
 static void
 wg_id_seed(void)
 {
-    uint64_t  seed[2];
+    uint64_t    seed[2];
+    ngx_uint_t  i;
 
     /* one random read per process; if getrandom fails, fall back to what differs anyway */
     if (getrandom(seed, sizeof(seed), 0) != (ssize_t) sizeof(seed)) {
@@ -128,6 +186,10 @@ wg_id_seed(void)
     }
 
     wg_id_prefix = seed[0];
+
+    for (i = 0; i < 16; i++) {
+        wg_id_prefix_hex[i] = "0123456789abcdef"[(seed[0] >> (60 - 4 * i)) & 0xf];
+    }
     wg_id_key = seed[1];
     wg_id_counter = 0;
     wg_id_pid = ngx_pid;
@@ -156,10 +218,10 @@ static ngx_int_t
 wg_request_id_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data)
 {
-    u_char    *p;
-    uint64_t   n;
-    u_char     raw[16];
-    ngx_uint_t i;
+    static u_char  hex[] = "0123456789abcdef";
+    u_char        *p;
+    uint64_t       n;
+    ngx_uint_t     i;
 
     if (wg_id_pid != ngx_pid) {
         /* a process that did not run init_process (e.g. forked otherwise) */
@@ -171,14 +233,14 @@ wg_request_id_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         return NGX_ERROR;
     }
 
+    /* the process's prefix, written once at seeding, then the mixed counter */
+    ngx_memcpy(p, wg_id_prefix_hex, 16);
     n = wg_mix(wg_id_key + wg_id_counter++);
 
-    for (i = 0; i < 8; i++) {
-        raw[i] = (u_char) (wg_id_prefix >> (56 - 8 * i));
-        raw[8 + i] = (u_char) (n >> (56 - 8 * i));
+    for (i = 32; i > 16; i--) {
+        p[i - 1] = hex[n & 0xf];
+        n >>= 4;
     }
-
-    ngx_hex_dump(p, raw, 16);
 
     v->len = 32;
     v->valid = 1;
@@ -187,6 +249,215 @@ wg_request_id_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     v->data = p;
 
     return NGX_OK;
+}
+
+
+/* --- Upgrade ------------------------------------------------------------------------------ */
+
+static ngx_int_t
+wg_upgrade_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_table_elt_t  *h = r->headers_in.upgrade;
+
+    /* hash 0: a header line another module removed */
+    if (h == NULL || h->hash == 0 || h->value.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    if (data) {
+        v->len = sizeof("upgrade") - 1;
+        v->data = (u_char *) "upgrade";
+
+    } else {
+        v->len = h->value.len;
+        v->data = h->value.data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* data: 1 for $wardgate_connection */
+static ngx_http_variable_t  wg_upgrade_vars[] = {
+    { ngx_string("wardgate_upgrade"), NULL, wg_upgrade_variable, 0, 0, 0 },
+    { ngx_string("wardgate_connection"), NULL, wg_upgrade_variable, 1, 0, 0 },
+    { ngx_null_string, NULL, NULL, 0, 0, 0 }
+};
+
+
+/* --- checks before any location ---------------------------------------------------------- */
+
+static ngx_str_t  wg_ambiguous_path = ngx_string("ambiguous-path");
+static ngx_str_t  wg_invalid_request = ngx_string("invalid-request");
+
+
+/* the raw path (before any '?') holds ';', '\', '#', %2e, %2f, %5c or a "." or ".." segment */
+static ngx_uint_t
+wg_ambiguous(u_char *p, u_char *end)
+{
+    u_char  c;
+
+    for ( /* void */ ; p < end && *p != '?'; p++) {
+        c = *p;
+
+        if (c == ';' || c == '\\' || c == '#') {
+            return 1;
+        }
+
+        if (c == '%' && end - p >= 3) {
+            if ((p[1] == '2' && (p[2] == 'e' || p[2] == 'E' || p[2] == 'f' || p[2] == 'F'))
+                || (p[1] == '5' && (p[2] == 'c' || p[2] == 'C')))
+            {
+                return 1;
+            }
+        }
+
+        if (c == '/' && end - p >= 2 && p[1] == '.') {
+            c = (end - p >= 3) ? p[2] : '\0';
+
+            if (c == '.') {
+                c = (end - p >= 4) ? p[3] : '\0';
+            }
+
+            /* the segment ends: at the end, or at '/', '?' or '#' */
+            if (c == '\0' || c == '/' || c == '?' || c == '#') {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * A Host header naming another host than nginx routed on: equal to $host (already lower case,
+ * without port and trailing dot) but for case, one trailing dot and ':' with digits.
+ */
+static ngx_uint_t
+wg_host_mismatch(ngx_http_request_t *r)
+{
+    ngx_str_t                  *host;
+    ngx_table_elt_t            *h;
+    ngx_http_core_srv_conf_t   *cscf;
+    u_char                     *p, *end;
+
+    h = r->headers_in.host;
+
+    if (h == NULL || h->value.len == 0) {
+        return 0;
+    }
+
+    host = &r->headers_in.server;
+
+    if (host->len == 0) {
+        cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
+        host = &cscf->server_name;
+    }
+
+    /* $host is lower case, and so is nearly every Host header: compare bytes first */
+    if (h->value.len < host->len
+        || (ngx_memcmp(h->value.data, host->data, host->len) != 0
+            && ngx_strncasecmp(h->value.data, host->data, host->len) != 0))
+    {
+        return 1;
+    }
+
+    p = h->value.data + host->len;
+    end = h->value.data + h->value.len;
+
+    if (p < end && *p == '.') {
+        p++;
+    }
+
+    if (p < end && *p == ':') {
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++) { /* void */ }
+    }
+
+    return p != end;
+}
+
+
+#define WG_CHECK_HOST   1
+#define WG_CHECK_PATHS  2
+
+
+static ngx_int_t
+wg_checks_handler(ngx_http_request_t *r)
+{
+    wg_loc_conf_t              *conf;
+    ngx_str_t                  *why;
+    ngx_http_variable_value_t  *vv;
+
+    conf = ngx_http_get_module_loc_conf(r, ngx_http_wardgate_module);
+
+    /* a subrequest's main request passed already */
+    if (conf->checks == NGX_CONF_UNSET || conf->checks == 0 || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    if ((conf->checks & WG_CHECK_PATHS) && r->unparsed_uri.data != NULL
+        && wg_ambiguous(r->unparsed_uri.data, r->unparsed_uri.data + r->unparsed_uri.len))
+    {
+        why = &wg_ambiguous_path;
+
+    } else if ((conf->checks & WG_CHECK_HOST) && wg_host_mismatch(r)) {
+        why = &wg_invalid_request;
+
+    } else {
+        return NGX_DECLINED;
+    }
+
+    vv = &r->variables[conf->checks_decision];
+    vv->data = why->data;
+    vv->len = why->len;
+    vv->valid = 1;
+    vv->no_cacheable = 0;
+    vv->not_found = 0;
+
+    return NGX_HTTP_BAD_REQUEST;
+}
+
+
+static char *
+wg_request_checks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    wg_loc_conf_t  *lcf = conf;
+    ngx_str_t      *value = cf->args->elts;
+    ngx_uint_t      i;
+
+    if (lcf->checks != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    lcf->checks = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].len == 4 && ngx_strncmp(value[i].data, "host", 4) == 0) {
+            lcf->checks |= WG_CHECK_HOST;
+
+        } else if (value[i].len == 15 && ngx_strncmp(value[i].data, "ambiguous_paths", 15) == 0) {
+            lcf->checks |= WG_CHECK_PATHS;
+
+        } else if (!(value[i].len == 3 && ngx_strncmp(value[i].data, "off", 3) == 0
+                     && cf->args->nelts == 2))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid check \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    lcf->checks_decision = ngx_http_get_variable_index(cf, &wg_decision_var);
+    if (lcf->checks_decision == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -225,7 +496,7 @@ wg_escaped_request_uri_variable(ngx_http_request_t *r, ngx_http_variable_value_t
 static ngx_int_t
 wg_add_variables(ngx_conf_t *cf)
 {
-    ngx_http_variable_t  *var;
+    ngx_http_variable_t  *var, *v;
     ngx_str_t             id = ngx_string("wardgate_request_id");
     ngx_str_t             escaped = ngx_string("wardgate_escaped_request_uri");
 
@@ -242,6 +513,16 @@ wg_add_variables(ngx_conf_t *cf)
     }
 
     var->get_handler = wg_escaped_request_uri_variable;
+
+    for (v = wg_upgrade_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, 0);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
 
     return NGX_OK;
 }
@@ -707,6 +988,8 @@ wg_create_loc_conf(ngx_conf_t *cf)
     conf->dup_default = NGX_CONF_UNSET;
     conf->dup_names = NULL;
     conf->decision_index = NGX_ERROR;
+    conf->checks = NGX_CONF_UNSET;
+    conf->checks_decision = NGX_ERROR;
 
     return conf;
 }
@@ -722,6 +1005,11 @@ wg_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->dup_default = prev->dup_default;
         conf->dup_names = prev->dup_names;
         conf->decision_index = prev->decision_index;
+    }
+
+    if (conf->checks == NGX_CONF_UNSET) {
+        conf->checks = prev->checks;
+        conf->checks_decision = prev->checks_decision;
     }
 
     return NGX_CONF_OK;
@@ -744,6 +1032,14 @@ wg_init(ngx_conf_t *cf)
     }
 
     *h = wg_duplicate_handler;
+
+    /* last registered, so it runs before the rewrite module's server-level `if`s */
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_SERVER_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = wg_checks_handler;
 
     return NGX_OK;
 }

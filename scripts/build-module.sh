@@ -11,7 +11,7 @@ SRC=/usr/share/nginx/src
 [ -f "$SRC/conf_flags" ] || { echo "wardgate: nginx-dev is not installed ($SRC missing)" >&2; exit 1; }
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-stamp="$(nginx -v 2>&1) $(cat module/config module/*.c | sha256sum | cut -c1-16)"
+stamp="$(nginx -v 2>&1) $(cat module/config module/*.c module/*.h | sha256sum | cut -c1-16)"
 if [ -f "$OUT/ngx_http_wardgate_module.so" ] && [ "$(cat "$OUT/.stamp" 2>/dev/null)" = "$stamp" ]; then
   exit 0
 fi

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from hypothesis import settings
 
 # ngx_conf_read_token's unescaping: the bytes nginx hands to a directive (migrate reads snippets with it).
@@ -39,8 +40,18 @@ if HYPOTHESIS_PROFILE:
     settings.load_profile(HYPOTHESIS_PROFILE)
 
 
-# Under it, tests skip `nginx -t` too: rendering is not mutated, and nginx is what makes them slow.
+# Under it, tests skip `nginx -t` too, and tests that start nginx (the `gateway` fixture) are
+# deselected: rendering is not mutated, and nginx is what makes them slow.
 MUTATION_TESTING = HYPOTHESIS_PROFILE == "mutmut"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not MUTATION_TESTING:
+        return
+    nginx = [item for item in items if "gateway" in getattr(item, "fixturenames", ())]
+    if nginx:
+        config.hook.pytest_deselected(items=nginx)
+        items[:] = [item for item in items if item not in nginx]
 
 
 def examples(n: int) -> int:
@@ -144,6 +155,12 @@ class Backend:
             ports: [{{name: http, port: {target}}}]
             endpoints: [{eps}]
             """)
+
+
+@pytest.fixture
+def rsa_ca() -> trustme.CA:
+    """A test CA issuing RSA certificates (the kind every TLS suite can use)."""
+    return trustme.CA(key_type=trustme.KeyType.RSA)
 
 
 @pytest.fixture

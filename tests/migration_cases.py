@@ -13,7 +13,8 @@ from typing import Any
 from conftest import shared_corpus
 
 # Expectation keys checked here; any other (beside notes) fails, so nothing is skipped silently.
-CHECKED = {"status", "backend", "upstreamPath", "location", "upstreamHeaders", "absentUpstreamHeaders"}
+CHECKED = {"status", "backend", "upstreamPath", "location", "upstreamHeaders", "absentUpstreamHeaders",
+           "responseHeaders", "absentResponseHeaders"}
 NOTES = {"confidence", "note", "verifiedBy"}
 
 
@@ -46,7 +47,10 @@ def send(address: str, req: dict[str, Any], port: int = 80) -> tuple[int, dict[s
         conn.putheader("Host", host)
         for name, value in req.get("headers", {}).items():
             conn.putheader(name, value)
-        conn.endheaders()
+        body = b"x" * req["bodyBytes"] if req.get("bodyBytes") else None
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
@@ -86,6 +90,12 @@ def check(address: str, case_id: str) -> list[str]:
         for name in exp.get("absentUpstreamHeaders", []):
             if name.lower() in upstream:
                 problems.append(f"upstream {name} present")
+        for name, value in exp.get("responseHeaders", {}).items():
+            if headers.get(name.lower()) != value:
+                problems.append(f"response {name}: {headers.get(name.lower())!r}")
+        for name in exp.get("absentResponseHeaders", []):
+            if name.lower() in headers:
+                problems.append(f"response {name} present")
         if problems:
             failures.append(f"{case_id} #{i} {req.get('scheme', 'http')} {req['method']} {req['host']}{req['path']}: "
                             + ", ".join(problems))

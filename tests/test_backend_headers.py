@@ -4,14 +4,17 @@ client address headers as ClientTrafficPolicy decides them (never the client's c
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Callable
 
 import pytest
+import trustme
 from pydantic import ValidationError
 
 from conftest import Backend, Gateway
 from policy_helpers import Raw, decision_log, example, http, raw, setup
+from test_tls import HOST, _client, handshake, https, serve
 from wardgate.model.policies import SecurityPolicySpec
 
 pytestmark = pytest.mark.timeout(120)
@@ -47,6 +50,30 @@ def test_default_headers_name_the_connection_not_the_client_claims(gateway: Gate
     got = received(gateway, "127.0.0.8", FORGED)
     assert (got["x-real-ip"], got["x-forwarded-for"], "proxy" in got) == (["127.0.0.8"], ["127.0.0.8"], False)
     assert got["x-bot-class"] == ["unverified"]
+
+
+def test_forwarded_proto_host_and_port_describe_the_clients_connection(
+        gateway: Gateway, backends: Backends, rsa_ca: trustme.CA) -> None:
+    """X-Forwarded-Proto, -Host and -Port: the scheme, routed host and port of the connection the
+    client made to wardgate, whatever the client claims under those names."""
+    addr = serve(gateway, backends, rsa_ca, [https("https", HOST), "{name: http, protocol: HTTP, port: 8080}"],
+                 [HOST])
+    forged = [("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "evil.example"), ("X-Forwarded-Port", "443")]
+    got = received(gateway, "127.0.0.7", forged, data=http("GET", "/", forged, host="Secure.Example.COM:8080"))
+    assert (got["x-forwarded-proto"], got["x-forwarded-host"], got["x-forwarded-port"]) == (
+        ["http"], [HOST], ["8080"])
+    assert got["host"] == ["Secure.Example.COM:8080"]  # passed on as sent
+    with handshake(addr, 8443, _client(rsa_ca)) as sock:
+        sock.sendall(http("GET", "/", [("X-Forwarded-Proto", "http"), ("X-Forwarded-Host", "evil.example"),
+                                       ("X-Forwarded-Port", "80")], host=HOST))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    seen = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+    assert (seen["x-forwarded-proto"], seen["x-forwarded-host"], seen["x-forwarded-port"]) == (
+        ["https"], [HOST], ["8443"])
 
 
 TRUSTED = """\

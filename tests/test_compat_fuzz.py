@@ -1,5 +1,5 @@
 """IngressNginxCompat's user strings (a regex or prefix path read the ingress-nginx way, a rewrite
-target, a redirect location) either are refused with the field named, or reach nginx exactly where
+target, a redirect location or host) either are refused with the field named, or reach nginx exactly where
 they belong and nowhere else: the rendered directive tree, read back with crossplane, is the one
 the same manifest renders with harmless values, and the values are intact after nginx's unquoting
 (test_quoting_fuzz.py does the same for Gateway API's fields). `wardgate migrate` writes these
@@ -42,11 +42,13 @@ from wardgate.render.nginx import RenderOptions, render
 from wardgate.sources.files import load_text
 from wardgate.translate import translate
 
-SAFE = {"regex": "/safe(/|$)(.*)", "target": "/$2", "prefix": "/safe-prefix", "location": "/landing"}
+SAFE = {"regex": "/safe(/|$)(.*)", "target": "/$2", "prefix": "/safe-prefix", "location": "/landing",
+        "hostname": "apex.example"}
 WHERE = {"regex": ("HTTPRoute", "spec.rules[0].matches[0].path"),
          "target": ("IngressNginxCompat", "spec.rewriteTarget"),
          "prefix": ("HTTPRoute", "spec.rules[1].matches[0].path"),
-         "location": ("IngressNginxCompat", "spec.redirect.location")}
+         "location": ("IngressNginxCompat", "spec.redirect.location"),
+         "hostname": ("IngressNginxCompat", "spec.redirect.hostname")}
 # A target's $1..$9; nginx reads `$10` as $1 then "0" (a capture is one digit), which the variable
 # scan of test_quoting_fuzz reads as a name.
 CAPTURES = frozenset(str(n) for n in range(1, 100))
@@ -84,8 +86,9 @@ class Case:
 
         return [
             compat("rw", {"pathMatching": "IngressNginx", "rewriteTarget": v["target"]}),
-            compat("paths", {"pathMatching": "IngressNginx"}),
+            compat("paths", {"pathMatching": "IngressNginx", "sslRedirect": {}}),
             compat("away", {"redirect": {"location": v["location"], "statusCode": 302}}),
+            compat("twin", {"redirect": {"hostname": v["hostname"], "statusCode": 308}}),
             {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
              "metadata": {"name": "fuzz", "namespace": "default"},
              "spec": {"parentRefs": [{"name": "quickstart"}], "hostnames": ["fuzz.example"], "rules": [
@@ -94,6 +97,7 @@ class Case:
                  {"matches": [{"path": {"type": "PathPrefix", "value": v["prefix"]}}],
                   "filters": [ref("paths")], "backendRefs": [{"name": "echo", "port": 80}]},
                  {"matches": [{"path": {"type": "Exact", "value": "/redirect"}}], "filters": [ref("away")]},
+                 {"matches": [{"path": {"type": "Exact", "value": "/twin"}}], "filters": [ref("twin")]},
              ]}},
         ]
 
@@ -107,7 +111,7 @@ def _problems_name_a_fuzzed_field(problems: list[Problem], case: Case) -> None:
 def rendered(case: Case) -> dict[str, str] | None:
     text = BASE + "".join("\n---\n" + yaml.dump(o, Dumper=_Dumper) for o in case.objects())
     raws = load_text(text, "fuzz.yaml")
-    assert [r.data for r in raws[-4:]] == case.objects(), "PyYAML did not round-trip the manifest"
+    assert [r.data for r in raws[-5:]] == case.objects(), "PyYAML did not round-trip the manifest"
     try:
         rs = parse(raws)
     except InputError as exc:
@@ -141,6 +145,8 @@ def check_values(conf: tuple[Node, ...], case: Case) -> None:
     location = v["location"]
     want = esc(location) if not location.startswith("/") else "$scheme://$http_host" + esc(location)
     assert ("return", ("302", want)) in seen
+    assert ("return", ("308", f"$scheme://{esc(v['hostname'])}:{LISTENER_PORT}$wg_rd_uri")) in seen
+    assert ("return", ("308", "https://$wg_rd_host$wg_rd_uri")) in seen  # the prefix rule's sslRedirect
     if v["prefix"].endswith("/") and len(v["prefix"]) > 1:
         assert ("return", ("301", f"$scheme://$host:{LISTENER_PORT}{esc(v['prefix'])}$is_args$args")) in seen
 
@@ -173,12 +179,13 @@ def check_case(case: Case) -> dict[str, str] | None:
 
 @st.composite
 def cases(draw: st.DrawFn) -> Case:
-    strategies = {"regex": REGEX, "target": st.one_of(PATH, TEXT), "prefix": PATH, "location": st.one_of(PATH, TEXT)}
+    strategies = {"regex": REGEX, "target": st.one_of(PATH, TEXT), "prefix": PATH, "location": st.one_of(PATH, TEXT),
+                  "hostname": st.one_of(TEXT, st.from_regex(r"[a-z0-9.-]{1,30}", fullmatch=True))}
     fuzzed = draw(st.sets(st.sampled_from(sorted(strategies)), min_size=1, max_size=2))
     values = {name: draw(strategies[name], label=name) for name in sorted(fuzzed)}
     prefix = values.get("prefix", SAFE["prefix"])
     # Paths that merge with the case's other locations give another tree, not a bug.
-    assume(prefix.rstrip("/") not in ("", "/redirect") and prefix not in ("/redirect/",))
+    assume(prefix.rstrip("/") not in ("", "/redirect", "/twin") and prefix not in ("/redirect/", "/twin/"))
     return Case.make(values)
 
 
@@ -187,6 +194,8 @@ def cases(draw: st.DrawFn) -> Case:
 @example(Case.make({"target": '/x"; return 200 "pwned', "location": "/a;}\nserver{listen 1;}"}))
 @example(Case.make({"target": "/$remote_addr", "regex": "/(?P<wg_dollar>.*)"}))
 @example(Case.make({"location": "https://x.example/$host", "prefix": "/a b"}))
+@example(Case.make({"hostname": 'a.example;return 200 "x'}))
+@example(Case.make({"hostname": "a.example$host"}))
 def test_fuzzed_compat_is_refused_or_injects_nothing(case: Case) -> None:
     check_case(case)
 

@@ -14,16 +14,21 @@ import logging
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from conftest import GW, REPO, Backend, Gateway, loopback_subnet
+from http_stubs import StubServer
 from migration_cases import case_file, check, send
-from policy_helpers import doc_examples
+from policy_helpers import decision_log, doc_examples
 from test_policy_docs import field_paths, used_paths
 from wardgate.dataplane.nginx import NginxInstance
+from wardgate.model import parse
 from wardgate.model.compat import IngressNginxCompatSpec
+from wardgate.sources.files import load_text
+from wardgate.translate import translate
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -37,6 +42,8 @@ spec:
   listeners:
     - {name: http, protocol: HTTP, port: 80, allowedRoutes: {namespaces: {from: All}}}
 """
+CLASS = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: wardgate}\n" \
+        "spec: {controllerName: wardgate.io/gateway-controller}\n---\n"
 COMPAT_REF = "{type: ExtensionRef, extensionRef: {group: policy.wardgate.io, kind: IngressNginxCompat, name: %s}}"
 
 
@@ -319,14 +326,155 @@ def test_app_root_redirect_keeps_host_port_drops_query(gateway: Gateway, backend
     assert not failures, "\n".join(failures)
 
 
+# --- ingress-nginx's own redirects: sslRedirect, redirect.hostname -----------------------------------
+
+# A Gateway on 80 and 443 (any certificate: the client doesn't verify), routes on both listeners.
+TLS_GATEWAY = GATEWAY.replace("    - {name: http,", "    - {name: https, protocol: HTTPS, port: 443, tls: "
+                              "{certificateRefs: [{name: tls-ssl-default}]}}\n    - {name: http,")
+
+
+def tls_world(gateway: Gateway, *parts: str) -> None:
+    case = case_file("ssl-redirect-default-tls-host")
+    secret = next(d for d in yaml.safe_load_all(case["manifests"]) if d and d.get("kind") == "Secret")
+    gateway.write("world.yaml", TLS_GATEWAY, "---\n" + yaml.safe_dump(secret), *parts)
+    gateway.reconcile()
+
+
+def answer(gateway: Gateway, host: str, path: str, method: str = "GET", scheme: str = "http",
+           **extra: Any) -> tuple[object, ...]:
+    """status and Location, or status and the echo's pod (as `backend`)."""
+    status, headers, body = send(gateway.address(), {"method": method, "host": host, "path": path,
+                                                     "scheme": scheme, **extra})
+    if headers.get("content-type") == "application/json":
+        return status, json.loads(body)["pod"].split("-")[0]
+    return status, headers.get("location")
+
+
+def test_ssl_redirect_builds_the_location_as_ingress_nginx(gateway: Gateway,
+                                                           backends: Callable[..., Backend]) -> None:
+    """lua_ingress.lua's redirect: the Host header without its port, the request URI as sent less
+    one final "/" (of the whole URI), the query kept; X-Forwarded-Proto not trusted by default."""
+    app = backends("app")
+    ref = COMPAT_REF % "https"
+    tls_world(gateway, app.manifests(), compat("default", "https", "{sslRedirect: {statusCode: 308}}"),
+              compat("default", "keep", "{sslRedirect: {statusCode: 302, preserveTrailingSlash: true}}"),
+              route("default", "ssl", "ssl.example.com", rule("PathPrefix", "/", "app", ref)),
+              route("default", "keep", "keep.example.com", rule("PathPrefix", "/", "app", COMPAT_REF % "keep")))
+    host = "ssl.example.com"
+    assert answer(gateway, host, "/") == (308, "https://ssl.example.com")
+    assert answer(gateway, host, "/dir/") == (308, "https://ssl.example.com/dir")
+    assert answer(gateway, host, "/path/?a=1") == (308, "https://ssl.example.com/path/?a=1")
+    assert answer(gateway, host, "/path/?a=/") == (308, "https://ssl.example.com/path/?a=")
+    assert answer(gateway, host, "/dir//") == (308, "https://ssl.example.com/dir/")
+    assert answer(gateway, host, "/a%20b/") == (308, "https://ssl.example.com/a%20b")
+    assert answer(gateway, host, "/submit", "POST") == (308, "https://ssl.example.com/submit")
+    assert answer(gateway, host + ":8080", "/x") == (308, "https://ssl.example.com/x")
+    assert answer(gateway, "SSL.Example.COM", "/x") == (308, "https://SSL.Example.COM/x")
+    assert answer(gateway, host, "/x", headers={"X-Forwarded-Proto": "https",
+                                                 "X-Forwarded-Host": "other.example.com"}) == \
+        (308, "https://ssl.example.com/x")
+    assert answer(gateway, host, "/page", scheme="https") == (200, "app")
+    assert answer(gateway, "keep.example.com", "/dir/") == (302, "https://keep.example.com/dir/")
+    assert answer(gateway, "keep.example.com", "/") == (302, "https://keep.example.com/")
+
+
+def test_ssl_redirect_trusting_forwarded_headers(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    """use-forwarded-headers: X-Forwarded-Proto decides (only exactly `http` redirects, on either
+    listener), X-Forwarded-Host's first entry up to a `:` is the host."""
+    app = backends("app")
+    tls_world(gateway, app.manifests(), compat("default", "fwd", "{sslRedirect: {forwardedHeaders: true}}"),
+              route("default", "fwd", "fwd.example.com", rule("PathPrefix", "/", "app", COMPAT_REF % "fwd")))
+    host = "fwd.example.com"
+
+    def xf(**values: str) -> dict[str, Any]:
+        return {"headers": {f"X-Forwarded-{k}": v for k, v in values.items()}}
+
+    assert answer(gateway, host, "/x/") == (308, "https://fwd.example.com/x")
+    assert answer(gateway, host, "/x", **xf(Proto="https")) == (200, "app")
+    assert answer(gateway, host, "/x", **xf(Proto="HTTP")) == (200, "app")
+    assert answer(gateway, host, "/x", **xf(Proto="http")) == (308, "https://fwd.example.com/x")
+    assert answer(gateway, host, "/x", scheme="https") == (200, "app")
+    assert answer(gateway, host, "/x?q", scheme="https", **xf(Proto="http", Host="a.example.com:8443, b")) == \
+        (308, "https://a.example.com/x?q")
+    assert answer(gateway, host, "/x", **xf(Host="c.example.com")) == (308, "https://c.example.com/x")
+
+
+def test_ssl_redirect_answers_between_rewrite_and_access_checks(gateway: Gateway,
+                                                                backends: Callable[..., Backend]) -> None:
+    """ingress-nginx redirected at the end of its rewrite phase: after the location's body size
+    limit (413), its CORS block and snippet `if`s (allowedMethods), before its IP allowlist (403)
+    and rate limits, which HTTPS requests meet in wardgate's own order. The policy is the
+    Gateway's, so every place of the host shares it: the server level must not check it."""
+    app = backends("app")
+    policy = """\
+        ---
+        apiVersion: policy.wardgate.io/v1alpha1
+        kind: SecurityPolicy
+        metadata: {name: lan-only, namespace: default}
+        spec:
+          targetRefs: [{kind: Gateway, name: gw}]
+          ipAccess: {allow: [10.0.0.0/8]}
+          requestLimits: {maxBodySize: 1Ki}
+          allowedMethods: [GET, HEAD, POST, OPTIONS]
+          ingressNginxCORS: {allowOrigins: ["https://a.example.com"]}
+        """
+    tls_world(gateway, app.manifests(), policy, compat("default", "https", "{sslRedirect: {}}"),
+              route("default", "ssl", "ssl.example.com", rule("PathPrefix", "/", "app", COMPAT_REF % "https")))
+    host, origin = "ssl.example.com", {"Origin": "https://a.example.com"}
+    assert answer(gateway, host, "/") == (308, "https://ssl.example.com")
+    assert answer(gateway, host, "/upload", "POST", bodyBytes=2048)[0] == 413
+    assert answer(gateway, host, "/upload", "POST", bodyBytes=100) == (308, "https://ssl.example.com/upload")
+    assert answer(gateway, host, "/x", "DELETE")[0] == 405
+    assert answer(gateway, host, "/x", "OPTIONS", headers=origin)[0] == 204
+    status, headers, _ = send(gateway.address(), {"method": "GET", "host": host, "path": "/x", "headers": origin})
+    assert (status, headers["access-control-allow-origin"]) == (308, "https://a.example.com")
+    assert answer(gateway, host, "/", scheme="https")[0] == 403
+    assert answer(gateway, host, "/x", "OPTIONS", scheme="https", headers=origin)[0] == 403
+
+
+def test_host_redirect_writes_the_port_as_ingress_nginx(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    """from-to-www-redirect (ngx_srv_redirect.lua): the request's scheme, the host, always the
+    listener's port, the request URI less one final "/"; forwarded scheme and port when trusted."""
+    tls_world(gateway, compat("default", "apex", "{redirect: {hostname: apex.example.com, statusCode: 308}}"),
+              compat("default", "fwd", "{redirect: {hostname: apex.example.com, statusCode: 301, "
+                                       "forwardedHeaders: true}}"),
+              route("default", "www", "www.apex.example.com",
+                    "- filters: [%s]\n" % (COMPAT_REF % "apex")),
+              route("default", "www-fwd", "www.fwd.example.com", "- filters: [%s]\n" % (COMPAT_REF % "fwd")))
+    host = "www.apex.example.com"
+    assert answer(gateway, host, "/foo?x=1") == (308, "http://apex.example.com:80/foo?x=1")
+    assert answer(gateway, host, "/") == (308, "http://apex.example.com:80")
+    assert answer(gateway, host + ":8080", "/a/?b") == (308, "http://apex.example.com:80/a/?b")
+    assert answer(gateway, host, "/form", "POST") == (308, "http://apex.example.com:80/form")
+    assert answer(gateway, host, "/", scheme="https") == (308, "https://apex.example.com:443")
+    assert answer(gateway, host, "/p", headers={"X-Forwarded-Proto": "https"}) == (308, "http://apex.example.com:80/p")
+    host = "www.fwd.example.com"
+    assert answer(gateway, host, "/p/") == (301, "http://apex.example.com:80/p")
+    assert answer(gateway, host, "/p", headers={"X-Forwarded-Proto": "https", "X-Forwarded-Port": "8443"}) == \
+        (301, "https://apex.example.com:8443/p")
+
+
+def test_redirect_forms_are_validated() -> None:
+    for spec, message in (({"redirect": {"location": "/a", "hostname": "b.example.com"}}, "one of location"),
+                          ({"redirect": {"statusCode": 301}}, "one of location"),
+                          ({"redirect": {"location": "/a", "forwardedHeaders": True}}, "hostname redirect only"),
+                          ({"redirect": {"hostname": "*.example.com"}}, "hostname"),
+                          ({"redirect": {"location": "/a"}, "sslRedirect": {}}, "can't be used together"),
+                          ({"sslRedirect": {"statusCode": 200}}, "statusCode")):
+        with pytest.raises(ValueError, match=message):
+            IngressNginxCompatSpec.model_validate(spec)
+
+
 # --- the documented examples (docs/compatibility.md) ---------------------------------------------
 
 DOCS = REPO / "docs" / "compatibility.md"
 
 
-def get(gateway: Gateway, host: str, path: str) -> tuple[int, str, str, dict[str, str]]:
+def get(gateway: Gateway, host: str, path: str,
+        headers: dict[str, str] | None = None) -> tuple[int, str, str, dict[str, str]]:
     """status, backend, upstream path (or Location), upstream headers, through the :8080 listener."""
-    status, headers, body = send(gateway.address(), {"method": "GET", "host": host, "path": path}, port=8080)
+    status, headers, body = send(gateway.address(), {"method": "GET", "host": host, "path": path,
+                                                     "headers": headers or {}}, port=8080)
     if headers.get("content-type") != "application/json":
         return status, "", headers.get("location", ""), {}
     echo = json.loads(body)
@@ -338,7 +486,8 @@ def test_documented_examples(gateway: Gateway, backends: Callable[..., Backend])
     made = [backends(n) for n in ("api", "static", "foo", "docs", "app")]
     gateway.write("world.yaml", GW, *(b.manifests() for b in made))
     docs: dict[tuple[str, str], str] = {}  # the examples share their IngressNginxCompat objects
-    for name in ("nginx-regex-paths", "nginx-prefix-paths", "capture-rewrite", "app-root"):
+    for name in ("nginx-regex-paths", "nginx-prefix-paths", "capture-rewrite", "app-root", "www-redirect",
+                 "ssl-redirect"):
         for doc in yaml.safe_load_all(examples[name]):
             docs.setdefault((doc["kind"], doc["metadata"]["name"]), "---\n" + yaml.safe_dump(doc))
     gateway.write("examples.yaml", *docs.values())
@@ -365,6 +514,70 @@ def test_documented_examples(gateway: Gateway, backends: Callable[..., Backend])
     host = "approot.example.com"
     assert get(gateway, host + ":8080", "/?utm=x")[:3] == (302, "", "http://approot.example.com:8080/app1")
     assert get(gateway, host, "/other")[:3] == (200, "app", "/other")
+    host = "www.example.com"
+    assert get(gateway, host, "/foo?x=1")[:3] == (308, "", "http://example.com:8080/foo?x=1")
+    assert get(gateway, host, "/")[:3] == (308, "", "http://example.com:8080")
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Port": "443"}
+    assert get(gateway, host, "/foo?x=1", forwarded)[:3] == (308, "", "https://example.com:443/foo?x=1")
+    host = "shop.example.com"
+    assert get(gateway, host, "/")[:3] == (308, "", "https://shop.example.com")
+    assert get(gateway, host + ":8080", "/cart/?id=1")[:3] == (308, "", "https://shop.example.com/cart/?id=1")
+
+
+def test_not_found_answers_after_the_rules_checks(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    """notFound: the rule's 404 comes where a backend's would, after authentication (access
+    phase) and rate limits (preaccess), with the rule's response headers, logged as no-route. A
+    rewrite-phase 404 (a urlAllowlist matching nothing) answers before both."""
+    auth = StubServer(lambda req: (200, {}, b"") if req["headers"].get("Authorization") == "Bearer good"
+                      else (401, {"WWW-Authenticate": 'Bearer realm="corp"'}, b""))
+    try:
+        app = backends("app")
+        limits = textwrap.dedent("""\
+            ---
+            apiVersion: policy.wardgate.io/v1alpha1
+            kind: RateLimitPolicy
+            metadata: {name: portal-limit, namespace: default}
+            spec:
+              targetRefs: [{kind: HTTPRoute, name: portal, sectionName: elsewhere}]
+              requests: 1
+              unit: Minute
+              burst: 2
+            """)
+        gateway.write("world.yaml", GW, app.manifests(), auth.manifests("auth"),
+                      "---\n" + doc_examples(DOCS)["not-found"],
+                      limits)
+        gateway.reconcile()
+
+        def go(path: str, token: str | None = None, host: str = "portal.example.com") -> tuple[int, dict[str, str]]:
+            req = {"method": "GET", "host": host, "path": path, "headers": {"Authorization": token} if token else {}}
+            status, headers, _ = send(gateway.address(), req, port=8080)
+            return status, headers
+
+        assert go("/app/x", "Bearer good")[0] == 200
+        status, headers = go("/nf-unknown")
+        assert (status, headers.get("www-authenticate")) == (401, 'Bearer realm="corp"')
+        status, headers = go("/nf-unknown?token", "Bearer good")
+        assert (status, headers.get("x-robots-tag")) == (404, "noindex")
+        assert decision_log(gateway, "/nf-unknown?token")[0]["decision"] == "no-route"
+        assert decision_log(gateway, "/nf-unknown")[0]["decision"] == "auth"
+        # the limit (burst + 1 = 3 at once) counts the 401 and the 404s: the 4th request is refused
+        assert [go("/nf-more", "Bearer good")[0] for _ in range(2)] == [404, 429]
+        assert decision_log(gateway, "/nf-more", 2)[1]["decision"] == "rate-limit"
+        assert go("/app/x", "Bearer good")[0] == 200  # the limit is the notFound rule's only
+    finally:
+        auth.close()
+
+
+def test_not_found_refuses_what_it_cant_do_and_warns_about_unused_backends() -> None:
+    with pytest.raises(ValueError, match="notFound can't be used with rewriteTarget or redirect"):
+        IngressNginxCompatSpec.model_validate({"notFound": True, "rewriteTarget": "/x"})
+    world = CLASS + GATEWAY + compat("default", "nf", "{notFound: true}") + route(
+        "default", "r", "nf.example.com", rule("PathPrefix", "/a", "app", COMPAT_REF % "nf")
+        + "- matches: [{path: {type: PathPrefix, value: /b}}]\n  filters:\n    - " + COMPAT_REF % "nf"
+        + "\n    - {type: RequestRedirect, requestRedirect: {hostname: x.example.com}}\n")
+    problems = [str(p) for p in translate(parse(load_text(world, "world.yaml"))).problems]
+    assert any("spec.rules[0].backendRefs" in p and "not used" in p for p in problems), problems
+    assert any("spec.rules[1]" in p and "notFound can't be used together" in p for p in problems), problems
 
 
 def test_every_compat_field_is_in_a_documented_example() -> None:

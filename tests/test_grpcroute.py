@@ -180,6 +180,16 @@ def test_weighted_backends_backend_filters_and_invalid_backends(gateway: Gateway
                             - {name: light, port: 50051, weight: 1}
                         - matches: [{method: {service: w.Missing}}]
                           backendRefs: [{name: does-not-exist, port: 50051}]
+                        - matches: [{method: {service: w.Down}}]
+                          backendRefs: [{name: down, port: 50051}]
+                      """),
+                  textwrap.dedent("""\
+                      ---
+                      apiVersion: v1
+                      kind: Service
+                      metadata: {name: down, namespace: default}
+                      spec:
+                        ports: [{name: grpc, port: 50051, appProtocol: kubernetes.io/h2c}]
                       """))
     gateway.reconcile()
     c = client(gateway)
@@ -194,6 +204,9 @@ def test_weighted_backends_backend_filters_and_invalid_backends(gateway: Gateway
             assert r.body["method"] == "/w.Split/Go"
         # A backend that doesn't exist: gRPC clients get UNAVAILABLE, as the spec asks.
         assert c.call("/w.Missing/Go").code == grpc.StatusCode.UNAVAILABLE
+        # A Service without ready endpoints: HTTP 503 (UNAVAILABLE), not nginx's 502.
+        down = c.call("/w.Down/Go")
+        assert down.code == grpc.StatusCode.UNAVAILABLE and "503" in down.details, down.details
     finally:
         c.close()
     assert parent(gateway, "GRPCRoute", "g")["ResolvedRefs"] == "False/BackendNotFound"

@@ -19,6 +19,7 @@ import trustme
 import yaml
 
 from conftest import REPO, Backend, Gateway, request
+from http_stubs import StubServer
 from test_listeners import tls_secret
 from wardgate.migrate import MigrateOptions, migrate
 from wardgate.migrate.output import dump
@@ -228,14 +229,64 @@ def test_tls_hosts_get_https_listeners_redirect_and_reference_grants() -> None:
     assert grant["spec"]["from"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
                                       "namespace": "ingress-nginx"}]
     assert grant["spec"]["to"] == [{"group": "", "kind": "Secret", "name": "app-cert"}]
+    # One route on both listeners: its rules redirect plain HTTP (IngressNginxCompat sslRedirect)
     main = named(objects, "HTTPRoute", "app.example.com")
-    assert [p["sectionName"] for p in main["spec"]["parentRefs"]] == ["https-app-example-com"]
-    plain = named(objects, "HTTPRoute", "app.example.com-http")
-    assert [p["sectionName"] for p in plain["spec"]["parentRefs"]] == ["http"]
-    assert plain["spec"]["rules"][0]["filters"] == [
-        {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 308}}]
-    assert "backendRefs" not in plain["spec"]["rules"][0]
+    assert [p["sectionName"] for p in main["spec"]["parentRefs"]] == ["http", "https-app-example-com"]
+    rule = main["spec"]["rules"][0]
+    assert rule["backendRefs"] == [{"name": "app", "port": 80}]
+    compat = named(objects, "IngressNginxCompat", rule["filters"][0]["extensionRef"]["name"])
+    assert compat["spec"] == {"sslRedirect": {"statusCode": 308}}
+    assert [r["metadata"]["name"] for r in of(objects, "HTTPRoute")] == ["app.example.com"]
     # (the corpus test below runs TLS hosts with real certificates through the pipeline)
+
+
+def test_https_redirect_forms() -> None:
+    """The IngressNginxCompat of each rule: sslRedirect with the ConfigMap's code, forwarded headers
+    and trailing slash; none on no-tls-redirect-locations paths or where the Ingress redirects
+    itself; from-to-www-redirect's redirect.hostname; a finding when https isn't served."""
+    config = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ingress-nginx-controller, namespace: ingress-nginx}
+data: {use-forwarded-headers: "true", http-redirect-code: "301", preserve-trailing-slash: "true",
+       no-tls-redirect-locations: "/.well-known/acme-challenge, /health"}
+"""
+    tls = [{"hosts": ["app.example.com", "www.app.example.com"], "secretName": "app-cert"}]
+    objects, report = run(
+        NGINX_CLASS, config,
+        ingress("web", paths=[("/", "Prefix", "app", 80), ("/health", "Exact", "app", 80),
+                              ("/.well-known/acme-challenge/x", "Exact", "solver", 80)], tls=tls,
+                annotations={"nginx.ingress.kubernetes.io/from-to-www-redirect": "true"}),
+        ingress("moved", "moved.example.com", tls=[{"hosts": ["moved.example.com"], "secretName": "c"}],
+                annotations={"nginx.ingress.kubernetes.io/permanent-redirect": "https://new.example.com"}),
+        ingress("forced", "forced.example.com", annotations={"nginx.ingress.kubernetes.io/force-ssl-redirect": "true"}))
+
+    def compat_of(route: str) -> dict[str, Any]:
+        out = {}
+        for rule in named(objects, "HTTPRoute", route)["spec"]["rules"]:
+            ref = next((f["extensionRef"]["name"] for f in rule.get("filters", [])
+                        if f["type"] == "ExtensionRef"), None)
+            path = rule["matches"][0]["path"]["value"]
+            out[path] = named(objects, "IngressNginxCompat", ref)["spec"] if ref else None
+        return out
+
+    ssl = {"sslRedirect": {"statusCode": 301, "preserveTrailingSlash": True, "forwardedHeaders": True}}
+    assert compat_of("app.example.com") == {"/": ssl, "/health": None, "/.well-known/acme-challenge/x": None}
+    assert compat_of("www.app.example.com") == {"/": {"redirect": {
+        "hostname": "app.example.com", "statusCode": 301, "forwardedHeaders": True}}}
+    # the Ingress's own redirect on both listeners: ingress-nginx's `return` ran before its https redirect
+    moved = named(objects, "HTTPRoute", "moved.example.com")
+    assert [p["sectionName"] for p in moved["spec"]["parentRefs"]] == ["http", "https-moved-example-com"]
+    assert compat_of("moved.example.com") == {"/": {"redirect": {"location": "https://new.example.com",
+                                                                 "statusCode": 301}}}
+    assert compat_of("forced.example.com") == {"/": ssl}
+    found = {(f["object"], f["item"]): f["status"] for f in report["findings"]}
+    assert found[("Ingress default/forced", "force-ssl-redirect (https target)")] == "converted-with-difference"
+    assert found[("Ingress default/web", "ssl-redirect (default)")] == "exact"
+    assert found[("Ingress default/web", "from-to-www-redirect")] == "exact"
+    assert not any(f["item"].startswith("ssl-redirect") for f in report["findings"]
+                   if f["object"] == "Ingress default/moved")
+    assert pipeline_problems(objects) == []
 
 
 def test_ssl_redirect_false_serves_both_listeners() -> None:
@@ -486,16 +537,19 @@ def test_backend_protocol_https_and_grpcs_keep_unverified_tls() -> None:
                 annotations={"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}),
         ingress("rpc", "rpc.example.com", paths=[("/", "Prefix", "rpc", 9443)], tls=tls,
                 annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPCS"}))
-    compat = {o["metadata"]["name"]: o["spec"] for o in of(objects, "IngressNginxCompat")}
-    assert list(compat.values()) == [{"backendTLS": {"insecureSkipVerify": True}}]
+    specs = {o["metadata"]["name"]: o["spec"] for o in of(objects, "IngressNginxCompat")}
+    # (the other one is the https redirect of the gRPC host's paths on plain HTTP)
+    assert sorted(specs.values(), key=str) == [{"backendTLS": {"insecureSkipVerify": True}},
+                                               {"sslRedirect": {"statusCode": 308}}]
+    compat = [name for name, spec in specs.items() if "backendTLS" in spec]
 
     def refs(rule: dict[str, Any]) -> list[str]:
         return [f["extensionRef"]["name"] for f in rule.get("filters", []) if f["type"] == "ExtensionRef"]
 
     web = named(objects, "HTTPRoute", "web.example.com")
-    assert [refs(r) for r in web["spec"]["rules"]] == [list(compat)]
+    assert [refs(r) for r in web["spec"]["rules"]] == [compat]
     grpc = named(objects, "GRPCRoute", "rpc.example.com")
-    assert [refs(r) for r in grpc["spec"]["rules"]] == [list(compat)]
+    assert [refs(r) for r in grpc["spec"]["rules"]] == [compat]
     found = {f["object"]: f for f in report["findings"] if f["item"] == "backend-protocol"}
     assert found["Ingress default/web"]["status"] == "exact"
     assert found["Ingress default/rpc"]["status"] == "converted-with-difference"  # gRPC on HTTPS only
@@ -537,23 +591,24 @@ def test_extra_rules_from_a_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     # Snippet annotations are Critical: ingress-nginx serves these Ingresses only when its
     # ConfigMap allows that risk level.
     objects, report = run(NGINX_CLASS, SNIPPETS_ALLOWED, first, second)
-    https = named(objects, "HTTPRoute", "app.example.com")["spec"]["rules"]
-    plain = named(objects, "HTTPRoute", "app.example.com-http")["spec"]["rules"]
+    route = named(objects, "HTTPRoute", "app.example.com")
+    assert [p["sectionName"] for p in route["spec"]["parentRefs"]] == ["http", "https-app-example-com"]
+    https = route["spec"]["rules"]
     answered = next(r for r in https if r["matches"][0]["path"]["value"] == "/security.txt")
+    # answered on both listeners, without the https redirect (a server-snippet location had none)
     assert "backendRefs" not in answered and "filters" not in answered
-    assert next(r for r in plain if r["matches"][0]["path"]["value"] == "/security.txt") == answered
     assert not any(r["matches"][0]["path"]["value"] == "/robots.txt" for r in https)
     assert any(f["object"] == "Ingress default/a-second" and f["item"] == "server-snippet" and
                "one server-snippet per host" in f["detail"] for f in report["findings"])
     copy = next(r for r in https if r["matches"][0]["path"]["value"] == "/old")
     assert copy["backendRefs"] == [{"name": "web", "port": 80}]
-    assert [f["type"] for f in copy["filters"]] == ["URLRewrite"]
+    assert [f["type"] for f in copy["filters"]] == ["URLRewrite", "ExtensionRef"]  # with the https redirect
     assert copy["filters"][0]["urlRewrite"] == {"hostname": "web.internal",
                                                 "path": {"type": "ReplaceFullPath", "replaceFullPath": "/new"}}
-    # the answered rule's own policy, on both listeners' routes; the Ingress's policies don't target it
+    # the answered rule's own policy; the Ingress's policies don't target it
     targets = sorted((t["name"], t["sectionName"]) for o in of(objects, "SecurityPolicy")
                      if o["spec"].get("directResponses") for t in o["spec"]["targetRefs"])
-    assert targets == [("app.example.com", answered["name"]), ("app.example.com-http", answered["name"])]
+    assert targets == [("app.example.com", answered["name"])]
     assert pipeline_problems(objects) == []
 
 
@@ -581,8 +636,7 @@ spec:
     # hosts beside the catch-all route get their own listeners on both ports (isolation)
     assert sections == {"app.example.com": ["http-app-example-com", "https-app-example-com"],
                         "catch-all": ["http", "https"],
-                        "own.example.com": ["https-own-example-com"],
-                        "own.example.com-http": ["http-own-example-com"]}
+                        "own.example.com": ["http-own-example-com", "https-own-example-com"]}
     grants = {(g["metadata"]["namespace"], t["name"]) for g in of(objects, "ReferenceGrant") for t in g["spec"]["to"]}
     assert grants == {("certs", "wildcard"), ("default", "own-cert")}
     # the option wins over the Deployment's flag
@@ -646,6 +700,40 @@ def test_undefined_paths_get_the_first_ingress_policies_on_a_real_gateway(
     r = request(f"http://{addr}/elsewhere", host="open.example.com")
     assert (r.status, r.headers.get("x-robots-tag")) == (404, "noindex")
     assert request(f"http://{addr}/elsewhere", host="unknown.example.com").status == 404
+
+
+def test_undefined_paths_authenticate_and_count_first_on_a_real_gateway(
+        gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    """ingress-nginx's `location /` of a host answers 404 from its default backend, so auth-url and
+    the rate limit of the host's first Ingress run first: 401 without credentials, and the 404s
+    count against the limit (corpus case auth-url-external, request 5)."""
+    auth = StubServer(lambda req: (200, {}, b"") if req["headers"].get("Authorization") == "Bearer good"
+                      else (401, {"WWW-Authenticate": 'Bearer realm="corp"'}, b""))
+    try:
+        web = backends("web")
+        source = "---\n".join([NGINX_CLASS, ingress("authed", "authed.example.com", paths=[
+            ("/app", "Prefix", "web", 80)], annotations={
+                "nginx.ingress.kubernetes.io/auth-url": "http://ext-auth.default.svc.cluster.local/verify",
+                "nginx.ingress.kubernetes.io/limit-rpm": "1",
+                "nginx.ingress.kubernetes.io/limit-burst-multiplier": "2"})])
+        result = migrate(load_text(source, "ingresses.yaml"))
+        gateway.write("migrated.yaml", dump(result.objects[1:]))
+        gateway.write("world.yaml", web.manifests(), auth.manifests("ext-auth"))
+        gateway.reconcile()
+        addr = gateway.address("ingress-nginx/nginx")
+
+        def status(path: str, token: str | None = None) -> int:
+            headers = {"Authorization": token} if token else {}
+            return request(f"http://{addr}{path}", host="authed.example.com", headers=headers).status
+
+        assert status("/app/x", "Bearer good") == 200
+        assert status("/elsewhere") == 401
+        assert auth.last()["path"] == "/verify"
+        # the Ingress's limit (burst 2, so 3 at once) counts /app, the 401 and the 404s, as on
+        # ingress-nginx's `location /`
+        assert [status("/elsewhere", "Bearer good") for _ in range(2)] == [404, 503]
+    finally:
+        auth.close()
 
 
 def _one_path(path: str = "/", ptype: str = "Prefix", backend: str = "{service: {name: a, port: {number: 80}}}",

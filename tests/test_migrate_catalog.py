@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
 from wardgate.migrate import ann_policy, catalog
@@ -44,17 +43,9 @@ def test_catalog_entries_are_documented_annotations_claimed_once() -> None:
             assert entry.becomes.startswith("not converted: "), key
 
 
-def test_every_missing_entry_is_owed_by_a_topic_module() -> None:
-    missing = catalog.DOCUMENTED - catalog.CATALOG.keys()
-    owed = set().union(*catalog.pending().values()) if catalog.pending() else set()
-    assert sorted(missing - owed) == [], "annotations nobody converts or lists as never converted"
-
-
 def test_catalog_is_complete() -> None:
-    if catalog.pending():
-        pytest.xfail("annotations still owed by topic modules (not joined or incomplete): " + ", ".join(
-            f"{m} ({len(k)} annotations)" for m, k in sorted(catalog.pending().items())))
-    assert catalog.CATALOG.keys() >= catalog.DOCUMENTED
+    missing = sorted(catalog.DOCUMENTED - catalog.CATALOG.keys())
+    assert missing == [], "annotations nobody converts or lists as never converted"
     for key in catalog.DOCUMENTED:
         assert catalog.lookup(key) is catalog.lookup(catalog.PREFIX + key) is not None
 
@@ -106,22 +97,18 @@ def test_fixture_values_are_valid_for_the_policy_handlers() -> None:
 
 
 def test_migrating_the_fixture_reports_no_unknown_annotation() -> None:
-    """Through the converter: every annotation of the fixture gets a finding, none `unknown`
-    (except, until they are joined, annotations a topic module still owes)."""
+    """Through the converter: every annotation of the fixture gets a finding, none `unknown`."""
     from wardgate.migrate import migrate
     from wardgate.sources.files import load_text
 
     result = migrate(load_text(FIXTURE.read_text(), str(FIXTURE)))
     findings = result.report.findings
     unknown = {f.item for f in findings if f.status == "unknown" and f.obj.startswith("Ingress ")}
-    owed = set().union(*catalog.pending().values()) if catalog.pending() else set()
-    assert sorted(unknown - owed) == []
+    assert sorted(unknown) == []
     reported = {(f.obj, f.item.split(" ")[0]) for f in findings}
     for ing in _ingresses():
         obj = f"Ingress default/{ing['metadata']['name']}"
         assert {k for k in _annotations(ing) if (obj, k) not in reported} == set(), obj
-    if unknown:
-        pytest.xfail(f"unknown until their topic modules are joined: {', '.join(sorted(unknown))}")
 
 
 def test_docs_annotation_table_is_the_catalog() -> None:

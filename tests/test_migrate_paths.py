@@ -1,5 +1,5 @@
-"""The corpus's path cases migrated by `wardgate migrate` and served by a real gateway: every
-request of each case answers as ingress-nginx does (the case file's expectations)."""
+"""The corpus's path and redirect cases migrated by `wardgate migrate` and served by a real
+gateway: every request of each case answers as ingress-nginx does (the case file's expectations)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ CASES = ["path-prefix-element-match", "path-prefix-trailing-slash-redirect", "pa
          "regex-applies-to-all-paths-of-host", "regex-first-match-not-longest", "rewrite-target-capture-groups",
          "rewrite-target-static-replaces-whole-uri", "rewrite-target-implies-regex-other-ingress",
          "rewrite-target-equal-to-path-noop", "x-forwarded-prefix", "redirect-catch-all-unmatched-paths",
-         "app-root", "permanent-redirect"]
+         "app-root", "permanent-redirect", "ssl-redirect-default-tls-host", "from-to-www-redirect"]
 
 
 @pytest.mark.parametrize("case_id", CASES)

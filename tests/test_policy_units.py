@@ -208,6 +208,18 @@ def test_security_txt_body() -> None:
     assert security_txt_body(bare) == "Contact: tel:+1\nExpires: 2099-01-01T00:00:00Z\n"
 
 
+def test_security_txt_expires_in_utc_whatever_the_hosts_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        bare = SecurityTxt.model_validate({"contact": ["tel:+1"], "expires": "2099-01-01T00:00:00Z"})
+        assert security_txt_body(bare) == "Contact: tel:+1\nExpires: 2099-01-01T00:00:00Z\n"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 @pytest.mark.parametrize(("hsts", "header"), [
     ({}, "max-age=31536000; includeSubDomains"),
     ({"enabled": False}, ""),
@@ -596,3 +608,58 @@ def test_messages_name_the_problem() -> None:
         SecurityTxt.model_validate, {**base, "contact": ["ftp://x"]})
     assert "'mailto:a@b' must be an https URI (RFC 9116)" in refused(
         SecurityTxt.model_validate, {**base, "policy": ["mailto:a@b"]})
+
+
+def value_errors(make: Any, *args: Any, **spec: Any) -> list[str]:
+    """Each refusal's message as pydantic reports it, whole."""
+    with pytest.raises(ValidationError) as exc:
+        make(*args, **spec)
+    return [e["msg"] for e in exc.value.errors()]
+
+
+@pytest.mark.parametrize(("media_type", "error"), [
+    ("application/json", "is parsed as JSON and allowed already"),
+    ("application/csp-report", "is parsed as JSON and allowed already"),
+    ("application/vnd.api+json", "is parsed as JSON and allowed already"),
+    ("multipart/form-data", "has a body parser of its own"),
+    ("multipart/mixed", "has a body parser of its own"),
+    ("text/xml", "has a body parser of its own"),
+    ("application/soap+xml", "has a body parser of its own"),
+    ("application/x-www-form-urlencoded", "has a body parser of its own"),
+])
+def test_uninspected_types_are_only_types_no_parser_reads(media_type: str, error: str) -> None:
+    assert value_errors(security, waf={"allowUninspectedContentTypes": [media_type]}) == [
+        f"Value error, {media_type} {error}; list only types the WAF cannot parse"]
+
+
+@pytest.mark.parametrize("media_type", ["text/plain", "application/octet-stream", "application/x-ndjson",
+                                        "application/jsonl", "text/xml-ish", "application/multipart"])
+def test_uninspected_types_accepted(media_type: str) -> None:
+    spec = security(waf={"allowUninspectedContentTypes": [media_type]})
+    assert spec.waf is not None and spec.waf.allow_uninspected_content_types == [media_type]
+
+
+def test_value_refusals_word_for_word() -> None:
+    assert value_errors(security, requestLimits={"maxBodySize": True}) == [
+        "Value error, expected a size such as 512, 64Ki or 1Mi"]
+    assert value_errors(security, directResponses=[{"path": "/x", "body": "a\x00"}]) == [
+        "Value error, body must not contain NUL characters"]
+    assert value_errors(security, directResponses=[{"path": "/x", "body": "a" * 65537}]) == [
+        "Value error, body is larger than 64 KiB"]
+
+
+def test_same_target_oldest_setter_wins_each_field_across_three() -> None:
+    from wardgate.model.policies import combine_same_target
+    first = security(allowedMethods=["GET"])
+    second = security(hsts={"maxAge": 1})
+    third = security(allowedMethods=["PUT"], ipAccess={"deny": ["10.0.0.0/8"]})
+    combined = combine_same_target([first, second, third])
+    assert combined.allowed_methods == ["GET"]  # the first's, though the second does not set it
+    assert combined.hsts is not None and combined.hsts.max_age == 1
+    assert combined.ip_access is not None and combined.ip_access.deny == ["10.0.0.0/8"]
+
+
+def test_merge_specs_takes_a_header_filter_the_base_lacks() -> None:
+    over = security(responseHeaders={"set": [{"name": "X-A", "value": "1"}]})
+    merged = merge_specs(security(allowedMethods=["GET"]), over)
+    assert merged.response_headers == over.response_headers and merged.allowed_methods == ["GET"]

@@ -469,3 +469,89 @@ def test_no_zone_ids() -> None:
         check_no_zone(ipaddress.ip_address("fe80::1%eth0"), "fe80::1%eth0")
     with pytest.raises(ValueError, match="zone ids"):
         check_no_zone(None, "10.0.0.0%x")
+
+
+# --- what a user reads: each refusal word for word (a test matching part of a message can't see
+# a changed word around it) -------------------------------------------------------------------
+
+
+def message(fn: object, *args: object, error: type[Exception] = ValueError) -> str:
+    with pytest.raises(error) as exc:
+        fn(*args)  # type: ignore[operator]
+    return str(exc.value)
+
+
+def test_grammar_refusals_word_for_word() -> None:
+    from wardgate.quoting import check_cipher_names, check_header_value, check_media_type
+    assert message(check_cipher_names, "") == "cipher list must be 1 to 1024 characters"
+    assert message(check_cipher_names, "A-B:!C") == (
+        "invalid cipher name '!C': expected OpenSSL suite names such as ECDHE-RSA-AES128-GCM-SHA256 separated by "
+        "':' (no operators or keywords)")
+    assert message(check_cipher_names, "A-B:A-B") == "cipher list names a suite twice"
+    assert message(check_header_value, "a\nb") == (
+        "header value 'a\\nb' contains a control character (line breaks are not allowed)")
+    assert message(check_header_value, "$" * 400) == (
+        "header value is too long for nginx once escaped: 4800 bytes, at most 3832 (a '$' takes 12 bytes, a "
+        "backslash or double quote 2)")
+    assert message(check_media_type, "Text/Plain") == (
+        "'Text/Plain' is not a media type such as text/plain (lower case, no parameters)")
+    assert message(check_regex, "") == "regular expression must be 1 to 1024 characters"
+    assert message(check_regex, "a\x01") == "regular expression 'a\\x01' contains a control character"
+    assert message(check_regex, "(?<n>a)") == (
+        "regular expression '(?<n>a)' uses a named group; use (?:...) or (...) instead")
+
+
+@pytest.mark.parametrize(("pattern", "error"), [
+    ("*a", "quantifier does not follow a repeatable item (at offset 0)"),
+    ("abc)", "unmatched closing parenthesis (at offset 3)"),
+    # Compiled with PCRE2's default options: an empty class is an error, as in nginx.
+    ("[]", "missing terminating ] for character class (at offset 2)"),
+    # Only wrapped (in the match limit and the anchors) does this fail: the offset is still the user's.
+    ("(*UTF)a", "(*VERB) not recognized or malformed (at offset 5)"),
+    ("\\Qab", "missing closing parenthesis (at offset 4)"),
+])
+def test_regex_errors_word_for_word(pattern: str, error: str) -> None:
+    assert message(check_regex, pattern) == f"invalid regular expression {pattern!r}: {error}"
+
+
+def test_pcre2_is_loaded_and_python_re_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wardgate import quoting
+    lib = quoting._load_pcre2()
+    assert lib is not None  # a Debian nginx host has libpcre2-8
+    monkeypatch.setattr(quoting, "_PCRE2", lib)
+    assert quoting.pcre_error("a\\h") is None  # PCRE2 syntax Python's re does not have
+    assert quoting.pcre_error("a)") == ("unmatched closing parenthesis", 1)
+    monkeypatch.setattr(quoting, "_PCRE2", None)
+    assert quoting.pcre_error("a") is None
+    assert quoting.pcre_error("a)") == ("unbalanced parenthesis", 1)
+    assert quoting.pcre_error("a\\h") == ("bad escape \\h", 1)
+
+
+def test_internal_refusals_name_the_value() -> None:
+    from wardgate.quoting import Expr, modsec_path_exclusion, modsec_request_policy, raw_token
+    assert message(raw_token, Raw("a b"), error=UnsafeValueError) == "internal token 'a b' is not a bare word"
+    assert message(token, Expr((Raw("$x;"),)), error=UnsafeValueError) == (
+        "'$x;' is not a variable reference or plain word")
+    assert message(header_variable, "X.Y", error=UnsafeValueError) == (
+        "header name 'X.Y' can't be matched: use letters, digits and '-'")
+    assert message(token, True, error=UnsafeValueError) == "booleans are not nginx tokens"
+    assert message(modsec_path_exclusion, 77001, "/a", (1,), ("a b",), (), error=UnsafeValueError) == (
+        "refusing ModSecurity target name 'a b'")
+    assert message(modsec_request_policy, ("get",), (), 1, error=UnsafeValueError) == (
+        "refusing ModSecurity method 'get'")
+    assert message(modsec_request_policy, ("GET",), ("text/plain;x",), 1, error=UnsafeValueError) == (
+        "refusing ModSecurity media type 'text/plain;x'")
+    assert message(modsec_request_policy, ("GET",), (), 0, error=UnsafeValueError) == (
+        "a ModSecurity body limit must be positive (0 means no limit for one directive and refuse everything for "
+        "the other)")
+    assert modsec_request_policy(("GET",), (), 1)[:2] == ["SecRequestBodyLimit 1", "SecRequestBodyNoFilesLimit 1"]
+
+
+def test_modsecurity_exclusion_lines() -> None:
+    from wardgate.quoting import modsec_path_exclusion, modsec_remove_rules, modsec_target_exclusions
+    assert modsec_remove_rules((941100, 942100)) == "SecRuleRemoveById 941100 942100"
+    assert modsec_target_exclusions((942100,), ("json.query",), ("X-Token",)) == [
+        'SecRuleUpdateTargetById 942100 "!ARGS:json.query|!REQUEST_HEADERS:X-Token"']
+    assert modsec_path_exclusion(77001, "^/a", (942100,), (), ("X-Token",)) == (
+        'SecRule REQUEST_FILENAME "@rx ^/a" "id:77001,phase:1,pass,nolog,t:none,t:normalizePath,'
+        'ctl:ruleRemoveTargetById=942100;REQUEST_HEADERS:X-Token"')

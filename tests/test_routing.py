@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from conftest import GW, Backend, Gateway, request
+from policy_helpers import decision_log
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -156,6 +157,59 @@ def test_weights_and_invalid_backends(gateway: Gateway, backends: Callable[..., 
     refs = next(c for c in parent["conditions"] if c["type"] == "ResolvedRefs")
     assert (refs["status"], refs["reason"]) == ("False", "BackendNotFound")
     assert "does-not-exist" in refs["message"]
+
+
+def unready(service: str, live: Backend) -> str:
+    """Service `service` whose only endpoint is a live echo server that is not ready (so a
+    request wrongly sent there would get 200)."""
+    srv = live.servers[0]
+    return textwrap.dedent(f"""\
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: {service}, namespace: default}}
+        spec:
+          ports: [{{name: http, port: 80, targetPort: {srv.port}}}]
+        ---
+        apiVersion: discovery.k8s.io/v1
+        kind: EndpointSlice
+        metadata: {{name: {service}-1, namespace: default, labels: {{kubernetes.io/service-name: {service}}}}}
+        addressType: IPv4
+        ports: [{{name: http, port: {srv.port}}}]
+        endpoints: [{{addresses: [{srv.host}], conditions: {{ready: false}}}}]
+        """)
+
+
+def test_backends_without_ready_endpoints_answer_503(gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    """Gateway API (HTTPRouteRule.backendRefs): requests for a Service without ready endpoints
+    SHOULD get 503, and then the rules for invalid backends' 500 apply: in a split, that backend's
+    share gets it. nginx answered 502 ("no live upstreams")."""
+    a = backends("a")
+    gateway.write("gw.yaml", GW + a.manifests() + unready("down", a))
+    gateway.write("route.yaml", ROUTE + textwrap.indent(textwrap.dedent("""\
+        rules:
+          - matches: [{path: {type: PathPrefix, value: /down}}]
+            backendRefs: [{name: down, port: 80}]
+          - matches: [{path: {type: PathPrefix, value: /split}}]
+            backendRefs: [{name: a, port: 80, weight: 1}, {name: down, port: 80, weight: 1}]
+          - matches: [{path: {type: PathPrefix, value: /retry}}]
+            retry: {codes: [503], attempts: 2}
+            sessionPersistence: {sessionName: s, type: Cookie}
+            backendRefs: [{name: down, port: 80}]
+          - matches: [{path: {type: PathPrefix, value: /mixed}}]
+            backendRefs: [{name: down, port: 80}, {name: does-not-exist, port: 80}]
+        """), "  "))
+    gateway.reconcile()
+    assert pod(gateway, "/down") == 503
+    assert pod(gateway, "/retry") == 503
+    split = Counter(pod(gateway, "/split") for _ in range(200))
+    assert set(split) == {"a", 503} and 0.3 <= split[503] / 200 <= 0.7, split
+    mixed = Counter(pod(gateway, "/mixed") for _ in range(100))
+    assert set(mixed) == {500, 503}, mixed  # the invalid backend's share keeps its 500
+    entry = decision_log(gateway, "/down")[0]
+    assert (entry["status"], entry["decision"], entry["upstream_addr"]) == (503, "no-endpoints", "")
+    assert {e["decision"] for e in decision_log(gateway, "/split", count=200) if e["status"] == 503} == {
+        "no-endpoints"}
 
 
 def test_timeout_gives_504(gateway: Gateway, backends: Callable[..., Backend]) -> None:

@@ -92,6 +92,12 @@ def test_absolute_form_with_an_agreeing_host_is_served_as_that_host(
     assert ok.status == 200
     assert (ok.json["host"], ok.json["path"]) == ("app.TEST.:8080", "/x")
     assert ok.json["headers"]["X-Forwarded-Host"] == ["app.test"]
+    # An empty port is still the same host; anything after it but digits is another.
+    assert raw(addr, b"GET /x HTTP/1.1\r\nHost: app.test:\r\nConnection: close\r\n\r\n").status == 200
+    assert raw(addr, b"GET http://app.test/x HTTP/1.1\r\nHost: app.test.evil\r\nConnection: close\r\n\r\n"
+               ).status == 400
+    assert raw(addr, b"GET http://app.test/x HTTP/1.1\r\nHost: app.tes\r\nConnection: close\r\n\r\n"
+               ).status == 400
     # And the policy of the host the request line names applies.
     denied = raw(addr, b"DELETE http://public.test/x HTTP/1.1\r\nHost: public.test\r\nConnection: close\r\n\r\n")
     assert denied.status == 405

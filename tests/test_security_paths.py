@@ -115,8 +115,8 @@ def test_newline_suffix_does_not_reach_a_waf_path_exclusion(gateway: Gateway, ba
 
 AMBIGUOUS = ["/api/..;/admin", "/api;x=1/admin", "/api/%2e%2e/admin", "/api/%2E./admin", "/api/.%2e/admin",
              "/api%2fadmin", "/api%2Fadmin", "/api%5cadmin", "/api%5C..%5Cadmin", "/api\\..\\admin",
-             "/api/../admin", "/api/./admin", "/api/..", "/api#/../admin"]
-FINE = ["/api/x", "/api/a.b/c..d/.e", "/api/x?p=..;%2e%2F%5c", "/api/%41%7e", "/api/x.."]
+             "/api/../admin", "/api/./admin", "/api/..", "/api#/../admin", "/api/.", "/api/..?q=1", "/api/.?q"]
+FINE = ["/api/x", "/api/a.b/c..d/.e", "/api/x?p=..;%2e%2F%5c", "/api/%41%7e", "/api/x..", "/api/...", "/api/.x/..y"]
 
 
 def test_ambiguous_paths_are_refused_by_default(gateway: Gateway, backends: Backends) -> None:

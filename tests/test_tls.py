@@ -129,11 +129,6 @@ def listener_condition(gateway: Gateway, name: str, type_: str = "Accepted") -> 
     return c["status"], c["reason"], c["message"]
 
 
-@pytest.fixture
-def rsa_ca() -> trustme.CA:
-    return trustme.CA(key_type=trustme.KeyType.RSA)
-
-
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1")
 def test_tls13_with_sni_and_only_forward_secret_aead_suites(gateway: Gateway, backends: Callable[..., Backend],
                                                             rsa_ca: trustme.CA) -> None:

@@ -4,6 +4,7 @@ shared attack/benign corpora replayed by `wardgate verify waf`."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import time
 from collections.abc import Callable
@@ -11,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from conftest import Backend, Gateway, request
+from conftest import Backend, Gateway, loopback_subnet, request
 from policy_helpers import decision_log, example, http, raw, setup
-from wardgate.verify.waf_gateway import WafRun
+from wardgate.verify.waf_gateway import DOCUMENTED, WafRun
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -404,3 +406,47 @@ def test_documented_uninspected_types_example(gateway: Gateway, backends: Backen
     addr = gateway.address()
     assert [_replay(addr, r, host="other.example.com") for r in (beacon, ndjson)] == [200, 200]
     assert status(gateway, SQLI, host="other.example.com") == 403  # the URL is still inspected
+
+
+def test_documented_routes_are_the_doc_examples() -> None:
+    """`wardgate verify waf --routes documented` measures docs/policies.md's examples as written."""
+    for name, _route, _matches, spec in DOCUMENTED:
+        documented = yaml.safe_load(example(name))["spec"]
+        del documented["targetRefs"]
+        assert yaml.safe_load(textwrap.dedent(spec)) == documented, name
+
+
+def _on_documented_route(path: str) -> bool:
+    path = path.split("?", 1)[0]
+    for _name, _route, matches, _spec in DOCUMENTED:
+        for m in yaml.safe_load(matches):
+            kind, value = m["path"]["type"], m["path"]["value"]
+            if ((kind == "Exact" and path == value) or (kind == "PathPrefix" and (path == value or path.startswith(
+                    value + "/"))) or (kind == "RegularExpression" and re.fullmatch(value, path))):
+                return True
+    return False
+
+
+def test_documented_routes_let_the_benign_corpus_through_and_block_the_same_attacks(
+        waf_corpus: Path, tmp_path: Path) -> None:
+    """The per-route settings docs/policies.md recommends, each on its route by path: all of
+    benign-basic passes (the defaults refuse 8 of 151), and every attack record those routes
+    receive gets the defaults' answer (everywhere else the configuration is the same)."""
+    lines = (waf_corpus / "benign-basic.jsonl").read_text().splitlines()
+    attacks = [line for f in sorted(waf_corpus.glob("*/requests.jsonl")) for line in f.read_text().splitlines()
+               if _on_documented_route(json.loads(line)["path"])]
+    assert len(attacks) == 4  # GoTestWAF's GraphQL probes
+    (tmp_path / "corpus.jsonl").write_text("\n".join(lines + attacks) + "\n")
+    net = loopback_subnet()
+    got: dict[str, dict[str, tuple[int, int]]] = {}
+    for routes in ("defaults", "documented"):
+        doc = WafRun(tmp_path / "corpus.jsonl", 1, 4, routes=routes, address=f"{net}.1",  # type: ignore[arg-type]
+                     backend_address=f"{net}.2").run()
+        assert doc["routes"] == routes
+        totals: dict[str, tuple[int, int]] = {}
+        for g in doc["groups"]:
+            blocked, allowed = totals.get(g["source"], (0, 0))
+            totals[g["source"]] = (blocked + g["blocked"], allowed + g["allowed"])
+        got[routes] = totals
+    assert got["defaults"]["benign-basic"] == (0, 143) and got["documented"]["benign-basic"] == (0, 151)
+    assert got["defaults"]["gotestwaf"] == got["documented"]["gotestwaf"]

@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import time
 from collections import Counter
 from collections.abc import Callable
 from http.client import HTTPConnection
+from pathlib import Path
 
 import pytest
 
 from conftest import GW, Backend, Gateway
 from policy_helpers import decision_log, example, http, raw, rendered, setup
 from test_waf import SQLI, audit_entries
+from wardgate.dataplane import NginxInstance
+from wardgate.render import accesslog
+from wardgate.render.module import default_wardgate_module
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -186,3 +192,113 @@ spec:
     # longest of 1000 fair coin flips is about 10; 25 or more has odds of about 3e-5).
     longest = max(len(m.group(0)) for m in re.finditer(r"a+|b+", "".join(x[0] for x in order)))
     assert longest < 25, longest
+
+
+# --- the decision log's line -----------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_log_line_is_what_nginx_log_format_writes(world_dir: Path, backends: Backends) -> None:
+    """`wardgate_log_json` against nginx's own log_format escape=json with the same fields, for
+    the same requests (both logs written by one nginx): odd bytes in the URI and Host, retries,
+    an internal redirect between upstreams, answers no backend gave, HTTP/1.0 without Host."""
+    live = backends("live").servers[0]
+    dead = _free_port()  # nothing listens there: connection refused, nginx tries the next
+    port = _free_port()
+    fields = [f for f in accesslog.FIELDS if f[0] != accesslog.DECISION_FIELD]
+    nginx_format = "{" + ",".join(f'"{k}":"{v}"' if q else f'"{k}":{v}' for k, v, q in fields) + "}"
+    module_fields = " ".join(f"{k}={v}" if q else f"{k}:{v}" for k, v, q in fields)
+    conf = f"""load_module "{default_wardgate_module()}";
+worker_processes 1;
+pid run/nginx.pid;
+error_log logs/error.log;
+events {{ worker_connections 64; }}
+http {{
+    client_body_temp_path tmp/client_body;
+    proxy_temp_path tmp/proxy;
+    wardgate_empty $wg_route;
+    wardgate_alias $wg_client_ip $remote_addr;
+    wardgate_log_json $wg_log_json {module_fields};
+    log_format nginx_json escape=json '{nginx_format}';
+    log_format module_json escape=none $wg_log_json;
+    upstream retried {{ server 127.0.0.1:{dead}; server {live.host}:{live.port} backup; }}
+    upstream dead {{ server 127.0.0.1:{dead}; }}
+    server {{
+        listen 127.0.0.1:{port};
+        access_log logs/nginx.log nginx_json;
+        access_log logs/module.log module_json;
+        location / {{ set $wg_route "default/r#0"; proxy_pass http://{live.host}:{live.port}; }}
+        location /retry {{ proxy_pass http://retried; }}
+        location /redirected {{ proxy_pass http://dead; error_page 502 = @after; }}
+        location @after {{ proxy_pass http://{live.host}:{live.port}; }}
+        location /direct {{ return 200 "x"; }}
+    }}
+}}
+"""
+    inst = NginxInstance("log", world_dir / "nginx")
+    try:
+        assert inst.apply({"nginx.conf": conf}).ok, inst.last_error
+        requests = [
+            b"GET /plain?a=1 HTTP/1.1\r\nHost: example.com\r\n",
+            b'GET /q"uote/back\\slash?x="\\ HTTP/1.1\r\nHost: example.com\r\n',
+            b"GET /caf\xc3\xa9/%22%5c HTTP/1.1\r\nHost: Example.COM.:8080\r\n",
+            b"GET /nul%00 HTTP/1.1\r\nHost: example.com\r\n",
+            b"GET /retry HTTP/1.1\r\nHost: example.com\r\n",
+            b"GET /redirected HTTP/1.1\r\nHost: example.com\r\n",
+            b"HEAD /direct HTTP/1.1\r\nHost: example.com\r\n",
+            b"GET /direct HTTP/1.0\r\n",
+            b"GET /bad\x01 HTTP/1.1\r\nHost: example.com\r\n",
+        ]
+        for req in requests:
+            raw("127.0.0.1", req + b"Connection: close\r\n\r\n", port=port)
+        logs = inst.workdir / "logs"
+        assert wait_for_lines(logs / "module.log", len(requests))
+        ours = [json.loads(line) for line in (logs / "module.log").read_text().splitlines()]
+        theirs = [json.loads(line) for line in (logs / "nginx.log").read_text().splitlines()]
+        assert ours == theirs
+        by_uri = {e["uri"]: e for e in ours}
+        assert by_uri['/q"uote/back\\slash?x="\\']["status"] == 200
+        assert by_uri["/retry"]["upstream_addr"] == f"127.0.0.1:{dead}, {live.host}:{live.port}"
+        assert by_uri["/retry"]["upstream_status"] == "502, 200"
+        assert by_uri["/redirected"]["upstream_addr"] == f"127.0.0.1:{dead} : {live.host}:{live.port}"
+        assert by_uri["/direct"]["upstream_addr"] == "" and isinstance(by_uri["/direct"]["request_time"], float)
+        assert by_uri["/caf\u00e9/%22%5c"]["host"] == "example.com"  # $host, not the header
+    finally:
+        inst.stop()
+
+
+def wait_for_lines(path: Path, n: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) >= n:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize(("field", "why"), [
+    ("status=$status", "a number: write name:$variable"),
+    ("uri:$request_uri", "a string: write name=$variable"),
+    ('"na me=$host"', "invalid field name"),
+    ("host", "expected name=$variable or name:$variable"),
+])
+def test_log_json_fields_are_checked_at_load(world_dir: Path, field: str, why: str) -> None:
+    conf = f"""load_module "{default_wardgate_module()}";
+pid run/nginx.pid;
+error_log logs/error.log;
+events {{ worker_connections 16; }}
+http {{
+    wardgate_log_json $wg_log_json time=$time_iso8601 {field};
+    server {{ listen 127.0.0.1:{_free_port()}; return 200; }}
+}}
+"""
+    inst = NginxInstance("bad-log", world_dir / "nginx")
+    try:
+        res = inst.apply({"nginx.conf": conf})
+        assert not res.ok and why in (res.error or ""), res.error
+    finally:
+        inst.stop()

@@ -10,7 +10,7 @@ import sys
 import threading
 import urllib.request
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 import yaml
@@ -348,6 +348,9 @@ def verify_waf(
     paranoia: Annotated[int, typer.Option(min=1, max=4, help="CRS paranoia level.")] = 1,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Requests in flight.")] = 4,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    routes: Annotated[Literal["defaults", "documented"], typer.Option(
+        help="defaults: the WAF as it comes; documented: plus the per-route settings docs/policies.md recommends "
+             "(GraphQL, Markdown, uninspected types), each on its own route by path.")] = "defaults",
 ) -> None:
     """Replay a WAF corpus through a real wardgate gateway with the WAF blocking; report the rates."""
     from rich.progress import Progress
@@ -358,14 +361,14 @@ def verify_waf(
     try:
         with Progress(transient=True) as bar:
             task = bar.add_task("replaying", total=None)
-            doc = WafRun(corpus, paranoia, workers,
+            doc = WafRun(corpus, paranoia, workers, routes=routes,
                          progress=lambda done, total: bar.update(task, completed=done, total=total)).run()
     except InputError as exc:
         _fail_input(exc)
     if json_out:
         json_out.write_text(json.dumps(doc, indent=1))
     typer.echo(format_table(doc))
-    typer.echo(f"{doc['seconds']} s, paranoia level {paranoia}")
+    typer.echo(f"{doc['seconds']} s, paranoia level {paranoia}, routes {routes}")
 
 
 @verify_app.command("migration")

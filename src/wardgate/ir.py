@@ -175,10 +175,27 @@ class Redirect:
     # "ReplaceFullPath" | "ReplacePrefixMatch" with the value; None keeps the request path.
     # "Location" (IngressNginxCompat redirect): the value is the whole Location, an http(s) URL as
     # it is, or a path after the request's scheme and Host header; no query string is added.
+    # "HostURI" (IngressNginxCompat redirect.hostname): <scheme>://<hostname>:<port><request URI
+    # without one final "/">, the port the listener's.
     path_type: str | None = None
     path_value: str | None = None
     # The PathPrefix the rule matched, needed for ReplacePrefixMatch.
     matched_prefix: str | None = None
+    # "HostURI": the scheme and port come from X-Forwarded-Proto and -Port when sent.
+    forwarded: bool = False
+
+
+@dataclass(frozen=True)
+class SslRedirect:
+    """IngressNginxCompat sslRedirect: a plain-HTTP request (by X-Forwarded-Proto when sent, with
+    `forwarded`) is answered `status_code https://<host><request URI>` between the policy's
+    rewrite-phase checks and its ipAccess (render/policies.checks): the host is the Host header's
+    (X-Forwarded-Host's first entry with `forwarded`) without its port, the request URI loses one
+    final "/" unless `preserve_trailing_slash`."""
+
+    status_code: int = 308
+    preserve_trailing_slash: bool = False
+    forwarded: bool = False
 
 
 @dataclass(frozen=True)
@@ -266,6 +283,9 @@ class Action:
     retry: Retry | None = None
     # Answered by the gateway itself, e.g. 500 when no backend is valid.
     direct_status: int | None = None
+    # Answered 404 by the gateway once every check of the place ran (authentication, rate limits:
+    # nginx's content phase), as a backend's 404 would be: IngressNginxCompat notFound.
+    not_found: bool = False
     # timeouts.request (the whole exchange, retries included) and timeouts.backendRequest (one
     # try); None when not set, 0 when disabled.
     request_timeout_s: float | None = None
@@ -273,6 +293,7 @@ class Action:
     # A GRPCRoute rule: proxied with grpc_pass (HTTP/2 to the backend), not proxy_pass.
     grpc: bool = False
     session: SessionPersistence | None = None
+    ssl_redirect: SslRedirect | None = None
 
 
 @dataclass(frozen=True)

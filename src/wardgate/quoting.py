@@ -130,7 +130,7 @@ def check_path(path: str) -> str:
     """Exact and PathPrefix values, with the Gateway API's restrictions."""
     if len(path) > 1024 or not _PATH.fullmatch(path):
         raise ValueError(f"invalid path {path!r}: must start with '/' and use URL path characters only")
-    for bad in ("//", "/./", "/../", "%2f", "%2F", "#"):
+    for bad in ("//", "/./", "/../", "%2f", "%2F"):  # `#` is not in _PATH
         if bad in path:
             raise ValueError(f"invalid path {path!r}: must not contain {bad!r}")
     if path.endswith(("/..", "/.")):
@@ -292,10 +292,10 @@ class _Atom:
         if self.literal is not None:
             return frozenset(self.literal)
         try:
-            rx = re.compile(self.text, re.S if self.text == "." else 0)
+            rx = re.compile(self.text)  # `.` without (?s), as nginx compiles: no \n
         except re.error:
             return frozenset(_PROBE)
-        return frozenset(c for c in _PROBE if rx.fullmatch(c) and (self.text != "." or c != "\n"))
+        return frozenset(c for c in _PROBE if rx.fullmatch(c))
 
 
 @dataclass
@@ -372,11 +372,10 @@ class _RegexScan:
 
     def _node(self) -> _Atom | _Group | None:
         p, c = self.p, self.p[self.i]
+        # (?x) whitespace is skipped. A `#` comment never gets here: with no line break to end
+        # it, it would swallow the `)` check_regex wraps the pattern in, which PCRE2 refuses.
         if self.extended and c in " \t\n\r\f\v":
             self.i += 1
-            return None
-        if self.extended and c == "#":
-            self.i = len(p)
             return None
         if c == "(":
             return self._group()
@@ -391,7 +390,7 @@ class _RegexScan:
             self.i += 1
             return None
         self.i += 1
-        return _Atom(c if c != "." else ".", None if c == "." else c)
+        return _Atom(c, None if c == "." else c)
 
     def _escape(self) -> _Atom | _Group | None:
         p = self.p
@@ -444,15 +443,17 @@ class _RegexScan:
             close = p.find(")", self.i)
             self.i = len(p) if close < 0 else close + 1
             return None
-        if p.startswith("*", self.i):  # (*VERB) and (*OPTION): refused before parsing
-            close = p.find(")", self.i)
-            self.i = len(p) if close < 0 else close + 1
-            return _Group([[]], opaque=True)
+        # (*VERB) never gets here: _regex_hazard refuses it first.
         if p.startswith("?", self.i):
+            # Option letters as PCRE2 10.42 knows them; anything else, e.g. (?1), (?R), (?C1): a
+            # call or callout, matching anything.
             m = re.compile(r"\?(?:(>)|(<?[=!])|(:)|\||(?:P?<[A-Za-z_][A-Za-z0-9_]*>|'[A-Za-z_][A-Za-z0-9_]*')|"
-                           r"([-a-zA-Z^]*)(:|\)))").match(p, self.i)
+                           r"([-imnsxJU^]*)(:|\)))").match(p, self.i)
             if not m:
                 self.i += 1
+                self._alternatives()  # up to its `)`, so what follows the group is scanned too
+                if self.p[self.i:self.i + 1] == ")":
+                    self.i += 1
                 return _Group([[]], opaque=True)
             self.i = m.end()
             atomic, lookaround = bool(m.group(1)), bool(m.group(2))
@@ -583,8 +584,9 @@ def _regex_hazard(pattern: str) -> str | None:
     """Why a pattern is refused beyond PCRE's syntax, or None."""
     scan = _RegexScan(pattern)
     # (*ACCEPT) ends a match wherever it stands, past wardgate's \z; (*LF), (*CR)... change what
-    # PCRE calls a line end; (*LIMIT_...) raise limits.
-    stripped = re.sub(r"\\Q.*?(?:\\E|$)|\\.|\[(?:\\.|[^\]])*\]", "", pattern)
+    # PCRE calls a line end; (*LIMIT_...) raise limits. Quoted text, escapes and classes become
+    # one neutral character: removed, `(\d*)` would read as `(*`.
+    stripped = re.sub(r"\\Q.*?(?:\\E|$)|\\.|\[(?:\\.|[^\]])*\]", "_", pattern)
     if _VERB.search(stripped):
         return "uses a (*...) verb or option, which wardgate does not support"
     problem = _hazard(scan.parse())

@@ -128,15 +128,46 @@ class Routing:
     from_to_www: bool = False
     backend_protocol: str = "HTTP"  # upper case: HTTP, HTTPS, GRPC, GRPCS, AUTO_HTTP, FCGI
     ssl_passthrough: bool = False
-    # preserve-trailing-slash: ingress-nginx's https redirect then keeps a final '/', as
-    # RequestRedirect always does (by default it strips one)
+    # preserve-trailing-slash: ingress-nginx's https redirect then keeps a final '/' (by
+    # default it strips one)
     preserve_trailing_slash: bool = False
+    # use-forwarded-headers: X-Forwarded-Proto decides the https redirect, X-Forwarded-Host (and,
+    # for www redirects, -Port) build its Location
+    forwarded_headers: bool = False
+    # no-tls-redirect-locations: Ingress paths starting with one of these never redirect
+    no_redirect_paths: tuple[str, ...] = ("/.well-known/acme-challenge",)
+    # use-proxy-protocol: ingress-nginx took a connection the PROXY header says came to port 443
+    # for HTTPS (a load balancer terminating TLS), and didn't redirect it
+    proxy_protocol: bool = False
 
-    def redirect_difference(self) -> str:
+    def redirect_difference(self, annotations: Mapping[str, str] | None = None) -> str:
         """What the https redirect does differently from ingress-nginx's ("" when nothing)."""
+        out = ssl_redirect_differences(annotations or {})
+        if self.proxy_protocol:
+            out.append("with use-proxy-protocol, ingress-nginx took a connection whose PROXY header names port 443 for "
+                       "HTTPS and didn't redirect it; wardgate redirects every plain-HTTP connection (behind a load "
+                       "balancer terminating TLS, send X-Forwarded-Proto with use-forwarded-headers instead)")
+        return "; ".join(out)
+
+    def ssl_redirect_spec(self) -> dict[str, Any]:
+        """The IngressNginxCompat sslRedirect of this Ingress's rules."""
+        spec: dict[str, Any] = {"statusCode": self.redirect_code}
         if self.preserve_trailing_slash:
-            return ""
-        return "the Location keeps the request's final '/' (ingress-nginx strips one unless preserve-trailing-slash)"
+            spec["preserveTrailingSlash"] = True
+        if self.forwarded_headers:
+            spec["forwardedHeaders"] = True
+        return spec
+
+    def www_redirect_filter(self, host: str) -> dict[str, Any]:
+        """from-to-www-redirect's answer for the other name: an IngressNginxCompat redirect.hostname."""
+        spec: dict[str, Any] = {"hostname": host, "statusCode": self.redirect_code}
+        if self.forwarded_headers:
+            spec["forwardedHeaders"] = True
+        return {"type": "ExtensionRef", "_compat": {"redirect": spec}}
+
+    def redirects_path(self, path: str) -> bool:
+        """Whether the https redirect applies to this Ingress path (no-tls-redirect-locations)."""
+        return not any(path.startswith(p) for p in self.no_redirect_paths)
 
     def ssl_redirect_for(self, host_has_tls: bool) -> bool:
         """Whether plain HTTP requests to this Ingress's paths redirect to HTTPS."""
@@ -167,8 +198,35 @@ def routing(source: Source) -> Routing:
     protocol = anns.get("backend-protocol", "HTTP").strip().upper()
     if protocol not in BACKEND_PROTOCOLS:
         protocol = "HTTP"  # ingress-nginx ignores an invalid value
+    no_redirect = tuple(x for x in (p.strip(" ") for p in config.get(
+        "no-tls-redirect-locations", "/.well-known/acme-challenge").split(",")) if x)
     return Routing(ssl, force, redirect_code(config), canary, app_root, _bool_or(anns, "from-to-www-redirect", False),
-                   protocol, _bool_or(anns, "ssl-passthrough", False), _bool_or(anns, "preserve-trailing-slash", False))
+                   protocol, _bool_or(anns, "ssl-passthrough", False),
+                   _bool_or(anns, "preserve-trailing-slash", _bool_or(config, "preserve-trailing-slash", False)),
+                   _bool_or(config, "use-forwarded-headers", False), no_redirect,
+                   _bool_or(config, "use-proxy-protocol", False))
+
+
+def ssl_redirect_differences(anns: Mapping[str, str]) -> list[str]:
+    """Where an Ingress's https redirect answers differently: sslRedirect keeps ingress-nginx's
+    order (CORS and the snippets' rewrite-phase checks first, then the redirect, then access
+    checks), but a snippet's limit_except, an access-phase check there, becomes allowedMethods,
+    which answers before the redirect."""
+    if re.search(r"\blimit_except\b", anns.get("configuration-snippet", "")):
+        return ["over plain HTTP the configuration-snippet's limit_except (allowedMethods) answers before the "
+                "redirect (ingress-nginx checked it after)"]
+    return []
+
+
+def ssl_redirect_detail(where: str, routing: Routing, anns: Mapping[str, str]) -> tuple[Status, str]:
+    """The finding for an Ingress's https redirect."""
+    difference = routing.redirect_difference(anns)
+    slash = "kept" if routing.preserve_trailing_slash else "dropped"
+    trusted = ", X-Forwarded-Proto/-Host trusted (use-forwarded-headers)" if routing.forwarded_headers else ""
+    what = (f"IngressNginxCompat sslRedirect ({routing.redirect_code}) {where}: https://<Host without port>"
+            f"<request URI, one final '/' {slash}>{trusted}, where ingress-nginx's Lua redirect answered (after the "
+            "body size limit, CORS and the snippets' if/return checks, before IP allowlists, auth and rate limits)")
+    return ("converted-with-difference" if difference else "exact"), what + (f"; {difference}" if difference else "")
 
 
 def _valid_app_root(value: str) -> bool:
@@ -194,16 +252,13 @@ def _one(source: Source, key: str, status: Status, detail: str) -> Contribution:
 
 def _ssl_redirect(key: str, value: str, source: Source) -> Contribution:
     on = parse_bool(value, key)
-    code = redirect_code(source.config)
     if key == "ssl-redirect" and not on:
-        return _one(source, key, "exact", "the host's route is attached to the HTTP listener too (no redirect)")
+        return _one(source, key, "exact", "the Ingress's rules serve plain HTTP too (no redirect)")
     if not on:
         return _one(source, key, "exact", "no redirect (the default)")
-    where = "for every request" if key == "force-ssl-redirect" else "when the host has TLS"
-    difference = routing(source).redirect_difference()
-    return _one(source, key, "converted-with-difference" if difference else "exact",
-                f"HTTP listener route with RequestRedirect scheme https, {code} {where}"
-                + (f"; {difference}" if difference else ""))
+    where = "for every plain-HTTP request" if key == "force-ssl-redirect" else "when the host has TLS"
+    status, detail = ssl_redirect_detail(where, routing(source), source.annotations)
+    return _one(source, key, status, detail)
 
 
 def _bool_only(meaning: str) -> Any:
@@ -335,9 +390,12 @@ def _app_root(key: str, value: str, source: Source) -> Contribution:
 def _www(key: str, value: str, source: Source) -> Contribution:
     if not parse_bool(value, key):
         return _one(source, key, "exact", "no redirect")
-    return _one(source, key, "converted-with-difference",
-                "an HTTPRoute for the other name (www. added or removed) redirecting with 308 to this host; the "
-                "Location omits the default port that ingress-nginx writes (:80 / :443)")
+    r = routing(source)
+    trusted = ", X-Forwarded-Proto/-Port trusted (use-forwarded-headers)" if r.forwarded_headers else ""
+    return _one(source, key, "exact",
+                "an HTTPRoute for the other name (www. added or removed), unless an Ingress defines it, whose "
+                f"IngressNginxCompat redirect answers {r.redirect_code} <scheme>://<host>:<listener port><request "
+                f"URI, one final '/' dropped>{trusted}, as ingress-nginx's redirect server")
 
 
 def _upstream_vhost(key: str, value: str, source: Source) -> Contribution:
@@ -428,15 +486,15 @@ def _service_upstream(key: str, value: str, source: Source) -> Contribution:
 
 
 def _preserve_trailing_slash(key: str, value: str, source: Source) -> Contribution:
-    if parse_bool(value, key):
-        return _one(source, key, "exact", "the https redirect keeps the request's final '/', as wardgate's does")
-    return _one(source, key, "exact", "the default: see ssl-redirect for the final '/'")
+    return _one(source, key, "exact", "IngressNginxCompat sslRedirect preserveTrailingSlash: "
+                + ("true" if parse_bool(value, key) else "false (the default)"))
 
 
 CATALOG: dict[str, CatalogEntry] = {
-    "ssl-redirect": CatalogEntry("HTTP listener route with RequestRedirect to https (308) when the host has TLS",
-                                 _ssl_redirect),
-    "force-ssl-redirect": CatalogEntry("HTTP listener route with RequestRedirect to https (308)", _ssl_redirect),
+    "ssl-redirect": CatalogEntry("IngressNginxCompat sslRedirect (308 to https) on the Ingress's rules when the host "
+                                 "has TLS", _ssl_redirect),
+    "force-ssl-redirect": CatalogEntry("IngressNginxCompat sslRedirect (308 to https) on the Ingress's rules",
+                                       _ssl_redirect),
     "canary": CatalogEntry("extra rules / weighted backendRefs on the mainline Ingress's rules",
                            _bool_only("the canary's paths merge into the mainline's rules")),
     "canary-by-header": CatalogEntry("header match on the mainline's rules", _canary_value),
@@ -452,7 +510,8 @@ CATALOG: dict[str, CatalogEntry] = {
     "temporal-redirect": CatalogEntry("RequestRedirect (302) on the Ingress's rules", _redirect),
     "temporal-redirect-code": CatalogEntry("the RequestRedirect's statusCode", owner="temporal-redirect"),
     "app-root": CatalogEntry("Exact '/' rule with RequestRedirect 302 to the app root", _app_root),
-    "from-to-www-redirect": CatalogEntry("HTTPRoute for the www./apex name redirecting (308) to the host", _www),
+    "from-to-www-redirect": CatalogEntry("HTTPRoute for the www./apex name with an IngressNginxCompat redirect "
+                                         "(308) to the host", _www),
     "upstream-vhost": CatalogEntry("URLRewrite hostname", _upstream_vhost),
     "proxy-connect-timeout": CatalogEntry("rule timeouts.backendRequest", _timeout),
     "proxy-send-timeout": CatalogEntry("rule timeouts.backendRequest", _timeout),
@@ -460,7 +519,7 @@ CATALOG: dict[str, CatalogEntry] = {
     "backend-protocol": CatalogEntry("GRPC: GRPCRoute; HTTPS/GRPCS: IngressNginxCompat backendTLS "
                                      "insecureSkipVerify (unverified TLS, as ingress-nginx)", _backend_protocol),
     "ssl-passthrough": CatalogEntry("TLSRoute on a Passthrough listener", _ssl_passthrough),
-    "preserve-trailing-slash": CatalogEntry("the https redirect keeps the request's final '/'",
+    "preserve-trailing-slash": CatalogEntry("IngressNginxCompat sslRedirect preserveTrailingSlash",
                                             _preserve_trailing_slash),
     "service-upstream": CatalogEntry("backendRefs to the Service (the gateway balances over its endpoints)",
                                      _service_upstream),

@@ -20,34 +20,8 @@ from wardgate.migrate.contrib import CatalogEntry
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 
-# ---- INTEGRATOR: add each topic module here once it is on the branch ------------------------------
-# (ann_paths from mig-compat, ann_snippets from mig-snip, ann_auth from mig-auth; ann_routing is in).
-# tests/test_migrate_catalog.py then names any annotation two modules claim (CLASHES).
+# The modules converting annotations; NEVER below lists the ones never converted.
 TOPIC_MODULES: list[ModuleType] = [ann_policy, ann_routing, ann_paths, ann_snippets, ann_auth]
-# ----------------------------------------------------------------------------------------------------
-
-# Which topic module MIGRATE.md gives each annotation it does not leave to ann_policy or NEVER.
-# Only used to say where a missing entry should come from (see `pending`).
-PLANNED: dict[str, frozenset[str]] = {
-    "wardgate.migrate.ann_routing": frozenset({
-        "app-root", "backend-protocol", "canary", "canary-by-cookie", "canary-by-header",
-        "canary-by-header-pattern", "canary-by-header-value", "canary-weight", "canary-weight-total",
-        "default-backend", "force-ssl-redirect", "from-to-www-redirect", "permanent-redirect",
-        "permanent-redirect-code", "preserve-trailing-slash", "proxy-connect-timeout", "proxy-read-timeout",
-        "proxy-send-timeout", "rewrite-target", "service-upstream", "ssl-passthrough", "ssl-redirect",
-        "temporal-redirect", "temporal-redirect-code", "upstream-vhost"}),
-    "wardgate.migrate.ann_paths": frozenset({"use-regex", "rewrite-target", "x-forwarded-prefix"}),
-    "wardgate.migrate.ann_snippets": frozenset({"configuration-snippet", "server-snippet", "stream-snippet"}),
-    "wardgate.migrate.ann_auth": frozenset({
-        "affinity", "affinity-canary-behavior", "affinity-mode", "auth-always-set-cookie", "auth-cache-duration",
-        "auth-cache-key", "auth-keepalive", "auth-keepalive-requests", "auth-keepalive-share-vars",
-        "auth-keepalive-timeout", "auth-method", "auth-proxy-set-headers", "auth-realm", "auth-request-redirect",
-        "auth-response-headers", "auth-secret", "auth-secret-type", "auth-signin", "auth-signin-redirect-param",
-        "auth-snippet", "auth-type", "auth-url", "custom-http-errors", "enable-global-auth",
-        "session-cookie-change-on-failure", "session-cookie-conditional-samesite-none", "session-cookie-domain",
-        "session-cookie-expires", "session-cookie-max-age", "session-cookie-name", "session-cookie-path",
-        "session-cookie-samesite", "session-cookie-secure"}),
-}
 
 
 def _never(becomes: str, *keys: str) -> dict[str, CatalogEntry]:
@@ -195,19 +169,10 @@ def lookup(key: str) -> CatalogEntry | None:
     return CATALOG.get(key.removeprefix(PREFIX))
 
 
-def pending() -> dict[str, frozenset[str]]:
-    """Documented annotations without an entry yet, by the topic module expected to provide them.
-    Empty once every topic module is joined and complete."""
-    return {module: keys - CATALOG.keys() for module, keys in PLANNED.items() if keys - CATALOG.keys()}
-
-
 def markdown_table() -> str:
     """docs/migration-annotations.md's table: every documented annotation, its risk and what it
     becomes. tests/test_migrate_catalog.py keeps the doc equal to it."""
-    owed = {k: module for module, keys in pending().items() for k in keys}
     rows = ["| annotation | risk | becomes |", "|---|---|---|"]
     for key in sorted(DOCUMENTED):
-        entry = CATALOG.get(key)
-        text = entry.becomes if entry else f"(not joined yet: {owed.get(key, 'no module')})"
-        rows.append(f"| `{key}` | {RISK[key]} | {text.replace('|', '/')} |")
+        rows.append(f"| `{key}` | {RISK[key]} | {CATALOG[key].becomes.replace('|', '/')} |")
     return "\n".join(rows) + "\n"

@@ -261,11 +261,11 @@ class Rule:
     backend_refs: list[dict[str, Any]]
     filters: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # timeouts, ...
-    ssl_redirect: bool = False  # on the HTTP listener: redirect to HTTPS instead
+    ssl_redirect: bool = False  # plain-HTTP requests redirect to HTTPS (IngressNginxCompat sslRedirect)
     redirect_code: int = 308
     # Whether the owner's policies apply (not to server-level redirects: app-root, www aliases).
     targets: bool = True
-    # Only on the HTTP listener's redirect route (the implicit `location /` of a TLS host).
+    # Only on the HTTP listener, where it redirects (the implicit `location /` of a TLS host).
     redirect_only: bool = False
     grpc: bool = False  # backend-protocol GRPC: served by a GRPCRoute
 
@@ -280,11 +280,16 @@ class Rule:
     def redirects(self) -> bool:
         return any(f.get("type") == "RequestRedirect" for f in self.filters) or "redirect" in self.compat_spec()
 
+    def https_redirect(self) -> bool:
+        """Whether plain HTTP redirects to HTTPS here: ingress-nginx's Lua redirect, unless the
+        rule answers with a redirect of its own (a location's `return` ran first)."""
+        return self.ssl_redirect and not self.redirects()
+
     def to_dict(self, *, redirect: bool = False, compat_ref: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "matches": self.matches}
-        if redirect:
-            out["filters"] = [{"type": "RequestRedirect",
-                               "requestRedirect": {"scheme": "https", "statusCode": self.redirect_code}}]
+        if redirect:  # the HTTP-only redirect route: nothing but the IngressNginxCompat
+            out["filters"] = [{"type": "ExtensionRef", "extensionRef": {
+                "group": POLICY_GROUP, "kind": COMPAT_KIND, "name": compat_ref}}]
             return out
         filters = [f for f in self.filters if "_compat" not in f]
         if compat_ref is not None:  # the one IngressNginxCompat of the rule replaces the others
@@ -544,10 +549,12 @@ class Converter:
                     for part in (conv, *conv.also):
                         if not part.matches:
                             continue
-                        gkey = (repr(ref), repr(part.extra), repr(part.filters))
+                        exempt = not p.routing.redirects_path(path.path)  # no-tls-redirect-locations
+                        gkey = (repr(ref), repr(part.extra), repr(part.filters), exempt)
                         rl = groups.get(gkey)
                         if rl is None:
                             rl = self.new_rule(p, counter, [], [ref], r)
+                            rl.ssl_redirect = rl.ssl_redirect and not exempt
                             rl.extra.update(_copy(part.extra))
                             _merge_filters(rl.filters, part.filters, {}, "paths")
                             groups[gkey] = rl
@@ -585,11 +592,12 @@ class Converter:
                 r.rules.append(self.new_rule(first, counter, [{"path": {"type": "PathPrefix", "value": "/"}}], [], r))
             elif r.host and self.has_route_policies(first):
                 # ingress-nginx's 404 for undefined paths comes from the host's `location /`, with
-                # the first Ingress's annotations (allowlists, headers): a rule of that Ingress
-                # whose own policy answers 404 after them (urlAllowlist matching nothing), and
-                # which redirects to https on plain HTTP like the Ingress's paths.
+                # the first Ingress's annotations (allowlists, auth, rate limits, headers), from the
+                # default backend: after every check. A rule of that Ingress answering 404 once its
+                # policies have passed (IngressNginxCompat notFound), which redirects to https on
+                # plain HTTP like the Ingress's paths.
                 rl = self.new_rule(first, counter, [{"path": {"type": "PathPrefix", "value": "/"}}], [], r)
-                self.rule_policies.append((first, rl, NOT_FOUND))
+                rl.filters.append({"_compat": {"notFound": True}})
                 r.rules.append(rl)
             elif first.routing.ssl_redirect_for(self.host_has_tls(r)):
                 # undefined paths redirect to https too (ingress-nginx's `location /` of the host)
@@ -601,14 +609,13 @@ class Converter:
         for p in r.plans:
             anns = p.ing.nginx_annotations
             if r.host and "ssl-redirect" not in anns and "force-ssl-redirect" not in anns \
-                    and p.routing.ssl_redirect_for(self.host_has_tls(r)) and p.ing.ref not in self.default_redirects:
+                    and any(rl.owner is p and rl.https_redirect() for rl in r.rules) \
+                    and p.ing.ref not in self.default_redirects:
                 self.default_redirects.add(p.ing.ref)
-                difference = p.routing.redirect_difference()
-                self.findings.append(Finding(
-                    p.ing.file, p.ing.ref, "ssl-redirect (default)",
-                    "converted-with-difference" if difference else "exact",
-                    f"host {r.host} has TLS: plain HTTP redirects to https with {p.routing.redirect_code} (HTTP "
-                    "listener route with RequestRedirect)" + (f"; {difference}" if difference else ""), p.cls.name))
+                status, detail = ann_routing.ssl_redirect_detail(f"(host {r.host} has TLS)", p.routing,
+                                                                 p.ing.nginx_annotations)
+                self.findings.append(Finding(p.ing.file, p.ing.ref, "ssl-redirect (default)", status, detail,
+                                             p.cls.name))
         root = next((p for p in r.plans if p.routing.app_root), None)
         if root is not None and root.routing.app_root:
             # A server-level `if ($uri = /)`: before any location, so it wins over an Exact "/" path.
@@ -636,8 +643,7 @@ class Converter:
             a = HostRoute(alias, r.gateways, r.namespace, plans=[p])
             rl = self.new_rule(p, {}, [{"path": {"type": "PathPrefix", "value": "/"}}], [], a)
             rl.name = _sanitize(f"to-{r.host}", 63)
-            rl.filters = [{"type": "RequestRedirect",
-                           "requestRedirect": {"hostname": r.host, "statusCode": p.routing.redirect_code}}]
+            rl.filters = [p.routing.www_redirect_filter(r.host)]
             rl.extra, rl.ssl_redirect, rl.targets = {}, False, False
             a.rules.append(rl)
             out.append(a)
@@ -933,16 +939,16 @@ class Converter:
             sources = [p.ing.ref for p in r.plans] + [c.ing.ref for c in r.canaries]
             tls_gws = [g for g in r.gateways if (g, r.host) in self.listener_names or
                        (g in self.default_https and (g, r.host) not in self.passthrough_listeners)]
-            redirect_any = any(rl.ssl_redirect for rl in r.rules)
             plain = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != r.namespace else {}),
                       "sectionName": self.http_listeners.get((g, r.host), "http")} for g in r.gateways]
             secure = [{"name": g.name, **({"namespace": g.namespace} if g.namespace != r.namespace else {}),
                        "sectionName": self.listener_names.get((g, r.host), "https")} for g in tls_gws]
-            if redirect_any:
-                self.emit_route(r, r.name, secure, sources, redirect=False)
-                self.emit_route(r, f"{r.name}-http", plain, sources, redirect=True)
-            else:
-                self.emit_route(r, r.name, plain + secure, sources, redirect=False)
+            if not secure:
+                self.https_target_findings(r)
+            # The rules serve both listeners (their sslRedirect answers plain HTTP); rules that only
+            # redirect plain HTTP have a route of their own there.
+            self.emit_route(r, r.name, plain + secure, sources, redirect=False)
+            self.emit_route(r, f"{r.name}-http", plain, sources, redirect=True)
             grpc = [rl for rl in r.rules if rl.grpc and any(m.get("grpc") is not None for m in rl.matches)]
             if grpc and secure:
                 self.objects.append({"apiVersion": GATEWAY_API, "kind": "GRPCRoute",
@@ -961,6 +967,16 @@ class Converter:
                                      "spec": {"parentRefs": parents, "hostnames": [r.host],
                                               "rules": [{"backendRefs": [ref]}]}})
 
+    def https_target_findings(self, r: HostRoute) -> None:
+        """force-ssl-redirect to a host the Gateway serves no HTTPS for."""
+        owners = {id(rl.owner): rl.owner for rl in r.rules if rl.https_redirect()}
+        for p in owners.values():
+            self.findings.append(Finding(
+                p.ing.file, p.ing.ref, "force-ssl-redirect (https target)", "converted-with-difference",
+                f"host {r.host or '(any)'} has no certificate, so its Gateway has no HTTPS listener for it: plain HTTP "
+                "redirects to an https:// URL that is not served (ingress-nginx answered it with its default "
+                "certificate); give the host a certificate (spec.tls) or use --default-certificate", p.cls.name))
+
     def compat_object(self, namespace: str, spec: dict[str, Any], rl: Rule) -> str:
         """The IngressNginxCompat holding `spec` in `namespace` (one per distinct spec)."""
         text = json.dumps(spec, sort_keys=True)
@@ -975,13 +991,31 @@ class Converter:
         sources[FROM] = ", ".join(sorted(set(refs)))
         return name
 
+    def rule_compat(self, r: HostRoute, rl: Rule, redirect_only: bool) -> dict[str, Any]:
+        """The one IngressNginxCompat spec of a rule: its filters' fields, those of the objects its
+        path filters name, and its https redirect. `redirect_only`: for the HTTP-only route,
+        where the rule just redirects (its path matching kept)."""
+        spec = {} if redirect_only else rl.compat_spec()
+        for f in rl.filters:
+            named = (f.get("extensionRef") or {})
+            if named.get("kind") == COMPAT_KIND and (r.namespace, named.get("name")) in self.compat:
+                spec = {**self.compat[(r.namespace, named["name"])][0], **spec}
+        if redirect_only:
+            spec = {k: v for k, v in spec.items() if k == "pathMatching"}
+        if "redirect" in spec:
+            spec.pop("rewriteTarget", None)  # nginx's `return` answers before any rewrite
+        if rl.https_redirect():
+            spec["sslRedirect"] = rl.owner.routing.ssl_redirect_spec()
+        return spec
+
     def emit_route(self, r: HostRoute, name: str, parents: list[dict[str, Any]], sources: list[str],
                    *, redirect: bool) -> None:
         if not parents:
             return
         # gRPC rules are the GRPCRoute's; on the HTTP listener they only redirect
         mine = [rl for rl in r.rules
-                if (redirect and rl.ssl_redirect) or not (rl.redirect_only or rl.grpc)]
+                if ((rl.https_redirect() and (rl.redirect_only or rl.grpc)) if redirect else
+                    not (rl.redirect_only or rl.grpc))]
         chunks = [mine[i:i + MAX_RULES] for i in range(0, len(mine), MAX_RULES)]
         for n, chunk in enumerate(chunks):
             rname = name if n == 0 else f"{name}-{n + 1}"
@@ -990,22 +1024,13 @@ class Converter:
                 spec["hostnames"] = [r.host]
             rules = []
             for rl in chunk:
-                as_redirect = redirect and rl.ssl_redirect
-                cspec = {} if as_redirect else rl.compat_spec()
-                if cspec:
-                    # a rule names one IngressNginxCompat: fold in those its path filters name
-                    for f in rl.filters:
-                        named = (f.get("extensionRef") or {})
-                        if named.get("kind") == COMPAT_KIND and (r.namespace, named.get("name")) in self.compat:
-                            cspec = {**self.compat[(r.namespace, named["name"])][0], **cspec}
-                    if "redirect" in cspec:
-                        cspec.pop("rewriteTarget", None)  # nginx's `return` answers before any rewrite
+                cspec = self.rule_compat(r, rl, redirect)
                 ref = self.compat_object(r.namespace, cspec, rl) if cspec else None
-                rules.append(rl.to_dict(redirect=as_redirect, compat_ref=ref))
-                if not as_redirect:  # a rule's own policy never stands before its https redirect
+                rules.append(rl.to_dict(redirect=redirect, compat_ref=ref))
+                if not redirect:
                     self.rule_routes.setdefault(id(rl), []).append((r.namespace, rname))
-                if rl.targets and not (redirect and rl.ssl_redirect):
-                    self.route_rules.setdefault(rl.owner.ing.ref, []).append((r.namespace, rname, rl.name))
+                    if rl.targets:
+                        self.route_rules.setdefault(rl.owner.ing.ref, []).append((r.namespace, rname, rl.name))
             spec["rules"] = rules
             self.objects.append({"apiVersion": GATEWAY_API, "kind": "HTTPRoute",
                                  "metadata": _meta(rname, r.namespace, sources), "spec": spec})
@@ -1139,11 +1164,6 @@ class Converter:
                 "spec": {"from": [{"group": GROUP, "kind": from_kind, "namespace": from_ns}],
                          "to": [{"group": "", "kind": to_kind, "name": n} for n in sorted(names)]}})
 
-
-# The policy of a host's rule for paths no Ingress defines: 404 once the Ingress's own checks
-# (IP access, methods) have passed. The pattern matches no path.
-NOT_FOUND: dict[str, Any] = {"urlAllowlist": {"paths": [{"type": "RegularExpression", "value": "(?!)"}],
-                                              "status": 404}}
 
 # Annotations nginx applies once per server (host): the first Ingress of the host provides them.
 SERVER_LEVEL = frozenset({"server-snippet"})

@@ -19,15 +19,45 @@ COMPAT_KIND = "IngressNginxCompat"
 
 RewriteTarget = Annotated[str, AfterValidator(lambda v: validators().rewrite_target(v))]
 Location = Annotated[str, AfterValidator(lambda v: validators().redirect_location(v))]
+RedirectHost = Annotated[str, AfterValidator(lambda v: validators().hostname(v, wildcard=False))]
+StatusCode = Literal[301, 302, 303, 307, 308]
 
 
 class CompatRedirect(Model):
-    """nginx's `return <statusCode> <location>` as ingress-nginx writes it: an absolute URL is the
-    Location as it is; a path is `$scheme://$http_host<path>` (the Host header as the client sent
-    it, port included). The query string is never added (app-root, permanent-redirect)."""
+    """nginx's `return <statusCode> <location>` as ingress-nginx writes it.
 
-    location: Location
-    status_code: Literal[301, 302, 303, 307, 308] = 302
+    `location`: an absolute URL is the Location as it is; a path is `$scheme://$http_host<path>`
+    (the Host header as the client sent it, port included). The query string is never added
+    (app-root, permanent-redirect).
+    `hostname`: `<scheme>://<hostname>:<listener port><request URI>`, one final `/` of the request
+    URI (query included) removed (from-to-www-redirect); with `forwardedHeaders` the scheme and
+    port are X-Forwarded-Proto's and X-Forwarded-Port's when sent (use-forwarded-headers)."""
+
+    location: Location | None = None
+    hostname: RedirectHost | None = None
+    status_code: StatusCode = 302
+    forwarded_headers: bool = False
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CompatRedirect:
+        if (self.location is None) == (self.hostname is None):
+            raise ValueError("set one of location and hostname")
+        if self.forwarded_headers and self.hostname is None:
+            raise ValueError("forwardedHeaders applies to a hostname redirect only")
+        return self
+
+
+class SslRedirect(Model):
+    """ingress-nginx's HTTPS redirect (ssl-redirect, force-ssl-redirect): a plain-HTTP request is
+    answered `<statusCode> https://<Host header without its port><request URI>`, one final `/` of
+    the request URI (query included) removed unless `preserveTrailingSlash`, after the rule's
+    ingressNginxCORS, allowedMethods and urlAllowlist checks and before its ipAccess and the rest.
+    With `forwardedHeaders` (use-forwarded-headers) the scheme is X-Forwarded-Proto's and the host
+    X-Forwarded-Host's first entry, when sent."""
+
+    status_code: StatusCode = 308
+    preserve_trailing_slash: bool = False
+    forwarded_headers: bool = False
 
 
 class CompatBackendTLS(Model):
@@ -51,22 +81,31 @@ class IngressNginxCompatSpec(Model):
     locations (Exact `= path`, PathPrefix a prefix of characters, RegularExpression a
     case-insensitive regex anchored at the start only), in nginx's precedence; `rewriteTarget`
     replaces the whole request path, with `$1`..`$9` taken from the matched path's regex;
-    `redirect` answers with nginx's `return`; `backendTLS` speaks TLS to the rule's backends
-    without verifying them."""
+    `redirect` answers with nginx's `return`; `sslRedirect` sends plain-HTTP requests to HTTPS;
+    `backendTLS` speaks TLS to the rule's backends without verifying them; `notFound` answers 404
+    once every check of the rule has passed (ingress-nginx's default backend behind a host's
+    implicit `location /`)."""
 
     path_matching: Literal["GatewayAPI", "IngressNginx"] = "GatewayAPI"
     rewrite_target: RewriteTarget | None = None
     redirect: CompatRedirect | None = None
     backend_tls: CompatBackendTLS | None = Field(None, alias="backendTLS")
+    not_found: bool = False
+    ssl_redirect: SslRedirect | None = None
 
     @model_validator(mode="after")
     def _does_something(self) -> IngressNginxCompatSpec:
         if self.path_matching == "GatewayAPI" and self.rewrite_target is None and self.redirect is None \
-                and self.backend_tls is None:
-            raise ValueError("set pathMatching: IngressNginx, rewriteTarget, redirect or backendTLS (this changes "
-                             "nothing)")
+                and self.backend_tls is None and self.ssl_redirect is None and not self.not_found:
+            raise ValueError("set pathMatching: IngressNginx, rewriteTarget, redirect, sslRedirect, backendTLS or "
+                             "notFound (this changes nothing)")
         if self.rewrite_target is not None and self.redirect is not None:
             raise ValueError("rewriteTarget and redirect can't be used together: a redirect answers before any rewrite")
+        if self.ssl_redirect is not None and self.redirect is not None:
+            raise ValueError("redirect and sslRedirect can't be used together: the rule's own redirect answers "
+                             "every request (ingress-nginx's `return` ran before its HTTPS redirect)")
+        if self.not_found and (self.rewrite_target is not None or self.redirect is not None):
+            raise ValueError("notFound can't be used with rewriteTarget or redirect: the rule answers 404 itself")
         return self
 
 
@@ -79,4 +118,4 @@ class IngressNginxCompat(Resource):
 COMPAT_KINDS: dict[tuple[str, str], type[Resource]] = {(POLICY_GROUP, COMPAT_KIND): IngressNginxCompat}
 
 __all__ = ["COMPAT_KIND", "COMPAT_KINDS", "CompatBackendTLS", "CompatRedirect", "IngressNginxCompat",
-           "IngressNginxCompatSpec"]
+           "IngressNginxCompatSpec", "SslRedirect"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from wardgate import ir
 from wardgate.quoting import Arg, Expr, Raw, Text
-from wardgate.render import affinity, cors, errorpages, grpc, headers, policies, rewrite, tls
+from wardgate.render import affinity, cors, errorpages, grpc, headers, nginx_redirect, policies, rewrite, tls
 from wardgate.render.emit import Directive, d, entry
 from wardgate.render.headers import ProxyHeaders
 from wardgate.render.module import REQUEST_ID
@@ -17,6 +17,14 @@ from wardgate.render.plan import Plan
 from wardgate.render.tables import Tables, var_name
 
 INTERNAL_PREFIX = "/_wardgate/"
+# The 404 of a rule that serves nothing (IngressNginxCompat notFound), answered where a backend's
+# would come from: after the access phase (authentication, rate limits, which a rewrite-phase
+# `return` skips). try_files looks for a file that can't exist (/dev/null is no directory) and
+# answers its `=404` in nginx's precontent phase.
+NOT_FOUND = [d("root", "/dev/null"), d("try_files", "/.wardgate-not-found", Raw("=404"))]
+NO_ENDPOINTS = "no-endpoints"  # the decision log's name for that answer
+# The split value of a backend without ready endpoints (upstream names are wg_...).
+_EMPTY = "-"
 # A disabled ("0s") timeout: nginx has no "never", so the largest 32-bit millisecond count (24.8 days).
 LONGEST_TIMEOUT_MS = 2**31 - 1
 
@@ -36,6 +44,13 @@ class ServerCtx:
     extra: dict[str, Directive] = field(default_factory=dict)
     bodies: dict[tuple[int, bool, int | None], list[Directive]] = field(default_factory=dict)
     hsts: str | None = None  # the server's Strict-Transport-Security; None on plain HTTP
+    # False when some place answers an HTTPS redirect before its policy's checks, which the
+    # server level would then run too early.
+    hoist_checks: bool = True
+
+    def hoisted(self, pid: int | None) -> bool:
+        """Whether the server level runs policy `pid`'s ipAccess and allowedMethods checks."""
+        return self.hoist_checks and pid == self.shared
 
 
 def _cond(var: Arg, op: str, value: Arg) -> tuple[Arg, ...]:
@@ -97,7 +112,9 @@ def path_expr(path_type: str | None, value: str | None, prefix: str | None) -> t
     return [], (Raw("$wg_rawpath"),)
 
 
-def redirect(rd: ir.Redirect, port: ir.Port) -> list[Directive]:
+def redirect(tables: Tables, rd: ir.Redirect, port: ir.Port) -> list[Directive]:
+    if rd.path_type == "HostURI":
+        return nginx_redirect.host_uri(tables, rd, port)
     if rd.path_type == "Location" and rd.path_value is not None:
         # nginx's `return` as ingress-nginx writes it: the URL, or $scheme://$http_host<path>.
         url = rd.path_value
@@ -166,18 +183,26 @@ def body(ctx: ServerCtx, action: ir.Action, internal: bool = False, pid: int | N
 def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) -> list[Directive]:
     plan = ctx.plan
     p = plan.policy(pid)
+    # ingress-nginx's HTTPS redirect: between its rewrite-phase checks and its access checks
+    # (policies.checks); where it always answers, nothing after it runs (no WAF).
+    ssl = nginx_redirect.ssl(ctx.tables, action.ssl_redirect, ctx.port) if action.ssl_redirect else None
+    always = bool(ssl) and ssl is not None and ssl[0].name == "return"
     out: list[Directive] = [*policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, ctx.extra, ctx.files,
-                                               action, hsts=ctx.hsts),
+                                               action, hsts=ctx.hsts, with_waf=not always),
                             d("set", Raw("$wg_route"), Text(str(action.source))),
-                            *policies.checks(ctx.tables, p, hoisted=pid == ctx.shared)]
+                            *policies.checks(ctx.tables, p, hoisted=ctx.hoisted(pid), redirect=ssl or None)]
+    if always:
+        return out + headers.response(action.response_headers)
     if action.response_headers:
         out += headers.response(action.response_headers)
     if action.cors is not None:
         out += cors.directives(ctx.tables, action.cors, action.id)
     if action.direct_status is not None:
         return [*out, d("return", action.direct_status)]
+    if action.not_found:
+        return out + NOT_FOUND
     if action.redirect is not None:
-        return out + redirect(action.redirect, ctx.port)
+        return out + redirect(ctx.tables, action.redirect, ctx.port)
     regex_rewrite = rewrite.applies(action)
     path: tuple[Raw | str, ...]
     if action.rewrite is not None and not regex_rewrite:
@@ -192,6 +217,10 @@ def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) ->
     uri: Expr | Raw | None = Expr((*path, Raw("$is_args"), Raw("$args"))) if path else (
         Raw("$request_uri") if internal and not regex_rewrite else None)
     backends = [b for b in action.backends if b.weight > 0]
+    if plan.upstreams.none_ready(backends):
+        if p is not None and errorpages.falls_back(plan, p, action):
+            return out + errorpages.fallback(plan, ctx.tables, ctx.files, p, internal)
+        return out + _no_endpoints()
     if action.retry is not None:
         out += _retry(action.retry)
     sticky = affinity.key_var(action.session) if action.session else ""
@@ -199,18 +228,22 @@ def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) ->
         tries = action.retry.attempts + 1 if action.retry else 1
         backends = [replace(b, upstream=plan.upstreams.for_tries(b.upstream, tries, sticky)) if b.upstream else b
                     for b in backends]
-    if p is not None and errorpages.no_endpoints(plan, p, action, backends):
-        return out + errorpages.fallback(plan, ctx.tables, ctx.files, p, internal)
     if action.session is not None:
         out += affinity.location(ctx.tables, action.session, ctx.port.protocol == "HTTPS")
-    if len(backends) > 1 and any(b.request_headers or b.response_headers for b in backends):
+    empty = any(_split_value(plan, b) == _EMPTY for b in backends)
+    if len(backends) > 1 and (any(b.request_headers or b.response_headers for b in backends)
+                              or (empty and errorpages.falls_back(plan, p, action))):
+        # (Each backend gets a location of its own: one without endpoints, the error-page fallback.)
         return out + _per_backend(ctx, action, backends, pid)
     if len(backends) == 1 and backends[0].upstream:
         target = backends[0].upstream
     else:
-        var = split(ctx.tables, ("backends", action.id), [(float(b.weight), b.upstream or "") for b in backends],
+        var = split(ctx.tables, ("backends", action.id),
+                    [(float(b.weight), _split_value(plan, b)) for b in backends],
                     by=sticky or REQUEST_ID[1:])
         out.append(Directive("if", _cond(Raw("$" + var), "=", ""), [d("return", 503 if action.grpc else 500)]))
+        if empty:
+            out.append(Directive("if", _cond(Raw("$" + var), "=", _EMPTY), _no_endpoints()))
         target = "${" + var + "}"
     out += _request_headers(ctx, action, pid)
     out += timeouts(action)
@@ -234,13 +267,27 @@ def _body(ctx: ServerCtx, action: ir.Action, internal: bool, pid: int | None) ->
     return [*out, d("proxy_pass", Expr((Raw(f"{scheme}://{target}"), *tail)))]
 
 
+def _split_value(plan: Plan, b: ir.WeightedBackend) -> str:
+    """What a backend split picks for `b`: its upstream; "" (500) for an invalid backendRef,
+    _EMPTY (503) for a Service without ready endpoints."""
+    if not b.upstream:
+        return ""
+    return b.upstream if plan.upstreams.ready(b.upstream) else _EMPTY
+
+
+def _no_endpoints() -> list[Directive]:
+    """The answer for requests to a Service without ready endpoints: 503, as Gateway API asks
+    (HTTPRouteRule.backendRefs; gRPC clients read it as UNAVAILABLE), and as ingress-nginx gave."""
+    return [d("set", Raw("$wg_decision"), NO_ENDPOINTS), d("return", 503)]
+
+
 def _per_backend(ctx: ServerCtx, action: ir.Action, backends: list[ir.WeightedBackend],
                  pid: int | None) -> list[Directive]:
     """Backends with their own header filters: pick one, then jump to a location made for it."""
     var = split(ctx.tables, ("per-backend", action.id),
                 [(float(b.weight), str(i) if b.upstream else "") for i, b in enumerate(backends)],
                 by=affinity.key_var(action.session) if action.session else REQUEST_ID[1:])
-    out = [Directive("if", _cond(Raw("$" + var), "=", ""), [d("return", 500)])]
+    out = [Directive("if", _cond(Raw("$" + var), "=", ""), [d("return", 503 if action.grpc else 500)])]
     for i, b in enumerate(backends):
         if not b.upstream:
             continue

@@ -40,19 +40,12 @@ def location(tables: Tables, p: ir.Policy) -> list[Directive]:
             d("limit_conn_status", c.status)]
 
 
-def decision_fallback(on: bool, inner: str) -> str:
-    """limit_conn can't set $wg_decision: its refusals are read from $limit_conn_status, before
-    `inner` (the next fallback)."""
-    return "$wg_decision_lc" if on else inner
-
-
-def http_directives(on: bool, inner: str) -> list[Directive]:
+def http_directives(on: bool) -> list[Directive]:
     if not on:
         return []
     return [
         d("limit_conn_zone", Raw("$wg_cckey"), Raw(f"zone={ZONE}:10m")),
-        # Like the rate limits: refusals go to the decision log, not the error log.
+        # Like the rate limits: refusals go to the decision log ("concurrency": the module's
+        # wardgate_decision reads $limit_conn_status), not the error log.
         d("limit_conn_log_level", Raw("info")),
-        Directive("map", (Raw("$limit_conn_status"), Raw("$wg_decision_lc")),
-                  [entry("REJECTED", "concurrency"), d("default", Raw(inner))]),
     ]

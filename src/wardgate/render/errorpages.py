@@ -4,9 +4,10 @@
   answers with `error_page`) and hands the request to a named location per status, which asks
   the error backend for `/` with X-Code and context headers; the client gets the error backend's
   answer, status included (`error_page ... =`).
-- `no_endpoints`: a place whose backends have no ready endpoint (known when rendering: endpoints
-  are part of the configuration) proxies the request as it came to the error backend, with
-  X-Code 503, instead of answering 502.
+- `no_endpoints`: a request meant for a Service without ready endpoints (known when rendering:
+  endpoints are part of the configuration) goes as it came to the error backend, with X-Code
+  503, instead of being answered 503 (actions.py). In a weighted split, only the share of such a
+  Service does.
 
 The context (namespace, route, Service and port) is set per place, since a named location is
 shared by every place of the policy on a server; variables survive nginx's internal redirects.
@@ -84,13 +85,14 @@ def location(plan: Plan, tables: Tables, extra: dict[str, Directive], files: dic
     """What a place of policy `p` writes for error pages; the named locations go to `extra`. Also
     a server whose every place applies `p` (action None), for the checks it runs itself."""
     ep = p.error_pages
-    if ep is None or ep.upstream is None:
+    if ep is None or not _usable(plan, ep):
         return []
     out = _context(plan, action)
     if not ep.statuses:
         return out
     live = [b for b in action.backends if b.weight > 0] if action else []
-    if action is not None and not action.grpc and not no_endpoints(plan, p, action, live):
+    if action is not None and not action.grpc and not (
+            falls_back(plan, p, action) and plan.upstreams.none_ready(live)):
         # (A place that falls back to the error backend passes its answers on as they are.)
         out.append(d("proxy_intercept_errors", Raw("on")))
     for code in ep.statuses:
@@ -101,14 +103,17 @@ def location(plan: Plan, tables: Tables, extra: dict[str, Directive], files: dic
     return out
 
 
-def no_endpoints(plan: Plan, p: ir.Policy | None, action: ir.Action, backends: list[ir.WeightedBackend]) -> bool:
-    """Whether this place sends its requests to the error backend: none of its backends has an
-    endpoint (ingress-nginx's default-backend, only when the Service has none)."""
+def _usable(plan: Plan, ep: ir.ErrorPages) -> bool:
+    """An error-page Service without ready endpoints can't answer: the answers stay as they are
+    (a 503 for a route without endpoints too), rather than becoming nginx's 502."""
+    return ep.upstream is not None and plan.upstreams.ready(ep.upstream)
+
+
+def falls_back(plan: Plan, p: ir.Policy | None, action: ir.Action) -> bool:
+    """Whether this place sends the requests meant for a Service without ready endpoints to the
+    error backend (ingress-nginx's default-backend), rather than answering 503."""
     ep = p.error_pages if p else None
-    if ep is None or not ep.no_endpoints or ep.upstream is None or action.grpc or not backends:
-        return False
-    ups = [b.upstream for b in backends]
-    return all(u and not plan.upstreams.by_name[plan.upstreams.base[u]].endpoints for u in ups)
+    return ep is not None and ep.no_endpoints and _usable(plan, ep) and not action.grpc
 
 
 def fallback(plan: Plan, tables: Tables, files: dict[str, str], p: ir.Policy, internal: bool) -> list[Directive]:

@@ -24,11 +24,15 @@ DEFAULT_PROXY_HEADERS: tuple[tuple[str, Raw | str], ...] = (
     ("X-Forwarded-For", Raw("$wg_xff")),
     ("X-Forwarded-Proto", Raw("$scheme")),
     ("X-Forwarded-Host", Raw("$host")),
+    # The port the client connected to, as ingress-nginx sent it: never the client's claim.
+    ("X-Forwarded-Port", Raw("$server_port")),
     ("X-Real-IP", Raw("$wg_client_ip")),
     ("X-Request-Id", Raw(REQUEST_ID)),
     ("Proxy", ""),  # httpoxy: CGI-style backends would read it as their outgoing proxy
-    ("Upgrade", Raw("$http_upgrade")),
-    ("Connection", Raw("$wg_connection")),
+    # wardgate's module: the request's Upgrade header, and "upgrade" when it has one (else empty,
+    # so no Connection header: upstream keep-alive).
+    ("Upgrade", Raw("$wardgate_upgrade")),
+    ("Connection", Raw("$wardgate_connection")),
 )
 # For grpc_pass: Host becomes the backend's :authority (nginx would send the upstream's name).
 # No Upgrade/Connection: HTTP/2 has no hop-by-hop headers.

@@ -15,7 +15,7 @@ from typing import Any
 from wardgate import ir
 from wardgate.keys import ObjectKey
 from wardgate.perf import no_gc_pauses
-from wardgate.quoting import DOLLAR_VAR, Expr, Raw
+from wardgate.quoting import DOLLAR_VAR, Raw
 from wardgate.render import (
     accesslog,
     concurrency,
@@ -36,10 +36,10 @@ from wardgate.render.module import REQUEST_ID, WARDGATE_MODULE, default_wardgate
 from wardgate.render.plan import Plan, RenderOptions, make_plan
 from wardgate.render.tables import Table, Tables
 
-__all__ = ["DEFAULT_GRPC_HEADERS", "DEFAULT_PROXY_HEADERS", "LOG_FORMAT", "REQUEST_ID", "WARDGATE_MODULE",
+__all__ = ["DEFAULT_GRPC_HEADERS", "DEFAULT_PROXY_HEADERS", "LOG_FIELDS", "REQUEST_ID", "WARDGATE_MODULE",
            "RenderOptions", "default_wardgate_module", "render"]
 
-LOG_FORMAT = accesslog.LOG_FORMAT
+LOG_FIELDS = accesslog.LOG_FIELDS
 # nginx refuses new streams beyond twice this per read of a connection (Debian's backport of the
 # CVE-2023-44487 fix), so it also bounds how many rapid resets reach backends per event loop turn.
 HTTP2_MAX_STREAMS = 100
@@ -113,10 +113,6 @@ def _servers(plan: Plan, tables: Tables, files: dict[str, str]) -> str:
 
 
 def _http_base(plan: Plan) -> list[Directive]:
-    reject = [entry("", ""), d("default", "ambiguous-path")] if plan.gw.reject_ambiguous_paths else [
-        d("default", "")]
-    host_reject = ([entry("", R("$wg_host_mismatch")), d("default", "ambiguous-path")]
-                   if plan.gw.reject_ambiguous_paths else [d("default", R("$wg_host_mismatch"))])
     return [
         d("server_tokens", R("off")),
         d("sendfile", R("on")),
@@ -145,30 +141,20 @@ def _http_base(plan: Plan) -> list[Directive]:
         d("proxy_next_upstream", R("error"), R("timeout")),
         *proxy_directives(plan.proxy_headers),
         *proxy_directives(plan.grpc_headers, grpc=True),
-        *accesslog.http_directives(plan.opts.access_log, concurrency.decision_fallback(
-            plan.concurrency, ratelimit.decision_fallback(plan.rate)),
-                                   auth=any(p.basic_auth or p.external_auth for p in plan.policies.values())),
+        *accesslog.http_directives(plan.opts.access_log,
+                                   auth=any(p.basic_auth or p.external_auth for p in plan.policies.values()),
+                                   not_found=any(a.not_found for a in plan.actions.values())),
         Directive("geo", (R("$" + DOLLAR_VAR),), [d("default", "$")]),
-        Directive("map", (R("$http_upgrade"), R("$wg_connection")), [d("default", "upgrade"), entry("", "")]),
-        # Set when a Host header names another host than the one nginx routed on ($host: the
-        # request line's, lower-cased, without port or trailing dot). Absent Host is fine.
-        Directive("map", (Expr((R("$host"), "|", R("$http_host"))), R("$wg_host_mismatch")), [
-            entry(r"~*^([^|]*)\|\1\.?(?::[0-9]*)?\z", ""), entry(r"~^[^|]*\|\z", ""),
-            d("default", "invalid-request")]),
-        # Set for a raw path (before any `?`) with `;`, `\`, `#`, %2e, %2f, %5c or a dot segment.
-        Directive("map", (R("$request_uri"), R("$wg_ambiguous_path")), [
-            entry(r"~^[^?]*(?:[;\\#]|%(?:2[eEfF]|5[cC])|/\.\.?(?:[/?#]|\z))", "1"), d("default", "")]),
-        # Why a request gets 400 before any location (each server tests $wg_reject once): an
-        # ambiguous path (policies judge nginx's normalised $uri, the backend gets the raw URI),
-        # or a Host header naming another host (the server sets it from $wg_host_reject).
-        Directive("map", (R("$wg_ambiguous_path"), R("$wg_reject")), reject),
-        Directive("map", (R("$wg_ambiguous_path"), R("$wg_host_reject")), host_reject),
+        # 400 before any location for a Host header naming another host than the one nginx
+        # routed on ($host: the request line's, lower-cased, without port or trailing dot; absent
+        # Host is fine), and for an ambiguous raw path (policies judge nginx's normalised $uri,
+        # the backend gets the raw URI) unless a ClientTrafficPolicy allows them.
+        d("wardgate_request_checks", R("host"), *((R("ambiguous_paths"),) if plan.gw.reject_ambiguous_paths else ())),
         Directive("map", (R("$request_uri"), R("$wg_rawpath")),
                   [entry("~^(?<wg_rawpath_p>[^?]*)", R("$wg_rawpath_p"))]),
-        # Variables set only in some locations must exist everywhere. Keyed on a constant: a
-        # map on $host lower-cases and hashes the host first (0.5k instructions per request).
-        *(Directive("map", ("", R(var)), [d("default", "")])
-          for var in ("$wg_route", "$wg_preflight", "$wg_decision", "$wg_waf", "$wg_uri")),
+        # Variables set only in some locations must exist everywhere, empty where nothing set
+        # them (wardgate's module: cheaper than a map per variable).
+        d("wardgate_empty", *(R(v) for v in ("$wg_route", "$wg_preflight", "$wg_decision", "$wg_waf", "$wg_uri"))),
     ]
 
 
@@ -208,7 +194,7 @@ def emit_plan(plan: Plan) -> dict[str, str]:
     http.block += ipaccess.http_directives(plan.gw.client_ip)
     http.block += headers.http_directives(plan.gw.backend_headers)
     http.block += ratelimit.http_directives(plan.rate)
-    http.block += concurrency.http_directives(plan.concurrency, ratelimit.decision_fallback(plan.rate))
+    http.block += concurrency.http_directives(plan.concurrency)
     http.block += lua.http_directives(plan.lua)
     if plan.waf:
         http.block += waf.http_directives(plan.opts.log_dir, accesslog.AUDIT_LOG)

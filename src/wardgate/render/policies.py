@@ -47,32 +47,42 @@ def shared_directives(plan: Plan, p: ir.Policy) -> list[Directive]:
             + duplicates.directives(p, p.id in plan.lua.ids))
 
 
-def server_checks(tables: Tables, plan: Plan, p: ir.Policy) -> list[Directive]:
-    """Checks 2-3 and the Lua entry of the policy every place of a server shares, at server level."""
+def server_checks(tables: Tables, plan: Plan, p: ir.Policy, checks: bool = True) -> list[Directive]:
+    """Checks 2-3 (unless `checks` is False) and the Lua entry of the policy every place of a
+    server shares, at server level."""
     out: list[Directive] = []
-    if p.ip_allow or p.ip_deny:
+    if checks and (p.ip_allow or p.ip_deny):
         out.append(ipaccess.check(tables, p))
-    if p.allowed_methods:
+    if checks and p.allowed_methods:
         out.append(methods.check(tables, p.allowed_methods, p.id))
     return out + lua.place(plan.lua, p.id)
 
 
-def checks(tables: Tables, p: ir.Policy | None, hoisted: bool, allowlist_check: bool = True) -> list[Directive]:
+def checks(tables: Tables, p: ir.Policy | None, hoisted: bool, allowlist_check: bool = True,
+           redirect: list[Directive] | None = None) -> list[Directive]:
     """Rewrite-phase checks 2-4 at a place, in order, without those the server runs, and
     ingress-nginx's CORS after ipAccess. Direct responses skip the URL allowlist (their paths are
-    the policy's own) and that CORS (ingress-nginx's snippet locations had none)."""
+    the policy's own) and that CORS (ingress-nginx's snippet locations had none).
+
+    `redirect`: ingress-nginx's HTTPS redirect, which its rewrite phase ran after its CORS block
+    and the snippets' `if`/`return`s and before its access checks: then ingressNginxCORS,
+    allowedMethods and urlAllowlist come first, the redirect, and ipAccess (unless the redirect
+    always answers)."""
     if p is None:
-        return []
-    out: list[Directive] = []
+        return list(redirect or [])
+    ip: list[Directive] = []
     if not hoisted and (p.ip_allow or p.ip_deny):
-        out.append(ipaccess.check(tables, p))
+        ip.append(ipaccess.check(tables, p))
+    rest: list[Directive] = []
     if p.nginx_cors is not None and allowlist_check:
-        out += nginx_cors.directives(tables, p.nginx_cors, p.id)
+        rest += nginx_cors.directives(tables, p.nginx_cors, p.id)
     if not hoisted and p.allowed_methods:
-        out.append(methods.check(tables, p.allowed_methods, p.id))
+        rest.append(methods.check(tables, p.allowed_methods, p.id))
     if p.allowlist and allowlist_check:
-        out.append(allowlist.check(p))
-    return out
+        rest.append(allowlist.check(p))
+    if redirect is None:
+        return ip + rest
+    return rest + redirect + ([] if redirect and redirect[-1].name == "return" else ip)
 
 
 def location(tables: Tables, plan: Plan, p: ir.Policy | None, inherited: int | None, server: int | None,

@@ -103,23 +103,17 @@ def location(tables: Tables, rp: RatePlan, p: ir.Policy) -> list[Directive]:
             d("add_header", "Retry-After", Raw("$wg_retry_after"), Raw("always"))]
 
 
-def decision_fallback(rp: RatePlan) -> str:
-    """limit_req can't set $wg_decision, so its rejections are read from $limit_req_status first."""
-    return "$wg_decision_lr" if rp.rates else "$wg_decision_auto"
-
-
 def http_directives(rp: RatePlan) -> list[Directive]:
     if not rp.rates:
         return []
     return [
         *(d("limit_req_zone", Raw("$wg_rlkey"), Raw(f"zone={zone}:10m"), Raw(f"rate={rate}"))
           for zone, rate in rp.rates.items()),
-        # Like the Lua limiter: rejections go to the decision log, not the error log.
+        # Like the Lua limiter: rejections go to the decision log ("rate-limit": the module's
+        # wardgate_decision reads $limit_req_status), not the error log.
         d("limit_req_log_level", Raw("info")),
         Directive("map", (Raw("$limit_req_status"), Raw("$wg_retry_after")),
                   [entry("REJECTED", "1"), d("default", "")]),
-        Directive("map", (Raw("$limit_req_status"), Raw("$wg_decision_lr")),
-                  [entry("REJECTED", "rate-limit"), d("default", Raw("$wg_decision_auto"))]),
     ]
 
 

@@ -14,7 +14,19 @@ from dataclasses import dataclass
 
 from wardgate import ir
 from wardgate.quoting import Arg, Raw, Text, header_variable, regex_escape
-from wardgate.render import actions, allowlist, direct, errorpages, headers, policies, rewrite, stream, tls, waf
+from wardgate.render import (
+    actions,
+    allowlist,
+    direct,
+    errorpages,
+    headers,
+    nginx_redirect,
+    policies,
+    rewrite,
+    stream,
+    tls,
+    waf,
+)
 from wardgate.render.actions import INTERNAL_PREFIX, ServerCtx
 from wardgate.render.emit import Directive, block, d, entry
 from wardgate.render.headers import proxy_directives, proxy_list
@@ -66,12 +78,8 @@ def server(plan: Plan, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> S
     # nginx routed on the request line's host when it has one; a Host header naming another
     # host would reach the backend (and its header matches, the WAF) under policies it never
     # passed. RFC 9112 3.2.2: the request-line authority wins, and clients must send the same.
-    # (A plain comparison first: the regex map runs only when the two differ at all.) Ambiguous
-    # paths come into $wg_reject by a map chain (nginx.py), evaluated once per request.
-    srv.block.append(Directive("if", _cond(Raw("$http_host"), "!=", Raw("$host")), [
-        d("set", Raw("$wg_reject"), Raw("$wg_host_reject"))]))
-    srv.block.append(Directive("if", (Raw("("), Raw("$wg_reject"), Raw(")")), [
-        d("set", Raw("$wg_decision"), Raw("$wg_reject")), d("return", 400)]))
+    # wardgate's module refuses those, and ambiguous paths, before any location
+    # (`wardgate_request_checks`, http level: nginx.py).
     tables = Tables()
     proxy, grpc_headers = plan.proxy_headers, plan.grpc_headers
     if p is not None and shared != plan.shared:
@@ -79,6 +87,8 @@ def server(plan: Plan, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> S
         grpc_headers = proxy_list(tables, p.request_headers, ("policy", shared), plan.default_grpc)
     ctx = ServerCtx(plan, port, shared, proxy, grpc_headers, tables,
                     hsts=vhost.hsts if port.protocol == "HTTPS" else None)
+    ctx.hoist_checks = not any(a.ssl_redirect and nginx_redirect.applies(a.ssl_redirect, port)
+                               for a in _actions(plan, vhost))
     certs = vhost.certificates or (port.default_certificates if default else ())
     if port.protocol == "HTTPS":
         srv.block += tls.server(ctx.files, port, vhost, certs)
@@ -98,10 +108,10 @@ def server(plan: Plan, port: ir.Port, vhost: ir.VirtualHost, default: bool) -> S
                 srv.block += proxy_directives(proxy)
             if grpc_headers != plan.grpc_headers and any(a.grpc for a in _actions(plan, vhost)):
                 srv.block += proxy_directives(grpc_headers, grpc=True)
-        if p.ip_allow or p.ip_deny or p.allowed_methods:
+        if ctx.hoist_checks and (p.ip_allow or p.ip_deny or p.allowed_methods):
             # Those checks answer before any location: their statuses need the error pages here.
             srv.block += errorpages.location(plan, ctx.tables, ctx.extra, ctx.files, p, None)
-        srv.block += policies.server_checks(ctx.tables, plan, p)
+        srv.block += policies.server_checks(ctx.tables, plan, p, checks=ctx.hoist_checks)
     srv.block += _locations(ctx, vhost)
     srv.block += ctx.extra.values()
     return ServerOut(srv, ctx.tables.frozen(), tuple(ctx.files.items()))
@@ -169,7 +179,7 @@ def _direct(ctx: ServerCtx, pid: int, index: int) -> list[Directive]:
     if ctx.plan.waf:
         head.append(d("modsecurity", Raw("off")))
     return direct.body(ctx.plan.direct, p, index, head,
-                       policies.checks(ctx.tables, p, hoisted=pid == ctx.shared, allowlist_check=False))
+                       policies.checks(ctx.tables, p, hoisted=ctx.hoisted(pid), allowlist_check=False))
 
 
 def _dispatch(ctx: ServerCtx, vhost: ir.VirtualHost, kind: str, value: str, used: dict[int, None],
@@ -218,7 +228,7 @@ def _dispatch(ctx: ServerCtx, vhost: ir.VirtualHost, kind: str, value: str, used
     p = plan.policy(vhost.policy)
     return [*out, *policies.location(ctx.tables, plan, p, ctx.shared, ctx.shared, ctx.extra, ctx.files,
                                      with_waf=False, hsts=ctx.hsts),
-            *policies.checks(ctx.tables, p, hoisted=vhost.policy == ctx.shared),
+            *policies.checks(ctx.tables, p, hoisted=ctx.hoisted(vhost.policy)),
             d("set", Raw("$wg_decision"), "no-route"), d("return", 404)]
 
 

@@ -32,6 +32,15 @@ class UpstreamPlan:
     def tls(self, name: str) -> ir.UpstreamTLS | None:
         return self.by_name[self.base[name]].tls
 
+    def ready(self, name: str) -> bool:
+        """Whether the Service port behind upstream `name` (or its copy) has a ready endpoint."""
+        return bool(self.by_name[self.base[name]].endpoints)
+
+    def none_ready(self, backends: list[ir.WeightedBackend]) -> bool:
+        """Whether every one of these (weighted) backends is a Service without ready endpoints:
+        the requests they would get are answered 503, never sent (actions.py)."""
+        return bool(backends) and all(b.upstream and not self.ready(b.upstream) for b in backends)
+
 
 def plan(gw: ir.Gateway) -> UpstreamPlan:
     by_name = {u.name: u for u in gw.upstreams}
@@ -42,7 +51,8 @@ def plan(gw: ir.Gateway) -> UpstreamPlan:
         tries = a.retry.attempts + 1 if a.retry else 1
         key = key_var(a.session) if a.session else ""
         for b in a.backends:
-            if b.upstream and b.weight > 0:
+            # Nothing is sent to a Service without endpoints: it needs no copy.
+            if b.upstream and b.weight > 0 and by_name[b.upstream].endpoints:
                 name = b.upstream + (f"_s{key[-6:]}" if key else "") + (f"_r{tries}" if a.retry else "")
                 copies.setdefault((b.upstream, tries, key), name)
     base = {name: name for name in by_name} | {copy: up for (up, _, _), copy in copies.items()}
@@ -60,7 +70,8 @@ def _block(up: ir.Upstream, name: str, copies: int, key: str = "") -> Directive:
             node.add("server", Raw(f"{addr}:{ep.port}"), Raw("max_fails=0"))
         node.add("keepalive", 32)
     else:
-        # No ready endpoint: nginx needs a server, so name one that is never tried.
+        # No ready endpoint: routes answer 503 themselves (actions.py), but a mirror may still
+        # name the upstream and nginx needs a server, so name one that is never tried.
         node.add("server", Raw("127.0.0.1:9"), Raw("down"))
     return node
 

@@ -85,7 +85,7 @@ def _walk(root: Path) -> list[Path]:
     """The manifest files under `root` in sorted order: files (or symlinks to files) with a
     manifest suffix, nothing hidden, symlinked directories not entered (as Path.rglob), unreadable
     directories skipped. Hidden directories are not walked at all (a ConfigMap volume's `..data`)."""
-    out: list[Path] = []
+    out: list[str] = []
     stack = [str(root)]
     while stack:
         try:
@@ -96,10 +96,11 @@ def _walk(root: Path) -> list[Path]:
                     if e.is_dir(follow_symlinks=False):
                         stack.append(e.path)
                     elif e.name.endswith(SUFFIXES) and e.is_file():
-                        out.append(Path(e.path))
+                        out.append(e.path)
         except OSError:
             continue
-    return sorted(out)
+    # Path order (part by part), sorting strings: comparing Paths was most of a walk's time.
+    return [Path(p) for p in sorted(out, key=lambda p: p.split(os.sep))]
 
 
 def _objects(doc: Any, origin: Origin, problems: list[Problem]) -> Iterator[RawObject]:

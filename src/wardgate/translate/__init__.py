@@ -15,7 +15,7 @@ from wardgate.model import ResourceSet
 from wardgate.model.gatewayapi import GROUP, Gateway, GatewayClass, HTTPRoute, TLSRoute
 from wardgate.perf import no_gc_pauses
 from wardgate.translate.backendtls import PolicyResult
-from wardgate.translate.build import GatewayBuilder
+from wardgate.translate.build import GatewayBuilder, RuleKey, RuleMemo, VhostMemo
 from wardgate.translate.conditions import ObjectStatus, condition
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan, gateway_status, plan_gateway
 from wardgate.translate.index import Index, Read
@@ -71,6 +71,9 @@ class _Built:
     problems: list[Problem]
     # BackendTLSPolicies its routes reach, for their ancestor status.
     policies: dict[ObjectKey, PolicyResult]
+    # Per rule and per virtual host, for the next build after an edit (GatewayBuilder).
+    rules: dict[RuleKey, RuleMemo]
+    vhosts: dict[tuple[str, str], VhostMemo]
 
 
 class TranslationCache:
@@ -116,10 +119,18 @@ def _build(plan: GatewayPlan, index: Index, attachments: list[Attachment[Route]]
             and index.unchanged(old.reads):
         cache.hits += 1
         return old
-    view, reads = index.recording() if cache is not None else (index, [])
-    builder = GatewayBuilder(plan, view)
+    if cache is None:
+        builder = GatewayBuilder(plan, index)
+        view = index
+    else:
+        view, reads = index.recording()
+        # Rules of routes that didn't change are reused when the plan is the same.
+        same_plan = old is not None and old.signature[0] == signature[0]
+        builder = GatewayBuilder(plan, view, reads=reads, memo=old.rules if old and same_plan else {},
+                                 unchanged=index.unchanged, vhost_memo=old.vhosts if old and same_plan else {})
     gw_ir, problems = add_passthrough(builder.build(attachments), plan, tls, view)
-    built = _Built(signature, reads, gw_ir, problems + builder.problems, builder.policies)
+    built = _Built(signature, builder.reads or [], gw_ir, problems + builder.problems, builder.policies,
+                   builder.rules, builder.vhosts)
     if cache is not None:
         cache.misses += 1
         cache.built[key] = built

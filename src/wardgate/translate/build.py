@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from wardgate import ir
 from wardgate.errors import Problem
 from wardgate.keys import ObjectKey
+from wardgate.model.compat import SslRedirect
 from wardgate.model.gatewayapi import (
     GRPCRoute,
     GRPCRouteMatch,
@@ -22,6 +23,7 @@ from wardgate.model.gatewayapi import (
 )
 from wardgate.translate.backendtls import PolicyResult
 from wardgate.translate.compat import (
+    HOST_URI,
     LOCATION,
     RuleCompat,
     ir_path,
@@ -35,7 +37,7 @@ from wardgate.translate.compat import (
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan
 from wardgate.translate.hostnames import covering_names, specificity
 from wardgate.translate.hostnames import owner as owner_of
-from wardgate.translate.index import Index
+from wardgate.translate.index import Index, Read
 from wardgate.translate.routes import Attachment, Backend, BackendError, Route, resolve_backend
 
 # sessionPersistence without sessionName (the name is implementation-specific).
@@ -56,11 +58,32 @@ def header_ops(f: HTTPHeaderFilter | None) -> ir.HeaderOps:
     )
 
 
-@dataclass
-class _RuleActions:
-    """The action(s) of one rule: one per match when the action depends on the matched prefix."""
+UpstreamKey = tuple[str, str, int, bool]  # (namespace, Service, port, without TLS verification)
+RuleKey = tuple[str, str, str, int]  # (kind, namespace, name, rule): an HTTPRoute and a GRPCRoute may share a name
 
-    per_match: list[int]
+
+@dataclass
+class RuleMemo:
+    """What building one rule produced, and what it read: reused by the next build of the Gateway
+    when the route is the same object, the plan is equal and every read sees the same objects,
+    so an edit to one route builds that route's actions only (1,000 routes: most of a build)."""
+
+    route: Route
+    reads: list[Read]
+    actions: list[ir.Action]  # with the ids and upstream names of the build that made them
+    per_match: list[int]  # action ids, per match
+    upstreams: list[tuple[UpstreamKey, ir.Upstream]]  # every upstream the rule used, first use first
+    policies: dict[ObjectKey, PolicyResult]
+    problems: list[Problem]
+
+
+@dataclass
+class VhostMemo:
+    """A virtual host's ordered matches and what they were made of (GatewayBuilder._vhost_matches)."""
+
+    routes: list[tuple[Route, tuple[int, int]]]  # each attached route (the object) and its host rank
+    ids: tuple[tuple[int, ...], ...]  # their rules' action ids
+    matches: list[ir.Match]
 
 
 @dataclass
@@ -68,14 +91,23 @@ class GatewayBuilder:
     plan: GatewayPlan
     index: Index
     problems: list[Problem] = field(default_factory=list)
-    # (namespace, service, port, without TLS verification) -> its upstream
-    upstreams: dict[tuple[str, str, int, bool], ir.Upstream] = field(default_factory=dict)
+    upstreams: dict[UpstreamKey, ir.Upstream] = field(default_factory=dict)
     # BackendTLSPolicies this Gateway's routes reach, for their ancestor status.
     policies: dict[ObjectKey, PolicyResult] = field(default_factory=dict)
     actions: list[ir.Action] = field(default_factory=list)
-    # (kind, namespace, name, rule): an HTTPRoute and a GRPCRoute may share a name.
-    _rules: dict[tuple[str, str, str, int], _RuleActions] = field(default_factory=dict)
-    _compat: dict[tuple[str, str, str, int], RuleCompat] = field(default_factory=dict)
+    # The index reads of this build (the log `index` records into), and the last build's rules
+    # with a check that its reads still see the same objects: both or neither.
+    reads: list[Read] | None = None
+    memo: dict[RuleKey, RuleMemo] = field(default_factory=dict)
+    unchanged: Callable[[list[Read]], bool] | None = None
+    rules: dict[RuleKey, RuleMemo] = field(default_factory=dict)
+    # The same for virtual hosts, keyed by (listener, hostname).
+    vhost_memo: dict[tuple[str, str], VhostMemo] = field(default_factory=dict)
+    vhosts: dict[tuple[str, str], VhostMemo] = field(default_factory=dict)
+    # What the rule being built uses (RuleMemo.upstreams, .policies).
+    _used: list[tuple[UpstreamKey, ir.Upstream]] = field(default_factory=list)
+    _used_policies: dict[ObjectKey, PolicyResult] = field(default_factory=dict)
+    _compat: dict[RuleKey, RuleCompat] = field(default_factory=dict)
     # (namespace, name, rule, match) -> the action of an IngressNginx path's 301 to itself.
     _slash_redirects: dict[tuple[str, str, int, int], int] = field(default_factory=dict)
 
@@ -94,6 +126,7 @@ class GatewayBuilder:
         it; an upstream of its own, so TLS and plain connections never share a keepalive pool."""
         if b.policy is not None:
             self.policies[b.policy.policy.key] = b.policy
+            self._used_policies[b.policy.policy.key] = b.policy
             if b.tls is None:
                 return None
         unverified = unverified_tls and b.tls is None
@@ -105,6 +138,7 @@ class GatewayBuilder:
                 tls = ir.UpstreamTLS("", client_certificate=self.plan.backend_client_certificate, verify=False)
             up = ir.Upstream(f"wg_u{len(self.upstreams)}", b.endpoints, b.protocol, tls, b.service, b.port)
             self.upstreams[key] = up
+        self._used.append((key, up))
         return up.name
 
     def _warn(self, route: Route, path: str, message: str) -> None:
@@ -178,13 +212,30 @@ class GatewayBuilder:
                     elif m.fraction is not None:
                         pct = 100.0 * m.fraction.numerator / m.fraction.denominator
                     mirrors.append(ir.Mirror(upstream, pct))
-        if compat.spec is not None and compat.spec.redirect is not None:
+        spec = compat.spec
+        if spec is not None and (spec.redirect is not None or spec.ssl_redirect is not None):
             if redirect is not None:
-                self._warn(route, base, "a RequestRedirect and an IngressNginxCompat redirect can't be used together; "
-                                        "the rule answers 500")
+                field = "redirect" if spec.redirect is not None else "sslRedirect"
+                self._warn(route, base, f"a RequestRedirect and an IngressNginxCompat {field} can't be used "
+                                        "together; the rule answers 500")
                 return ir.Action(len(self.actions), src, direct_status=500)
-            redirect = ir.Redirect(compat.spec.redirect.status_code, path_type=LOCATION,
-                                   path_value=compat.spec.redirect.location)
+            if spec.redirect is not None and spec.redirect.hostname is not None:
+                redirect = ir.Redirect(spec.redirect.status_code, hostname=spec.redirect.hostname,
+                                       path_type=HOST_URI, forwarded=spec.redirect.forwarded_headers)
+            elif spec.redirect is not None:
+                redirect = ir.Redirect(spec.redirect.status_code, path_type=LOCATION,
+                                       path_value=spec.redirect.location)
+        ssl = spec.ssl_redirect if spec is not None else None
+        not_found = spec is not None and spec.not_found
+        if not_found and redirect is not None:
+            self._warn(route, base, "a RequestRedirect and an IngressNginxCompat notFound can't be used together; "
+                                    "the rule answers 500")
+            return ir.Action(len(self.actions), src, direct_status=500)
+        if not_found and rule.backend_refs:
+            self._warn(route, f"{base}.backendRefs", "not used: the rule's IngressNginxCompat answers 404 (notFound)")
+        if not_found:
+            return ir.Action(len(self.actions), src, response_headers=resp, cors=cors, not_found=True, grpc=grpc,
+                             ssl_redirect=_ssl(ssl))
         target = compat.spec.rewrite_target if compat.spec is not None else None
         if target is not None and path is not None and redirect is None:  # nginx: `return` comes first
             if rewrite is not None and rewrite.path_type is not None:
@@ -246,6 +297,7 @@ class GatewayBuilder:
             backend_timeout_s=duration_seconds(timeouts.backend_request)
             if timeouts and timeouts.backend_request else None,
             grpc=grpc,
+            ssl_redirect=_ssl(ssl),
         )
 
     def _session(self, route: Route, base: str, rule: HTTPRouteRule) -> ir.SessionPersistence:
@@ -271,27 +323,73 @@ class GatewayBuilder:
     def rule_actions(self, route: Route, r: int) -> list[int]:
         """Action ids for each match of a rule, shared across every vhost the rule serves."""
         key = (route.kind, route.namespace, route.name, r)
-        cached = self._rules.get(key)
-        if cached is None:
-            rule = route.spec.rules[r]
-            compat = self.compat_of(route, r)
-            # A path rewrite depends on the matched path: one action per match.
-            prefix_dependent = any(
-                (f.url_rewrite and f.url_rewrite.path and f.url_rewrite.path.type == "ReplacePrefixMatch")
-                or (f.request_redirect and f.request_redirect.path
-                    and f.request_redirect.path.type == "ReplacePrefixMatch")
-                for f in rule.filters
-            ) or (compat.spec is not None and compat.spec.rewrite_target is not None)
-            ids: list[int] = []
-            matches: Sequence[HTTPRouteMatch | GRPCRouteMatch] = rule.matches
-            for m, match in enumerate(matches):
-                if m == 0 or prefix_dependent:
-                    action = self._action(route, r, rule, match)
-                    self.actions.append(action)
-                ids.append(action.id)
-            cached = _RuleActions(ids)
-            self._rules[key] = cached
-        return cached.per_match
+        done = self.rules.get(key)
+        if done is not None:
+            return done.per_match
+        old = self.memo.get(key)
+        if (old is not None and old.route is route and not uses_compat(route.spec.rules[r])
+                and self.unchanged is not None and self.unchanged(old.reads)):
+            done = self._replay(old)
+        else:
+            done = self._build_rule(route, r)
+        self.rules[key] = done
+        return done.per_match
+
+    def _build_rule(self, route: Route, r: int) -> RuleMemo:
+        reads_from, actions_from, problems_from = len(self.reads or ()), len(self.actions), len(self.problems)
+        self._used, self._used_policies = [], {}
+        rule = route.spec.rules[r]
+        compat = self.compat_of(route, r)
+        # A path rewrite depends on the matched path: one action per match.
+        prefix_dependent = any(
+            (f.url_rewrite and f.url_rewrite.path and f.url_rewrite.path.type == "ReplacePrefixMatch")
+            or (f.request_redirect and f.request_redirect.path
+                and f.request_redirect.path.type == "ReplacePrefixMatch")
+            for f in rule.filters
+        ) or (compat.spec is not None and compat.spec.rewrite_target is not None)
+        ids: list[int] = []
+        matches: Sequence[HTTPRouteMatch | GRPCRouteMatch] = rule.matches
+        for m, match in enumerate(matches):
+            if m == 0 or prefix_dependent:
+                action = self._action(route, r, rule, match)
+                self.actions.append(action)
+            ids.append(action.id)
+        return RuleMemo(route, list(self.reads[reads_from:]) if self.reads is not None else [],
+                        self.actions[actions_from:], ids, self._used, self._used_policies,
+                        self.problems[problems_from:])
+
+    def _replay(self, old: RuleMemo) -> RuleMemo:
+        """A memo's actions as if built now: upstreams registered in the same order (named by
+        this build's count), action ids from this build's count; unchanged objects are reused."""
+        names: dict[str, str] = {}
+        used: list[tuple[UpstreamKey, ir.Upstream]] = []
+        for key, up in old.upstreams:
+            now = self.upstreams.get(key)
+            if now is None:
+                name = f"wg_u{len(self.upstreams)}"
+                now = self.upstreams[key] = up if up.name == name else replace(up, name=name)
+            names[up.name] = now.name
+            used.append((key, now))
+        renamed = any(a != b for a, b in names.items())
+        ids: dict[int, int] = {}
+        actions: list[ir.Action] = []
+        for a in old.actions:
+            new_id = len(self.actions)
+            ids[a.id] = new_id
+            if renamed:
+                a = replace(a, backends=tuple(replace(b, upstream=names.get(b.upstream, b.upstream))
+                                               if b.upstream else b for b in a.backends),
+                            mirrors=tuple(replace(m, upstream=names.get(m.upstream, m.upstream)) for m in a.mirrors))
+            if a.id != new_id:
+                a = replace(a, id=new_id)
+            self.actions.append(a)
+            actions.append(a)
+        self.policies.update(old.policies)
+        self.problems.extend(old.problems)
+        if self.reads is not None:
+            self.reads.extend(old.reads)  # the Gateway's memo checks them too
+        return RuleMemo(old.route, old.reads, actions, [ids[i] for i in old.per_match], used, old.policies,
+                        old.problems)
 
     def build(self, attachments: list[Attachment[Route]]) -> ir.Gateway:
         gw = self.plan.gateway
@@ -318,7 +416,7 @@ class GatewayBuilder:
                 if i is None:
                     continue
                 owner = listeners[i]
-                matches = self._vhost_matches(host, by_listener.get(owner.name, {}))
+                matches = self._vhost_matches(owner.name, host, by_listener.get(owner.name, {}))
                 https = owner.listener.protocol == "HTTPS"
                 vhosts.append(ir.VirtualHost(host, tuple(matches), owner.certificates, owner.name, tls=owner.tls,
                                              hsts=ir.DEFAULT_HSTS if https else ""))
@@ -363,11 +461,29 @@ class GatewayBuilder:
                 f"{', ...' if len(http_routes) > 5 else ''}) can't connect; give gRPC its own port or an "
                 "HTTPS listener", gw.origin, "Gateway", gw.namespace, gw.name, "spec.listeners"))
 
-    def _vhost_matches(self, host: str, by_name: dict[str, list[Attachment[Route]]]) -> list[ir.Match]:
+    def _vhost_matches(self, listener: str, host: str, by_name: dict[str, list[Attachment[Route]]]
+                       ) -> list[ir.Match]:
         ranked: dict[int, tuple[tuple[int, int], Attachment[Route]]] = {}
         for name in covering_names(host):  # most specific first: the first rank seen is the best
             for a in by_name.get(name, []):
                 ranked.setdefault(id(a), (specificity(name), a))
+        # What the matches are made of: the routes (the same objects), their rank for this host
+        # and their rules' actions. Unchanged since the last build: its very Match objects.
+        routes = [(a.route, rank) for rank, a in ranked.values()]
+        ids = tuple(tuple(self.rule_actions(route, r)) for route, _ in routes for r in range(len(route.spec.rules)))
+        old = self.vhost_memo.get((listener, host))
+        # Not with an IngressNginxCompat rule: its paths (pathMatching) and its slash-redirect
+        # actions (made here, not in rule_actions) come from the compat object, not the route.
+        if old is not None and not any(uses_compat(rule) for route, _ in routes for rule in route.spec.rules) \
+                and old.ids == ids and len(old.routes) == len(routes) and all(
+                x[0] is y[0] and x[1] == y[1] for x, y in zip(old.routes, routes, strict=True)):
+            self.vhosts[(listener, host)] = old
+            return old.matches
+        matches = self._rank_matches(ranked)
+        self.vhosts[(listener, host)] = VhostMemo(routes, ids, matches)
+        return matches
+
+    def _rank_matches(self, ranked: dict[int, tuple[tuple[int, int], Attachment[Route]]]) -> list[ir.Match]:
         keyed: list[tuple[tuple[object, ...], ir.Match]] = []
         for host_rank, a in ranked.values():
             route = a.route
@@ -420,6 +536,15 @@ class GatewayBuilder:
         return out
 
 
+def uses_compat(rule: HTTPRouteRule | GRPCRouteRule) -> bool:
+    """Whether a rule names an IngressNginxCompat. Such a rule is never reused from a memo: its
+    build depends on the compat object (a read the memo does record) but also adds what the memo
+    does not replay (slash-redirect actions, made while ranking matches, with ids in between the
+    rules'; paths the vhost memo does not check). Correctness first: these rules build afresh."""
+    return any(f.type == "ExtensionRef" and f.extension_ref is not None
+               and is_compat_ref(f.extension_ref.group, f.extension_ref.kind) for f in rule.filters)
+
+
 def cookie_path(matches: Sequence[HTTPRouteMatch]) -> str:
     """The Path of a session cookie for a rule: its path match (a regex's literal start up to its
     last '/'), or what its matches have in common, element by element."""
@@ -455,3 +580,7 @@ def grpc_path(match: GRPCRouteMatch) -> tuple[ir.PathMatch, int, int]:
     if mm.type == "Exact" and mm.service:
         return ir.PathMatch("PathPrefix", f"/{mm.service}"), service, method
     return ir.PathMatch("RegularExpression", mm.path_regex()), service, method
+
+
+def _ssl(spec: SslRedirect | None) -> ir.SslRedirect | None:
+    return ir.SslRedirect(spec.status_code, spec.preserve_trailing_slash, spec.forwarded_headers) if spec else None

@@ -28,6 +28,8 @@ from wardgate.translate.index import Index
 # ir.Redirect path_type of an IngressNginxCompat redirect: path_value is the Location (a URL as it
 # is, or a path after the scheme and the Host header), without the query string.
 LOCATION = "Location"
+# ir.Redirect path_type of a redirect.hostname: <scheme>://<hostname>:<port><request URI>.
+HOST_URI = "HostURI"
 
 
 @dataclass(frozen=True)
@@ -138,5 +140,5 @@ def slash_redirect(p: ir.PathMatch) -> str | None:
     return None
 
 
-__all__ = ["LOCATION", "NONE", "RuleCompat", "extension_ref_problem", "ir_path", "is_compat_ref", "normalize_prefix",
-           "path_rank", "redirect_rank", "rule_compat", "slash_redirect"]
+__all__ = ["HOST_URI", "LOCATION", "NONE", "RuleCompat", "extension_ref_problem", "ir_path", "is_compat_ref",
+           "normalize_prefix", "path_rank", "redirect_rank", "rule_compat", "slash_redirect"]

@@ -117,7 +117,7 @@ class _Ancestor:
     accepted: bool
     reason: Reason
     message: str
-    resolved: tuple[bool, str] | None = None  # ResolvedRefs (status, message), when relevant
+    unresolved: str | None = None  # ResolvedRefs=False: why (a direct response's ConfigMap)
     superseded: str | None = None  # PartiallyEnforced: the fields an older policy provides instead
 
 
@@ -138,6 +138,7 @@ class PolicyAttachment:
     _ancestors: dict[ObjectKey, list[_Ancestor]] = field(default_factory=dict)
     _notes: dict[ObjectKey, list[str]] = field(default_factory=dict)
     _policies: dict[ObjectKey, Policy] = field(default_factory=dict)
+    _reported: set[Problem] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         for kind, cls in POLICY_KINDS.items():
@@ -152,7 +153,7 @@ class PolicyAttachment:
             for key, pols in attached.items():
                 for i, pol in enumerate(pols):
                     for gateway, ref, scope in self._ancestors_of(key, pol):
-                        rivals = [q for q in pols[:i] if _overlap(self._scope(key, q, gateway), scope)]
+                        rivals = [q for q in pols[:i] if _overlap(scope_on(q, gateway), scope)]
                         self._add(pol, self._judge(kind, key, pol, rivals, ref))
 
     def _judge(self, kind: str, key: TargetKey, pol: Policy, rivals: list[Policy], ref: dict[str, Any]) -> _Ancestor:
@@ -181,11 +182,6 @@ class PolicyAttachment:
                          superseded=f"{kept} apply; {detail}")
 
     # --- targets ------------------------------------------------------------------------------
-
-    def _scope(self, key: TargetKey, pol: Policy, gateway: ObjectKey) -> Scope:
-        if key[0] == "Gateway":
-            return "all" if (key[1], key[2]) == (gateway.namespace, gateway.name) else None
-        return scope_on(pol, gateway)
 
     def _ancestors_of(self, key: TargetKey, pol: Policy) -> list[tuple[ObjectKey, dict[str, Any], Scope]]:
         """(Gateway, ancestorRef, listeners) for each ancestor `pol` applies on through `key`: the
@@ -276,15 +272,22 @@ class PolicyAttachment:
     def _add(self, pol: Policy, anc: _Ancestor) -> None:
         self._ancestors.setdefault(pol.key, []).append(anc)
         if not anc.accepted:  # also a warning in logs, `wardgate validate` and /status
-            self.problems.append(Problem(f"not applied here ({anc.reason}): {anc.message}", pol.origin, pol.kind,
-                                         pol.namespace, pol.name, "spec.targetRefs"))
+            self.report(pol, f"not applied here ({anc.reason}): {anc.message}", "spec.targetRefs")
+
+    def report(self, pol: Policy, message: str, field: str | None = None) -> None:
+        """A problem of `pol`, once: the same one is found on every Gateway, listener and route
+        the policy reaches."""
+        problem = Problem(message, pol.origin, pol.kind, pol.namespace, pol.name, field)
+        if problem not in self._reported:
+            self._reported.add(problem)
+            self.problems.append(problem)
 
     def note(self, pol: Policy, message: str) -> None:
         """A warning shown in the policy's Accepted message (and in `wardgate status`)."""
         notes = self._notes.setdefault(pol.key, [])
         if message not in notes:
             notes.append(message)
-            self.problems.append(Problem(message, pol.origin, pol.kind, pol.namespace, pol.name))
+            self.report(pol, message)
 
     # --- effective settings -------------------------------------------------------------------
 
@@ -308,8 +311,8 @@ class PolicyAttachment:
                 keys.append((*route, rule))
         levels = []
         for key in keys:
-            level = [p for p in attached.get(key, ())
-                     if key[0] == "Gateway" or _applies(scope_on(p, gateway), listener)]
+            # A policy on a Gateway has no parentRefs: scope_on gives "all".
+            level = [p for p in attached.get(key, ()) if _applies(scope_on(p, gateway), listener)]
             if level:
                 levels.append(level[:1] if kind in ATOMIC_KINDS else level)
         return levels
@@ -334,10 +337,8 @@ class PolicyAttachment:
                 conds = [condition("Accepted", anc.accepted, anc.reason, message, gen, self.now)]
                 if anc.accepted and anc.superseded:
                     conds.append(condition("PartiallyEnforced", True, "Conflicted", anc.superseded, gen, self.now))
-                if anc.resolved is not None:
-                    ok, msg = anc.resolved
-                    conds.append(condition("ResolvedRefs", ok, "ResolvedRefs" if ok else "InvalidRef", msg, gen,
-                                           self.now))
+                if anc.unresolved is not None:
+                    conds.append(condition("ResolvedRefs", False, "InvalidRef", anc.unresolved, gen, self.now))
                 items.append({"ancestorRef": anc.ref, "controllerName": self.controller, "conditions": conds})
             out[key] = ObjectStatus(pol.kind, pol.namespace, pol.name, gen, {"ancestors": items})
         # A refused update: say so, even while the last accepted version keeps applying.
@@ -368,10 +369,11 @@ class PolicyAttachment:
             out[ObjectKey(kind, ns, name)] = ObjectStatus(kind, ns, name, gen, {"ancestors": items})
         return list(out.values())
 
-    def set_resolved(self, pol: Policy, ok: bool, message: str) -> None:
+    def set_unresolved(self, pol: Policy, message: str) -> None:
+        """ResolvedRefs=False where `pol` applies; the first reference that fails is reported."""
         for anc in self._ancestors.get(pol.key, []):
-            if anc.accepted and (anc.resolved is None or anc.resolved[0]):
-                anc.resolved = (ok, message)
+            if anc.accepted and anc.unresolved is None:
+                anc.unresolved = message
 
 
 def _hsts(chain: list[list[Policy]]) -> str | None:
@@ -391,7 +393,7 @@ def merged(levels: list[list[Policy]]) -> Any:
     merged, the more specific on top."""
     spec: Any = None
     for level in levels:
-        here = combine_same_target([p.spec for p in level]) if len(level) > 1 else level[0].spec
+        here = combine_same_target([p.spec for p in level])
         spec = here if spec is None else merge_specs(spec, here)
     return spec
 
@@ -407,10 +409,12 @@ def _one_per_ancestor(entries: list[_Ancestor]) -> list[_Ancestor]:
             by_ref[key] = replace(anc, ref=dict(anc.ref))
             continue
         first, second = (have, anc) if have.accepted or not anc.accepted else (anc, have)
-        message = first.message if second.message in first.message else f"{first.message}; {second.message}"
+        # "Accepted" once: what the second entry adds follows the first's message.
+        extra = second.message.removeprefix("Accepted; ") if first.accepted else second.message
+        message = first.message if extra in first.message else f"{first.message}; {extra}"
         superseded = "; ".join(dict.fromkeys(s for s in (first.superseded, second.superseded) if s)) or None
-        by_ref[key] = _Ancestor(first.ref, first.accepted, first.reason, message, first.resolved or second.resolved,
-                                superseded)
+        by_ref[key] = _Ancestor(first.ref, first.accepted, first.reason, message,
+                                first.unresolved or second.unresolved, superseded)
     return list(by_ref.values())
 
 
@@ -497,11 +501,7 @@ class PolicyResolver:
     def _setter(self, chain: list[list[Policy]], name: str) -> Policy:
         """The policy whose spec field `name` is in effect: the oldest that sets it at the most
         specific level that does."""
-        for level in reversed(chain):
-            for pol in level:
-                if name in pol.spec.model_fields_set:
-                    return pol
-        return chain[-1][0]
+        return next(pol for level in reversed(chain) for pol in level if name in pol.spec.model_fields_set)
 
     def _build(self, sec: list[list[Policy]], rl: list[list[Policy]]) -> ir.Policy:
         out = ir.Policy(id=0)
@@ -592,7 +592,7 @@ class PolicyResolver:
                 out = replace(out, error_pages=auth.error_pages(value, setter, index, self.services, found,
                                                                 _header_value))
             for where, message in found.problems:
-                self.attachment.set_resolved(setter, False, f"{where}: {message}")
+                self.attachment.set_unresolved(setter, f"{where}: {message}")
                 problem = Problem(message, setter.origin, setter.kind, setter.namespace, setter.name, where)
                 if problem not in self.attachment.problems:  # one policy can apply at many places
                     self.attachment.problems.append(problem)
@@ -625,9 +625,8 @@ class PolicyResolver:
                     what = f"ConfigMap {setter.namespace}/{ref.name}" + (
                         f" data.{ref.key} {unusable}" if unusable else
                         " has no key " + repr(ref.key) if cm else " does not exist")
-                    self.attachment.set_resolved(setter, False, f"{where}: {what}; {resp.path} answers 500")
-                    self.attachment.problems.append(Problem(f"{what}; {resp.path} answers 500", setter.origin,
-                                                            setter.kind, setter.namespace, setter.name, where))
+                    self.attachment.set_unresolved(setter, f"{where}: {what}; {resp.path} answers 500")
+                    self.attachment.report(setter, f"{what}; {resp.path} answers 500", where)
                     out.append(ir.DirectResponse(resp.path, 500, "text/plain", ""))
                     continue
                 body = value

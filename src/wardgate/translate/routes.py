@@ -94,6 +94,10 @@ def _endpoints(index: Index, svc: Service, sp: ServicePort) -> tuple[ir.Endpoint
     cached = index.endpoint_cache.get(key)
     if cached is None:
         cached = index.endpoint_cache[key] = _collect_endpoints(index, svc, sp)
+    else:
+        # Read the slices again all the same: a recording index logs it, so each rule's
+        # reads (translate/build.py: RuleMemo) name everything its endpoints came from.
+        index.slices.get(svc.key)
     return cached
 
 
@@ -117,14 +121,35 @@ def resolve_backend(
 ) -> Backend | BackendError:
     """The Service port a backendRef names. A TLSRoute's backends get the TLS stream as it came:
     appProtocol and BackendTLSPolicy don't apply."""
-    return resolve_service(ref, (GROUP, route.kind, route.namespace), index, field_path,
+    return resolve_service(ref, _referrer(route), index, field_path,
                            grpc=isinstance(route, GRPCRoute), raw=isinstance(route, TLSRoute))
+
+
+def _referrer(route: AnyRoute) -> tuple[str, str, str]:
+    return GROUP, route.kind, route.namespace
 
 
 def resolve_service(ref: BackendObjectReference, referrer: tuple[str, str, str], index: Index, field_path: str,
                     *, grpc: bool = False, raw: bool = False) -> Backend | BackendError:
     """The Service port `ref` names for `referrer` (group, kind, namespace): a route, or a policy
     that sends requests to a Service of its own. Another namespace needs a ReferenceGrant."""
+    found = _service_port(ref, referrer, index, field_path, grpc=grpc, raw=raw)
+    if isinstance(found, BackendError):
+        return found
+    ns, svc, sp, protocol = found
+    assert ref.port is not None  # _service_port refused a ref without one
+    if raw:
+        return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), "http")
+    policy = policy_for(index, ns, ref.name, sp)
+    return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), protocol,
+                   backendtls.resolve(policy, index) if policy else None)
+
+
+def _service_port(ref: BackendObjectReference, referrer: tuple[str, str, str], index: Index, field_path: str,
+                  *, grpc: bool = False, raw: bool = False
+                  ) -> tuple[str, Service, ServicePort, ir.BackendProtocol] | BackendError:
+    """What a backendRef resolves to short of endpoints and TLS (which give no errors): its
+    namespace, Service, port and protocol, or why it does not resolve."""
     from_group, from_kind, from_ns = referrer
     ns = ref.namespace or from_ns
     if ref.group not in ("", "core") or ref.kind != "Service":
@@ -143,13 +168,11 @@ def resolve_service(ref: BackendObjectReference, referrer: tuple[str, str, str],
     if sp is None:
         return BackendError("BackendNotFound", field_path, f"Service {ns}/{ref.name} has no port {ref.port}")
     if raw:
-        return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), "http")
+        return ns, svc, sp, "http"
     protocol = (GRPC_APP_PROTOCOLS if grpc else APP_PROTOCOLS).get(sp.app_protocol)
     if protocol is None:
         return BackendError("UnsupportedProtocol", field_path, f"appProtocol {sp.app_protocol} is not supported")
-    policy = policy_for(index, ns, ref.name, sp)
-    return Backend(ns, ref.name, ref.port, _endpoints(index, svc, sp), protocol,
-                   backendtls.resolve(policy, index) if policy else None)
+    return ns, svc, sp, protocol
 
 
 def resolved_refs(route: AnyRoute, index: Index) -> tuple[bool, Reason, str]:
@@ -168,7 +191,8 @@ def resolved_refs(route: AnyRoute, index: Index) -> tuple[bool, Reason, str]:
                 if problem is not None:
                     return False, problem[0], f"spec.rules[{r}].filters[{f}].extensionRef: {problem[1]}"
         for ref, path in refs:
-            res = resolve_backend(ref, route, index, path)
+            res = _service_port(ref, _referrer(route), index, path,
+                                grpc=isinstance(route, GRPCRoute), raw=isinstance(route, TLSRoute))
             if isinstance(res, BackendError):
                 return False, res.reason, res.message
     return True, "ResolvedRefs", "All references are resolved"
