@@ -133,8 +133,6 @@ def objects(text: str) -> Translation:
 G = "gateway.networking.k8s.io/Gateway/default/"
 ACCEPTED = ("Accepted", "True", "Accepted", "Accepted", 1)
 LOGIN_OLD = "SecurityPolicy default/login-old, which also sets it on HTTPRoute default/shop/login and is older"
-HSTS_WARNING = ("spec.hsts applies to whole hosts: set it on a policy that targets a Gateway or a listener; this "
-                "value is ignored")
 SOON = datetime.now(UTC) + timedelta(hours=5)
 
 
@@ -187,7 +185,7 @@ def test_every_status_outcome_word_for_word() -> None:
     expect = {
         ("SecurityPolicy", "gw-hsts"): [(G + "public", [ACCEPTED])],
         ("SecurityPolicy", "route-hsts"): [
-            (G + gw, [("Accepted", "True", "Accepted", f"Accepted; warnings: {HSTS_WARNING}", 1)])
+            (G + gw, [("Accepted", "True", "Accepted", "Accepted", 1)])
             for gw in ("internal", "public")],
         ("SecurityPolicy", "scoped"): [
             (G + "internal/admin", [("Accepted", "False", "TargetNotFound", "spec.parentRefs: HTTPRoute default/shop "
@@ -274,7 +272,6 @@ def test_each_problem_once_on_the_policy_that_has_it() -> None:
          "whole Gateway: target a Gateway without sectionName"),
         ("SecurityPolicy", "norule", targets, "not applied here (TargetNotFound): HTTPRoute default/shop has no "
          "rule named 'nope'"),
-        ("SecurityPolicy", "route-hsts", None, HSTS_WARNING),
         ("SecurityPolicy", "bodies", None, "securityTxt.expires is 0 days away "
          f"({SOON.replace(microsecond=0).isoformat()}): renew it"),
         ("SecurityPolicy", "bodies", "spec.directResponses[0].bodyFrom", "ConfigMap default/bodies has no key "
@@ -469,7 +466,7 @@ def test_scoped_and_combined_policies_word_for_word() -> None:
     lost = f"spec.allowedMethods comes from {gw_a}; spec.ipAccess comes from {gw_a}"
     both = ("spec.securityTxt, spec.hsts apply; spec.ipAccess comes from SecurityPolicy default/two-owner, which also "
             "sets it on HTTPRoute default/multi/two and is older")
-    warnings = (f"warnings: {HSTS_WARNING}; securityTxt.expires is 0 days away "
+    warnings = ("warnings: securityTxt.expires is 0 days away "
                 f"({SOON.replace(microsecond=0).isoformat()}): renew it")
     ctp = ("spec.clientIP comes from ClientTrafficPolicy default/ctp-a, which also sets it on Gateway default/internal "
            "and is older")
