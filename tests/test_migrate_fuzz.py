@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 import yaml
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO, examples
@@ -73,19 +74,24 @@ SHARP = ['"', "'", ";", "{", "}", "\\", "#", "\n", "\x00", " ", "$", "$1", "Ã©ðŸ
 _MARK = re.compile(r"wgpwn|wgfuzz")
 
 
-def _fixture() -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """The fixture's supporting objects (ConfigMaps, Secrets, Services, the class) and a valid
-    value for every annotation it holds."""
+def _fixture() -> tuple[list[dict[str, Any]], dict[str, str], dict[str, dict[str, str]]]:
+    """The fixture's supporting objects (ConfigMaps, Secrets, Services, the class), a valid value
+    for every annotation it holds, and for each annotation the others of its Ingress there: the
+    annotations it works with (x-forwarded-prefix does nothing without rewrite-target, the
+    session-cookie-* ones nothing without affinity)."""
     docs = [d for d in yaml.safe_load_all(FIXTURE.read_text()) if isinstance(d, dict)]
     valid: dict[str, str] = {}
+    context: dict[str, dict[str, str]] = {}
     for d in docs:
         if d["kind"] == "Ingress":
-            for k, v in (d["metadata"].get("annotations") or {}).items():
-                valid.setdefault(k.removeprefix(A), str(v))
-    return [d for d in docs if d["kind"] != "Ingress"], valid
+            anns = {k.removeprefix(A): str(v) for k, v in (d["metadata"].get("annotations") or {}).items()}
+            for k, v in anns.items():
+                valid.setdefault(k, v)
+                context.setdefault(k, anns)
+    return [d for d in docs if d["kind"] != "Ingress"], valid, context
 
 
-SUPPORT, VALID = _fixture()
+SUPPORT, VALID, CONTEXT = _fixture()
 KEYS = sorted(catalog.DOCUMENTED | set(catalog.CATALOG))
 
 
@@ -103,7 +109,12 @@ def test_every_catalog_annotation_has_a_valid_value_to_start_from() -> None:
 
 # --- the fuzzed Ingress ----------------------------------------------------------------------------
 
+# {v}: the payload as snippet text (it may break the snippet's own syntax); {q}: the payload as one
+# quoted nginx token, and {qh}: a quoted "Name: value" header line with it, which convert.
 _SNIPPET_LINES = [
+    "more_set_headers {qh};", "add_header X-B {q};", "add_header X-B {q} always;", "proxy_set_header X-C {q};",
+    "more_set_input_headers {qh};", "location = /.well-known/security.txt {{ return 200 {q}; }}",
+    "return 302 {q};", "location = /robots.txt {{ default_type {q}; return 200 ok; }}",
     'more_set_headers "X-A: {v}";', "more_set_headers {q};", 'more_clear_headers "{v}";', 'add_header X-B "{v}";',
     'add_header X-B "{v}" always;', 'proxy_set_header X-C "{v}";', "more_set_input_headers {q};",
     'if ($request_method !~ ^(GET|{v})$) {{ return 405; }}',
@@ -119,12 +130,16 @@ def _quote(v: str) -> str:
     return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _line(template: str, v: str) -> str:
+    return template.format(v=v, q=_quote(v), qh=_quote("X-A: " + v))
+
+
 @st.composite
 def snippet(draw: st.DrawFn) -> str:
     lines = []
     for _ in range(draw(st.integers(1, 3))):
         v = draw(st.one_of(st.sampled_from(PAYLOADS), ANY_TEXT, st.sampled_from(["GET", "nosniff", "1", "On"])))
-        lines.append(draw(st.sampled_from(_SNIPPET_LINES)).format(v=v, q=_quote(v)))
+        lines.append(_line(draw(st.sampled_from(_SNIPPET_LINES)), v))
     return "\n".join(lines) + draw(st.sampled_from(["\n", "", "\n\n"]))
 
 
@@ -139,7 +154,10 @@ def value_for(key: str) -> st.SearchStrategy[str]:
 @st.composite
 def annotations(draw: st.DrawFn) -> dict[str, str]:
     keys = draw(st.lists(st.sampled_from([*KEYS, "no-such-annotation"]), min_size=1, max_size=4, unique=True))
-    return {k: draw(value_for(k)) for k in keys}
+    fuzzed = {k: draw(value_for(k)) for k in keys}
+    if draw(st.booleans()):  # among the annotations the first one works with
+        return {**CONTEXT.get(keys[0], {}), **fuzzed}
+    return fuzzed
 
 
 @st.composite
@@ -193,6 +211,13 @@ def check_findings(ing: dict[str, Any], findings: list[Any]) -> None:
 
 def check_config(files: dict[str, str]) -> None:
     """No directive, live variable or capture from the payloads; nginx -t accepts the whole."""
+    check_markers(files)
+    res = nginx_test(files)
+    assert res.returncode == 0, f"nginx -t rejected the migrated configuration:\n{res.stderr}"
+
+
+def check_markers(files: dict[str, str]) -> None:
+    """No directive, live variable or regex capture named after a payload's marker."""
     for name, text in files.items():
         if not name.endswith(".conf") or not _MARK.search(text):
             continue
@@ -207,8 +232,6 @@ def check_config(files: dict[str, str]) -> None:
                 elif role == "regex":
                     caps = [g for g in named_groups(arg) if _MARK.search(g)]
                     assert not caps, f"{name}: {node.name} {arg!r} sets ${caps[0]}"
-    res = nginx_test(files)
-    assert res.returncode == 0, f"nginx -t rejected the migrated configuration:\n{res.stderr}"
 
 
 def migrate_and_serve(ing: dict[str, Any]) -> None:
@@ -256,7 +279,7 @@ def test_every_annotation_with_every_payload(key: str) -> None:
     (the configuration with all of them merged would be refused at the first conflict)."""
     values = [VALID[key], *CANARIES, *SHARP, *(VALID[key] + p for p in CANARIES[:6])]
     if key in SNIPPETS:
-        values += [line.format(v=p, q=_quote(p)) for p in CANARIES[::2] for line in _SNIPPET_LINES[:10]]
+        values += [_line(line, p) for p in CANARIES[::2] for line in _SNIPPET_LINES[:10]]
     served: list[dict[str, str]] = []
     for value in values:
         ing = plain_ingress({key: value})
@@ -270,6 +293,7 @@ def test_every_annotation_with_every_payload(key: str) -> None:
         for gw in translate(rs).gateways:
             files = render(gw, RenderOptions(listen_host="127.0.0.1"))
             if _MARK.search("".join(files.values())):
+                check_markers(files)
                 served.append(files)
     for files in served[:: max(1, len(served) // 2)][:2]:  # nginx -t on a couple holding payloads
         check_config(files)
@@ -289,3 +313,52 @@ def test_hostile_value_reaches_nginx_quoted(tmp_path: Path) -> None:
     args = [a for n, _ in walk(conf) for a in n.args if "wgpwn_x" in a]
     assert args and all(a == "X-Fuzz: " + value for a in args), args
     check_config(files)
+
+
+# --- time: values are read in linear time -------------------------------------------------------
+
+# ingress-nginx's own patterns (internal/ingress/annotations/parser), which Go matches in linear time.
+INGRESS_NGINX_CORS = {
+    "_CORS_ORIGIN_LIST": r"((((([a-z]+://)?(\*\.)?[A-Za-z0-9\-.]*(:\d+)?,?)|null)+)|\*)?",
+    "_CORS_METHODS": r"([A-Za-z]+,?\s?)+",
+    "_CORS_EXPOSE": r"(([A-Za-z0-9\-_]+|\*),?\s?)+",
+}
+_CORS_ALPHABET = [*"ab:/.*,0Z-n_ \t!", "null", "a://", ":80", "*.", ", "]
+
+
+@settings(FUZZ, max_examples=examples(1000))
+@given(st.sampled_from(sorted(INGRESS_NGINX_CORS)), st.lists(st.sampled_from(_CORS_ALPHABET), max_size=7).map("".join))
+def test_cors_patterns_accept_what_ingress_nginx_accepts(name: str, value: str) -> None:
+    assume(len(value) <= 12)  # the originals backtrack exponentially beyond
+    from wardgate.migrate import ann_policy
+
+    ours: re.Pattern[str] = getattr(ann_policy, name)
+    assert bool(ours.fullmatch(value)) == bool(re.fullmatch(INGRESS_NGINX_CORS[name], value)), (name, value)
+
+
+# Far past where exponential backtracking never ends (30 characters took minutes), short enough
+# for a quadratic one to pass.
+LONG = ["ab" * 150 + '"', "1" * 300 + "x", "a," * 150 + "!", "GET" * 100 + "!", "https://a.example" * 20 + ";",
+        "a" * 300 + "$", "/" * 300 + "(", "x " * 150 + "{"]
+
+
+GROUPS = sorted({tuple(sorted(CONTEXT[k])) for k in KEYS if k in CONTEXT})
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=lambda g: g[0])
+def test_long_hostile_values_convert_in_bounded_time(group: tuple[str, ...]) -> None:
+    """Backtracking regexes took exponential time on values of 20 to 30 characters (CORS lists, a
+    snippet's `expires 111...1x`): each long hostile value goes into every annotation of one of
+    the fixture's Ingresses at once (alone, and after each one's valid value), and the Ingress
+    converts within two seconds (milliseconds when quiet)."""
+    values = [*LONG, *LONG[:3]]
+    for n, value in enumerate(values):
+        anns = {k: (VALID[k] + value if n >= len(LONG) else value) for k in group}
+        for k in set(group) & set(SNIPPETS):
+            anns[k] = _line(("expires {v};", "more_set_headers {qh};", "{v}")[n % 3], value)
+        ing = plain_ingress(anns)
+        started = time.perf_counter()
+        result = migrate(inputs(ing))
+        took = time.perf_counter() - started
+        assert took < 2.0, f"{group[0]}...: {took:.1f} s for {len(value)}-character values"
+        check_findings(ing, result.report.findings)

@@ -399,11 +399,18 @@ CORS_DEFAULT_MAX_AGE = 1728000
 # internal/ingress/annotations/cors and parser: the validators (run with spaces removed, refusing
 # CR/LF) and the parser's own checks. A value failing them falls back to the default, silently;
 # an origin list failing its validator allows every origin.
-_CORS_ORIGIN_LIST = re.compile(r"((((([a-z]+://)?(\*\.)?[A-Za-z0-9\-.]*(:\d+)?,?)|null)+)|\*)?")
+# Go's RE2 matches ingress-nginx's patterns in linear time; Python's backtracking took exponential
+# time on them (20 characters of a hostile cors-allow-origin: seconds; 30: hours). These accept
+# the same strings without ambiguity (tests/test_migrate_fuzz.py compares them with the originals):
+# CorsOriginRegex ((((([a-z]+://)?(\*\.)?[A-Za-z0-9\-.]*(:\d+)?,?)|null)+)|\*)? is "*", or any
+# sequence of host characters, commas, "*.", "://" after a lowercase letter and ":" before a digit.
+_CORS_ORIGIN_LIST = re.compile(r"\*|(?:[A-Za-z0-9.,\-]|\*\.|(?<=[a-z])://|:(?=[0-9]))*+")
 _CORS_ORIGIN = re.compile(r"([a-z]+://(\*\.)?[A-Za-z0-9\-.]*(:\d+)?|\*|null)?")
-_CORS_METHODS = re.compile(r"([A-Za-z]+,?\s?)+")
+# CorsMethodsRegex ([A-Za-z]+,?\s?)+: runs of letters, with ",", "\s" or ", " between and after
+_CORS_METHODS = re.compile(r"[A-Za-z]++(?:(?:,\s?|\s)[A-Za-z]++)*+(?:,\s?|\s)?+")
 _CORS_HEADERS = re.compile(r"[A-Za-z0-9-_, ]*")  # parser.HeadersVariable
-_CORS_EXPOSE = re.compile(r"(([A-Za-z0-9\-_]+|\*),?\s?)+")
+# CorsExposeHeadersRegex (([A-Za-z0-9\-_]+|\*),?\s?)+: the same with "*" among the letters
+_CORS_EXPOSE = re.compile(r"[A-Za-z0-9\-_*]++(?:(?:,\s?|\s)[A-Za-z0-9\-_*]++)*+(?:,\s?|\s)?+")
 CORS_KEYS = ("cors-allow-origin", "cors-allow-methods", "cors-allow-headers", "cors-expose-headers",
              "cors-allow-credentials", "cors-max-age")
 CORS_FIELDS = {"cors-allow-origin": "allowOrigins", "cors-allow-methods": "allowMethods",

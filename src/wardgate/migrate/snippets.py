@@ -1229,7 +1229,8 @@ class _Converter:
 
 def nginx_seconds(text: str) -> int | None:
     """An nginx time ("90", "1h30m", "-1", "2d") in seconds."""
-    m = re.fullmatch(r"(-?)((?:[0-9]+(?:ms|[smhdwMy])?)+)", text)
+    # digits possessive: "1" * 30 + "x" took minutes of backtracking (each run splits many ways)
+    m = re.fullmatch(r"(-?)((?:[0-9]++(?:ms|[smhdwMy])?)+)", text)
     if not m:
         return None
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000, "y": 31536000, "": 1}
