@@ -18,6 +18,7 @@ import ctypes
 import ctypes.util
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from wardgate.errors import UnsafeValueError
 
@@ -661,13 +662,14 @@ def regex_escape(value: str) -> str:
     return re.sub(r"([\\.^$|?*+()\[\]{}/-])", r"\\\1", value)
 
 
-def header_variable(name: str) -> str:
-    """`$http_x_foo` for header X-Foo. Only names nginx can expose as a variable are allowed."""
+def header_variable(name: str, source: Literal["http", "upstream_http"] = "http") -> str:
+    """`$http_x_foo` for request header X-Foo (`$upstream_http_x_foo` for the upstream's response
+    header). Only names nginx can expose as a variable are allowed."""
     check_header_name(name)
     var = name.lower().replace("-", "_")
     if not _VARNAME.fullmatch(var):
         raise UnsafeValueError(f"header name {name!r} can't be matched: use letters, digits and '-'")
-    return "$http_" + var
+    return f"${source}_{var}"
 
 
 # Renderer-made pieces of an interpolated argument: variables and plain URL-ish characters.

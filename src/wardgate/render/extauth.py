@@ -11,7 +11,7 @@ policy's request headers: translate/policies.py). Its Set-Cookie reaches the cli
 from __future__ import annotations
 
 from wardgate import ir
-from wardgate.quoting import Arg, Expr, Raw
+from wardgate.quoting import Arg, Expr, Raw, header_variable
 from wardgate.render import tls
 from wardgate.render.emit import Directive, d
 from wardgate.render.headers import DEFAULT_PROXY_HEADERS, auth_response_var, value_arg, value_parts
@@ -23,8 +23,7 @@ COOKIE = "$wg_auth_cookie"
 
 
 def _upstream_var(name: str) -> Raw:
-    # The model allows only letters, digits and '-' here: nginx's $upstream_http_ name for it.
-    return Raw("$upstream_http_" + name.lower().replace("-", "_"))
+    return Raw(header_variable(name, "upstream_http"))
 
 
 def _headers(ea: ir.ExternalAuth) -> list[tuple[str, Arg]]:

@@ -9,7 +9,7 @@ Origins match case-insensitively and are anchored at the end only, as ingress-ng
 from __future__ import annotations
 
 from wardgate import ir
-from wardgate.quoting import END, Expr, Raw, Text, regex_escape
+from wardgate.quoting import END, Expr, Raw, Text, header_variable, regex_escape
 from wardgate.render.emit import Directive, d, entry
 from wardgate.render.tables import Tables, var_name
 
@@ -34,7 +34,7 @@ def _header(tables: Tables, name: str, value: Raw | Text | str, key: tuple[objec
     """more_set_headers of `name`: `value` for allowed origins, else the backend's own (none for
     the gateway's answers)."""
     var = var_name("wg_ncv", *key)
-    own = Raw("$upstream_http_" + name.lower().replace("-", "_"))
+    own = Raw(header_variable(name, "upstream_http"))
     node = Directive("map", (Raw(FLAG), Raw("$" + var)), [entry("", own), entry("o", own), d("default", value)])
     return d("more_set_headers", Expr((f"{name}: ", tables.add(var, node))))
 
