@@ -18,6 +18,7 @@ test_policy_fuzz.py check that module field by field, this test that migrate fee
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import re
 import time
 from pathlib import Path
@@ -64,9 +65,22 @@ SNIPPETS = ("configuration-snippet", "server-snippet", "modsecurity-snippet", "a
 # live (`$wgfuzz_*`) or a regex capture setting one. nginx -t refuses all three, so an injection
 # that slipped past the checks below would still fail it.
 CANARIES = [
-    'x"; wgpwn_a "1', "x; wgpwn_b 1;", "x'; wgpwn_c '1", "} wgpwn_d { ", "x\nwgpwn_e 1;", '\\"; wgpwn_f \\"',
-    "a;}\nserver{wgpwn_g 1;}", '"; } location / { wgpwn_h "x', "$wgfuzz_v", "${wgfuzz_w}", "/$wgfuzz_p",
-    "(?P<wgfuzz_g>x)", "/(?P<wgfuzz_h>.*)", "x $wgfuzz_v y", "#wgpwn_i", "x\" always; wgpwn_j \"1",
+    'x"; wgpwn_a "1',
+    "x; wgpwn_b 1;",
+    "x'; wgpwn_c '1",
+    "} wgpwn_d { ",
+    "x\nwgpwn_e 1;",
+    '\\"; wgpwn_f \\"',
+    "a;}\nserver{wgpwn_g 1;}",
+    '"; } location / { wgpwn_h "x',
+    "$wgfuzz_v",
+    "${wgfuzz_w}",
+    "/$wgfuzz_p",
+    "(?P<wgfuzz_g>x)",
+    "/(?P<wgfuzz_h>.*)",
+    "x $wgfuzz_v y",
+    "#wgpwn_i",
+    'x" always; wgpwn_j "1',
 ]
 PAYLOADS = sorted(set(INJECTIONS) | set(CANARIES))
 # The characters that end or escape nginx tokens, alone (every annotation meets each of them).
@@ -112,17 +126,37 @@ def test_every_catalog_annotation_has_a_valid_value_to_start_from() -> None:
 # {v}: the payload as snippet text (it may break the snippet's own syntax); {q}: the payload as one
 # quoted nginx token, and {qh}: a quoted "Name: value" header line with it, which convert.
 _SNIPPET_LINES = [
-    "more_set_headers {qh};", "add_header X-B {q};", "add_header X-B {q} always;", "proxy_set_header X-C {q};",
-    "more_set_input_headers {qh};", "location = /.well-known/security.txt {{ return 200 {q}; }}",
-    "return 302 {q};", "location = /robots.txt {{ default_type {q}; return 200 ok; }}",
-    'more_set_headers "X-A: {v}";', "more_set_headers {q};", 'more_clear_headers "{v}";', 'add_header X-B "{v}";',
-    'add_header X-B "{v}" always;', 'proxy_set_header X-C "{v}";', "more_set_input_headers {q};",
-    'if ($request_method !~ ^(GET|{v})$) {{ return 405; }}',
+    "more_set_headers {qh};",
+    "add_header X-B {q};",
+    "add_header X-B {q} always;",
+    "proxy_set_header X-C {q};",
+    "more_set_input_headers {qh};",
+    "location = /.well-known/security.txt {{ return 200 {q}; }}",
+    "return 302 {q};",
+    "location = /robots.txt {{ default_type {q}; return 200 ok; }}",
+    'more_set_headers "X-A: {v}";',
+    "more_set_headers {q};",
+    'more_clear_headers "{v}";',
+    'add_header X-B "{v}";',
+    'add_header X-B "{v}" always;',
+    'proxy_set_header X-C "{v}";',
+    "more_set_input_headers {q};",
+    "if ($request_method !~ ^(GET|{v})$) {{ return 405; }}",
     'location = /.well-known/security.txt {{ return 200 "{v}"; }}',
-    'location = /{v} {{ return 403; }}', "return 301 {q};", 'return 302 "https://{v}/";', "allow {v};", "deny {v};",
-    "rewrite ^/old/(.*)$ /{v}/$1 redirect;", 'rewrite "^/{v}$" /new permanent;', "limit_except GET {{ deny all; }}",
-    "SecRuleEngine {v}", "SecRuleRemoveById {v}", "proxy_hide_header {q};", "expires {v};",
-    "set $x {q};", "{v}",
+    "location = /{v} {{ return 403; }}",
+    "return 301 {q};",
+    'return 302 "https://{v}/";',
+    "allow {v};",
+    "deny {v};",
+    "rewrite ^/old/(.*)$ /{v}/$1 redirect;",
+    'rewrite "^/{v}$" /new permanent;',
+    "limit_except GET {{ deny all; }}",
+    "SecRuleEngine {v}",
+    "SecRuleRemoveById {v}",
+    "proxy_hide_header {q};",
+    "expires {v};",
+    "set $x {q};",
+    "{v}",
 ]
 
 
@@ -146,8 +180,12 @@ def snippet(draw: st.DrawFn) -> str:
 def value_for(key: str) -> st.SearchStrategy[str]:
     valid = VALID.get(key, "true")
     hostile = st.one_of(st.sampled_from(PAYLOADS), ANY_TEXT)
-    out = st.one_of(st.just(valid), hostile, st.tuples(st.just(valid), hostile).map("".join),
-                    st.tuples(hostile, st.just(valid)).map("".join))
+    out = st.one_of(
+        st.just(valid),
+        hostile,
+        st.tuples(st.just(valid), hostile).map("".join),
+        st.tuples(hostile, st.just(valid)).map("".join),
+    )
     return st.one_of(snippet(), out) if key in SNIPPETS else out
 
 
@@ -167,25 +205,40 @@ def ingresses(draw: st.DrawFn) -> dict[str, Any]:
         anns.setdefault("use-regex", "true")
     regex = "use-regex" in anns or "rewrite-target" in anns
     path = st.one_of(PATH, st.sampled_from(REGEX_PAYLOADS)) if regex else PATH
-    paths = [{"path": draw(path), "pathType": draw(st.sampled_from(["Prefix", "Exact", "ImplementationSpecific"])),
-              "backend": {"service": {"name": "app", "port": {"number": 80}}}}
-             for _ in range(draw(st.integers(1, 2)))]
+    paths = [
+        {
+            "path": draw(path),
+            "pathType": draw(st.sampled_from(["Prefix", "Exact", "ImplementationSpecific"])),
+            "backend": {"service": {"name": "app", "port": {"number": 80}}},
+        }
+        for _ in range(draw(st.integers(1, 2)))
+    ]
     host = draw(st.one_of(st.just("fuzz.example"), HOST))
     spec: dict[str, Any] = {"ingressClassName": "nginx", "rules": [{"host": host, "http": {"paths": paths}}]}
     if draw(st.booleans()):
         spec["tls"] = [{"hosts": [host], "secretName": "fuzz-tls"}]
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": {"name": "fuzz", "namespace": "default", "annotations": {A + k: v for k, v in anns.items()}},
-            "spec": spec}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "fuzz", "namespace": "default", "annotations": {A + k: v for k, v in anns.items()}},
+        "spec": spec,
+    }
 
 
 def plain_ingress(anns: dict[str, str]) -> dict[str, Any]:
     """Ingress default/fuzz: fuzz.example, Prefix / to app:80, these annotations (prefix added)."""
     backend = {"service": {"name": "app", "port": {"number": 80}}}
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": {"name": "fuzz", "namespace": "default", "annotations": {A + k: v for k, v in anns.items()}},
-            "spec": {"ingressClassName": "nginx", "rules": [{"host": "fuzz.example", "http": {"paths": [
-                {"path": "/", "pathType": "Prefix", "backend": backend}]}}]}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "fuzz", "namespace": "default", "annotations": {A + k: v for k, v in anns.items()}},
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+                {"host": "fuzz.example", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
+            ],
+        },
+    }
 
 
 # --- the properties ---------------------------------------------------------------------------------
@@ -259,15 +312,41 @@ def migrate_and_serve(ing: dict[str, Any]) -> None:
 
 @settings(FUZZ, max_examples=examples(150))
 @given(ingresses())
-@example({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-          "metadata": {"name": "fuzz", "namespace": "default", "annotations": {
-              A + "configuration-snippet": 'more_set_headers "X-A: x\\"; wgpwn_a \\"1";\nadd_header X-B "$wgfuzz_v";\n',
-              A + "server-snippet": 'location = /.well-known/security.txt { return 200 "x\\"; wgpwn_b \\""; }\n',
-              A + "cors-allow-origin": 'https://a.example"; wgpwn_c "', A + "enable-cors": "true",
-              A + "permanent-redirect": "https://x.example/${wgfuzz_w}"}},
-          "spec": {"ingressClassName": "nginx", "rules": [{"host": "fuzz.example", "http": {"paths": [
-              {"path": "/(?P<wgfuzz_g>x)", "pathType": "ImplementationSpecific",
-               "backend": {"service": {"name": "app", "port": {"number": 80}}}}]}}]}})
+@example(
+    {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": "fuzz",
+            "namespace": "default",
+            "annotations": {
+                A
+                + "configuration-snippet": 'more_set_headers "X-A: x\\"; wgpwn_a \\"1";\nadd_header X-B "$wgfuzz_v";\n',
+                A + "server-snippet": 'location = /.well-known/security.txt { return 200 "x\\"; wgpwn_b \\""; }\n',
+                A + "cors-allow-origin": 'https://a.example"; wgpwn_c "',
+                A + "enable-cors": "true",
+                A + "permanent-redirect": "https://x.example/${wgfuzz_w}",
+            },
+        },
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+                {
+                    "host": "fuzz.example",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/(?P<wgfuzz_g>x)",
+                                "pathType": "ImplementationSpecific",
+                                "backend": {"service": {"name": "app", "port": {"number": 80}}},
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+)
 def test_migrated_hostile_ingress_is_reported_valid_and_injects_nothing(ing: dict[str, Any]) -> None:
     migrate_and_serve(ing)
 
@@ -338,11 +417,49 @@ def test_cors_patterns_accept_what_ingress_nginx_accepts(name: str, value: str) 
 
 # Far past where exponential backtracking never ends (30 characters took minutes), short enough
 # for a quadratic one to pass.
-LONG = ["ab" * 150 + '"', "1" * 300 + "x", "a," * 150 + "!", "GET" * 100 + "!", "https://a.example" * 20 + ";",
-        "a" * 300 + "$", "/" * 300 + "(", "x " * 150 + "{"]
+LONG = [
+    "ab" * 150 + '"',
+    "1" * 300 + "x",
+    "a," * 150 + "!",
+    "GET" * 100 + "!",
+    "https://a.example" * 20 + ";",
+    "a" * 300 + "$",
+    "/" * 300 + "(",
+    "x " * 150 + "{",
+]
 
 
 GROUPS = sorted({tuple(sorted(CONTEXT[k])) for k in KEYS if k in CONTEXT})
+
+
+# The CORS validators run only on an Ingress with enable-cors; hostile values ingress-nginx's
+# patterns take exponential time on under Python's backtracking engine (23 characters: 4 s).
+CORS_HOSTILE = ["a" * 300 + "!", "ab" * 150 + '"', "a," * 150 + "!", "GET " * 80 + "!", "x-a" * 100 + "$"]
+
+
+def _migrates_within(seconds: float, ing: dict[str, Any]) -> bool:
+    """Whether migrating `ing` ends within `seconds`, tried in a forked child: a backtracking regex
+    runs in C holding the GIL, so nothing in this process (signal or timer thread) could stop it."""
+    child = multiprocessing.get_context("fork").Process(target=migrate, args=(inputs(ing),))
+    child.start()
+    child.join(seconds)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        return False
+    return child.exitcode == 0
+
+
+@pytest.mark.parametrize("key", ["cors-allow-origin", "cors-allow-methods", "cors-expose-headers"])
+def test_hostile_cors_values_are_checked_in_bounded_time(key: str) -> None:
+    for value in CORS_HOSTILE:
+        ing = plain_ingress({"enable-cors": "true", key: value})
+        assert _migrates_within(10.0, ing), f"{key}: a {len(value)}-character value still converting after 10 s"
+        started = time.perf_counter()
+        result = migrate(inputs(ing))
+        took = time.perf_counter() - started
+        assert took < 2.0, f"{key}: {took:.1f} s for a {len(value)}-character value"
+        check_findings(ing, result.report.findings)
 
 
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: g[0])
@@ -357,6 +474,7 @@ def test_long_hostile_values_convert_in_bounded_time(group: tuple[str, ...]) -> 
         for k in set(group) & set(SNIPPETS):
             anns[k] = _line(("expires {v};", "more_set_headers {qh};", "{v}")[n % 3], value)
         ing = plain_ingress(anns)
+        assert _migrates_within(10.0, ing), f"{group[0]}...: still converting after 10 s ({len(value)} characters)"
         started = time.perf_counter()
         result = migrate(inputs(ing))
         took = time.perf_counter() - started
