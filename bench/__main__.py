@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     names = list(SUITES) if args.suite == "all" else [args.suite]
     failed: list[str] = []
     docs: dict[str, dict[str, Any]] = {}
+    # read before this run writes its own <suite>.json over the last one
+    previous = _previous(out)
     for name in names:
         log(f"suite {name} ({'quick' if settings.quick else 'full'}, {settings.runs} run(s))")
         try:
@@ -108,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
         if _suite_failed(doc):
             failed.append(name)
     # latest.* combine this invocation's suites with the last results of the others in --out
-    previous = _previous(out)
     for name in SUITES:
         if name not in docs and name in previous:
             docs[name] = previous[name]
