@@ -125,3 +125,19 @@ def test_docs_annotation_table_is_the_catalog() -> None:
         doc.write_text(head + catalog.markdown_table() + "<!-- end of table -->" + tail)
         return
     assert table == catalog.markdown_table(), "regenerate with WARDGATE_UPDATE_GOLDEN=1"
+
+
+def test_report_json_is_json_dumps_of_the_report() -> None:
+    """report.json is written by a hand-made encoder (json's indenting one was most of the time on
+    30,000 findings): byte for byte what json.dumps(indent=1) writes, non-ASCII details included."""
+    import json
+
+    from wardgate.migrate import migrate
+    from wardgate.migrate.render_report import to_json
+    from wardgate.migrate.report import Finding
+    from wardgate.sources.files import load_text
+
+    result = migrate(load_text(FIXTURE.read_text(), str(FIXTURE)))
+    result.report.findings.append(Finding("f\u00e9.yaml", 'Ingress a/"b"', "x line 2", "unknown", "tab\there \u2028", None))
+    assert len(result.report.findings) > 150
+    assert to_json(result.report) == json.dumps(result.report.to_dict(), indent=1) + "\n"

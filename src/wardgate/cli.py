@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -206,13 +208,22 @@ def migrate_cmd(
     max_file_size: MaxFileSize = MAX_FILE_BYTES,
 ) -> None:
     """Convert ingress-nginx Ingresses to Gateway API resources and wardgate policies (docs/migration.md)."""
-    from wardgate.migrate import MigrateOptions, migrate
-    from wardgate.migrate.classes import parse_mapping
-    from wardgate.migrate.render_report import to_json, to_table
     from wardgate.sources.files import load_bytes
+    from wardgate.sources.parallel import Loading
 
     if report not in ("table", "json"):
         raise typer.BadParameter("--report must be table or json")
+    paths = [Path(f) for f in files if f != "-"]
+    try:
+        # a helper process parses (a share of) large inputs while the converter is imported
+        loading = Loading(paths, max_file_size) if paths else None
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    from wardgate.migrate import MigrateOptions, migrate
+    from wardgate.migrate.classes import parse_mapping
+    from wardgate.migrate.render_report import to_json, to_table
+
     try:
         gws = parse_mapping(gateway or [], "--gateway")
         cms = parse_mapping(configmap or [], "--configmap")
@@ -226,14 +237,13 @@ def migrate_cmd(
         raise typer.BadParameter(str(exc)) from None
     try:
         objects = []
-        paths = [Path(f) for f in files if f != "-"]
         if "-" in files:
             data = sys.stdin.buffer.read(max_file_size + 1)
             if len(data) > max_file_size:
                 raise InputError([Problem(f"more than {max_file_size} bytes on stdin (--max-file-size)")])
             objects += load_bytes(data, "<stdin>")
-        if paths:
-            objects += load_paths(paths, max_bytes=max_file_size)
+        if loading is not None:
+            objects += loading.result()
     except InputError as exc:
         _fail_input(exc)
         return
@@ -243,10 +253,13 @@ def migrate_cmd(
         sys.stderr.write(to_json(result.report) if report == "json" else to_table(result.report))
     else:
         out.mkdir(parents=True, exist_ok=True)
-        for name, content in result.files().items():
+        written = result.files()
+        for name, content in written.items():
             (out / name).write_text(content)
-        typer.echo(f"wrote {len(result.objects)} objects in {len(result.by_namespace())} file(s) to {out}; "
+        typer.echo(f"wrote {len(result)} objects in {len(written) - 2} file(s) to {out}; "
                    f"report in {out / 'report.txt'}", err=True)
+    global _done_with_heap
+    _done_with_heap = True
     if strict and not result.report.exact:
         raise typer.Exit(1)
 
@@ -487,11 +500,23 @@ def crds(
         typer.echo(f"wrote {output_dir / name}")
 
 
+# Set by a command once all its output is written: the process may end without freeing its heap
+# object by object (after `wardgate migrate` on 5,000 Ingresses that took 0.3 s).
+_done_with_heap = False
+
+
 def main() -> None:
     try:
         app()
     except BrokenPipeError:  # e.g. `wardgate status | head`
         sys.exit(0)
+    except SystemExit as exc:
+        if _done_with_heap and (exc.code is None or isinstance(exc.code, int)):
+            with contextlib.suppress(OSError):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(exc.code or 0)
+        raise
 
 
 if __name__ == "__main__":

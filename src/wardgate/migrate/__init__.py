@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from wardgate.migrate.convert import MigrateOptions, convert
@@ -25,22 +24,36 @@ from wardgate.perf import no_gc_pauses
 from wardgate.sources.files import RawObject
 
 
-@dataclass
 class MigrationResult:
-    objects: list[dict[str, Any]]  # output manifests in output order
-    report: Report
+    """The objects written (in output order) and the report."""
+
+    def __init__(self, built: list[dict[str, Any]], report: Report) -> None:
+        self._built = built  # as the converter built them: rules and routes share pieces
+        self._objects: list[dict[str, Any]] | None = None
+        self.report = report
+
+    @property
+    def objects(self) -> list[dict[str, Any]]:
+        """Every object as plain, unshared data (the converter's share pieces while they are
+        built); copied on first use: writing YAML needs no copy."""
+        if self._objects is None:
+            self._objects = json.loads(json.dumps(self._built))
+        return self._objects
+
+    def __len__(self) -> int:
+        return len(self._built)
 
     def by_namespace(self) -> dict[str, list[dict[str, Any]]]:
         """namespace ("_cluster" for cluster-scoped objects) -> its objects."""
         return by_namespace(self.objects)
 
     def yaml(self) -> str:
-        return dump(self.objects)
+        return dump(self._built)
 
     @no_gc_pauses
     def files(self) -> dict[str, str]:
         """What `-o DIR` writes: one YAML file per namespace plus report.txt and report.json."""
-        out = {f"{ns}.yaml": dump(objs) for ns, objs in self.by_namespace().items()}
+        out = {f"{ns}.yaml": dump(objs) for ns, objs in by_namespace(self._built).items()}
         out["report.txt"] = to_table(self.report)
         out["report.json"] = to_json(self.report)
         return out
@@ -51,9 +64,7 @@ def migrate(objects: Iterable[RawObject], options: MigrateOptions | None = None)
     """Convert the Ingresses among `objects` (with their IngressClasses, Services, Secrets,
     ConfigMaps and controller Deployments). Never raises on bad input: problems are findings."""
     conv = convert(read_inputs(objects), options or MigrateOptions())
-    # Rules and routes share pieces while they are built: hand out plain, unshared data (a YAML
-    # dumper would otherwise write anchors).
-    return MigrationResult(json.loads(json.dumps(ordered(conv.objects))), Report(conv.findings, conv.classes))
+    return MigrationResult(ordered(conv.objects), Report(conv.findings, conv.classes))
 
 
 __all__ = ["MigrateOptions", "MigrationResult", "Report", "migrate"]

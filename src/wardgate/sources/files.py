@@ -65,10 +65,10 @@ class RawObject:
 
 def manifest_files(paths: Iterable[Path]) -> list[Path]:
     """The files behind the given paths, directories walked in sorted order."""
-    return [file for file, _root in _manifest_entries(paths)]
+    return [file for file, _root in manifest_entries(paths)]
 
 
-def _manifest_entries(paths: Iterable[Path]) -> list[tuple[Path, Path | None]]:
+def manifest_entries(paths: Iterable[Path]) -> list[tuple[Path, Path | None]]:
     """Each file with the directory it was found in (None for a file named directly)."""
     out: list[tuple[Path, Path | None]] = []
     for path in paths:
@@ -478,6 +478,22 @@ class FileCache:
             del self._files[gone]
 
 
+def _unreadable(file: Path, exc: OSError) -> Problem:
+    return Problem(f"can't read file: {exc.strerror or exc}", Origin(str(file), None))
+
+
+def load_entry(file: Path, root: Path | None = None,
+               max_bytes: int = MAX_FILE_BYTES) -> tuple[list[RawObject], list[Problem]]:
+    """One file's objects, or the problems that keep it from being used (load_paths, uncached)."""
+    try:
+        _st, data = read_manifest(file, root, max_bytes)
+        return load_bytes(data or b"", str(file)), []
+    except InputError as exc:
+        return [], exc.problems
+    except OSError as exc:
+        return [], [_unreadable(file, exc)]
+
+
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
@@ -488,7 +504,7 @@ def load_paths_keeping(paths: Iterable[Path], cache: FileCache) -> tuple[list[Ra
     problems: list[Problem] = []
     out: list[RawObject] = []
     seen: list[tuple[str, int, int]] = []
-    entries = _manifest_entries(paths)
+    entries = manifest_entries(paths)
     for file, root in entries:
         st: os.stat_result | None = None
         try:
@@ -498,7 +514,7 @@ def load_paths_keeping(paths: Iterable[Path], cache: FileCache) -> tuple[list[Ra
             problems.extend(exc.problems)
             out.extend(cache.last_good(file))
         except OSError as exc:
-            problems.append(Problem(f"can't read file: {exc.strerror or exc}", Origin(str(file), None)))
+            problems.append(_unreadable(file, exc))
             out.extend(cache.last_good(file))
         if st is None:
             with contextlib.suppress(OSError):
