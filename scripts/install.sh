@@ -40,5 +40,8 @@ VENV=${WARDGATE_VENV:-.venv}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 export PIP_ROOT_USER_ACTION=ignore
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+# Byte-compile the package (an editable install doesn't; with PYTHONDONTWRITEBYTECODE set, every
+# `wardgate` command would compile its modules again: 0.17 s of each start)
+"$VENV/bin/python" -m compileall -q src/wardgate >/dev/null
 # wardgate's nginx module, into the venv, where render looks for it (RenderOptions.wardgate_module)
 bash scripts/build-module.sh "$VENV/lib/nginx/modules"
