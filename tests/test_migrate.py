@@ -797,3 +797,60 @@ data: {generate-request-id: "false", use-forwarded-headers: "true", forwarded-fo
     assert [f["status"] for f in found] == ["converted-with-difference"]
     for part in ("generate-request-id is false", "use-forwarded-headers", "forwarded-for-header 'X-Real-Client'"):
         assert part in found[0]["detail"]
+
+
+def test_policies_of_a_host_shared_across_namespaces_keep_their_services(
+        gateway: Gateway, backends: Callable[..., Backend]) -> None:
+    """Ingresses of namespaces a and b share a host: its HTTPRoute lands in one of them, and so do the
+    Ingresses' SecurityPolicies. The auth and error-page Services stay the Ingress's own namespace's
+    (with a ReferenceGrant for the policy); a basic-auth Secret can't follow, which the report says.
+    Before, the moved policy named Services of its new namespace: every request answered 500."""
+    auth = StubServer(lambda req: (403 if req["headers"].get("Authorization") == "Bearer no" else 200, {}, b""))
+    try:
+        web, admin, errors = backends("web", namespace="a"), backends("admin", namespace="b"), \
+            backends("errors", namespace="a")
+        source = "---\n".join([
+            NGINX_CLASS,
+            ingress("one", "shop.example.com", ns="a", paths=[("/", "Prefix", "web", 80)], annotations={
+                "nginx.ingress.kubernetes.io/auth-url": "http://auth.a.svc.cluster.local/check",
+                "nginx.ingress.kubernetes.io/custom-http-errors": "404",
+                "nginx.ingress.kubernetes.io/default-backend": "errors"}),
+            ingress("two", "shop.example.com", ns="b", paths=[("/admin", "Prefix", "admin", 80)]),
+            ingress("three", "basic.example.com", ns="a", paths=[("/", "Prefix", "web", 80)], annotations={
+                "nginx.ingress.kubernetes.io/auth-type": "basic",
+                "nginx.ingress.kubernetes.io/auth-secret": "users"}),
+            ingress("four", "basic.example.com", ns="b", paths=[("/b", "Prefix", "admin", 80)]),
+        ])
+        result = migrate(load_text(source, "ingresses.yaml"))
+        policies = {o["metadata"]["name"]: o for o in result.objects if o["kind"] == "SecurityPolicy"}
+        route_ns = {o["metadata"]["name"]: o["metadata"]["namespace"] for o in result.objects
+                    if o["kind"] == "HTTPRoute"}
+        moved = [p for p in policies.values() if p["spec"].get("externalAuth")]
+        assert len(moved) == 1 and moved[0]["metadata"]["namespace"] == route_ns["shop.example.com"]
+        policy_ns = moved[0]["metadata"]["namespace"]
+        assert policy_ns == "b", "the test needs the route (and so the policy) outside the Ingress's namespace"
+        assert moved[0]["spec"]["externalAuth"]["backendRef"]["namespace"] == "a"
+        assert moved[0]["spec"]["errorPages"]["backendRef"]["namespace"] == "a"
+        grants = [o for o in result.objects if o["kind"] == "ReferenceGrant" and o["metadata"]["namespace"] == "a"
+                  and o["spec"]["from"][0]["kind"] == "SecurityPolicy"]
+        assert grants and grants[0]["spec"]["from"] == [{"group": "policy.wardgate.io", "kind": "SecurityPolicy",
+                                                       "namespace": "b"}]
+        assert {t["name"] for t in grants[0]["spec"]["to"]} == {"auth", "errors"}
+        # the basic-auth Secret: one finding for auth-type, saying what to do
+        basic = [f for f in result.report.findings if f.obj == "Ingress a/three" and f.item == "auth-type"]
+        assert len(basic) == 1 and basic[0].status == "converted-with-difference"
+        assert "copy Secret a/users to namespace b" in basic[0].detail
+
+        gateway.write("migrated.yaml", dump(result.objects[1:]))
+        gateway.write("world.yaml", web.manifests(), admin.manifests(), errors.manifests(),
+                      auth.manifests("auth", namespace="a"))
+        gateway.reconcile()
+        addr = gateway.address("ingress-nginx/nginx")
+        ok = request(f"http://{addr}/page", host="shop.example.com")
+        assert (ok.status, json.loads(ok.body)["namespace"]) == (200, "a")
+        assert auth.requests and auth.requests[-1]["path"] == "/check"
+        assert request(f"http://{addr}/page", host="shop.example.com",
+                       headers={"Authorization": "Bearer no"}).status == 403
+        assert request(f"http://{addr}/admin", host="shop.example.com").status == 200
+    finally:
+        auth.close()

@@ -247,9 +247,8 @@ def _auth_url(key: str, value: str, source: Source) -> Contribution:
     if refused:
         return _not_converted(source, key, refused)
     if backend.get("namespace"):
-        notes.append(f"Service {backend['namespace']}/{backend['name']} is in another namespace: add a "
-                     "ReferenceGrant there from policy.wardgate.io SecurityPolicy in namespace "
-                     f"{source.namespace}")
+        notes.append(f"Service {backend['namespace']}/{backend['name']} is in another namespace: a ReferenceGrant "
+                     "there lets the SecurityPolicy name it (written beside the policy)")
     if url.scheme == "https":
         notes.append(f"https: add a BackendTLSPolicy for Service {backend['name']} (wardgate then verifies its "
                      "certificate; ingress-nginx did not), else wardgate speaks plain HTTP to that port")

@@ -19,7 +19,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wardgate.migrate import ann_routing, catalog, configmap
@@ -34,7 +34,7 @@ from wardgate.migrate.ingress import (
     apply_order,
 )
 from wardgate.migrate.paths import AMBIGUOUS_DETAIL, AMBIGUOUS_PATHS, COMPAT_API, convert_path, host_context
-from wardgate.migrate.report import Finding
+from wardgate.migrate.report import Finding, Status
 
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 GROUP = "gateway.networking.k8s.io"
@@ -348,7 +348,8 @@ class Converter:
         self.options = options
         self.findings: list[Finding] = list(inputs.findings)
         self.objects: list[dict[str, Any]] = []
-        self.grants: dict[tuple[str, str, str, str], set[str]] = {}  # (to ns, from ns, from kind, to kind)
+        # (to ns, from ns, from kind, to kind, from group) -> names
+        self.grants: dict[tuple[str, str, str, str, str], set[str]] = {}
         self.listener_names: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> HTTPS listener
         self.http_listeners: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> own HTTP listener
         self.passthrough_listeners: dict[tuple[GatewayRef, str], str] = {}  # (gateway, host) -> TLS listener
@@ -414,8 +415,42 @@ class Converter:
         ref["port"] = port
         return ref
 
-    def grant(self, to_ns: str, from_ns: str, from_kind: str, to_kind: str, name: str) -> None:
-        self.grants.setdefault((to_ns, from_ns, from_kind, to_kind), set()).add(name)
+    def grant(self, to_ns: str, from_ns: str, from_kind: str, to_kind: str, name: str, from_group: str = GROUP) -> None:
+        self.grants.setdefault((to_ns, from_ns, from_kind, to_kind, from_group), set()).add(name)
+
+    def policy_spec(self, spec: Mapping[str, Any], ns: str, p: IngressPlan) -> dict[str, Any]:
+        """A copy of an Ingress's SecurityPolicy fields for a policy in namespace `ns`, which is the
+        route's: another one than the Ingress's when Ingresses of several namespaces share a host.
+        The Services the policy names stay the Ingress's (with a ReferenceGrant where needed);
+        a Secret can't be named across namespaces, so that is a finding."""
+        out: dict[str, Any] = _copy(spec)
+        for part in ("externalAuth", "errorPages"):
+            ref = out.get(part, {}).get("backendRef")
+            if ref is None:
+                continue
+            ref_ns = ref.get("namespace") or p.ing.namespace
+            if ref_ns == ns:
+                ref.pop("namespace", None)
+            else:
+                ref["namespace"] = ref_ns
+                self.grant(ref_ns, ns, "SecurityPolicy", "Service", ref["name"], POLICY_GROUP)
+        secret = out.get("basicAuth", {}).get("secretRef", {}).get("name")
+        if secret is not None and ns != p.ing.namespace:
+            self.amend(p.ing, "auth-type",
+                       f"the host's HTTPRoute, and so this Ingress's SecurityPolicy, is in namespace {ns} (Ingresses "
+                       f"of several namespaces share the host), and basicAuth.secretRef can only name a Secret there: "
+                       f"copy Secret {p.ing.namespace}/{secret} to namespace {ns}; until then every request on these "
+                       "rules answers 500")
+        return out
+
+    def amend(self, ing: Ingress, item: str, difference: str) -> None:
+        """Add a difference found late to an annotation's finding (each item has exactly one)."""
+        for n, f in enumerate(self.findings):
+            if f.obj == ing.ref and f.item == item:
+                if difference not in f.detail:
+                    status: Status = "converted-with-difference" if f.status == "exact" else f.status
+                    self.findings[n] = replace(f, status=status, detail=f"{f.detail}; {difference}")
+                return
 
     # -- the conversion ------------------------------------------------------------------------
 
@@ -1061,14 +1096,14 @@ class Converter:
                             "apiVersion": POLICY_API, "kind": kind, "metadata": _meta(name, ns, [p.ing.ref]),
                             "spec": {"targetRefs": [{"group": GROUP, "kind": "HTTPRoute", "name": route,
                                                      "sectionName": rule} for route, rule in chunk],
-                                     **_copy(spec)}})
+                                     **(self.policy_spec(spec, ns, p) if kind == "SecurityPolicy" else _copy(spec))}})
         for p, rl, spec in self.rule_policies:
             for ns, route in self.rule_routes.get(id(rl), []):
                 self.objects.append({
                     "apiVersion": POLICY_API, "kind": "SecurityPolicy",
                     "metadata": _meta(_sanitize(f"{route}-{rl.name}", 240), ns, [p.ing.ref]),
                     "spec": {"targetRefs": [{"group": GROUP, "kind": "HTTPRoute", "name": route,
-                                             "sectionName": rl.name}], **_copy(spec)}})
+                                             "sectionName": rl.name}], **self.policy_spec(spec, ns, p)}})
         # ClientTrafficPolicy and Gateway-wide settings: from the classes' ConfigMaps and Ingresses.
         for g, cls_names in gateways.items():
             # ingress-nginx routes on the normalised path and forwards ambiguous paths raw.
@@ -1156,12 +1191,13 @@ class Converter:
         return c
 
     def emit_grants(self) -> None:
-        for (to_ns, from_ns, from_kind, to_kind), names in sorted(self.grants.items()):
-            name = f"from-{from_ns}-{from_kind.lower()}s-to-{to_kind.lower()}s"[:253]
+        for (to_ns, from_ns, from_kind, to_kind, from_group), names in sorted(self.grants.items()):
+            kinds = from_kind.removesuffix("y") + "ies" if from_kind.endswith("y") else from_kind + "s"
+            name = f"from-{from_ns}-{kinds.lower()}-to-{to_kind.lower()}s"[:253]
             self.objects.append({
                 "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
-                "metadata": _meta(name, to_ns, [f"{from_kind}s in {from_ns}"]),
-                "spec": {"from": [{"group": GROUP, "kind": from_kind, "namespace": from_ns}],
+                "metadata": _meta(name, to_ns, [f"{kinds} in {from_ns}"]),
+                "spec": {"from": [{"group": from_group, "kind": from_kind, "namespace": from_ns}],
                          "to": [{"group": "", "kind": to_kind, "name": n} for n in sorted(names)]}})
 
 
