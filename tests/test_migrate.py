@@ -854,3 +854,20 @@ def test_policies_of_a_host_shared_across_namespaces_keep_their_services(
         assert request(f"http://{addr}/admin", host="shop.example.com").status == 200
     finally:
         auth.close()
+
+
+def test_an_auth_service_in_another_namespace_gets_its_reference_grant() -> None:
+    source = "---\n".join([NGINX_CLASS, ingress("web", "app.example.com", ns="shop", annotations={
+        "nginx.ingress.kubernetes.io/auth-url": "http://oauth2-proxy.sso.svc.cluster.local:4180/oauth2/auth"})])
+    result = migrate(load_text(source, "in.yaml"))
+    pol = next(o for o in result.objects if o["kind"] == "SecurityPolicy" and o["spec"].get("externalAuth"))
+    assert pol["metadata"]["namespace"] == "shop"
+    assert pol["spec"]["externalAuth"]["backendRef"] == {"name": "oauth2-proxy", "namespace": "sso", "port": 4180}
+    grant = next(o for o in result.objects if o["kind"] == "ReferenceGrant" and o["metadata"]["namespace"] == "sso")
+    assert grant["spec"] == {"from": [{"group": "policy.wardgate.io", "kind": "SecurityPolicy", "namespace": "shop"}],
+                             "to": [{"group": "", "kind": "Service", "name": "oauth2-proxy"}]}
+    rs = parse(load_text(result.yaml(), "out.yaml") + load_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: oauth2-proxy, namespace: sso}\nspec: {ports: [{port: 4180}]}\n"
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: app, namespace: shop}\nspec: {ports: [{port: 80}]}\n",
+        "svc.yaml"))
+    assert [str(p) for p in translate(rs).problems] == []
