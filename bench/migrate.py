@@ -326,7 +326,14 @@ def generate(n: int, out: Path, backends: Path | None = None, seed: int = 13) ->
             }]}}}}))
     control.append(c.obj("v1", "ConfigMap", "security-headers", "ingress-nginx-public",
                          {"data": {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "SAMEORIGIN"}}))
+    # The auth-url annotations' oauth2-proxy (a Service of the cluster, in its own namespace)
+    auth_svc = c.obj("v1", "Service", "oauth2-proxy", "auth", {"spec": {
+        "selector": {"app": "oauth2-proxy"}, "ports": [{"name": "http", "port": 80, "targetPort": 4180}]}})
+    control.append(auth_svc)
     (out / "cluster.yaml").write_text(dump_list(control))
+    if backends is not None:
+        backends.mkdir(parents=True, exist_ok=True)
+        (backends / "cluster.yaml").write_text(dump_list([auth_svc]))
 
     classes = list(CLASSES)
     weights = [CLASSES[k][1] for k in classes]

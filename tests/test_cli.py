@@ -28,6 +28,45 @@ def test_validate_and_status() -> None:
     assert "listener http" in table and "attachedRoutes=1" in table
 
 
+def test_validate_warns_about_what_status_would_report(tmp_path: Path) -> None:
+    """A listener whose certificate Secret is missing and a route whose Service is: valid input
+    (exit 0), but not served as written, so validate says so instead of a bare "ok"."""
+    world = tmp_path / "world.yaml"
+    world.write_text("""\
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: wardgate}
+spec: {controllerName: wardgate.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: wardgate
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - {name: https, port: 443, protocol: HTTPS, hostname: a.example.com, tls: {certificateRefs: [{name: gone}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: http}]
+  rules: [{backendRefs: [{name: nosvc, port: 80}]}]
+""")
+    r = wardgate("validate", "-f", str(world))
+    assert r.returncode == 0 and "1 gateway(s) to serve" in r.stdout, r.stderr
+    warnings = sorted(line for line in r.stderr.splitlines() if line.startswith("warning: "))
+    assert warnings == [  # the route's missing Service once, as the translation's problem
+        f"warning: {world}[doc 2]: HTTPRoute default/r: spec.rules[0].backendRefs[0]: Service default/nosvc "
+        "not found",
+        "warning: Gateway default/gw listener https: Programmed False (Invalid): Listener is not valid",
+        "warning: Gateway default/gw listener https: ResolvedRefs False (InvalidCertificateRef): "
+        "tls.certificateRefs[0]: Secret default/gone not found",
+    ], r.stderr
+    assert "warning" not in wardgate("validate", "-f", str(QUICKSTART)).stderr
+
+
 def test_render_output_passes_nginx_t(tmp_path: Path) -> None:
     r = wardgate("render", "-f", str(QUICKSTART), "-o", str(tmp_path))
     assert r.returncode == 0, r.stderr

@@ -88,6 +88,7 @@ def validate(files: Files, max_file_size: MaxFileSize = MAX_FILE_BYTES) -> None:
     """Check manifests without running anything; exit 2 on invalid input."""
     from wardgate.model import parse
     from wardgate.translate import translate
+    from wardgate.translate.conditions import unmet
 
     try:
         rs = parse(load_paths(files, max_bytes=max_file_size))
@@ -95,8 +96,16 @@ def validate(files: Files, max_file_size: MaxFileSize = MAX_FILE_BYTES) -> None:
         _fail_input(exc)
         return
     tr = translate(rs)
-    for p in tr.problems:
+    problems = [str(p) for p in tr.problems]
+    for p in problems:
         typer.echo(f"warning: {p}", err=True)
+    # What the Gateways' and routes' status would say, unless a problem above says it already:
+    # a listener without its certificate, a route whose backend is missing.
+    for st in tr.statuses:
+        if st.kind in ("Gateway", "HTTPRoute", "GRPCRoute", "TLSRoute"):
+            for where, c in unmet(st):
+                if not any(c.message in p for p in problems):
+                    typer.echo(f"warning: {where}: {c.type} {c.status} ({c.reason}): {c.message}", err=True)
     typer.echo(f"ok: {len(rs.objects)} objects, {len(tr.gateways)} gateway(s) to serve")
 
 

@@ -94,3 +94,29 @@ class ObjectStatus:
             "generation": self.generation,
             "status": _wire(self.status),
         }
+
+
+# Conditions whose True means all is well; for Conflicted, True is the problem.
+_WANTED_TRUE = frozenset({"Accepted", "Programmed", "ResolvedRefs"})
+
+
+def unmet(st: ObjectStatus) -> list[tuple[str, Condition]]:
+    """What an object's status says is not served as written: each condition that is not as it
+    should be, with where it sits ("Gateway default/gw listener https")."""
+    out: list[tuple[str, Condition]] = []
+
+    def check(where: str, conditions: list[Condition]) -> None:
+        for c in conditions:
+            if (c.type in _WANTED_TRUE and not c.ok) or (c.type == "Conflicted" and c.ok):
+                out.append((where, c))
+
+    who = f"{st.kind} {st.namespace}/{st.name}" if st.namespace else f"{st.kind} {st.name}"
+    check(who, st.status.get("conditions", []))
+    for entry in st.status.get("listeners", []):
+        check(f"{who} listener {entry['name']}", entry["conditions"])
+    for entry in st.status.get("parents", []):
+        ref = entry["parentRef"]
+        parent = f"{ref.get('namespace', st.namespace)}/{ref['name']}"
+        section = f" {ref['sectionName']}" if ref.get("sectionName") else ""
+        check(f"{who} on {ref.get('kind', 'Gateway')} {parent}{section}", entry["conditions"])
+    return out
