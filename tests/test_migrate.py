@@ -871,3 +871,39 @@ def test_an_auth_service_in_another_namespace_gets_its_reference_grant() -> None
         "---\napiVersion: v1\nkind: Service\nmetadata: {name: app, namespace: shop}\nspec: {ports: [{port: 80}]}\n",
         "svc.yaml"))
     assert [str(p) for p in translate(rs).problems] == []
+
+
+def test_tls_hosts_beyond_the_listener_limit_share_a_listener_that_picks_by_tls_name(
+        gateway: Gateway, backends: Callable[..., Backend], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A class with more TLS hosts than a Gateway has listeners (64; 4 here): the first get a
+    listener each, the rest share the HTTPS listener without hostname, carrying their
+    certificates, and each host is served with its own certificate (ingress-nginx's SNI choice).
+    A host whose Secret is not in the input is left off that listener: one missing certificate
+    would stop all of them."""
+    monkeypatch.setattr(sys.modules["wardgate.migrate.convert"], "MAX_LISTENERS", 4)
+    ca = trustme.CA()
+    web = backends("web")
+    hosts = [f"h{i}.example.com" for i in range(1, 6)]
+    source = "---\n".join([NGINX_CLASS, *(
+        ingress(f"i{i}", host, paths=[("/", "Prefix", "web", 80)], tls=[{"hosts": [host], "secretName": f"cert-{i}"}])
+        for i, host in enumerate(hosts, 1)), *(tls_secret(f"cert-{i}", ca, h) for i, h in enumerate(hosts[:4], 1))])
+    result = migrate(load_text(source, "ingresses.yaml"))
+    gw = next(o for o in result.objects if o["kind"] == "Gateway")
+    listeners = {ls["name"]: ls for ls in gw["spec"]["listeners"]}
+    assert len(listeners) == 4
+    assert [ls.get("hostname") for ls in gw["spec"]["listeners"]] == [None, "h1.example.com", "h2.example.com", None]
+    assert listeners["https"]["tls"]["certificateRefs"] == [{"name": "cert-3", "namespace": "default"},
+                                                            {"name": "cert-4", "namespace": "default"}]
+    spec_tls = {f.obj: f for f in result.report.findings if f.item == "spec.tls"}
+    shared = spec_tls["Ingress default/i3"]
+    assert shared.status == "exact" and "by the TLS name" in shared.detail
+    assert spec_tls["Ingress default/i5"].status == "not-converted"
+    assert "Secret default/cert-5 is not in the input" in spec_tls["Ingress default/i5"].detail
+
+    gateway.write("migrated.yaml", dump(result.objects[1:]))
+    gateway.write("world.yaml", web.manifests(), *(tls_secret(f"cert-{i}", ca, h) for i, h in enumerate(hosts[:4], 1)))
+    gateway.reconcile()
+    addr = gateway.address("ingress-nginx/nginx")
+    for host in hosts[:4]:
+        status, _, body = https_get(addr, host, "/", ca)  # the client checks the certificate's name
+        assert (status, json.loads(body)["pod"].split("-")[0]) == (200, "web"), host

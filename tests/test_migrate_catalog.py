@@ -138,6 +138,7 @@ def test_report_json_is_json_dumps_of_the_report() -> None:
     from wardgate.sources.files import load_text
 
     result = migrate(load_text(FIXTURE.read_text(), str(FIXTURE)))
-    result.report.findings.append(Finding("f\u00e9.yaml", 'Ingress a/"b"', "x line 2", "unknown", "tab\there \u2028", None))
+    odd = Finding("f\u00e9.yaml", 'Ingress a/"b"', "x line 2", "unknown", "tab\there \u2028", None)
+    result.report.findings.append(odd)
     assert len(result.report.findings) > 150
     assert to_json(result.report) == json.dumps(result.report.to_dict(), indent=1) + "\n"

@@ -346,3 +346,57 @@ def test_tls_doc_example_options_are_valid() -> None:
     parsed = {ls["name"]: parse_tls_options(ls["tls"]["options"]) for ls in listeners}
     assert parsed["shop"].ciphers == ("ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384")
     assert parsed["api"].min_version == "1.3"
+
+
+def _served_names(sock: ssl.SSLSocket) -> set[str]:
+    cert = sock.getpeercert()
+    assert cert is not None
+    return {value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"}
+
+
+def test_several_certificates_of_one_key_type_are_chosen_by_the_tls_name(
+        gateway: Gateway, backends: Callable[..., Backend], rsa_ca: trustme.CA) -> None:
+    """One listener without hostname, three RSA certificates (what `wardgate migrate` writes for a
+    class with more TLS hosts than a Gateway has listeners): each host gets the certificate whose
+    names cover it, a wildcard one for its names, and the first one for names none covers. A
+    certificate that could never be served is refused."""
+    app = backends("app")
+    routes = "".join(f"""
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [{host}]
+  rules: [{{backendRefs: [{{name: app, port: 80}}]}}]
+""" for name, host in (("a", "a.example.com"), ("b", "b.example.com"), ("w", "x.wild.example.com")))
+    listener = ("{name: https, protocol: HTTPS, port: 8443, tls: {certificateRefs: "
+                "[{name: cert-a}, {name: cert-b}, {name: cert-w}]}}")
+    gateway.write("gw.yaml", gateway_yaml(listener), tls_secret("cert-a", rsa_ca, "a.example.com"),
+                  tls_secret("cert-b", rsa_ca, "b.example.com", "b2.example.com"),
+                  tls_secret("cert-w", rsa_ca, "*.wild.example.com"), app.manifests(), routes)
+    gateway.reconcile()
+    addr = gateway.address()
+    assert listener_condition(gateway, "https", "ResolvedRefs")[0] == "True"
+    for host, names in (("a.example.com", {"a.example.com"}), ("b.example.com", {"b.example.com", "b2.example.com"}),
+                        ("x.wild.example.com", {"*.wild.example.com"})):
+        with handshake(addr, 8443, _client(rsa_ca), host) as tls:  # verifies the name too
+            assert _served_names(tls) == names, host
+            assert get(tls, host)[0] == 200
+    # a name no certificate covers: the first one (the client's name check fails, as it should)
+    ctx = _client(rsa_ca)
+    ctx.check_hostname = False
+    with handshake(addr, 8443, ctx, "other.example.com") as tls:
+        assert _served_names(tls) == {"a.example.com"}
+
+    # a fourth RSA certificate covering only names the others cover is refused, naming why
+    listener = ("{name: https, protocol: HTTPS, port: 8443, tls: {certificateRefs: "
+                "[{name: cert-a}, {name: cert-b}, {name: cert-b-again}]}}")
+    gateway.write("gw.yaml", gateway_yaml(listener), tls_secret("cert-a", rsa_ca, "a.example.com"),
+                  tls_secret("cert-b", rsa_ca, "b.example.com"), tls_secret("cert-b-again", rsa_ca, "b.example.com"),
+                  app.manifests(), routes)
+    gateway.reconcile()
+    status, reason, message = listener_condition(gateway, "https", "ResolvedRefs")
+    assert (status, reason) == ("False", "InvalidCertificateRef")
+    assert "tls.certificateRefs[2]" in message and "would never be served" in message and "b.example.com" in message

@@ -28,12 +28,14 @@ class Endpoint:
 @dataclass(frozen=True)
 class TLSCertificate:
     """PEM material; `name` is a stable file-safe identifier. `key_type` (RSA, ECDSA, Ed25519, ...)
-    tells certificates of one listener apart: nginx serves one per key type."""
+    tells certificates of one listener apart: nginx serves one per key type. `names`: the DNS
+    names the certificate covers (subjectAltName, else the common name), lower case."""
 
     name: str
     cert_pem: str
     key_pem: str
     key_type: str = ""
+    names: tuple[str, ...] = ()
 
 
 # Mozilla's "intermediate" TLS 1.2 suites (server-side TLS guidelines 6.0, OpenSSL names): ECDHE

@@ -44,6 +44,7 @@ CONTROLLER_NAME = "wardgate.io/gateway-controller"
 MAX_RULES = 16  # HTTPRoute spec.rules maxItems
 MAX_TARGETS = 16  # policy targetRefs maxItems
 MAX_LISTENERS = 64  # Gateway spec.listeners maxItems
+MAX_CERTIFICATE_REFS = 64  # listener tls.certificateRefs maxItems
 POLICY_GROUP = "policy.wardgate.io"
 COMPAT_KIND = "IngressNginxCompat"
 GRPC_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror")
@@ -943,29 +944,71 @@ class Converter:
                                   "tls": {"mode": "Passthrough"}, "allowedRoutes": {"namespaces": {"from": "All"}}})
                 self.passthrough_listeners[(g, r.host)] = name
                 tls[g].pop(r.host, None)  # the backend terminates TLS: no certificate here
-            for host in sorted(tls[g]):
+            hosts = sorted(tls[g])
+            # A listener each while the Gateway has room (keeping one for the shared listener when
+            # some won't fit); the rest share a listener without hostname, which picks each host's
+            # certificate by the TLS name, as ingress-nginx did.
+            room = MAX_LISTENERS - len(listeners) - (1 if len(hosts) > MAX_LISTENERS - len(listeners)
+                                                      and not default_listener else 0)
+            for host in hosts[:max(room, 0)]:
                 ns, secret, p = tls[g][host]
-                if len(listeners) >= MAX_LISTENERS:
-                    self.findings.append(Finding(p.ing.file, p.ing.ref, "spec.tls", "not-converted",
-                                                 f"Gateway {g} already has {MAX_LISTENERS} listeners (the Gateway "
-                                                 f"API limit); no HTTPS listener for {host}: map some classes to "
-                                                 "another Gateway with --gateway", p.cls.name))
-                    continue
                 name = _listener_name(host, names)
-                cert: dict[str, Any] = {"name": secret}
-                if ns != g.namespace:
-                    cert["namespace"] = ns
-                    self.grant(ns, g.namespace, "Gateway", "Secret", secret)
                 listeners.append({"name": name, "protocol": "HTTPS", "port": 443, "hostname": host,
-                                  "tls": {"certificateRefs": [cert]},
+                                  "tls": {"certificateRefs": [self.certificate_ref(g, ns, secret)]},
                                   "allowedRoutes": {"namespaces": {"from": "All"}}})
                 self.listener_names[(g, host)] = name
+            if hosts[max(room, 0):]:
+                if not default_listener:
+                    default_listener = {"name": "https", "protocol": "HTTPS", "port": 443,
+                                        "tls": {"certificateRefs": []},
+                                        "allowedRoutes": {"namespaces": {"from": "All"}}}
+                    listeners.append(default_listener)
+                    names.add("https")
+                self.share_https_listener(g, hosts[max(room, 0):], tls[g], default_listener)
             cls_names = sorted(gws[g])
             self.objects.append({"apiVersion": GATEWAY_API, "kind": "Gateway",
                                  "metadata": _meta(g.name, g.namespace, [f"IngressClass {c}" for c in cls_names]),
                                  "spec": {"gatewayClassName": self.options.gateway_class, "listeners": listeners}})
             out[g] = cls_names
         return out
+
+    def certificate_ref(self, g: GatewayRef, ns: str, secret: str) -> dict[str, Any]:
+        cert: dict[str, Any] = {"name": secret}
+        if ns != g.namespace:
+            cert["namespace"] = ns
+            self.grant(ns, g.namespace, "Gateway", "Secret", secret)
+        return cert
+
+    def share_https_listener(self, g: GatewayRef, hosts: list[str], tls: dict[str, tuple[str, str, IngressPlan]],
+                             listener: dict[str, Any]) -> None:
+        """TLS hosts beyond a Gateway's listeners: on its HTTPS listener without hostname, their
+        certificates added to its own (up to the Gateway API's 64)."""
+        refs: list[dict[str, Any]] = listener["tls"]["certificateRefs"]
+        for host in hosts:
+            ns, secret, p = tls[host]
+            if self.inputs.secrets and (ns, secret) not in self.inputs.secrets:
+                self.findings.append(Finding(
+                    p.ing.file, p.ing.ref, "spec.tls", "not-converted",
+                    f"Gateway {g} has {MAX_LISTENERS} listeners (the Gateway API limit), so {host} would share its "
+                    f"HTTPS listener without hostname, where a missing certificate stops every host; Secret "
+                    f"{ns}/{secret} is not in the input, so {host} is left off: give it with -f", p.cls.name))
+                continue
+            cert = self.certificate_ref(g, ns, secret)
+            if cert not in refs:
+                if len(refs) >= MAX_CERTIFICATE_REFS:
+                    self.findings.append(Finding(
+                        p.ing.file, p.ing.ref, "spec.tls", "not-converted",
+                        f"Gateway {g} has {MAX_LISTENERS} listeners and its shared HTTPS listener "
+                        f"{MAX_CERTIFICATE_REFS} certificates (the Gateway API limits); no HTTPS for {host}: map "
+                        "some classes to another Gateway with --gateway", p.cls.name))
+                    continue
+                refs.append(cert)
+            self.listener_names[(g, host)] = listener["name"]
+            self.findings.append(Finding(
+                p.ing.file, p.ing.ref, "spec.tls", "exact",
+                f"Gateway {g} has {MAX_LISTENERS} listeners (the Gateway API limit): {host} is served by its HTTPS "
+                f"listener {listener['name']!r} without hostname, which gives each host the certificate that "
+                "covers it by the TLS name, as ingress-nginx did", p.cls.name))
 
     # -- HTTPRoutes ----------------------------------------------------------------------------
 
@@ -1161,8 +1204,8 @@ class Converter:
                                  "metadata": _meta(f"{g.name}-gateway", g.namespace,
                                                    sources or [f"IngressClass {c}" for c in cls_names]),
                                  "spec": {"targetRefs": target, **sec}})
-            https = sorted([name for (gw, _host), name in self.listener_names.items() if gw == g] +
-                           (["https"] if g in self.default_https else []))
+            https = sorted({name for (gw, _host), name in self.listener_names.items() if gw == g} |
+                           ({"https"} if g in self.default_https else set()))
             for n, part in enumerate(https[i:i + MAX_TARGETS] for i in range(0, len(https), MAX_TARGETS)):
                 self.objects.append({
                     "apiVersion": POLICY_API, "kind": "SecurityPolicy",

@@ -51,7 +51,7 @@ class SecretObjectReference(Model):
 
 class GatewayTLSConfig(Model):
     mode: Literal["Terminate", "Passthrough"] = "Terminate"
-    certificate_refs: list[SecretObjectReference] = Field(default_factory=list)
+    certificate_refs: Annotated[list[SecretObjectReference], Field(max_length=64)] = Field(default_factory=list)
     options: dict[str, str] = Field(default_factory=dict)
 
 

@@ -34,7 +34,7 @@ from wardgate.translate.compat import (
     rule_compat,
     slash_redirect,
 )
-from wardgate.translate.gateways import GatewayPlan, ListenerPlan
+from wardgate.translate.gateways import GatewayPlan, ListenerPlan, certificates_for
 from wardgate.translate.hostnames import covering_names, specificity
 from wardgate.translate.hostnames import owner as owner_of
 from wardgate.translate.index import Index, Read
@@ -418,10 +418,11 @@ class GatewayBuilder:
                 owner = listeners[i]
                 matches = self._vhost_matches(owner.name, host, by_listener.get(owner.name, {}))
                 https = owner.listener.protocol == "HTTPS"
-                vhosts.append(ir.VirtualHost(host, tuple(matches), owner.certificates, owner.name, tls=owner.tls,
-                                             hsts=ir.DEFAULT_HSTS if https else ""))
+                vhosts.append(ir.VirtualHost(host, tuple(matches), certificates_for(owner.certificates, host),
+                                             owner.name, tls=owner.tls, hsts=ir.DEFAULT_HSTS if https else ""))
             protocol = listeners[0].listener.protocol
-            default_certs = next((p.certificates for p in listeners if not p.listener.hostname), ())
+            default_certs = next((certificates_for(p.certificates, "") for p in listeners if not p.listener.hostname),
+                                 ())
             # Client validation is configured per port, so every listener on it has the same.
             validation = next((p.client_validation for p in listeners if p.client_validation), None)
             h2c = protocol == "HTTP" and any(p.name in grpc_listeners for p in listeners)

@@ -162,10 +162,12 @@ def _resolve_certificates(gw: Gateway, plan: ListenerPlan, index: Index) -> None
             error = _check_certificate(secret)
         pair = _pem_pair(secret)
         key_type = _key_type(pair[0]) if pair and not error else ""
-        if not error and any(c.key_type == key_type for c in certificates):
-            # OpenSSL keeps one certificate per key type: a second one would silently replace the first.
-            error = (f"a second {key_type} certificate; a listener serves one certificate per key type "
-                     "(for example one RSA and one ECDSA)")
+        names = _dns_names(pair[0]) if pair and not error else ()
+        covered = {n for c in certificates if c.key_type == key_type for n in c.names}
+        if not error and any(c.key_type == key_type for c in certificates) and set(names) <= covered:
+            # Each name is served by the first certificate of a key type that covers it.
+            error = (f"a second {key_type} certificate that would never be served: every name it covers "
+                     f"({', '.join(names) or 'none'}) is covered by an earlier {key_type} certificate")
         if error or pair is None:
             plan.resolved, plan.resolved_reason = False, "InvalidCertificateRef"
             plan.resolved_message = f"{where}: Secret {ns}/{ref.name}: {error or 'not UTF-8 text'}"
@@ -174,8 +176,45 @@ def _resolve_certificates(gw: Gateway, plan: ListenerPlan, index: Index) -> None
             plan.resolved_message = (f"{where}: Secret {ns}/{ref.name}: its latest version is invalid ({rejected}); "
                                      "the last valid version is served")
         # The file name is the digest alone: no user text in a path nginx may interpolate.
-        certificates.append(ir.TLSCertificate(f"cert-{_digest(pair)}", *pair, key_type))
+        certificates.append(ir.TLSCertificate(f"cert-{_digest(pair)}", *pair, key_type, names))
     plan.certificates = tuple(certificates)
+
+
+def _dns_names(cert: str) -> tuple[str, ...]:
+    """The DNS names the leaf certificate covers: its subjectAltName, else its common name."""
+    leaf = x509.load_pem_x509_certificate(cert.encode())
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = san.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = [str(a.value) for a in leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    return tuple(dict.fromkeys(n.lower() for n in names))
+
+
+def _covers(name: str, host: str) -> bool:
+    """Whether a certificate name covers a hostname: equal, or a `*.` name for one more label
+    (RFC 6125). A wildcard hostname is covered by the same wildcard name only."""
+    if name == host:
+        return True
+    return name.startswith("*.") and not host.startswith("*.") and host.partition(".")[2] == name[2:]
+
+
+def certificates_for(certificates: tuple[ir.TLSCertificate, ...], host: str) -> tuple[ir.TLSCertificate, ...]:
+    """What a listener serves for `host` ("" for names no virtual host has): per key type, the
+    first of its certificates whose names cover the host, else the first one of that key type.
+    ingress-nginx chose a host's certificate the same way, by the TLS name."""
+    chosen: dict[str, ir.TLSCertificate] = {}
+    host = host.lower()
+    for c in certificates:
+        if c.key_type not in chosen:
+            chosen[c.key_type] = c
+    for key_type, first in chosen.items():
+        if host and not any(_covers(n, host) for n in first.names):
+            match = next((c for c in certificates if c.key_type == key_type
+                          and any(_covers(n, host) for n in c.names)), None)
+            if match is not None:
+                chosen[key_type] = match
+    return tuple(chosen.values())
 
 
 def _key_type(cert: str) -> str:
