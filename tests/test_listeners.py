@@ -231,7 +231,7 @@ def test_parent_ref_port_attaches_to_the_listeners_on_that_port(gateway: Gateway
     assert attached == {"a": 0, "b": 2, "c": 1, "closed": 0}
 
 
-def _served_key_type(addr: str, cas: list[trustme.CA], cipher: str | None) -> str:
+def _served_key_type(addr: str, cas: list[trustme.CA], cipher: str | None, host: str = "multi.example.com") -> str:
     """The key type of the certificate the gateway serves to a client that only offers `cipher`
     (TLS 1.2: the cipher suite names the key type), or with TLS 1.3 defaults when None."""
     ctx = ssl.create_default_context()
@@ -241,7 +241,7 @@ def _served_key_type(addr: str, cas: list[trustme.CA], cipher: str | None) -> st
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         ctx.set_ciphers(cipher)
     with socket.create_connection((addr, 8443), timeout=5) as raw, \
-            ctx.wrap_socket(raw, server_hostname="multi.example.com") as tls:
+            ctx.wrap_socket(raw, server_hostname=host) as tls:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     key = x509.load_der_x509_certificate(der).public_key()
@@ -298,11 +298,14 @@ def test_several_certificates_per_listener(gateway: Gateway, backends: Callable[
         r = client.get(f"https://{addr}:8443/rsa", headers={"Host": "multi.example.com"},
                        extensions={"sni_hostname": "multi.example.com"})
     assert (r.status_code, r.json()["path"]) == (200, "/rsa")
-    # Two certificates of one key type: nginx would keep only the last, so the listener is refused.
+    # Two certificates of one key type: each name gets the first that covers it (docs/tls.md), so
+    # one covering no name of its own is never served, which the condition says.
     twice = next(ls for ls in gateway.status("Gateway", "gw")["listeners"] if ls["name"] == "twice")
     resolved = next(c for c in twice["conditions"] if c["type"] == "ResolvedRefs")
-    assert (resolved["status"], resolved["reason"]) == ("False", "InvalidCertificateRef")
-    assert "tls.certificateRefs[1]" in resolved["message"] and "ECDSA" in resolved["message"]
+    assert (resolved["status"], resolved["reason"]) == ("True", "ResolvedRefs")
+    assert "never served" in resolved["message"] and "tls.certificateRefs[1] (Secret default/ec-cert-2)" \
+        in resolved["message"]
+    assert _served_key_type(addr, both, "ECDHE-ECDSA-AES128-GCM-SHA256", "twice.example.com") == "ECDSA"
 
 
 def test_cross_namespace_rules(gateway: Gateway, backends: Callable[..., Backend]) -> None:

@@ -527,6 +527,23 @@ def test_ssl_passthrough_and_grpc_routes() -> None:
     assert pipeline_problems(objects) == []
 
 
+def test_grpc_paths_of_a_host_with_http_paths_are_reported_not_served() -> None:
+    """ingress-nginx served gRPC and HTTP paths of one host in one server; Gateway API refuses a
+    GRPCRoute beside an HTTPRoute of the same hostname on a listener. The report says so on the
+    gRPC Ingress's backend-protocol instead of writing a GRPCRoute the Gateway would refuse."""
+    tls = [{"hosts": ["app.example.com"], "secretName": "app-cert"}]
+    objects, report = run(
+        NGINX_CLASS,
+        ingress("web", paths=[("/", "Prefix", "web", 80)], tls=tls),
+        ingress("rpc", paths=[("/pkg.Svc", "Prefix", "rpc", 9000)], tls=tls,
+                annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"}))
+    assert of(objects, "GRPCRoute") == []
+    finding = next(f for f in report["findings"] if f["item"] == "backend-protocol")
+    assert finding["object"] == "Ingress default/rpc" and finding["status"] == "not-converted"
+    assert "also has HTTP paths" in finding["detail"] and "hostname of its own" in finding["detail"]
+    assert pipeline_problems(objects) == []
+
+
 def test_backend_protocol_https_and_grpcs_keep_unverified_tls() -> None:
     """backend-protocol HTTPS / GRPCS: TLS to the pods without verification, as ingress-nginx, through
     IngressNginxCompat backendTLS (HTTPRoute and GRPCRoute rules); the report recommends verifying."""

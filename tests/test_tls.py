@@ -359,7 +359,7 @@ def test_several_certificates_of_one_key_type_are_chosen_by_the_tls_name(
     """One listener without hostname, three RSA certificates (what `wardgate migrate` writes for a
     class with more TLS hosts than a Gateway has listeners): each host gets the certificate whose
     names cover it, a wildcard one for its names, and the first one for names none covers. A
-    certificate that could never be served is refused."""
+    certificate that could never be served is said to be so in the listener's condition."""
     app = backends("app")
     routes = "".join(f"""
 ---
@@ -390,7 +390,8 @@ spec:
     with handshake(addr, 8443, ctx, "other.example.com") as tls:
         assert _served_names(tls) == {"a.example.com"}
 
-    # a fourth RSA certificate covering only names the others cover is refused, naming why
+    # a certificate covering only names an earlier one covers (the same wildcard copied into several
+    # namespaces) is never served, which the condition says; the listener serves on
     listener = ("{name: https, protocol: HTTPS, port: 8443, tls: {certificateRefs: "
                 "[{name: cert-a}, {name: cert-b}, {name: cert-b-again}]}}")
     gateway.write("gw.yaml", gateway_yaml(listener), tls_secret("cert-a", rsa_ca, "a.example.com"),
@@ -398,5 +399,8 @@ spec:
                   app.manifests(), routes)
     gateway.reconcile()
     status, reason, message = listener_condition(gateway, "https", "ResolvedRefs")
-    assert (status, reason) == ("False", "InvalidCertificateRef")
-    assert "tls.certificateRefs[2]" in message and "would never be served" in message and "b.example.com" in message
+    assert (status, reason) == ("True", "ResolvedRefs")
+    assert message == ("All references are resolved; never served, as earlier certificates of their key type cover "
+                       "all their names: tls.certificateRefs[2] (Secret default/cert-b-again)")
+    with handshake(addr, 8443, _client(rsa_ca), "b.example.com") as tls:
+        assert _served_names(tls) == {"b.example.com"} and get(tls, "b.example.com")[0] == 200

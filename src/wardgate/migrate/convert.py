@@ -34,7 +34,7 @@ from wardgate.migrate.ingress import (
     apply_order,
 )
 from wardgate.migrate.paths import AMBIGUOUS_DETAIL, AMBIGUOUS_PATHS, COMPAT_API, convert_path, host_context
-from wardgate.migrate.report import Finding, Status
+from wardgate.migrate.report import STATUSES, Finding, Status
 
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 GROUP = "gateway.networking.k8s.io"
@@ -444,12 +444,14 @@ class Converter:
                        "rules answers 500")
         return out
 
-    def amend(self, ing: Ingress, item: str, difference: str) -> None:
-        """Add a difference found late to an annotation's finding (each item has exactly one)."""
+    def amend(self, ing: Ingress, item: str, difference: str,
+              worst: Status = "converted-with-difference") -> None:
+        """Add a difference found late to an annotation's finding (each item has exactly one): its
+        status becomes `worst` unless it already is worse."""
         for n, f in enumerate(self.findings):
             if f.obj == ing.ref and f.item == item:
                 if difference not in f.detail:
-                    status: Status = "converted-with-difference" if f.status == "exact" else f.status
+                    status = max(f.status, worst, key=STATUSES.index)
                     self.findings[n] = replace(f, status=status, detail=f"{f.detail}; {difference}")
                 return
 
@@ -1028,6 +1030,15 @@ class Converter:
             self.emit_route(r, r.name, plain + secure, sources, redirect=False)
             self.emit_route(r, f"{r.name}-http", plain, sources, redirect=True)
             grpc = [rl for rl in r.rules if rl.grpc and any(m.get("grpc") is not None for m in rl.matches)]
+            if grpc and secure and any(not (rl.redirect_only or rl.grpc) for rl in r.rules):
+                # ingress-nginx served both in one server; Gateway API refuses a GRPCRoute beside an
+                # HTTPRoute of the same hostname on a listener (wardgate too, as the spec says).
+                for ing in {rl.owner.ing.ref: rl.owner.ing for rl in grpc}.values():
+                    self.amend(ing, "backend-protocol",
+                               f"host {r.host} also has HTTP paths, and Gateway API doesn't let a GRPCRoute share a "
+                               "hostname with an HTTPRoute on a listener: its gRPC paths are not served; give the "
+                               "gRPC service a hostname of its own", "not-converted")
+                grpc = []
             if grpc and secure:
                 self.objects.append({"apiVersion": GATEWAY_API, "kind": "GRPCRoute",
                                      "metadata": _meta(r.name, r.namespace, sources),

@@ -136,6 +136,7 @@ def _resolve_certificates(gw: Gateway, plan: ListenerPlan, index: Index) -> None
         plan.accepted_message = "HTTPS listeners only support tls.mode Terminate"
         return
     certificates: list[ir.TLSCertificate] = []
+    unused: list[str] = []
     for i, ref in enumerate(tls.certificate_refs):
         ns = ref.namespace or gw.namespace
         where = f"tls.certificateRefs[{i}]"
@@ -163,11 +164,6 @@ def _resolve_certificates(gw: Gateway, plan: ListenerPlan, index: Index) -> None
         pair = _pem_pair(secret)
         key_type = _key_type(pair[0]) if pair and not error else ""
         names = _dns_names(pair[0]) if pair and not error else ()
-        covered = {n for c in certificates if c.key_type == key_type for n in c.names}
-        if not error and any(c.key_type == key_type for c in certificates) and set(names) <= covered:
-            # Each name is served by the first certificate of a key type that covers it.
-            error = (f"a second {key_type} certificate that would never be served: every name it covers "
-                     f"({', '.join(names) or 'none'}) is covered by an earlier {key_type} certificate")
         if error or pair is None:
             plan.resolved, plan.resolved_reason = False, "InvalidCertificateRef"
             plan.resolved_message = f"{where}: Secret {ns}/{ref.name}: {error or 'not UTF-8 text'}"
@@ -175,9 +171,18 @@ def _resolve_certificates(gw: Gateway, plan: ListenerPlan, index: Index) -> None
         if rejected:
             plan.resolved_message = (f"{where}: Secret {ns}/{ref.name}: its latest version is invalid ({rejected}); "
                                      "the last valid version is served")
+        covered = {n for c in certificates if c.key_type == key_type for n in c.names}
+        if any(c.key_type == key_type for c in certificates) and set(names) <= covered:
+            # Each name is served by the first certificate of its key type that covers it: this
+            # one never would be (the same wildcard certificate copied into several namespaces).
+            unused.append(f"{where} (Secret {ns}/{ref.name})")
+            continue
         # The file name is the digest alone: no user text in a path nginx may interpolate.
         certificates.append(ir.TLSCertificate(f"cert-{_digest(pair)}", *pair, key_type, names))
     plan.certificates = tuple(certificates)
+    if unused:
+        plan.resolved_message += (f"; never served, as earlier certificates of their key type cover all their "
+                                  f"names: {', '.join(unused)}")
 
 
 def _dns_names(cert: str) -> tuple[str, ...]:
