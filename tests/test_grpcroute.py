@@ -519,3 +519,39 @@ def test_backend_gets_client_address_headers_not_the_client_claims(gateway: Gate
     md = r.body["metadata"]
     # The gRPC client connects from 127.0.0.1 (the gateway is on another 127.x address).
     assert (md.get("x-real-ip"), md.get("x-forwarded-for"), "proxy" in md) == ("127.0.0.1", "127.0.0.1", False)
+
+
+def test_httproute_rule_with_backend_protocol_grpc_beside_http_paths(
+        gateway: Gateway, grpc_backends: Callable[..., str], backends: Callable[..., object]) -> None:
+    """docs/compatibility.md's backend-protocol-grpc example: one host, one HTTPRoute, a gRPC path
+    proxied with grpc_pass (ingress-nginx's backend-protocol GRPC) and the host's HTTP paths served
+    to HTTP/1.1, on an HTTPS listener. A GRPCRoute there would be refused beside the HTTPRoute."""
+    from policy_helpers import doc_examples
+
+    ca = trustme.CA()
+    web = backends("shop-web")
+    gateway.write("gw.yaml", gateway_yaml("""\
+        - name: https
+          protocol: HTTPS
+          port: 8443
+          tls: {certificateRefs: [{name: front}]}
+        """), tls_secret("front", ca, "shop.example.com"), grpc_backends("shop-grpc"),
+        web.manifests(), "---\n" + doc_examples(REPO / "docs" / "compatibility.md")["backend-protocol-grpc"])  # type: ignore[attr-defined]
+    gateway.reconcile()
+    assert parent(gateway, "HTTPRoute", "shop") == {"Accepted": "True/Accepted", "ResolvedRefs": "True/ResolvedRefs"}
+    c = client(gateway, "shop.example.com", port=8443, root_ca=ca.cert_pem.bytes())
+    try:
+        reply = c.call("/grpc.test.Echo/Hello")
+        assert reply.code == OK, reply.details
+        assert reply.body is not None and str(reply.body["pod"]).startswith("shop-grpc-")
+        assert reply.body["method"] == "/grpc.test.Echo/Hello"
+        # other paths of the host are the HTTP backend's, not gRPC
+        assert c.call("/other.Svc/Get").code != OK
+    finally:
+        c.close()
+    ctx = ssl.create_default_context(cadata=ca.cert_pem.bytes().decode())
+    with socket.create_connection((gateway.address(), 8443), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname="shop.example.com") as tls:
+        tls.sendall(b"GET /cart HTTP/1.1\r\nHost: shop.example.com\r\nConnection: close\r\n\r\n")
+        head = tls.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200 ") and b"shop-web" in head, head[:300]

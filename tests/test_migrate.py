@@ -527,20 +527,34 @@ def test_ssl_passthrough_and_grpc_routes() -> None:
     assert pipeline_problems(objects) == []
 
 
-def test_grpc_paths_of_a_host_with_http_paths_are_reported_not_served() -> None:
+def test_grpc_paths_of_a_host_with_http_paths_stay_in_its_httproute_as_grpc() -> None:
     """ingress-nginx served gRPC and HTTP paths of one host in one server; Gateway API refuses a
-    GRPCRoute beside an HTTPRoute of the same hostname on a listener. The report says so on the
-    gRPC Ingress's backend-protocol instead of writing a GRPCRoute the Gateway would refuse."""
+    GRPCRoute beside an HTTPRoute of the same hostname on a listener. The gRPC paths stay rules of
+    the host's HTTPRoute with IngressNginxCompat backendProtocol GRPC (grpc_pass; with GRPCS also
+    unverified TLS), which test_grpcroute.py serves through real nginx."""
     tls = [{"hosts": ["app.example.com"], "secretName": "app-cert"}]
     objects, report = run(
         NGINX_CLASS,
         ingress("web", paths=[("/", "Prefix", "web", 80)], tls=tls),
         ingress("rpc", paths=[("/pkg.Svc", "Prefix", "rpc", 9000)], tls=tls,
-                annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"}))
+                annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"}),
+        ingress("rpcs", paths=[("/pkg.Secure", "Prefix", "rpcs", 9443)], tls=tls,
+                annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPCS"}))
     assert of(objects, "GRPCRoute") == []
-    finding = next(f for f in report["findings"] if f["item"] == "backend-protocol")
-    assert finding["object"] == "Ingress default/rpc" and finding["status"] == "not-converted"
-    assert "also has HTTP paths" in finding["detail"] and "hostname of its own" in finding["detail"]
+    route = named(objects, "HTTPRoute", "app.example.com")
+    compat = {o["metadata"]["name"]: o["spec"] for o in of(objects, "IngressNginxCompat")}
+
+    def spec_of(backend: str) -> dict[str, Any]:
+        rule = next(r for r in route["spec"]["rules"] if r["backendRefs"][0]["name"] == backend)
+        return compat[next(f["extensionRef"]["name"] for f in rule["filters"] if f["type"] == "ExtensionRef")]
+
+    assert spec_of("rpc")["backendProtocol"] == "GRPC" and "backendTLS" not in spec_of("rpc")
+    assert (spec_of("rpcs")["backendProtocol"], spec_of("rpcs")["backendTLS"]) == ("GRPC", {"insecureSkipVerify": True})
+    assert "backendProtocol" not in spec_of("web")
+    found = {f["object"]: f for f in report["findings"] if f["item"] == "backend-protocol"}
+    assert found["Ingress default/rpc"]["status"] == "exact"
+    assert "stay rules of its HTTPRoute" in found["Ingress default/rpc"]["detail"]
+    assert "BackendTLSPolicy" in found["Ingress default/rpcs"]["detail"]
     assert pipeline_problems(objects) == []
 
 

@@ -516,8 +516,10 @@ CATALOG: dict[str, CatalogEntry] = {
     "proxy-connect-timeout": CatalogEntry("rule timeouts.backendRequest", _timeout),
     "proxy-send-timeout": CatalogEntry("rule timeouts.backendRequest", _timeout),
     "proxy-read-timeout": CatalogEntry("rule timeouts.backendRequest", _timeout),
-    "backend-protocol": CatalogEntry("GRPC: GRPCRoute; HTTPS/GRPCS: IngressNginxCompat backendTLS "
-                                     "insecureSkipVerify (unverified TLS, as ingress-nginx)", _backend_protocol),
+    "backend-protocol": CatalogEntry("GRPC: GRPCRoute (beside a host's HTTP paths: HTTPRoute rules with "
+                                     "IngressNginxCompat backendProtocol GRPC); HTTPS/GRPCS: IngressNginxCompat "
+                                     "backendTLS insecureSkipVerify (unverified TLS, as ingress-nginx)",
+                                     _backend_protocol),
     "ssl-passthrough": CatalogEntry("TLSRoute on a Passthrough listener", _ssl_passthrough),
     "preserve-trailing-slash": CatalogEntry("IngressNginxCompat sslRedirect preserveTrailingSlash",
                                             _preserve_trailing_slash),

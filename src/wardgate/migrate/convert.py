@@ -444,6 +444,13 @@ class Converter:
                        "rules answers 500")
         return out
 
+    def restate(self, ing: Ingress, item: str, status: Status, detail: str) -> None:
+        """Replace an annotation's finding, when the conversion changed after its handler ran."""
+        for n, f in enumerate(self.findings):
+            if f.obj == ing.ref and f.item == item:
+                self.findings[n] = replace(f, status=status, detail=detail)
+                return
+
     def amend(self, ing: Ingress, item: str, difference: str,
               worst: Status = "converted-with-difference") -> None:
         """Add a difference found late to an annotation's finding (each item has exactly one): its
@@ -602,8 +609,23 @@ class Converter:
                         for name, spec in part.compat.items():
                             self.compat.setdefault((r.namespace, name), (spec, []))[1].append(ing.ref)
         self.place_extra_rules(r, counter)
-        for rl in r.rules:
-            if rl.owner.routing.backend_protocol in ("GRPC", "GRPCS"):
+        grpc_rules = [rl for rl in r.rules if rl.owner.routing.backend_protocol in ("GRPC", "GRPCS")]
+        if grpc_rules and len(grpc_rules) < len(r.rules) and r.host and self.host_has_tls(r):
+            # gRPC paths beside HTTP ones: ingress-nginx served both in one server, Gateway API
+            # refuses a GRPCRoute beside an HTTPRoute of one hostname, so they stay path rules of
+            # the host's HTTPRoute, proxied as gRPC (grpc_pass) like ingress-nginx's locations.
+            for rl in grpc_rules:
+                rl.filters.append({"_compat": {"backendProtocol": "GRPC"}})
+            for p in {rl.owner.ing.ref: rl.owner for rl in grpc_rules}.values():
+                tls = ("; TLS to the pods without checking their certificates (IngressNginxCompat backendTLS), as "
+                       "ingress-nginx did: verify them with a BackendTLSPolicy" if p.routing.backend_protocol == "GRPCS"
+                       else "")
+                self.restate(p.ing, "backend-protocol", "exact",
+                             f"host {r.host} also has HTTP paths: these paths stay rules of its HTTPRoute, proxied as "
+                             "gRPC (IngressNginxCompat backendProtocol: GRPC, nginx's grpc_pass) as in ingress-nginx's "
+                             "one server; Gateway API refuses a GRPCRoute beside an HTTPRoute of one hostname" + tls)
+        else:
+            for rl in grpc_rules:
                 self.grpc_matches(r, rl)
         pt = next((p for p in r.plans if p.routing.ssl_passthrough), None)
         if pt is not None and r.host:

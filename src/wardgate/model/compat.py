@@ -82,7 +82,8 @@ class IngressNginxCompatSpec(Model):
     case-insensitive regex anchored at the start only), in nginx's precedence; `rewriteTarget`
     replaces the whole request path, with `$1`..`$9` taken from the matched path's regex;
     `redirect` answers with nginx's `return`; `sslRedirect` sends plain-HTTP requests to HTTPS;
-    `backendTLS` speaks TLS to the rule's backends without verifying them; `notFound` answers 404
+    `backendTLS` speaks TLS to the rule's backends without verifying them; `backendProtocol: GRPC`
+    proxies the rule's requests to its backends as gRPC (nginx's grpc_pass); `notFound` answers 404
     once every check of the rule has passed (ingress-nginx's default backend behind a host's
     implicit `location /`)."""
 
@@ -90,15 +91,19 @@ class IngressNginxCompatSpec(Model):
     rewrite_target: RewriteTarget | None = None
     redirect: CompatRedirect | None = None
     backend_tls: CompatBackendTLS | None = Field(None, alias="backendTLS")
+    backend_protocol: Literal["GRPC"] | None = None
     not_found: bool = False
     ssl_redirect: SslRedirect | None = None
 
     @model_validator(mode="after")
     def _does_something(self) -> IngressNginxCompatSpec:
         if self.path_matching == "GatewayAPI" and self.rewrite_target is None and self.redirect is None \
-                and self.backend_tls is None and self.ssl_redirect is None and not self.not_found:
-            raise ValueError("set pathMatching: IngressNginx, rewriteTarget, redirect, sslRedirect, backendTLS or "
-                             "notFound (this changes nothing)")
+                and self.backend_tls is None and self.ssl_redirect is None and not self.not_found \
+                and self.backend_protocol is None:
+            raise ValueError("set pathMatching: IngressNginx, rewriteTarget, redirect, sslRedirect, backendTLS, "
+                             "backendProtocol or notFound (this changes nothing)")
+        if self.backend_protocol is not None and (self.redirect is not None or self.not_found):
+            raise ValueError("backendProtocol needs backends: a rule with redirect or notFound answers itself")
         if self.rewrite_target is not None and self.redirect is not None:
             raise ValueError("rewriteTarget and redirect can't be used together: a redirect answers before any rewrite")
         if self.ssl_redirect is not None and self.redirect is not None:

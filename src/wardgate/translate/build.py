@@ -146,7 +146,10 @@ class GatewayBuilder:
 
     def _action(self, route: Route, r: int, rule: HTTPRouteRule | GRPCRouteRule,
                 match: HTTPRouteMatch | GRPCRouteMatch) -> ir.Action:
-        grpc = isinstance(route, GRPCRoute)
+        compat = self.compat_of(route, r)
+        # gRPC: a GRPCRoute rule, or an HTTPRoute rule whose IngressNginxCompat says its backends
+        # speak it (ingress-nginx's backend-protocol GRPC beside a host's HTTP paths)
+        grpc = isinstance(route, GRPCRoute) or compat.grpc_backend
         src = ir.RouteRef(route.namespace, route.name, r, rule.name, route.kind)
         base = f"spec.rules[{r}]"
         filters: list[HTTPRouteFilter] = list(rule.filters)
@@ -163,7 +166,6 @@ class GatewayBuilder:
         rewrite: ir.Rewrite | None = None
         mirrors: list[ir.Mirror] = []
         cors: ir.Cors | None = None
-        compat = self.compat_of(route, r)
         if compat.error is not None:
             self._warn(route, compat.error[0], compat.error[1] + "; the rule answers 500")
             return ir.Action(len(self.actions), src, direct_status=500)
@@ -203,7 +205,8 @@ class GatewayBuilder:
                                tuple(c.expose_headers), c.allow_credentials, c.max_age)
             elif flt.type == "RequestMirror" and flt.request_mirror is not None:
                 m = flt.request_mirror
-                res = resolve_backend(m.backend_ref, route, self.index, f"{where}.requestMirror.backendRef")
+                res = resolve_backend(m.backend_ref, route, self.index, f"{where}.requestMirror.backendRef",
+                                      grpc=grpc)
                 upstream = self._upstream(res) if isinstance(res, Backend) else None
                 if upstream is not None:
                     pct = 100.0
@@ -247,7 +250,7 @@ class GatewayBuilder:
         for i, ref in enumerate(rule.backend_refs):
             if ref.weight == 0:
                 continue
-            res = resolve_backend(ref, route, self.index, f"{base}.backendRefs[{i}]")
+            res = resolve_backend(ref, route, self.index, f"{base}.backendRefs[{i}]", grpc=grpc)
             name = self._upstream(res, compat.unverified_tls) if isinstance(res, Backend) else None
             if isinstance(res, BackendError):
                 self._warn(route, res.field, res.detail)

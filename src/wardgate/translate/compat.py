@@ -45,6 +45,11 @@ class RuleCompat:
         return self.spec is not None and self.spec.path_matching == "IngressNginx"
 
     @property
+    def grpc_backend(self) -> bool:
+        """backendProtocol GRPC: the rule's requests go to its backends as gRPC (grpc_pass)."""
+        return self.spec is not None and self.spec.backend_protocol == "GRPC"
+
+    @property
     def unverified_tls(self) -> bool:
         """backendTLS: TLS to the rule's backends without checking them."""
         return self.spec is not None and self.spec.backend_tls is not None
@@ -73,7 +78,7 @@ def rule_compat(namespace: str, rule: HTTPRouteRule | GRPCRouteRule, base: str, 
             return RuleCompat(error=(where, f"{COMPAT_KIND} {namespace}/{ref.name} not found"))
         spec = obj.spec
         if isinstance(rule, GRPCRouteRule) and (spec.path_matching != "GatewayAPI" or spec.rewrite_target is not None
-                                                or spec.redirect is not None):
+                                                or spec.redirect is not None or spec.backend_protocol is not None):
             return RuleCompat(error=(where, f"{COMPAT_KIND} {namespace}/{ref.name}: only backendTLS applies to a "
                                             "GRPCRoute rule"))
         found = RuleCompat(spec)

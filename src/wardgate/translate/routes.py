@@ -22,7 +22,7 @@ from wardgate.model.gatewayapi import (
 )
 from wardgate.translate import backendtls
 from wardgate.translate.backendtls import PolicyResult, policy_for
-from wardgate.translate.compat import extension_ref_problem
+from wardgate.translate.compat import extension_ref_problem, rule_compat
 from wardgate.translate.conditions import Reason, condition
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan
 from wardgate.translate.hostnames import hostnames_overlap, intersect
@@ -117,12 +117,14 @@ def _collect_endpoints(index: Index, svc: Service, sp: ServicePort) -> tuple[ir.
 
 
 def resolve_backend(
-    ref: BackendObjectReference, route: AnyRoute, index: Index, field_path: str
+    ref: BackendObjectReference, route: AnyRoute, index: Index, field_path: str, *, grpc: bool | None = None
 ) -> Backend | BackendError:
     """The Service port a backendRef names. A TLSRoute's backends get the TLS stream as it came:
-    appProtocol and BackendTLSPolicy don't apply."""
+    appProtocol and BackendTLSPolicy don't apply. `grpc`: the rule speaks gRPC to it (default: a
+    GRPCRoute's rules do; an HTTPRoute rule with IngressNginxCompat backendProtocol GRPC too)."""
     return resolve_service(ref, _referrer(route), index, field_path,
-                           grpc=isinstance(route, GRPCRoute), raw=isinstance(route, TLSRoute))
+                           grpc=isinstance(route, GRPCRoute) if grpc is None else grpc,
+                           raw=isinstance(route, TLSRoute))
 
 
 def _referrer(route: AnyRoute) -> tuple[str, str, str]:
@@ -190,9 +192,10 @@ def resolved_refs(route: AnyRoute, index: Index) -> tuple[bool, Reason, str]:
                 problem = extension_ref_problem(route.namespace, flt.extension_ref, index)
                 if problem is not None:
                     return False, problem[0], f"spec.rules[{r}].filters[{f}].extensionRef: {problem[1]}"
+        grpc = isinstance(route, GRPCRoute) or (
+            isinstance(rule, HTTPRouteRule) and rule_compat(route.namespace, rule, "", index).grpc_backend)
         for ref, path in refs:
-            res = _service_port(ref, _referrer(route), index, path,
-                                grpc=isinstance(route, GRPCRoute), raw=isinstance(route, TLSRoute))
+            res = _service_port(ref, _referrer(route), index, path, grpc=grpc, raw=isinstance(route, TLSRoute))
             if isinstance(res, BackendError):
                 return False, res.reason, res.message
     return True, "ResolvedRefs", "All references are resolved"
