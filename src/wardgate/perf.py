@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import io
 import os
-import pickle
-from collections.abc import Callable, Iterable
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,56 +37,40 @@ def no_gc_pauses(fn: Callable[P, R]) -> Callable[P, R]:
 class Forked:
     """`work()` computed by a forked helper process, on another core, while this one goes on.
 
-    The value comes back pickled through a pipe. Objects in `shared`, which both processes hold
-    since the fork, come back as references to this process's own (a result that points into the
-    input keeps pointing at the very same objects). `result()` is (True, value), or (False, None)
-    when the helper failed or its answer can't be read: the caller then does the work itself, so
-    a helper is never needed for a correct answer, only for a fast one. What `work()` changes in
-    the helper's memory stays there.
+    The helper's bytes come back through a pipe. `result()` is those bytes, or None when the
+    helper failed: the caller then does the work itself, so a helper is never needed for a
+    correct answer, only for a fast one. What `work()` changes in the helper's memory stays there.
 
     Fork while the process is small: afterwards each process pays a page copy for every page of
     the other's memory it writes to, reference counts included (converting 5,000 Ingresses'
     annotations half in a helper, forked from a 250 MB process, took longer than in one process).
     """
 
-    def __init__(self, work: Callable[[], object], shared: Iterable[object] = ()) -> None:
+    def __init__(self, work: Callable[[], bytes]) -> None:
         self._pid = 0
-        self._shared = list(shared)
-        refs = {id(obj): n for n, obj in enumerate(self._shared)}
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # the helper: leave without running this process's exit code (atexit, finally)
             status = 1
             try:
                 os.close(read_fd)
-                value = work()
-                buf = io.BytesIO()
-                pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
-                pickler.persistent_id = lambda obj: refs.get(id(obj))  # type: ignore[method-assign]
-                pickler.dump(value)
+                payload = work()
                 with os.fdopen(write_fd, "wb") as out:
-                    out.write(buf.getbuffer())
+                    out.write(payload)
                 status = 0
             finally:
                 os._exit(status)
         os.close(write_fd)
         self._pid, self._fd = pid, read_fd
 
-    def result(self) -> tuple[bool, Any]:
+    def result(self) -> bytes | None:
         if not self._pid:
-            return False, None
+            return None
         with os.fdopen(self._fd, "rb") as pipe:
             payload = pipe.read()
         _, status = os.waitpid(self._pid, 0)
         self._pid = 0
-        if status != 0:
-            return False, None
-        unpickler = pickle.Unpickler(io.BytesIO(payload))
-        unpickler.persistent_load = self._shared.__getitem__  # type: ignore[method-assign]
-        try:
-            return True, unpickler.load()
-        except Exception:  # a truncated or garbled answer: the caller does the work
-            return False, None
+        return payload if status == 0 else None
 
     def __del__(self) -> None:  # result() never asked for: don't leave the helper behind
         if getattr(self, "_pid", 0):

@@ -445,22 +445,19 @@ class Converter:
         return out
 
     def restate(self, ing: Ingress, item: str, status: Status, detail: str) -> None:
-        """Replace an annotation's finding, when the conversion changed after its handler ran."""
-        for n, f in enumerate(self.findings):
-            if f.obj == ing.ref and f.item == item:
-                self.findings[n] = replace(f, status=status, detail=detail)
-                return
+        """Replace an annotation's finding (each item has exactly one), when the conversion changed
+        after its handler ran."""
+        n = next((n for n, f in enumerate(self.findings) if f.obj == ing.ref and f.item == item), None)
+        if n is not None:
+            self.findings[n] = replace(self.findings[n], status=status, detail=detail)
 
     def amend(self, ing: Ingress, item: str, difference: str,
               worst: Status = "converted-with-difference") -> None:
-        """Add a difference found late to an annotation's finding (each item has exactly one): its
-        status becomes `worst` unless it already is worse."""
-        for n, f in enumerate(self.findings):
-            if f.obj == ing.ref and f.item == item:
-                if difference not in f.detail:
-                    status = max(f.status, worst, key=STATUSES.index)
-                    self.findings[n] = replace(f, status=status, detail=f"{f.detail}; {difference}")
-                return
+        """Add a difference found late to an annotation's finding: its status becomes `worst`
+        unless it already is worse."""
+        f = next((f for f in self.findings if f.obj == ing.ref and f.item == item), None)
+        if f is not None and difference not in f.detail:
+            self.restate(ing, item, max(f.status, worst, key=STATUSES.index), f"{f.detail}; {difference}")
 
     # -- the conversion ------------------------------------------------------------------------
 

@@ -20,19 +20,11 @@ from wardgate.migrate.report import STATUSES, Finding
 class Report:
     findings: list[Finding] = field(default_factory=list)
     classes: dict[str, ClassInfo] = field(default_factory=dict)
-    _sorted: tuple[tuple[int, int], list[Finding]] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def exact(self) -> bool:
         """Everything carried over with the same behaviour (what --strict asks)."""
         return all(f.status == "exact" for f in self.findings)
-
-    def sorted_findings(self) -> list[Finding]:
-        """The findings in report order (class, object, item, ...); computed once per list."""
-        key = (id(self.findings), len(self.findings))
-        if self._sorted is None or self._sorted[0] != key:
-            self._sorted = (key, sorted_findings(self.findings))
-        return self._sorted[1]
 
     def summary(self) -> dict[str, Any]:
         by_status = {s: 0 for s in STATUSES}
@@ -49,7 +41,7 @@ class Report:
                 "byAnnotation": {k: by_item[k] for k in sorted(by_item)}}
 
     def to_dict(self) -> dict[str, Any]:
-        return self._doc([_finding_dict(f) for f in self.sorted_findings()])
+        return self._doc([_finding_dict(f) for f in sorted_findings(self.findings)])
 
     def _doc(self, findings: list[Any]) -> dict[str, Any]:
         return {
@@ -95,7 +87,7 @@ def sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
 
 def to_json(report: Report) -> str:
     """report.to_dict() as json.dumps(indent=1) writes it."""
-    return _indented(report._doc([_finding_json(f) for f in report.sorted_findings()])) + "\n"
+    return _indented(report._doc([_finding_json(f) for f in sorted_findings(report.findings)])) + "\n"
 
 
 def _indented(doc: Any) -> str:
@@ -140,7 +132,7 @@ def to_table(report: Report) -> str:
             lines.append(f"{name}  {cm}  ({c.configmap_how})  ->  {', '.join(str(g) for g in c.gateways)}")
         lines.append("")
     rows = [("STATUS", "CLASS", "OBJECT", "ITEM", "DETAIL")]
-    rows += [(f.status, f.ingress_class or "-", f.obj, f.item, f.detail) for f in report.sorted_findings()]
+    rows += [(f.status, f.ingress_class or "-", f.obj, f.item, f.detail) for f in sorted_findings(report.findings)]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     row = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"  # the four columns padded, then the detail
     lines += [row.format(*r) for r in rows]

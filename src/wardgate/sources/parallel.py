@@ -81,18 +81,13 @@ class Loading:
         """The helper's results, or None when it failed (its files are then loaded here)."""
         if self._helper is None:
             return None
-        ok, payload = self._helper.result()
+        payload = self._helper.result()
         self._helper = None
         with contextlib.suppress(Exception):  # a garbled payload: parse here instead
-            decoded = _decode(payload) if ok else []
+            decoded = _decode(payload, [str(self._entries[i][0]) for i in self._theirs]) if payload else []
             if len(decoded) == len(self._theirs):
                 return decoded
         return None
-
-
-def load_paths_parallel(paths: Iterable[Path], max_bytes: int = MAX_FILE_BYTES) -> list[RawObject]:
-    """`load_paths` (no cache) with a helper process for large inputs."""
-    return Loading(paths, max_bytes).result()
 
 
 def _size(file: Path) -> int:
@@ -103,25 +98,23 @@ def _size(file: Path) -> int:
 
 
 def _encode(results: list[_Result]) -> bytes:
+    """Each file's objects as marshal rows (data, document index, item: the file name is known on
+    the other side), or pickled when a value is one marshal can't carry; its problems pickled."""
     out: list[tuple[str, Any]] = []
     for objects, problems in results:
         try:
-            # objects of one file share its name: send (data, index, item) and the name once
-            file = objects[0].origin.file if objects else ""
-            if any(o.origin.file != file for o in objects):
-                raise ValueError("objects from several files")
-            rows = [(o.data, o.origin.index, o.origin.item) for o in objects]
-            out.append(("marshal", (file, marshal.dumps(rows), problems)))
-        except ValueError:  # a value marshal can't carry
+            out.append(("marshal", (marshal.dumps([(o.data, o.origin.index, o.origin.item) for o in objects]),
+                                    problems)))
+        except ValueError:
             out.append(("pickle", (objects, problems)))
     return pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _decode(payload: bytes) -> list[_Result]:
+def _decode(payload: bytes, files: list[str]) -> list[_Result]:
     out: list[_Result] = []
-    for how, body in pickle.loads(payload):  # our own helper's bytes, through our own pipe
+    for file, (how, body) in zip(files, pickle.loads(payload), strict=True):  # our own helper's bytes
         if how == "marshal":
-            file, rows, problems = body
+            rows, problems = body
             out.append(([RawObject(data, Origin(file, index, item)) for data, index, item in marshal.loads(rows)],
                         problems))
         else:

@@ -38,7 +38,7 @@ from wardgate.translate.gateways import GatewayPlan, ListenerPlan, certificates_
 from wardgate.translate.hostnames import covering_names, specificity
 from wardgate.translate.hostnames import owner as owner_of
 from wardgate.translate.index import Index, Read
-from wardgate.translate.routes import Attachment, Backend, BackendError, Route, resolve_backend
+from wardgate.translate.routes import Attachment, Backend, BackendError, Route, resolve_backend, speaks_grpc
 
 # sessionPersistence without sessionName (the name is implementation-specific).
 DEFAULT_SESSION_NAME = "wg-session"
@@ -147,9 +147,7 @@ class GatewayBuilder:
     def _action(self, route: Route, r: int, rule: HTTPRouteRule | GRPCRouteRule,
                 match: HTTPRouteMatch | GRPCRouteMatch) -> ir.Action:
         compat = self.compat_of(route, r)
-        # gRPC: a GRPCRoute rule, or an HTTPRoute rule whose IngressNginxCompat says its backends
-        # speak it (ingress-nginx's backend-protocol GRPC beside a host's HTTP paths)
-        grpc = isinstance(route, GRPCRoute) or compat.grpc_backend
+        grpc = speaks_grpc(route, compat)
         src = ir.RouteRef(route.namespace, route.name, r, rule.name, route.kind)
         base = f"spec.rules[{r}]"
         filters: list[HTTPRouteFilter] = list(rule.filters)

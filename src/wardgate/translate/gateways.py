@@ -208,18 +208,14 @@ def certificates_for(certificates: tuple[ir.TLSCertificate, ...], host: str) -> 
     """What a listener serves for `host` ("" for names no virtual host has): per key type, the
     first of its certificates whose names cover the host, else the first one of that key type.
     ingress-nginx chose a host's certificate the same way, by the TLS name."""
-    chosen: dict[str, ir.TLSCertificate] = {}
     host = host.lower()
+    first: dict[str, ir.TLSCertificate] = {}
+    covering: dict[str, ir.TLSCertificate] = {}
     for c in certificates:
-        if c.key_type not in chosen:
-            chosen[c.key_type] = c
-    for key_type, first in chosen.items():
-        if host and not any(_covers(n, host) for n in first.names):
-            match = next((c for c in certificates if c.key_type == key_type
-                          and any(_covers(n, host) for n in c.names)), None)
-            if match is not None:
-                chosen[key_type] = match
-    return tuple(chosen.values())
+        first.setdefault(c.key_type, c)
+        if host and any(_covers(n, host) for n in c.names):
+            covering.setdefault(c.key_type, c)
+    return tuple({**first, **covering}.values())
 
 
 def _key_type(cert: str) -> str:

@@ -22,7 +22,7 @@ from wardgate.model.gatewayapi import (
 )
 from wardgate.translate import backendtls
 from wardgate.translate.backendtls import PolicyResult, policy_for
-from wardgate.translate.compat import extension_ref_problem, rule_compat
+from wardgate.translate.compat import NONE, RuleCompat, extension_ref_problem, rule_compat
 from wardgate.translate.conditions import Reason, condition
 from wardgate.translate.gateways import GatewayPlan, ListenerPlan
 from wardgate.translate.hostnames import hostnames_overlap, intersect
@@ -127,6 +127,12 @@ def resolve_backend(
                            raw=isinstance(route, TLSRoute))
 
 
+def speaks_grpc(route: AnyRoute, compat: RuleCompat) -> bool:
+    """Whether a rule's backends are spoken to in gRPC (grpc_pass): a GRPCRoute's, or an HTTPRoute
+    rule's whose IngressNginxCompat says backendProtocol GRPC."""
+    return isinstance(route, GRPCRoute) or compat.grpc_backend
+
+
 def _referrer(route: AnyRoute) -> tuple[str, str, str]:
     return GROUP, route.kind, route.namespace
 
@@ -192,8 +198,8 @@ def resolved_refs(route: AnyRoute, index: Index) -> tuple[bool, Reason, str]:
                 problem = extension_ref_problem(route.namespace, flt.extension_ref, index)
                 if problem is not None:
                     return False, problem[0], f"spec.rules[{r}].filters[{f}].extensionRef: {problem[1]}"
-        grpc = isinstance(route, GRPCRoute) or (
-            isinstance(rule, HTTPRouteRule) and rule_compat(route.namespace, rule, "", index).grpc_backend)
+        grpc = speaks_grpc(route, rule_compat(route.namespace, rule, "", index) if isinstance(rule, HTTPRouteRule)
+                           else NONE)
         for ref, path in refs:
             res = _service_port(ref, _referrer(route), index, path, grpc=grpc, raw=isinstance(route, TLSRoute))
             if isinstance(res, BackendError):
